@@ -1,0 +1,55 @@
+"""In-process fakes for unit tests: a clock, a memory keyring backend, recording transports."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+
+class FakeClock:
+    """A clock that only moves when told to; sleeping advances it instead of waiting."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("time does not run backwards here")
+        self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.advance(seconds)
+
+
+@dataclass
+class MemoryBackend:
+    """A keyring backend in a dict; optional failure or hang injected per call."""
+
+    items: dict[tuple[str, str], str] = field(default_factory=dict)
+    fail_with: BaseException | None = None
+    hang: threading.Event | None = None
+    calls: int = 0
+
+    def _maybe_fail(self) -> None:
+        self.calls += 1
+        if self.hang is not None:
+            self.hang.wait()
+        if self.fail_with is not None:
+            raise self.fail_with
+
+    def get_password(self, service: str, username: str) -> str | None:
+        self._maybe_fail()
+        return self.items.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self._maybe_fail()
+        self.items[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self._maybe_fail()
+        del self.items[(service, username)]

@@ -1,0 +1,1 @@
+"""Shared test harnesses (real Secret Service, helpers) for the tvmaniac-refreshd suite."""

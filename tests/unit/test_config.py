@@ -1,0 +1,212 @@
+"""The TOML configuration: defaults, overrides, and errors that name every bad key at once."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tvmaniac_refreshd.config import load_config, parse_config
+from tvmaniac_refreshd.errors import ConfigError
+
+MINIMAL = """
+[accounts.default]
+provider = "trakt"
+client_id = "abc"
+"""
+
+
+def problems_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, source="test.toml")
+    assert caught.value.source == "test.toml"
+    assert caught.value.exit_code == 78
+    return caught.value.problems
+
+
+class TestParseConfig:
+    def test_minimal_config_gets_defaults(self) -> None:
+        """The design's minimum works, with Trakt's hosts and the 25 % policy."""
+        config = parse_config(MINIMAL)
+
+        account = config.select(None)
+        assert account.name == "default"
+        assert account.auth_url == "https://auth.trakt.tv"
+        assert account.refresh.threshold == 0.25
+        assert account.client_secret is None
+
+    def test_example_file_parses(self) -> None:
+        """The shipped example is a valid config."""
+        text = Path("config/refreshd.example.toml").read_text()
+
+        assert "default" in parse_config(text).accounts
+
+    def test_account_overrides_global_policy(self) -> None:
+        """[accounts.X.refresh] overrides [refresh], which overrides the built-in default."""
+        config = parse_config(
+            '[refresh]\nthreshold = "40%"\njitter = "0s"\n'
+            '[accounts.a]\nprovider = "trakt"\nclient_id = "x"\n'
+            '[accounts.a.refresh]\nmargin = "2h"\n'
+            '[accounts.b]\nprovider = "trakt"\nclient_id = "y"\n'
+        )
+
+        assert (
+            config.accounts["a"].refresh.threshold,
+            config.accounts["a"].refresh.margin,
+            config.accounts["a"].refresh.jitter,
+        ) == (0.4, 7200, 0)
+        assert config.accounts["b"].refresh.margin == 3600
+
+    def test_every_problem_reported_at_once(self) -> None:
+        """Several mistakes give one error listing each, with its key."""
+        problems = problems_of(
+            '[refresh]\nthreshold = "200%"\nmargin = 5\n[http]\nread_timeout = "0s"\n'
+            '[accounts.a]\nprovider = "github"\ntoken_url = "x"\n'
+        )
+
+        keys = [problem.split(":")[0] for problem in problems]
+        assert keys == [
+            "refresh.threshold",
+            "refresh.margin",
+            "http.read_timeout",
+            "accounts.a.token_url",
+            "accounts.a.provider",
+            "accounts.a.client_id",
+        ]
+        assert "did you mean 'auth_url'" in problems[3]
+
+    def test_plain_http_only_to_loopback(self) -> None:
+        """A token must never travel unencrypted across a network."""
+        problems = problems_of(MINIMAL + 'auth_url = "http://example.com"\n')
+
+        assert problems == [
+            "accounts.default.auth_url: must use https (plain http is only allowed to a "
+            "loopback address)"
+        ]
+        assert parse_config(MINIMAL + 'auth_url = "http://127.0.0.1:8080/"\n').select(
+            None
+        ).auth_url == ("http://127.0.0.1:8080")
+
+    def test_no_accounts(self) -> None:
+        """An empty file says what to add."""
+
+        assert problems_of("") == [
+            "accounts: no account configured; add an [accounts.default] table"
+        ]
+
+    def test_bad_account_name(self) -> None:
+        """Account names become keyring user names and file names, so they are restricted."""
+
+        assert "accounts.a b" in problems_of('[accounts."a b"]\nprovider="trakt"\nclient_id="x"')[0]
+
+    def test_invalid_toml_names_the_place(self) -> None:
+        """A syntax error says where it is."""
+
+        assert "line 1" in problems_of("[accounts\n")[0]
+
+    def test_select_unknown_account(self) -> None:
+        """Asking for an account that is not configured lists the ones that are."""
+        config = parse_config(MINIMAL)
+
+        with pytest.raises(ConfigError, match=r"no account named 'x' \(configured: default\)"):
+            config.select("x")
+
+    def test_fingerprint_follows_host_and_client(self) -> None:
+        """A token is bound to the provider host and client it was issued for."""
+        one = parse_config(MINIMAL).select(None)
+        other_host = parse_config(MINIMAL + 'auth_url = "https://auth2.example"\n').select(None)
+        policy_change = parse_config(MINIMAL + '[accounts.default.refresh]\njitter="1s"').select(
+            None
+        )
+
+        assert one.fingerprint() != other_host.fingerprint()
+        assert one.fingerprint() == policy_change.fingerprint()
+
+    @settings(max_examples=200)
+    @given(
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+            lambda inner: st.dictionaries(st.text(max_size=8), inner, max_size=4),
+            max_leaves=10,
+        )
+    )
+    def test_any_account_table_gives_config_or_config_error(self, value: object) -> None:
+        """No account content raises anything but ConfigError."""
+        import tomllib  # noqa: PLC0415
+
+        document: dict[str, object] = {"accounts": {"default": value}}
+        text = _to_toml(document)
+        if text is None:
+            return
+        try:
+            tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            return
+        with contextlib.suppress(ConfigError):
+            parse_config(text)
+
+
+def _toml_value(item: object) -> str | None:  # noqa: PLR0911
+    """Render a generated value as inline TOML, or None where TOML has no form for it."""
+    if isinstance(item, bool):
+        return "true" if item else "false"
+    if isinstance(item, int):
+        return str(item)
+    if isinstance(item, float):
+        return repr(item) if math.isfinite(item) else None
+    if isinstance(item, str):
+        return '"' + "".join(f"\\u{ord(ch):04x}" for ch in item) + '"'
+    if isinstance(item, dict):
+        parts = []
+        for key, sub in item.items():
+            rendered = _toml_value(sub)
+            if rendered is None:
+                return None
+            parts.append(f"{_toml_value(key)} = {rendered}")
+        return "{" + ", ".join(parts) + "}"
+    return None
+
+
+def _to_toml(document: dict[str, object]) -> str | None:
+    """A tiny TOML writer for generated documents: top-level keys with inline values."""
+    lines = []
+    for key, item in document.items():
+        rendered = _toml_value(item)
+        if rendered is None:
+            return None
+        lines.append(f"{key} = {rendered}")
+    return "\n".join(lines)
+
+
+class TestLoadConfig:
+    def test_missing_file_says_how_to_start(self, tmp_path: Path) -> None:
+        """A missing config points at the example file."""
+        with pytest.raises(ConfigError, match=r"refreshd\.example\.toml"):
+            load_config(tmp_path / "nope.toml")
+
+    def test_world_readable_secret_warns(self, tmp_path: Path) -> None:
+        """A client secret in a file others can read gives a warning with the chmod fix."""
+        path = tmp_path / "config.toml"
+        path.write_text(MINIMAL + 'client_secret = "s3cret-value"\n')
+        os.chmod(path, 0o644)
+
+        warnings = load_config(path).warnings
+
+        assert len(warnings) == 1
+        assert f"chmod 600 {path}" in warnings[0]
+        assert "s3cret-value" not in warnings[0]
+        os.chmod(path, 0o600)
+        assert load_config(path).warnings == ()
+
+    def test_not_utf8(self, tmp_path: Path) -> None:
+        """Binary junk is a config error, not a crash."""
+        path = tmp_path / "config.toml"
+        path.write_bytes(b"\xff\xfe\x00")
+
+        with pytest.raises(ConfigError, match="not UTF-8"):
+            load_config(path)

@@ -1,0 +1,195 @@
+"""The keyring boundary: bounded calls, one translation of every failure, no silent downgrade."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import keyring.errors
+import pytest
+
+from tests.fakes import MemoryBackend
+from tvmaniac_refreshd.config import StoreSettings
+from tvmaniac_refreshd.errors import StoreCorrupt, StoreUnavailable, TransientError
+from tvmaniac_refreshd.store import KeyringStore, account_lock, adopt_session_bus, is_insecure
+from tvmaniac_refreshd.tokens import TokenDocument, TokenSet
+
+DOC = TokenDocument(
+    account="default",
+    provider="trakt",
+    tokens=TokenSet("a" * 64, "r" * 64, 1, 604800, 604801),
+    fingerprint="sha256:x",
+    obtained_at=1,
+)
+
+
+def store_with(backend: object, **settings: object) -> KeyringStore:
+    return KeyringStore(StoreSettings(**settings), lambda: backend)  # type: ignore[arg-type,return-value]
+
+
+class TestKeyringStore:
+    def test_round_trip_and_delete(self) -> None:
+        """Save, load and delete one account's document."""
+        backend = MemoryBackend()
+        store = store_with(backend)
+
+        store.save(DOC)
+        assert store.load("default") == DOC
+        assert store.delete("default") is True
+        assert store.load("default") is None
+        assert store.delete("default") is False
+
+    def test_client_secret_is_a_separate_item(self) -> None:
+        """The client secret never shares an item with the tokens."""
+        backend = MemoryBackend()
+        store = store_with(backend)
+        store.save(DOC)
+        store.save_client_secret("default", "s3cret-client")
+
+        assert store.load_client_secret("default") == "s3cret-client"
+        assert store.load("default") == DOC
+        assert store.delete_client_secret("default")
+
+    def test_corrupt_item_reported_and_kept(self) -> None:
+        """A foreign item is reported and stays as it was."""
+        backend = MemoryBackend(items={("tvmaniac-refreshd", "default"): "hello"})
+
+        with pytest.raises(StoreCorrupt):
+            store_with(backend).load("default")
+        assert backend.items[("tvmaniac-refreshd", "default")] == "hello"
+
+    @pytest.mark.parametrize(
+        ("exc", "fix"),
+        [
+            (keyring.errors.KeyringLocked("Failed to unlock the collection!"), "locked"),
+            (keyring.errors.NoKeyringError("No recommended backend"), "no Secret Service"),
+            (
+                keyring.errors.InitError("Failed to create the collection: Prompt dismissed.."),
+                "no default collection",
+            ),
+            (
+                RuntimeError(
+                    "Unable to initialize SecretService: Environment variable "
+                    "DBUS_SESSION_BUS_ADDRESS is unset"
+                ),
+                "DBUS_SESSION_BUS_ADDRESS",
+            ),
+            (FileNotFoundError("/run/user/1/bus"), "no Secret Service"),
+            (keyring.errors.PasswordSetError("nope"), "keyring failed"),
+        ],
+    )
+    def test_failures_translated(self, exc: BaseException, fix: str) -> None:
+        """Each keyring failure becomes StoreUnavailable (exit 69) with a fix."""
+        store = store_with(MemoryBackend(fail_with=exc))
+
+        with pytest.raises(StoreUnavailable, match=fix) as caught:
+            store.load("default")
+        assert caught.value.exit_code == 69
+
+    def test_hanging_call_times_out(self) -> None:
+        """A keyring call that never returns is abandoned after the timeout."""
+        release = threading.Event()
+        store = store_with(MemoryBackend(hang=release), timeout=0.2)
+        try:
+            with pytest.raises(StoreUnavailable, match="did not answer within"):
+                store.load("default")
+        finally:
+            release.set()
+
+    def test_backend_retried_after_failure(self) -> None:
+        """After a failure the backend is set up again, so an unlock takes effect."""
+        backends = [MemoryBackend(fail_with=keyring.errors.KeyringLocked("x")), MemoryBackend()]
+        store = KeyringStore(StoreSettings(), lambda: backends.pop(0))
+
+        with pytest.raises(StoreUnavailable):
+            store.load("default")
+        assert store.load("default") is None
+
+    def test_insecure_backend_refused(self) -> None:
+        """The fail and plaintext backends are refused unless the user opts in."""
+        from keyring.backends import fail  # noqa: PLC0415
+
+        backend = fail.Keyring()  # type: ignore[no-untyped-call]
+
+        assert is_insecure(backend)
+        with pytest.raises(StoreUnavailable, match="allow_insecure_backend"):
+            store_with(backend).load("default")
+
+    def test_secure_backend_accepted(self) -> None:
+        """The Secret Service and macOS backends are secure stores."""
+        from keyring.backends import SecretService, macOS  # noqa: PLC0415
+
+        assert not is_insecure(SecretService.Keyring())  # type: ignore[no-untyped-call]
+        assert not is_insecure(macOS.Keyring())  # type: ignore[no-untyped-call]
+
+
+class TestAdoptSessionBus:
+    def test_sets_bus_from_runtime_dir(self, tmp_path: Path) -> None:
+        """Under cron or ssh, $XDG_RUNTIME_DIR/bus is adopted as the session bus (R8)."""
+        (tmp_path / "bus").touch()
+        environ = {"XDG_RUNTIME_DIR": str(tmp_path)}
+        adopt_session_bus(environ)
+
+        assert environ["DBUS_SESSION_BUS_ADDRESS"] == f"unix:path={tmp_path}/bus"
+
+    def test_keeps_existing_bus(self, tmp_path: Path) -> None:
+        """An explicit bus address is never replaced."""
+        (tmp_path / "bus").touch()
+        environ = {"XDG_RUNTIME_DIR": str(tmp_path), "DBUS_SESSION_BUS_ADDRESS": "unix:path=/x"}
+        adopt_session_bus(environ)
+
+        assert environ["DBUS_SESSION_BUS_ADDRESS"] == "unix:path=/x"
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from tvmaniac_refreshd.store import account_lock
+with account_lock(Path(sys.argv[1]), "default", timeout=5):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+@contextlib.contextmanager
+def lock_holder(directory: Path) -> Iterator[subprocess.Popen[str]]:
+    """Run another process that holds the lock until it is killed."""
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(directory)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "held\n"
+        try:
+            yield holder
+        finally:
+            holder.kill()
+            holder.wait()
+
+
+class TestAccountLock:
+    def test_second_holder_waits_then_gives_up(self, tmp_path: Path) -> None:
+        """While another process holds the lock, a second gets a TransientError."""
+        with (
+            lock_holder(tmp_path),
+            pytest.raises(TransientError, match="another tvmaniac-refreshd process"),
+            account_lock(tmp_path, "default", timeout=0.1),
+        ):
+            pass
+
+    def test_lock_dies_with_its_holder(self, tmp_path: Path) -> None:
+        """A holder killed with SIGKILL leaves no lock behind."""
+        with lock_holder(tmp_path) as holder:
+            holder.kill()
+            holder.wait()
+
+        with account_lock(tmp_path, "default", timeout=0.1):
+            acquired = True
+        assert acquired
+        assert oct((tmp_path / "default.lock").stat().st_mode & 0o777) == "0o600"

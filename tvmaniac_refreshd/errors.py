@@ -1,0 +1,99 @@
+"""The project's error tree; each third-party exception is translated into it exactly once.
+
+::
+
+    RefreshdError                 base; str(exc) is a user-facing sentence; .exit_code (sysexits)
+    ├── UsageError                2   a command line that cannot be acted on
+    ├── ConfigError               78  invalid configuration; .source and every .problems at once
+    ├── ClientRejected            78  the provider rejected our client credentials (invalid_client)
+    ├── StoreUnavailable          69  keyring missing, locked, hanging, or an insecure backend
+    ├── StoreCorrupt              1   the keyring item is not ours or unreadable; never overwritten
+    ├── TransientError            75  network, timeout, 408/429/5xx, HTML: try again; .retry_after
+    ├── SessionRejected           77  the refresh token was rejected, or none stored: `login`
+    ├── LoginFailed               1   the device login was denied, expired or abandoned
+    └── ServiceError              1   systemctl/launchctl failed
+
+Programming errors stay plain exceptions: they are bugs, not outcomes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_STORE_UNAVAILABLE = 69
+EXIT_TEMPORARY = 75
+EXIT_REAUTH = 77
+EXIT_CONFIG = 78
+
+
+class RefreshdError(Exception):
+    """Base of every expected failure; the message is meant for the user."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, *, account: str | None = None) -> None:
+        super().__init__(message)
+        self.account = account
+
+
+class UsageError(RefreshdError):
+    """The command line names something that does not exist or cannot be combined."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(RefreshdError):
+    """The configuration is invalid; every problem is listed, each naming its key."""
+
+    exit_code = EXIT_CONFIG
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(f"invalid configuration in {source}:\n{lines}")
+
+
+class ClientRejected(RefreshdError):
+    """The provider does not accept our client_id/client_secret: a configuration problem."""
+
+    exit_code = EXIT_CONFIG
+
+
+class StoreUnavailable(RefreshdError):
+    """The secure store cannot be used right now; tokens are untouched."""
+
+    exit_code = EXIT_STORE_UNAVAILABLE
+
+
+class StoreCorrupt(RefreshdError):
+    """The keyring holds something under our name that we cannot read; it is left alone."""
+
+
+class TransientError(RefreshdError):
+    """A failure that should pass by itself; the stored tokens are kept."""
+
+    exit_code = EXIT_TEMPORARY
+
+    def __init__(
+        self, message: str, *, account: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, account=account)
+        self.retry_after = retry_after
+
+
+class SessionRejected(RefreshdError):
+    """The provider no longer accepts the session, or there is none: `login` is needed."""
+
+    exit_code = EXIT_REAUTH
+
+
+class LoginFailed(RefreshdError):
+    """The device login did not complete (denied, expired, or the code was unusable)."""
+
+
+class ServiceError(RefreshdError):
+    """The service manager refused an operation."""

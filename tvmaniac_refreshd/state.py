@@ -1,0 +1,98 @@
+"""Non-secret per-account state, kept as one small JSON file per account; never a token.
+
+It holds what `status` shows (last result, last error) and what must survive a process: that an
+account needs a new login, and that a refresh was in flight when its process died.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tvmaniac_refreshd.paths import ensure_private_dir
+
+STATE_VERSION = 1
+
+
+def token_digest(token: str) -> str:
+    """Return a short one-way digest that tells refresh tokens apart without revealing them."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class AccountRecord:
+    """What we remember about an account besides its tokens."""
+
+    last_attempt_at: int | None = None
+    last_success_at: int | None = None
+    last_result: str | None = None  # "refreshed", "transient", "rejected", ...
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    # Digest of the refresh token the provider rejected; a new login writes a different one.
+    reauth_token: str | None = None
+    reauth_reason: str | None = None
+    # Digest of the refresh token being spent right now; left behind only by a crash.
+    in_flight_token: str | None = None
+    in_flight_since: int | None = None
+
+    def needs_reauth(self, refresh_token: str) -> bool:
+        """Return whether ``refresh_token`` is the one the provider rejected."""
+        return self.reauth_token is not None and self.reauth_token == token_digest(refresh_token)
+
+
+class StateFiles:
+    """Reads and atomically writes ``<state_dir>/<account>.json``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, account: str) -> Path:
+        return self.directory / f"{account}.json"
+
+    def load(self, account: str) -> AccountRecord:
+        """Return the record of ``account``; an absent or unreadable file is a blank record."""
+        try:
+            data = json.loads(self._path(account).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return AccountRecord()
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            return AccountRecord()
+        known = set(AccountRecord.__dataclass_fields__)
+        values = {key: value for key, value in data.items() if key in known}
+        try:
+            return AccountRecord(**values)
+        except TypeError:
+            return AccountRecord()
+
+    def save(self, account: str, record: AccountRecord) -> None:
+        """Write ``record`` so that a crash leaves either the old or the new file, never half."""
+        ensure_private_dir(self.directory)
+        payload = json.dumps({"version": STATE_VERSION, **asdict(record)}, indent=1)
+        fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=f".{account}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self._path(account))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+
+    def update(self, account: str, **changes: Any) -> AccountRecord:  # noqa: ANN401
+        """Apply ``changes`` to the stored record and return the result."""
+        record = replace(self.load(account), **changes)
+        self.save(account, record)
+        return record
+
+    def delete(self, account: str) -> None:
+        """Forget everything about ``account``."""
+        with contextlib.suppress(FileNotFoundError):
+            self._path(account).unlink()
