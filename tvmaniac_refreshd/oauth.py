@@ -144,9 +144,11 @@ def _error_code(response: Response) -> str | None:
 
 
 def _is_cloudflare(response: Response) -> bool:
-    return response.headers.get("server", "").lower() == "cloudflare" or (
-        "cf-ray" in response.headers and "x-request-id" not in response.headers
+    """Return whether the edge answered, not Trakt's app (which always adds X-Request-Id)."""
+    from_edge = response.headers.get("server", "").lower() == "cloudflare" or (
+        "cf-ray" in response.headers
     )
+    return from_edge and "x-request-id" not in response.headers
 
 
 def raise_for_failure(response: Response, *, what: str, now: float) -> None:

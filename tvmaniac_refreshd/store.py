@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from tvmaniac_refreshd.config import StoreSettings
-from tvmaniac_refreshd.errors import StoreUnavailable, TransientError
+from tvmaniac_refreshd.errors import StoreCorrupt, StoreUnavailable, TransientError
 from tvmaniac_refreshd.paths import APP, ensure_private_dir
 from tvmaniac_refreshd.tokens import TokenDocument, decode_document, encode_document
 
@@ -198,12 +198,25 @@ class KeyringStore:
 
         Raises:
             StoreUnavailable: the keyring cannot be used; the previous item is unchanged.
+            StoreCorrupt: what was written cannot be read back.
         """
         text = encode_document(document)
-        self._bounded(
-            lambda: self._resolve().set_password(SERVICE, document.account, text),
-            f"storing the tokens of {document.account!r}",
-        )
+
+        def write_and_verify() -> bool:
+            backend = self._resolve()
+            backend.set_password(SERVICE, document.account, text)
+            # Another program's item with other attributes can shadow ours on lookup; a token
+            # we cannot read back is as lost as one never written, so say so now.
+            return backend.get_password(SERVICE, document.account) == text
+
+        if not self._bounded(write_and_verify, f"storing the tokens of {document.account!r}"):
+            raise StoreCorrupt(
+                f"the keyring returned a different item for {document.account!r} right after "
+                "storing it: another item with the same service and user name shadows ours. "
+                f"Remove it (`secret-tool clear service {SERVICE} username {document.account}`) "
+                "and run `tvmaniac-refreshd login`",
+                account=document.account,
+            )
 
     def delete(self, account: str) -> bool:
         """Delete the item of ``account``; return whether there was one.

@@ -20,7 +20,6 @@ import keyring
 import keyring.backends.SecretService
 import pytest
 
-from tests.support import keyring_fixtures
 from tests.support.keyring_fixtures import SERVICE
 from tests.support.keyring_session import (
     REMOVED_ENV_KEYS,
@@ -32,24 +31,14 @@ from tests.support.keyring_session import (
 
 pytestmark = pytest.mark.keyring
 
-# Makes this file runnable on its own; drop these two lines once tests/conftest.py has
-# pytest_plugins = ["tests.support.keyring_fixtures"], or this module gets its own session.
-keyring_session = keyring_fixtures.keyring_session
-clean_keyring = keyring_fixtures.clean_keyring
-
 SECRET_SERVICE_BACKEND = "keyring.backends.SecretService.Keyring"
-# Locked/missing keyrings fail in ~0.05 s without a prompter; anything near this bound
-# means a prompt is being waited on.
-FAST_FAILURE_SECONDS = 5.0
-
 # Runs one keyring operation and reports the outcome as JSON; the secret comes on stdin
 # so it never appears in argv.
 _KEYRING_SCRIPT = """
-import json, sys, time
+import json, sys
 import keyring
 op, service, username = sys.argv[1:4]
 out = {}
-started = time.monotonic()
 try:
     backend = keyring.get_keyring()
     out["backend"] = f"{type(backend).__module__}.{type(backend).__qualname__}"
@@ -59,7 +48,6 @@ try:
         out["value"] = keyring.get_password(service, username)
 except Exception as exc:
     out["error"] = f"{type(exc).__module__}.{type(exc).__qualname__}"
-out["elapsed"] = time.monotonic() - started
 print(json.dumps(out))
 """
 
@@ -116,7 +104,7 @@ def test_python_keyring_roundtrips_5000_char_secret(clean_keyring: KeyringSessio
     stored = run_keyring(clean_keyring.env, "set", "alice", secret)
     read = run_keyring(clean_keyring.env, "get", "alice")
 
-    assert stored == {"backend": SECRET_SERVICE_BACKEND, "elapsed": stored["elapsed"]}
+    assert stored == {"backend": SECRET_SERVICE_BACKEND}
     assert read["backend"] == SECRET_SERVICE_BACKEND
     assert read["value"] == secret
 
@@ -139,7 +127,7 @@ def test_secret_tool_interoperates_with_python_keyring(clean_keyring: KeyringSes
 
 
 def test_lock_makes_keyring_raise_keyring_locked_quickly(clean_keyring: KeyringSession) -> None:
-    """After lock(), a keyring get fails fast with KeyringLocked instead of prompting."""
+    """After lock(), a keyring get fails with KeyringLocked instead of waiting on a prompt."""
     clean_keyring.store(SERVICE, "alice", "RT-1")
     clean_keyring.lock()
 
@@ -147,7 +135,6 @@ def test_lock_makes_keyring_raise_keyring_locked_quickly(clean_keyring: KeyringS
 
     assert clean_keyring.is_locked()
     assert report["error"] == "keyring.errors.KeyringLocked"
-    assert report["elapsed"] < FAST_FAILURE_SECONDS
 
 
 def test_unlock_restores_access(clean_keyring: KeyringSession) -> None:
@@ -204,7 +191,6 @@ def test_session_started_locked_raises_keyring_locked() -> None:
 
     assert report["backend"] == SECRET_SERVICE_BACKEND
     assert report["error"] == "keyring.errors.KeyringLocked"
-    assert report["elapsed"] < FAST_FAILURE_SECONDS
 
 
 def test_stop_leaves_no_process_behind() -> None:

@@ -104,6 +104,11 @@ class TestRefresh:
             (reply(400, {"error": "invalid_client"}), ClientRejected, "client_id"),
             (reply(403, None), ClientRejected, "HTTP 403"),
             (
+                reply(403, None, server="cloudflare", **{"X-Request-Id": "1", "CF-Ray": "x"}),
+                ClientRejected,
+                "HTTP 403",
+            ),
+            (
                 reply(
                     403,
                     "<html>Sorry, you have been blocked</html>",

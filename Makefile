@@ -1,0 +1,42 @@
+# tvmaniac-refreshd: the two commands are `make demo` and `make test`.
+
+# Debian's own Python: a venv built from it can be run by any user (pyenv's lives under /root).
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install system-deps demo test lint format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install -q -e . --group test --group lint
+	touch $(STAMP)
+
+## install: a virtual environment in .venv with the package and its dev tools
+install: $(STAMP)
+
+system-deps:
+	sh scripts/install-system-deps.sh
+
+## demo: log in, refresh and show status against the local Trakt emulator and a private keyring
+demo: system-deps install
+	$(BIN)/python -m demo
+
+## test: install what the tests need, then run the whole suite
+test: system-deps install
+	$(BIN)/python -m pytest
+
+## lint: ruff and mypy --strict
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,213 @@
+"""Runs the real `tvmaniac-refreshd` command against the emulator and the real keyring.
+
+Every run's stdout and stderr are kept, so that a test can be checked, at its end, for any
+token or secret that leaked into output.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.keyring_session import KeyringSession
+from trakt_emulator import Emulator
+from tvmaniac_refreshd.config import load_config
+from tvmaniac_refreshd.tokens import TokenDocument, TokenSet, encode_document
+
+CLIENT_ID = "tvmaniac-emulator-client"
+CLIENT_SECRET = "tvmaniac-emulator-secret"
+SERVICE = "tvmaniac-refreshd"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Run:
+    """One finished command."""
+
+    args: tuple[str, ...]
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Harness:
+    """A config pointing at the emulator, an isolated environment, and a transcript."""
+
+    emulator: Emulator
+    keyring: KeyringSession
+    root: Path
+    extra_config: str = ""
+    transcript: list[Run] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name in ("state", "runtime", "config"):
+            (self.root / name).mkdir(mode=0o700, exist_ok=True)
+        self.write_config()
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config" / "config.toml"
+
+    def write_config(self, text: str | None = None) -> None:
+        if text is None:
+            text = (
+                "[accounts.default]\n"
+                'provider = "trakt"\n'
+                f'client_id = "{CLIENT_ID}"\n'
+                f'client_secret = "{CLIENT_SECRET}"\n'
+                f'auth_url = "{self.emulator.url}"\n'
+                f'api_url = "{self.emulator.url}"\n'
+                '[http]\nconnect_timeout = "2s"\nread_timeout = "3s"\n'
+                '[store]\ntimeout = "5s"\nlock_timeout = "30s"\n' + self.extra_config
+            )
+        self.config_path.write_text(text)
+        self.config_path.chmod(0o600)
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        env = dict(self.keyring.env)
+        env.update(
+            {
+                "TVMANIAC_REFRESHD_CONFIG": str(self.config_path),
+                "XDG_STATE_HOME": str(self.root / "state"),
+                "XDG_RUNTIME_DIR": str(self.root / "runtime"),
+                "PYTHONPATH": str(REPO),
+                "NO_COLOR": "1",
+            }
+        )
+        env.update(overrides)
+        return env
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "tvmaniac_refreshd", *args]
+
+    def run(
+        self,
+        *args: str,
+        stdin: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+    ) -> Run:
+        """Run the command to completion and keep its output."""
+        result = subprocess.run(
+            self.command(*args),
+            input=stdin or "",
+            capture_output=True,
+            text=True,
+            env=env or self.env(),
+            timeout=timeout,
+            check=False,
+        )
+        run = Run(tuple(args), result.returncode, result.stdout, result.stderr)
+        self.transcript.append(run)
+        return run
+
+    def spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """Start the command without waiting; ``finish`` collects it into the transcript."""
+        return subprocess.Popen(
+            self.command(*args),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env or self.env(),
+        )
+
+    def finish(
+        self, process: subprocess.Popen[str], args: Sequence[str], timeout: float = 60
+    ) -> Run:
+        out, err = process.communicate(timeout=timeout)
+        run = Run(tuple(args), process.returncode, out, err)
+        self.transcript.append(run)
+        return run
+
+    def seed(
+        self, *, age: float = 0, expires_in: int = 604800, user: str = "alice"
+    ) -> dict[str, object]:
+        """Put one grant in the emulator and the same pair in the keyring, ``age`` seconds old."""
+        created_at = int(time.time() - age)
+        grant = self.emulator.seed_grant(user, created_at=created_at, expires_in=expires_in)
+        # Bound to whatever the config says now, as a real login would be.
+        account = load_config(self.config_path).select("default")
+        document = TokenDocument(
+            account="default",
+            provider="trakt",
+            tokens=TokenSet(
+                access_token=str(grant["access_token"]),
+                refresh_token=str(grant["refresh_token"]),
+                created_at=created_at,
+                expires_in=expires_in,
+                expires_at=created_at + expires_in,
+                scope="public",
+            ),
+            fingerprint=account.fingerprint(),
+            obtained_at=created_at,
+        )
+        self.put_item("default", encode_document(document))
+        return grant
+
+    def put_item(self, username: str, text: str) -> None:
+        """Write a keyring item the way python-keyring does (its attributes differ from
+        secret-tool's, and two items with different attributes would both match a lookup)."""
+        script = (
+            "import sys\n"
+            "from keyring.backends import SecretService\n"
+            "SecretService.Keyring().set_password(sys.argv[1], sys.argv[2], sys.stdin.read())\n"
+        )
+        subprocess.run(
+            [sys.executable, "-c", script, SERVICE, username],
+            input=text,
+            text=True,
+            env=self.env(),
+            check=True,
+            timeout=30,
+        )
+
+    def stored(self) -> dict[str, object] | None:
+        """Return the keyring item as the C client (secret-tool) reads it."""
+        import json  # noqa: PLC0415
+
+        text = self.keyring.lookup(SERVICE, "default")
+        return None if text is None else dict(json.loads(text))
+
+    def secrets(self) -> set[str]:
+        """Every token the emulator ever issued, the device codes, and the client secret."""
+        state = self.emulator.state()
+        found = {CLIENT_SECRET}
+        for grant in state["grants"]:  # type: ignore[attr-defined]
+            found.add(grant["access_token"])
+            found.add(grant["refresh_token"])
+            found.update(grant["rotated_access_tokens"])
+            found.update(grant["rotated_refresh_tokens"])
+        for device in state.get("device_codes", []):  # type: ignore[attr-defined]
+            if isinstance(device, dict) and "device_code" in device:
+                found.add(device["device_code"])
+        return {secret for secret in found if secret}
+
+    def leaks(self) -> list[str]:
+        """Return a description of every secret found in any command's output."""
+        secrets = self.secrets()
+        return [
+            f"{' '.join(run.args)}: a secret in {stream}"
+            for run in self.transcript
+            for stream, text in (("stdout", run.out), ("stderr", run.err))
+            for secret in secrets
+            if secret in text and not (run.args[:1] == ("token",) and stream == "stdout")
+        ]
+
+
+def wait_until(predicate: object, *, timeout: float = 20.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until it is true; fail with ``what`` after ``timeout`` seconds.
+
+    Used only to wait for another process to reach a state, never to let time pass.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
