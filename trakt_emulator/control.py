@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -184,7 +185,11 @@ class EmulatorControl:
             ) as response:
                 return _object(response.read())
         except urllib.error.HTTPError as exc:
-            message = str(_object(exc.read()).get("error", exc.reason))
+            try:
+                body = exc.read()
+            except http.client.HTTPException:
+                body = b""  # the server went away mid-answer (e.g. stopped during a wait)
+            message = str(_object(body).get("error", exc.reason))
             exc.close()
             if exc.code == 404:
                 raise KeyError(message) from None

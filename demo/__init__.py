@@ -1,0 +1,1 @@
+"""`make demo`: the whole product against the local Trakt emulator and a private keyring."""
