@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from tests.support.harness import CLIENT_ID, CLIENT_SECRET, Harness
+from tests.support.keyring_session import KeyringSession
 
 LIFETIME = 604800
 
@@ -366,6 +367,15 @@ class TestKeyringStates:
 
         assert run.code == 69
         assert "DBUS_SESSION_BUS_ADDRESS" in run.err
+
+    def test_bus_without_secret_service(self, harness: Harness) -> None:
+        """A session bus with no Secret Service on it gives exit 69, not a traceback."""
+        with KeyringSession(secret_service=False) as empty:
+            env = harness.env(DBUS_SESSION_BUS_ADDRESS=empty.env["DBUS_SESSION_BUS_ADDRESS"])
+            run = harness.run("token", env=env)
+
+        assert run.code == 69
+        assert "Traceback" not in run.err
 
     def test_corrupt_item(self, harness: Harness) -> None:
         """A foreign item is reported, not overwritten, and status still works."""

@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tvmaniac_refreshd.config import Account
 from tvmaniac_refreshd.errors import (
@@ -288,3 +290,32 @@ class TestRetryAfter:
         """Seconds and HTTP dates are understood; junk is ignored; waits are capped."""
 
         assert seconds == parse_retry_after(value, now=NOW)
+
+
+class TestAnyResponse:
+    @settings(max_examples=300, deadline=None)
+    @given(
+        status=st.integers(min_value=100, max_value=599),
+        body=st.binary(max_size=300)
+        | st.sampled_from(
+            [b'{"error": "invalid_grant"}', b"[]", b"{}", b"<html></html>", b'{"error": 5}']
+        ),
+        headers=st.dictionaries(
+            st.sampled_from(
+                ["content-type", "retry-after", "www-authenticate", "server", "cf-ray"]
+            ),
+            st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
+        ),
+    )
+    def test_only_project_errors(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        """Whatever the server answers, a refresh returns tokens or raises a RefreshdError."""
+        if 100 <= status < 200:
+            status = 200
+        client = client_for(reply(status, body, **headers))
+        message = ""
+        try:
+            client.refresh("r" * 64, now=NOW)
+        except RefreshdError as exc:
+            message = str(exc)
+
+        assert "r" * 64 not in message
