@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import socket
 import socketserver
@@ -157,35 +158,42 @@ class _Handler(BaseHTTPRequestHandler):
         decision = backend.edge.intercept(path, headers)
         if decision is not None:
             backend.state.count("cf_blocked" if decision.kind == "cf_blocked" else "faults")
-        status = self._perform(decision, path, headers, body, started)
+        status, respond = self._plan(decision, path, headers, body, started)
+        # Record the outcome before the first byte goes out: a client that has its answer
+        # may read the request log at once, and must find the status already there.
         backend.state.finish_request(entry, status, decision.kind if decision else None)
+        respond()
 
-    def _perform(
+    def _plan(
         self,
         decision: Decision | None,
         path: str,
         headers: dict[str, str],
         body: bytes,
         started: float,
-    ) -> int | None:
+    ) -> tuple[int | None, Callable[[], None]]:
+        """The status to log and the writer that sends it (nothing, for a dropped request)."""
         action = decision.action if decision is not None else None
         if isinstance(action, Delay):
             if self.server.stopping.wait(action.seconds):
                 self.close_connection = True
-                return None
+                return None, _send_nothing
             action = None
         if isinstance(action, Drop):
             self.close_connection = True
-            return None
+            return None, _send_nothing
         if isinstance(action, Trickle):
-            self._trickle(action, started)
-            return action.reply.status
+            return action.reply.status, functools.partial(self._trickle, action, started)
         if isinstance(action, Truncate):
-            self._send(action.reply, started, declared_length=action.declared_length, close=True)
-            return action.reply.status
+            return action.reply.status, functools.partial(
+                self._send,
+                action.reply,
+                started,
+                declared_length=action.declared_length,
+                close=True,
+            )
         reply = action.reply if isinstance(action, Respond) else self._app(path, headers, body)
-        self._send(reply, started)
-        return reply.status
+        return reply.status, functools.partial(self._send, reply, started)
 
     def _app(self, path: str, headers: dict[str, str], body: bytes) -> Reply:
         try:
@@ -266,6 +274,10 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ValueError("request body too large")
             chunks.append(self.rfile.read(size))
             self.rfile.readline(1024)
+
+
+def _send_nothing() -> None:
+    pass
 
 
 def _loggable(body: bytes) -> object:

@@ -348,7 +348,7 @@ class State:
             return entry
 
     def finish_request(self, entry: LoggedRequest, status: int | None, fault: str | None) -> None:
-        """Record how a logged request was answered."""
+        """Record how a logged request is answered, before the answer is written."""
         with self.lock:
             entry.status = status
             entry.fault = fault

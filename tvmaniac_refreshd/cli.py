@@ -11,6 +11,7 @@ import getpass
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
@@ -27,6 +28,7 @@ from tvmaniac_refreshd.errors import (
     EXIT_STORE_UNAVAILABLE,
     EXIT_TEMPORARY,
     EXIT_USAGE,
+    NotLoggedIn,
     RefreshdError,
     SessionRejected,
     StoreCorrupt,
@@ -149,6 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="refresh first if less than DUR (e.g. 90s, 15m, 5h) remains; fail with 75 if "
         "that cannot be met",
     )
+    verb(
+        "run",
+        "Run the daemon in the foreground (the service manager starts this).",
+        "Keeps every account refreshed: each is planned from its token's lifetime, retried\n"
+        "with capped exponential backoff after passing failures, and left alone once the\n"
+        "provider rejects it (until `login`). Logins and logouts done meanwhile are noticed.\n\n"
+        "signals: SIGHUP re-reads the config (an invalid one is rejected and the old one kept);\n"
+        "SIGTERM or SIGINT stop it within a few seconds.\n"
+        "Under systemd it speaks sd_notify (READY, STATUS, WATCHDOG, RELOADING, STOPPING) and\n"
+        "logs to journald with fields such as ACCOUNT, EVENT and REFRESH_RESULT.",
+    )
     refresh = verb(
         "refresh",
         "Refresh each selected account that is due, then exit (what the timer runs).",
@@ -192,6 +205,7 @@ class App:
         self._config: Config | None = None
         self._store: KeyringStore | None = None
         self._http: httpx.Client | None = None
+        self._http_lock = threading.Lock()
 
     @property
     def config(self) -> Config:
@@ -221,8 +235,9 @@ class App:
     def client(self, account: Account) -> TraktClient:
         from tvmaniac_refreshd.oauth import TraktClient, make_http_client  # noqa: PLC0415
 
-        if self._http is None:
-            self._http = make_http_client(self.config.http)
+        with self._http_lock:  # the daemon's worker threads share one connection pool
+            if self._http is None:
+                self._http = make_http_client(self.config.http)
         secret = resolve_client_secret(account, self.environ, self.store)
         return TraktClient(self._http, account, secret.value)
 
@@ -245,6 +260,10 @@ class App:
             lock_dir(self.environ), account.name, timeout=self.config.store.lock_timeout
         ):
             yield
+
+    def adopt(self, config: Config) -> None:
+        """Use ``config`` from now on (the daemon after SIGHUP)."""
+        self._config = config
 
     def close(self) -> None:
         if self._http is not None:
@@ -377,8 +396,7 @@ def cmd_refresh(app: App) -> int:
         try:
             fresh = app.refresher(account).ensure_fresh(force=app.args.force)
         except SessionRejected as exc:
-            logged_out = "is not logged in" in str(exc)
-            if logged_out and len(accounts) > 1:
+            if isinstance(exc, NotLoggedIn) and len(accounts) > 1:
                 app.out.write(f"{account.name}: not logged in; skipped\n")
                 continue
             app.err.write(f"{PROG}: {account.name}: {redact_text(str(exc))}\n")
@@ -403,6 +421,12 @@ def cmd_refresh(app: App) -> int:
             f"{iso(due)} (in {format_duration(due - app.clock())})\n"
         )
     return next((code for code in SEVERITY if code in codes), EXIT_OK)
+
+
+def cmd_run(app: App) -> int:
+    from tvmaniac_refreshd.runner import run_daemon  # noqa: PLC0415
+
+    return run_daemon(app)
 
 
 def cmd_config_check(app: App) -> int:
@@ -432,6 +456,7 @@ VERBS: dict[str, Callable[[App], int]] = {
     "status": cmd_status,
     "token": cmd_token,
     "refresh": cmd_refresh,
+    "run": cmd_run,
     "config check": cmd_config_check,
     "config set-secret": cmd_config_set_secret,
 }
@@ -456,7 +481,13 @@ def main(
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     verb = args.verb if args.verb != "config" else f"config {args.config_verb}"
     # `token` output is read by scripts: only warnings go to stderr unless -v.
-    configure_logging(args.verbose, stream=err, quiet=verb in ("token", "status"))
+    configure_logging(
+        args.verbose,
+        stream=err,
+        quiet=verb in ("token", "status"),
+        daemon=verb == "run",
+        environ=environ,
+    )
     app = App(args, environ=environ, out=out, err=err)
     try:
         return VERBS[verb](app)

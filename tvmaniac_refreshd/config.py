@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shlex
 import stat
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -62,6 +63,36 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class RetryPolicy:
+    """How the daemon retries after a transient failure: capped exponential backoff."""
+
+    initial: int = 60  # the first retry; doubled after each further failure
+    maximum: int = 900  # the cap: 4 tries an hour while offline, and prompt recovery after
+
+
+@dataclass(frozen=True)
+class Alerts:
+    """How the user is told that an account needs them."""
+
+    desktop: bool = True  # notify-send (Linux) or osascript (macOS), where available
+    remind_every: int = 86400  # repeat a standing alert at most this often
+    failing_for: int = 6 * 3600  # alert when refreshes have failed for this long
+    hook_timeout: int = 30  # a hook still running after this is killed
+    on_refreshed: tuple[str, ...] = ()  # argv of a command run after each refresh
+    on_reauth_required: tuple[str, ...] = ()  # argv run when `login` is needed
+    on_error: tuple[str, ...] = ()  # argv run when refreshes keep failing
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """The long-running daemon's own rhythm (global only)."""
+
+    check_interval: int = 5 * 3600  # re-read every account this often (tv-maniac's 5 hours)
+    tick: int = 600  # compare wall and monotonic clocks this often, to notice suspend
+    max_concurrency: int = 4  # refreshes in flight at once, across accounts
+
+
+@dataclass(frozen=True)
 class Account:
     """One OAuth session to keep alive.
 
@@ -76,6 +107,8 @@ class Account:
     api_url: str = "https://api.trakt.tv"
     redirect_uri: str = "urn:ietf:wg:oauth:2.0:oob"
     refresh: RefreshPolicy = RefreshPolicy()
+    retry: RetryPolicy = RetryPolicy()
+    alerts: Alerts = Alerts()
 
     def fingerprint(self) -> str:
         """Return a digest of the settings a stored token is bound to.
@@ -95,6 +128,7 @@ class Config:
     accounts: Mapping[str, Account]
     http: HttpSettings = HttpSettings()
     store: StoreSettings = StoreSettings()
+    daemon: DaemonSettings = DaemonSettings()
     warnings: tuple[str, ...] = ()
 
     def select(self, name: str | None) -> Account:
@@ -209,15 +243,65 @@ def _table(value: object, key: str, problems: _Problems) -> Mapping[str, Any]:
     return value
 
 
-def _refresh_policy(
-    table: Mapping[str, Any], prefix: str, base: RefreshPolicy, problems: _Problems
-) -> RefreshPolicy:
-    problems.unknown_keys(table, {"threshold", "margin", "jitter"}, prefix)
-    return RefreshPolicy(
-        threshold=_get(table, "threshold", prefix, _fraction, base.threshold, problems),
-        margin=_get(table, "margin", prefix, _duration, base.margin, problems),
-        jitter=_get(table, "jitter", prefix, _duration, base.jitter, problems),
-    )
+def _argv(value: object) -> tuple[str, ...]:
+    """Accept a command as a list of strings, or one string split like a shell would."""
+    if isinstance(value, str):
+        parts = shlex.split(value)
+    elif isinstance(value, list) and all(isinstance(part, str) for part in value):
+        parts = list(value)
+    else:
+        raise TypeError('expected a command, e.g. ["notify-me", "--urgent"] or "notify-me"')
+    if not parts or not parts[0]:
+        raise ValueError("the command is empty")
+    return tuple(parts)
+
+
+def _count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+        raise TypeError(f"expected a whole number from 1 to 1000, got {value!r}")
+    return value
+
+
+# One converter per key of each section; a section's table may only hold these keys.
+Converter = Callable[[object], object]
+SECTIONS: dict[str, dict[str, Converter]] = {
+    "refresh": {"threshold": _fraction, "margin": _duration, "jitter": _duration},
+    "retry": {"initial": _positive_duration, "maximum": _positive_duration},
+    "alerts": {
+        "desktop": _boolean,
+        "remind_every": _positive_duration,
+        "failing_for": _positive_duration,
+        "hook_timeout": _positive_duration,
+        "on_refreshed": _argv,
+        "on_reauth_required": _argv,
+        "on_error": _argv,
+    },
+    "http": {"connect_timeout": _seconds, "read_timeout": _seconds},
+    "store": {"timeout": _seconds, "lock_timeout": _seconds, "allow_insecure_backend": _boolean},
+    "daemon": {
+        "check_interval": _positive_duration,
+        "tick": _positive_duration,
+        "max_concurrency": _count,
+    },
+}
+ACCOUNT_SECTIONS = ("refresh", "retry", "alerts")  # global defaults an account may override
+
+
+def _section(
+    document: Mapping[str, Any], name: str, prefix: str, base: T, problems: _Problems
+) -> T:
+    """Return ``base`` with the keys of ``document[name]`` applied, each converted."""
+    table = _table(document.get(name), f"{prefix}{name}", problems)
+    converters = SECTIONS[name]
+    problems.unknown_keys(table, set(converters), f"{prefix}{name}.")
+    changes = {}
+    for key, convert in converters.items():
+        if key in table:
+            try:
+                changes[key] = convert(table[key])
+            except (TypeError, ValueError) as exc:
+                problems.add(f"{prefix}{name}.{key}", str(exc))
+    return replace(base, **changes)  # type: ignore[type-var]
 
 
 _ACCOUNT_KEYS = {
@@ -227,12 +311,12 @@ _ACCOUNT_KEYS = {
     "auth_url",
     "api_url",
     "redirect_uri",
-    "refresh",
+    *ACCOUNT_SECTIONS,
 }
 
 
 def _account(
-    name: str, table: Mapping[str, Any], defaults: RefreshPolicy, problems: _Problems
+    name: str, table: Mapping[str, Any], defaults: Account, problems: _Problems
 ) -> Account | None:
     prefix = f"accounts.{name}."
     problems.unknown_keys(table, _ACCOUNT_KEYS, prefix)
@@ -255,12 +339,9 @@ def _account(
         auth_url=_get(table, "auth_url", prefix, _url, Account.auth_url, problems),
         api_url=_get(table, "api_url", prefix, _url, Account.api_url, problems),
         redirect_uri=_get(table, "redirect_uri", prefix, _text, Account.redirect_uri, problems),
-        refresh=_refresh_policy(
-            _table(table.get("refresh"), f"{prefix}refresh", problems),
-            f"{prefix}refresh.",
-            defaults,
-            problems,
-        ),
+        refresh=_section(table, "refresh", prefix, defaults.refresh, problems),
+        retry=_section(table, "retry", prefix, defaults.retry, problems),
+        alerts=_section(table, "alerts", prefix, defaults.alerts, problems),
     )
     return account if len(problems.items) == before else None
 
@@ -276,52 +357,34 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
     problems = _Problems()
-    problems.unknown_keys(document, {"accounts", "refresh", "http", "store"}, "")
-
-    refresh_defaults = _refresh_policy(
-        _table(document.get("refresh"), "refresh", problems), "refresh.", RefreshPolicy(), problems
+    problems.unknown_keys(document, {"accounts", *SECTIONS}, "")
+    # Global defaults live on a template account; each account starts from them.
+    template = Account(
+        name="",
+        provider="",
+        client_id="",
+        refresh=_section(document, "refresh", "", RefreshPolicy(), problems),
+        retry=_section(document, "retry", "", RetryPolicy(), problems),
+        alerts=_section(document, "alerts", "", Alerts(), problems),
     )
-    http_table = _table(document.get("http"), "http", problems)
-    problems.unknown_keys(http_table, {"connect_timeout", "read_timeout"}, "http.")
-    http = HttpSettings(
-        connect_timeout=_get(
-            http_table, "connect_timeout", "http.", _seconds, HttpSettings.connect_timeout, problems
-        ),
-        read_timeout=_get(
-            http_table, "read_timeout", "http.", _seconds, HttpSettings.read_timeout, problems
-        ),
-    )
-    store_table = _table(document.get("store"), "store", problems)
-    problems.unknown_keys(
-        store_table, {"timeout", "lock_timeout", "allow_insecure_backend"}, "store."
-    )
-    store = StoreSettings(
-        timeout=_get(store_table, "timeout", "store.", _seconds, StoreSettings.timeout, problems),
-        lock_timeout=_get(
-            store_table, "lock_timeout", "store.", _seconds, StoreSettings.lock_timeout, problems
-        ),
-        allow_insecure_backend=_get(
-            store_table,
-            "allow_insecure_backend",
-            "store.",
-            _boolean,
-            StoreSettings.allow_insecure_backend,
-            problems,
-        ),
-    )
+    http = _section(document, "http", "", HttpSettings(), problems)
+    store = _section(document, "store", "", StoreSettings(), problems)
+    daemon = _section(document, "daemon", "", DaemonSettings(), problems)
 
     accounts: dict[str, Account] = {}
     accounts_table = _table(document.get("accounts"), "accounts", problems)
     if not accounts_table:
         problems.add("accounts", "no account configured; add an [accounts.default] table")
     for name, value in accounts_table.items():
-        table = _table(value, f"accounts.{name}", problems)
-        account = _account(name, table, refresh_defaults, problems) if table else None
+        if not isinstance(value, dict):
+            problems.add(f"accounts.{name}", "expected a table")
+            continue
+        account = _account(name, value, template, problems)
         if account is not None:
             accounts[name] = account
     if problems.items:
         raise ConfigError(source, problems.items)
-    return Config(source=source, accounts=accounts, http=http, store=store)
+    return Config(source=source, accounts=accounts, http=http, store=store, daemon=daemon)
 
 
 def load_config(path: Path) -> Config:
@@ -354,10 +417,4 @@ def load_config(path: Path) -> Config:
         warnings.append(
             f"{path} holds a client_secret and other users can read it; run: chmod 600 {path}"
         )
-    return Config(
-        source=config.source,
-        accounts=config.accounts,
-        http=config.http,
-        store=config.store,
-        warnings=tuple(warnings),
-    )
+    return replace(config, warnings=tuple(warnings))

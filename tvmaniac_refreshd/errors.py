@@ -10,6 +10,7 @@
     ├── StoreCorrupt              1   the keyring item is not ours or unreadable; never overwritten
     ├── TransientError            75  network, timeout, 408/429/5xx, HTML: try again; .retry_after
     ├── SessionRejected           77  the refresh token was rejected, or none stored: `login`
+    │   └── NotLoggedIn           77  no tokens are stored for the account
     ├── LoginFailed               1   the device login was denied, expired or abandoned
     └── ServiceError              1   systemctl/launchctl failed
 
@@ -89,6 +90,10 @@ class SessionRejected(RefreshdError):
     """The provider no longer accepts the session, or there is none: `login` is needed."""
 
     exit_code = EXIT_REAUTH
+
+
+class NotLoggedIn(SessionRejected):
+    """No tokens are stored for the account: a normal state, not a failure of the session."""
 
 
 class LoginFailed(RefreshdError):

@@ -1,17 +1,35 @@
 """Logging through structlog: readable on a terminal, one key=value line per event otherwise.
 
+As a daemon (``daemon=True``) records go to journald as structured entries when stderr is
+journald's stream, or else one ``<N>``-prefixed line each, so that whoever captures stderr
+(journald, a log file) keeps the priority and never splits a record.
+
 Every record passes a redaction processor: fields with secret names are masked, and any value
 containing a registered secret (a token, a client secret) has it cut out, whatever its key.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, TextIO
 
 import structlog
+
+from tvmaniac_refreshd.journal import (
+    DEFAULT_PRIORITY,
+    PRIORITIES,
+    JournalLoggerFactory,
+    JournalSender,
+    format_value,
+    journal_fields,
+    logfmt_pair,
+    ordered_items,
+    stderr_is_journal,
+)
 
 REDACTED = "[redacted]"
 SECRET_KEYS = frozenset(
@@ -70,12 +88,39 @@ def redact(
     return event_dict
 
 
+def priority_line(_logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
+    """A structlog renderer: ``<N>event key=value ...`` on exactly one line (sd-daemon(3))."""
+    event = format_value(event_dict.pop("event", ""))
+    level = str(event_dict.pop("level", method_name)).lower()
+    priority = PRIORITIES.get(level, DEFAULT_PRIORITY)
+    words = [logfmt_pair("event", event)[len("event=") :]] if event else []
+    words += [logfmt_pair(key, format_value(value)) for key, value in ordered_items(event_dict)]
+    return f"<{priority}>" + " ".join(words)
+
+
+def _is_journal_stream(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return False
+    return stderr_is_journal(environ, fd)
+
+
 def configure_logging(
-    verbosity: int = 0, *, stream: TextIO | None = None, quiet: bool = False
+    verbosity: int = 0,
+    *,
+    stream: TextIO | None = None,
+    quiet: bool = False,
+    daemon: bool = False,
+    environ: Mapping[str, str] | None = None,
+    journal: JournalSender | None = None,
 ) -> None:
     """Set up structlog for this process.
 
     ``verbosity`` 0 shows info (warnings only when ``quiet``), 1 or more shows debug.
+    ``daemon`` picks the service outputs: native journald entries when ``stream`` is journald's
+    (per ``$JOURNAL_STREAM`` in ``environ``), else ``<N>``-prefixed lines on ``stream``.
+    ``journal`` replaces the default sender (another socket path, or to read its counters).
     """
     out = stream if stream is not None else sys.stderr
     if verbosity > 0:
@@ -84,6 +129,9 @@ def configure_logging(
         level = logging.WARNING
     else:
         level = logging.INFO
+    if daemon:
+        _configure_daemon(out, level, os.environ if environ is None else environ, journal)
+        return
     tty = out.isatty()
     renderer: Any
     if tty:
@@ -98,6 +146,46 @@ def configure_logging(
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact,
             renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _configure_daemon(
+    out: TextIO, level: int, environ: Mapping[str, str], journal: JournalSender | None
+) -> None:
+    sender = journal if journal is not None else JournalSender()
+    # Without the socket (a container without journald's mount) every entry would be lost.
+    if _is_journal_stream(out, environ) and os.path.exists(sender.path):
+        structlog.configure(
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.CallsiteParameterAdder(
+                    [
+                        structlog.processors.CallsiteParameter.PATHNAME,
+                        structlog.processors.CallsiteParameter.LINENO,
+                        structlog.processors.CallsiteParameter.FUNC_NAME,
+                    ]
+                ),
+                # Before redact, so that secrets inside a traceback's text are cut out too.
+                structlog.processors.format_exc_info,
+                redact,
+                journal_fields,
+            ],
+            wrapper_class=structlog.make_filtering_bound_logger(level),
+            logger_factory=JournalLoggerFactory(sender),
+            cache_logger_on_first_use=False,
+        )
+        return
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redact,
+            priority_line,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=out),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from enum import StrEnum
 
-from tvmaniac_refreshd.config import RefreshPolicy
+from tvmaniac_refreshd.config import RefreshPolicy, RetryPolicy
 from tvmaniac_refreshd.tokens import TokenSet
 
 # A margin may take at most this share of the lifetime, so that a one-minute token from a
@@ -85,3 +85,19 @@ def account_state(
     if needs_refresh(tokens, policy, now=now, salt=salt):
         return AccountState.REFRESH_DUE
     return AccountState.ACTIVE
+
+
+def retry_delay(
+    attempt: int, retry: RetryPolicy, *, retry_after: float | None, share: float
+) -> float:
+    """Return how long to wait before retry number ``attempt`` (1 for the first retry).
+
+    Exponential from ``retry.initial``, capped at ``retry.maximum``, with "equal jitter" (between
+    half and all of the step, by ``share`` in [0, 1)) so that many machines coming back online do
+    not retry in step. A server's ``Retry-After`` is honoured as a floor.
+    """
+    step = min(float(retry.maximum), retry.initial * 2.0 ** max(0, attempt - 1))
+    delay = step * (0.5 + share / 2)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from tvmaniac_refreshd.config import Account
 from tvmaniac_refreshd.errors import (
+    NotLoggedIn,
     RefreshdError,
     SessionRejected,
     StoreUnavailable,
@@ -74,10 +75,15 @@ class Refresher:
         """
         document = self._store.load(self.account.name)
         if document is None:
-            raise SessionRejected(
+            raise NotLoggedIn(
                 f"account {self.account.name!r} is not logged in; run `tvmaniac-refreshd login`",
                 account=self.account.name,
             )
+        self.check(document)
+        return document
+
+    def check(self, document: TokenDocument) -> None:
+        """Raise SessionRejected if ``document`` must not be used with the current config."""
         register_secret(document.tokens.access_token)
         register_secret(document.tokens.refresh_token)
         if document.fingerprint != self.account.fingerprint():
@@ -94,7 +100,6 @@ class Refresher:
                 "run `tvmaniac-refreshd login`",
                 account=self.account.name,
             )
-        return document
 
     def ensure_fresh(self, *, min_valid: int | None = None, force: bool = False) -> Fresh:
         """Return tokens that are not due, refreshing them first if needed (or if ``force``).

@@ -40,6 +40,8 @@ class AccountRecord:
     # Digest of the refresh token being spent right now; left behind only by a crash.
     in_flight_token: str | None = None
     in_flight_since: int | None = None
+    # When the daemon plans to try next (due time, or a retry after a failure).
+    next_attempt_at: int | None = None
 
     def needs_reauth(self, refresh_token: str) -> bool:
         """Return whether ``refresh_token`` is the one the provider rejected."""
@@ -91,6 +93,13 @@ class StateFiles:
         record = replace(self.load(account), **changes)
         self.save(account, record)
         return record
+
+    def stamp(self, account: str) -> int | None:
+        """Return the file's modification time in ns, or None; it changes with every write."""
+        try:
+            return self._path(account).stat().st_mtime_ns
+        except OSError:
+            return None
 
     def delete(self, account: str) -> None:
         """Forget everything about ``account``."""

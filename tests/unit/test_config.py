@@ -99,6 +99,14 @@ class TestParseConfig:
             "accounts: no account configured; add an [accounts.default] table"
         ]
 
+    def test_empty_account_table(self) -> None:
+        """An account with no keys is reported, not silently dropped."""
+
+        assert problems_of("[accounts.default]\n") == [
+            "accounts.default.provider: missing; set it to one of: trakt",
+            "accounts.default.client_id: missing; copy it from your Trakt app's settings page",
+        ]
+
     def test_bad_account_name(self) -> None:
         """Account names become keyring user names and file names, so they are restricted."""
 

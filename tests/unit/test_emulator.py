@@ -30,12 +30,16 @@ HEX64 = re.compile(r"[0-9a-f]{64}")
 REPO = Path(__file__).resolve().parents[2]
 # httpx builds a TLS context per client even for http:// URLs; one shared context keeps it cheap.
 TLS = ssl.create_default_context()
+# The emulator's time in unit tests: frozen, and moved only by advance_clock. On the wall clock,
+# a test comparing a token's created_at with emu.now() fails whenever a second boundary falls
+# between the request and the comparison.
+FROZEN_TIME = 1_700_000_000.25
 
 
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
-    """A started emulator with one registered client."""
-    emulator = Emulator(CLIENT_ID, CLIENT_SECRET).start()
+    """A started emulator with one registered client and a frozen clock."""
+    emulator = Emulator(CLIENT_ID, CLIENT_SECRET, clock=lambda: FROZEN_TIME).start()
     yield emulator
     emulator.stop()
 

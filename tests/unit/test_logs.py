@@ -1,0 +1,207 @@
+"""Log outputs: ``<N>`` lines for a daemon without journald, logfmt/console otherwise, redaction."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+from tvmaniac_refreshd.journal import JournalSender
+from tvmaniac_refreshd.logs import (
+    REDACTED,
+    configure_logging,
+    get_logger,
+    redact_text,
+    register_secret,
+)
+
+
+def fail_with(error: Exception) -> NoReturn:
+    """Raise ``error`` from a real frame, so that its traceback has something to show."""
+    raise error
+
+
+class TtyStream(io.StringIO):
+    """An in-memory stream that claims to be a terminal."""
+
+    def isatty(self) -> bool:
+        """Pretend to be a terminal."""
+        return True
+
+
+def lines(stream: io.StringIO) -> list[str]:
+    """The lines written so far."""
+    return stream.getvalue().splitlines()
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    """A real pipe (read end, write end)."""
+    read_fd, write_fd = os.pipe()
+    yield read_fd, write_fd
+    os.close(read_fd)
+    os.close(write_fd)
+
+
+def test_daemon_without_journal_prefixes_priorities() -> None:
+    """Each record is one line with its sd-daemon priority prefix, event first."""
+    out = io.StringIO()
+    configure_logging(daemon=True, stream=out, environ={})
+    log = get_logger(account="default")
+    log.info("refresh.finished", outcome="refreshed", expires_at="2026-03-01T10:00:00Z")
+    log.warning("refresh.retry", attempt=2)
+    log.error("refresh.failed", reason="invalid_grant")
+    got = lines(out)
+    assert len(got) == 3
+    assert got[0].startswith(
+        "<6>refresh.finished account=default outcome=refreshed expires_at=2026-03-01T10:00:00Z "
+    )
+    assert got[1].startswith("<4>refresh.retry account=default attempt=2 ")
+    assert got[2].startswith("<3>refresh.failed account=default reason=invalid_grant ")
+    assert all(" timestamp=" in line for line in got)
+
+
+def test_daemon_without_journal_collapses_exception_to_one_line() -> None:
+    """A traceback stays on the record's single line, so journald keeps it as one entry."""
+    out = io.StringIO()
+    configure_logging(daemon=True, stream=out, environ={})
+    try:
+        fail_with(RuntimeError("keyring locked"))
+    except RuntimeError:
+        get_logger(account="default").exception("refresh.crashed")
+    got = lines(out)
+    assert len(got) == 1
+    assert got[0].startswith("<3>refresh.crashed account=default exception=")
+    assert "Traceback (most recent call last):\\n" in got[0]
+    assert "RuntimeError: keyring locked" in got[0]
+
+
+def test_daemon_critical_and_debug_priorities() -> None:
+    """critical maps to <2>; debug is hidden at verbosity 0 and <7> at verbosity 1."""
+    out = io.StringIO()
+    configure_logging(daemon=True, stream=out, environ={})
+    get_logger().debug("scheduler.tick")
+    get_logger().critical("daemon.fatal")
+    configure_logging(1, daemon=True, stream=out, environ={})
+    get_logger().debug("scheduler.tick")
+    got = lines(out)
+    assert [line[:3] for line in got] == ["<2>", "<7>"]
+
+
+def test_daemon_with_foreign_journal_stream_uses_lines(
+    tmp_path: Path, pipe: tuple[int, int]
+) -> None:
+    """A ``$JOURNAL_STREAM`` that is not our stream's dev:ino does not switch to native entries."""
+    stat = os.fstat(pipe[1])
+    sock = tmp_path / "journal.sock"
+    sock.touch()
+    with (tmp_path / "daemon.log").open("w") as out:
+        configure_logging(
+            daemon=True,
+            stream=out,
+            environ={"JOURNAL_STREAM": f"{stat.st_dev}:{stat.st_ino}"},
+            journal=JournalSender(str(sock)),
+        )
+        get_logger().info("daemon.started")
+    assert (tmp_path / "daemon.log").read_text().startswith("<6>daemon.started ")
+
+
+def test_daemon_without_journal_socket_falls_back_to_lines(
+    tmp_path: Path, pipe: tuple[int, int]
+) -> None:
+    """Even when stderr is journald's stream, a missing native socket means lines on stderr."""
+    stat = os.fstat(pipe[1])
+    with os.fdopen(os.dup(pipe[1]), "w") as out:
+        configure_logging(
+            daemon=True,
+            stream=out,
+            environ={"JOURNAL_STREAM": f"{stat.st_dev}:{stat.st_ino}"},
+            journal=JournalSender(str(tmp_path / "absent.sock")),
+        )
+        get_logger().info("daemon.started")
+    assert os.read(pipe[0], 4096).startswith(b"<6>daemon.started ")
+
+
+def test_interactive_logfmt_unchanged_when_not_a_tty() -> None:
+    """Without daemon=True a non-terminal gets today's logfmt line, no priority prefix."""
+    out = io.StringIO()
+    configure_logging(stream=out)
+    get_logger(account="default").info("refresh.finished", outcome="refreshed")
+    got = lines(out)
+    assert len(got) == 1
+    assert got[0].startswith("timestamp=")
+    assert " level=info event=refresh.finished account=default outcome=refreshed" in got[0]
+    assert "<6>" not in got[0]
+
+
+def test_interactive_quiet_hides_info() -> None:
+    """quiet keeps only warnings and above, as before."""
+    out = io.StringIO()
+    configure_logging(stream=out, quiet=True)
+    get_logger().info("status.read")
+    get_logger().warning("status.stale")
+    got = lines(out)
+    assert len(got) == 1
+    assert "level=warning event=status.stale" in got[0]
+
+
+def test_interactive_console_on_a_tty() -> None:
+    """A terminal gets structlog's console renderer, without colours."""
+    out = TtyStream()
+    configure_logging(stream=out)
+    get_logger(account="default").info("refresh.finished")
+    text = out.getvalue()
+    assert "refresh.finished" in text
+    assert "[info" in text
+    assert "account=default" in text
+    assert "\x1b[" not in text
+
+
+@pytest.mark.parametrize("daemon", [False, True])
+@pytest.mark.parametrize("key", ["access_token", "refresh_token", "client_secret", "Authorization"])
+def test_secret_named_fields_are_masked(daemon: bool, key: str) -> None:
+    """A field with a secret's name is masked whatever its value, on every output."""
+    out = io.StringIO()
+    configure_logging(stream=out, daemon=daemon, environ={})
+    value = "unregistered-value-1234"
+    get_logger().info("oauth.response", **{key: value})
+    assert value not in out.getvalue()
+    assert f"{key}={REDACTED}" in out.getvalue()
+
+
+@pytest.mark.parametrize("daemon", [False, True])
+def test_registered_secret_is_cut_from_free_text(daemon: bool) -> None:
+    """A registered token inside any value is replaced, on every output."""
+    out = io.StringIO()
+    configure_logging(stream=out, daemon=daemon, environ={})
+    token = "at-logs-free-text-99ab77cd"
+    register_secret(token)
+    get_logger(account="default").warning("oauth.error", body=f'{{"echo": "{token}"}}')
+    assert token not in out.getvalue()
+    assert REDACTED in out.getvalue()
+
+
+def test_registered_secret_is_cut_from_daemon_traceback() -> None:
+    """A token in an exception message does not leak through the collapsed traceback."""
+    out = io.StringIO()
+    configure_logging(daemon=True, stream=out, environ={})
+    token = "rt-in-exception-5566aabb"
+    register_secret(token)
+    try:
+        fail_with(ValueError(f"rejected {token}"))
+    except ValueError:
+        get_logger().exception("refresh.crashed")
+    assert token not in out.getvalue()
+    assert f"ValueError: rejected {REDACTED}" in out.getvalue()
+
+
+def test_redact_text_and_short_values() -> None:
+    """redact_text replaces registered secrets; too-short values are never registered."""
+    register_secret("short")
+    register_secret(None)
+    register_secret("long-enough-secret-42")
+    assert redact_text("short and long-enough-secret-42") == f"short and {REDACTED}"

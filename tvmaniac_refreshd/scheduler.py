@@ -1,0 +1,95 @@
+"""APScheduler 3.x behind a small interface: the only module that imports it.
+
+Jobs live in memory only; the plan is rebuilt from the keyring, never persisted. The job
+defaults matter: APScheduler's own ``misfire_grace_time`` of one second silently drops a refresh
+that fires late after a suspend, so it is disabled, and late runs are coalesced into one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from tvmaniac_refreshd.logs import get_logger
+
+JOB_DEFAULTS = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
+
+
+class Planner(Protocol):
+    """What the daemon needs from a scheduler; tests provide a recording fake."""
+
+    def at(self, job_id: str, when: float, func: Callable[[], object]) -> None: ...
+
+    def every(self, job_id: str, seconds: float, func: Callable[[], object]) -> None: ...
+
+    def cancel(self, job_id: str) -> None: ...
+
+
+def _utc(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
+
+
+class Scheduler:
+    """A background scheduler whose jobs run on a bounded pool of worker threads."""
+
+    def __init__(self, *, max_workers: int, executor: Any = None) -> None:  # noqa: ANN401
+        # APScheduler logs through stdlib logging; its messages are ours to report.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        self._log = get_logger()
+        self._scheduler = BackgroundScheduler(
+            timezone=dt.UTC,
+            job_defaults=JOB_DEFAULTS,
+            executors={"default": executor or ThreadPoolExecutor(max_workers=max_workers)},
+        )
+        self._scheduler.add_listener(self._on_trouble, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+
+    def _on_trouble(self, event: JobExecutionEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            self._log.warning("scheduler.job_missed", job=event.job_id)
+        else:
+            self._log.error("scheduler.job_failed", job=event.job_id, error=repr(event.exception))
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    def shutdown(self) -> None:
+        """Stop starting jobs; running ones are left to finish (or be abandoned at exit)."""
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+
+    def at(self, job_id: str, when: float, func: Callable[[], object]) -> None:
+        """Run ``func`` once at unix time ``when`` (at once if that has passed)."""
+        self._scheduler.add_job(
+            func, DateTrigger(run_date=_utc(when)), id=job_id, replace_existing=True
+        )
+
+    def every(self, job_id: str, seconds: float, func: Callable[[], object]) -> None:
+        """Run ``func`` every ``seconds``, starting one period from now."""
+        self._scheduler.add_job(
+            func, IntervalTrigger(seconds=seconds), id=job_id, replace_existing=True
+        )
+
+    def cancel(self, job_id: str) -> None:
+        job = self._scheduler.get_job(job_id)
+        if job is not None:
+            job.remove()
+
+    def wake(self) -> None:
+        """Re-examine the job list now (after a clock jump or resume)."""
+        self._scheduler.wakeup()
+
+    def planned(self) -> dict[str, float]:
+        """Return each job's next run time as unix seconds."""
+        return {
+            job.id: job.next_run_time.timestamp()
+            for job in self._scheduler.get_jobs()
+            if job.next_run_time is not None
+        }
