@@ -1,0 +1,151 @@
+"""Measure the idle daemon: RSS and wake-ups per hour over an idle period.
+
+Wake-ups are the voluntary context switches of all the daemon's threads
+(/proc/PID/task/*/status), counted from READY until the end of the period; the daemon runs
+against the local Trakt emulator and a private gnome-keyring, with 7-day tokens, so nothing is
+due during the measurement.
+
+usage: python -m bench.idle [--seconds 600] [--accounts 1] [--watchdog-sec 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.support.harness import CLIENT_ID, CLIENT_SECRET
+from tests.support.keyring_session import KeyringSession
+from trakt_emulator import Emulator
+from tvmaniac_refreshd.config import load_config
+from tvmaniac_refreshd.tokens import TokenDocument, TokenSet, encode_document
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def switches(pid: int) -> int:
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                total += int(line.split()[1])
+    return total
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def seed_accounts(root: Path, env: dict[str, str], emulator: Emulator, count: int) -> Path:
+    config = root / "config.toml"
+    tables = "".join(
+        f'[accounts.a{i}]\nprovider = "trakt"\nclient_id = "{CLIENT_ID}"\n'
+        f'client_secret = "{CLIENT_SECRET}"\nauth_url = "{emulator.url}"\n'
+        for i in range(count)
+    )
+    config.write_text("[alerts]\ndesktop = false\n" + tables)
+    config.chmod(0o600)
+    accounts = load_config(config).accounts
+    items = {}
+    for name, account in accounts.items():
+        grant = emulator.seed_grant(name)
+        now = int(time.time())
+        items[name] = encode_document(
+            TokenDocument(
+                account=name,
+                provider="trakt",
+                tokens=TokenSet(
+                    str(grant["access_token"]),
+                    str(grant["refresh_token"]),
+                    now,
+                    604800,
+                    now + 604800,
+                ),
+                fingerprint=account.fingerprint(),
+                obtained_at=now,
+            )
+        )
+    script = (
+        "import json, sys\nfrom keyring.backends import SecretService\n"
+        "kr = SecretService.Keyring()\n"
+        "for name, text in json.load(sys.stdin).items():\n"
+        "    kr.set_password('tvmaniac-refreshd', name, text)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script], input=json.dumps(items), text=True, env=env, check=True
+    )
+    return config
+
+
+def measure(seconds: float, accounts: int, watchdog_sec: int) -> dict[str, object]:
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        KeyringSession() as keyring,
+        Emulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as emulator,
+    ):
+        root = Path(directory)
+        env = dict(keyring.env)
+        env.update({"PYTHONPATH": str(REPO), "XDG_STATE_HOME": str(root / "state")})
+        env["TVMANIAC_REFRESHD_CONFIG"] = str(seed_accounts(root, env, emulator, accounts))
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(str(root / "notify.sock"))
+        notify.settimeout(120)
+        env["NOTIFY_SOCKET"] = str(root / "notify.sock")
+        if watchdog_sec:
+            env["WATCHDOG_USEC"] = str(watchdog_sec * 1_000_000)
+        started = time.monotonic()
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "tvmaniac_refreshd", "run"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        env.pop("WATCHDOG_USEC", None)
+        while not notify.recv(4096).startswith(b"READY=1"):
+            pass
+        ready_s = time.monotonic() - started
+        first = switches(daemon.pid)
+        time.sleep(seconds)  # the measurement itself: an idle period
+        last = switches(daemon.pid)
+        rss = rss_kib(daemon.pid)
+        threads = len(list(Path(f"/proc/{daemon.pid}/task").iterdir()))
+        daemon.send_signal(signal.SIGTERM)
+        daemon.communicate(timeout=30)
+        notify.close()
+        requests = emulator.counters()["requests"]
+    return {
+        "accounts": accounts,
+        "idle_seconds": seconds,
+        "watchdog_sec": watchdog_sec,
+        "ready_seconds": round(ready_s, 2),
+        "wakeups_per_hour": round((last - first) * 3600 / seconds, 1),
+        "rss_mib": round(rss / 1024, 1),
+        "threads": threads,
+        "requests_while_idle": requests,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=600)
+    parser.add_argument("--accounts", type=int, default=1)
+    parser.add_argument("--watchdog-sec", type=int, default=0)
+    args = parser.parse_args()
+    os.umask(0o077)
+    print(json.dumps(measure(args.seconds, args.accounts, args.watchdog_sec)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

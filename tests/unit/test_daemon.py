@@ -1,0 +1,285 @@
+"""The daemon's decisions, driven directly with a fake planner and clock: no threads, no sleep."""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from apscheduler.events import EVENT_JOB_MISSED
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from tests.fakes import FakeClock, MemoryBackend
+from tests.unit.test_refresher import ACCOUNT, START, FakeTrakt, initial
+from tvmaniac_refreshd.alerts import AlertEvent
+from tvmaniac_refreshd.config import Alerts, Config, RetryPolicy, StoreSettings
+from tvmaniac_refreshd.daemon import Daemon
+from tvmaniac_refreshd.errors import SessionRejected, StoreUnavailable, TransientError
+from tvmaniac_refreshd.policy import refresh_due_at
+from tvmaniac_refreshd.refresher import Refresher
+from tvmaniac_refreshd.scheduler import Scheduler
+from tvmaniac_refreshd.state import StateFiles
+from tvmaniac_refreshd.store import KeyringStore
+
+JOB = "refresh:default"
+
+
+class FakePlanner:
+    """Records what the daemon asks the scheduler for."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, tuple[float, Callable[[], object]]] = {}
+        self.periodic: dict[str, float] = {}
+
+    def at(self, job_id: str, when: float, func: Callable[[], object]) -> None:
+        self.jobs[job_id] = (when, func)
+
+    def every(self, job_id: str, seconds: float, func: Callable[[], object]) -> None:
+        self.periodic[job_id] = seconds
+
+    def cancel(self, job_id: str) -> None:
+        self.jobs.pop(job_id, None)
+
+    def run_due(self, now: float) -> None:
+        """Run every job whose time has come, as the scheduler would."""
+        for job_id, (when, func) in list(self.jobs.items()):
+            if when <= now and self.jobs.get(job_id) == (when, func):
+                func()
+
+
+class FakeAlerter:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, AlertEvent, str]] = []
+
+    def emit(
+        self, account: str, event: AlertEvent, settings: Alerts, message: str, *, now: float
+    ) -> None:
+        self.events.append((account, event, message))
+
+
+class World:
+    def __init__(self, tmp_path: Path, account: object = ACCOUNT) -> None:
+        self.clock = FakeClock(START)
+        self.mono = FakeClock(1000.0)
+        self.trakt = FakeTrakt(self.clock)
+        self.backend = MemoryBackend()
+        self.store = KeyringStore(StoreSettings(), lambda: self.backend)
+        self.states = StateFiles(tmp_path / "state")
+        self.planner = FakePlanner()
+        self.alerter = FakeAlerter()
+        self.account = account
+        self.tmp_path = tmp_path
+        self.store.save(initial(START))
+        self.daemon = Daemon(
+            Config(source="test", accounts={"default": account}),  # type: ignore[dict-item]
+            planner=self.planner,
+            refresher=self.refresher,
+            states=self.states,
+            alerter=self.alerter,  # type: ignore[arg-type]
+            clock=self.clock,
+            monotonic=self.mono,
+            share=lambda: 0.0,
+        )
+
+    def refresher(self, account: object) -> Refresher:
+        return Refresher(
+            account,  # type: ignore[arg-type]
+            store=self.store,
+            states=self.states,
+            lock_dir=self.tmp_path / "locks",
+            lock_timeout=1,
+            client=lambda: self.trakt,  # type: ignore[arg-type,return-value]
+            clock=self.clock,
+        )
+
+    def planned(self) -> float | None:
+        job = self.planner.jobs.get(JOB)
+        return None if job is None else job[0]
+
+    def due(self) -> float:
+        document = self.store.load("default")
+        assert document is not None
+        return float(refresh_due_at(document.tokens, ACCOUNT.refresh, salt="default"))
+
+    def advance_to(self, when: float) -> None:
+        self.clock.advance(when - self.clock())
+        self.planner.run_due(self.clock())
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+class TestPlanning:
+    def test_start_plans_at_due_time(self, world: World) -> None:
+        """At start, the account is planned at its token's due time, with no request."""
+        world.daemon.plan_all()
+
+        assert world.due() == world.planned()
+        assert world.trakt.spent == []
+        assert world.states.load("default").next_attempt_at == int(world.due())
+
+    def test_due_job_refreshes_and_plans_the_next(self, world: World) -> None:
+        """When the job fires, the token is refreshed and the next one is planned."""
+        world.daemon.plan_all()
+        world.advance_to(world.due())
+
+        assert len(world.trakt.spent) == 1
+        assert world.due() == world.planned()
+        assert world.planned() > world.clock()  # type: ignore[operator]
+        assert [event for _, event, _ in world.alerter.events] == [AlertEvent.REFRESHED]
+
+    def test_late_job_still_refreshes(self, world: World) -> None:
+        """A job that fires hours late (after a suspend) refreshes at once."""
+        world.daemon.plan_all()
+        world.advance_to(world.due() + 6 * 3600)
+
+        assert len(world.trakt.spent) == 1
+
+
+class TestFailures:
+    def test_backoff_grows_and_is_capped(self, world: World) -> None:
+        """Each transient failure doubles the wait, up to the cap; nothing is deleted."""
+        world.daemon.plan_all()
+        world.trakt.fail_with.extend([TransientError("down")] * 6)
+        delays = []
+        world.advance_to(world.due())
+        for _ in range(6):
+            planned = world.planned()
+            assert planned is not None
+            delays.append(planned - world.clock())
+            world.advance_to(planned)
+
+        # share=0 gives the lower half of each step: 30, 60, 120, ... capped at 900/2
+        assert delays == [30.0, 60.0, 120.0, 240.0, 450.0, 450.0]
+        assert world.store.load("default") is not None
+        assert len(world.trakt.spent) == 7
+
+    def test_retry_after_is_a_floor(self, world: World) -> None:
+        """A 429's Retry-After is waited out even when the backoff step is shorter."""
+        world.daemon.plan_all()
+        world.trakt.fail_with.append(TransientError("429", retry_after=143))
+        world.advance_to(world.due())
+
+        assert world.planned() == world.clock() + 143
+
+    def test_rejection_stops_planning(self, world: World) -> None:
+        """invalid_grant cancels the job, alerts once, and later planning sends nothing."""
+        world.daemon.plan_all()
+        world.trakt.fail_with.append(SessionRejected("invalid_grant"))
+        world.advance_to(world.due())
+        world.daemon.plan_all()
+        world.clock.advance(86400)
+        world.daemon.plan_all()
+
+        assert world.planned() is None
+        assert len(world.trakt.spent) == 1
+        assert world.daemon.status_line() == "default: login needed"
+        assert AlertEvent.REAUTH_REQUIRED in [event for _, event, _ in world.alerter.events]
+
+    def test_keyring_unavailable_is_retried(self, world: World) -> None:
+        """A locked keyring at start is a degraded state that retries, then recovers."""
+        world.backend.fail_with = StoreUnavailable("locked")
+        world.daemon.plan_all()
+
+        assert world.daemon.watches["default"].condition == "keyring_unavailable"
+        retry = world.planned()
+        assert retry is not None
+        world.backend.fail_with = None
+        world.advance_to(retry)
+        assert world.planned() == world.due()
+
+    def test_long_failure_alerts(self, tmp_path: Path) -> None:
+        """Failing for longer than failing_for raises the FAILING alert."""
+        account = ACCOUNT.__class__(
+            **{
+                **ACCOUNT.__dict__,
+                "alerts": Alerts(failing_for=600),
+                "retry": RetryPolicy(initial=300, maximum=300),
+            }
+        )
+        world = World(tmp_path, account)
+        world.daemon.plan_all()
+        world.trakt.fail_with.extend([TransientError("down")] * 5)
+        world.advance_to(world.due())
+        for _ in range(4):
+            world.advance_to(world.planned())  # type: ignore[arg-type]
+
+        assert AlertEvent.FAILING in [event for _, event, _ in world.alerter.events]
+
+
+class TestTick:
+    def test_clock_jump_replans_at_once(self, world: World) -> None:
+        """A resume (wall clock far ahead of monotonic) makes an overdue account run now."""
+        world.daemon.plan_all()
+        world.daemon.tick()
+        world.clock.advance(7 * 86400)  # a week asleep
+        world.mono.advance(600)
+        world.daemon.tick()
+
+        planned = world.planned()
+        assert planned is not None
+        assert planned <= world.clock()
+
+    def test_login_by_cli_is_picked_up(self, world: World) -> None:
+        """Logged out at start; a login (keyring + state file) is noticed on the next tick."""
+        world.store.delete("default")
+        world.daemon.plan_all()
+        assert (world.planned(), world.daemon.status_line()) == (None, "default: not logged in")
+        world.store.save(initial(world.clock()))
+        world.states.update("default", last_success_at=int(world.clock()))
+        world.daemon.tick()
+
+        assert world.planned() == world.due()
+
+    def test_logout_by_cli_cancels(self, world: World) -> None:
+        """A logout (keyring item and state file gone) cancels the job on the next tick."""
+        world.daemon.plan_all()
+        world.store.delete("default")
+        world.states.delete("default")
+        world.daemon.tick()
+
+        assert world.planned() is None
+
+    def test_reload_drops_removed_accounts(self, world: World) -> None:
+        """A reload without the account cancels its job."""
+        world.daemon.plan_all()
+        world.daemon.reload(Config(source="test", accounts={}))
+
+        assert world.planned() is None
+        assert world.daemon.status_line() == "no accounts"
+
+
+class TestScheduler:
+    def test_late_job_runs_with_our_defaults(self) -> None:
+        """A date job five seconds late still runs (APScheduler's default would drop it)."""
+        ran = threading.Event()
+        scheduler = Scheduler(max_workers=1)
+        scheduler.at("late", time.time() - 5, ran.set)
+        scheduler.start()
+        try:
+            assert ran.wait(30)
+        finally:
+            scheduler.shutdown()
+
+    def test_default_grace_would_drop_it(self) -> None:
+        """The reason for misfire_grace_time=None: with the defaults the late job is missed."""
+        missed = threading.Event()
+        ran = threading.Event()
+        scheduler = BackgroundScheduler(timezone="UTC")
+        scheduler.add_listener(lambda _event: missed.set(), EVENT_JOB_MISSED)
+        scheduler.add_job(
+            ran.set,
+            "date",
+            run_date=datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=5),
+        )
+        scheduler.start()
+        try:
+            assert missed.wait(30)
+            assert not ran.is_set()
+        finally:
+            scheduler.shutdown(wait=False)
