@@ -360,11 +360,22 @@ def cmd_status(app: App) -> int:
         if document is not None and document.fingerprint != account.fingerprint():
             problem = "the stored login was made with a different client_id or auth_url"
         reports.append(account_report(account, document, record, now=now, problem=problem))
+    from tvmaniac_refreshd import instance  # noqa: PLC0415
+
+    pid = instance.running_pid(instance.lock_path(state_dir(app.environ), app.config.source))
+    daemon = {"running": pid is not None, "pid": pid}
     if app.args.json:
-        payload = {"format_version": FORMAT_VERSION, "generated_at": iso(now), "accounts": reports}
+        payload = {
+            "format_version": FORMAT_VERSION,
+            "generated_at": iso(now),
+            "daemon": daemon,
+            "accounts": reports,
+        }
         app.out.write(json.dumps(payload, indent=2) + "\n")
     else:
         app.out.write(render_text(reports, now=now))
+        running = f"running (pid {pid})" if pid else "not running"
+        app.out.write(f"\ndaemon: {running}\n")
     return EXIT_OK
 
 

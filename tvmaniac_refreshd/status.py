@@ -82,6 +82,7 @@ def account_report(
         "last_error": problem or record.last_error or None,
         "reauth_reason": (problem or record.reauth_reason) if reauth else None,
         "consecutive_failures": record.consecutive_failures,
+        "next_attempt_at": iso(record.next_attempt_at) if usable else None,
         "advice": ADVICE[state],
     }
 
@@ -104,6 +105,8 @@ def render_text(reports: list[dict[str, Any]], *, now: float) -> str:
             lines.append(f"  access token expires: {_when(report['expires_at'], now)}")
         if report["refresh_due_at"]:
             lines.append(f"  next refresh due:     {_when(report['refresh_due_at'], now)}")
+        if report["next_attempt_at"] and report["next_attempt_at"] != report["refresh_due_at"]:
+            lines.append(f"  daemon's next try:    {_when(report['next_attempt_at'], now)}")
         if report["last_result"]:
             lines.append(
                 f"  last attempt:         {report['last_result']}, "

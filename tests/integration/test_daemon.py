@@ -163,6 +163,13 @@ class TestDaemon:
         assert second.code == 1
         assert "already running" in second.err
 
+    def test_status_shows_the_daemon(self, daemon: Daemon) -> None:
+        """`status` says the daemon is running, with its pid."""
+        status = json.loads(daemon.harness.run("status", "--json").out)
+
+        assert status["daemon"] == {"running": True, "pid": daemon.process.pid}
+        assert status["accounts"][0]["next_attempt_at"].endswith("Z")
+
     def test_login_during_run_is_picked_up(self, harness: Harness, tmp_path: Path) -> None:
         """Started logged out, the daemon notices a login made by the CLI and refreshes it."""
         harness.extra_config = DAEMON_CONFIG

@@ -218,3 +218,19 @@ class TestLoadConfig:
 
         with pytest.raises(ConfigError, match="not UTF-8"):
             load_config(path)
+
+
+class TestExampleFile:
+    def test_documents_every_key(self) -> None:
+        """Each key the parser knows appears in the example file, set or commented."""
+        from tvmaniac_refreshd.config import _ACCOUNT_KEYS, SECTIONS  # noqa: PLC0415
+
+        text = Path("config/refreshd.example.toml").read_text()
+        keys = {key for converters in SECTIONS.values() for key in converters} | _ACCOUNT_KEYS
+        missing = [
+            key
+            for key in sorted(keys - set(SECTIONS))
+            if f"\n{key} = " not in text and f"\n# {key} = " not in text
+        ]
+
+        assert missing == []
