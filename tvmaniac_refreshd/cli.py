@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     import httpx
 
     from tvmaniac_refreshd.oauth import TraktClient
+    from tvmaniac_refreshd.service import ServiceManager
 
 PROG = "tvmaniac-refreshd"
 # When several accounts fail differently, the exit code reports the one most in need of a human.
@@ -170,6 +171,39 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.add_argument(
         "--all", action="store_true", help="every configured account, not just --account"
     )
+    service = verb(
+        "service",
+        "Install, remove or inspect the OS service (systemd user units, launchd agent).",
+        "daemon mode: a long-running `run` (systemd Type=notify, or a launchd KeepAlive agent).\n"
+        "timer mode: `refresh --all` every hour (systemd timer with Persistent=true, or launchd\n"
+        "StartCalendarInterval), for machines where nothing should stay resident.\n"
+        "Then control it with systemctl --user / launchctl; logs: journalctl --user -u "
+        "'tvmaniac-refreshd*'.",
+    )
+    service_verbs = service.add_subparsers(dest="service_verb", metavar="ACTION", required=True)
+    install = service_verbs.add_parser(
+        "install",
+        help="install and start the service; running it again updates it (idempotent)",
+    )
+    install.add_argument(
+        "--mode",
+        choices=("daemon", "timer"),
+        default="daemon",
+        help="daemon (default) or an hourly timer; switching replaces the other mode",
+    )
+    install.add_argument(
+        "--dry-run", action="store_true", help="print the files and commands; change nothing"
+    )
+    uninstall = service_verbs.add_parser(
+        "uninstall", help="stop and remove the service; fine if it is not installed"
+    )
+    uninstall.add_argument(
+        "--dry-run", action="store_true", help="print what would be removed; change nothing"
+    )
+    service_status = service_verbs.add_parser(
+        "status", help="is it installed, in which mode, and what the service manager says"
+    )
+    service_status.add_argument("--json", action="store_true", help="machine-readable output")
     config = verb("config", "Check the configuration, or store a client secret.")
     config_verbs = config.add_subparsers(dest="config_verb", metavar="ACTION", required=True)
     config_verbs.add_parser(
@@ -440,6 +474,45 @@ def cmd_run(app: App) -> int:
     return run_daemon(app)
 
 
+def _service_manager(app: App) -> ServiceManager:
+    from tvmaniac_refreshd.service import manager_for  # noqa: PLC0415
+
+    return manager_for(app.environ)
+
+
+def cmd_service_install(app: App) -> int:
+    from tvmaniac_refreshd.service import exec_argv  # noqa: PLC0415
+
+    config = app.args.config or app.environ.get("TVMANIAC_REFRESHD_CONFIG")
+    if not app.args.dry_run:
+        app.config  # noqa: B018  # refuse to install a service that would fail on its config
+    manager = _service_manager(app)
+    manager.install(app.args.mode, exec_argv(config), dry_run=app.args.dry_run, out=app.out)
+    return EXIT_OK
+
+
+def cmd_service_uninstall(app: App) -> int:
+    _service_manager(app).uninstall(dry_run=app.args.dry_run, out=app.out)
+    return EXIT_OK
+
+
+def cmd_service_status(app: App) -> int:
+    state = _service_manager(app).state()
+    if app.args.json:
+        app.out.write(json.dumps({"format_version": FORMAT_VERSION, **state.as_dict()}, indent=2))
+        app.out.write("\n")
+        return EXIT_OK
+    mode = f"{state.mode} mode" if state.mode else "not installed"
+    app.out.write(f"{state.manager}: {mode}; {state.active}\n")
+    if state.detail:
+        app.out.write(f"  {state.detail}\n")
+    for path in state.files:
+        app.out.write(f"  {path}\n")
+    if state.lingering is False:
+        app.out.write("  lingering is off: the user manager stops when you log out\n")
+    return EXIT_OK
+
+
 def cmd_config_check(app: App) -> int:
     from tvmaniac_refreshd.doctor import run_checks  # noqa: PLC0415
 
@@ -468,6 +541,9 @@ VERBS: dict[str, Callable[[App], int]] = {
     "token": cmd_token,
     "refresh": cmd_refresh,
     "run": cmd_run,
+    "service install": cmd_service_install,
+    "service uninstall": cmd_service_uninstall,
+    "service status": cmd_service_status,
     "config check": cmd_config_check,
     "config set-secret": cmd_config_set_secret,
 }
@@ -490,7 +566,9 @@ def main(
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse has printed usage or help
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    verb = args.verb if args.verb != "config" else f"config {args.config_verb}"
+    verb = args.verb
+    if verb in ("config", "service"):
+        verb = f"{verb} {getattr(args, verb + '_verb')}"
     # `token` output is read by scripts: only warnings go to stderr unless -v.
     configure_logging(
         args.verbose,

@@ -13,6 +13,7 @@
     │   └── NotLoggedIn           77  no tokens are stored for the account
     ├── LoginFailed               1   the device login was denied, expired or abandoned
     └── ServiceError              1   systemctl/launchctl failed
+        └── ServiceUnavailable    69  no service manager for this user (no user bus, wrong OS)
 
 Programming errors stay plain exceptions: they are bugs, not outcomes.
 """
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-EXIT_STORE_UNAVAILABLE = 69
+EXIT_STORE_UNAVAILABLE = 69  # EX_UNAVAILABLE: also a missing service manager
 EXIT_TEMPORARY = 75
 EXIT_REAUTH = 77
 EXIT_CONFIG = 78
@@ -102,3 +103,9 @@ class LoginFailed(RefreshdError):
 
 class ServiceError(RefreshdError):
     """The service manager refused an operation."""
+
+
+class ServiceUnavailable(ServiceError):
+    """There is no service manager to talk to: no systemd user instance, or another OS."""
+
+    exit_code = EXIT_STORE_UNAVAILABLE

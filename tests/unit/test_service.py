@@ -1,0 +1,277 @@
+"""Service units: rendered correctly, verified by systemd itself, installed idempotently."""
+
+from __future__ import annotations
+
+import configparser
+import io
+import plistlib
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from tvmaniac_refreshd.errors import ServiceUnavailable
+from tvmaniac_refreshd.launchd_agent import Launchd
+from tvmaniac_refreshd.launchd_agent import render as render_plist
+from tvmaniac_refreshd.service import exec_argv
+from tvmaniac_refreshd.systemd_units import UNITS, Systemd, quote_exec, render
+
+ARGV = [sys.executable, "-m", "tvmaniac_refreshd"]
+ALL_UNITS = [unit for units in UNITS.values() for unit in units]
+
+
+def verify(paths: Sequence[Path], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            "systemd-analyze",
+            "--user",
+            "verify",
+            "--man=no",
+            "--recursive-errors=no",
+            *map(str, paths),
+        ],
+        capture_output=True,
+        text=True,
+        env={"XDG_RUNTIME_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        check=False,
+    )
+
+
+def parse(text: bytes) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(text.decode())
+    return parser
+
+
+class TestSystemdUnits:
+    def test_systemd_accepts_every_rendered_unit(self, tmp_path: Path) -> None:
+        """systemd-analyze verify passes with no warning at all (R1)."""
+        paths = []
+        for unit in ALL_UNITS:
+            path = tmp_path / unit
+            path.write_bytes(render(unit, ARGV))
+            paths.append(path)
+        result = verify(paths, tmp_path)
+
+        assert (result.returncode, result.stderr) == (0, "")
+
+    def test_verify_would_catch_an_unknown_key(self, tmp_path: Path) -> None:
+        """The check above can fail: an unknown key shows up on stderr."""
+        path = tmp_path / "bad.service"
+        path.write_text("[Service]\nBogus=1\nExecStart=/bin/true\n")
+
+        assert "Unknown key" in verify([path], tmp_path).stderr
+
+    def test_timer_calendar_is_valid(self) -> None:
+        """The timer's OnCalendar= is accepted by systemd-analyze calendar (R9)."""
+        timer = parse(render("tvmaniac-refreshd-refresh.timer", ARGV))["Timer"]
+        result = subprocess.run(
+            ["systemd-analyze", "calendar", timer["OnCalendar"]],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+        assert result.returncode == 0
+        assert (timer["Persistent"], timer["RandomizedDelaySec"]) == ("true", "15min")
+
+    def test_daemon_unit_semantics(self) -> None:
+        """Type=notify, watchdog, restart limits that can be reached, no network target (R2, R3)."""
+        unit = parse(render("tvmaniac-refreshd.service", ARGV))
+        service = unit["Service"]
+
+        assert (service["Type"], service["NotifyAccess"], service["Restart"]) == (
+            "notify",
+            "main",
+            "on-failure",
+        )
+        assert service["ExecStart"] == f"{sys.executable} -m tvmaniac_refreshd run"
+        assert "StartLimitBurst" not in service
+        restart = int(service["RestartSec"])
+        assert restart * int(unit["Unit"]["StartLimitBurst"]) > 0
+        assert (
+            restart * int(unit["Unit"]["StartLimitBurst"])
+            > int(unit["Unit"]["StartLimitIntervalSec"]) / 5
+        )
+        for name in ALL_UNITS:
+            text = render(name, ARGV).decode()
+            assert "network-online.target" not in text
+            assert "@EXEC@" not in text
+            assert "@README@" not in text
+
+    def test_no_hardening_that_breaks_user_units(self) -> None:
+        """ProtectHome, PrivateNetwork and PrivateUsers would cut off the keyring (R5)."""
+        for name in ALL_UNITS:
+            text = render(name, ARGV).decode()
+            for forbidden in ("ProtectHome=", "PrivateNetwork=", "PrivateUsers=", "IPAddressDeny="):
+                assert forbidden not in text
+
+    @pytest.mark.parametrize(
+        ("argument", "quoted"),
+        [
+            ("/usr/bin/python3", "/usr/bin/python3"),
+            ("/home/a b/venv/bin/python", '"/home/a b/venv/bin/python"'),
+            ("/srv/100%/python", "/srv/100%%/python"),
+            ("/srv/$HOME/x", '"/srv/$$HOME/x"'),
+        ],
+    )
+    def test_exec_quoting(self, argument: str, quoted: str) -> None:
+        """Spaces are quoted and systemd's % and $ expansions are escaped."""
+
+        assert quoted == quote_exec(argument)
+
+    def test_exec_argv_makes_config_absolute(self, tmp_path: Path) -> None:
+        """A relative --config is made absolute: the service does not start in this directory."""
+        argv = exec_argv("relative.toml")
+
+        assert argv[:3] == ARGV
+        assert Path(argv[4]).is_absolute()
+
+
+class FakeSystemctl:
+    """Records commands; answers like a working (or an absent) user manager."""
+
+    def __init__(self, *, bus: bool = True, linger: bool = True) -> None:
+        self.calls: list[list[str]] = []
+        self.bus = bus
+        self.linger = linger
+
+    def __call__(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        self.calls.append(list(argv))
+        if argv[0] == "loginctl":
+            return subprocess.CompletedProcess(argv, 0, "yes\n" if self.linger else "no\n", "")
+        if not self.bus:
+            return subprocess.CompletedProcess(
+                argv, 1, "", "Failed to connect to bus: No medium found"
+            )
+        if argv[2:3] == ["show"]:
+            out = (
+                "ActiveState=active\nSubState=running\nResult=success\nStatusText=ok\nNRestarts=0\n"
+            )
+            return subprocess.CompletedProcess(argv, 0, out, "")
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    def systemctl(self) -> list[str]:
+        return [" ".join(call[2:]) for call in self.calls if call[0] == "systemctl"]
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> dict[str, str]:
+    return {"HOME": str(tmp_path), "USER": "tok"}
+
+
+class TestSystemdInstall:
+    def test_install_twice_then_uninstall_twice(self, home: dict[str, str]) -> None:
+        """Install and uninstall are idempotent and leave nothing behind (R11)."""
+        fake = FakeSystemctl()
+        systemd = Systemd(home, fake)
+        for _ in range(2):
+            systemd.install("daemon", ARGV, dry_run=False, out=io.StringIO())
+        assert sorted(path.name for path in systemd.unit_dir.iterdir()) == [
+            "tvmaniac-refreshd.service"
+        ]
+        assert systemd.state().mode == "daemon"
+        for _ in range(2):
+            systemd.uninstall(dry_run=False, out=io.StringIO())
+
+        assert list(systemd.unit_dir.iterdir()) == []
+        assert fake.systemctl().count("enable tvmaniac-refreshd.service") == 2
+        assert "disable --now tvmaniac-refreshd.service" in fake.systemctl()
+        assert "reset-failed tvmaniac-refreshd.service" in fake.systemctl()
+        assert all("sudo" not in call for call in fake.calls)
+
+    def test_switching_modes_replaces_the_other(self, home: dict[str, str]) -> None:
+        """Installing the timer removes the daemon unit, after stopping it."""
+        fake = FakeSystemctl()
+        systemd = Systemd(home, fake)
+        systemd.install("daemon", ARGV, dry_run=False, out=io.StringIO())
+        systemd.install("timer", ARGV, dry_run=False, out=io.StringIO())
+
+        assert sorted(path.name for path in systemd.unit_dir.iterdir()) == [
+            "tvmaniac-refreshd-refresh.service",
+            "tvmaniac-refreshd-refresh.timer",
+        ]
+        commands = fake.systemctl()
+        assert commands.index("disable --now tvmaniac-refreshd.service") < commands.index(
+            "enable tvmaniac-refreshd-refresh.timer"
+        )
+
+    def test_dry_run_changes_nothing(self, home: dict[str, str]) -> None:
+        """--dry-run prints the files and commands, and runs and writes nothing."""
+        fake = FakeSystemctl()
+        systemd = Systemd(home, fake)
+        out = io.StringIO()
+        systemd.install("timer", ARGV, dry_run=True, out=out)
+
+        assert fake.calls == []
+        assert not systemd.unit_dir.exists()
+        assert "would write" in out.getvalue()
+        assert (
+            "would run: systemctl --user enable tvmaniac-refreshd-refresh.timer" in out.getvalue()
+        )
+
+    def test_no_user_manager(self, home: dict[str, str]) -> None:
+        """Without a user bus, install fails with exit 69 and says what to check."""
+        with pytest.raises(ServiceUnavailable, match="XDG_RUNTIME_DIR") as caught:
+            Systemd(home, FakeSystemctl(bus=False)).install(
+                "daemon", ARGV, dry_run=False, out=io.StringIO()
+            )
+
+        assert caught.value.exit_code == 69
+
+    def test_lingering_off_is_explained(self, home: dict[str, str]) -> None:
+        """Without lingering, the exact loginctl command is printed; sudo is never run."""
+        out = io.StringIO()
+        Systemd(home, FakeSystemctl(linger=False)).install("daemon", ARGV, dry_run=False, out=out)
+
+        assert "loginctl enable-linger tok" in out.getvalue()
+
+
+ALLOWED_PLIST_KEYS = {
+    "Label": str,
+    "ProgramArguments": list,
+    "RunAtLoad": bool,
+    "KeepAlive": dict,
+    "ThrottleInterval": int,
+    "ProcessType": str,
+    "LowPriorityIO": bool,
+    "LimitLoadToSessionType": str,
+    "ExitTimeOut": int,
+    "EnvironmentVariables": dict,
+    "StandardOutPath": str,
+    "StandardErrorPath": str,
+    "StartCalendarInterval": list,
+}
+
+
+class TestLaunchd:
+    @pytest.mark.parametrize("mode", ["daemon", "timer"])
+    def test_plist_schema(self, mode: str, tmp_path: Path) -> None:
+        """The agent plist has only known keys of the right types and absolute paths (R28)."""
+        agent = plistlib.loads(render_plist(mode, ARGV, tmp_path / "Logs"))
+
+        for key, value in agent.items():
+            assert isinstance(value, ALLOWED_PLIST_KEYS[key]), key
+        assert agent["ProgramArguments"][0] == sys.executable
+        assert agent["LimitLoadToSessionType"] == "Aqua"
+        assert agent["ThrottleInterval"] >= 30
+        assert agent["StandardErrorPath"] == str(tmp_path / "Logs" / "stderr.log")
+        assert "NetworkState" not in str(agent)
+
+    def test_install_uses_modern_verbs_only(self, tmp_path: Path) -> None:
+        """bootout, bootstrap, enable, kickstart: never load/unload (R29); idempotent."""
+        fake = FakeSystemctl()
+        launchd = Launchd({"HOME": str(tmp_path)}, fake)
+        for _ in range(2):
+            launchd.install("daemon", ARGV, dry_run=False, out=io.StringIO())
+        launchd.uninstall(dry_run=False, out=io.StringIO())
+        launchd.uninstall(dry_run=False, out=io.StringIO())
+
+        verbs = [call[1] for call in fake.calls if call[0] == "launchctl"]
+        assert {"load", "unload"}.isdisjoint(verbs)
+        assert verbs[:5] == ["bootout", "bootout", "bootstrap", "enable", "kickstart"]
+        assert list(launchd.agent_dir.iterdir()) == []
