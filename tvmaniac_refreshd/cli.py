@@ -398,11 +398,13 @@ def cmd_status(app: App) -> int:
 
     pid = instance.running_pid(instance.lock_path(state_dir(app.environ), app.config.source))
     daemon = {"running": pid is not None, "pid": pid}
+    service = _service_summary(app)
     if app.args.json:
         payload = {
             "format_version": FORMAT_VERSION,
             "generated_at": iso(now),
             "daemon": daemon,
+            "service": service,
             "accounts": reports,
         }
         app.out.write(json.dumps(payload, indent=2) + "\n")
@@ -410,6 +412,12 @@ def cmd_status(app: App) -> int:
         app.out.write(render_text(reports, now=now))
         running = f"running (pid {pid})" if pid else "not running"
         app.out.write(f"\ndaemon: {running}\n")
+        if service.get("error"):
+            app.out.write(f"service: unknown ({service['error']})\n")
+        elif service["installed"]:
+            app.out.write(f"service: {service['mode']} mode, {service['active']}\n")
+        else:
+            app.out.write(f"service: not installed (`{PROG} service install` sets it up)\n")
     return EXIT_OK
 
 
@@ -478,6 +486,14 @@ def _service_manager(app: App) -> ServiceManager:
     from tvmaniac_refreshd.service import manager_for  # noqa: PLC0415
 
     return manager_for(app.environ)
+
+
+def _service_summary(app: App) -> dict[str, object]:
+    """Return the service state for `status`, or the reason it cannot be known."""
+    try:
+        return _service_manager(app).state().as_dict()
+    except RefreshdError as exc:
+        return {"installed": None, "error": str(exc)}
 
 
 def cmd_service_install(app: App) -> int:

@@ -103,11 +103,35 @@ def _check_accounts(report: _Report, config: Config) -> None:
         )
 
 
+def _check_service(report: _Report) -> None:
+    from tvmaniac_refreshd.service import manager_for  # noqa: PLC0415
+
+    try:
+        state = manager_for(report.app.environ).state()
+    except RefreshdError as exc:
+        report.line(None, "service", str(exc))
+        return
+    if state.mode is None:
+        report.line(None, "service", f"{state.manager}: not installed (run `service install`)")
+        return
+    ok = not state.active.startswith("failed")
+    report.line(
+        ok, "service", f"{state.manager}: {state.mode} mode, {state.active}; {state.detail}"
+    )
+    if state.lingering is False:
+        report.line(
+            None,
+            "service",
+            "lingering is off: the service stops when you log out (loginctl enable-linger)",
+        )
+
+
 def run_checks(app: App) -> int:
     """Print one line per check and return the exit code of the worst problem."""
     report = _Report(app)
     config = _check_config(report)
     _check_environment(report)
+    _check_service(report)
     if config is not None:
         _check_accounts(report, config)
     return report.exit_code()
