@@ -7,33 +7,20 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shlex
 import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
-from tvmaniac_refreshd.durations import parse_duration
+from tvmaniac_refreshd import config_values as values
 from tvmaniac_refreshd.errors import ConfigError
 
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 PROVIDERS = ("trakt",)
 # The only hosts allowed over plain http: a local emulator or test server, never the internet.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-# Keys people reach for from other tools, with the name we use.
-T = TypeVar("T")
-
-RENAMED_KEYS = {
-    "token_url": "auth_url",
-    "token_uri": "auth_url",
-    "base_url": "api_url",
-    "secret": "client_secret",
-    "client_key": "client_id",
-    "api_key": "client_id",
-}
 
 
 @dataclass(frozen=True)
@@ -145,153 +132,40 @@ class Config:
         return self.accounts[name]
 
 
-class _Problems:
-    """Collects problems so that the user sees all of them in one run."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def add(self, key: str, message: str) -> None:
-        self.items.append(f"{key}: {message}")
-
-    def unknown_keys(self, table: Mapping[str, Any], allowed: set[str], prefix: str) -> None:
-        for key in sorted(set(table) - allowed):
-            hint = f" (did you mean {RENAMED_KEYS[key]!r}?)" if key in RENAMED_KEYS else ""
-            known = ", ".join(sorted(allowed))
-            self.add(f"{prefix}{key}", f"unknown key{hint}; known keys here: {known}")
-
-
-def _get(
-    table: Mapping[str, Any],
-    key: str,
-    prefix: str,
-    convert: Callable[[Any], T],
-    default: T,
-    problems: _Problems,
-) -> T:
-    if key not in table:
-        return default
-    try:
-        return convert(table[key])
-    except (TypeError, ValueError) as exc:
-        problems.add(f"{prefix}{key}", str(exc))
-        return default
-
-
-def _duration(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, str):
-        raise TypeError(f'expected a duration string like "90s", "5h" or "2d", got {value!r}')
-    return parse_duration(value)
-
-
-def _positive_duration(value: object) -> int:
-    seconds = _duration(value)
-    if seconds <= 0:
-        raise ValueError("must be longer than 0s")
-    return seconds
-
-
-def _fraction(value: object) -> float:
-    """Accept ``"25%"`` or ``0.25``."""
-    if isinstance(value, str) and value.strip().endswith("%"):
-        number = float(value.strip()[:-1]) / 100
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
-    else:
-        raise TypeError(f'expected a share such as "25%" or 0.25, got {value!r}')
-    if not 0.01 <= number <= 0.9:
-        raise ValueError("must be between 1% and 90% of the token lifetime")
-    return number
-
-
-def _boolean(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"expected true or false, got {value!r}")
-    return value
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise TypeError("expected a non-empty string")
-    if any(ch in value for ch in "\r\n\0"):
-        raise ValueError("must be a single line")
-    return value.strip()
-
-
-def _url(value: object) -> str:
-    text = _text(value)
-    parts = urlsplit(text)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"{text!r} is not an http(s) URL")
-    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
-        raise ValueError("must use https (plain http is only allowed to a loopback address)")
-    if parts.query or parts.fragment:
-        raise ValueError("must not have a query or fragment")
-    return text.rstrip("/")
-
-
-def _seconds(value: object) -> float:
-    return float(_positive_duration(value))
-
-
-def _table(value: object, key: str, problems: _Problems) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        problems.add(key, "expected a table")
-        return {}
-    return value
-
-
-def _argv(value: object) -> tuple[str, ...]:
-    """Accept a command as a list of strings, or one string split like a shell would."""
-    if isinstance(value, str):
-        parts = shlex.split(value)
-    elif isinstance(value, list) and all(isinstance(part, str) for part in value):
-        parts = list(value)
-    else:
-        raise TypeError('expected a command, e.g. ["notify-me", "--urgent"] or "notify-me"')
-    if not parts or not parts[0]:
-        raise ValueError("the command is empty")
-    return tuple(parts)
-
-
-def _count(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
-        raise TypeError(f"expected a whole number from 1 to 1000, got {value!r}")
-    return value
-
-
 # One converter per key of each section; a section's table may only hold these keys.
 Converter = Callable[[object], object]
 SECTIONS: dict[str, dict[str, Converter]] = {
-    "refresh": {"threshold": _fraction, "margin": _duration, "jitter": _duration},
-    "retry": {"initial": _positive_duration, "maximum": _positive_duration},
+    "refresh": {"threshold": values.fraction, "margin": values.duration, "jitter": values.duration},
+    "retry": {"initial": values.positive_duration, "maximum": values.positive_duration},
     "alerts": {
-        "desktop": _boolean,
-        "remind_every": _positive_duration,
-        "failing_for": _positive_duration,
-        "hook_timeout": _positive_duration,
-        "on_refreshed": _argv,
-        "on_reauth_required": _argv,
-        "on_error": _argv,
+        "desktop": values.boolean,
+        "remind_every": values.positive_duration,
+        "failing_for": values.positive_duration,
+        "hook_timeout": values.positive_duration,
+        "on_refreshed": values.argv,
+        "on_reauth_required": values.argv,
+        "on_error": values.argv,
     },
-    "http": {"connect_timeout": _seconds, "read_timeout": _seconds},
-    "store": {"timeout": _seconds, "lock_timeout": _seconds, "allow_insecure_backend": _boolean},
+    "http": {"connect_timeout": values.seconds, "read_timeout": values.seconds},
+    "store": {
+        "timeout": values.seconds,
+        "lock_timeout": values.seconds,
+        "allow_insecure_backend": values.boolean,
+    },
     "daemon": {
-        "check_interval": _positive_duration,
-        "tick": _positive_duration,
-        "max_concurrency": _count,
+        "check_interval": values.positive_duration,
+        "tick": values.positive_duration,
+        "max_concurrency": values.count,
     },
 }
 ACCOUNT_SECTIONS = ("refresh", "retry", "alerts")  # global defaults an account may override
 
 
 def _section(
-    document: Mapping[str, Any], name: str, prefix: str, base: T, problems: _Problems
-) -> T:
+    document: Mapping[str, Any], name: str, prefix: str, base: values.T, problems: values.Problems
+) -> values.T:
     """Return ``base`` with the keys of ``document[name]`` applied, each converted."""
-    table = _table(document.get(name), f"{prefix}{name}", problems)
+    table = values.table(document.get(name), f"{prefix}{name}", problems)
     converters = SECTIONS[name]
     problems.unknown_keys(table, set(converters), f"{prefix}{name}.")
     changes = {}
@@ -316,29 +190,31 @@ _ACCOUNT_KEYS = {
 
 
 def _account(
-    name: str, table: Mapping[str, Any], defaults: Account, problems: _Problems
+    name: str, table: Mapping[str, Any], defaults: Account, problems: values.Problems
 ) -> Account | None:
     prefix = f"accounts.{name}."
     problems.unknown_keys(table, _ACCOUNT_KEYS, prefix)
     before = len(problems.items)
     if not ACCOUNT_NAME.fullmatch(name):
         problems.add(f"accounts.{name}", "account names use letters, digits, '_', '.' and '-'")
-    provider = _get(table, "provider", prefix, _text, "", problems)
+    provider = values.get(table, "provider", prefix, values.text, "", problems)
     if "provider" not in table:
         problems.add(f"{prefix}provider", f"missing; set it to one of: {', '.join(PROVIDERS)}")
     elif provider and provider not in PROVIDERS:
         problems.add(f"{prefix}provider", f"{provider!r} is not one of: {', '.join(PROVIDERS)}")
-    client_id = _get(table, "client_id", prefix, _text, "", problems)
+    client_id = values.get(table, "client_id", prefix, values.text, "", problems)
     if "client_id" not in table:
         problems.add(f"{prefix}client_id", "missing; copy it from your Trakt app's settings page")
     account = Account(
         name=name,
         provider=provider,
         client_id=client_id,
-        client_secret=_get(table, "client_secret", prefix, _text, None, problems),
-        auth_url=_get(table, "auth_url", prefix, _url, Account.auth_url, problems),
-        api_url=_get(table, "api_url", prefix, _url, Account.api_url, problems),
-        redirect_uri=_get(table, "redirect_uri", prefix, _text, Account.redirect_uri, problems),
+        client_secret=values.get(table, "client_secret", prefix, values.text, None, problems),
+        auth_url=values.get(table, "auth_url", prefix, values.url, Account.auth_url, problems),
+        api_url=values.get(table, "api_url", prefix, values.url, Account.api_url, problems),
+        redirect_uri=values.get(
+            table, "redirect_uri", prefix, values.text, Account.redirect_uri, problems
+        ),
         refresh=_section(table, "refresh", prefix, defaults.refresh, problems),
         retry=_section(table, "retry", prefix, defaults.retry, problems),
         alerts=_section(table, "alerts", prefix, defaults.alerts, problems),
@@ -356,7 +232,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
-    problems = _Problems()
+    problems = values.Problems()
     problems.unknown_keys(document, {"accounts", *SECTIONS}, "")
     # Global defaults live on a template account; each account starts from them.
     template = Account(
@@ -372,7 +248,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     daemon = _section(document, "daemon", "", DaemonSettings(), problems)
 
     accounts: dict[str, Account] = {}
-    accounts_table = _table(document.get("accounts"), "accounts", problems)
+    accounts_table = values.table(document.get("accounts"), "accounts", problems)
     if not accounts_table:
         problems.add("accounts", "no account configured; add an [accounts.default] table")
     for name, value in accounts_table.items():

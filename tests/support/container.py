@@ -112,7 +112,9 @@ def poll(fn: Callable[[], T], *, timeout: float, what: str, interval: float = 0.
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last: {value!r}")
+            raise AssertionError(
+                f"timed out after {timeout:g}s waiting for {what}; last: {value!r}"
+            )
         time.sleep(interval)
 
 
@@ -386,8 +388,10 @@ class Container:
             what=f"{bus} in {self.name}",
         )
         poll(
-            lambda: self.user_systemctl(name, "is-system-running").stdout.strip()
-            in ("running", "degraded"),
+            lambda: (
+                self.user_systemctl(name, "is-system-running").stdout.strip()
+                in ("running", "degraded")
+            ),
             timeout=USER_TIMEOUT,
             what=f"the user manager of {name} in {self.name}",
         )

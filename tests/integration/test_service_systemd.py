@@ -1,0 +1,195 @@
+"""`service install` in a real systemd: the user units run, talk sd_notify, log to journald
+with their fields, reach the keyring and the emulator, switch modes and uninstall cleanly.
+
+One booted container (systemd-nspawn) with a lingering user; the Trakt emulator runs in the
+test process, reachable from the container over the shared loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.container import Container, available, poll
+from tests.support.harness import CLIENT_ID, CLIENT_SECRET
+from trakt_emulator import Emulator
+from tvmaniac_refreshd.config import parse_config
+from tvmaniac_refreshd.tokens import TokenDocument, TokenSet, encode_document
+
+pytestmark = pytest.mark.container
+
+USER = "tok"
+LIFETIME = 20  # seconds: the installed daemon refreshes every ~10 s
+UNIT_DIR = "/home/tok/.config/systemd/user"
+
+STORE_SCRIPT = """\
+import sys
+from keyring.backends.SecretService import Keyring
+Keyring().set_password("tvmaniac-refreshd", "default", sys.stdin.read())
+"""
+
+
+class Machine:
+    """The container, the emulator, and the user's view of tvmaniac-refreshd."""
+
+    def __init__(self, container: Container, emulator: Emulator) -> None:
+        self.container = container
+        self.emulator = emulator
+        self.uid = container.uid(USER)
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.container.run(
+            [self.container.python, "-m", "tvmaniac_refreshd", *args], user=USER, check=check
+        )
+
+    def systemctl(self, *args: str) -> str:
+        return self.container.user_systemctl(USER, *args).stdout.strip()
+
+    def show(self, unit: str, prop: str) -> str:
+        return self.systemctl("show", "-P", prop, unit)
+
+    def journal(self, *match: str) -> list[dict[str, object]]:
+        return self.container.journal(
+            None, f"_UID={self.uid}", "SYSLOG_IDENTIFIER=tvmaniac-refreshd", *match
+        )
+
+    def unit_files(self) -> list[str]:
+        listing = self.container.run(["ls", "-A", UNIT_DIR], user=USER)
+        return sorted(listing.stdout.split())
+
+
+@pytest.fixture(scope="module")
+def machine() -> Iterator[Machine]:
+    reason = available()
+    if reason is not None:
+        pytest.fail(f"cannot boot a systemd container here: {reason}")
+    with (
+        Emulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, access_ttl=LIFETIME) as emu,
+        Container() as container,
+    ):
+        container.create_user(USER)
+        container.init_keyring(USER, "service-test-password")
+        config = (
+            "[accounts.default]\n"
+            f'provider = "trakt"\nclient_id = "{CLIENT_ID}"\nclient_secret = "{CLIENT_SECRET}"\n'
+            f'auth_url = "{emu.url}"\napi_url = "{emu.url}"\n'
+            "[alerts]\ndesktop = false\n"
+        )
+        container.run(
+            [
+                "sh",
+                "-c",
+                "mkdir -p ~/.config/tvmaniac-refreshd && umask 077 && "
+                "cat > ~/.config/tvmaniac-refreshd/config.toml",
+            ],
+            user=USER,
+            input=config,
+            check=True,
+        )
+        account = parse_config(config).select("default")
+        grant = emu.seed_grant("alice", expires_in=LIFETIME)
+        now = int(emu.now())
+        document = TokenDocument(
+            account="default",
+            provider="trakt",
+            tokens=TokenSet(
+                str(grant["access_token"]),
+                str(grant["refresh_token"]),
+                now,
+                LIFETIME,
+                now + LIFETIME,
+            ),
+            fingerprint=account.fingerprint(),
+            obtained_at=now,
+        )
+        container.run(
+            [container.python, "-c", STORE_SCRIPT],
+            user=USER,
+            input=encode_document(document),
+            check=True,
+        )
+        yield Machine(container, emu)
+
+
+class TestDaemonService:
+    def test_install_runs_the_daemon(self, machine: Machine) -> None:
+        """After install the unit is active, READY was reached, and STATUS names the account."""
+        result = machine.cli("service", "install")
+
+        assert "Installed and started the daemon service" in result.stdout
+        assert machine.show("tvmaniac-refreshd.service", "ActiveState") == "active"
+        status = poll(
+            lambda: machine.show("tvmaniac-refreshd.service", "StatusText"),
+            timeout=30,
+            what="a STATUS line",
+        )
+        assert status.startswith("default: ")
+        assert machine.show("tvmaniac-refreshd.service", "WatchdogUSec") == "15min"
+
+    def test_refreshes_and_logs_fields_to_journald(self, machine: Machine) -> None:
+        """The installed daemon refreshes; journald has REFRESH_RESULT and ACCOUNT fields."""
+        machine.cli("service", "install")
+        entries = poll(
+            lambda: machine.journal("ACCOUNT=default", "REFRESH_RESULT=refreshed"),
+            timeout=90,
+            what="a refresh in the journal",
+        )
+
+        assert entries[0]["PRIORITY"] == "6"
+        assert entries[0]["EVENT"] == "refresh.finished"
+        assert machine.emulator.counters()["invalid_grant"] == 0
+        secrets = {CLIENT_SECRET}
+        for grant in machine.emulator.state()["grants"]:  # type: ignore[attr-defined]
+            secrets |= {grant["access_token"], grant["refresh_token"]}
+        text = json.dumps(machine.journal())
+        assert [secret for secret in secrets if secret in text] == []
+
+    def test_reload_keeps_it_running(self, machine: Machine) -> None:
+        """systemctl --user reload sends SIGHUP; the daemon re-reads and stays active."""
+        machine.cli("service", "install")
+        machine.systemctl("reload", "tvmaniac-refreshd.service")
+
+        poll(
+            lambda: machine.journal("EVENT=daemon.reloaded"),
+            timeout=30,
+            what="the reload in the journal",
+        )
+        assert machine.show("tvmaniac-refreshd.service", "ActiveState") == "active"
+
+    def test_status_reports_the_service(self, machine: Machine) -> None:
+        """`status --json` and `service status` show the installed, active service."""
+        machine.cli("service", "install")
+        status = json.loads(machine.cli("status", "--json").stdout)
+
+        assert status["service"]["mode"] == "daemon"
+        assert status["service"]["active"].startswith("active")
+        assert status["daemon"]["running"] is True
+        assert "daemon mode; active (running)" in machine.cli("service", "status").stdout
+
+
+class TestTimerAndUninstall:
+    def test_switch_to_timer(self, machine: Machine) -> None:
+        """Timer mode replaces the daemon; a started pass succeeds."""
+        machine.cli("service", "install")
+        machine.cli("service", "install", "--mode", "timer")
+
+        ours = [name for name in machine.unit_files() if name.startswith("tvmaniac")]
+        assert ours == ["tvmaniac-refreshd-refresh.service", "tvmaniac-refreshd-refresh.timer"]
+        assert machine.show("tvmaniac-refreshd.service", "LoadState") == "not-found"
+        assert machine.show("tvmaniac-refreshd-refresh.timer", "ActiveState") == "active"
+        machine.systemctl("start", "tvmaniac-refreshd-refresh.service")
+        assert machine.show("tvmaniac-refreshd-refresh.service", "Result") == "success"
+
+    def test_uninstall_twice_leaves_nothing(self, machine: Machine) -> None:
+        """Uninstall stops and removes everything, and a second run is a no-op."""
+        machine.cli("service", "install", "--mode", "timer")
+        machine.cli("service", "uninstall")
+        second = machine.cli("service", "uninstall")
+
+        assert "nothing to do" in second.stdout
+        assert [name for name in machine.unit_files() if name.startswith("tvmaniac")] == []
+        listed = machine.systemctl("list-unit-files", "tvmaniac*", "--no-legend")
+        assert listed == ""
