@@ -24,8 +24,12 @@ system-deps:
 demo: system-deps install
 	$(BIN)/python -m demo
 
+# The real OAuth2 server the integration tests run (tests/oidc/server.mjs): npm packages per the lock.
+tests/oidc/node_modules/.installed: tests/oidc/package-lock.json
+	cd tests/oidc && npm ci --no-audit --no-fund && touch node_modules/.installed
+
 ## test: install what the tests need, then run the whole suite
-test: system-deps install
+test: system-deps install tests/oidc/node_modules/.installed
 	$(BIN)/python -m pytest
 
 ## lint: ruff and mypy --strict

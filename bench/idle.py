@@ -46,7 +46,9 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def seed_accounts(root: Path, env: dict[str, str], emulator: Emulator, count: int) -> Path:
+def seed_accounts(
+    root: Path, env: dict[str, str], emulator: Emulator, count: int, tick: str
+) -> Path:
     config = root / "config.toml"
     tables = "".join(
         f'[accounts.a{i}]\nprovider = "trakt"\nclient_id = "{CLIENT_ID}"\n'
@@ -87,7 +89,7 @@ def seed_accounts(root: Path, env: dict[str, str], emulator: Emulator, count: in
     return config
 
 
-def measure(seconds: float, accounts: int, watchdog_sec: int) -> dict[str, object]:
+def measure(seconds: float, accounts: int, watchdog_sec: int, tick: str) -> dict[str, object]:
     with (
         tempfile.TemporaryDirectory() as directory,
         KeyringSession() as keyring,
@@ -96,7 +98,7 @@ def measure(seconds: float, accounts: int, watchdog_sec: int) -> dict[str, objec
         root = Path(directory)
         env = dict(keyring.env)
         env.update({"PYTHONPATH": str(REPO), "XDG_STATE_HOME": str(root / "state")})
-        env["TVMANIAC_REFRESHD_CONFIG"] = str(seed_accounts(root, env, emulator, accounts))
+        env["TVMANIAC_REFRESHD_CONFIG"] = str(seed_accounts(root, env, emulator, accounts, tick))
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(str(root / "notify.sock"))
         notify.settimeout(120)
@@ -128,6 +130,7 @@ def measure(seconds: float, accounts: int, watchdog_sec: int) -> dict[str, objec
         "accounts": accounts,
         "idle_seconds": seconds,
         "watchdog_sec": watchdog_sec,
+        "tick": tick,
         "ready_seconds": round(ready_s, 2),
         "wakeups_per_hour": round((last - first) * 3600 / seconds, 1),
         "rss_mib": round(rss / 1024, 1),
@@ -141,9 +144,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--accounts", type=int, default=1)
     parser.add_argument("--watchdog-sec", type=int, default=0)
+    parser.add_argument("--tick", default="15m", help="the daemon's [daemon] tick")
     args = parser.parse_args()
     os.umask(0o077)
-    print(json.dumps(measure(args.seconds, args.accounts, args.watchdog_sec)))
+    print(json.dumps(measure(args.seconds, args.accounts, args.watchdog_sec, args.tick)))
     return 0
 
 

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     import httpx
 
     from tvmaniac_refreshd.oauth import TraktClient
+    from tvmaniac_refreshd.oauth2 import OAuth2Client
     from tvmaniac_refreshd.service import ServiceManager
 
 PROG = "tvmaniac-refreshd"
@@ -117,6 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
         "Prints a URL and a code (and a QR code on a terminal); approve the code in any "
         "browser.\nThe command waits, polling at the provider's interval, until you approve "
         "or the code expires.",
+    )
+    login.add_argument(
+        "--browser",
+        action="store_true",
+        help="oauth2 accounts: log in through the browser (authorization code with PKCE and a "
+        "loopback redirect) instead of a device code",
+    )
+    login.add_argument(
+        "--port",
+        type=int,
+        metavar="N",
+        help="with --browser: listen for the redirect on this port (e.g. to forward it over "
+        "ssh -L); default: the account's redirect_port, else a free one",
     )
     login.add_argument(
         "--replace",
@@ -266,13 +280,16 @@ class App:
     def account(self) -> Account:
         return self.config.select(self.args.account)
 
-    def client(self, account: Account) -> TraktClient:
+    def client(self, account: Account) -> TraktClient | OAuth2Client:
         from tvmaniac_refreshd.oauth import TraktClient, make_http_client  # noqa: PLC0415
+        from tvmaniac_refreshd.oauth2 import OAuth2Client  # noqa: PLC0415
 
         with self._http_lock:  # the daemon's worker threads share one connection pool
             if self._http is None:
                 self._http = make_http_client(self.config.http)
         secret = resolve_client_secret(account, self.environ, self.store)
+        if account.provider == "oauth2":
+            return OAuth2Client(self._http, account, secret.value)
         return TraktClient(self._http, account, secret.value)
 
     def refresher(self, account: Account) -> Refresher:
@@ -317,12 +334,34 @@ def cmd_login(app: App) -> int:
     if previous is not None:
         app.warn(f"account {account.name!r} is already logged in; this login replaces it")
     client = app.client(account)
-    device = client.request_device_code(now=app.clock())
-    tty = app.out.isatty()
-    show_code(device, app.out, tty=tty)
-    tokens = wait_for_approval(
-        client, device, clock=app.clock, sleep=app.sleep, out=app.out, tty=tty
+    browser = app.args.browser or (
+        account.provider == "oauth2" and account.device_authorization_url is None
     )
+    if browser:
+        from tvmaniac_refreshd.browser_login import (  # noqa: PLC0415
+            browser_login,
+            default_opener,
+            has_display,
+        )
+        from tvmaniac_refreshd.oauth2 import OAuth2Client  # noqa: PLC0415
+
+        if not isinstance(client, OAuth2Client):
+            raise UsageError('--browser is for provider = "oauth2"; Trakt logs in by device code')
+        port = app.args.port if app.args.port is not None else account.redirect_port
+        opener = default_opener() if has_display(os.environ) else None
+        tokens = browser_login(client, port=port, out=app.out, open_browser=opener)
+    else:
+        device = client.request_device_code(now=app.clock())
+        tty = app.out.isatty()
+        show_code(device, app.out, tty=tty)
+        tokens = wait_for_approval(
+            client,
+            device,
+            clock=app.clock,
+            sleep=app.sleep,
+            out=app.out,
+            tty=tty,
+        )
     register_secret(tokens.access_token)
     register_secret(tokens.refresh_token)
     document = TokenDocument(
@@ -356,7 +395,7 @@ def cmd_logout(app: App) -> int:
             register_secret(document.tokens.access_token)
             register_secret(document.tokens.refresh_token)
             try:
-                app.client(account).revoke(document.tokens.access_token, now=app.clock())
+                app.client(account).revoke(document.tokens, now=app.clock())
             except RefreshdError as exc:
                 if isinstance(exc, StoreUnavailable):
                     raise

@@ -9,7 +9,7 @@ import hashlib
 import re
 import stat
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,8 @@ from tvmaniac_refreshd import config_values as values
 from tvmaniac_refreshd.errors import ConfigError
 
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-PROVIDERS = ("trakt",)
+PROVIDERS = ("trakt", "oauth2")
+CLIENT_AUTH = ("client_secret_basic", "client_secret_post", "none")
 # The only hosts allowed over plain http: a local emulator or test server, never the internet.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -75,7 +76,7 @@ class DaemonSettings:
     """The long-running daemon's own rhythm (global only)."""
 
     check_interval: int = 5 * 3600  # re-read every account this often (tv-maniac's 5 hours)
-    tick: int = 600  # compare wall and monotonic clocks this often, to notice suspend
+    tick: int = 900  # compare wall and monotonic clocks this often, to notice suspend
     max_concurrency: int = 4  # refreshes in flight at once, across accounts
 
 
@@ -93,6 +94,15 @@ class Account:
     auth_url: str = "https://auth.trakt.tv"
     api_url: str = "https://api.trakt.tv"
     redirect_uri: str = "urn:ietf:wg:oauth:2.0:oob"
+    # provider = "oauth2" only: standard endpoints (RFC 6749, 8628, 7009) and client auth.
+    token_url: str | None = None
+    device_authorization_url: str | None = None
+    authorization_url: str | None = None
+    revocation_url: str | None = None
+    scopes: tuple[str, ...] = ()
+    client_auth: str = "client_secret_basic"
+    default_lifetime: int = 3600  # when a token response has no expires_in
+    redirect_port: int = 0  # the loopback redirect's port; 0 picks a free one
     refresh: RefreshPolicy = RefreshPolicy()
     retry: RetryPolicy = RetryPolicy()
     alerts: Alerts = Alerts()
@@ -103,7 +113,8 @@ class Account:
         A token is only ever sent back to the provider and client it came from: if the config
         now points elsewhere, the stored token is not used.
         """
-        material = "\n".join((self.provider, self.auth_url.rstrip("/"), self.client_id))
+        endpoint = self.token_url if self.provider == "oauth2" else self.auth_url
+        material = "\n".join((self.provider, (endpoint or "").rstrip("/"), self.client_id))
         return "sha256:" + hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
@@ -133,7 +144,7 @@ class Config:
 
 
 # One converter per key of each section; a section's table may only hold these keys.
-Converter = Callable[[object], object]
+Converter = values.Converter
 SECTIONS: dict[str, dict[str, Converter]] = {
     "refresh": {"threshold": values.fraction, "margin": values.duration, "jitter": values.duration},
     "retry": {"initial": values.positive_duration, "maximum": values.positive_duration},
@@ -178,6 +189,18 @@ def _section(
     return replace(base, **changes)  # type: ignore[type-var]
 
 
+OAUTH2_KEYS = {
+    "token_url",
+    "device_authorization_url",
+    "authorization_url",
+    "revocation_url",
+    "scopes",
+    "client_auth",
+    "default_lifetime",
+    "redirect_port",
+}
+TRAKT_KEYS = {"auth_url", "api_url", "redirect_uri"}
+
 _ACCOUNT_KEYS = {
     "provider",
     "client_id",
@@ -186,6 +209,7 @@ _ACCOUNT_KEYS = {
     "api_url",
     "redirect_uri",
     *ACCOUNT_SECTIONS,
+    *OAUTH2_KEYS,
 }
 
 
@@ -218,8 +242,47 @@ def _account(
         refresh=_section(table, "refresh", prefix, defaults.refresh, problems),
         retry=_section(table, "retry", prefix, defaults.retry, problems),
         alerts=_section(table, "alerts", prefix, defaults.alerts, problems),
+        **_oauth2_fields(table, prefix, problems),
     )
+    _check_provider_keys(account, table, prefix, problems)
     return account if len(problems.items) == before else None
+
+
+def _oauth2_fields(table: Mapping[str, Any], prefix: str, problems: values.Problems) -> Any:  # noqa: ANN401
+    def get(key: str, convert: values.Converter, default: object) -> object:
+        return values.get(table, key, prefix, convert, default, problems)
+
+    return {
+        "token_url": get("token_url", values.url, None),
+        "device_authorization_url": get("device_authorization_url", values.url, None),
+        "authorization_url": get("authorization_url", values.url, None),
+        "revocation_url": get("revocation_url", values.url, None),
+        "scopes": get("scopes", values.scopes, ()),
+        "client_auth": get("client_auth", values.choice(CLIENT_AUTH), "client_secret_basic"),
+        "default_lifetime": get("default_lifetime", values.positive_duration, 3600),
+        "redirect_port": get("redirect_port", values.port, 0),
+    }
+
+
+def _check_provider_keys(
+    account: Account, table: Mapping[str, Any], prefix: str, problems: values.Problems
+) -> None:
+    """Keys of one provider kind are mistakes in the other; say so instead of ignoring them."""
+    if account.provider == "trakt":
+        for key in sorted(OAUTH2_KEYS & set(table)):
+            problems.add(f"{prefix}{key}", 'only used with provider = "oauth2"')
+    elif account.provider == "oauth2":
+        for key in sorted(TRAKT_KEYS & set(table)):
+            problems.add(f"{prefix}{key}", 'only used with provider = "trakt"')
+        if "token_url" not in table:
+            problems.add(f"{prefix}token_url", "missing; the provider's OAuth2 token endpoint")
+        if not ({"device_authorization_url", "authorization_url"} & set(table)):
+            problems.add(
+                f"{prefix}device_authorization_url",
+                "missing; set it (device login) or authorization_url (browser login), or both",
+            )
+        if account.client_auth == "none" and "client_secret" in table:
+            problems.add(f"{prefix}client_auth", '"none" sends no client_secret; remove one')
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:

@@ -19,8 +19,10 @@ T = TypeVar("T")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 # Keys people reach for from other tools, with the name we use.
 RENAMED_KEYS = {
-    "token_url": "auth_url",
-    "token_uri": "auth_url",
+    "token_uri": "token_url",
+    "device_url": "device_authorization_url",
+    "revoke_url": "revocation_url",
+    "scope": "scopes",
     "base_url": "api_url",
     "secret": "client_secret",
     "client_key": "client_id",
@@ -142,4 +144,37 @@ def argv(value: object) -> tuple[str, ...]:
 def count(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
         raise TypeError(f"expected a whole number from 1 to 1000, got {value!r}")
+    return value
+
+
+Converter = Callable[[object], object]
+
+
+def scopes(value: object) -> tuple[str, ...]:
+    """Accept a list of scope names, or one space-separated string as OAuth2 sends them."""
+    if isinstance(value, str):
+        parts = value.split()
+    elif isinstance(value, list) and all(isinstance(part, str) for part in value):
+        parts = [part.strip() for part in value]
+    else:
+        raise TypeError('expected scopes, e.g. ["openid", "offline_access"]')
+    if not all(parts) or any(" " in part for part in parts):
+        raise ValueError("scope names are non-empty and contain no spaces")
+    return tuple(parts)
+
+
+def choice(options: tuple[str, ...]) -> Converter:
+    """Return a converter that accepts exactly one of ``options``."""
+
+    def convert(value: object) -> str:
+        if value not in options:
+            raise ValueError(f"{value!r} is not one of: {', '.join(options)}")
+        return str(value)
+
+    return convert
+
+
+def port(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise TypeError(f"expected a port number from 0 to 65535, got {value!r}")
     return value

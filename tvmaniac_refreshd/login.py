@@ -6,18 +6,24 @@ Time and sleeping are injected, so tests drive a whole login without waiting.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from tvmaniac_refreshd.durations import format_duration
 from tvmaniac_refreshd.errors import LoginFailed, TransientError
 from tvmaniac_refreshd.logs import get_logger
-from tvmaniac_refreshd.oauth import DeviceCode, PollState, TraktClient
+from tvmaniac_refreshd.oauth import DeviceCode, PollState
 from tvmaniac_refreshd.tokens import TokenSet
 
 # RFC 8628 §3.5: on slow_down, add 5 seconds to the interval.
 SLOW_DOWN_STEP = 5
 # Past this the user would think we hung; Trakt's own default is 5 s.
 MAX_INTERVAL = 60
+
+
+class DeviceClient(Protocol):
+    """What the device login needs of a provider client."""
+
+    def poll_device_token(self, device: DeviceCode, *, now: float) -> TokenSet | PollState: ...
 
 
 def show_code(device: DeviceCode, out: TextIO, *, tty: bool) -> None:
@@ -27,13 +33,14 @@ def show_code(device: DeviceCode, out: TextIO, *, tty: bool) -> None:
         import segno  # noqa: PLC0415  # only a terminal login needs it
 
         out.write("Or scan this QR code with your phone:\n")
-        segno.make(device.verification_url, error="l").terminal(out=out, compact=True)
+        target = device.verification_url_complete or device.verification_url
+        segno.make(target, error="l").terminal(out=out, compact=True)
     out.write(f"The code is valid for {format_duration(device.expires_in)}.\n")
     out.flush()
 
 
 def wait_for_approval(
-    client: TraktClient,
+    client: DeviceClient,
     device: DeviceCode,
     *,
     clock: Callable[[], float],

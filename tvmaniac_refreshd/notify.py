@@ -44,7 +44,11 @@ class _SdnotifySender:
     def __init__(self, address: str) -> None:
         # sdnotify's own constructor reads os.environ rather than the environ we were given, and
         # hides connect errors, so the socket is connected here and handed to it.
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        # Non-blocking: if nobody reads the socket (a stuck manager, a test), a message is
+        # dropped and logged rather than freezing the scheduler thread or shutdown.
+        sock = socket.socket(
+            socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+        )
         try:
             sock.connect(_unix_address(address))
         except OSError:

@@ -11,7 +11,7 @@ import contextlib
 import email.utils
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -72,6 +72,8 @@ class DeviceCode:
     verification_url: str
     expires_in: int
     interval: int
+    # RFC 8628's URL with the code already in it, for the QR code; Trakt sends none.
+    verification_url_complete: str | None = None
 
 
 class PollState(Enum):
@@ -131,7 +133,7 @@ def _transport_errors(url: str) -> Iterator[None]:
         raise TransientError(f"the connection to {host} failed: {type(exc).__name__}") from None
 
 
-def _error_code(response: Response) -> str | None:
+def error_code(response: Response) -> str | None:
     """Return the OAuth error code from the JSON body or the WWW-Authenticate header."""
     body = response.json()
     if isinstance(body, dict) and isinstance(body.get("error"), str):
@@ -168,7 +170,7 @@ def raise_for_failure(response: Response, *, what: str, now: float) -> None:
         raise TransientError(
             f"{what}: the provider answered with {kind}{hint}", retry_after=retry_after
         )
-    code = _error_code(response)
+    code = error_code(response)
     if code in ("invalid_grant", "invalid_token"):
         raise SessionRejected(
             f"{what}: the provider rejected the session ({code}); run `tvmaniac-refreshd login`"
@@ -197,6 +199,53 @@ def raise_for_failure(response: Response, *, what: str, now: float) -> None:
     )
 
 
+def overall_deadline(http: httpx.Client) -> float:
+    """Return the cap on one whole exchange: a trickling server satisfies every read timeout."""
+    timeout = http.timeout
+    parts = [timeout.connect, timeout.read, timeout.write]
+    return sum(part for part in parts if part is not None) or 60.0
+
+
+def post(
+    http: httpx.Client,
+    url: str,
+    *,
+    what: str,
+    json_body: Mapping[str, str] | None = None,
+    form: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """POST to ``url`` and read the answer with a size cap and an overall deadline.
+
+    Raises:
+        TransientError: for every transport failure, an oversized or a too slow answer.
+    """
+    deadline = overall_deadline(http)
+    started = time.monotonic()
+    body = json.dumps(json_body).encode() if json_body is not None else None
+    request_headers = dict(headers or {})
+    if body is not None:
+        request_headers["Content-Type"] = "application/json"
+    with (
+        _transport_errors(url),
+        http.stream(
+            "POST", url, content=body, data=dict(form) if form else None, headers=request_headers
+        ) as stream,
+    ):
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in stream.iter_bytes():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise TransientError(
+                    f"{what}: the response was larger than {MAX_BODY_BYTES} bytes; not read"
+                )
+            if time.monotonic() - started > deadline:
+                raise TransientError(f"{what}: the response was too slow to arrive")
+            chunks.append(chunk)
+        return Response(stream.status_code, stream.headers, b"".join(chunks))
+
+
 class TraktClient:
     """Trakt's OAuth endpoints for one account, over an injected httpx client."""
 
@@ -204,41 +253,16 @@ class TraktClient:
         self._http = http
         self._account = account
         self._secret = client_secret
-        self._deadline = self._overall_deadline(http)
-
-    @staticmethod
-    def _overall_deadline(http: httpx.Client) -> float:
-        # A trickling server satisfies every per-read timeout; this caps the whole exchange.
-        timeout = http.timeout
-        parts = [timeout.connect, timeout.read, timeout.write]
-        return sum(part for part in parts if part is not None) or 60.0
 
     def _post(self, path: str, payload: dict[str, str], *, what: str) -> Response:
-        url = f"{self._account.auth_url}{path}"
-        headers = {
-            "Content-Type": "application/json",
-            "trakt-api-key": self._account.client_id,
-            "trakt-api-version": "2",
-        }
-        started = time.monotonic()
-        with (
-            _transport_errors(url),
-            self._http.stream(
-                "POST", url, content=json.dumps(payload).encode(), headers=headers
-            ) as stream,
-        ):
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in stream.iter_bytes():
-                size += len(chunk)
-                if size > MAX_BODY_BYTES:
-                    raise TransientError(
-                        f"{what}: the response was larger than {MAX_BODY_BYTES} bytes; not read"
-                    )
-                if time.monotonic() - started > self._deadline:
-                    raise TransientError(f"{what}: the response was too slow to arrive")
-                chunks.append(chunk)
-            return Response(stream.status_code, stream.headers, b"".join(chunks))
+        headers = {"trakt-api-key": self._account.client_id, "trakt-api-version": "2"}
+        return post(
+            self._http,
+            f"{self._account.auth_url}{path}",
+            what=what,
+            json_body=payload,
+            headers=headers,
+        )
 
     def _with_secret(self, payload: dict[str, str]) -> dict[str, str]:
         # Trakt deprecated client_secret for public clients; send it only when we have one.
@@ -262,11 +286,11 @@ class TraktClient:
         assert isinstance(body, dict)  # noqa: S101  # raise_for_failure raised otherwise
         try:
             return DeviceCode(
-                device_code=_required_str(body, "device_code"),
-                user_code=_required_str(body, "user_code"),
-                verification_url=_required_str(body, "verification_url"),
-                expires_in=_required_int(body, "expires_in", minimum=1),
-                interval=_required_int(body, "interval", minimum=1, default=5),
+                device_code=required_str(body, "device_code"),
+                user_code=required_str(body, "user_code"),
+                verification_url=required_str(body, "verification_url"),
+                expires_in=required_int(body, "expires_in", minimum=1),
+                interval=required_int(body, "interval", minimum=1, default=5),
             )
         except ResponseInvalid as exc:
             raise TransientError(f"{what}: the provider's answer was malformed: {exc}") from None
@@ -291,7 +315,7 @@ class TraktClient:
         }
         if response.status == 200:
             return self._tokens(response, what=what, now=now)
-        if response.status == 400 and _error_code(response) is None:
+        if response.status == 400 and error_code(response) is None:
             return PollState.PENDING
         if response.status == 429:
             return PollState.SLOW_DOWN
@@ -320,14 +344,16 @@ class TraktClient:
             raise_for_failure(response, what=what, now=now)
         return self._tokens(response, what=what, now=now)
 
-    def revoke(self, access_token: str, *, now: float) -> None:
-        """Revoke ``access_token`` (and with it, at Trakt, the grant).
+    def revoke(self, tokens: TokenSet, *, now: float) -> None:
+        """Revoke the access token (and with it, at Trakt, the grant).
 
         Raises:
             ClientRejected, TransientError, RefreshdError.
         """
         what = "revoking the token"
-        payload = self._with_secret({"token": access_token, "client_id": self._account.client_id})
+        payload = self._with_secret(
+            {"token": tokens.access_token, "client_id": self._account.client_id}
+        )
         response = self._post("/oauth/revoke", payload, what=what)
         if not 200 <= response.status < 300:
             raise_for_failure(response, what=what, now=now)
@@ -345,14 +371,14 @@ class TraktClient:
             ) from None
 
 
-def _required_str(body: dict[str, Any], key: str) -> str:
+def required_str(body: dict[str, Any], key: str) -> str:
     value = body.get(key)
     if not isinstance(value, str) or not value or len(value) > 2048:
         raise ResponseInvalid(f"{key} is missing or not a string")
     return value
 
 
-def _required_int(
+def required_int(
     body: dict[str, Any], key: str, *, minimum: int, default: int | None = None
 ) -> int:
     value = body.get(key, default)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from tvmaniac_refreshd.config import Account
 from tvmaniac_refreshd.errors import (
@@ -24,10 +24,14 @@ from tvmaniac_refreshd.logs import get_logger, register_secret
 from tvmaniac_refreshd.policy import needs_refresh, refresh_due_at
 from tvmaniac_refreshd.state import StateFiles, token_digest
 from tvmaniac_refreshd.store import KeyringStore, account_lock
-from tvmaniac_refreshd.tokens import TokenDocument, with_tokens
+from tvmaniac_refreshd.tokens import TokenDocument, TokenSet, with_tokens
 
-if TYPE_CHECKING:
-    from tvmaniac_refreshd.oauth import TraktClient  # httpx is imported only when we refresh
+
+class RefreshClient(Protocol):
+    """What the refresher needs of a provider client (Trakt's or a generic OAuth2 one)."""
+
+    def refresh(self, refresh_token: str, *, now: float) -> TokenSet: ...
+
 
 # Storing the new pair is the one step that must not fail after the old token was spent.
 SAVE_ATTEMPTS = 3
@@ -53,7 +57,7 @@ class Refresher:
         states: StateFiles,
         lock_dir: Path,
         lock_timeout: float,
-        client: Callable[[], TraktClient],
+        client: Callable[[], RefreshClient],
         clock: Callable[[], float],
     ) -> None:
         self.account = account

@@ -63,6 +63,11 @@ class Scheduler:
     def shutdown(self) -> None:
         """Stop starting jobs; running ones are left to finish (or be abandoned at exit)."""
         if self._scheduler.running:
+            # APScheduler marks itself stopped before taking its job-store lock, and a pass
+            # over the jobs that is under way then fails to remove a finished one-shot job (an
+            # exception in its thread). Pausing first and waiting for that lock avoids it.
+            self._scheduler.pause()
+            self._scheduler.get_jobs()
             self._scheduler.shutdown(wait=False)
 
     def at(self, job_id: str, when: float, func: Callable[[], object]) -> None:

@@ -74,11 +74,22 @@ def _integer(body: dict[str, Any], key: str, problems: list[str]) -> int:
     return value
 
 
-def parse_token_response(body: object, *, now: float) -> TokenSet:
+def parse_token_response(
+    body: object,
+    *,
+    now: float,
+    generic: bool = False,
+    previous_refresh: str | None = None,
+    default_lifetime: int = 3600,
+) -> TokenSet:
     """Given the decoded JSON of a successful token response, return its ``TokenSet``.
 
     ``now`` is when the response arrived. The expiry is counted from the earlier of the server's
     ``created_at`` and ``now``: a server clock ahead of ours must not push a refresh past expiry.
+
+    Trakt always sends every field, so all are required. A ``generic`` OAuth2 server (RFC 6749)
+    may omit ``created_at`` (arrival time is used), ``expires_in`` (``default_lifetime``), and on
+    a refresh the ``refresh_token`` (``previous_refresh`` stays valid).
 
     Raises:
         ResponseInvalid: naming every missing, mistyped or absurd field.
@@ -87,9 +98,18 @@ def parse_token_response(body: object, *, now: float) -> TokenSet:
         raise ResponseInvalid("the token response is not a JSON object")
     problems: list[str] = []
     access = _token(body, "access_token", problems)
-    refresh = _token(body, "refresh_token", problems)
-    expires_in = _integer(body, "expires_in", problems)
-    created_at = _integer(body, "created_at", problems)
+    if generic and previous_refresh and "refresh_token" not in body:
+        refresh = previous_refresh
+    else:
+        refresh = _token(body, "refresh_token", problems)
+    if generic and "expires_in" not in body:
+        expires_in = default_lifetime
+    else:
+        expires_in = _integer(body, "expires_in", problems)
+    if generic and "created_at" not in body:
+        created_at = int(now)
+    else:
+        created_at = _integer(body, "created_at", problems)
     token_type = body.get("token_type")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         problems.append("token_type is not bearer")

@@ -11,6 +11,9 @@ import base64
 import hashlib
 import os
 import secrets
+import select
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from tests.support.oidc_server import (
     OidcServerUnavailable,
 )
 
+REPO = Path(__file__).resolve().parents[2]
 AT_TTL = 45
 SCOPE = "openid offline_access"
 
@@ -146,7 +150,7 @@ def test_refresh_rotates_and_reusing_the_old_token_revokes_the_grant(server: Oid
     reused = refresh(server, client, first["refresh_token"])
 
     assert (reused.status_code, reused.json()["error"]) == (400, "invalid_grant")
-    assert "invalid_grant - refresh token already used" in server.grant_errors
+    server.wait_for_grant_error("invalid_grant - refresh token already used")
     newest = refresh(server, client, second["refresh_token"])
     assert (newest.status_code, newest.json()["error"]) == (400, "invalid_grant")
     assert server.introspect(second["access_token"]) == {"active": False}
@@ -232,7 +236,7 @@ def test_wrong_pkce_verifier_is_invalid_grant(server: OidcServer) -> None:
     )
 
     assert (response.status_code, response.json()["error"]) == (400, "invalid_grant")
-    assert "invalid_grant - code_verifier does not match code_challenge" in server.grant_errors
+    server.wait_for_grant_error("invalid_grant - code_verifier does not match code_challenge")
 
 
 def test_loopback_redirect_with_another_path_is_refused(server: OidcServer) -> None:
@@ -291,6 +295,32 @@ def _is_not_node(pid: int) -> bool:
         return "node" not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return True
+
+
+def test_node_exits_when_the_test_process_dies_without_stop() -> None:
+    """A test process killed before stop() leaves no orphan: node exits when its stdin closes."""
+    script = (
+        "import os\n"
+        "from tests.support.oidc_server import OidcServer\n"
+        "server = OidcServer()\n"
+        "server.start()\n"
+        "print(server.pid, flush=True)\n"
+        "os._exit(0)  # no stop(), no finalizers: as if killed\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    pid = int(child.stdout.split()[-1])
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return  # already gone and reaped
+    try:
+        # A pidfd turns readable when the process exits; the bound only stops a hang.
+        readable, _, _ = select.select([pidfd], [], [], 10)
+    finally:
+        os.close(pidfd)
+    assert readable, f"node (pid {pid}) outlived the process that started it"
 
 
 def test_missing_npm_packages_fail_with_a_hint(monkeypatch: pytest.MonkeyPatch) -> None:

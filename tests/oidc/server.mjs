@@ -15,7 +15,8 @@
 //                    clients    the client list (default: the three clients below, dev secrets)
 //
 // stdout carries exactly one startup line, `oidc-provider listening on http://127.0.0.1:PORT`,
-// then one line per auto-approved interaction; neither ever holds a token, code or secret.
+// then one line per auto-approved interaction and oidc-provider's own NOTICE lines; none of them
+// ever holds a token, code or secret.
 // Errors (grant.error and the other *.error events, with oidc-provider's error_detail, which the
 // HTTP response never shows) go to stderr, one line each.
 import crypto from 'node:crypto';

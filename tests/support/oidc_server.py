@@ -23,7 +23,8 @@ unless the request carries ``prompt=consent`` (OpenID Connect Core, section 11).
 Behaviours to expect (recipe: /work/shared/recipes/real-components.md, section 4.5): using a
 consumed refresh token returns ``invalid_grant`` *and revokes the whole grant*; revoking either
 token of a grant revokes all of them; ``error_description`` is always generic, the reason is in
-``grant_errors``; the device authorization response has no ``interval``; state is in memory.
+``grant_errors`` (``wait_for_grant_error``); the device authorization response has no
+``interval``; state is in memory.
 
 If Node.js or the npm packages are missing, starting fails with ``OidcServerUnavailable``
 (run ``make test``, which runs ``npm ci`` in ``tests/oidc``): these tests never skip.
@@ -143,6 +144,8 @@ class OidcServer:
         }
         self.stdout_lines: list[str] = []
         self.stderr_lines: list[str] = []
+        # Notified on every output line, for wait_for_grant_error.
+        self._output = threading.Condition()
         self.metadata: dict[str, Any] = {}
         self._issuer: str | None = None
         self._process: subprocess.Popen[str] | None = None
@@ -199,8 +202,8 @@ class OidcServer:
             assert self._process.stdout is not None
             assert self._process.stderr is not None
             self._readers = [
-                _reader(self._process.stdout, self.stdout_lines, lines),
-                _reader(self._process.stderr, self.stderr_lines, None),
+                _reader(self._process.stdout, self.stdout_lines, self._output, lines),
+                _reader(self._process.stderr, self.stderr_lines, self._output, None),
             ]
             try:
                 self._issuer = self._wait_for_listening(lines)
@@ -303,9 +306,23 @@ class OidcServer:
 
     @property
     def grant_errors(self) -> list[str]:
-        """The token endpoint's error lines so far, e.g. ``invalid_grant - refresh token ...``."""
+        """The token endpoint's error lines read so far, e.g. ``invalid_grant - refresh token
+        already used``; a line may trail its HTTP response, see ``wait_for_grant_error``."""
         prefix = "grant.error "
-        return [line[len(prefix) :] for line in self.stderr_lines if line.startswith(prefix)]
+        with self._output:
+            lines = list(self.stderr_lines)
+        return [line[len(prefix) :] for line in lines if line.startswith(prefix)]
+
+    def wait_for_grant_error(self, expected: str, timeout: float = 5.0) -> None:
+        """Wait until a token-endpoint error line equal to ``expected`` has been read.
+
+        node writes the line before it sends the response, but our reader thread may not
+        have read it yet when the test sees that response; the timeout only bounds a miss.
+        """
+        with self._output:
+            if self._output.wait_for(lambda: expected in self.grant_errors, timeout):
+                return
+        raise AssertionError(f"no grant.error {expected!r}; seen: {self.grant_errors}")
 
     # -- the user's side ---------------------------------------------------------------------
 
@@ -384,14 +401,19 @@ class OidcServer:
 
 
 def _reader(
-    stream: IO[str], sink: list[str], lines: queue.Queue[str | None] | None
+    stream: IO[str],
+    sink: list[str],
+    changed: threading.Condition,
+    lines: queue.Queue[str | None] | None,
 ) -> threading.Thread:
     """Drain a pipe into ``sink`` (so node never blocks on a full pipe), and into ``lines``."""
 
     def run() -> None:
         for raw in stream:
             line = raw.rstrip("\n")
-            sink.append(line)
+            with changed:
+                sink.append(line)
+                changed.notify_all()
             if lines is not None:
                 lines.put(line)
         stream.close()

@@ -66,7 +66,7 @@ class TestParseConfig:
         """Several mistakes give one error listing each, with its key."""
         problems = problems_of(
             '[refresh]\nthreshold = "200%"\nmargin = 5\n[http]\nread_timeout = "0s"\n'
-            '[accounts.a]\nprovider = "github"\ntoken_url = "x"\n'
+            '[accounts.a]\nprovider = "github"\nsecret = "x"\n'
         )
 
         keys = [problem.split(":")[0] for problem in problems]
@@ -74,11 +74,11 @@ class TestParseConfig:
             "refresh.threshold",
             "refresh.margin",
             "http.read_timeout",
-            "accounts.a.token_url",
+            "accounts.a.secret",
             "accounts.a.provider",
             "accounts.a.client_id",
         ]
-        assert "did you mean 'auth_url'" in problems[3]
+        assert "did you mean 'client_secret'" in problems[3]
 
     def test_plain_http_only_to_loopback(self) -> None:
         """A token must never travel unencrypted across a network."""
@@ -103,7 +103,7 @@ class TestParseConfig:
         """An account with no keys is reported, not silently dropped."""
 
         assert problems_of("[accounts.default]\n") == [
-            "accounts.default.provider: missing; set it to one of: trakt",
+            "accounts.default.provider: missing; set it to one of: trakt, oauth2",
             "accounts.default.client_id: missing; copy it from your Trakt app's settings page",
         ]
 

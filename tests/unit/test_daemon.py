@@ -91,7 +91,7 @@ class World:
             states=self.states,
             lock_dir=self.tmp_path / "locks",
             lock_timeout=1,
-            client=lambda: self.trakt,  # type: ignore[arg-type,return-value]
+            client=lambda: self.trakt,
             clock=self.clock,
         )
 

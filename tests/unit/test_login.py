@@ -38,7 +38,7 @@ def run(answers: list[object], *, tty: bool = False) -> tuple[ScriptedClient, Fa
     client = ScriptedClient(clock, answers)
     out = io.StringIO()
     result = wait_for_approval(
-        client,  # type: ignore[arg-type]
+        client,
         DEVICE,
         clock=clock,
         sleep=clock.sleep,
@@ -75,7 +75,7 @@ class TestWaitForApproval:
 
         with pytest.raises(LoginFailed, match="expired"):
             wait_for_approval(
-                client,  # type: ignore[arg-type]
+                client,
                 DEVICE,
                 clock=clock,
                 sleep=clock.sleep,
@@ -93,7 +93,7 @@ class TestWaitForApproval:
 
         with pytest.raises(type(error)):
             wait_for_approval(
-                client,  # type: ignore[arg-type]
+                client,
                 DEVICE,
                 clock=clock,
                 sleep=clock.sleep,

@@ -249,3 +249,16 @@ class TestWatchdogInterval:
     ) -> None:
         """Half of a positive WATCHDOG_USEC, when WATCHDOG_PID is unset or names our pid."""
         assert watchdog_interval(environ, 1000) == expected
+
+
+def test_unread_socket_never_blocks(tmp_path: Path) -> None:
+    """With nobody reading the socket, sends are dropped instead of blocking the caller."""
+    path = tmp_path / "stuck.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(path))
+        notifier = Notifier({"NOTIFY_SOCKET": str(path)})
+        results = [notifier.watchdog() for _ in range(5000)]
+        notifier.close()
+
+    assert results[0] is True
+    assert results[-1] is False

@@ -25,6 +25,7 @@ from tvmaniac_refreshd.oauth import (
     TraktClient,
     parse_retry_after,
 )
+from tvmaniac_refreshd.tokens import TokenSet
 
 NOW = 1_800_000_000
 ACCOUNT = Account(name="default", provider="trakt", client_id="cid", auth_url="https://auth.test")
@@ -267,7 +268,7 @@ class TestRevoke:
     def test_revoke_body(self) -> None:
         """Revoke sends the access token in the `token` field."""
         seen: list[httpx.Request] = []
-        client_for(reply(200, b""), seen).revoke("a" * 64, now=NOW)
+        client_for(reply(200, b""), seen).revoke(TokenSet("a" * 64, "r" * 64, 0, 10, 10), now=NOW)
 
         assert json.loads(seen[0].content)["token"] == "a" * 64
         assert str(seen[0].url) == "https://auth.test/oauth/revoke"

@@ -72,7 +72,7 @@ def world(tmp_path: Path) -> tuple[Refresher, FakeTrakt, FakeClock, KeyringStore
         states=states,
         lock_dir=tmp_path / "locks",
         lock_timeout=1,
-        client=lambda: trakt,  # type: ignore[arg-type,return-value]
+        client=lambda: trakt,
         clock=clock,
     )
     store.save(initial(START))
@@ -204,7 +204,7 @@ class TestEnsureFresh:
             states=states,
             lock_dir=tmp_path / "locks",
             lock_timeout=1,
-            client=lambda: trakt,  # type: ignore[arg-type,return-value]
+            client=lambda: trakt,
             clock=clock,
         )
 
