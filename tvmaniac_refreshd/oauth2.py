@@ -168,6 +168,9 @@ class OAuth2Client:
         }
         if self._account.scopes:
             query["scope"] = " ".join(self._account.scopes)
+        if "offline_access" in self._account.scopes:
+            # OpenID Connect Core §11: offline_access is ignored unless consent is prompted.
+            query["prompt"] = "consent"
         separator = "&" if "?" in self._account.authorization_url else "?"
         return f"{self._account.authorization_url}{separator}{urlencode(query)}"
 

@@ -118,8 +118,9 @@ class Refresher:
             return Fresh(document, refreshed=False)
         with account_lock(self._lock_dir, self.account.name, timeout=self._lock_timeout):
             current = self.load()
-            spent_elsewhere = current.tokens.refresh_token != document.tokens.refresh_token
-            if spent_elsewhere and (force or not self._due(current, min_valid)):
+            if current.tokens.refresh_token != document.tokens.refresh_token:
+                # Another process refreshed while we waited: its pair is as fresh as a pair can
+                # be, and refreshing again would only spend a token for nothing.
                 return Fresh(current, refreshed=False, by_other=True)
             if not force and not self._due(current, min_valid):
                 return Fresh(current, refreshed=False)

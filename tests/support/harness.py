@@ -43,6 +43,8 @@ class Harness:
     root: Path
     extra_config: str = ""
     transcript: list[Run] = field(default_factory=list)
+    # Secrets the emulator does not know of (another server's tokens and client secrets).
+    extra_secrets: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         for name in ("state", "runtime", "config"):
@@ -186,7 +188,7 @@ class Harness:
         for device in state.get("device_codes", []):  # type: ignore[attr-defined]
             if isinstance(device, dict) and "device_code" in device:
                 found.add(device["device_code"])
-        return {secret for secret in found if secret}
+        return {secret for secret in found | self.extra_secrets if secret}
 
     def leaks(self) -> list[str]:
         """Return a description of every secret found in any command's output."""

@@ -1,0 +1,216 @@
+"""provider = "oauth2" against a real third-party server: npm oidc-provider (panva), with the
+real command, the real keyring, and the daemon. Introspection is the server's own verdict."""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.harness import Harness, Run, wait_until
+from tests.support.oidc_server import OidcClient, OidcServer
+
+AT_TTL = 20  # seconds: due for refresh after 10 s, so the daemon rotates often
+
+
+def oauth2_config(server: OidcServer, client: OidcClient, **extra: str) -> str:
+    lines = [
+        "[accounts.default]",
+        'provider = "oauth2"',
+        f'client_id = "{client.client_id}"',
+        f'token_url = "{server.token_url}"',
+        f'device_authorization_url = "{server.device_authorization_url}"',
+        f'authorization_url = "{server.authorization_url}"',
+        f'revocation_url = "{server.revocation_url}"',
+        'scopes = ["openid", "offline_access"]',
+        f'client_auth = "{client.auth_method}"',
+    ]
+    if client.client_secret:
+        lines.append(f'client_secret = "{client.client_secret}"')
+    lines += [f"{key} = {value}" for key, value in extra.items()]
+    lines += ["[daemon]", 'tick = "1s"', "[retry]", 'initial = "1s"', 'maximum = "2s"']
+    lines += ["[alerts]", "desktop = false", "[http]", 'read_timeout = "5s"']
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def oidc() -> Iterator[OidcServer]:
+    with OidcServer(access_token_ttl=AT_TTL) as server:
+        yield server
+
+
+@pytest.fixture
+def rig(harness: Harness, oidc: OidcServer) -> Harness:
+    harness.extra_secrets |= {c.client_secret for c in oidc.clients if c.client_secret}
+    harness.write_config(oauth2_config(oidc, oidc.basic_client))
+    return harness
+
+
+def stored_tokens(rig: Harness) -> dict[str, object]:
+    stored = rig.stored()
+    assert stored is not None
+    rig.extra_secrets |= {str(stored["access_token"]), str(stored["refresh_token"])}
+    return stored
+
+
+def login_by_device(rig: Harness, oidc: OidcServer, *args: str) -> Run:
+    """Run `login`, read the user code it prints, approve it at the server as the user."""
+    process = rig.spawn("login", *args)
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        found = re.search(r"enter the code: (\S+)", line)
+        if found:
+            oidc.approve_device(found.group(1))
+            break
+    out, err = process.communicate(timeout=60)
+    run = Run(("login",), process.returncode, "".join(seen) + out, err)
+    rig.transcript.append(run)
+    return run
+
+
+class TestLogin:
+    @pytest.mark.parametrize("kind", ["basic", "post", "public"])
+    def test_device_login_into_the_real_keyring(
+        self, rig: Harness, oidc: OidcServer, kind: str
+    ) -> None:
+        """RFC 8628 login with each client authentication; the server calls the token active."""
+        client = {
+            "basic": oidc.basic_client,
+            "post": oidc.post_client,
+            "public": oidc.public_client,
+        }
+        rig.write_config(oauth2_config(oidc, client[kind]))
+        run = login_by_device(rig, oidc)
+
+        assert run.code == 0, run.err
+        stored = stored_tokens(rig)
+        assert stored["expires_in"] == AT_TTL
+        assert oidc.introspect(str(stored["access_token"]))["active"] is True
+
+    def test_browser_login_with_pkce(self, rig: Harness, oidc: OidcServer) -> None:
+        """The loopback flow: the URL is printed, the 'browser' (httpx) follows it, tokens land."""
+        process = rig.spawn("login", "--browser")
+        assert process.stdout is not None
+        url = ""
+        for line in process.stdout:
+            if line.strip().startswith("http"):
+                url = line.strip()
+                break
+        redirect = oidc.authorize(url)
+        assert redirect.startswith("http://127.0.0.1:")
+        httpx.get(redirect, timeout=30)
+        out, err = process.communicate(timeout=60)
+        rig.transcript.append(Run(("login",), process.returncode, out, err))
+
+        assert process.returncode == 0, err
+        assert "code_challenge_method=S256" in url
+        assert oidc.introspect(str(stored_tokens(rig)["access_token"]))["active"] is True
+
+
+class TestSession:
+    def test_token_is_valid_at_the_server(self, rig: Harness, oidc: OidcServer) -> None:
+        """`token` prints an access token the server's introspection accepts."""
+        assert login_by_device(rig, oidc).code == 0
+        run = rig.run("token")
+
+        assert run.code == 0
+        assert oidc.introspect(run.out.strip())["active"] is True
+
+    def test_parallel_token_refreshes_once_and_keeps_the_grant(
+        self, rig: Harness, oidc: OidcServer
+    ) -> None:
+        """Ten `token` processes that all want a refresh: no refresh token is presented twice,
+        so oidc-provider's reuse detection never revokes the grant."""
+        assert login_by_device(rig, oidc).code == 0
+        processes = [rig.spawn("token", "--min-valid", "1h") for _ in range(10)]
+        runs = [rig.finish(process, ("token",)) for process in processes]
+
+        assert [run.code for run in runs] == [0] * 10, [run.err for run in runs]
+        assert len({run.out for run in runs}) == 1
+        assert oidc.grant_errors == []
+        assert oidc.introspect(runs[0].out.strip())["active"] is True
+        assert rig.run("refresh", "--force").code == 0
+
+    def test_daemon_rotates_repeatedly(
+        self, rig: Harness, oidc: OidcServer, tmp_path: Path
+    ) -> None:
+        """The daemon refreshes the short-lived token several times; every rotation sticks."""
+        assert login_by_device(rig, oidc).code == 0
+        first = stored_tokens(rig)["refresh_token"]
+        daemon = rig.spawn("run")
+        refreshed = []
+        assert daemon.stderr is not None
+
+        def count() -> None:
+            assert daemon.stderr is not None
+            for line in daemon.stderr:
+                refreshed.append(line)
+
+        reader = threading.Thread(target=count, daemon=True)
+        reader.start()
+        wait_until(
+            lambda: (
+                sum("refresh.finished" in line and "refreshed" in line for line in refreshed) >= 3
+            ),
+            timeout=120,
+            what="three refreshes by the daemon",
+        )
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=30)
+        reader.join(timeout=10)
+        with daemon:  # closes its pipes
+            pass
+        rig.transcript.append(Run(("run",), daemon.returncode, "", "".join(refreshed)))
+
+        assert daemon.returncode == 0
+        stored = stored_tokens(rig)
+        assert stored["refresh_token"] != first
+        assert oidc.introspect(str(stored["refresh_token"]))["active"] is True
+        assert oidc.grant_errors == []
+
+    def test_logout_revokes_the_grant(self, rig: Harness, oidc: OidcServer) -> None:
+        """RFC 7009 revocation of the refresh token: the server reports both tokens inactive."""
+        assert login_by_device(rig, oidc).code == 0
+        stored = stored_tokens(rig)
+        run = rig.run("logout")
+
+        assert run.code == 0, run.err
+        assert rig.stored() is None
+        assert oidc.introspect(str(stored["refresh_token"]))["active"] is False
+        assert oidc.introspect(str(stored["access_token"]))["active"] is False
+
+    def test_wrong_secret_is_a_configuration_problem(self, rig: Harness, oidc: OidcServer) -> None:
+        """invalid_client exits 78 and leaves the session usable once the secret is fixed."""
+        assert login_by_device(rig, oidc).code == 0
+        stored_tokens(rig)
+        good = rig.config_path.read_text()
+        assert oidc.basic_client.client_secret is not None
+        rig.write_config(good.replace(oidc.basic_client.client_secret, "wrong-secret-value"))
+        run = rig.run("refresh", "--force")
+
+        assert run.code == 78
+        assert "client_id and client_secret" in run.err
+        rig.write_config(good)
+        assert rig.run("refresh", "--force").code == 0
+
+    def test_rejected_refresh_token_needs_login(self, rig: Harness, oidc: OidcServer) -> None:
+        """A grant revoked at the server: invalid_grant → reauth_required, exit 77."""
+        assert login_by_device(rig, oidc).code == 0
+        stored = stored_tokens(rig)
+        httpx.post(
+            oidc.revocation_url,
+            data={"token": str(stored["refresh_token"]), **oidc.basic_client.form()},
+            auth=oidc.basic_client.auth,
+            timeout=30,
+        ).raise_for_status()
+        run = rig.run("refresh", "--force")
+
+        assert run.code == 77
+        assert "login" in run.err
