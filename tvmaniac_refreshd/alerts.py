@@ -60,6 +60,20 @@ class Reminders:
         return True
 
 
+# Process groups of hooks running now, so that a stopping daemon does not leave them behind.
+_running_groups: set[int] = set()
+_groups_lock = threading.Lock()
+
+
+def kill_running_hooks() -> None:
+    """Kill every hook still running (the daemon is exiting and will not wait for them)."""
+    with _groups_lock:
+        groups = list(_running_groups)
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+
+
 def run_in_own_group(
     args: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None, **_: object
 ) -> subprocess.CompletedProcess[bytes]:
@@ -75,6 +89,8 @@ def run_in_own_group(
         env=env,
         start_new_session=True,
     ) as process:
+        with _groups_lock:
+            _running_groups.add(process.pid)
         try:
             out, err = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -83,6 +99,9 @@ def run_in_own_group(
             # Not communicate(): a child that left the group could hold the pipes open forever.
             process.wait()
             raise
+        finally:
+            with _groups_lock:
+                _running_groups.discard(process.pid)
     return subprocess.CompletedProcess(list(args), process.returncode, out, err)
 
 
@@ -151,6 +170,10 @@ class Alerter:
                 self._closed = True
                 self._queue.put(None)
         self._worker.join(timeout)
+        if self._worker.is_alive():
+            # A hook outlived the grace period: end it rather than leave it running after us.
+            kill_running_hooks()
+            self._worker.join(1.0)
         return not self._worker.is_alive()
 
     def _work(self) -> None:

@@ -220,6 +220,11 @@ class Daemon:
                 parts.append(f"{name}: login needed")
             elif watch.condition == "logged_out":
                 parts.append(f"{name}: not logged in")
+            elif watch.condition == "keyring_unavailable" and watch.next_at is not None:
+                parts.append(
+                    f"{name}: keyring locked or unavailable, retry in "
+                    f"{format_duration(watch.next_at - now)}"
+                )
             elif watch.next_at is not None:
                 verb = "next refresh" if watch.condition == "scheduled" else "retry"
                 text = f"{name}: {verb} in {format_duration(watch.next_at - now)}"

@@ -93,10 +93,11 @@ class Harness:
         stdin: str | None = None,
         env: dict[str, str] | None = None,
         timeout: float = 60,
+        prefix: Sequence[str] = (),
     ) -> Run:
-        """Run the command to completion and keep its output."""
+        """Run the command to completion (behind ``prefix``, e.g. unshare) and keep its output."""
         result = subprocess.run(
-            self.command(*args),
+            [*prefix, *self.command(*args)],
             input=stdin or "",
             capture_output=True,
             text=True,
@@ -198,8 +199,13 @@ class Harness:
             for run in self.transcript
             for stream, text in (("stdout", run.out), ("stderr", run.err))
             for secret in secrets
-            if secret in text and not (run.args[:1] == ("token",) and stream == "stdout")
+            if secret in text and not (verb_of(run.args) == "token" and stream == "stdout")
         ]
+
+
+def verb_of(args: Sequence[str]) -> str | None:
+    """Return the verb of a command line (the first word that is not an option)."""
+    return next((arg for arg in args if not arg.startswith("-")), None)
 
 
 def wait_until(predicate: object, *, timeout: float = 20.0, what: str = "condition") -> None:

@@ -1,0 +1,57 @@
+"""Keyring faults with the real command and the real gnome-keyring: the daemon degrades and
+recovers by itself; damaged, foreign and newer items are reported and left alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.integration.test_daemon import DAEMON_CONFIG, Daemon
+from tests.support.harness import Harness, wait_until
+
+
+def test_daemon_survives_a_locked_keyring_and_recovers_on_unlock(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """Started locked: READY with a degraded status, no exit; after unlock it refreshes."""
+    harness.extra_config = DAEMON_CONFIG
+    harness.write_config()
+    harness.seed(age=0.9 * 604800)
+    harness.keyring.lock()
+    daemon = Daemon(harness, tmp_path)
+    ready = daemon.receive_until("READY=1")
+
+    assert "keyring locked or unavailable" in ready
+    assert daemon.process.poll() is None
+    harness.keyring.unlock()
+    wait_until(
+        lambda: harness.emulator.counters()["refresh_success"] >= 1,
+        timeout=60,
+        what="a refresh after the unlock",
+    )
+    run = daemon.stop()
+    assert run.code == 0
+    assert "daemon.retry_planned" in run.err
+
+
+def test_newer_version_item_is_left_alone(harness: Harness) -> None:
+    """An item written by a newer version: exit 1, 'upgrade', untouched."""
+    item = json.dumps({"format": "tvmaniac-refreshd/tokens", "version": 2})
+    harness.put_item("default", item)
+    run = harness.run("token")
+
+    assert run.code == 1
+    assert "upgrade" in run.err
+    assert harness.keyring.lookup("tvmaniac-refreshd", "default") == item
+
+
+def test_foreign_json_item_is_left_alone(harness: Harness) -> None:
+    """JSON that another program stored under our service name is never overwritten."""
+    item = json.dumps({"token": "something-else"})
+    harness.put_item("default", item)
+    run = harness.run("refresh", "--force")
+
+    assert run.code == 1
+    assert "another program" in run.err
+    assert harness.keyring.lookup("tvmaniac-refreshd", "default") == item
+    assert harness.run("login").code == 1
