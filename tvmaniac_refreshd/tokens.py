@@ -15,7 +15,7 @@ from tvmaniac_refreshd.errors import StoreCorrupt
 DOCUMENT_FORMAT = "tvmaniac-refreshd/tokens"
 DOCUMENT_VERSION = 1
 # Lifetimes outside this range are a broken or hostile response, not a policy to follow.
-MIN_LIFETIME = 10
+MIN_LIFETIME = 1  # a test server may issue one-second tokens; zero or less is broken
 MAX_LIFETIME = 400 * 86400
 # Real tokens are short; a cap keeps a runaway response out of the keyring.
 MAX_TOKEN_LENGTH = 4096
