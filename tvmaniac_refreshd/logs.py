@@ -6,6 +6,10 @@ journald's stream, or else one ``<N>``-prefixed line each, so that whoever captu
 
 Every record passes a redaction processor: fields with secret names are masked, and any value
 containing a registered secret (a token, a client secret) has it cut out, whatever its key.
+
+structlog (and the asyncio it imports) costs a fast command such as ``token`` more than all its
+real work, so it is imported only when the first line is emitted; outside the daemon,
+``configure_logging`` only records the setup, and that first line applies it.
 """
 
 from __future__ import annotations
@@ -14,22 +18,11 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Mapping, MutableMapping
-from typing import Any, TextIO
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any, TextIO
 
-import structlog
-
-from tvmaniac_refreshd.journal import (
-    DEFAULT_PRIORITY,
-    PRIORITIES,
-    JournalLoggerFactory,
-    JournalSender,
-    format_value,
-    journal_fields,
-    logfmt_pair,
-    ordered_items,
-    stderr_is_journal,
-)
+if TYPE_CHECKING:
+    from tvmaniac_refreshd.journal import JournalSender
 
 REDACTED = "[redacted]"
 SECRET_KEYS = frozenset(
@@ -48,6 +41,8 @@ SECRET_KEYS = frozenset(
 # Shorter strings could be ordinary words; every real token and secret is longer.
 MIN_SECRET_LENGTH = 8
 _known_secrets: set[str] = set()
+# The setup configure_logging recorded but did not apply yet (see the module docstring).
+_pending: Callable[[], None] | None = None
 
 
 def register_secret(value: str | None) -> None:
@@ -90,6 +85,14 @@ def redact(
 
 def priority_line(_logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
     """A structlog renderer: ``<N>event key=value ...`` on exactly one line (sd-daemon(3))."""
+    from tvmaniac_refreshd.journal import (  # noqa: PLC0415  # deferred with structlog
+        DEFAULT_PRIORITY,
+        PRIORITIES,
+        format_value,
+        logfmt_pair,
+        ordered_items,
+    )
+
     event = format_value(event_dict.pop("event", ""))
     level = str(event_dict.pop("level", method_name)).lower()
     priority = PRIORITIES.get(level, DEFAULT_PRIORITY)
@@ -99,6 +102,8 @@ def priority_line(_logger: object, method_name: str, event_dict: MutableMapping[
 
 
 def _is_journal_stream(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    from tvmaniac_refreshd.journal import stderr_is_journal  # noqa: PLC0415
+
     try:
         fd = stream.fileno()
     except (AttributeError, OSError, io.UnsupportedOperation):
@@ -122,6 +127,8 @@ def configure_logging(
     (per ``$JOURNAL_STREAM`` in ``environ``), else ``<N>``-prefixed lines on ``stream``.
     ``journal`` replaces the default sender (another socket path, or to read its counters).
     """
+    global _pending  # noqa: PLW0603  # one logging setup per process, as structlog's own
+    _pending = None
     out = stream if stream is not None else sys.stderr
     if verbosity > 0:
         level = logging.DEBUG
@@ -132,7 +139,13 @@ def configure_logging(
     if daemon:
         _configure_daemon(out, level, os.environ if environ is None else environ, journal)
         return
-    tty = out.isatty()
+    tty = out.isatty()  # asked now: the stream may be closed or replaced by the first line
+    _pending = lambda: _configure_console(out, level, tty=tty)  # noqa: E731
+
+
+def _configure_console(out: TextIO, level: int, *, tty: bool) -> None:
+    import structlog  # noqa: PLC0415  # deferred: see the module docstring
+
     renderer: Any
     if tty:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
@@ -156,6 +169,14 @@ def configure_logging(
 def _configure_daemon(
     out: TextIO, level: int, environ: Mapping[str, str], journal: JournalSender | None
 ) -> None:
+    import structlog  # noqa: PLC0415  # a daemon logs at once; deferring would gain nothing
+
+    from tvmaniac_refreshd.journal import (  # noqa: PLC0415
+        JournalLoggerFactory,
+        JournalSender,
+        journal_fields,
+    )
+
     sender = journal if journal is not None else JournalSender()
     # Without the socket (a container without journald's mount) every entry would be lost.
     if _is_journal_stream(out, environ) and os.path.exists(sender.path):
@@ -193,6 +214,33 @@ def _configure_daemon(
     )
 
 
-def get_logger(**context: Any) -> Any:  # noqa: ANN401  # structlog's bound loggers are untyped proxies
-    """Return a logger bound to ``context`` (e.g. ``account``)."""
+class _Logger:
+    """A bound logger that imports structlog, and applies a recorded setup, on its first use."""
+
+    __slots__ = ("_bound", "_context")
+
+    def __init__(self, context: dict[str, Any]) -> None:
+        self._context = context
+        self._bound: Any = None
+
+    def __getattr__(self, name: str) -> Any:  # noqa: ANN401  # forwards to structlog's logger
+        if self._bound is None:
+            self._bound = _structlog_logger(self._context)
+        return getattr(self._bound, name)
+
+
+def _structlog_logger(context: dict[str, Any]) -> Any:  # noqa: ANN401
+    global _pending
+    import structlog  # noqa: PLC0415  # deferred: see the module docstring
+
+    apply, _pending = _pending, None
+    # Someone configured structlog since (a test's capture_logs): theirs wins, as it would
+    # have had the setup been applied at once.
+    if apply is not None and not structlog.is_configured():
+        apply()
     return structlog.get_logger("tvmaniac-refreshd").bind(**context)
+
+
+def get_logger(**context: Any) -> Any:  # noqa: ANN401  # structlog's bound loggers are untyped proxies
+    """Return a logger bound to ``context`` (e.g. ``account``); structlog loads on first use."""
+    return _Logger(context)

@@ -40,6 +40,10 @@ class SecretBackend(Protocol):
 
 
 def _describe(backend: object) -> str:
+    # A wrapper that keeps keyring's items (secret_service.py) names the backend it stands for.
+    describes = getattr(backend, "describes", None)
+    if isinstance(describes, str):
+        return describes
     kind = type(backend)
     return f"{kind.__module__}.{kind.__qualname__}"
 
@@ -54,20 +58,41 @@ def default_backend(environ: Mapping[str, str], platform: str = sys.platform) ->
 
     Choosing the platform backend directly skips keyring's discovery of every installed backend
     (slow, and it would silently fall back to a plaintext file when keyrings.alt is installed).
+    On Linux, the Secret Service backend reads its items without importing keyring when it can
+    (see secret_service.py); keyring itself is imported only for an explicit choice (its
+    environment variable or its config file) or for what the direct read does not cover.
     """
-    import keyring.core  # noqa: PLC0415  # deferred: heavy, and not needed by every command
+    if _may_choose_explicitly(environ, platform):
+        import keyring.core  # noqa: PLC0415  # deferred: heavy, and not needed by every command
 
-    explicit = keyring.core.load_env() if environ.get("PYTHON_KEYRING_BACKEND") else None
-    explicit = explicit or keyring.core.load_config()
-    if explicit is not None:
-        return explicit
+        explicit = keyring.core.load_env() if environ.get("PYTHON_KEYRING_BACKEND") else None
+        explicit = explicit or keyring.core.load_config()
+        if explicit is not None:
+            return explicit
     if platform == "darwin":
         from keyring.backends import macOS  # noqa: PLC0415
 
         return macOS.Keyring()  # type: ignore[no-untyped-call]
-    from keyring.backends import SecretService  # noqa: PLC0415
+    from tvmaniac_refreshd.secret_service import SecretServiceKeyring  # noqa: PLC0415
 
-    return SecretService.Keyring()  # type: ignore[no-untyped-call]
+    return SecretServiceKeyring()
+
+
+def _may_choose_explicitly(environ: Mapping[str, str], platform: str) -> bool:
+    """Return whether the user may have chosen a backend (or keyring would refuse to start).
+
+    Cheap stand-in for asking keyring.core: its environment variable, or a keyringrc.cfg where
+    keyring looks for one (``keyring.util.platform_``), or one in the legacy data directory
+    that keyring refuses to start with. Anywhere but Linux, keyring.core is always asked.
+    """
+    if environ.get("PYTHON_KEYRING_BACKEND") or not platform.startswith("linux"):
+        return True
+    home = Path.home()
+    roots = (
+        os.environ.get("XDG_CONFIG_HOME") or home / ".config",
+        os.environ.get("XDG_DATA_HOME") or home / ".local" / "share",
+    )
+    return any(Path(root, "python_keyring", "keyringrc.cfg").exists() for root in roots)
 
 
 def adopt_session_bus(environ: dict[str, str] | os._Environ[str]) -> None:
@@ -93,8 +118,9 @@ def _unavailable(exc: BaseException) -> StoreUnavailable:
         )
     if name == "NoKeyringError" or "DBUS_SESSION_BUS_ADDRESS" in text or isinstance(exc, OSError):
         return StoreUnavailable(
-            "no Secret Service is reachable: start gnome-keyring or KeePassXC in your session, "
-            "and make sure DBUS_SESSION_BUS_ADDRESS is set (under ssh or cron it often is not)"
+            "no Secret Service is reachable: install one (e.g. `apt install gnome-keyring`, or "
+            "KeePassXC with its Secret Service integration), and make sure your session bus is "
+            "up and DBUS_SESSION_BUS_ADDRESS is set (under ssh or cron it often is not)"
         )
     return StoreUnavailable(f"the keyring failed ({name}); `tvmaniac-refreshd config check` helps")
 
@@ -152,15 +178,19 @@ class KeyringStore:
     def _bounded(self, call: Callable[[], T], what: str) -> T:
         """Run ``call`` in a worker thread, giving up after the configured timeout."""
         outcome: dict[str, object] = {}
-        failures = _store_exceptions()
 
         def work() -> None:
             try:
                 outcome["value"] = call()
             except StoreUnavailable as exc:
                 outcome["error"] = exc
-            except failures as exc:
-                outcome["error"] = _unavailable(exc)
+            except Exception as exc:
+                # Known only now, so that a read that never imported keyring does not pay for
+                # importing its exception classes; anything else is a bug, re-raised below.
+                if isinstance(exc, _store_exceptions()):
+                    outcome["error"] = _unavailable(exc)
+                else:
+                    outcome["bug"] = exc
 
         # A daemon thread: if the keyring hangs, the process can still exit.
         worker = threading.Thread(target=work, name=f"keyring: {what}", daemon=True)
@@ -173,6 +203,8 @@ class KeyringStore:
                 f"the keyring did not answer within {self._settings.timeout:.0f}s while {what} "
                 "(a locked collection waiting for an unlock prompt?); unlock it and try again"
             )
+        if "bug" in outcome:
+            raise outcome["bug"]  # type: ignore[misc]
         if "error" in outcome:
             self._backend = None
             error = outcome["error"]

@@ -81,6 +81,12 @@ class Systemd:
             return
         self._systemctl("is-system-running", check=False)  # fails early without a user bus
         for path, content in plan.write.items():
+            if path.exists() and path.read_bytes() != content:
+                # Our units are regenerated on every install; edits belong in a drop-in.
+                out.write(
+                    f"Replacing {path}, which differed from the packaged unit. Keep local "
+                    f"changes in a drop-in instead: systemctl --user edit {path.name}\n"
+                )
             write_atomically(path, content)
         if stale:
             self._systemctl(*commands[0], check=False)

@@ -55,3 +55,29 @@ def test_foreign_json_item_is_left_alone(harness: Harness) -> None:
     assert "another program" in run.err
     assert harness.keyring.lookup("tvmaniac-refreshd", "default") == item
     assert harness.run("login").code == 1
+
+
+def test_direct_read_matches_keyring(harness: Harness) -> None:
+    """The fast read (secretstorage) returns exactly what keyring's backend returns."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    harness.put_item("default", "value-\N{SNOWMAN}-" + "x" * 3000)
+    script = (
+        "from keyring.backends import SecretService\n"
+        "from tvmaniac_refreshd.secret_service import read_item\n"
+        "a = read_item('tvmaniac-refreshd', 'default')\n"
+        "b = SecretService.Keyring().get_password('tvmaniac-refreshd', 'default')\n"
+        "c = read_item('tvmaniac-refreshd', 'nobody')\n"
+        "print(a == b, len(a), c)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=harness.env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+
+    assert result.stdout.split() == ["True", str(len("value-\N{SNOWMAN}-") + 3000), "None"]

@@ -16,8 +16,6 @@ import pytest
 from tests.support.container import Container, available, poll
 from tests.support.harness import CLIENT_ID, CLIENT_SECRET
 from trakt_emulator import Emulator
-from tvmaniac_refreshd.config import parse_config
-from tvmaniac_refreshd.tokens import TokenDocument, TokenSet, encode_document
 
 pytestmark = pytest.mark.container
 
@@ -25,11 +23,7 @@ USER = "tok"
 LIFETIME = 20  # seconds: the installed daemon refreshes every ~10 s
 UNIT_DIR = "/home/tok/.config/systemd/user"
 
-STORE_SCRIPT = """\
-import sys
-from keyring.backends.SecretService import Keyring
-Keyring().set_password("tvmaniac-refreshd", "default", sys.stdin.read())
-"""
+DROP_IN = "/home/tok/.config/systemd/user/{unit}.d/test.conf"
 
 
 class Machine:
@@ -89,28 +83,9 @@ def machine() -> Iterator[Machine]:
             input=config,
             check=True,
         )
-        account = parse_config(config).select("default")
-        grant = emu.seed_grant("alice", expires_in=LIFETIME)
-        now = int(emu.now())
-        document = TokenDocument(
-            account="default",
-            provider="trakt",
-            tokens=TokenSet(
-                str(grant["access_token"]),
-                str(grant["refresh_token"]),
-                now,
-                LIFETIME,
-                now + LIFETIME,
-            ),
-            fingerprint=account.fingerprint(),
-            obtained_at=now,
-        )
-        container.run(
-            [container.python, "-c", STORE_SCRIPT],
-            user=USER,
-            input=encode_document(document),
-            check=True,
-        )
+        # A real device login inside the container; the emulator approves the code itself.
+        emu.configure(auto_approve_after_polls=0, device_interval=1)
+        container.run([container.python, "-m", "tvmaniac_refreshd", "login"], user=USER, check=True)
         yield Machine(container, emu)
 
 
@@ -133,7 +108,11 @@ class TestDaemonService:
         """The installed daemon refreshes; journald has REFRESH_RESULT and ACCOUNT fields."""
         machine.cli("service", "install")
         entries = poll(
-            lambda: machine.journal("ACCOUNT=default", "REFRESH_RESULT=refreshed"),
+            lambda: machine.journal(
+                "_SYSTEMD_USER_UNIT=tvmaniac-refreshd.service",
+                "ACCOUNT=default",
+                "REFRESH_RESULT=refreshed",
+            ),
             timeout=90,
             what="a refresh in the journal",
         )
@@ -159,6 +138,56 @@ class TestDaemonService:
         )
         assert machine.show("tvmaniac-refreshd.service", "ActiveState") == "active"
 
+    def test_reload_with_a_broken_config_keeps_it_running(self, machine: Machine) -> None:
+        """A broken config on reload is rejected in the journal; the unit stays active."""
+        machine.cli("service", "install")
+        path = "~/.config/tvmaniac-refreshd/config.toml"
+        machine.container.run(["sh", "-c", f"cp {path} {path}.good"], user=USER, check=True)
+        machine.container.run(["sh", "-c", f"echo 'broken = [' >> {path}"], user=USER, check=True)
+        try:
+            machine.systemctl("reload", "tvmaniac-refreshd.service")
+            poll(
+                lambda: machine.journal("EVENT=daemon.reload_rejected"),
+                timeout=30,
+                what="the rejected reload in the journal",
+            )
+            assert machine.show("tvmaniac-refreshd.service", "ActiveState") == "active"
+        finally:
+            machine.container.run(["sh", "-c", f"mv {path}.good {path}"], user=USER, check=True)
+
+    def test_watchdog_restarts_a_stopped_daemon(self, machine: Machine) -> None:
+        """SIGSTOP: the watchdog kills the silent daemon and systemd restarts it; tokens stay."""
+        machine.cli("service", "install")
+        drop_in = DROP_IN.format(unit="tvmaniac-refreshd.service")
+        machine.container.run(
+            ["sh", "-c", f"mkdir -p $(dirname {drop_in}) && cat > {drop_in}"],
+            user=USER,
+            input="[Service]\nWatchdogSec=3\nRestartSec=1\n",
+            check=True,
+        )
+        try:
+            machine.systemctl("daemon-reload")
+            machine.systemctl("restart", "tvmaniac-refreshd.service")
+            before = int(machine.show("tvmaniac-refreshd.service", "NRestarts"))
+            pid = machine.show("tvmaniac-refreshd.service", "MainPID")
+            machine.systemctl("kill", "-s", "STOP", "--kill-whom=main", "tvmaniac-refreshd.service")
+            poll(
+                lambda: (
+                    int(machine.show("tvmaniac-refreshd.service", "NRestarts")) > before
+                    and machine.show("tvmaniac-refreshd.service", "ActiveState") == "active"
+                ),
+                timeout=60,
+                what="a watchdog restart",
+            )
+            assert machine.show("tvmaniac-refreshd.service", "MainPID") != pid
+            assert json.loads(machine.cli("status", "--json").stdout)["accounts"][0]["state"] in (
+                "active",
+                "refresh_due",
+            )
+        finally:
+            machine.container.run(["rm", "-rf", drop_in.rsplit("/", 1)[0]], user=USER)
+            machine.systemctl("daemon-reload")
+
     def test_status_reports_the_service(self, machine: Machine) -> None:
         """`status --json` and `service status` show the installed, active service."""
         machine.cli("service", "install")
@@ -172,16 +201,51 @@ class TestDaemonService:
 
 class TestTimerAndUninstall:
     def test_switch_to_timer(self, machine: Machine) -> None:
-        """Timer mode replaces the daemon; a started pass succeeds."""
+        """Timer mode replaces the daemon; the timer fires the oneshot, which refreshes."""
         machine.cli("service", "install")
-        machine.cli("service", "install", "--mode", "timer")
-
-        ours = [name for name in machine.unit_files() if name.startswith("tvmaniac")]
-        assert ours == ["tvmaniac-refreshd-refresh.service", "tvmaniac-refreshd-refresh.timer"]
-        assert machine.show("tvmaniac-refreshd.service", "LoadState") == "not-found"
-        assert machine.show("tvmaniac-refreshd-refresh.timer", "ActiveState") == "active"
-        machine.systemctl("start", "tvmaniac-refreshd-refresh.service")
-        assert machine.show("tvmaniac-refreshd-refresh.service", "Result") == "success"
+        # Let the timer fire two seconds after it starts, not within the hour, so the test
+        # sees a real firing; the drop-in is in place before the timer is installed.
+        drop_in = DROP_IN.format(unit="tvmaniac-refreshd-refresh.timer")
+        machine.container.run(
+            ["sh", "-c", f"mkdir -p $(dirname {drop_in}) && cat > {drop_in}"],
+            user=USER,
+            input="[Timer]\nOnActiveSec=2\nAccuracySec=1\nRandomizedDelaySec=0\n",
+            check=True,
+        )
+        try:
+            machine.cli("service", "uninstall")
+            poll(
+                lambda: (
+                    json.loads(machine.cli("status", "--json").stdout)["accounts"][0]["state"]
+                    in ("refresh_due", "expired")
+                ),
+                timeout=60,
+                what="the short-lived token to fall due",
+            )
+            refreshes = machine.emulator.counters()["refresh_success"]
+            machine.cli("service", "install", "--mode", "timer")
+            ours = [name for name in machine.unit_files() if name.startswith("tvmaniac")]
+            assert ours == [
+                "tvmaniac-refreshd-refresh.service",
+                "tvmaniac-refreshd-refresh.timer",
+                "tvmaniac-refreshd-refresh.timer.d",
+            ]
+            assert machine.show("tvmaniac-refreshd.service", "LoadState") == "not-found"
+            poll(
+                lambda: (
+                    machine.emulator.counters()["refresh_success"] > refreshes
+                    and machine.show("tvmaniac-refreshd-refresh.service", "ActiveState")
+                    == "inactive"
+                ),
+                timeout=60,
+                what="the timer's oneshot to refresh",
+            )
+            assert machine.show("tvmaniac-refreshd-refresh.service", "ExecMainStatus") == "0"
+            assert machine.show("tvmaniac-refreshd-refresh.service", "Result") == "success"
+            assert machine.show("tvmaniac-refreshd-refresh.timer", "ActiveState") == "active"
+        finally:
+            machine.container.run(["rm", "-rf", drop_in.rsplit("/", 1)[0]], user=USER)
+            machine.systemctl("daemon-reload")
 
     def test_uninstall_twice_leaves_nothing(self, machine: Machine) -> None:
         """Uninstall stops and removes everything, and a second run is a no-op."""

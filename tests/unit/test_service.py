@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import io
+import os
 import plistlib
 import subprocess
 import sys
@@ -22,11 +23,14 @@ ARGV = [sys.executable, "-m", "tvmaniac_refreshd"]
 ALL_UNITS = [unit for units in UNITS.values() for unit in units]
 
 
-def verify(paths: Sequence[Path], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def verify(
+    paths: Sequence[Path], tmp_path: Path, scope: str = "--user"
+) -> subprocess.CompletedProcess[str]:
+    """Run systemd-analyze verify on ``paths`` in ``scope`` ("--user", or "" for system)."""
     return subprocess.run(
         [
             "systemd-analyze",
-            "--user",
+            *([scope] if scope else []),
             "verify",
             "--man=no",
             "--recursive-errors=no",
@@ -48,16 +52,29 @@ def parse(text: bytes) -> configparser.ConfigParser:
 
 
 class TestSystemdUnits:
-    def test_systemd_accepts_every_rendered_unit(self, tmp_path: Path) -> None:
-        """systemd-analyze verify passes with no warning at all (R1)."""
+    @pytest.mark.parametrize("scope", ["--user", ""])
+    def test_systemd_accepts_every_rendered_unit(self, tmp_path: Path, scope: str) -> None:
+        """systemd-analyze verify passes with no warning at all, user and system scope (R1)."""
         paths = []
         for unit in ALL_UNITS:
             path = tmp_path / unit
             path.write_bytes(render(unit, ARGV))
             paths.append(path)
-        result = verify(paths, tmp_path)
+        result = verify(paths, tmp_path, scope)
 
         assert (result.returncode, result.stderr) == (0, "")
+
+    def test_path_with_spaces(self, tmp_path: Path) -> None:
+        """An interpreter under a directory with spaces is quoted so that systemd runs it."""
+        spaced = tmp_path / "my venv" / "bin"
+        spaced.mkdir(parents=True)
+        (spaced / "python").symlink_to(sys.executable)
+        unit = tmp_path / "tvmaniac-refreshd.service"
+        unit.write_bytes(render(unit.name, [str(spaced / "python"), "-m", "tvmaniac_refreshd"]))
+        result = verify([unit], tmp_path)
+
+        assert (result.returncode, result.stderr) == (0, "")
+        assert f'ExecStart="{spaced}/python" -m tvmaniac_refreshd run' in unit.read_text()
 
     def test_verify_would_catch_an_unknown_key(self, tmp_path: Path) -> None:
         """The check above can fail: an unknown key shows up on stderr."""
@@ -223,6 +240,18 @@ class TestSystemdInstall:
 
         assert caught.value.exit_code == 69
 
+    def test_edited_unit_is_replaced_with_a_note(self, home: dict[str, str]) -> None:
+        """A unit the user edited is regenerated, and the user is pointed at drop-ins."""
+        systemd = Systemd(home, FakeSystemctl())
+        systemd.install("daemon", ARGV, dry_run=False, out=io.StringIO())
+        unit = systemd.unit_dir / "tvmaniac-refreshd.service"
+        unit.write_text(unit.read_text().replace("RestartSec=30", "RestartSec=1"))
+        out = io.StringIO()
+        systemd.install("daemon", ARGV, dry_run=False, out=out)
+
+        assert "systemctl --user edit tvmaniac-refreshd.service" in out.getvalue()
+        assert "RestartSec=30" in unit.read_text()
+
     def test_lingering_off_is_explained(self, home: dict[str, str]) -> None:
         """Without lingering, the exact loginctl command is printed; sudo is never run."""
         out = io.StringIO()
@@ -271,7 +300,18 @@ class TestLaunchd:
         launchd.uninstall(dry_run=False, out=io.StringIO())
         launchd.uninstall(dry_run=False, out=io.StringIO())
 
-        verbs = [call[1] for call in fake.calls if call[0] == "launchctl"]
-        assert {"load", "unload"}.isdisjoint(verbs)
-        assert verbs[:5] == ["bootout", "bootout", "bootstrap", "enable", "kickstart"]
+        domain = f"gui/{os.getuid()}"
+        plist = str(launchd.agent_dir / "com.tvmaniac.refreshd.plist")
+        install = [
+            ["launchctl", "bootout", f"{domain}/com.tvmaniac.refreshd.refresh"],
+            ["launchctl", "bootout", f"{domain}/com.tvmaniac.refreshd"],
+            ["launchctl", "bootstrap", domain, plist],
+            ["launchctl", "enable", f"{domain}/com.tvmaniac.refreshd"],
+            ["launchctl", "kickstart", "-k", f"{domain}/com.tvmaniac.refreshd"],
+        ]
+        uninstall = [
+            ["launchctl", "bootout", f"{domain}/com.tvmaniac.refreshd"],
+            ["launchctl", "disable", f"{domain}/com.tvmaniac.refreshd"],
+        ]
+        assert fake.calls == install + install + uninstall
         assert list(launchd.agent_dir.iterdir()) == []
