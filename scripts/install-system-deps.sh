@@ -3,7 +3,7 @@
 # Runs apt-get as root directly, or through `sudo -n` for a non-root developer.
 set -eu
 
-PACKAGES="gnome-keyring libsecret-tools dbus-daemon dbus-user-session python3-venv systemd-container"
+PACKAGES="gnome-keyring libsecret-tools dbus-daemon dbus-user-session python3-venv systemd-container curl time"
 
 missing=""
 for package in $PACKAGES; do

@@ -1,0 +1,186 @@
+"""`make bench`: measure the token fast path, refresh, the idle daemon, scale, and peer libraries.
+
+Prints a table and writes it as JSON (default bench/results/bench.json) with the machine's
+description. Each number is the median of repeated runs. ``--long`` adds the 10-minute idle
+measurements (run side by side) and the 1,000-account scale run; ``--smoke`` runs every part
+with tiny counts, to check that the script works, not the numbers.
+
+usage: python -m bench [--smoke | --long] [--runs N] [--cap N] [--no-peers] [--out PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bench import cold, idle, peers, refresh, scale
+from bench.common import REPO, machine
+
+IDLE_RSS_GOAL_MIB = 40.0
+IDLE_PER_ACCOUNT_GOAL_KIB = 20.0
+IDLE_WAKEUPS_GOAL = 12.0
+UNIT_WATCHDOG_SEC = 900  # systemd/tvmaniac-refreshd.service: WatchdogSec=15min
+
+
+def measure_idle(seconds: float, many: int) -> dict[str, object]:
+    """One account, ``many`` accounts, and one account under the unit's watchdog, in parallel."""
+    cases = {
+        "one": (1, 0),
+        "many": (many, 0),
+        "one_watchdog": (1, UNIT_WATCHDOG_SEC),
+    }
+    with ThreadPoolExecutor(len(cases)) as pool:
+        futures = {
+            name: pool.submit(idle.measure, seconds, accounts, watchdog, "15m")
+            for name, (accounts, watchdog) in cases.items()
+        }
+        results = {name: future.result() for name, future in futures.items()}
+    one, other, dog = results["one"], results["many"], results["one_watchdog"]
+    rss_one = float(str(one["rss_mib"]))
+    per_account = (float(str(other["rss_mib"])) - rss_one) * 1024 / max(1, many - 1)
+    wakeups = float(str(one["wakeups_per_hour"]))
+    return {
+        **results,
+        "rss_per_extra_account_kib": round(per_account, 1),
+        "watchdog_adds_wakeups_per_hour": round(float(str(dog["wakeups_per_hour"])) - wakeups, 1),
+        "goals": {
+            "rss_one_mib_max": IDLE_RSS_GOAL_MIB,
+            "rss_per_extra_account_kib_max": IDLE_PER_ACCOUNT_GOAL_KIB,
+            "wakeups_per_hour_max": IDLE_WAKEUPS_GOAL,
+            "met_rss": rss_one <= IDLE_RSS_GOAL_MIB,
+            "met_per_account": per_account <= IDLE_PER_ACCOUNT_GOAL_KIB,
+            "met_wakeups": wakeups <= IDLE_WAKEUPS_GOAL,
+        },
+    }
+
+
+def table(report: dict[str, object]) -> str:
+    """The human-readable summary: each measure, its floor or goal, and whether it is met."""
+    rows: list[tuple[str, str, str, str]] = []
+    c = report["cold_start"]
+    if isinstance(c, dict):
+        ms, goals = c["median_ms"], c["goals"]
+        floors = f"{ms['python_pass']} / {ms['secret_tool_lookup']} ms"
+        ratio = f"{c['token_vs_secret_tool']}x"
+        rows += [
+            ("token cold start (median)", f"{ms['token']} ms", "<= 100 ms", yes(goals["met_ms"])),
+            ("  python -c pass / secret-tool lookup", floors, "floors", ""),
+            ("  token / secret-tool lookup", ratio, "<= 2.5x", yes(goals["met_ratio"])),
+            ("  token peak RSS", f"{c['max_rss_mib']['token']} MiB", "", ""),
+        ]
+    r = report["refresh"]
+    if isinstance(r, dict):
+        ms = r["median_ms"]
+        with_python = f"{r['ratio_to_floor_plus_python_start']}x"
+        rows += [
+            ("refresh --force (median)", f"{ms['refresh_force']} ms", "", ""),
+            ("  floor: curl POST + secret-tool store", f"{r['floor_ms']} ms", "", ""),
+            ("  refresh / floor", f"{r['ratio_to_floor']}x", "<= 1.5x", yes(r["goals"]["met"])),
+            ("  refresh / (floor + python start)", with_python, "", ""),
+        ]
+    i = report["idle"]
+    if isinstance(i, dict):
+        g, one, many, dog = i["goals"], i["one"], i["many"], i["one_watchdog"]
+        per_account = f"{i['rss_per_extra_account_kib']} KiB"
+        watchdog = f"{dog['wakeups_per_hour']} (+{i['watchdog_adds_wakeups_per_hour']})"
+        rows += [
+            (
+                f"idle RSS, 1 account ({one['idle_seconds']:.0f} s)",
+                f"{one['rss_mib']} MiB",
+                "<= 40 MiB",
+                yes(g["met_rss"]),
+            ),
+            (f"idle RSS, {many['accounts']} accounts", f"{many['rss_mib']} MiB", "", ""),
+            ("  per extra account", per_account, "<= 20 KiB", yes(g["met_per_account"])),
+            (
+                "idle wake-ups/h, watchdog off",
+                str(one["wakeups_per_hour"]),
+                "<= 12",
+                yes(g["met_wakeups"]),
+            ),
+            ("  with WatchdogSec=15min", watchdog, "", ""),
+        ]
+    s = report["scale"]
+    if isinstance(s, list):
+        for run in s:
+            result = (
+                f"READY {run['ready_s']} s, RSS {run['rss_ready_mib']} MiB, all refreshed "
+                f"{run['refresh_all_s']} s ({run['refresh_per_account_ms']} ms each)"
+            )
+            rows.append(
+                (
+                    f"{run['accounts']} accounts, cap {run['max_concurrency']}",
+                    result,
+                    f"peak in flight {run['peak_in_flight']}",
+                    yes(run["cap_respected"]),
+                )
+            )
+    p = report["peers"]
+    if isinstance(p, dict) and "skipped" not in p:
+        for name in ("pytrakt", "trakt.py"):
+            peer = p[name]
+            rows.append(
+                (
+                    f"{name} {peer['version']} (JSON file)",
+                    f"token {peer['token_median_ms']} ms, {peer['token_max_rss_mib']} MiB; "
+                    f"refresh {peer['refresh_median_ms']} ms",
+                    "",
+                    "",
+                )
+            )
+    widths = [max(len(row[k]) for row in rows) for k in range(4)]
+    header = ("measure", "result", "goal / floor", "met")
+    lines = [" | ".join(cell.ljust(width) for cell, width in zip(header, widths, strict=True))]
+    lines.append("-|-".join("-" * width for width in widths))
+    lines += [
+        " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    return "\n".join(lines)
+
+
+def yes(value: object) -> str:
+    return "yes" if value else "NO"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--smoke", action="store_true", help="tiny counts: check the script works")
+    mode.add_argument("--long", action="store_true", help="10-minute idle runs and 1,000 accounts")
+    parser.add_argument("--runs", type=int, help="repeats per timing (default 21; smoke 2)")
+    parser.add_argument("--cap", type=int, default=4, help="[daemon] max_concurrency for scale")
+    parser.add_argument("--no-peers", action="store_true", help="skip pytrakt and trakt.py")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "bench.json")
+    args = parser.parse_args()
+    os.umask(0o077)
+    runs = args.runs or (2 if args.smoke else 21)
+    if args.smoke:
+        idle_seconds, many, sizes = 3.0, 3, [3]
+    elif args.long:
+        idle_seconds, many, sizes = 600.0, 100, [10, 100, 1000]
+    else:
+        idle_seconds, many, sizes = 60.0, 100, [10, 100]
+    began = time.monotonic()
+    report: dict[str, object] = {"format_version": 1, "machine": machine()}
+    report["mode"] = "smoke" if args.smoke else "long" if args.long else "default"
+    report["cold_start"] = cold.measure(runs)
+    report["refresh"] = refresh.measure(runs)
+    report["idle"] = measure_idle(idle_seconds, many)
+    report["scale"] = [scale.measure(size, args.cap) for size in sizes]
+    report["peers"] = {"skipped": "--no-peers"} if args.no_peers else peers.measure(runs)
+    report["elapsed_s"] = round(time.monotonic() - began, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(table(report))
+    print(f"\nmachine: {json.dumps(report['machine'])}\nwritten: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

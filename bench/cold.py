@@ -1,0 +1,86 @@
+"""`token` cold start on a fresh token, against two floors measured in the same run.
+
+The floors: a bare ``python -c pass`` (what any Python command pays) and ``secret-tool lookup``
+of the same keyring item (libsecret's C client: what reading the item costs at least). The
+three are run interleaved, so that a noisy neighbour slows all of them alike.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.common import SERVICE, Rig, median, peak_rss_kib, rig, run_measured
+
+TOKEN_GOAL_MS = 100.0
+TOKEN_GOAL_RATIO = 2.5
+
+
+def command(rig: Rig) -> list[str]:
+    """The installed console script, as scripts call it; ``-m`` when there is none."""
+    script = Path(sys.executable).with_name("tvmaniac-refreshd")
+    return [str(script)] if script.exists() else rig.command()
+
+
+def import_profile(rig: Rig, top: int = 12) -> list[dict[str, object]]:
+    """The slowest imports of one `token` run (``python -X importtime``), cumulative ms."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "tvmaniac_refreshd", "token"],
+        env=rig.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = []
+    for line in result.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _, cumulative, name = line.removeprefix("import time:").split("|")
+        if not name.startswith(" " * 3):  # top-level imports only (one space of indent)
+            rows.append({"module": name.strip(), "cumulative_ms": int(cumulative) / 1000})
+    rows.sort(key=lambda row: -float(str(row["cumulative_ms"])))
+    return rows[:top]
+
+
+def measure(runs: int) -> dict[str, object]:
+    with rig() as r:
+        r.seed()
+        cases = {
+            "token": [*command(r), "token"],
+            "python_pass": [sys.executable, "-c", "pass"],
+            "secret_tool_lookup": [
+                "secret-tool",
+                "lookup",
+                "service",
+                SERVICE,
+                "username",
+                "default",
+            ],
+        }
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        rss = {name: [peak_rss_kib(argv, r.env) for _ in range(3)] for name, argv in cases.items()}
+        for round_ in range(runs + 1):
+            for name, argv in cases.items():
+                seconds, _, out = run_measured(argv, r.env)
+                if name == "token" and not out.strip():
+                    raise RuntimeError("token printed nothing")
+                if round_:  # the first round warms the page cache and writes .pyc files
+                    times[name].append(seconds)
+        profile = import_profile(r)
+    ms = {name: round(median(values) * 1000, 1) for name, values in times.items()}
+    ratio = round(ms["token"] / ms["secret_tool_lookup"], 2)
+    return {
+        "runs": runs,
+        "median_ms": ms,
+        "max_rss_mib": {name: round(median(values) / 1024, 1) for name, values in rss.items()},
+        "token_vs_secret_tool": ratio,
+        "token_minus_python_ms": round(ms["token"] - ms["python_pass"], 1),
+        "goals": {
+            "token_median_ms_max": TOKEN_GOAL_MS,
+            "ratio_to_secret_tool_max": TOKEN_GOAL_RATIO,
+            "met_ms": ms["token"] <= TOKEN_GOAL_MS,
+            "met_ratio": ratio <= TOKEN_GOAL_RATIO,
+        },
+        "import_profile": profile,
+    }

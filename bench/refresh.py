@@ -1,0 +1,80 @@
+"""`refresh --force` end to end, against its floor: one HTTP round trip plus one keyring write.
+
+The floor is done with C clients, in the same run and interleaved: ``curl`` posts the same
+refresh request to the emulator (spending a grant of its own), and ``secret-tool store`` writes
+an item of the same size. Our command also reads the item, takes the lock, verifies the write
+and records the state file; the ratio says what all that and Python cost together.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from bench.cold import command
+from bench.common import SERVICE, WEEK, median, rig, run_measured
+from tests.support.harness import CLIENT_ID, CLIENT_SECRET
+
+REFRESH_GOAL_RATIO = 1.5
+
+
+def measure(runs: int) -> dict[str, object]:
+    with rig() as r:
+        r.seed()
+        refresh_token = str(r.emulator.seed_grant("floor", expires_in=WEEK)["refresh_token"])
+        item = r.keyring.lookup(SERVICE, "default") or ""
+        ours = [*command(r), "refresh", "--force"]
+        times: dict[str, list[float]] = {
+            "refresh_force": [],
+            "curl_post": [],
+            "secret_tool_store": [],
+        }
+        for round_ in range(runs + 1):
+            seconds, _, _ = run_measured(ours, r.env)
+            body = json.dumps(
+                {
+                    "refresh_token": refresh_token,
+                    "client_id": CLIENT_ID,
+                    "client_secret": CLIENT_SECRET,
+                    "redirect_uri": "urn:ietf:wg:oauth:2.0:oob",
+                    "grant_type": "refresh_token",
+                }
+            )
+            post = ["curl", "-sS", "--fail", "-H", "Content-Type: application/json",
+                    "-d", body, f"{r.emulator.url}/oauth/token"]  # fmt: skip
+            curl_s, _, answer = run_measured(post, r.env)
+            refresh_token = json.loads(answer)["refresh_token"]
+            store = ["secret-tool", "store", "--label=bench floor", "service", "bench-floor",
+                     "username", "floor"]  # fmt: skip
+            store_s = timed_store(store, r.env, item)
+            if round_:
+                times["refresh_force"].append(seconds)
+                times["curl_post"].append(curl_s)
+                times["secret_tool_store"].append(store_s)
+        python_s = median(
+            [run_measured([sys.executable, "-c", "pass"], r.env)[0] for _ in range(runs)]
+        )
+    ms = {name: round(median(values) * 1000, 1) for name, values in times.items()}
+    floor = round(ms["curl_post"] + ms["secret_tool_store"], 1)
+    ratio = round(ms["refresh_force"] / floor, 2)
+    return {
+        "runs": runs,
+        "median_ms": ms,
+        "floor_ms": floor,
+        "ratio_to_floor": ratio,
+        "floor_plus_python_start_ms": round(floor + python_s * 1000, 1),
+        "ratio_to_floor_plus_python_start": round(
+            ms["refresh_force"] / (floor + python_s * 1000), 2
+        ),
+        "goals": {"ratio_to_floor_max": REFRESH_GOAL_RATIO, "met": ratio <= REFRESH_GOAL_RATIO},
+    }
+
+
+def timed_store(argv: list[str], env: dict[str, str], secret: str) -> float:
+    """``secret-tool store`` reads the secret from stdin; time it with the secret piped in."""
+    import subprocess  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    began = time.perf_counter()
+    subprocess.run(argv, input=secret, text=True, env=env, check=True, capture_output=True)
+    return time.perf_counter() - began
