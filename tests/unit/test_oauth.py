@@ -320,3 +320,30 @@ class TestAnyResponse:
             message = str(exc)
 
         assert "r" * 64 not in message
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        status=st.integers(min_value=100, max_value=599),
+        body=st.binary(max_size=200)
+        | st.dictionaries(
+            st.sampled_from(
+                ["device_code", "user_code", "verification_url", "expires_in", "interval"]
+            ),
+            st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+        ).map(lambda value: json.dumps(value).encode()),
+    )
+    def test_device_flow_only_project_errors(self, status: int, body: bytes) -> None:
+        """Device-code and polling answers of any shape give a result or a RefreshdError."""
+        status = max(status, 200)
+        client = client_for(reply(status, body, **{"content-type": "application/json"}))
+        for call in (
+            lambda: client.request_device_code(now=NOW),
+            lambda: client.poll_device_token(DEVICE, now=NOW),
+        ):
+            message = ""
+            try:
+                call()
+            except RefreshdError as exc:
+                message = str(exc)
+
+            assert "d" * 64 not in message
