@@ -117,6 +117,15 @@ class Emulator:
         """Exceptions raised inside the app (each was answered with a 500); empty if none."""
         return list(self._server.errors) if self._server is not None else []
 
+    def open_connections(self) -> int:
+        """Connections still being served, control calls included; 0 when stopped.
+
+        After a client is killed, zero (following one control call over HTTP, which the
+        server accepts only after every earlier connection) means its request, if any reached
+        the server, has been answered and logged.
+        """
+        return self._server.open_connections() if self._server is not None else 0
+
     # -- test hooks (E9) -------------------------------------------------------------------
 
     def now(self) -> int:

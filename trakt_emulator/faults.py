@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 import threading
 from collections.abc import Callable, Mapping
 
@@ -28,9 +29,16 @@ class Drop:
 
 @dataclasses.dataclass(frozen=True)
 class Delay:
-    """Wait, then let the app answer normally."""
+    """Wait, then let the app answer normally; with `max_seconds`, a random wait in between."""
 
     seconds: float
+    max_seconds: float | None = None
+
+    def draw(self) -> float:
+        """This request's wait: fixed, or uniform in [seconds, max_seconds] (a fresh draw each)."""
+        if self.max_seconds is None:
+            return self.seconds
+        return random.uniform(self.seconds, self.max_seconds)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +83,7 @@ _KEYS: dict[str, frozenset[str]] = {
     "ratelimit": frozenset({"retry_after"}),
     "html": frozenset({"code"}),
     "drop": frozenset(),
-    "delay": frozenset({"seconds"}),
+    "delay": frozenset({"seconds", "max_seconds"}),
     "trickle": frozenset({"interval", "max_seconds", "size"}),
     "truncate": frozenset({"missing"}),
     "body": frozenset({"code", "content_type", "body", "headers"}),
@@ -173,7 +181,11 @@ def _drop(fault: Mapping[str, object]) -> tuple[Action, dict[str, object]]:
 
 def _delay(fault: Mapping[str, object]) -> tuple[Action, dict[str, object]]:
     seconds = _num(fault, "seconds", 1.0, 0.0, 3600.0)
-    return Delay(seconds), {"seconds": seconds}
+    if fault.get("max_seconds") is None:
+        return Delay(seconds), {"seconds": seconds}
+    # A random wait per request (crash tests kill the client at random moments of it).
+    max_seconds = _num(fault, "max_seconds", seconds, seconds, 3600.0)
+    return Delay(seconds, max_seconds), {"seconds": seconds, "max_seconds": max_seconds}
 
 
 def _trickle(fault: Mapping[str, object]) -> tuple[Action, dict[str, object]]:

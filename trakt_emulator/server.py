@@ -97,6 +97,11 @@ class EmulatorServer(ThreadingHTTPServer):
     ) -> None:
         """Stay quiet: clients hanging up mid-response is routine under fault injection."""
 
+    def open_connections(self) -> int:
+        """How many connections are being served (a request may still be in progress)."""
+        with self._track:
+            return len(self._handler_threads)
+
     def close_connections(self, timeout: float) -> None:
         """Wake sleeping faults, cut every open connection and wait for the handler threads."""
         self.stopping.set()
@@ -175,7 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
         """The status to log and the writer that sends it (nothing, for a dropped request)."""
         action = decision.action if decision is not None else None
         if isinstance(action, Delay):
-            if self.server.stopping.wait(action.seconds):
+            if self.server.stopping.wait(action.draw()):
                 self.close_connection = True
                 return None, _send_nothing
             action = None

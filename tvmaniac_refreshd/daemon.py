@@ -30,6 +30,7 @@ from tvmaniac_refreshd.state import StateFiles
 
 # Wall and monotonic clocks drifting apart by more than this means a suspend or a clock change.
 CLOCK_JUMP_SECONDS = 5.0
+MIN_GAP_SHARE = 0.1
 
 
 @dataclass
@@ -130,8 +131,12 @@ class Daemon:
             return  # a retry is already planned; planning again must not skip the backoff
         watch.attempts = 0
         watch.failing_since = None
-        due = refresh_due_at(document.tokens, account.refresh, salt=account.name)
-        self._plan(account, watch, "scheduled", float(due))
+        due = float(refresh_due_at(document.tokens, account.refresh, salt=account.name))
+        if refresh:
+            # A pair that is due the moment it arrives (a server clock far behind ours) must
+            # not set off a refresh storm: wait at least a tenth of its lifetime.
+            due = max(due, self._clock() + max(1.0, MIN_GAP_SHARE * document.tokens.expires_in))
+        self._plan(account, watch, "scheduled", due)
 
     def _failed(self, account: Account, watch: Watch, error: RefreshdError) -> None:
         now = self._clock()

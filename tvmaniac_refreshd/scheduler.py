@@ -12,7 +12,12 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobEvent,
+)
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -20,7 +25,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from tvmaniac_refreshd.logs import get_logger
 
-JOB_DEFAULTS = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
+# max_instances=2, not 1: a refresh job plans its own next run while it is still running, and
+# if that run is already due APScheduler would refuse it ("maximum number of running instances
+# reached") and, for a one-shot date job, drop it for good. The daemon's per-account lock
+# serializes the two instances instead.
+JOB_DEFAULTS = {"misfire_grace_time": None, "coalesce": True, "max_instances": 2}
 
 
 class Planner(Protocol):
@@ -41,21 +50,29 @@ class Scheduler:
     """A background scheduler whose jobs run on a bounded pool of worker threads."""
 
     def __init__(self, *, max_workers: int, executor: Any = None) -> None:  # noqa: ANN401
-        # APScheduler logs through stdlib logging; its messages are ours to report.
-        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        # APScheduler logs through stdlib logging, which would bypass our format and redaction;
+        # what matters of it reaches the listener below and is logged by us.
+        apscheduler_log = logging.getLogger("apscheduler")
+        apscheduler_log.addHandler(logging.NullHandler())
+        apscheduler_log.propagate = False
         self._log = get_logger()
         self._scheduler = BackgroundScheduler(
             timezone=dt.UTC,
             job_defaults=JOB_DEFAULTS,
             executors={"default": executor or ThreadPoolExecutor(max_workers=max_workers)},
         )
-        self._scheduler.add_listener(self._on_trouble, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+        self._scheduler.add_listener(
+            self._on_trouble, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
+        )
 
-    def _on_trouble(self, event: JobExecutionEvent) -> None:
+    def _on_trouble(self, event: JobEvent) -> None:
         if event.code == EVENT_JOB_MISSED:
             self._log.warning("scheduler.job_missed", job=event.job_id)
+        elif event.code == EVENT_JOB_MAX_INSTANCES:
+            self._log.warning("scheduler.job_skipped", job=event.job_id, reason="still running")
         else:
-            self._log.error("scheduler.job_failed", job=event.job_id, error=repr(event.exception))
+            error = getattr(event, "exception", None)
+            self._log.error("scheduler.job_failed", job=event.job_id, error=repr(error))
 
     def start(self) -> None:
         self._scheduler.start()

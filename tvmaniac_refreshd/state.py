@@ -7,10 +7,12 @@ account needs a new login, and that a refresh was in flight when its process die
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ from typing import Any
 from tvmaniac_refreshd.paths import ensure_private_dir
 
 STATE_VERSION = 1
+# Older than this, a temporary file is no write in progress but a crash's leftover.
+STALE_TEMP_SECONDS = 60
 
 
 def token_digest(token: str) -> str:
@@ -75,6 +79,7 @@ class StateFiles:
     def save(self, account: str, record: AccountRecord) -> None:
         """Write ``record`` so that a crash leaves either the old or the new file, never half."""
         ensure_private_dir(self.directory)
+        self._sweep(account)
         payload = json.dumps({"version": STATE_VERSION, **asdict(record)}, indent=1)
         fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=f".{account}.", suffix=".tmp")
         try:
@@ -89,10 +94,30 @@ class StateFiles:
             raise
 
     def update(self, account: str, **changes: Any) -> AccountRecord:  # noqa: ANN401
-        """Apply ``changes`` to the stored record and return the result."""
-        record = replace(self.load(account), **changes)
-        self.save(account, record)
-        return record
+        """Apply ``changes`` to the stored record and return the result.
+
+        The read-modify-write holds a lock on the file, so that the daemon recording its plan
+        cannot undo an in-flight marker or a rejection that a CLI refresh wrote meanwhile.
+        """
+        ensure_private_dir(self.directory)
+        fd = os.open(
+            self.directory / f".{account}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            record = replace(self.load(account), **changes)
+            self.save(account, record)
+            return record
+        finally:
+            os.close(fd)
+
+    def _sweep(self, account: str) -> None:
+        """Remove temporary files that a process killed mid-write left behind."""
+        cutoff = time.time() - STALE_TEMP_SECONDS
+        for leftover in self.directory.glob(f".{account}.*.tmp"):
+            with contextlib.suppress(OSError):
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
 
     def stamp(self, account: str) -> int | None:
         """Return the file's modification time in ns, or None; it changes with every write."""

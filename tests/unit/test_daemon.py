@@ -23,6 +23,7 @@ from tvmaniac_refreshd.refresher import Refresher
 from tvmaniac_refreshd.scheduler import Scheduler
 from tvmaniac_refreshd.state import StateFiles
 from tvmaniac_refreshd.store import KeyringStore
+from tvmaniac_refreshd.tokens import TokenSet
 
 JOB = "refresh:default"
 
@@ -132,6 +133,22 @@ class TestPlanning:
         assert world.due() == world.planned()
         assert world.planned() > world.clock()  # type: ignore[operator]
         assert [event for _, event, _ in world.alerter.events] == [AlertEvent.REFRESHED]
+
+    def test_pair_due_on_arrival_does_not_storm(self, world: World) -> None:
+        """A new pair that is already due (server clock far behind) waits a tenth of its life."""
+        world.daemon.plan_all()
+        original = world.trakt.refresh
+
+        def stale(refresh_token: str, *, now: float) -> TokenSet:
+            tokens = original(refresh_token, now=now)
+            return TokenSet(
+                tokens.access_token, tokens.refresh_token, int(now) - 600, 1000, int(now) + 400
+            )
+
+        world.trakt.refresh = stale  # type: ignore[method-assign]
+        world.advance_to(world.due())
+
+        assert world.planned() == world.clock() + 100
 
     def test_late_job_still_refreshes(self, world: World) -> None:
         """A job that fires hours late (after a suspend) refreshes at once."""
@@ -263,6 +280,31 @@ class TestScheduler:
         scheduler.start()
         try:
             assert ran.wait(30)
+        finally:
+            scheduler.shutdown()
+
+    def test_job_planning_itself_while_running_is_not_dropped(self) -> None:
+        """A job that re-plans itself for a past time while still running runs again."""
+        second_started = threading.Event()
+        first_finished = threading.Event()
+        runs: list[int] = []
+        scheduler = Scheduler(max_workers=2)
+
+        def job() -> None:
+            runs.append(len(runs))
+            if len(runs) == 1:
+                scheduler.at("self", time.time() - 1, job)
+                # Still running when the second run becomes due: wait for it (bounded).
+                second_started.wait(10)
+                first_finished.set()
+            else:
+                second_started.set()
+
+        scheduler.at("self", time.time(), job)
+        scheduler.start()
+        try:
+            assert first_finished.wait(30)
+            assert second_started.is_set()
         finally:
             scheduler.shutdown()
 

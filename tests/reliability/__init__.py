@@ -1,0 +1,1 @@
+"""Reliability experiments: the real command killed at random moments, and racing itself."""
