@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import rss_kib, switches
 from tests.support.harness import CLIENT_ID, CLIENT_SECRET
 from tests.support.keyring_session import KeyringSession
 from trakt_emulator import Emulator
@@ -28,22 +29,6 @@ from tvmaniac_refreshd.config import load_config
 from tvmaniac_refreshd.tokens import TokenDocument, TokenSet, encode_document
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def switches(pid: int) -> int:
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for line in (task / "status").read_text().splitlines():
-            if line.startswith("voluntary_ctxt_switches:"):
-                total += int(line.split()[1])
-    return total
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def seed_accounts(

@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.idle import rss_kib, seed_accounts
+from bench.common import rss_kib
+from bench.idle import seed_accounts
 from tests.support.harness import CLIENT_ID, CLIENT_SECRET
 from tests.support.keyring_session import KeyringSession
 from trakt_emulator import Emulator
