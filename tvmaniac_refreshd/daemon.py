@@ -31,6 +31,8 @@ from tvmaniac_refreshd.state import StateFiles
 # Wall and monotonic clocks drifting apart by more than this means a suspend or a clock change.
 CLOCK_JUMP_SECONDS = 5.0
 MIN_GAP_SHARE = 0.1
+# Beyond this many accounts, STATUS= (one short line) gives counts instead of a list.
+MAX_STATUS_PARTS = 4
 
 
 @dataclass
@@ -236,7 +238,26 @@ class Daemon:
                 if watch.last_result:
                     text += f", last {watch.last_result}"
                 parts.append(text)
+        if len(parts) > MAX_STATUS_PARTS:
+            return self._summary(now)
         return "; ".join(parts) or "no accounts"
+
+    def _summary(self, now: float) -> str:
+        """Return a STATUS line for many accounts: counts per condition and the next refresh."""
+        counts: dict[str, int] = {}
+        for watch in self.watches.values():
+            counts[watch.condition] = counts.get(watch.condition, 0) + 1
+        upcoming = [
+            watch.next_at
+            for watch in self.watches.values()
+            if watch.condition == "scheduled" and watch.next_at is not None
+        ]
+        text = f"{len(self.watches)} accounts: " + ", ".join(
+            f"{count} {condition.replace('_', ' ')}" for condition, count in sorted(counts.items())
+        )
+        if upcoming:
+            text += f"; next refresh in {format_duration(min(upcoming) - now)}"
+        return text
 
     @contextlib.contextmanager
     def _counting(self) -> Iterator[None]:

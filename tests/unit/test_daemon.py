@@ -262,6 +262,19 @@ class TestTick:
 
         assert world.planned() is None
 
+    def test_status_line_summarizes_many_accounts(self, world: World) -> None:
+        """With many accounts, STATUS= gives counts and the soonest refresh, not a long list."""
+        from tvmaniac_refreshd.daemon import Watch  # noqa: PLC0415
+
+        now = world.clock()
+        for index in range(6):
+            world.daemon.watches[f"a{index}"] = Watch("scheduled", now + 3600 * (index + 1))
+        world.daemon.watches["b"] = Watch("login_needed")
+
+        assert world.daemon.status_line() == (
+            "7 accounts: 1 login needed, 6 scheduled; next refresh in 1h"
+        )
+
     def test_reload_drops_removed_accounts(self, world: World) -> None:
         """A reload without the account cancels its job."""
         world.daemon.plan_all()
