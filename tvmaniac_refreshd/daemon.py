@@ -214,7 +214,9 @@ class Daemon:
             self._planner.cancel(f"refresh:{name}")
             self.watches.pop(name, None)
         self.config = config
-        self.plan_all()
+        # On the scheduler's pool, not the caller's thread: with many accounts re-planning
+        # takes a while, and the main thread must stay free for the next signal.
+        self._planner.at("replan", self._clock(), self.plan_all)
 
     # -- reporting ----------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import io
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -40,20 +41,31 @@ SECRET_KEYS = frozenset(
 )
 # Shorter strings could be ordinary words; every real token and secret is longer.
 MIN_SECRET_LENGTH = 8
-_known_secrets: set[str] = set()
+# Replaced, never changed in place (newest last): log lines are redacted on many threads while
+# refreshes add tokens, and iterating a set that another thread grows raises RuntimeError.
+_known_secrets: tuple[str, ...] = ()
+_secrets_lock = threading.Lock()
+# Old tokens stop mattering once rotated and expired; a daemon that refreshes every minute for
+# months must not grow this (or the cost of every log line) without bound.
+MAX_KNOWN_SECRETS = 512
 # The setup configure_logging recorded but did not apply yet (see the module docstring).
 _pending: Callable[[], None] | None = None
 
 
 def register_secret(value: str | None) -> None:
     """Remember ``value`` so that no later log line, error or status can show it."""
-    if value and len(value) >= MIN_SECRET_LENGTH:
-        _known_secrets.add(value)
+    global _known_secrets  # noqa: PLW0603  # swapped whole, see above
+    if not value or len(value) < MIN_SECRET_LENGTH:
+        return
+    with _secrets_lock:
+        if value in _known_secrets:
+            return
+        _known_secrets = (*_known_secrets, value)[-MAX_KNOWN_SECRETS:]
 
 
 def redact_text(text: str) -> str:
     """Return ``text`` with every registered secret replaced."""
-    for secret in _known_secrets:
+    for secret in _known_secrets:  # one snapshot: the set is swapped, never mutated
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text

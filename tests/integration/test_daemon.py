@@ -133,8 +133,11 @@ class TestDaemon:
         running.receive_until("READY=1")
         wait_until(marker.exists, timeout=60, what="the hook")
         requests = counters(harness)["requests"]
+        state = harness.root / "state" / "tvmaniac-refreshd" / "default.json"
+        before = state.stat().st_mtime_ns
         running.signal(signal.SIGHUP)  # re-plans every account: must not send anything
         running.receive_until("READY=1")
+        wait_until(lambda: state.stat().st_mtime_ns != before, timeout=30, what="the re-plan")
         run = running.stop()
 
         assert run.code == 0

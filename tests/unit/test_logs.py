@@ -205,3 +205,32 @@ def test_redact_text_and_short_values() -> None:
     register_secret(None)
     register_secret("long-enough-secret-42")
     assert redact_text("short and long-enough-secret-42") == f"short and {REDACTED}"
+
+
+def test_redaction_is_safe_while_secrets_are_added_concurrently() -> None:
+    """Registering secrets on one thread while redacting on others never raises."""
+    import threading  # noqa: PLC0415
+
+    from tvmaniac_refreshd.logs import MAX_KNOWN_SECRETS, redact_text, register_secret  # noqa: PLC0415
+
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def redact_forever() -> None:
+        try:
+            while not stop.is_set():
+                redact_text("nothing secret here")
+        except BaseException as exc:  # the test reports whatever escapes
+            errors.append(exc)
+
+    readers = [threading.Thread(target=redact_forever) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    for index in range(3 * MAX_KNOWN_SECRETS):
+        register_secret(f"concurrent-secret-{index:06d}")
+    stop.set()
+    for reader in readers:
+        reader.join(30)
+
+    assert errors == []
+    assert redact_text(f"concurrent-secret-{3 * MAX_KNOWN_SECRETS - 1:06d}") == "[redacted]"
