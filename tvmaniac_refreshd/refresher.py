@@ -7,6 +7,7 @@ store the new pair, and only then record the outcome and hand the token out.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,9 @@ class RefreshClient(Protocol):
 
 
 # Storing the new pair is the one step that must not fail after the old token was spent.
-SAVE_ATTEMPTS = 3
+# A crashed gnome-keyring is restarted by D-Bus activation within a second or two, so the
+# waits between attempts grow to cover that (about 15 s in all) instead of failing at once.
+SAVE_WAITS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,10 @@ class Refresher:
         lock_timeout: float,
         client: Callable[[], RefreshClient],
         clock: Callable[[], float],
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.account = account
+        self._sleep = sleep
         self._store = store
         self._states = states
         self._lock_dir = lock_dir
@@ -190,18 +195,20 @@ class Refresher:
         return fresh
 
     def _save_new_pair(self, fresh: TokenDocument) -> None:
-        for attempt in range(1, SAVE_ATTEMPTS + 1):
+        waits = (*SAVE_WAITS, None)
+        for attempt, wait in enumerate(waits, start=1):
             try:
                 self._store.save(fresh)
             except StoreUnavailable as exc:
                 self._log.error("refresh.store_failed", attempt=attempt, error=str(exc))
-                if attempt == SAVE_ATTEMPTS:
+                if wait is None:
                     raise StoreUnavailable(
                         f"the provider issued new tokens for {self.account.name!r} but the keyring "
                         f"could not store them ({exc}); the session is probably lost: run "
                         "`tvmaniac-refreshd login` once the keyring works",
                         account=self.account.name,
                     ) from None
+                self._sleep(wait)
             else:
                 return
 

@@ -184,6 +184,49 @@ class TestEnsureFresh:
         assert store.load("default") is not None
         assert states.load("default").reauth_token is None
 
+    @pytest.mark.parametrize(("failures", "kept"), [(6, True), (7, False)])
+    def test_store_failure_after_rotation_is_retried(
+        self, tmp_path: Path, failures: int, kept: bool
+    ) -> None:
+        """The new pair is stored even if the keyring fails a few times (it may be restarting);
+        only a keyring gone for good loses the session, and then it says so."""
+        from tvmaniac_refreshd.errors import StoreUnavailable  # noqa: PLC0415
+
+        clock = FakeClock(START)
+        trakt = FakeTrakt(clock)
+        memory = MemoryBackend()
+        store = KeyringStore(StoreSettings(), lambda: memory)
+        store.save(initial(START))
+        flaky = {"left": failures}
+        real_set = memory.set_password
+
+        def set_password(service: str, username: str, password: str) -> None:
+            if flaky["left"]:
+                flaky["left"] -= 1
+                raise StoreUnavailable("keyring restarting")
+            real_set(service, username, password)
+
+        memory.set_password = set_password  # type: ignore[method-assign]
+        refresher = Refresher(
+            ACCOUNT,
+            store=store,
+            states=StateFiles(tmp_path / "state"),
+            lock_dir=tmp_path / "locks",
+            lock_timeout=1,
+            client=lambda: trakt,
+            clock=clock,
+            sleep=clock.sleep,
+        )
+        if kept:
+            assert refresher.ensure_fresh(force=True).refreshed
+            stored = store.load("default")
+            assert stored is not None
+            assert stored.tokens.refresh_token == "refresh-0001-xxxxxxxx"
+        else:
+            with pytest.raises(StoreUnavailable, match="session is probably lost"):
+                refresher.ensure_fresh(force=True)
+        assert sum(clock.sleeps) <= 16
+
     def test_not_logged_in(self, world: World) -> None:
         """No stored tokens is a rejection telling the user to log in."""
         refresher, _, _, store, _ = world
