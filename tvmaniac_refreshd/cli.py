@@ -63,6 +63,7 @@ Typical first use:
   tvmaniac-refreshd config check        # is the config and the keyring usable?
   tvmaniac-refreshd login               # device-code login; approve the code in a browser
   tvmaniac-refreshd status              # when does the token expire, when is it refreshed
+  tvmaniac-refreshd service install     # keep it fresh in the background (systemd/launchd)
   curl -H "Authorization: Bearer $(tvmaniac-refreshd token)" ...   # in scripts
 """
 
@@ -93,7 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", metavar="PATH", help="config file (default: see README)")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $TVMANIAC_REFRESHD_CONFIG, else "
+        "$XDG_CONFIG_HOME/tvmaniac-refreshd/config.toml)",
+    )
     parser.add_argument(
         "--account", metavar="NAME", help="account to act on (default: the only one, or 'default')"
     )
