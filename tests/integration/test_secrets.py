@@ -13,11 +13,14 @@ from tests.support.harness import Harness, wait_until
 
 
 def proc_text(pid: int) -> str:
-    """Return the argv and environment of a running process as one string."""
+    """Return the argv and environment of a running process as one string ("" once gone)."""
     base = Path(f"/proc/{pid}")
-    return (base / "cmdline").read_bytes().decode(errors="replace") + (
-        base / "environ"
-    ).read_bytes().decode(errors="replace")
+    try:
+        return (base / "cmdline").read_bytes().decode(errors="replace") + (
+            base / "environ"
+        ).read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def leaked(text: str, harness: Harness) -> list[str]:
@@ -63,6 +66,12 @@ def test_daemon_argv_environment_status_and_hooks(harness: Harness, tmp_path: Pa
         what="the hook to start",
     )
     hook_pid = int(pid_file.read_text().strip())
+    # Read once the hook has exec'd into its final program: mid-exec /proc shows nothing.
+    wait_until(
+        lambda: "TVMANIAC_REFRESHD_EVENT=" in proc_text(hook_pid),
+        timeout=20,
+        what="the hook's environment in /proc",
+    )
     hook = proc_text(hook_pid)
     own = proc_text(daemon.process.pid)
     run = daemon.stop()
