@@ -21,12 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import rss_kib, switches
+from bench.common import rss_kib, switches, token_document
 from tests.support.harness import CLIENT_ID, CLIENT_SECRET
 from tests.support.keyring_session import KeyringSession
 from trakt_emulator import Emulator
 from tvmaniac_refreshd.config import load_config
-from tvmaniac_refreshd.tokens import TokenDocument, TokenSet, encode_document
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,22 +45,7 @@ def seed_accounts(
     items = {}
     for name, account in accounts.items():
         grant = emulator.seed_grant(name)
-        now = int(time.time())
-        items[name] = encode_document(
-            TokenDocument(
-                account=name,
-                provider="trakt",
-                tokens=TokenSet(
-                    str(grant["access_token"]),
-                    str(grant["refresh_token"]),
-                    now,
-                    604800,
-                    now + 604800,
-                ),
-                fingerprint=account.fingerprint(),
-                obtained_at=now,
-            )
-        )
+        items[name] = token_document(name, grant, account.fingerprint(), age=0)
     script = (
         "import json, sys\nfrom keyring.backends import SecretService\n"
         "kr = SecretService.Keyring()\n"
