@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -233,3 +234,23 @@ def run_measured(argv: Sequence[str], env: dict[str, str]) -> tuple[float, int, 
     if process.returncode != 0:
         raise RuntimeError(f"{list(argv)[:4]} failed ({process.returncode}): {err[-2000:]!r}")
     return elapsed, usage.ru_maxrss, out.decode()
+
+
+def start_daemon(
+    env: dict[str, str], root: Path, *, timeout: float, stderr: int | None = None
+) -> tuple[subprocess.Popen[str], socket.socket, float]:
+    """Start `run` with a notify socket of ours; return it, the socket, and seconds to READY."""
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(root / "notify.sock"))
+    notify.settimeout(timeout)
+    started = time.monotonic()
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "tvmaniac_refreshd", "run"],
+        env={**env, "NOTIFY_SOCKET": str(root / "notify.sock")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL if stderr is None else stderr,
+        text=True,
+    )
+    while not notify.recv(4096).startswith(b"READY=1"):
+        pass
+    return daemon, notify, time.monotonic() - started

@@ -14,14 +14,13 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import rss_kib, switches, token_document
+from bench.common import rss_kib, start_daemon, switches, token_document
 from tests.support.harness import CLIENT_ID, CLIENT_SECRET
 from tests.support.keyring_session import KeyringSession
 from trakt_emulator import Emulator
@@ -68,24 +67,9 @@ def measure(seconds: float, accounts: int, watchdog_sec: int, tick: str) -> dict
         env = dict(keyring.env)
         env.update({"PYTHONPATH": str(REPO), "XDG_STATE_HOME": str(root / "state")})
         env["TVMANIAC_REFRESHD_CONFIG"] = str(seed_accounts(root, env, emulator, accounts, tick))
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        notify.bind(str(root / "notify.sock"))
-        notify.settimeout(120)
-        env["NOTIFY_SOCKET"] = str(root / "notify.sock")
         if watchdog_sec:
             env["WATCHDOG_USEC"] = str(watchdog_sec * 1_000_000)
-        started = time.monotonic()
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "tvmaniac_refreshd", "run"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        env.pop("WATCHDOG_USEC", None)
-        while not notify.recv(4096).startswith(b"READY=1"):
-            pass
-        ready_s = time.monotonic() - started
+        daemon, notify, ready_s = start_daemon(env, root, timeout=120)
         first = switches(daemon.pid)
         time.sleep(seconds)  # the measurement itself: an idle period
         last = switches(daemon.pid)

@@ -13,14 +13,13 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import rss_kib
+from bench.common import rss_kib, start_daemon
 from bench.idle import seed_accounts
 from tests.support.harness import CLIENT_ID, CLIENT_SECRET
 from tests.support.keyring_session import KeyringSession
@@ -55,19 +54,9 @@ def soak(seconds: float, lifetime: int, warmup: float) -> dict[str, object]:
             check=True,
             capture_output=True,
         )
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        notify.bind(str(root / "notify.sock"))
-        notify.settimeout(60)
-        env["NOTIFY_SOCKET"] = str(root / "notify.sock")
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "tvmaniac_refreshd", "run"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        while not notify.recv(4096).startswith(b"READY=1"):
-            pass
+        # A file, not a pipe: fifteen minutes of log lines would fill a pipe nobody reads.
+        log = (root / "daemon.log").open("w+")
+        daemon, notify, _ = start_daemon(env, root, timeout=60, stderr=log.fileno())
         notify.setblocking(False)
         samples = []
         started = time.monotonic()
@@ -84,7 +73,10 @@ def soak(seconds: float, lifetime: int, warmup: float) -> dict[str, object]:
                     break
         samples.append((rss_kib(daemon.pid), open_fds(daemon.pid)))
         daemon.send_signal(signal.SIGTERM)
-        _, err = daemon.communicate(timeout=30)
+        daemon.wait(timeout=30)
+        log.seek(0)
+        err = log.read()
+        log.close()
         notify.close()
         counters = emulator.counters()
     problems = [line for line in err.splitlines() if line.startswith(("<3>", "<4>", "<2>"))]

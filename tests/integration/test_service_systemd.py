@@ -50,6 +50,21 @@ class Machine:
             None, f"_UID={self.uid}", "SYSLOG_IDENTIFIER=tvmaniac-refreshd", *match
         )
 
+    def drop_in(self, unit: str, text: str) -> str:
+        """Write a test drop-in for ``unit``; return its directory, for ``remove_drop_in``."""
+        path = DROP_IN.format(unit=unit)
+        self.container.run(
+            ["sh", "-c", f"mkdir -p $(dirname {path}) && cat > {path}"],
+            user=USER,
+            input=text,
+            check=True,
+        )
+        return path.rsplit("/", 1)[0]
+
+    def remove_drop_in(self, directory: str) -> None:
+        self.container.run(["rm", "-rf", directory], user=USER)
+        self.systemctl("daemon-reload")
+
     def unit_files(self) -> list[str]:
         listing = self.container.run(["ls", "-A", UNIT_DIR], user=USER)
         return sorted(listing.stdout.split())
@@ -158,12 +173,8 @@ class TestDaemonService:
     def test_watchdog_restarts_a_stopped_daemon(self, machine: Machine) -> None:
         """SIGSTOP: the watchdog kills the silent daemon and systemd restarts it; tokens stay."""
         machine.cli("service", "install")
-        drop_in = DROP_IN.format(unit="tvmaniac-refreshd.service")
-        machine.container.run(
-            ["sh", "-c", f"mkdir -p $(dirname {drop_in}) && cat > {drop_in}"],
-            user=USER,
-            input="[Service]\nWatchdogSec=3\nRestartSec=1\n",
-            check=True,
+        drop_in = machine.drop_in(
+            "tvmaniac-refreshd.service", "[Service]\nWatchdogSec=3\nRestartSec=1\n"
         )
         try:
             machine.systemctl("daemon-reload")
@@ -185,8 +196,7 @@ class TestDaemonService:
                 "refresh_due",
             )
         finally:
-            machine.container.run(["rm", "-rf", drop_in.rsplit("/", 1)[0]], user=USER)
-            machine.systemctl("daemon-reload")
+            machine.remove_drop_in(drop_in)
 
     def test_status_reports_the_service(self, machine: Machine) -> None:
         """`status --json` and `service status` show the installed, active service."""
@@ -205,12 +215,9 @@ class TestTimerAndUninstall:
         machine.cli("service", "install")
         # Let the timer fire two seconds after it starts, not within the hour, so the test
         # sees a real firing; the drop-in is in place before the timer is installed.
-        drop_in = DROP_IN.format(unit="tvmaniac-refreshd-refresh.timer")
-        machine.container.run(
-            ["sh", "-c", f"mkdir -p $(dirname {drop_in}) && cat > {drop_in}"],
-            user=USER,
-            input="[Timer]\nOnActiveSec=2\nAccuracySec=1\nRandomizedDelaySec=0\n",
-            check=True,
+        drop_in = machine.drop_in(
+            "tvmaniac-refreshd-refresh.timer",
+            "[Timer]\nOnActiveSec=2\nAccuracySec=1\nRandomizedDelaySec=0\n",
         )
         try:
             machine.cli("service", "uninstall")
@@ -244,8 +251,7 @@ class TestTimerAndUninstall:
             assert machine.show("tvmaniac-refreshd-refresh.service", "Result") == "success"
             assert machine.show("tvmaniac-refreshd-refresh.timer", "ActiveState") == "active"
         finally:
-            machine.container.run(["rm", "-rf", drop_in.rsplit("/", 1)[0]], user=USER)
-            machine.systemctl("daemon-reload")
+            machine.remove_drop_in(drop_in)
 
     def test_uninstall_twice_leaves_nothing(self, machine: Machine) -> None:
         """Uninstall stops and removes everything, and a second run is a no-op."""
