@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from tvmaniac_refreshd.cli import main
+from tvmaniac_refreshd.entry import main
 
 sys.exit(main())

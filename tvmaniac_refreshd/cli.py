@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from tvmaniac_refreshd import __version__
+from tvmaniac_refreshd import __version__, quick_token
 from tvmaniac_refreshd.config import Account, Config, load_config
 from tvmaniac_refreshd.credentials import resolve_client_secret
 from tvmaniac_refreshd.durations import format_duration, parse_duration
@@ -28,6 +28,7 @@ from tvmaniac_refreshd.errors import (
     EXIT_STORE_UNAVAILABLE,
     EXIT_TEMPORARY,
     EXIT_USAGE,
+    ConfigError,
     NotLoggedIn,
     RefreshdError,
     SessionRejected,
@@ -38,11 +39,13 @@ from tvmaniac_refreshd.errors import (
 )
 from tvmaniac_refreshd.logs import configure_logging, get_logger, redact_text, register_secret
 from tvmaniac_refreshd.paths import config_path, lock_dir, state_dir
+from tvmaniac_refreshd.policy import refresh_due_at
 from tvmaniac_refreshd.refresher import Refresher
+from tvmaniac_refreshd.secret_service import adopt_session_bus
 from tvmaniac_refreshd.state import AccountRecord, StateFiles
 from tvmaniac_refreshd.status import FORMAT_VERSION, account_report, iso, render_text
-from tvmaniac_refreshd.store import KeyringStore, adopt_session_bus, default_backend
-from tvmaniac_refreshd.tokens import TokenDocument
+from tvmaniac_refreshd.store import KeyringStore, default_backend
+from tvmaniac_refreshd.tokens import TokenDocument, encode_document
 
 if TYPE_CHECKING:
     import httpx
@@ -467,6 +470,7 @@ def cmd_status(app: App) -> int:
 
 
 def cmd_token(app: App) -> int:
+    config_file = quick_token.config_identity(str(config_path(app.args.config, app.environ)))
     account = app.account()
     refresher = app.refresher(account)
     min_valid = app.args.min_valid
@@ -484,7 +488,29 @@ def cmd_token(app: App) -> int:
             f"less than --min-valid {format_duration(min_valid)}"
         )
     app.out.write(document.tokens.access_token + "\n")
+    app.out.flush()
+    if config_file is not None and not app.config.warnings:
+        _remember_decision(app, account, document, config_file)
     return EXIT_OK
+
+
+def _remember_decision(app: App, account: Account, document: TokenDocument, config: str) -> None:
+    """Let the next plain `token` skip loading the program while this decision holds."""
+    try:
+        default: str | None = app.config.select(None).name
+    except ConfigError:
+        default = None
+    try:
+        quick_token.remember(
+            app.environ,
+            config=config,
+            default_account=default,
+            account=account.name,
+            document_text=encode_document(document),
+            fresh_until=refresh_due_at(document.tokens, account.refresh, salt=account.name),
+        )
+    except OSError as exc:  # only a speed-up is lost
+        get_logger(account=account.name).debug("token.not_remembered", error=str(exc))
 
 
 def cmd_refresh(app: App) -> int:
@@ -505,8 +531,6 @@ def cmd_refresh(app: App) -> int:
             codes.append(exc.exit_code)
             continue
         tokens = fresh.document.tokens
-        from tvmaniac_refreshd.policy import refresh_due_at  # noqa: PLC0415
-
         due = refresh_due_at(tokens, account.refresh, salt=account.name)
         if fresh.refreshed:
             what = "refreshed"

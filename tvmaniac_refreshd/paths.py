@@ -7,40 +7,19 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-APP = "tvmaniac-refreshd"
-
-
-def _home(environ: Mapping[str, str]) -> Path:
-    return Path(environ.get("HOME") or Path.home())
-
-
-def _is_macos(platform: str) -> bool:
-    return platform == "darwin"
+from tvmaniac_refreshd.locations import APP, config_file, state_directory
 
 
 def config_path(
     explicit: str | None, environ: Mapping[str, str], platform: str = sys.platform
 ) -> Path:
     """Return the config file: ``--config``, else the environment, else XDG."""
-    if explicit:
-        return Path(explicit)
-    if environ.get("TVMANIAC_REFRESHD_CONFIG"):
-        return Path(environ["TVMANIAC_REFRESHD_CONFIG"])
-    if _is_macos(platform):
-        return _home(environ) / "Library" / "Application Support" / APP / "config.toml"
-    base = environ.get("XDG_CONFIG_HOME") or str(_home(environ) / ".config")
-    return Path(base) / APP / "config.toml"
+    return Path(config_file(explicit, environ, platform))
 
 
 def state_dir(environ: Mapping[str, str], platform: str = sys.platform) -> Path:
     """Return the directory for non-secret state (last result, next due time; never a token)."""
-    if environ.get("STATE_DIRECTORY"):
-        # systemd's StateDirectory= may list several; the first one is ours.
-        return Path(environ["STATE_DIRECTORY"].split(":")[0])
-    if _is_macos(platform):
-        return _home(environ) / "Library" / "Application Support" / APP
-    base = environ.get("XDG_STATE_HOME") or str(_home(environ) / ".local" / "state")
-    return Path(base) / APP
+    return Path(state_directory(environ, platform))
 
 
 def lock_dir(environ: Mapping[str, str], platform: str = sys.platform) -> Path:
@@ -50,7 +29,7 @@ def lock_dir(environ: Mapping[str, str], platform: str = sys.platform) -> Path:
     lock itself is an flock, which dies with its holder either way.
     """
     runtime = environ.get("XDG_RUNTIME_DIR")
-    if runtime and not _is_macos(platform):
+    if runtime and platform != "darwin":
         return Path(runtime) / APP
     return state_dir(environ, platform) / "locks"
 

@@ -1,29 +1,41 @@
-"""keyring's Secret Service backend, with a lighter read for the common case (the `token` path).
+"""keyring's Secret Service items, read with a few D-Bus calls instead of keyring (for `token`).
 
-python-keyring costs about 100 ms of imports (its plugin discovery, jaraco) before its first D-Bus
-message, more than everything else `token` does, and scripts call `token` all the time. So
-``SecretServiceKeyring.get_password`` reads the very item keyring's backend reads through
-secretstorage, the library keyring itself uses underneath: the same default collection, the
-same attributes, the first match, and secretstorage's encrypted session, so the secret never
-crosses the bus in clear and no cryptography is written here.
+python-keyring and secretstorage cost about 100 ms before the first D-Bus message: keyring's
+plugin discovery, the ``cryptography`` import, and a 1024-bit Diffie-Hellman exchange computed
+in pure Python (two ``pow`` calls, 16 ms here). Scripts call `token` all the time, so
+``read_item`` reads the very item keyring's backend reads (the default collection, the same
+attributes, the first match) with jeepney, the D-Bus library secretstorage is built on, over a
+session with the Secret Service's ``plain`` algorithm.
 
-It handles the plain case only: a session bus, an unlocked default collection, an unlocked item,
-no ``KEYRING_PROPERTY_*`` overrides. Anything else (no bus, a locked or missing collection, a
-D-Bus error) is handed to keyring's own backend, which prompts, raises and is translated exactly
-as before. Writes and deletes always go through keyring.
+Why ``plain`` is no loss: the transport encryption only protects the bytes while they pass
+through the session bus's daemon. That bus is reachable only by the same user (and root), who
+can ask the Secret Service for the same item without any prompt, and `token` writes the access
+token in clear to a pipe a moment later anyway. Writes and deletes keep going through keyring,
+with its encrypted session.
+
+The direct read handles the plain case only: a session bus, an unlocked default collection, no
+``KEYRING_PROPERTY_*`` overrides. Anything else (no bus, no Secret Service, a locked or missing
+collection, any D-Bus error or timeout) raises ``Unsure`` and is handed to keyring's own
+backend, which prompts, raises and is translated exactly as before.
 """
 
 from __future__ import annotations
 
 import os
-from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from tvmaniac_refreshd.store import SecretBackend
 
+BUS_NAME = "org.freedesktop.secrets"
+SERVICE_PATH = "/org/freedesktop/secrets"
+# keyring's label and attributes for its default scheme (keyring.backends.SecretService).
+KEYRING_APPLICATION = "Python keyring library"
 
-class _Unsure(Exception):  # not an error: "let keyring decide"
+
+class Unsure(Exception):  # not an error: "let keyring decide"
     """The direct read met something keyring handles (a prompt, an error to translate)."""
 
 
@@ -46,7 +58,7 @@ class SecretServiceKeyring:
     def get_password(self, service: str, username: str) -> str | None:
         try:
             return read_item(service, username)
-        except _Unsure:
+        except Unsure:
             return self._full().get_password(service, username)
 
     def set_password(self, service: str, username: str, password: str) -> None:
@@ -56,36 +68,95 @@ class SecretServiceKeyring:
         self._full().delete_password(service, username)
 
 
-def read_item(service: str, username: str) -> str | None:
-    """Return the secret keyring's SecretService backend would return, or raise ``_Unsure``."""
+def read_item(service: str, username: str, *, timeout: float | None = None) -> str | None:
+    """Return the secret keyring's SecretService backend would return, or raise ``Unsure``.
+
+    ``timeout`` bounds each D-Bus call; running out of it is ``Unsure`` too.
+    """
     if not os.environ.get("DBUS_SESSION_BUS_ADDRESS") or any(
         key.startswith("KEYRING_PROPERTY_") for key in os.environ
     ):
-        raise _Unsure
+        raise Unsure
     try:
-        import secretstorage  # noqa: PLC0415
+        from jeepney.io.blocking import open_dbus_connection  # noqa: PLC0415
 
-        with closing(secretstorage.dbus_init()) as connection:
-            return _first_match(secretstorage, connection, service, username)
-    except _Unsure:
+        with open_dbus_connection(bus="SESSION") as connection:
+            return _first_match(_Caller(connection, timeout), service, username)
+    except Unsure:
         raise
-    except Exception:  # keyring reports it (or a missing secretstorage), in its own words
-        raise _Unsure from None
+    except Exception:  # keyring reports it (or a missing jeepney), in its own words
+        raise Unsure from None
 
 
-def _first_match(
-    secretstorage: Any,  # noqa: ANN401  # untyped library
-    connection: Any,  # noqa: ANN401
-    service: str,
-    username: str,
-) -> str | None:
-    collection = secretstorage.get_default_collection(connection)
-    if collection.is_locked():
-        raise _Unsure  # unlocking may prompt: keyring's job
+class _Caller:
+    """Method calls on the Secret Service over one connection; an error reply raises."""
+
+    def __init__(self, connection: Any, timeout: float | None) -> None:  # noqa: ANN401
+        self._connection = connection
+        self._timeout = timeout
+
+    def __call__(self, path: str, interface: str, method: str, signature: str, *body: Any) -> Any:  # noqa: ANN401
+        from jeepney import DBusAddress, new_method_call  # noqa: PLC0415
+        from jeepney.wrappers import unwrap_msg  # noqa: PLC0415
+
+        address = DBusAddress(path, bus_name=BUS_NAME, interface=interface)
+        message = new_method_call(address, method, signature, body)
+        return unwrap_msg(self._connection.send_and_get_reply(message, timeout=self._timeout))
+
+
+def _first_match(call: _Caller, service: str, username: str) -> str | None:
+    service_interface = "org.freedesktop.Secret.Service"
+    (collection,) = call(SERVICE_PATH, service_interface, "ReadAlias", "s", "default")
+    if collection == "/":
+        raise Unsure  # no default collection: keyring creates one (with a prompt) or reports it
     # keyring's query for its default scheme; keyring returns the first match.
-    for item in collection.search_items({"username": username, "service": service}):
-        if item.is_locked():
-            raise _Unsure
-        secret: bytes = item.get_secret()
-        return secret.decode("utf-8")
-    return None
+    (items,) = call(
+        collection,
+        "org.freedesktop.Secret.Collection",
+        "SearchItems",
+        "a{ss}",
+        {"username": username, "service": service},
+    )
+    if not items:
+        # A locked collection may hide its items; only an unlocked one can say "none".
+        ((_, locked),) = call(
+            collection,
+            "org.freedesktop.DBus.Properties",
+            "Get",
+            "ss",
+            "org.freedesktop.Secret.Collection",
+            "Locked",
+        )
+        if locked:
+            raise Unsure  # unlocking may prompt: keyring's job
+        return None
+    _, session = call(SERVICE_PATH, service_interface, "OpenSession", "sv", "plain", ("s", ""))
+    # A locked item answers GetSecret with an IsLocked error, which is Unsure like any other.
+    ((_, _, value, _),) = call(items[0], "org.freedesktop.Secret.Item", "GetSecret", "o", session)
+    return bytes(value).decode("utf-8")
+
+
+def may_choose_backend_explicitly(environ: Mapping[str, str], platform: str) -> bool:
+    """Return whether the user may have chosen a keyring backend (or keyring would refuse to start).
+
+    Cheap stand-in for asking keyring.core: its environment variable, or a keyringrc.cfg where
+    keyring looks for one (``keyring.util.platform_``), or one in the legacy data directory
+    that keyring refuses to start with. Anywhere but Linux, keyring.core is always asked.
+    """
+    if environ.get("PYTHON_KEYRING_BACKEND") or not platform.startswith("linux"):
+        return True
+    home = os.path.expanduser("~")
+    roots = (
+        os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config"),
+        os.environ.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share"),
+    )
+    return any(
+        os.path.exists(os.path.join(root, "python_keyring", "keyringrc.cfg")) for root in roots
+    )
+
+
+def adopt_session_bus(environ: dict[str, str] | os._Environ[str]) -> None:
+    """Point D-Bus clients at the user's bus socket when a service manager did not say where."""
+    runtime = environ.get("XDG_RUNTIME_DIR")
+    if not environ.get("DBUS_SESSION_BUS_ADDRESS") and runtime and os.path.exists(f"{runtime}/bus"):
+        environ["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={runtime}/bus"

@@ -52,6 +52,32 @@ class AccountRecord:
         return self.reauth_token is not None and self.reauth_token == token_digest(refresh_token)
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a crash leaves the old or the new file, never half.
+
+    The temporary file is named ``.<stem>.<random>.tmp`` next to ``path``; the ones a killed
+    process left behind are swept first.
+    """
+    ensure_private_dir(path.parent)
+    stem = path.name.removesuffix(".json")
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for leftover in path.parent.glob(f".{stem}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
 class StateFiles:
     """Reads and atomically writes ``<state_dir>/<account>.json``."""
 
@@ -78,20 +104,8 @@ class StateFiles:
 
     def save(self, account: str, record: AccountRecord) -> None:
         """Write ``record`` so that a crash leaves either the old or the new file, never half."""
-        ensure_private_dir(self.directory)
-        self._sweep(account)
         payload = json.dumps({"version": STATE_VERSION, **asdict(record)}, indent=1)
-        fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=f".{account}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self._path(account))
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        write_atomically(self._path(account), payload)
 
     def update(self, account: str, **changes: Any) -> AccountRecord:  # noqa: ANN401
         """Apply ``changes`` to the stored record and return the result.
@@ -110,14 +124,6 @@ class StateFiles:
             return record
         finally:
             os.close(fd)
-
-    def _sweep(self, account: str) -> None:
-        """Remove temporary files that a process killed mid-write left behind."""
-        cutoff = time.time() - STALE_TEMP_SECONDS
-        for leftover in self.directory.glob(f".{account}.*.tmp"):
-            with contextlib.suppress(OSError):
-                if leftover.stat().st_mtime < cutoff:
-                    leftover.unlink()
 
     def stamp(self, account: str) -> int | None:
         """Return the file's modification time in ns, or None; it changes with every write."""

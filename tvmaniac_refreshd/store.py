@@ -19,7 +19,9 @@ from typing import Protocol, TypeVar
 
 from tvmaniac_refreshd.config import StoreSettings
 from tvmaniac_refreshd.errors import StoreCorrupt, StoreUnavailable, TransientError
-from tvmaniac_refreshd.paths import APP, ensure_private_dir
+from tvmaniac_refreshd.locations import APP
+from tvmaniac_refreshd.paths import ensure_private_dir
+from tvmaniac_refreshd.secret_service import may_choose_backend_explicitly
 from tvmaniac_refreshd.tokens import TokenDocument, decode_document, encode_document
 
 T = TypeVar("T")
@@ -62,7 +64,7 @@ def default_backend(environ: Mapping[str, str], platform: str = sys.platform) ->
     (see secret_service.py); keyring itself is imported only for an explicit choice (its
     environment variable or its config file) or for what the direct read does not cover.
     """
-    if _may_choose_explicitly(environ, platform):
+    if may_choose_backend_explicitly(environ, platform):
         import keyring.core  # noqa: PLC0415  # deferred: heavy, and not needed by every command
 
         explicit = keyring.core.load_env() if environ.get("PYTHON_KEYRING_BACKEND") else None
@@ -76,30 +78,6 @@ def default_backend(environ: Mapping[str, str], platform: str = sys.platform) ->
     from tvmaniac_refreshd.secret_service import SecretServiceKeyring  # noqa: PLC0415
 
     return SecretServiceKeyring()
-
-
-def _may_choose_explicitly(environ: Mapping[str, str], platform: str) -> bool:
-    """Return whether the user may have chosen a backend (or keyring would refuse to start).
-
-    Cheap stand-in for asking keyring.core: its environment variable, or a keyringrc.cfg where
-    keyring looks for one (``keyring.util.platform_``), or one in the legacy data directory
-    that keyring refuses to start with. Anywhere but Linux, keyring.core is always asked.
-    """
-    if environ.get("PYTHON_KEYRING_BACKEND") or not platform.startswith("linux"):
-        return True
-    home = Path.home()
-    roots = (
-        os.environ.get("XDG_CONFIG_HOME") or home / ".config",
-        os.environ.get("XDG_DATA_HOME") or home / ".local" / "share",
-    )
-    return any(Path(root, "python_keyring", "keyringrc.cfg").exists() for root in roots)
-
-
-def adopt_session_bus(environ: dict[str, str] | os._Environ[str]) -> None:
-    """Point D-Bus clients at the user's bus socket when a service manager did not say where."""
-    runtime = environ.get("XDG_RUNTIME_DIR")
-    if not environ.get("DBUS_SESSION_BUS_ADDRESS") and runtime and Path(runtime, "bus").exists():
-        environ["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={runtime}/bus"
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailable:

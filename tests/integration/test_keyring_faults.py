@@ -58,7 +58,7 @@ def test_foreign_json_item_is_left_alone(harness: Harness) -> None:
 
 
 def test_direct_read_matches_keyring(harness: Harness) -> None:
-    """The fast read (secretstorage) returns exactly what keyring's backend returns."""
+    """The direct read (jeepney, plain session) returns exactly what keyring's backend returns."""
     import subprocess  # noqa: PLC0415
     import sys  # noqa: PLC0415
 
@@ -81,3 +81,33 @@ def test_direct_read_matches_keyring(harness: Harness) -> None:
     )
 
     assert result.stdout.split() == ["True", str(len("value-\N{SNOWMAN}-") + 3000), "None"]
+
+
+def test_direct_read_hands_a_locked_collection_to_keyring(harness: Harness) -> None:
+    """Locked, the direct read neither prompts nor says "no item": keyring decides."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    harness.put_item("default", "value")
+    script = (
+        "from tvmaniac_refreshd.secret_service import Unsure, read_item\n"
+        "for name in ('default', 'nobody'):\n"
+        "    try:\n"
+        "        print(read_item('tvmaniac-refreshd', name, timeout=5))\n"
+        "    except Unsure:\n"
+        "        print('unsure')\n"
+    )
+    harness.keyring.lock()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            env=harness.env(),
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+    finally:
+        harness.keyring.unlock()
+
+    assert result.stdout.split() == ["unsure", "unsure"]

@@ -15,7 +15,8 @@ import pytest
 from tests.fakes import MemoryBackend
 from tvmaniac_refreshd.config import StoreSettings
 from tvmaniac_refreshd.errors import StoreCorrupt, StoreUnavailable, TransientError
-from tvmaniac_refreshd.store import KeyringStore, account_lock, adopt_session_bus, is_insecure
+from tvmaniac_refreshd.secret_service import adopt_session_bus
+from tvmaniac_refreshd.store import KeyringStore, account_lock, is_insecure
 from tvmaniac_refreshd.tokens import TokenDocument, TokenSet
 
 DOC = TokenDocument(

@@ -1,0 +1,262 @@
+"""The quick `token` path: it answers only while the full command's recorded decision holds."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tvmaniac_refreshd import quick_token
+from tvmaniac_refreshd.secret_service import Unsure
+from tvmaniac_refreshd.tokens import _TOKEN_CHARS, MAX_TOKEN_LENGTH
+
+NOW = 1_800_000_000
+DOCUMENT = {
+    "format": "tvmaniac-refreshd/tokens",
+    "version": 1,
+    "account": "default",
+    "provider": "trakt",
+    "fingerprint": "sha256:abc",
+    "obtained_at": NOW - 100,
+    "access_token": "access-1",
+    "refresh_token": "refresh-1",
+    "token_type": "bearer",
+    "scope": "public",
+    "created_at": NOW - 100,
+    "expires_in": 604800,
+    "expires_at": NOW - 100 + 604800,
+}
+
+
+class Machine:
+    """A home with a config file, a state directory and a keyring stand-in."""
+
+    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.config = root / "config.toml"
+        self.config.write_text("[accounts.default]\n")
+        self.state = root / "state"
+        self.environ = {
+            "TVMANIAC_REFRESHD_CONFIG": str(self.config),
+            "STATE_DIRECTORY": str(self.state),
+            "DBUS_SESSION_BUS_ADDRESS": "unix:path=/nonexistent",
+        }
+        self.items: dict[str, str] = {"default": json.dumps(DOCUMENT)}
+        self.reads: list[str] = []
+        monkeypatch.setattr(quick_token, "read_item", self.read_item)
+        monkeypatch.setattr(quick_token, "may_choose_backend_explicitly", lambda *_: False)
+        monkeypatch.setattr(quick_token, "adopt_session_bus", lambda _: None)
+
+    def read_item(self, service: str, username: str, *, timeout: float | None = None) -> str | None:
+        assert service == "tvmaniac-refreshd"
+        assert timeout is not None
+        self.reads.append(username)
+        item = self.items.get(username)
+        if item == "unsure":
+            raise Unsure
+        return item
+
+    def remember(self, *, account: str = "default", fresh_until: int = NOW + 1000) -> None:
+        quick_token.remember(
+            self.environ,
+            config=quick_token.config_identity(str(self.config)),
+            default_account="default",
+            account=account,
+            document_text=self.items[account],
+            fresh_until=fresh_until,
+        )
+
+    def token(self, *argv: str, now: float = NOW) -> tuple[int | None, str]:
+        out = io.StringIO()
+        code = quick_token.attempt(
+            argv or ("token",),
+            self.environ,  # type: ignore[arg-type]
+            out,
+            platform="linux",
+            clock=now,
+        )
+        return code, out.getvalue()
+
+
+@pytest.fixture
+def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Machine:
+    return Machine(tmp_path, monkeypatch)
+
+
+def test_a_remembered_fresh_token_is_printed(machine: Machine) -> None:
+    machine.remember()
+
+    assert machine.token() == (0, "access-1\n")
+    assert machine.token("--account", "default", "token") == (0, "access-1\n")
+    assert machine.token("--config", str(machine.config), "token") == (0, "access-1\n")
+    assert machine.token("--account=default", "token", "--min-valid=1h") == (0, "access-1\n")
+
+
+def test_without_a_record_the_full_command_decides(machine: Machine) -> None:
+    assert machine.token() == (None, "")
+    assert machine.reads == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("token", "-v"),
+        ("-v", "token"),
+        ("token", "--help"),
+        ("--acc", "default", "token"),  # argparse's abbreviations are the full command's
+        ("--account", "token"),
+        ("--account", "-x", "token"),
+        ("token", "--min-valid"),
+        ("token", "--min-valid", "soon"),
+        ("token", "token"),
+        ("status",),
+        ("--config", "", "token"),
+        (),
+    ],
+)
+def test_anything_but_a_plain_token_command_line_goes_to_the_full_command(
+    machine: Machine, argv: tuple[str, ...]
+) -> None:
+    machine.remember()
+    out = io.StringIO()
+
+    assert quick_token.attempt(argv, machine.environ, out, platform="linux", clock=NOW) is None  # type: ignore[arg-type]
+    assert out.getvalue() == ""
+
+
+def test_a_due_token_goes_to_the_full_command(machine: Machine) -> None:
+    machine.remember(fresh_until=NOW + 10)
+
+    assert machine.token(now=NOW + 9)[0] == 0
+    assert machine.token(now=NOW + 10) == (None, "")
+
+
+def test_min_valid_asks_the_expiry_not_the_due_time(machine: Machine) -> None:
+    machine.remember(fresh_until=NOW - 1)  # past due, a week left
+    left = DOCUMENT["expires_at"] - NOW  # type: ignore[operator]
+
+    assert machine.token("token", "--min-valid", "1d") == (0, "access-1\n")
+    assert machine.token("token", "--min-valid", f"{left}s")[0] == 0
+    assert machine.token("token", "--min-valid", f"{left + 1}s") == (None, "")
+    assert machine.token() == (None, "")
+
+
+def test_a_changed_config_makes_the_record_stale(machine: Machine) -> None:
+    machine.remember()
+    machine.config.write_text("[accounts.default]\n[refresh]\nbefore = '6d'\n")
+
+    assert machine.token() == (None, "")
+
+
+def test_another_config_file_is_not_this_record(machine: Machine, tmp_path: Path) -> None:
+    machine.remember()
+    other = tmp_path / "other.toml"
+    other.write_text(machine.config.read_text())
+
+    assert machine.token("--config", str(other), "token") == (None, "")
+
+
+@pytest.mark.parametrize("key", ["expires_at", "created_at", "expires_in", "fingerprint"])
+def test_a_refreshed_or_new_login_is_not_the_remembered_token(machine: Machine, key: str) -> None:
+    machine.remember()
+    changed = dict(DOCUMENT, access_token="access-2")
+    value = changed[key]
+    changed[key] = value + 1 if isinstance(value, int) else "sha256:other"
+    machine.items["default"] = json.dumps(changed)
+
+    assert machine.token() == (None, "")
+
+
+def test_a_recorded_rejection_goes_to_the_full_command(machine: Machine) -> None:
+    machine.remember()
+    (machine.state / "default.json").write_text(
+        json.dumps({"version": 1, "reauth_token": "0123456789abcdef"})
+    )
+
+    assert machine.token() == (None, "")
+    (machine.state / "default.json").write_text(json.dumps({"version": 1, "reauth_token": None}))
+    assert machine.token() == (0, "access-1\n")
+    (machine.state / "default.json").write_text("not json")
+    assert machine.token() == (None, "")
+
+
+@pytest.mark.parametrize("item", [None, "unsure", "not json", "[]", '{"format": 1}'])
+def test_a_missing_unreadable_or_foreign_item_goes_to_the_full_command(
+    machine: Machine, item: str | None
+) -> None:
+    machine.remember()
+    machine.items["default"] = item  # type: ignore[assignment]
+
+    assert machine.token() == (None, "")
+
+
+def test_a_token_of_the_wrong_form_is_never_printed(machine: Machine) -> None:
+    machine.items["default"] = json.dumps(dict(DOCUMENT, access_token="two\nlines"))
+    machine.remember()
+
+    assert machine.token() == (None, "")
+
+
+def test_an_explicit_keyring_backend_goes_to_the_full_command(
+    machine: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    machine.remember()
+    monkeypatch.setattr(quick_token, "may_choose_backend_explicitly", lambda *_: True)
+
+    assert machine.token() == (None, "")
+    assert machine.reads == []
+
+
+def test_the_default_account_and_other_accounts(machine: Machine) -> None:
+    machine.items["work"] = json.dumps(dict(DOCUMENT, access_token="access-work"))
+    machine.remember()
+    machine.remember(account="work")
+
+    assert machine.token() == (0, "access-1\n")
+    assert machine.token("--account", "work", "token") == (0, "access-work\n")
+    assert machine.token("--account", "home", "token") == (None, "")
+
+
+def test_remember_starts_over_when_the_config_changed(machine: Machine) -> None:
+    machine.items["work"] = json.dumps(DOCUMENT)
+    machine.remember(account="work")
+    machine.config.write_text("[accounts.default]\n\n")
+    machine.remember()
+
+    record = json.loads((machine.state / quick_token.RECORD_NAME).read_text())
+    assert list(record["accounts"]) == ["default"]
+    assert record["config"] == quick_token.config_identity(str(machine.config))
+
+
+def test_remember_does_not_rewrite_an_unchanged_record(machine: Machine) -> None:
+    machine.remember()
+    path = machine.state / quick_token.RECORD_NAME
+    os.utime(path, ns=(1, 1))
+    machine.remember()
+
+    assert path.stat().st_mtime_ns == 1
+    assert oct(path.stat().st_mode & 0o777) == oct(0o600)
+
+
+def test_the_record_holds_no_secret(machine: Machine) -> None:
+    machine.remember()
+    text = (machine.state / quick_token.RECORD_NAME).read_text()
+
+    assert "access-1" not in text
+    assert "refresh-1" not in text
+
+
+@given(st.text(max_size=MAX_TOKEN_LENGTH + 2))
+def test_token_form_matches_the_token_parser(value: str) -> None:
+    expected = bool(_TOKEN_CHARS.fullmatch(value)) and len(value) <= MAX_TOKEN_LENGTH
+    assert quick_token.is_token_text(value) == expected
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x7F)))
+def test_token_form_matches_the_token_parser_on_ascii(value: str) -> None:
+    expected = bool(_TOKEN_CHARS.fullmatch(value)) and len(value) <= MAX_TOKEN_LENGTH
+    assert quick_token.is_token_text(value) == expected

@@ -1,0 +1,19 @@
+"""The `tvmaniac-refreshd` command: a plain `token` on a token that is not due is answered
+before the rest of the program is loaded (quick_token.py); everything else is cli.py's."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from tvmaniac_refreshd import quick_token
+
+
+def main() -> int:
+    """Run the command line and return its exit code."""
+    code = quick_token.attempt(sys.argv[1:], os.environ, sys.stdout)
+    if code is not None:
+        return code
+    from tvmaniac_refreshd.cli import main as full_command  # noqa: PLC0415
+
+    return full_command()

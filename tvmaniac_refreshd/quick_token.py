@@ -1,0 +1,222 @@
+"""`token` on a token that is not due, without loading the rest of the program.
+
+Scripts call `token` all the time, and loading the config, the refresh policy and the command
+line costs more than the answer. So when the full `token` command prints a token, it writes down
+its decision (``remember``): the config file's identity, which account is the default, and for
+the account the token's non-secret stamp (format, client fingerprint, issue time, lifetime,
+expiry) with the time the token falls due. A later plain `token` (``attempt``) reads the
+keyring item and prints its access token on its own only while all of that still holds and no
+rejection is on record. Anything else (another flag, a changed config, a refreshed or new login,
+a keyring that is locked or not the Secret Service) goes to the full command, which decides
+and writes down the new decision. The record holds no secret and no digest of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from tvmaniac_refreshd.locations import config_file, state_directory
+
+if TYPE_CHECKING:
+    from typing import TextIO
+
+from tvmaniac_refreshd.secret_service import (
+    Unsure,
+    adopt_session_bus,
+    may_choose_backend_explicitly,
+    read_item,
+)
+
+RECORD_NAME = "_quick-token.json"  # account names start with a letter or digit
+RECORD_VERSION = 1
+SERVICE = "tvmaniac-refreshd"  # = store.SERVICE; store's import cost is what this module avoids
+# Together with the account and the config these decide whether a token is due.
+STAMP_KEYS = ("format", "version", "fingerprint", "created_at", "expires_in", "expires_at")
+# A hung keyring sends `token` to the full command, which waits its configured timeout.
+READ_TIMEOUT = 2.0
+MAX_TOKEN_LENGTH = 4096  # = tokens.MAX_TOKEN_LENGTH
+
+
+def attempt(
+    argv: Sequence[str],
+    environ: os._Environ[str],
+    out: TextIO,
+    *,
+    platform: str = sys.platform,
+    clock: float | None = None,
+) -> int | None:
+    """Print the access token and return 0, or return None to leave it to the full command."""
+    request = _parse(argv)
+    if request is None or may_choose_backend_explicitly(environ, platform):
+        return None
+    config, account, min_valid = request
+    adopt_session_bus(environ)
+    token = _fresh_token(
+        config, account, min_valid, environ, time.time() if clock is None else clock
+    )
+    if token is None:
+        return None
+    try:
+        out.write(token + "\n")
+        out.flush()
+    except OSError:
+        return None  # the full command reports it, in its words
+    return 0
+
+
+def _parse(argv: Sequence[str]) -> tuple[str | None, str | None, int | None] | None:
+    """Return (--config, --account, --min-valid) of a plain `token` command line, else None."""
+    options: dict[str, str] = {}
+    args = list(argv)
+    verb_seen = False
+    while args:
+        word = args.pop(0)
+        if word == "token" and not verb_seen:
+            verb_seen = True
+            continue
+        name, equals, value = word.partition("=")
+        allowed = ("--min-valid",) if verb_seen else ("--config", "--account")
+        if name not in allowed:
+            return None  # anything else (help, -v, a typo) is the full command's job
+        if not equals:
+            if not args:
+                return None
+            value = args.pop(0)
+        if not value or value.startswith("-"):
+            return None
+        options[name] = value
+    if not verb_seen:
+        return None
+    min_valid = None
+    if "--min-valid" in options:
+        from tvmaniac_refreshd.durations import parse_duration  # noqa: PLC0415
+
+        try:
+            min_valid = parse_duration(options["--min-valid"])
+        except ValueError:
+            return None
+    return options.get("--config"), options.get("--account"), min_valid
+
+
+def _fresh_token(
+    config: str | None,
+    account: str | None,
+    min_valid: int | None,
+    environ: Mapping[str, str],
+    now: float,
+) -> str | None:
+    directory = state_directory(environ)
+    try:
+        found = _decision(directory, config_identity(config_file(config, environ)), account)
+        if found is None or _rejected(os.path.join(directory, f"{found[0]}.json")):
+            return None
+        document = json.loads(read_item(SERVICE, found[0], timeout=READ_TIMEOUT) or "null")
+    except (OSError, ValueError, Unsure):
+        return None
+    decision = found[1]
+    if not isinstance(document, dict) or stamp(document) != decision.get("stamp"):
+        return None
+    if min_valid is not None:
+        fresh = document["expires_at"] - now >= min_valid
+    else:
+        fresh_until = decision.get("fresh_until")
+        fresh = isinstance(fresh_until, int) and now < fresh_until
+    token = document.get("access_token")
+    return token if fresh and isinstance(token, str) and is_token_text(token) else None
+
+
+def _decision(
+    directory: str, config: str | None, account: str | None
+) -> tuple[str, dict[str, object]] | None:
+    """Return the account and the decision recorded for it under this very config, if any."""
+    record = _read_json(os.path.join(directory, RECORD_NAME))
+    if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
+        return None
+    if config is None or record.get("config") != config:
+        return None
+    name = account if account is not None else record.get("default_account")
+    accounts = record.get("accounts")
+    decision = accounts.get(name) if isinstance(accounts, dict) else None
+    return (name, decision) if isinstance(name, str) and isinstance(decision, dict) else None
+
+
+def _read_json(path: str) -> object:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _rejected(state_file: str) -> bool:
+    """Return whether the account's state may record a rejection (as state.StateFiles reads it)."""
+    try:
+        state = _read_json(state_file)
+    except FileNotFoundError:
+        return False  # no state yet: nothing was ever rejected
+    return not isinstance(state, dict) or state.get("reauth_token") is not None
+
+
+def stamp(document: Mapping[str, object]) -> list[object]:
+    """Return the non-secret values of a stored token document that its due time depends on."""
+    return [document.get(key) for key in STAMP_KEYS]
+
+
+def is_token_text(value: str) -> bool:
+    """Return whether ``value`` has a token's form: visible ASCII, as tokens.py checks it."""
+    return (
+        0 < len(value) <= MAX_TOKEN_LENGTH
+        and value.isascii()
+        and value.isprintable()
+        and (" " not in value)
+    )
+
+
+def config_identity(path: str) -> str | None:
+    """Return what changes whenever the config file at ``path`` does; None if there is none."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return f"{os.path.abspath(path)}|{info.st_dev}|{info.st_ino}|{info.st_size}|{info.st_mtime_ns}"
+
+
+def remember(
+    environ: Mapping[str, str],
+    *,
+    config: str | None,
+    default_account: str | None,
+    account: str,
+    document_text: str,
+    fresh_until: int,
+) -> None:
+    """Write down a full `token` run's decision for ``account`` (see the module docstring).
+
+    ``config`` is the identity taken *before* the config was read, so that an edit made
+    meanwhile makes the record stale rather than wrong.
+    """
+    from pathlib import Path  # noqa: PLC0415
+
+    from tvmaniac_refreshd.state import write_atomically  # noqa: PLC0415
+
+    path = Path(state_directory(environ), RECORD_NAME)
+    try:
+        record = _read_json(str(path))
+    except (OSError, ValueError):
+        record = {}
+    if not isinstance(record, dict) or record.get("config") != config:
+        record = {}
+    accounts = record.get("accounts")
+    if not isinstance(accounts, dict):
+        accounts = {}
+    decision = {"stamp": stamp(json.loads(document_text)), "fresh_until": fresh_until}
+    updated = {
+        "version": RECORD_VERSION,
+        "config": config,
+        "default_account": default_account,
+        "accounts": {**accounts, account: decision},
+    }
+    if updated != record:
+        write_atomically(path, json.dumps(updated, indent=1))
