@@ -23,10 +23,10 @@ def command(rig: Rig) -> list[str]:
     return [str(script)] if script.exists() else rig.command()
 
 
-def import_profile(rig: Rig, top: int = 12) -> list[dict[str, object]]:
-    """The slowest imports of one `token` run (``python -X importtime``), cumulative ms."""
+def import_profile(rig: Rig, *args: str, top: int = 12) -> list[dict[str, object]]:
+    """The slowest imports of one run of the command (``python -X importtime``), cumulative ms."""
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "tvmaniac_refreshd", "token"],
+        [sys.executable, "-X", "importtime", "-m", "tvmaniac_refreshd", *args],
         env=rig.env,
         capture_output=True,
         text=True,
@@ -65,9 +65,9 @@ def measure(runs: int) -> dict[str, object]:
                 seconds, _, out = run_measured(argv, r.env)
                 if name == "token" and not out.strip():
                     raise RuntimeError("token printed nothing")
-                if round_:  # the first round warms the page cache and writes .pyc files
+                if round_:  # round 0 warms the page cache, writes .pyc files and the token record
                     times[name].append(seconds)
-        profile = import_profile(r)
+        profile = import_profile(r, "token")
     ms = {name: round(median(values) * 1000, 1) for name, values in times.items()}
     ratio = round(ms["token"] / ms["secret_tool_lookup"], 2)
     return {

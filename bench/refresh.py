@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
-from bench.cold import command
+from bench.cold import command, import_profile
 from bench.common import SERVICE, WEEK, median, rig, run_measured
 from tests.support.harness import CLIENT_ID, CLIENT_SECRET
 
@@ -54,6 +54,7 @@ def measure(runs: int) -> dict[str, object]:
         python_s = median(
             [run_measured([sys.executable, "-c", "pass"], r.env)[0] for _ in range(runs)]
         )
+        profile = import_profile(r, "refresh", "--force")
     ms = {name: round(median(values) * 1000, 1) for name, values in times.items()}
     floor = round(ms["curl_post"] + ms["secret_tool_store"], 1)
     ratio = round(ms["refresh_force"] / floor, 2)
@@ -67,6 +68,7 @@ def measure(runs: int) -> dict[str, object]:
             ms["refresh_force"] / (floor + python_s * 1000), 2
         ),
         "goals": {"ratio_to_floor_max": REFRESH_GOAL_RATIO, "met": ratio <= REFRESH_GOAL_RATIO},
+        "import_profile": profile,
     }
 
 

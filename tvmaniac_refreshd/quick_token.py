@@ -33,7 +33,7 @@ from tvmaniac_refreshd.secret_service import (
 )
 
 RECORD_NAME = "_quick-token.json"  # account names start with a letter or digit
-RECORD_VERSION = 1
+RECORD_VERSION = 1  # bump when a due time comes to depend on more than the record holds
 SERVICE = "tvmaniac-refreshd"  # = store.SERVICE; store's import cost is what this module avoids
 # Together with the account and the config these decide whether a token is due.
 STAMP_KEYS = ("format", "version", "fingerprint", "created_at", "expires_in", "expires_at")

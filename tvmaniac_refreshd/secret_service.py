@@ -1,38 +1,43 @@
-"""keyring's Secret Service items, read with a few D-Bus calls instead of keyring (for `token`).
+"""keyring's Secret Service items, read and written with a few D-Bus calls instead of keyring.
 
 python-keyring and secretstorage cost about 100 ms before the first D-Bus message: keyring's
 plugin discovery, the ``cryptography`` import, and a 1024-bit Diffie-Hellman exchange computed
-in pure Python (two ``pow`` calls, 16 ms here). Scripts call `token` all the time, so
-``read_item`` reads the very item keyring's backend reads (the default collection, the same
-attributes, the first match) with jeepney, the D-Bus library secretstorage is built on, over a
+in pure Python (two ``pow`` calls, 16 ms here), again for every call. Scripts call `token` all
+the time and a daemon may hold a thousand accounts, so this module reads, writes and deletes the
+very items keyring's backend does (the default collection, keyring's label and attributes, the
+first match, replace on write) with jeepney, the D-Bus library secretstorage is built on, over a
 session with the Secret Service's ``plain`` algorithm.
 
 Why ``plain`` is no loss: the transport encryption only protects the bytes while they pass
 through the session bus's daemon. That bus is reachable only by the same user (and root), who
 can ask the Secret Service for the same item without any prompt, and `token` writes the access
-token in clear to a pipe a moment later anyway. Writes and deletes keep going through keyring,
-with its encrypted session.
+token in clear to a pipe a moment later anyway.
 
-The direct read handles the plain case only: a session bus, an unlocked default collection, no
-``KEYRING_PROPERTY_*`` overrides. Anything else (no bus, no Secret Service, a locked or missing
-collection, any D-Bus error or timeout) raises ``Unsure`` and is handed to keyring's own
-backend, which prompts, raises and is translated exactly as before.
+The direct calls handle the plain case only: a session bus, an unlocked default collection, no
+prompt, no ``KEYRING_PROPERTY_*`` overrides. Anything else (no bus, no Secret Service, a locked
+or missing collection, a prompt, any D-Bus error or timeout) raises ``Unsure`` and is handed to
+keyring's own backend, which prompts, raises and is translated exactly as before.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from tvmaniac_refreshd.store import SecretBackend
 
 BUS_NAME = "org.freedesktop.secrets"
 SERVICE_PATH = "/org/freedesktop/secrets"
+SERVICE_INTERFACE = "org.freedesktop.Secret.Service"
+COLLECTION_INTERFACE = "org.freedesktop.Secret.Collection"
+ITEM_INTERFACE = "org.freedesktop.Secret.Item"
+PROPERTIES_INTERFACE = "org.freedesktop.DBus.Properties"
 # keyring's label and attributes for its default scheme (keyring.backends.SecretService).
 KEYRING_APPLICATION = "Python keyring library"
+T = TypeVar("T")
 
 
 class Unsure(Exception):  # not an error: "let keyring decide"
@@ -62,10 +67,16 @@ class SecretServiceKeyring:
             return self._full().get_password(service, username)
 
     def set_password(self, service: str, username: str, password: str) -> None:
-        self._full().set_password(service, username, password)
+        try:
+            write_item(service, username, password)
+        except Unsure:
+            self._full().set_password(service, username, password)
 
     def delete_password(self, service: str, username: str) -> None:
-        self._full().delete_password(service, username)
+        try:
+            delete_item(service, username)
+        except Unsure:
+            self._full().delete_password(service, username)
 
 
 def read_item(service: str, username: str, *, timeout: float | None = None) -> str | None:
@@ -73,6 +84,24 @@ def read_item(service: str, username: str, *, timeout: float | None = None) -> s
 
     ``timeout`` bounds each D-Bus call; running out of it is ``Unsure`` too.
     """
+    return _direct(lambda call: _first_match(call, service, username), timeout)
+
+
+def write_item(service: str, username: str, secret: str, *, timeout: float | None = None) -> None:
+    """Store ``secret`` as keyring's backend would (its label and attributes), or raise ``Unsure``.
+
+    The item replaces the one with the same attributes, in a single CreateItem call.
+    """
+    _direct(lambda call: _create(call, service, username, secret), timeout)
+
+
+def delete_item(service: str, username: str, *, timeout: float | None = None) -> None:
+    """Delete the first item keyring's backend would find, or raise ``Unsure``."""
+    _direct(lambda call: _delete(call, service, username), timeout)
+
+
+def _direct(work: Callable[[_Caller], T], timeout: float | None) -> T:
+    """Run ``work`` over a fresh session-bus connection; anything unusual raises ``Unsure``."""
     if not os.environ.get("DBUS_SESSION_BUS_ADDRESS") or any(
         key.startswith("KEYRING_PROPERTY_") for key in os.environ
     ):
@@ -81,7 +110,7 @@ def read_item(service: str, username: str, *, timeout: float | None = None) -> s
         from jeepney.io.blocking import open_dbus_connection  # noqa: PLC0415
 
         with open_dbus_connection(bus="SESSION") as connection:
-            return _first_match(_Caller(connection, timeout), service, username)
+            return work(_Caller(connection, timeout))
     except Unsure:
         raise
     except Exception:  # keyring reports it (or a missing jeepney), in its own words
@@ -104,15 +133,18 @@ class _Caller:
         return unwrap_msg(self._connection.send_and_get_reply(message, timeout=self._timeout))
 
 
-def _first_match(call: _Caller, service: str, username: str) -> str | None:
-    service_interface = "org.freedesktop.Secret.Service"
-    (collection,) = call(SERVICE_PATH, service_interface, "ReadAlias", "s", "default")
+def _default_collection(call: _Caller) -> str:
+    (collection,) = call(SERVICE_PATH, SERVICE_INTERFACE, "ReadAlias", "s", "default")
     if collection == "/":
         raise Unsure  # no default collection: keyring creates one (with a prompt) or reports it
-    # keyring's query for its default scheme; keyring returns the first match.
+    return str(collection)
+
+
+def _search(call: _Caller, collection: str, service: str, username: str) -> list[str]:
+    # keyring's query for its default scheme; keyring uses the first match.
     (items,) = call(
         collection,
-        "org.freedesktop.Secret.Collection",
+        COLLECTION_INTERFACE,
         "SearchItems",
         "a{ss}",
         {"username": username, "service": service},
@@ -120,20 +152,51 @@ def _first_match(call: _Caller, service: str, username: str) -> str | None:
     if not items:
         # A locked collection may hide its items; only an unlocked one can say "none".
         ((_, locked),) = call(
-            collection,
-            "org.freedesktop.DBus.Properties",
-            "Get",
-            "ss",
-            "org.freedesktop.Secret.Collection",
-            "Locked",
+            collection, PROPERTIES_INTERFACE, "Get", "ss", COLLECTION_INTERFACE, "Locked"
         )
         if locked:
             raise Unsure  # unlocking may prompt: keyring's job
+    return list(items)
+
+
+def _plain_session(call: _Caller) -> str:
+    _, session = call(SERVICE_PATH, SERVICE_INTERFACE, "OpenSession", "sv", "plain", ("s", ""))
+    return str(session)
+
+
+def _first_match(call: _Caller, service: str, username: str) -> str | None:
+    items = _search(call, _default_collection(call), service, username)
+    if not items:
         return None
-    _, session = call(SERVICE_PATH, service_interface, "OpenSession", "sv", "plain", ("s", ""))
     # A locked item answers GetSecret with an IsLocked error, which is Unsure like any other.
-    ((_, _, value, _),) = call(items[0], "org.freedesktop.Secret.Item", "GetSecret", "o", session)
+    ((_, _, value, _),) = call(items[0], ITEM_INTERFACE, "GetSecret", "o", _plain_session(call))
     return bytes(value).decode("utf-8")
+
+
+def _create(call: _Caller, service: str, username: str, secret: str) -> None:
+    collection = _default_collection(call)
+    properties = {
+        "org.freedesktop.Secret.Item.Label": ("s", f"Password for '{username}' on '{service}'"),
+        "org.freedesktop.Secret.Item.Attributes": (
+            "a{ss}",
+            {"username": username, "service": service, "application": KEYRING_APPLICATION},
+        ),
+    }
+    value = (_plain_session(call), b"", secret.encode("utf-8"), "text/plain")
+    _, prompt = call(
+        collection, COLLECTION_INTERFACE, "CreateItem", "a{sv}(oayays)b", properties, value, True
+    )
+    if prompt != "/":
+        raise Unsure  # nothing is stored until a prompt is answered: keyring's job
+
+
+def _delete(call: _Caller, service: str, username: str) -> None:
+    items = _search(call, _default_collection(call), service, username)
+    if not items:
+        raise Unsure  # keyring raises its own "no such password"
+    (prompt,) = call(items[0], ITEM_INTERFACE, "Delete", "")
+    if prompt != "/":
+        raise Unsure
 
 
 def may_choose_backend_explicitly(environ: Mapping[str, str], platform: str) -> bool:

@@ -111,3 +111,41 @@ def test_direct_read_hands_a_locked_collection_to_keyring(harness: Harness) -> N
         harness.keyring.unlock()
 
     assert result.stdout.split() == ["unsure", "unsure"]
+
+
+def test_direct_write_and_delete_are_keyrings_items(harness: Harness) -> None:
+    """Items written directly are the ones keyring writes: one per account, same label."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    script = (
+        "from contextlib import closing\n"
+        "import secretstorage\n"
+        "from keyring.backends import SecretService\n"
+        "from tvmaniac_refreshd.secret_service import delete_item, write_item\n"
+        "k = SecretService.Keyring()\n"
+        "def items():\n"
+        "    with closing(secretstorage.dbus_init()) as bus:\n"
+        "        found = secretstorage.get_default_collection(bus).search_items(\n"
+        "            {'service': 'tvmaniac-refreshd', 'username': 'default'})\n"
+        "        return [(i.get_label(), sorted(i.get_attributes().items())) for i in found]\n"
+        "write_item('tvmaniac-refreshd', 'default', 'v1-\\N{SNOWMAN}')\n"
+        "print(k.get_password('tvmaniac-refreshd', 'default') == 'v1-\\N{SNOWMAN}')\n"
+        "direct = items()\n"
+        "k.set_password('tvmaniac-refreshd', 'default', 'v2')\n"
+        "print(items() == direct, len(direct))\n"
+        "write_item('tvmaniac-refreshd', 'default', 'v3')\n"
+        "print(k.get_password('tvmaniac-refreshd', 'default'), len(items()))\n"
+        "delete_item('tvmaniac-refreshd', 'default')\n"
+        "print(k.get_password('tvmaniac-refreshd', 'default'), len(items()))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=harness.env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+
+    assert result.stdout.split() == ["True", "True", "1", "v3", "1", "None", "0"]
