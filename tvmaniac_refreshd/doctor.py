@@ -19,7 +19,7 @@ from tvmaniac_refreshd.logs import redact_text
 from tvmaniac_refreshd.paths import config_path
 
 if TYPE_CHECKING:
-    from tvmaniac_refreshd.cli import App
+    from tvmaniac_refreshd.app import App
     from tvmaniac_refreshd.config import Config
 
 # Any earlier wall clock is certainly wrong, and would make every token look fresh or expired.

@@ -25,7 +25,7 @@ from tvmaniac_refreshd.paths import state_dir
 from tvmaniac_refreshd.scheduler import Scheduler
 
 if TYPE_CHECKING:
-    from tvmaniac_refreshd.cli import App
+    from tvmaniac_refreshd.app import App
 
 SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 # systemd's TimeoutStopSec and launchd's ExitTimeOut (20 s) must not be reached: a refresh in
