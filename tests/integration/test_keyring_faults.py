@@ -4,6 +4,8 @@ recovers by itself; damaged, foreign and newer items are reported and left alone
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.integration.test_daemon import DAEMON_CONFIG, Daemon
@@ -57,11 +59,20 @@ def test_foreign_json_item_is_left_alone(harness: Harness) -> None:
     assert harness.run("login").code == 1
 
 
+def python_output(harness: Harness, script: str) -> str:
+    """Run ``script`` with the harness's keyring and return its stdout."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        env=harness.env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+
+
 def test_direct_read_matches_keyring(harness: Harness) -> None:
     """The direct read (jeepney, plain session) returns exactly what keyring's backend returns."""
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
     harness.put_item("default", "value-\N{SNOWMAN}-" + "x" * 3000)
     script = (
         "from keyring.backends import SecretService\n"
@@ -71,23 +82,13 @@ def test_direct_read_matches_keyring(harness: Harness) -> None:
         "c = read_item('tvmaniac-refreshd', 'nobody')\n"
         "print(a == b, len(a), c)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env=harness.env(),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
+    output = python_output(harness, script)
 
-    assert result.stdout.split() == ["True", str(len("value-\N{SNOWMAN}-") + 3000), "None"]
+    assert output.split() == ["True", str(len("value-\N{SNOWMAN}-") + 3000), "None"]
 
 
 def test_direct_read_hands_a_locked_collection_to_keyring(harness: Harness) -> None:
     """Locked, the direct read neither prompts nor says "no item": keyring decides."""
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
     harness.put_item("default", "value")
     script = (
         "from tvmaniac_refreshd.secret_service import Unsure, read_item\n"
@@ -99,25 +100,15 @@ def test_direct_read_hands_a_locked_collection_to_keyring(harness: Harness) -> N
     )
     harness.keyring.lock()
     try:
-        result = subprocess.run(
-            [sys.executable, "-c", script],
-            env=harness.env(),
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        )
+        output = python_output(harness, script)
     finally:
         harness.keyring.unlock()
 
-    assert result.stdout.split() == ["unsure", "unsure"]
+    assert output.split() == ["unsure", "unsure"]
 
 
 def test_direct_write_and_delete_are_keyrings_items(harness: Harness) -> None:
     """Items written directly are the ones keyring writes: one per account, same label."""
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
     script = (
         "from contextlib import closing\n"
         "import secretstorage\n"
@@ -139,13 +130,6 @@ def test_direct_write_and_delete_are_keyrings_items(harness: Harness) -> None:
         "delete_item('tvmaniac-refreshd', 'default')\n"
         "print(k.get_password('tvmaniac-refreshd', 'default'), len(items()))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env=harness.env(),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
+    output = python_output(harness, script)
 
-    assert result.stdout.split() == ["True", "True", "1", "v3", "1", "None", "0"]
+    assert output.split() == ["True", "True", "1", "v3", "1", "None", "0"]
