@@ -71,6 +71,7 @@ def table(report: dict[str, object]) -> str:
             ("token cold start (median)", f"{ms['token']} ms", "<= 100 ms", yes(goals["met_ms"])),
             ("  python -c pass / secret-tool lookup", floors, "floors", ""),
             ("  token / secret-tool lookup", ratio, "<= 2.5x", yes(goals["met_ratio"])),
+            ("  python reading the same item, alone", f"{ms['python_read_item']} ms", "floor", ""),
             ("  token peak RSS", f"{c['max_rss_mib']['token']} MiB", "", ""),
         ]
     r = report["refresh"]

@@ -13,6 +13,10 @@ from pathlib import Path
 
 from bench.common import SERVICE, Rig, median, peak_rss_kib, rig, run_measured
 
+PYTHON_READ_ITEM = (
+    "from tvmaniac_refreshd.secret_service import read_item\n"
+    f"print(read_item({SERVICE!r}, 'default'))\n"
+)
 TOKEN_GOAL_MS = 100.0
 TOKEN_GOAL_RATIO = 2.5
 
@@ -57,14 +61,16 @@ def measure(runs: int) -> dict[str, object]:
                 "username",
                 "default",
             ],
+            # The least a Python program does for the same answer: the same D-Bus read, alone.
+            "python_read_item": [sys.executable, "-c", PYTHON_READ_ITEM],
         }
         times: dict[str, list[float]] = {name: [] for name in cases}
         rss = {name: [peak_rss_kib(argv, r.env) for _ in range(3)] for name, argv in cases.items()}
         for round_ in range(runs + 1):
             for name, argv in cases.items():
                 seconds, _, out = run_measured(argv, r.env)
-                if name == "token" and not out.strip():
-                    raise RuntimeError("token printed nothing")
+                if name in ("token", "python_read_item") and not out.strip():
+                    raise RuntimeError(f"{name} printed nothing")
                 if round_:  # round 0 warms the page cache, writes .pyc files and the token record
                     times[name].append(seconds)
         profile = import_profile(r, "token")
@@ -76,6 +82,7 @@ def measure(runs: int) -> dict[str, object]:
         "max_rss_mib": {name: round(median(values) / 1024, 1) for name, values in rss.items()},
         "token_vs_secret_tool": ratio,
         "token_minus_python_ms": round(ms["token"] - ms["python_pass"], 1),
+        "token_minus_python_read_item_ms": round(ms["token"] - ms["python_read_item"], 1),
         "goals": {
             "token_median_ms_max": TOKEN_GOAL_MS,
             "ratio_to_secret_tool_max": TOKEN_GOAL_RATIO,
