@@ -11,7 +11,10 @@ from tvmaniac_refreshd import quick_token
 
 def main() -> int:
     """Run the command line and return its exit code."""
-    code = quick_token.attempt(sys.argv[1:], os.environ, sys.stdout)
+    try:
+        code = quick_token.attempt(sys.argv[1:], os.environ, sys.stdout)
+    except Exception:  # a bug in the shortcut must cost time, not the answer
+        code = None
     if code is not None:
         return code
     from tvmaniac_refreshd.cli import main as full_command  # noqa: PLC0415

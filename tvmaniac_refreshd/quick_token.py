@@ -21,16 +21,15 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from tvmaniac_refreshd.locations import config_file, state_directory
-
-if TYPE_CHECKING:
-    from typing import TextIO
-
 from tvmaniac_refreshd.secret_service import (
     Unsure,
     adopt_session_bus,
     may_choose_backend_explicitly,
     read_item,
 )
+
+if TYPE_CHECKING:
+    from typing import TextIO
 
 RECORD_NAME = "_quick-token.json"  # account names start with a letter or digit
 RECORD_VERSION = 1  # bump when a due time comes to depend on more than the record holds
@@ -121,8 +120,11 @@ def _fresh_token(
     decision = found[1]
     if not isinstance(document, dict) or stamp(document) != decision.get("stamp"):
         return None
+    expires_at = document.get("expires_at")
+    if not isinstance(expires_at, int):
+        return None
     if min_valid is not None:
-        fresh = document["expires_at"] - now >= min_valid
+        fresh = expires_at - now >= min_valid
     else:
         fresh_until = decision.get("fresh_until")
         fresh = isinstance(fresh_until, int) and now < fresh_until

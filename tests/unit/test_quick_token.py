@@ -260,3 +260,25 @@ def test_token_form_matches_the_token_parser(value: str) -> None:
 def test_token_form_matches_the_token_parser_on_ascii(value: str) -> None:
     expected = bool(_TOKEN_CHARS.fullmatch(value)) and len(value) <= MAX_TOKEN_LENGTH
     assert quick_token.is_token_text(value) == expected
+
+
+def test_a_stamp_of_the_wrong_type_is_no_answer(machine: Machine) -> None:
+    machine.items["default"] = json.dumps(dict(DOCUMENT, expires_at="soon"))
+    machine.remember()
+
+    assert machine.token() == (None, "")
+    assert machine.token("token", "--min-valid", "1m") == (None, "")
+
+
+def test_a_bug_in_the_shortcut_falls_back_to_the_full_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tvmaniac_refreshd import cli, entry  # noqa: PLC0415
+
+    def broken(*_: object, **__: object) -> int | None:
+        raise KeyError("bug")
+
+    monkeypatch.setattr(quick_token, "attempt", broken)
+    monkeypatch.setattr(cli, "main", lambda: 7)
+
+    assert entry.main() == 7
