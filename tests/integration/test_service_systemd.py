@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.container import Container, available, poll
-from tests.support.harness import CLIENT_ID, CLIENT_SECRET
+from tests.support.harness import CLIENT_ID, CLIENT_SECRET, REPO
 from trakt_emulator import Emulator
 
 pytestmark = pytest.mark.container
@@ -263,3 +263,115 @@ class TestTimerAndUninstall:
         assert [name for name in machine.unit_files() if name.startswith("tvmaniac")] == []
         listed = machine.systemctl("list-unit-files", "tvmaniac*", "--no-legend")
         assert listed == ""
+
+
+# Run inside a transient unit with the installed unit's hardening: keyring round trips (direct,
+# and keyring's own backend with its cryptography session) and an HTTPS request through httpx.
+HARDENED_SCRIPT = """
+import datetime, http.server, ssl, tempfile, threading
+from pathlib import Path
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from keyring.backends import SecretService
+from tvmaniac_refreshd.secret_service import delete_item, read_item, write_item
+
+write_item("mdwe-proof", "u", "direct")
+assert read_item("mdwe-proof", "u") == "direct"
+backend = SecretService.Keyring()
+backend.set_password("mdwe-proof", "u", "through keyring")
+assert backend.get_password("mdwe-proof", "u") == "through keyring"
+delete_item("mdwe-proof", "u")
+
+key = ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+now = datetime.datetime.now(datetime.timezone.utc)
+cert = (
+    x509.CertificateBuilder().subject_name(name).issuer_name(name)
+    .public_key(key.public_key()).serial_number(1)
+    .not_valid_before(now - datetime.timedelta(days=1))
+    .not_valid_after(now + datetime.timedelta(days=1))
+    .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+    .sign(key, hashes.SHA256())
+)
+folder = Path(tempfile.mkdtemp())
+(folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+(folder / "key.pem").write_bytes(key.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "5")
+        self.end_headers()
+        self.wfile.write(b"hello")
+
+server = http.server.HTTPServer(("127.0.0.1", 0), Hello)
+served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+served.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+server.socket = served.wrap_socket(server.socket, server_side=True)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+trusted = ssl.create_default_context(cafile=str(folder / "cert.pem"))
+answer = httpx.get(f"https://localhost:{server.server_port}/", verify=trusted)
+print("hardened:", answer.status_code, answer.text)
+"""
+
+
+def unit_hardening() -> list[str]:
+    """The daemon unit's sandboxing lines (NoNewPrivileges= to UMask=), as `-p` options."""
+    text = (REPO / "systemd" / "tvmaniac-refreshd.service").read_text()
+    lines = text[text.index("NoNewPrivileges=") : text.index("[Install]")].splitlines()
+    return [f"-p{line}" for line in lines if line and not line.startswith("#")]
+
+
+class TestHardening:
+    def test_units_deny_writable_executable_memory(self, machine: Machine) -> None:
+        machine.cli("service", "install")
+        try:
+            assert machine.show("tvmaniac-refreshd.service", "MemoryDenyWriteExecute") == "yes"
+        finally:
+            machine.cli("service", "uninstall")
+        assert "-pMemoryDenyWriteExecute=yes" in unit_hardening()
+
+    def test_keyring_and_https_work_under_the_units_hardening(self, machine: Machine) -> None:
+        """R6: a Secret Service round trip and an HTTPS request under MemoryDenyWriteExecute."""
+        result = hardened(machine, HARDENED_SCRIPT)
+
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.strip() == "hardened: 200 hello"
+
+    def test_the_hardening_is_enforced(self, machine: Machine) -> None:
+        """The control: the same transient unit refuses writable and executable memory."""
+        result = hardened(
+            machine,
+            "import mmap\n"
+            "try:\n"
+            "    mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n"
+            "except OSError as exc:\n"
+            "    print('refused', exc.errno)\n",
+        )
+
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.split()[0] == "refused"
+
+
+def hardened(machine: Machine, script: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a transient user unit with the daemon unit's hardening."""
+    return machine.container.run(
+        [
+            "systemd-run",
+            "--user",
+            "--wait",
+            "--pipe",
+            "--quiet",
+            *unit_hardening(),
+            f"-pEnvironment=DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{machine.uid}/bus",
+            machine.container.python,
+            "-c",
+            script,
+        ],
+        user=USER,
+        timeout=120,
+    )
