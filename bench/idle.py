@@ -14,62 +14,20 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from bench.common import rss_kib, start_daemon, switches, token_document
-from tests.support.harness import CLIENT_ID, CLIENT_SECRET
-from tests.support.keyring_session import KeyringSession
-from trakt_emulator import Emulator
-from tvmaniac_refreshd.config import load_config
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def seed_accounts(
-    root: Path, env: dict[str, str], emulator: Emulator, count: int, tick: str
-) -> Path:
-    config = root / "config.toml"
-    tables = "".join(
-        f'[accounts.a{i}]\nprovider = "trakt"\nclient_id = "{CLIENT_ID}"\n'
-        f'client_secret = "{CLIENT_SECRET}"\nauth_url = "{emulator.url}"\n'
-        for i in range(count)
-    )
-    config.write_text("[alerts]\ndesktop = false\n" + tables)
-    config.chmod(0o600)
-    accounts = load_config(config).accounts
-    items = {}
-    for name, account in accounts.items():
-        grant = emulator.seed_grant(name)
-        items[name] = token_document(name, grant, account.fingerprint(), age=0)
-    script = (
-        "import json, sys\nfrom keyring.backends import SecretService\n"
-        "kr = SecretService.Keyring()\n"
-        "for name, text in json.load(sys.stdin).items():\n"
-        "    kr.set_password('tvmaniac-refreshd', name, text)\n"
-    )
-    subprocess.run(
-        [sys.executable, "-c", script], input=json.dumps(items), text=True, env=env, check=True
-    )
-    return config
+from bench.common import rig, rss_kib, start_daemon, switches
 
 
 def measure(seconds: float, accounts: int, watchdog_sec: int, tick: str) -> dict[str, object]:
-    with (
-        tempfile.TemporaryDirectory() as directory,
-        KeyringSession() as keyring,
-        Emulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as emulator,
-    ):
-        root = Path(directory)
-        env = dict(keyring.env)
-        env.update({"PYTHONPATH": str(REPO), "XDG_STATE_HOME": str(root / "state")})
-        env["TVMANIAC_REFRESHD_CONFIG"] = str(seed_accounts(root, env, emulator, accounts, tick))
+    with rig(accounts, f'[daemon]\ntick = "{tick}"\n') as r:
+        r.seed()
+        env = dict(r.env)
         if watchdog_sec:
             env["WATCHDOG_USEC"] = str(watchdog_sec * 1_000_000)
-        daemon, notify, ready_s = start_daemon(env, root, timeout=120)
+        daemon, notify, ready_s = start_daemon(env, r.root, timeout=120)
         first = switches(daemon.pid)
         time.sleep(seconds)  # the measurement itself: an idle period
         last = switches(daemon.pid)
@@ -78,7 +36,7 @@ def measure(seconds: float, accounts: int, watchdog_sec: int, tick: str) -> dict
         daemon.send_signal(signal.SIGTERM)
         daemon.communicate(timeout=30)
         notify.close()
-        requests = emulator.counters()["requests"]
+        requests = r.emulator.counters()["requests"]
     return {
         "accounts": accounts,
         "idle_seconds": seconds,

@@ -15,17 +15,10 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from bench.common import rss_kib, start_daemon
-from bench.idle import seed_accounts
-from tests.support.harness import CLIENT_ID, CLIENT_SECRET
-from tests.support.keyring_session import KeyringSession
-from trakt_emulator import Emulator
+from bench.common import rig, rss_kib, start_daemon
 
-REPO = Path(__file__).resolve().parents[1]
 SAMPLE_EVERY = 5.0
 
 
@@ -35,18 +28,10 @@ def open_fds(pid: int) -> int:
 
 def soak(seconds: float, lifetime: int, warmup: float) -> dict[str, object]:
     """Run the daemon for ``seconds`` with ``lifetime``-second tokens and report."""
-    with (
-        tempfile.TemporaryDirectory() as directory,
-        KeyringSession() as keyring,
-        Emulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as emulator,
-    ):
-        root = Path(directory)
-        env = dict(keyring.env)
-        env.update({"PYTHONPATH": str(REPO), "XDG_STATE_HOME": str(root / "state")})
-        config = seed_accounts(root, env, emulator, 1, "15m")
+    with rig(1, '[retry]\ninitial = "1s"\nmaximum = "2s"\n') as r:
+        r.seed()
+        env, root, emulator = r.env, r.root, r.emulator
         emulator.set_ttl(lifetime)
-        config.write_text(config.read_text() + '[retry]\ninitial = "1s"\nmaximum = "2s"\n')
-        env["TVMANIAC_REFRESHD_CONFIG"] = str(config)
         # One forced refresh swaps the seeded 7-day token for a short-lived one.
         subprocess.run(
             [sys.executable, "-m", "tvmaniac_refreshd", "refresh", "--force"],
