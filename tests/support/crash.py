@@ -294,48 +294,38 @@ class Worker:
         }
         stored = self.stored_refresh_token()
         stored_spent = stored is not None and stored in rotated
+        verify_code: int | None = None
+        message = ""
         if not killed:
             # Finished before its kill was due: not a kill, and no verification is needed.
+            outcome = "exited"
             if victim_code != 0 or self.mode == "daemon":
                 problems.append(f"the victim exited by itself with {victim_code}")
-            return Round(
-                worker=self.number,
-                mode=self.mode,
-                kill_after=kill_after,
-                window=window,
-                killed=False,
-                victim_code=victim_code,
-                requests=len(victim),
-                rotated=len(rotated),
-                stored_spent=stored_spent,
-                verify_code=None,
-                verify_message="",
-                outcome="exited",
-                problems=tuple(problems),
-            )
-        verify = self.verify()
-        if verify is None:
-            problems.append(f"`refresh --force` did not finish within {VERIFY_TIMEOUT}s")
-        outcome = classify(verify, stored_spent=stored_spent)
-        if outcome != "ok":
-            self.needs_seed = True
-        message = "" if verify is None else last_line(verify.err)
-        if outcome == "lost_other":
-            problems.append(
-                f"lost_other: verify exit {verify.code if verify else None}, "
-                f"stored token spent by the victim: {stored_spent}, message: {message!r}"
-            )
+        else:
+            verify = self.verify()
+            if verify is None:
+                problems.append(f"`refresh --force` did not finish within {VERIFY_TIMEOUT}s")
+            else:
+                verify_code, message = verify.code, last_line(verify.err)
+            outcome = classify(verify, stored_spent=stored_spent)
+            if outcome != "ok":
+                self.needs_seed = True
+            if outcome == "lost_other":
+                problems.append(
+                    f"lost_other: verify exit {verify_code}, "
+                    f"stored token spent by the victim: {stored_spent}, message: {message!r}"
+                )
         return Round(
             worker=self.number,
             mode=self.mode,
             kill_after=kill_after,
             window=window,
-            killed=True,
+            killed=killed,
             victim_code=victim_code,
             requests=len(victim),
             rotated=len(rotated),
             stored_spent=stored_spent,
-            verify_code=None if verify is None else verify.code,
+            verify_code=verify_code,
             verify_message=message,
             outcome=outcome,
             problems=tuple(problems),
