@@ -1,4 +1,4 @@
-"""Run the demo: log in, check status, let the token fall due, refresh it, log out.
+"""Run the demo: log in, check status, refresh a due token, let the daemon refresh it, log out.
 
 Everything is local and private: a Trakt emulator on loopback (auto-approving the device
 code, issuing 30-second tokens so that a refresh falls due within the demo), and gnome-keyring
@@ -21,6 +21,8 @@ CLIENT_ID = "demo-client-id"
 CLIENT_SECRET = "demo-client-secret"
 # Short enough that the demo sees a refresh fall due, long enough to read the output.
 TOKEN_LIFETIME = 30
+BACKGROUND_REFRESHES = 2
+SERVICE_NAME = "tvmaniac-refreshd.service"
 
 
 def say(text: str) -> None:
@@ -136,10 +138,48 @@ class Demo:
         second = self.run("token", show=False)
         print(f"token: {mask(second.stdout)} (a new one: {first.stdout != second.stdout})")
         self.run("status", "--json")
+        self.background_refreshes()
         say("Logging out: the token is revoked at the emulator and deleted from the keyring")
         self.run("logout")
         self.run("status")
-        say("Done: login, status, a due refresh and logout all worked against real components")
+        say(
+            "Done: login, status, refreshes on demand and in the background, and logout all "
+            "worked against real components"
+        )
+
+    def background_refreshes(self) -> None:
+        """Run the daemon as systemd would, until it has refreshed the token twice by itself."""
+        say(f"Starting the daemon in the background (`run`, as the {SERVICE_NAME} unit does)")
+        log_path = self.root / "daemon.log"
+        with log_path.open("w") as log:
+            daemon = subprocess.Popen(
+                [sys.executable, "-m", "tvmaniac_refreshd", "run"],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        try:
+            say(f"Waiting for {BACKGROUND_REFRESHES} refreshes by the daemon, each when due")
+            deadline = time.monotonic() + BACKGROUND_REFRESHES * TOKEN_LIFETIME + 30
+            refreshed: list[str] = []
+            while len(refreshed) < BACKGROUND_REFRESHES:
+                if time.monotonic() > deadline or daemon.poll() is not None:
+                    sys.stdout.write(log_path.read_text())
+                    raise SystemExit("demo failed: the daemon did not refresh in the background")
+                time.sleep(1)  # the demo's own pace: the daemon decides when to refresh
+                refreshed = [
+                    line
+                    for line in log_path.read_text().splitlines()
+                    if "refresh.finished" in line and "outcome=refreshed" in line
+                ]
+            for line in refreshed:
+                print(f"daemon log: {line}")
+            self.run("status")
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=30)
+        print(f"daemon stopped (exit code {daemon.returncode})")
 
     def wait_until_due(self) -> None:
         import json  # noqa: PLC0415

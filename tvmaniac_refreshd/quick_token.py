@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from tvmaniac_refreshd.locations import config_file, state_directory
+from tvmaniac_refreshd.locations import APP, config_file, state_directory
 from tvmaniac_refreshd.secret_service import (
     Unsure,
     adopt_session_bus,
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 RECORD_NAME = "_quick-token.json"  # account names start with a letter or digit
 RECORD_VERSION = 1  # bump when a due time comes to depend on more than the record holds
-SERVICE = "tvmaniac-refreshd"  # = store.SERVICE; store's import cost is what this module avoids
+SERVICE = APP  # as store.SERVICE; store's import cost is what this module avoids
 # Together with the account and the config these decide whether a token is due.
 STAMP_KEYS = ("format", "version", "fingerprint", "created_at", "expires_in", "expires_at")
 # A hung keyring sends `token` to the full command, which waits its configured timeout.

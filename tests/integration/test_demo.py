@@ -9,7 +9,7 @@ from tests.support.harness import REPO
 
 
 def test_demo_runs_and_leaks_nothing() -> None:
-    """The demo logs in, refreshes a due token, logs out, exits 0 and shows no secret."""
+    """The demo logs in, refreshes on demand and in the daemon, logs out, shows no secret."""
     result = subprocess.run(
         [sys.executable, "-m", "demo"],
         cwd=REPO,
@@ -23,5 +23,7 @@ def test_demo_runs_and_leaks_nothing() -> None:
     assert result.returncode == 0, output
     assert "default: refreshed;" in output
     assert "(a new one: True)" in output
+    assert output.count("daemon log: <6>refresh.finished account=default outcome=refreshed") >= 2
+    assert "daemon stopped (exit code 0)" in output
     assert "default: logged_out" in output
     assert "demo-client-secret" not in output
