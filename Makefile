@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps demo test lint format bench clean
+.PHONY: install system-deps demo test check lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,13 @@ demo: system-deps install
 tests/oidc/node_modules/.installed: tests/oidc/package-lock.json
 	cd tests/oidc && npm ci --no-audit --no-fund && touch node_modules/.installed
 
-## test: install what the tests need, then run the whole suite
-test: system-deps install tests/oidc/node_modules/.installed
+## test: install what the tests need, lint, then run the whole suite (CI runs this)
+test: system-deps install tests/oidc/node_modules/.installed lint
 	$(BIN)/python -m pytest
+
+## check: the quick round for contributors: lint and the unit tests, no root, under a minute
+check: lint
+	$(BIN)/python -m pytest -q tests/unit
 
 ## lint: ruff and mypy --strict
 lint: install

@@ -14,7 +14,7 @@ from pathlib import Path
 from bench.common import SERVICE, Rig, median, peak_rss_kib, rig, run_measured
 
 PYTHON_READ_ITEM = (
-    "from tvmaniac_refreshd.secret_service import read_item\n"
+    "from tvmaniac_refreshd.storage.secret_service import read_item\n"
     f"print(read_item({SERVICE!r}, 'default'))\n"
 )
 TOKEN_GOAL_MS = 100.0

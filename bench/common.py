@@ -22,8 +22,8 @@ from pathlib import Path
 from tests.support.harness import CLIENT_ID, CLIENT_SECRET
 from tests.support.keyring_session import KeyringSession
 from trakt_emulator import Emulator
-from tvmaniac_refreshd.config import load_config
-from tvmaniac_refreshd.tokens import TokenDocument, TokenSet, encode_document
+from tvmaniac_refreshd.config.settings import load_config
+from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet, encode_document
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICE = "tvmaniac-refreshd"

@@ -17,6 +17,6 @@ def main() -> int:
         code = None
     if code is not None:
         return code
-    from tvmaniac_refreshd.cli import main as full_command  # noqa: PLC0415
+    from tvmaniac_refreshd.cli.parser import main as full_command  # noqa: PLC0415
 
     return full_command()

@@ -20,22 +20,26 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from tvmaniac_refreshd.locations import APP, config_file, state_directory
-from tvmaniac_refreshd.secret_service import (
-    Unsure,
+from tvmaniac_refreshd.core.locations import (
+    APP,
     adopt_session_bus,
+    config_file,
     may_choose_backend_explicitly,
-    read_item,
+    state_directory,
 )
+from tvmaniac_refreshd.storage.quick_record import (
+    RECORD_NAME,
+    RECORD_VERSION,
+    config_identity,
+    read_json,
+    stamp,
+)
+from tvmaniac_refreshd.storage.secret_service import Unsure, read_item
 
 if TYPE_CHECKING:
     from typing import TextIO
 
-RECORD_NAME = "_quick-token.json"  # account names start with a letter or digit
-RECORD_VERSION = 1  # bump when a due time comes to depend on more than the record holds
 SERVICE = APP  # as store.SERVICE; store's import cost is what this module avoids
-# Together with the account and the config these decide whether a token is due.
-STAMP_KEYS = ("format", "version", "fingerprint", "created_at", "expires_in", "expires_at")
 # A hung keyring sends `token` to the full command, which waits its configured timeout.
 READ_TIMEOUT = 2.0
 MAX_TOKEN_LENGTH = 4096  # = tokens.MAX_TOKEN_LENGTH
@@ -93,7 +97,7 @@ def _parse(argv: Sequence[str]) -> tuple[str | None, str | None, int | None] | N
         return None
     min_valid = None
     if "--min-valid" in options:
-        from tvmaniac_refreshd.durations import parse_duration  # noqa: PLC0415
+        from tvmaniac_refreshd.core.durations import parse_duration  # noqa: PLC0415
 
         try:
             min_valid = parse_duration(options["--min-valid"])
@@ -136,7 +140,7 @@ def _decision(
     directory: str, config: str | None, account: str | None
 ) -> tuple[str, dict[str, object]] | None:
     """Return the account and the decision recorded for it under this very config, if any."""
-    record = _read_json(os.path.join(directory, RECORD_NAME))
+    record = read_json(os.path.join(directory, RECORD_NAME))
     if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
         return None
     if config is None or record.get("config") != config:
@@ -147,23 +151,13 @@ def _decision(
     return (name, decision) if isinstance(name, str) and isinstance(decision, dict) else None
 
 
-def _read_json(path: str) -> object:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
 def _rejected(state_file: str) -> bool:
     """Return whether the account's state may record a rejection (as state.StateFiles reads it)."""
     try:
-        state = _read_json(state_file)
+        state = read_json(state_file)
     except FileNotFoundError:
         return False  # no state yet: nothing was ever rejected
     return not isinstance(state, dict) or state.get("reauth_token") is not None
-
-
-def stamp(document: Mapping[str, object]) -> list[object]:
-    """Return the non-secret values of a stored token document that its due time depends on."""
-    return [document.get(key) for key in STAMP_KEYS]
 
 
 def is_token_text(value: str) -> bool:
@@ -174,51 +168,3 @@ def is_token_text(value: str) -> bool:
         and value.isprintable()
         and (" " not in value)
     )
-
-
-def config_identity(path: str) -> str | None:
-    """Return what changes whenever the config file at ``path`` does; None if there is none."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return f"{os.path.abspath(path)}|{info.st_dev}|{info.st_ino}|{info.st_size}|{info.st_mtime_ns}"
-
-
-def remember(
-    environ: Mapping[str, str],
-    *,
-    config: str | None,
-    default_account: str | None,
-    account: str,
-    document_text: str,
-    fresh_until: int,
-) -> None:
-    """Write down a full `token` run's decision for ``account`` (see the module docstring).
-
-    ``config`` is the identity taken *before* the config was read, so that an edit made
-    meanwhile makes the record stale rather than wrong.
-    """
-    from pathlib import Path  # noqa: PLC0415
-
-    from tvmaniac_refreshd.state import write_atomically  # noqa: PLC0415
-
-    path = Path(state_directory(environ), RECORD_NAME)
-    try:
-        record = _read_json(str(path))
-    except (OSError, ValueError):
-        record = {}
-    if not isinstance(record, dict) or record.get("config") != config:
-        record = {}
-    accounts = record.get("accounts")
-    if not isinstance(accounts, dict):
-        accounts = {}
-    decision = {"stamp": stamp(json.loads(document_text)), "fresh_until": fresh_until}
-    updated = {
-        "version": RECORD_VERSION,
-        "config": config,
-        "default_account": default_account,
-        "accounts": {**accounts, account: decision},
-    }
-    if updated != record:
-        write_atomically(path, json.dumps(updated, indent=1))

@@ -76,7 +76,7 @@ def test_direct_read_matches_keyring(harness: Harness) -> None:
     harness.put_item("default", "value-\N{SNOWMAN}-" + "x" * 3000)
     script = (
         "from keyring.backends import SecretService\n"
-        "from tvmaniac_refreshd.secret_service import read_item\n"
+        "from tvmaniac_refreshd.storage.secret_service import read_item\n"
         "a = read_item('tvmaniac-refreshd', 'default')\n"
         "b = SecretService.Keyring().get_password('tvmaniac-refreshd', 'default')\n"
         "c = read_item('tvmaniac-refreshd', 'nobody')\n"
@@ -91,7 +91,7 @@ def test_direct_read_hands_a_locked_collection_to_keyring(harness: Harness) -> N
     """Locked, the direct read neither prompts nor says "no item": keyring decides."""
     harness.put_item("default", "value")
     script = (
-        "from tvmaniac_refreshd.secret_service import Unsure, read_item\n"
+        "from tvmaniac_refreshd.storage.secret_service import Unsure, read_item\n"
         "for name in ('default', 'nobody'):\n"
         "    try:\n"
         "        print(read_item('tvmaniac-refreshd', name, timeout=5))\n"
@@ -113,7 +113,7 @@ def test_direct_write_and_delete_are_keyrings_items(harness: Harness) -> None:
         "from contextlib import closing\n"
         "import secretstorage\n"
         "from keyring.backends import SecretService\n"
-        "from tvmaniac_refreshd.secret_service import delete_item, write_item\n"
+        "from tvmaniac_refreshd.storage.secret_service import delete_item, write_item\n"
         "k = SecretService.Keyring()\n"
         "def items():\n"
         "    with closing(secretstorage.dbus_init()) as bus:\n"

@@ -57,7 +57,9 @@ def test_a_second_token_call_loads_neither_the_config_nor_the_cli(harness: Harne
     assert first.out == out == f"{grant['access_token']}\n"
     assert code == 0
     assert "tvmaniac_refreshd.quick_token" in loaded
-    assert not loaded & {"tvmaniac_refreshd.cli", "tvmaniac_refreshd.config"}, loaded
+    assert not loaded & {"tvmaniac_refreshd.cli.parser", "tvmaniac_refreshd.config.settings"}, (
+        loaded
+    )
     assert token_requests(harness) == 0
     assert (record_path(harness)).exists()
 
@@ -68,7 +70,7 @@ def test_the_first_call_goes_the_full_way(harness: Harness) -> None:
     code, _, loaded = probe(harness, "token")
 
     assert code == 0
-    assert "tvmaniac_refreshd.cli" in loaded
+    assert "tvmaniac_refreshd.cli.parser" in loaded
 
 
 def test_after_a_refresh_token_prints_the_new_token(harness: Harness) -> None:

@@ -113,8 +113,8 @@ def test_http_client_verifies_tls() -> None:
     """The HTTP client verifies certificates; no setting turns that off."""
     import ssl  # noqa: PLC0415
 
-    from tvmaniac_refreshd.config import HttpSettings  # noqa: PLC0415
-    from tvmaniac_refreshd.oauth import make_http_client  # noqa: PLC0415
+    from tvmaniac_refreshd.config.settings import HttpSettings  # noqa: PLC0415
+    from tvmaniac_refreshd.providers.http import make_http_client  # noqa: PLC0415
 
     with make_http_client(HttpSettings()) as client:
         transport = client._transport

@@ -276,7 +276,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from keyring.backends import SecretService
-from tvmaniac_refreshd.secret_service import delete_item, read_item, write_item
+from tvmaniac_refreshd.storage.secret_service import delete_item, read_item, write_item
 
 write_item("mdwe-proof", "u", "direct")
 assert read_item("mdwe-proof", "u") == "direct"

@@ -38,11 +38,11 @@ import httpx
 from tests.support.harness import CLIENT_ID, CLIENT_SECRET, SERVICE, Harness, Run
 from tests.support.keyring_session import KeyringSession
 from trakt_emulator import Emulator, EmulatorControl
-from tvmaniac_refreshd import instance
-from tvmaniac_refreshd.errors import RefreshdError, TransientError
-from tvmaniac_refreshd.paths import lock_dir, state_dir
-from tvmaniac_refreshd.store import account_lock
-from tvmaniac_refreshd.tokens import decode_document
+from tvmaniac_refreshd.core.errors import RefreshdError, TransientError
+from tvmaniac_refreshd.core.tokens import decode_document
+from tvmaniac_refreshd.daemon import instance
+from tvmaniac_refreshd.storage.keyring_store import account_lock
+from tvmaniac_refreshd.storage.paths import lock_dir, state_dir
 
 ACCOUNT = "default"
 TOKEN_PATH = "/oauth/token"

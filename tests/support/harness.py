@@ -15,8 +15,8 @@ from pathlib import Path
 
 from tests.support.keyring_session import KeyringSession
 from trakt_emulator import Emulator
-from tvmaniac_refreshd.config import load_config
-from tvmaniac_refreshd.tokens import TokenDocument, TokenSet, encode_document
+from tvmaniac_refreshd.config.settings import load_config
+from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet, encode_document
 
 CLIENT_ID = "tvmaniac-emulator-client"
 CLIENT_SECRET = "tvmaniac-emulator-secret"

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from tvmaniac_refreshd import logs
-from tvmaniac_refreshd.alerts import Alerter, AlertEvent, Reminders
-from tvmaniac_refreshd.config import Alerts
+from tvmaniac_refreshd.config.settings import Alerts
+from tvmaniac_refreshd.core import logs
+from tvmaniac_refreshd.daemon.alerts import Alerter, AlertEvent, Reminders
 
 DAY = 86400
 T0 = 1_800_000_000.0

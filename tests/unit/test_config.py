@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tvmaniac_refreshd.config import load_config, parse_config
-from tvmaniac_refreshd.errors import ConfigError
+from tvmaniac_refreshd.config.settings import load_config, parse_config
+from tvmaniac_refreshd.core.errors import ConfigError
 
 MINIMAL = """
 [accounts.default]
@@ -223,7 +223,7 @@ class TestLoadConfig:
 class TestExampleFile:
     def test_documents_every_key(self) -> None:
         """Each key the parser knows appears in the example file, set or commented."""
-        from tvmaniac_refreshd.config import _ACCOUNT_KEYS, SECTIONS  # noqa: PLC0415
+        from tvmaniac_refreshd.config.settings import _ACCOUNT_KEYS, SECTIONS  # noqa: PLC0415
 
         text = Path("config/refreshd.example.toml").read_text()
         keys = {key for converters in SECTIONS.values() for key in converters} | _ACCOUNT_KEYS

@@ -14,16 +14,16 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from tests.fakes import FakeClock, MemoryBackend
 from tests.unit.test_refresher import ACCOUNT, START, FakeTrakt, initial
-from tvmaniac_refreshd.alerts import AlertEvent
-from tvmaniac_refreshd.config import Alerts, Config, RetryPolicy, StoreSettings
-from tvmaniac_refreshd.daemon import Daemon
-from tvmaniac_refreshd.errors import SessionRejected, StoreUnavailable, TransientError
-from tvmaniac_refreshd.policy import refresh_due_at
-from tvmaniac_refreshd.refresher import Refresher
-from tvmaniac_refreshd.scheduler import Scheduler
-from tvmaniac_refreshd.state import StateFiles
-from tvmaniac_refreshd.store import KeyringStore
-from tvmaniac_refreshd.tokens import TokenSet
+from tvmaniac_refreshd.config.settings import Alerts, Config, StoreSettings
+from tvmaniac_refreshd.core.errors import SessionRejected, StoreUnavailable, TransientError
+from tvmaniac_refreshd.core.policy import RetryPolicy, refresh_due_at
+from tvmaniac_refreshd.core.tokens import TokenSet
+from tvmaniac_refreshd.daemon.alerts import AlertEvent
+from tvmaniac_refreshd.daemon.decisions import Daemon
+from tvmaniac_refreshd.daemon.refresher import Refresher
+from tvmaniac_refreshd.daemon.scheduler import Scheduler
+from tvmaniac_refreshd.storage.keyring_store import KeyringStore
+from tvmaniac_refreshd.storage.state import StateFiles
 
 JOB = "refresh:default"
 
@@ -264,7 +264,7 @@ class TestTick:
 
     def test_status_line_summarizes_many_accounts(self, world: World) -> None:
         """With many accounts, STATUS= gives counts and the soonest refresh, not a long list."""
-        from tvmaniac_refreshd.daemon import Watch  # noqa: PLC0415
+        from tvmaniac_refreshd.daemon.decisions import Watch  # noqa: PLC0415
 
         now = world.clock()
         for index in range(6):

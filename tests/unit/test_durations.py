@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tvmaniac_refreshd.durations import format_duration, parse_duration
+from tvmaniac_refreshd.core.durations import format_duration, parse_duration
 
 
 class TestParseDuration:

@@ -17,14 +17,14 @@ from typing import NoReturn, TextIO
 
 import pytest
 
-from tvmaniac_refreshd.journal import (
+from tvmaniac_refreshd.core.journal import (
     TRUNCATION_MARK,
     JournalSender,
     sanitize_key,
     serialize,
     stderr_is_journal,
 )
-from tvmaniac_refreshd.logs import REDACTED, configure_logging, get_logger, register_secret
+from tvmaniac_refreshd.core.logs import REDACTED, configure_logging, get_logger, register_secret
 
 # A received entry never takes longer than this to show up; the limit only stops a broken
 # test from hanging, nothing is asserted about it.

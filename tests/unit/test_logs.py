@@ -10,8 +10,8 @@ from typing import NoReturn
 
 import pytest
 
-from tvmaniac_refreshd.journal import JournalSender
-from tvmaniac_refreshd.logs import (
+from tvmaniac_refreshd.core.journal import JournalSender
+from tvmaniac_refreshd.core.logs import (
     REDACTED,
     configure_logging,
     get_logger,
@@ -211,7 +211,7 @@ def test_redaction_is_safe_while_secrets_are_added_concurrently() -> None:
     """Registering secrets on one thread while redacting on others never raises."""
     import threading  # noqa: PLC0415
 
-    from tvmaniac_refreshd.logs import MAX_KNOWN_SECRETS, redact_text, register_secret  # noqa: PLC0415
+    from tvmaniac_refreshd.core.logs import MAX_KNOWN_SECRETS, redact_text, register_secret  # noqa: PLC0415
 
     errors: list[BaseException] = []
     stop = threading.Event()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tvmaniac_refreshd import logs
-from tvmaniac_refreshd.notify import (
+from tvmaniac_refreshd.core import logs
+from tvmaniac_refreshd.daemon.notify import (
     STATUS_MAX_CHARS,
     Notifier,
     NotifySender,

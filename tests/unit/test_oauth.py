@@ -10,22 +10,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tvmaniac_refreshd.config import Account
-from tvmaniac_refreshd.errors import (
+from tvmaniac_refreshd.config.settings import Account
+from tvmaniac_refreshd.core.errors import (
     ClientRejected,
     LoginFailed,
     RefreshdError,
     SessionRejected,
     TransientError,
 )
-from tvmaniac_refreshd.oauth import (
+from tvmaniac_refreshd.core.tokens import TokenSet
+from tvmaniac_refreshd.providers.http import (
     USER_AGENT,
     DeviceCode,
     PollState,
     TraktClient,
     parse_retry_after,
 )
-from tvmaniac_refreshd.tokens import TokenSet
 
 NOW = 1_800_000_000
 ACCOUNT = Account(name="default", provider="trakt", client_id="cid", auth_url="https://auth.test")

@@ -13,11 +13,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tvmaniac_refreshd.config import Account
-from tvmaniac_refreshd.errors import ClientRejected, LoginFailed, RefreshdError, SessionRejected
-from tvmaniac_refreshd.oauth import DeviceCode, PollState
-from tvmaniac_refreshd.oauth2 import OAuth2Client, pkce_pair
-from tvmaniac_refreshd.tokens import TokenSet
+from tvmaniac_refreshd.config.settings import Account
+from tvmaniac_refreshd.core.errors import (
+    ClientRejected,
+    LoginFailed,
+    RefreshdError,
+    SessionRejected,
+)
+from tvmaniac_refreshd.core.tokens import TokenSet
+from tvmaniac_refreshd.providers.http import DeviceCode, PollState
+from tvmaniac_refreshd.providers.oauth2 import OAuth2Client, pkce_pair
 
 NOW = 1_800_000_000
 DEVICE = DeviceCode("d" * 40, "WDJB-MJHT", "https://idp.test/device", 600, 5)

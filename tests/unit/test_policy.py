@@ -6,15 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tvmaniac_refreshd.config import RefreshPolicy
-from tvmaniac_refreshd.policy import (
+from tvmaniac_refreshd.core.policy import (
     AccountState,
+    RefreshPolicy,
     account_state,
     jitter_share,
     needs_refresh,
     refresh_due_at,
 )
-from tvmaniac_refreshd.tokens import TokenSet
+from tvmaniac_refreshd.core.tokens import TokenSet
 
 NOW = 1_800_000_000
 NO_JITTER = RefreshPolicy(jitter=0)

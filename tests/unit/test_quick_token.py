@@ -12,8 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tvmaniac_refreshd import quick_token
-from tvmaniac_refreshd.secret_service import Unsure
-from tvmaniac_refreshd.tokens import _TOKEN_CHARS, MAX_TOKEN_LENGTH
+from tvmaniac_refreshd.core.tokens import _TOKEN_CHARS, MAX_TOKEN_LENGTH
+from tvmaniac_refreshd.storage import quick_record
+from tvmaniac_refreshd.storage.secret_service import Unsure
 
 NOW = 1_800_000_000
 DOCUMENT = {
@@ -61,9 +62,9 @@ class Machine:
         return item
 
     def remember(self, *, account: str = "default", fresh_until: int = NOW + 1000) -> None:
-        quick_token.remember(
+        quick_record.remember(
             self.environ,
-            config=quick_token.config_identity(str(self.config)),
+            config=quick_record.config_identity(str(self.config)),
             default_account="default",
             account=account,
             document_text=self.items[account],
@@ -227,14 +228,14 @@ def test_remember_starts_over_when_the_config_changed(machine: Machine) -> None:
     machine.config.write_text("[accounts.default]\n\n")
     machine.remember()
 
-    record = json.loads((machine.state / quick_token.RECORD_NAME).read_text())
+    record = json.loads((machine.state / quick_record.RECORD_NAME).read_text())
     assert list(record["accounts"]) == ["default"]
-    assert record["config"] == quick_token.config_identity(str(machine.config))
+    assert record["config"] == quick_record.config_identity(str(machine.config))
 
 
 def test_remember_does_not_rewrite_an_unchanged_record(machine: Machine) -> None:
     machine.remember()
-    path = machine.state / quick_token.RECORD_NAME
+    path = machine.state / quick_record.RECORD_NAME
     os.utime(path, ns=(1, 1))
     machine.remember()
 
@@ -244,7 +245,7 @@ def test_remember_does_not_rewrite_an_unchanged_record(machine: Machine) -> None
 
 def test_the_record_holds_no_secret(machine: Machine) -> None:
     machine.remember()
-    text = (machine.state / quick_token.RECORD_NAME).read_text()
+    text = (machine.state / quick_record.RECORD_NAME).read_text()
 
     assert "access-1" not in text
     assert "refresh-1" not in text
@@ -273,7 +274,8 @@ def test_a_stamp_of_the_wrong_type_is_no_answer(machine: Machine) -> None:
 def test_a_bug_in_the_shortcut_falls_back_to_the_full_command(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tvmaniac_refreshd import cli, entry  # noqa: PLC0415
+    from tvmaniac_refreshd import entry  # noqa: PLC0415
+    from tvmaniac_refreshd.cli import parser as cli  # noqa: PLC0415
 
     def broken(*_: object, **__: object) -> int | None:
         raise KeyError("bug")

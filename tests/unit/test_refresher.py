@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import FakeClock, MemoryBackend
-from tvmaniac_refreshd.config import Account, RefreshPolicy, StoreSettings
-from tvmaniac_refreshd.errors import RefreshdError, SessionRejected, TransientError
-from tvmaniac_refreshd.refresher import Refresher
-from tvmaniac_refreshd.state import StateFiles
-from tvmaniac_refreshd.store import KeyringStore
-from tvmaniac_refreshd.tokens import TokenDocument, TokenSet
+from tvmaniac_refreshd.config.settings import Account, StoreSettings
+from tvmaniac_refreshd.core.errors import RefreshdError, SessionRejected, TransientError
+from tvmaniac_refreshd.core.policy import RefreshPolicy
+from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet
+from tvmaniac_refreshd.daemon.refresher import Refresher
+from tvmaniac_refreshd.storage.keyring_store import KeyringStore
+from tvmaniac_refreshd.storage.state import StateFiles
 
 START = 1_800_000_000.0
 ACCOUNT = Account(
@@ -190,7 +191,7 @@ class TestEnsureFresh:
     ) -> None:
         """The new pair is stored even if the keyring fails a few times (it may be restarting);
         only a keyring gone for good loses the session, and then it says so."""
-        from tvmaniac_refreshd.errors import StoreUnavailable  # noqa: PLC0415
+        from tvmaniac_refreshd.core.errors import StoreUnavailable  # noqa: PLC0415
 
         clock = FakeClock(START)
         trakt = FakeTrakt(clock)

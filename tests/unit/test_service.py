@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tvmaniac_refreshd.errors import ServiceUnavailable
-from tvmaniac_refreshd.launchd_agent import Launchd
-from tvmaniac_refreshd.launchd_agent import render as render_plist
-from tvmaniac_refreshd.service import exec_argv
-from tvmaniac_refreshd.systemd_units import UNITS, Systemd, quote_exec, render
+from tvmaniac_refreshd.core.errors import ServiceUnavailable
+from tvmaniac_refreshd.service.base import exec_argv
+from tvmaniac_refreshd.service.launchd import Launchd
+from tvmaniac_refreshd.service.launchd import render as render_plist
+from tvmaniac_refreshd.service.systemd import UNITS, Systemd, quote_exec, render
 
 ARGV = [sys.executable, "-m", "tvmaniac_refreshd"]
 ALL_UNITS = [unit for units in UNITS.values() for unit in units]

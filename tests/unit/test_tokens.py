@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tvmaniac_refreshd.errors import StoreCorrupt
-from tvmaniac_refreshd.tokens import (
+from tvmaniac_refreshd.core.errors import StoreCorrupt
+from tvmaniac_refreshd.core.tokens import (
     ResponseInvalid,
     TokenDocument,
     decode_document,

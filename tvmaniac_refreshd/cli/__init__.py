@@ -1,0 +1,5 @@
+"""The command line: the parser and exit codes (``parser``), the verbs (``commands``), the wiring
+of settings to collaborators (``app``), and the text of ``status`` and ``config check``.
+
+May import every other layer; nothing imports it but ``entry``.
+"""

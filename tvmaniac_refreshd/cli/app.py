@@ -1,0 +1,117 @@
+"""The wiring of one command: config, keyring, state files, clock and HTTP, made on first use."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, TextIO
+
+from tvmaniac_refreshd.config.settings import Account, Config, load_config
+from tvmaniac_refreshd.core.locations import APP as PROG
+from tvmaniac_refreshd.core.logs import redact_text
+from tvmaniac_refreshd.daemon.refresher import Refresher
+from tvmaniac_refreshd.storage.credentials import resolve_client_secret
+from tvmaniac_refreshd.storage.keyring_store import KeyringStore, default_backend
+from tvmaniac_refreshd.storage.paths import config_path, lock_dir, state_dir
+from tvmaniac_refreshd.storage.state import StateFiles
+
+if TYPE_CHECKING:
+    import httpx
+
+    from tvmaniac_refreshd.providers.http import TraktClient
+    from tvmaniac_refreshd.providers.oauth2 import OAuth2Client
+
+__all__ = ["PROG", "App"]
+
+
+class App:
+    """The wiring for one command: config, keyring, state files, clock, HTTP."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        *,
+        environ: Mapping[str, str],
+        out: TextIO,
+        err: TextIO,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.args = args
+        self.environ = environ
+        self.out = out
+        self.err = err
+        self.clock = clock
+        self.sleep = sleep
+        self._config: Config | None = None
+        self._store: KeyringStore | None = None
+        self._http: httpx.Client | None = None
+        self._http_lock = threading.Lock()
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(config_path(self.args.config, self.environ))
+            for warning in self._config.warnings:
+                self.warn(warning)
+        return self._config
+
+    @property
+    def store(self) -> KeyringStore:
+        if self._store is None:
+            environ = self.environ
+            self._store = KeyringStore(self.config.store, lambda: default_backend(environ))
+        return self._store
+
+    @property
+    def states(self) -> StateFiles:
+        return StateFiles(state_dir(self.environ))
+
+    def warn(self, message: str) -> None:
+        self.err.write(f"{PROG}: warning: {redact_text(message)}\n")
+
+    def account(self) -> Account:
+        return self.config.select(self.args.account)
+
+    def client(self, account: Account) -> TraktClient | OAuth2Client:
+        from tvmaniac_refreshd.providers.http import TraktClient, make_http_client  # noqa: PLC0415
+        from tvmaniac_refreshd.providers.oauth2 import OAuth2Client  # noqa: PLC0415
+
+        with self._http_lock:  # the daemon's worker threads share one connection pool
+            if self._http is None:
+                self._http = make_http_client(self.config.http)
+        secret = resolve_client_secret(account, self.environ, self.store)
+        if account.provider == "oauth2":
+            return OAuth2Client(self._http, account, secret.value)
+        return TraktClient(self._http, account, secret.value)
+
+    def refresher(self, account: Account) -> Refresher:
+        return Refresher(
+            account,
+            store=self.store,
+            states=self.states,
+            lock_dir=lock_dir(self.environ),
+            lock_timeout=self.config.store.lock_timeout,
+            client=lambda: self.client(account),
+            clock=self.clock,
+        )
+
+    @contextlib.contextmanager
+    def lock(self, account: Account) -> Iterator[None]:
+        from tvmaniac_refreshd.storage.keyring_store import account_lock  # noqa: PLC0415
+
+        with account_lock(
+            lock_dir(self.environ), account.name, timeout=self.config.store.lock_timeout
+        ):
+            yield
+
+    def adopt(self, config: Config) -> None:
+        """Use ``config`` from now on (the daemon after SIGHUP)."""
+        self._config = config
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()

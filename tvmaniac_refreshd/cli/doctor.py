@@ -1,0 +1,137 @@
+"""`config check`: validate the config and the environment, and say how to fix each problem."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from typing import TYPE_CHECKING
+
+from tvmaniac_refreshd.core.errors import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_STORE_UNAVAILABLE,
+    ConfigError,
+    RefreshdError,
+    StoreUnavailable,
+)
+from tvmaniac_refreshd.core.logs import redact_text
+from tvmaniac_refreshd.storage.credentials import resolve_client_secret
+from tvmaniac_refreshd.storage.paths import config_path
+
+if TYPE_CHECKING:
+    from tvmaniac_refreshd.cli.app import App
+    from tvmaniac_refreshd.config.settings import Config
+
+# Any earlier wall clock is certainly wrong, and would make every token look fresh or expired.
+EARLIEST_SANE_TIME = dt.datetime(2025, 1, 1, tzinfo=dt.UTC).timestamp()
+
+
+class _Report:
+    """Prints one line per check and remembers the exit codes of the failures."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.codes: list[int] = []
+
+    def line(self, ok: bool | None, subject: str, detail: str, code: int = 1) -> None:
+        mark = {True: "ok  ", False: "FAIL", None: "warn"}[ok]
+        self.app.out.write(f"{mark} {subject}: {redact_text(detail)}\n")
+        if ok is False:
+            self.codes.append(code)
+
+    def exit_code(self) -> int:
+        return max(self.codes, default=EXIT_OK)
+
+
+def _check_config(report: _Report) -> Config | None:
+    app = report.app
+    path = config_path(app.args.config, app.environ)
+    try:
+        config = app.config
+    except ConfigError as exc:
+        report.line(False, "config", f"{path} is invalid:", EXIT_CONFIG)
+        for problem in exc.problems:
+            app.out.write(f"       - {redact_text(problem)}\n")
+        return None
+    names = ", ".join(config.accounts)
+    report.line(True, "config", f"{path} ({len(config.accounts)} account(s): {names})")
+    for warning in config.warnings:
+        report.line(None, "config", warning)
+    return config
+
+
+def _check_environment(report: _Report) -> None:
+    app = report.app
+    if sys.platform.startswith("linux"):
+        bus = app.environ.get("DBUS_SESSION_BUS_ADDRESS")
+        if bus:
+            report.line(True, "session bus", bus)
+        else:
+            report.line(
+                False,
+                "session bus",
+                "DBUS_SESSION_BUS_ADDRESS is unset and $XDG_RUNTIME_DIR/bus does not exist; "
+                "log in to a desktop session, or install dbus-user-session",
+                EXIT_STORE_UNAVAILABLE,
+            )
+    clock = app.clock()
+    if clock < EARLIEST_SANE_TIME:
+        report.line(False, "clock", "the system clock is before 2025; enable NTP (timedatectl)")
+    else:
+        now = dt.datetime.fromtimestamp(clock, tz=dt.UTC)
+        report.line(True, "clock", f"{now:%Y-%m-%d %H:%M:%S} UTC")
+
+
+def _check_accounts(report: _Report, config: Config) -> None:
+    app = report.app
+    try:
+        report.line(True, "keyring", app.store.backend_name())
+    except StoreUnavailable as exc:
+        report.line(False, "keyring", str(exc), exc.exit_code)
+        return
+    for account in config.accounts.values():
+        subject = f"account {account.name}"
+        try:
+            secret = resolve_client_secret(account, app.environ, app.store)
+            document = app.store.load(account.name)
+        except RefreshdError as exc:
+            report.line(False, subject, str(exc), exc.exit_code)
+            continue
+        login = "logged in" if document is not None else "not logged in (run `login`)"
+        report.line(
+            True, subject, f"{account.auth_url}; client secret from {secret.source}; {login}"
+        )
+
+
+def _check_service(report: _Report) -> None:
+    from tvmaniac_refreshd.service import manager_for  # noqa: PLC0415
+
+    try:
+        state = manager_for(report.app.environ).state()
+    except RefreshdError as exc:
+        report.line(None, "service", str(exc))
+        return
+    if state.mode is None:
+        report.line(None, "service", f"{state.manager}: not installed (run `service install`)")
+        return
+    ok = not state.active.startswith("failed")
+    report.line(
+        ok, "service", f"{state.manager}: {state.mode} mode, {state.active}; {state.detail}"
+    )
+    if state.lingering is False:
+        report.line(
+            None,
+            "service",
+            "lingering is off: the service stops when you log out (loginctl enable-linger)",
+        )
+
+
+def run_checks(app: App) -> int:
+    """Print one line per check and return the exit code of the worst problem."""
+    report = _Report(app)
+    config = _check_config(report)
+    _check_environment(report)
+    _check_service(report)
+    if config is not None:
+        _check_accounts(report, config)
+    return report.exit_code()

@@ -1,0 +1,279 @@
+"""The command line: parse the arguments, run the verb, map errors to exit codes.
+
+The verbs are in commands.py, the wiring they share in app.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import TextIO
+
+from tvmaniac_refreshd import __version__
+from tvmaniac_refreshd.cli.app import PROG, App
+from tvmaniac_refreshd.cli.commands import (
+    cmd_config_check,
+    cmd_config_set_secret,
+    cmd_login,
+    cmd_logout,
+    cmd_refresh,
+    cmd_run,
+    cmd_service_install,
+    cmd_service_status,
+    cmd_service_uninstall,
+    cmd_status,
+    cmd_token,
+)
+from tvmaniac_refreshd.core.durations import parse_duration
+from tvmaniac_refreshd.core.errors import EXIT_FAILURE, EXIT_USAGE, RefreshdError
+from tvmaniac_refreshd.core.locations import adopt_session_bus
+from tvmaniac_refreshd.core.logs import configure_logging, redact_text
+
+DESCRIPTION = """\
+Keeps a Trakt.tv OAuth session alive: the tokens live in the OS keyring and are refreshed
+before they expire, by a systemd/launchd service or by these commands.
+
+Typical first use:
+  tvmaniac-refreshd config check        # is the config and the keyring usable?
+  tvmaniac-refreshd login               # device-code login; approve the code in a browser
+  tvmaniac-refreshd status              # when does the token expire, when is it refreshed
+  tvmaniac-refreshd service install     # keep it fresh in the background (systemd/launchd)
+  curl -H "Authorization: Bearer $(tvmaniac-refreshd token)" ...   # in scripts
+"""
+
+EXIT_CODES = """\
+exit codes:
+  0   success (including "nothing was due")
+  1   other failure
+  2   usage error
+  69  the keyring is unavailable or locked
+  75  temporary failure (network, 429, 5xx, timeout): try again later; tokens kept
+  77  the provider rejected the session: run `login`
+  78  invalid configuration
+"""
+
+
+def _duration_arg(text: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser with every verb and its help."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $TVMANIAC_REFRESHD_CONFIG, else "
+        "$XDG_CONFIG_HOME/tvmaniac-refreshd/config.toml)",
+    )
+    parser.add_argument(
+        "--account", metavar="NAME", help="account to act on (default: the only one, or 'default')"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output on stderr"
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    def verb(name: str, summary: str, details: str = "") -> argparse.ArgumentParser:
+        return verbs.add_parser(
+            name,
+            help=summary,
+            description=f"{summary}\n\n{details}".strip(),
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    login = verb(
+        "login",
+        "Log in with the device-code flow and store the tokens in the keyring.",
+        "Prints a URL and a code (and a QR code on a terminal); approve the code in any "
+        "browser.\nThe command waits, polling at the provider's interval, until you approve "
+        "or the code expires.",
+    )
+    login.add_argument(
+        "--browser",
+        action="store_true",
+        help="oauth2 accounts: log in through the browser (authorization code with PKCE and a "
+        "loopback redirect) instead of a device code",
+    )
+    login.add_argument(
+        "--port",
+        type=int,
+        metavar="N",
+        help="with --browser: listen for the redirect on this port (e.g. to forward it over "
+        "ssh -L); default: the account's redirect_port, else a free one",
+    )
+    login.add_argument(
+        "--replace",
+        action="store_true",
+        help="overwrite a keyring item that is damaged or was written by another program",
+    )
+    verb(
+        "logout",
+        "Revoke the token at the provider and delete it from the keyring.",
+        "If the provider cannot be reached, the tokens are still deleted locally, a warning "
+        "is printed, and the exit code is 0.",
+    )
+    status = verb(
+        "status",
+        "Show each account's state, expiry, next refresh and last result.",
+        "States: logged_out, active, refresh_due, expired, reauth_required.\n"
+        "The text output may change between versions; scripts should use --json.",
+    )
+    status.add_argument(
+        "--json", action="store_true", help='machine-readable output ("format_version": 1)'
+    )
+    token = verb(
+        "token",
+        "Print a valid access token, refreshing it first if it is due.",
+        "Only the token and a newline go to stdout, so $(tvmaniac-refreshd token) is safe.\n"
+        "Without --min-valid, a token due for refresh is refreshed; if that fails for a "
+        "passing\nreason, the still-valid token is printed with a warning on stderr.",
+    )
+    token.add_argument(
+        "--min-valid",
+        metavar="DUR",
+        type=_duration_arg,
+        help="refresh first if less than DUR (e.g. 90s, 15m, 5h) remains; fail with 75 if "
+        "that cannot be met",
+    )
+    verb(
+        "run",
+        "Run the daemon in the foreground (the service manager starts this).",
+        "Keeps every account refreshed: each is planned from its token's lifetime, retried\n"
+        "with capped exponential backoff after passing failures, and left alone once the\n"
+        "provider rejects it (until `login`). Logins and logouts done meanwhile are noticed.\n\n"
+        "signals: SIGHUP re-reads the config (an invalid one is rejected and the old one kept);\n"
+        "SIGTERM or SIGINT stop it within a few seconds.\n"
+        "Under systemd it speaks sd_notify (READY, STATUS, WATCHDOG, RELOADING, STOPPING) and\n"
+        "logs to journald with fields such as ACCOUNT, EVENT and REFRESH_RESULT.",
+    )
+    refresh = verb(
+        "refresh",
+        "Refresh each selected account that is due, then exit (what the timer runs).",
+    )
+    refresh.add_argument("--force", action="store_true", help="refresh even if not due")
+    refresh.add_argument(
+        "--all", action="store_true", help="every configured account, not just --account"
+    )
+    service = verb(
+        "service",
+        "Install, remove or inspect the OS service (systemd user units, launchd agent).",
+        "daemon mode: a long-running `run` (systemd Type=notify, or a launchd KeepAlive agent).\n"
+        "timer mode: `refresh --all` every hour (systemd timer with Persistent=true, or launchd\n"
+        "StartCalendarInterval), for machines where nothing should stay resident.\n"
+        "Then control it with systemctl --user / launchctl; logs: journalctl --user -u "
+        "'tvmaniac-refreshd*'.",
+    )
+    service_verbs = service.add_subparsers(dest="service_verb", metavar="ACTION", required=True)
+    install = service_verbs.add_parser(
+        "install",
+        help="install and start the service; running it again updates it (idempotent)",
+    )
+    install.add_argument(
+        "--mode",
+        choices=("daemon", "timer"),
+        default="daemon",
+        help="daemon (default) or an hourly timer; switching replaces the other mode",
+    )
+    install.add_argument(
+        "--dry-run", action="store_true", help="print the files and commands; change nothing"
+    )
+    uninstall = service_verbs.add_parser(
+        "uninstall", help="stop and remove the service; fine if it is not installed"
+    )
+    uninstall.add_argument(
+        "--dry-run", action="store_true", help="print what would be removed; change nothing"
+    )
+    service_status = service_verbs.add_parser(
+        "status", help="is it installed, in which mode, and what the service manager says"
+    )
+    service_status.add_argument("--json", action="store_true", help="machine-readable output")
+    config = verb("config", "Check the configuration, or store a client secret.")
+    config_verbs = config.add_subparsers(dest="config_verb", metavar="ACTION", required=True)
+    config_verbs.add_parser(
+        "check",
+        help="validate the config and the environment, and say how to fix each problem",
+    )
+    config_verbs.add_parser(
+        "set-secret",
+        help="read the account's client secret from the terminal (or stdin) into the keyring",
+    )
+    return parser
+
+
+VERBS: dict[str, Callable[[App], int]] = {
+    "login": cmd_login,
+    "logout": cmd_logout,
+    "status": cmd_status,
+    "token": cmd_token,
+    "refresh": cmd_refresh,
+    "run": cmd_run,
+    "service install": cmd_service_install,
+    "service uninstall": cmd_service_uninstall,
+    "service status": cmd_service_status,
+    "config check": cmd_config_check,
+    "config set-secret": cmd_config_set_secret,
+}
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Run the command line and return its exit code; never raise, never show a traceback."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    if environ is None:
+        adopt_session_bus(os.environ)
+        environ = os.environ
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse has printed usage or help
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    verb = args.verb
+    if verb in ("config", "service"):
+        verb = f"{verb} {getattr(args, verb + '_verb')}"
+    # `token` output is read by scripts: only warnings go to stderr unless -v.
+    configure_logging(
+        args.verbose,
+        stream=err,
+        quiet=verb in ("token", "status"),
+        daemon=verb == "run",
+        environ=environ,
+    )
+    app = App(args, environ=environ, out=out, err=err)
+    try:
+        return VERBS[verb](app)
+    except RefreshdError as exc:
+        err.write(f"{PROG}: {redact_text(str(exc))}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.write(f"{PROG}: interrupted\n")
+        return 130
+    except Exception as exc:  # a bug: report it in one line, without a traceback or secret
+        if args.verbose:
+            import traceback  # noqa: PLC0415
+
+            err.write(redact_text(traceback.format_exc()))
+        err.write(
+            f"{PROG}: internal error: {redact_text(f'{type(exc).__name__}: {exc}')} "
+            "(please report it; -v shows details)\n"
+        )
+        return EXIT_FAILURE
+    finally:
+        app.close()

@@ -1,0 +1,119 @@
+"""What `status` says about each account: a report built from stored facts, then rendered.
+
+``account_report`` is pure (facts and ``now`` in, a dict out) so that the JSON contract and the
+human text come from the same place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from tvmaniac_refreshd.config.settings import Account
+from tvmaniac_refreshd.core.durations import format_duration
+from tvmaniac_refreshd.core.policy import AccountState, account_state, refresh_due_at
+from tvmaniac_refreshd.core.tokens import TokenDocument
+from tvmaniac_refreshd.storage.state import AccountRecord
+
+FORMAT_VERSION = 1
+
+ADVICE = {
+    AccountState.LOGGED_OUT: "Not logged in. Run `tvmaniac-refreshd login`.",
+    AccountState.ACTIVE: (
+        "Nothing to do: the token is valid and will be refreshed when due by the daemon, the "
+        "timer, or the next `tvmaniac-refreshd token` or `refresh`."
+    ),
+    AccountState.REFRESH_DUE: (
+        "The token still works but is due for a refresh; the next `refresh` or `token` "
+        "will renew it."
+    ),
+    AccountState.EXPIRED: (
+        "The access token has expired; `tvmaniac-refreshd refresh` can still renew it with "
+        "the refresh token."
+    ),
+    AccountState.REAUTH_REQUIRED: (
+        "The provider no longer accepts this session. Run `tvmaniac-refreshd login` again."
+    ),
+}
+
+
+def iso(timestamp: float | None) -> str | None:
+    """Return ``timestamp`` as ISO 8601 UTC with a ``Z``, or None."""
+    if timestamp is None:
+        return None
+    moment = dt.datetime.fromtimestamp(int(timestamp), tz=dt.UTC)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def account_report(
+    account: Account,
+    document: TokenDocument | None,
+    record: AccountRecord,
+    *,
+    now: float,
+    problem: str | None = None,
+) -> dict[str, Any]:
+    """Return the status of one account as the JSON contract describes it.
+
+    ``problem`` is a reason the stored item cannot be used (corrupt, bound to another client):
+    such an account needs a new login.
+    """
+    tokens = document.tokens if document is not None else None
+    reauth = problem is not None or (
+        tokens is not None and record.needs_reauth(tokens.refresh_token)
+    )
+    state = account_state(
+        tokens, account.refresh, now=now, salt=account.name, reauth_required=reauth
+    )
+    if problem is not None and document is None:
+        state = AccountState.REAUTH_REQUIRED
+    due = refresh_due_at(tokens, account.refresh, salt=account.name) if tokens else None
+    usable = state in (AccountState.ACTIVE, AccountState.REFRESH_DUE, AccountState.EXPIRED)
+    return {
+        "name": account.name,
+        "provider": account.provider,
+        "state": state.value,
+        "expires_at": iso(tokens.expires_at) if tokens else None,
+        "refresh_due_at": iso(due) if usable else None,
+        "obtained_at": iso(document.obtained_at) if document else None,
+        "last_attempt_at": iso(record.last_attempt_at),
+        "last_success_at": iso(record.last_success_at),
+        "last_result": record.last_result,
+        "last_error": problem or record.last_error or None,
+        "reauth_reason": (problem or record.reauth_reason) if reauth else None,
+        "consecutive_failures": record.consecutive_failures,
+        "next_attempt_at": iso(record.next_attempt_at) if usable else None,
+        "advice": ADVICE[state],
+    }
+
+
+def _when(text: str | None, now: float) -> str:
+    if text is None:
+        return "never"
+    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    delta = moment.timestamp() - now
+    relative = f"in {format_duration(delta)}" if delta >= 0 else f"{format_duration(-delta)} ago"
+    return f"{moment:%Y-%m-%d %H:%M} UTC ({relative})"
+
+
+def render_text(reports: list[dict[str, Any]], *, now: float) -> str:
+    """Return the human-readable status of every account."""
+    blocks = []
+    for report in reports:
+        lines = [f"{report['name']}: {report['state']}"]
+        if report["expires_at"]:
+            lines.append(f"  access token expires: {_when(report['expires_at'], now)}")
+        if report["refresh_due_at"]:
+            lines.append(f"  next refresh due:     {_when(report['refresh_due_at'], now)}")
+        if report["next_attempt_at"] and report["next_attempt_at"] != report["refresh_due_at"]:
+            lines.append(f"  daemon's next try:    {_when(report['next_attempt_at'], now)}")
+        if report["last_result"]:
+            lines.append(
+                f"  last attempt:         {report['last_result']}, "
+                f"{_when(report['last_attempt_at'], now)}"
+            )
+        if report["last_error"]:
+            lines.append(f"  last error:           {report['last_error']}")
+        lines.append(f"  {report['advice']}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"

@@ -1,0 +1,180 @@
+"""Converters for config values: each turns a TOML value into ours or raises a clear error.
+
+They raise TypeError or ValueError with a message that completes "KEY: ..."; ``Problems``
+collects those so that every mistake in a file is reported in one run.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from tvmaniac_refreshd.core.durations import parse_duration
+
+T = TypeVar("T")
+
+# The only hosts allowed over plain http: a local emulator or test server, never the internet.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# Keys people reach for from other tools, with the name we use.
+RENAMED_KEYS = {
+    "token_uri": "token_url",
+    "device_url": "device_authorization_url",
+    "revoke_url": "revocation_url",
+    "scope": "scopes",
+    "base_url": "api_url",
+    "secret": "client_secret",
+    "client_key": "client_id",
+    "api_key": "client_id",
+}
+
+
+class Problems:
+    """Collects problems so that the user sees all of them in one run."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.items.append(f"{key}: {message}")
+
+    def unknown_keys(self, table: Mapping[str, Any], allowed: set[str], prefix: str) -> None:
+        for key in sorted(set(table) - allowed):
+            hint = f" (did you mean {RENAMED_KEYS[key]!r}?)" if key in RENAMED_KEYS else ""
+            known = ", ".join(sorted(allowed))
+            self.add(f"{prefix}{key}", f"unknown key{hint}; known keys here: {known}")
+
+
+def get(
+    table: Mapping[str, Any],
+    key: str,
+    prefix: str,
+    convert: Callable[[Any], T],
+    default: T,
+    problems: Problems,
+) -> T:
+    if key not in table:
+        return default
+    try:
+        return convert(table[key])
+    except (TypeError, ValueError) as exc:
+        problems.add(f"{prefix}{key}", str(exc))
+        return default
+
+
+def duration(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise TypeError(f'expected a duration string like "90s", "5h" or "2d", got {value!r}')
+    return parse_duration(value)
+
+
+def positive_duration(value: object) -> int:
+    seconds = duration(value)
+    if seconds <= 0:
+        raise ValueError("must be longer than 0s")
+    return seconds
+
+
+def fraction(value: object) -> float:
+    """Accept ``"25%"`` or ``0.25``."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        number = float(value.strip()[:-1]) / 100
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        raise TypeError(f'expected a share such as "25%" or 0.25, got {value!r}')
+    if not 0.01 <= number <= 0.9:
+        raise ValueError("must be between 1% and 90% of the token lifetime")
+    return number
+
+
+def boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
+
+
+def text(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise TypeError("expected a non-empty string")
+    if any(ch in value for ch in "\r\n\0"):
+        raise ValueError("must be a single line")
+    return value.strip()
+
+
+def url(value: object) -> str:
+    address = text(value)
+    parts = urlsplit(address)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{address!r} is not an http(s) URL")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise ValueError("must use https (plain http is only allowed to a loopback address)")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or fragment")
+    return address.rstrip("/")
+
+
+def seconds(value: object) -> float:
+    return float(positive_duration(value))
+
+
+def table(value: object, key: str, problems: Problems) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.add(key, "expected a table")
+        return {}
+    return value
+
+
+def argv(value: object) -> tuple[str, ...]:
+    """Accept a command as a list of strings, or one string split like a shell would."""
+    if isinstance(value, str):
+        parts = shlex.split(value)
+    elif isinstance(value, list) and all(isinstance(part, str) for part in value):
+        parts = list(value)
+    else:
+        raise TypeError('expected a command, e.g. ["notify-me", "--urgent"] or "notify-me"')
+    if not parts or not parts[0]:
+        raise ValueError("the command is empty")
+    return tuple(parts)
+
+
+def count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+        raise TypeError(f"expected a whole number from 1 to 1000, got {value!r}")
+    return value
+
+
+Converter = Callable[[object], object]
+
+
+def scopes(value: object) -> tuple[str, ...]:
+    """Accept a list of scope names, or one space-separated string as OAuth2 sends them."""
+    if isinstance(value, str):
+        parts = value.split()
+    elif isinstance(value, list) and all(isinstance(part, str) for part in value):
+        parts = [part.strip() for part in value]
+    else:
+        raise TypeError('expected scopes, e.g. ["openid", "offline_access"]')
+    if not all(parts) or any(" " in part for part in parts):
+        raise ValueError("scope names are non-empty and contain no spaces")
+    return tuple(parts)
+
+
+def choice(options: tuple[str, ...]) -> Converter:
+    """Return a converter that accepts exactly one of ``options``."""
+
+    def convert(value: object) -> str:
+        if value not in options:
+            raise ValueError(f"{value!r} is not one of: {', '.join(options)}")
+        return str(value)
+
+    return convert
+
+
+def port(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise TypeError(f"expected a port number from 0 to 65535, got {value!r}")
+    return value

@@ -1,0 +1,258 @@
+"""Logging through structlog: readable on a terminal, one key=value line per event otherwise.
+
+As a daemon (``daemon=True``) records go to journald as structured entries when stderr is
+journald's stream, or else one ``<N>``-prefixed line each, so that whoever captures stderr
+(journald, a log file) keeps the priority and never splits a record.
+
+Every record passes a redaction processor: fields with secret names are masked, and any value
+containing a registered secret (a token, a client secret) has it cut out, whatever its key.
+
+structlog (and the asyncio it imports) costs a fast command such as ``token`` more than all its
+real work, so it is imported only when the first line is emitted; outside the daemon,
+``configure_logging`` only records the setup, and that first line applies it.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from tvmaniac_refreshd.core.journal import JournalSender
+
+REDACTED = "[redacted]"
+SECRET_KEYS = frozenset(
+    {
+        "access_token",
+        "refresh_token",
+        "client_secret",
+        "authorization",
+        "device_code",
+        "code",
+        "token",
+        "password",
+        "secret",
+    }
+)
+# Shorter strings could be ordinary words; every real token and secret is longer.
+MIN_SECRET_LENGTH = 8
+# Replaced, never changed in place (newest last): log lines are redacted on many threads while
+# refreshes add tokens, and iterating a set that another thread grows raises RuntimeError.
+_known_secrets: tuple[str, ...] = ()
+_secrets_lock = threading.Lock()
+# Old tokens stop mattering once rotated and expired; a daemon that refreshes every minute for
+# months must not grow this (or the cost of every log line) without bound.
+MAX_KNOWN_SECRETS = 512
+# The setup configure_logging recorded but did not apply yet (see the module docstring).
+_pending: Callable[[], None] | None = None
+
+
+def register_secret(value: str | None) -> None:
+    """Remember ``value`` so that no later log line, error or status can show it."""
+    global _known_secrets  # noqa: PLW0603  # swapped whole, see above
+    if not value or len(value) < MIN_SECRET_LENGTH:
+        return
+    with _secrets_lock:
+        if value in _known_secrets:
+            return
+        _known_secrets = (*_known_secrets, value)[-MAX_KNOWN_SECRETS:]
+
+
+def redact_text(text: str) -> str:
+    """Return ``text`` with every registered secret replaced."""
+    for secret in _known_secrets:  # one snapshot: the set is swapped, never mutated
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _redact_value(value: object) -> object:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {key: _redact_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(item) for item in value]
+    if isinstance(value, BaseException):
+        return redact_text(f"{type(value).__name__}: {value}")
+    return value
+
+
+def redact(
+    _logger: object, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor: mask secret fields, and secrets inside any other value."""
+    for key in list(event_dict):
+        if key.lower() in SECRET_KEYS:
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = _redact_value(event_dict[key])
+    return event_dict
+
+
+def priority_line(_logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
+    """A structlog renderer: ``<N>event key=value ...`` on exactly one line (sd-daemon(3))."""
+    from tvmaniac_refreshd.core.journal import (  # noqa: PLC0415  # deferred with structlog
+        DEFAULT_PRIORITY,
+        PRIORITIES,
+        format_value,
+        logfmt_pair,
+        ordered_items,
+    )
+
+    event = format_value(event_dict.pop("event", ""))
+    level = str(event_dict.pop("level", method_name)).lower()
+    priority = PRIORITIES.get(level, DEFAULT_PRIORITY)
+    words = [logfmt_pair("event", event)[len("event=") :]] if event else []
+    words += [logfmt_pair(key, format_value(value)) for key, value in ordered_items(event_dict)]
+    return f"<{priority}>" + " ".join(words)
+
+
+def _is_journal_stream(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    from tvmaniac_refreshd.core.journal import stderr_is_journal  # noqa: PLC0415
+
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return False
+    return stderr_is_journal(environ, fd)
+
+
+def configure_logging(
+    verbosity: int = 0,
+    *,
+    stream: TextIO | None = None,
+    quiet: bool = False,
+    daemon: bool = False,
+    environ: Mapping[str, str] | None = None,
+    journal: JournalSender | None = None,
+) -> None:
+    """Set up structlog for this process.
+
+    ``verbosity`` 0 shows info (warnings only when ``quiet``), 1 or more shows debug.
+    ``daemon`` picks the service outputs: native journald entries when ``stream`` is journald's
+    (per ``$JOURNAL_STREAM`` in ``environ``), else ``<N>``-prefixed lines on ``stream``.
+    ``journal`` replaces the default sender (another socket path, or to read its counters).
+    """
+    global _pending  # noqa: PLW0603  # one logging setup per process, as structlog's own
+    _pending = None
+    out = stream if stream is not None else sys.stderr
+    if verbosity > 0:
+        level = logging.DEBUG
+    elif quiet:
+        level = logging.WARNING
+    else:
+        level = logging.INFO
+    if daemon:
+        _configure_daemon(out, level, os.environ if environ is None else environ, journal)
+        return
+    tty = out.isatty()  # asked now: the stream may be closed or replaced by the first line
+    _pending = lambda: _configure_console(out, level, tty=tty)  # noqa: E731
+
+
+def _configure_console(out: TextIO, level: int, *, tty: bool) -> None:
+    import structlog  # noqa: PLC0415  # deferred: see the module docstring
+
+    renderer: Any
+    if tty:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    else:
+        renderer = structlog.processors.LogfmtRenderer(
+            key_order=["timestamp", "level", "event", "account"], drop_missing=True
+        )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _configure_daemon(
+    out: TextIO, level: int, environ: Mapping[str, str], journal: JournalSender | None
+) -> None:
+    import structlog  # noqa: PLC0415  # a daemon logs at once; deferring would gain nothing
+
+    from tvmaniac_refreshd.core.journal import (  # noqa: PLC0415
+        JournalLoggerFactory,
+        JournalSender,
+        journal_fields,
+    )
+
+    sender = journal if journal is not None else JournalSender()
+    # Without the socket (a container without journald's mount) every entry would be lost.
+    if _is_journal_stream(out, environ) and os.path.exists(sender.path):
+        structlog.configure(
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.CallsiteParameterAdder(
+                    [
+                        structlog.processors.CallsiteParameter.PATHNAME,
+                        structlog.processors.CallsiteParameter.LINENO,
+                        structlog.processors.CallsiteParameter.FUNC_NAME,
+                    ]
+                ),
+                # Before redact, so that secrets inside a traceback's text are cut out too.
+                structlog.processors.format_exc_info,
+                redact,
+                journal_fields,
+            ],
+            wrapper_class=structlog.make_filtering_bound_logger(level),
+            logger_factory=JournalLoggerFactory(sender),
+            cache_logger_on_first_use=False,
+        )
+        return
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redact,
+            priority_line,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+
+
+class _Logger:
+    """A bound logger that imports structlog, and applies a recorded setup, on its first use."""
+
+    __slots__ = ("_bound", "_context")
+
+    def __init__(self, context: dict[str, Any]) -> None:
+        self._context = context
+        self._bound: Any = None
+
+    def __getattr__(self, name: str) -> Any:  # noqa: ANN401  # forwards to structlog's logger
+        if self._bound is None:
+            self._bound = _structlog_logger(self._context)
+        return getattr(self._bound, name)
+
+
+def _structlog_logger(context: dict[str, Any]) -> Any:  # noqa: ANN401
+    global _pending
+    import structlog  # noqa: PLC0415  # deferred: see the module docstring
+
+    apply, _pending = _pending, None
+    # Someone configured structlog since (a test's capture_logs): theirs wins, as it would
+    # have had the setup been applied at once.
+    if apply is not None and not structlog.is_configured():
+        apply()
+    return structlog.get_logger("tvmaniac-refreshd").bind(**context)
+
+
+def get_logger(**context: Any) -> Any:  # noqa: ANN401  # structlog's bound loggers are untyped proxies
+    """Return a logger bound to ``context`` (e.g. ``account``); structlog loads on first use."""
+    return _Logger(context)

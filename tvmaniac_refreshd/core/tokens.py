@@ -1,0 +1,230 @@
+"""Token sets: strict parsing of token responses, and the versioned keyring document.
+
+Pure code: no I/O, time passed in. Nothing here ever puts a token into an exception message.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from tvmaniac_refreshd.core.errors import StoreCorrupt
+
+DOCUMENT_FORMAT = "tvmaniac-refreshd/tokens"
+DOCUMENT_VERSION = 1
+# Lifetimes outside this range are a broken or hostile response, not a policy to follow.
+MIN_LIFETIME = 1  # a test server may issue one-second tokens; zero or less is broken
+MAX_LIFETIME = 400 * 86400
+# Real tokens are short; a cap keeps a runaway response out of the keyring.
+MAX_TOKEN_LENGTH = 4096
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")  # visible ASCII, as RFC 6750's b64token allows
+
+
+class ResponseInvalid(ValueError):
+    """A token response that cannot be trusted; the message names fields, never values."""
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    """An access token with what is needed to refresh it and to know when to."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    created_at: int  # as the server said, unix seconds
+    expires_in: int  # seconds, as the server said
+    expires_at: int  # when we treat it as expired; never later than the server could
+    token_type: str = "bearer"
+    scope: str = ""
+
+    @property
+    def lifetime(self) -> int:
+        """Return the lifetime in seconds that this token was issued with."""
+        return self.expires_in
+
+
+@dataclass(frozen=True)
+class TokenDocument:
+    """What one keyring item holds for one account."""
+
+    account: str
+    provider: str
+    tokens: TokenSet
+    fingerprint: str
+    obtained_at: int
+
+
+def _token(body: dict[str, Any], key: str, problems: list[str]) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        problems.append(f"{key} is missing or not a string")
+        return ""
+    if len(value) > MAX_TOKEN_LENGTH or not _TOKEN_CHARS.fullmatch(value):
+        problems.append(f"{key} has an invalid form")
+        return ""
+    return value
+
+
+def _integer(body: dict[str, Any], key: str, problems: list[str]) -> int:
+    value = body.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        problems.append(f"{key} is missing or not an integer")
+        return 0
+    return value
+
+
+def parse_token_response(
+    body: object,
+    *,
+    now: float,
+    generic: bool = False,
+    previous_refresh: str | None = None,
+    default_lifetime: int = 3600,
+) -> TokenSet:
+    """Given the decoded JSON of a successful token response, return its ``TokenSet``.
+
+    ``now`` is when the response arrived. The expiry is counted from the earlier of the server's
+    ``created_at`` and ``now``: a server clock ahead of ours must not push a refresh past expiry.
+
+    Trakt always sends every field, so all are required. A ``generic`` OAuth2 server (RFC 6749)
+    may omit ``created_at`` (arrival time is used), ``expires_in`` (``default_lifetime``), and on
+    a refresh the ``refresh_token`` (``previous_refresh`` stays valid).
+
+    Raises:
+        ResponseInvalid: naming every missing, mistyped or absurd field.
+    """
+    if not isinstance(body, dict):
+        raise ResponseInvalid("the token response is not a JSON object")
+    problems: list[str] = []
+    access = _token(body, "access_token", problems)
+    if generic and previous_refresh and "refresh_token" not in body:
+        refresh = previous_refresh
+    else:
+        refresh = _token(body, "refresh_token", problems)
+    if generic and "expires_in" not in body:
+        expires_in = default_lifetime
+    else:
+        expires_in = _integer(body, "expires_in", problems)
+    if generic and "created_at" not in body:
+        created_at = int(now)
+    else:
+        created_at = _integer(body, "created_at", problems)
+    token_type = body.get("token_type")
+    if not isinstance(token_type, str) or token_type.lower() != "bearer":
+        problems.append("token_type is not bearer")
+    scope = body.get("scope", "")
+    if not isinstance(scope, str):
+        problems.append("scope is not a string")
+    if "expires_in" in body and not MIN_LIFETIME <= expires_in <= MAX_LIFETIME:
+        problems.append(
+            f"expires_in={expires_in} is outside {MIN_LIFETIME}..{MAX_LIFETIME} seconds"
+        )
+    if created_at < 0:
+        problems.append("created_at is negative")
+    if problems:
+        raise ResponseInvalid("; ".join(problems))
+    start = min(created_at, int(now))
+    return TokenSet(
+        access_token=access,
+        refresh_token=refresh,
+        created_at=created_at,
+        expires_in=expires_in,
+        expires_at=start + expires_in,
+        token_type=str(token_type).lower(),
+        scope=str(scope),
+    )
+
+
+def encode_document(document: TokenDocument) -> str:
+    """Return the JSON text stored in the keyring for ``document``."""
+    tokens = document.tokens
+    return json.dumps(
+        {
+            "format": DOCUMENT_FORMAT,
+            "version": DOCUMENT_VERSION,
+            "account": document.account,
+            "provider": document.provider,
+            "fingerprint": document.fingerprint,
+            "obtained_at": document.obtained_at,
+            "access_token": tokens.access_token,
+            "refresh_token": tokens.refresh_token,
+            "token_type": tokens.token_type,
+            "scope": tokens.scope,
+            "created_at": tokens.created_at,
+            "expires_in": tokens.expires_in,
+            "expires_at": tokens.expires_at,
+        },
+        separators=(",", ":"),
+    )
+
+
+def decode_document(text: str, account: str) -> TokenDocument:
+    """Return the ``TokenDocument`` in a keyring item's ``text``.
+
+    Raises:
+        StoreCorrupt: if the item is not JSON, not ours, from a newer version, or incomplete.
+    """
+    where = f"the keyring item for account {account!r}"
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise StoreCorrupt(
+            f"{where} is not JSON written by tvmaniac-refreshd; it was left untouched. "
+            "Inspect it with `secret-tool search service tvmaniac-refreshd`, then run "
+            "`tvmaniac-refreshd logout` to remove it and `login` again",
+            account=account,
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != DOCUMENT_FORMAT:
+        raise StoreCorrupt(
+            f"{where} was written by another program; it was left untouched. Run "
+            "`tvmaniac-refreshd logout` to remove it and `login` again",
+            account=account,
+        )
+    version = data.get("version")
+    if version != DOCUMENT_VERSION:
+        raise StoreCorrupt(
+            f"{where} has format version {version!r}, this program reads version "
+            f"{DOCUMENT_VERSION}; upgrade tvmaniac-refreshd",
+            account=account,
+        )
+    problems: list[str] = []
+    access = _token(data, "access_token", problems)
+    refresh = _token(data, "refresh_token", problems)
+    numbers = {
+        key: _integer(data, key, problems)
+        for key in ("created_at", "expires_in", "expires_at", "obtained_at")
+    }
+    texts = {}
+    for key in ("provider", "fingerprint", "token_type", "scope"):
+        value = data.get(key)
+        if not isinstance(value, str):
+            problems.append(f"{key} is missing or not a string")
+        texts[key] = value if isinstance(value, str) else ""
+    if problems:
+        raise StoreCorrupt(
+            f"{where} is damaged ({'; '.join(problems)}); it was left untouched. Run "
+            "`tvmaniac-refreshd logout` to remove it and `login` again",
+            account=account,
+        )
+    tokens = TokenSet(
+        access_token=access,
+        refresh_token=refresh,
+        created_at=numbers["created_at"],
+        expires_in=numbers["expires_in"],
+        expires_at=numbers["expires_at"],
+        token_type=texts["token_type"],
+        scope=texts["scope"],
+    )
+    return TokenDocument(
+        account=account,
+        provider=texts["provider"],
+        tokens=tokens,
+        fingerprint=texts["fingerprint"],
+        obtained_at=numbers["obtained_at"],
+    )
+
+
+def with_tokens(document: TokenDocument, tokens: TokenSet, *, now: float) -> TokenDocument:
+    """Return ``document`` holding the new ``tokens``, obtained at ``now``."""
+    return replace(document, tokens=tokens, obtained_at=int(now))

@@ -1,0 +1,251 @@
+"""Telling the user that an account needs them: desktop notifications and hook commands.
+
+``Reminders`` decides, from the time passed in, whether an event is told at all; ``Alerter``
+does the telling on one worker thread, so the daemon never waits on a slow hook or notifier.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from enum import StrEnum
+
+from tvmaniac_refreshd.config.settings import Alerts
+from tvmaniac_refreshd.core.logs import get_logger, redact_text
+
+APP_NAME = "tvmaniac-refreshd"
+NOTIFY_TIMEOUT = 10  # a notifier stuck on a dead D-Bus session must not hold up later alerts
+OUTPUT_LIMIT = 500  # hook output is for debugging only; a chatty hook must not flood the log
+
+Runner = Callable[..., subprocess.CompletedProcess[bytes]]
+Job = Callable[[], None]
+
+
+class AlertEvent(StrEnum):
+    """What happened to an account; the value is what hooks see."""
+
+    REFRESHED = "refreshed"
+    REAUTH_REQUIRED = "reauth_required"
+    FAILING = "error"
+
+
+_STANDING = (AlertEvent.REAUTH_REQUIRED, AlertEvent.FAILING)
+
+
+class Reminders:
+    """Remembers when each (account, event) was last told; knows nothing of the clock."""
+
+    def __init__(self) -> None:
+        self._told: dict[tuple[str, AlertEvent], float] = {}
+
+    def should_tell(self, account: str, event: AlertEvent, remind_every: float, now: float) -> bool:
+        """Return whether to tell ``event`` now, and remember it if so."""
+        if event is AlertEvent.REFRESHED:
+            # Recovery ends the standing alerts, so the next failure is news again.
+            for standing in _STANDING:
+                self._told.pop((account, standing), None)
+            return True
+        last = self._told.get((account, event))
+        # A clock that went backwards (now < last) tells rather than staying silent for long.
+        if last is not None and 0 <= now - last < remind_every:
+            return False
+        self._told[(account, event)] = now
+        return True
+
+
+# Process groups of hooks running now, so that a stopping daemon does not leave them behind.
+_running_groups: set[int] = set()
+_groups_lock = threading.Lock()
+
+
+def kill_running_hooks() -> None:
+    """Kill every hook still running (the daemon is exiting and will not wait for them)."""
+    with _groups_lock:
+        groups = list(_running_groups)
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+
+
+def run_in_own_group(
+    args: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None, **_: object
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``args`` like ``subprocess.run``, but a timeout kills its whole process group.
+
+    A hook is often a shell script; killing only the shell would leave its children running.
+    """
+    with subprocess.Popen(
+        list(args),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    ) as process:
+        with _groups_lock:
+            _running_groups.add(process.pid)
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            # Not communicate(): a child that left the group could hold the pipes open forever.
+            process.wait()
+            raise
+        finally:
+            with _groups_lock:
+                _running_groups.discard(process.pid)
+    return subprocess.CompletedProcess(list(args), process.returncode, out, err)
+
+
+def _next_step(account: str, verb: str) -> str:
+    selector = "" if account == "default" else f" --account {account}"
+    return f"Run: {APP_NAME}{selector} {verb}"
+
+
+def _output(data: bytes | None) -> str:
+    return (data or b"").decode(errors="replace")[:OUTPUT_LIMIT]
+
+
+def _osascript_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Alerter:
+    """Runs hooks and desktop notifications one at a time, off the caller's thread."""
+
+    def __init__(
+        self,
+        *,
+        runner: Runner = run_in_own_group,
+        which: Callable[[str], str | None] = shutil.which,
+        platform: str = sys.platform,
+    ) -> None:
+        self._runner = runner
+        self._which = which
+        self._platform = platform
+        self._reminders = Reminders()
+        self._lock = threading.Lock()  # accounts refresh concurrently; the reminders are shared
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._closed = False
+        self._told_no_notifier = False
+        self._worker = threading.Thread(target=self._work, name="alerts", daemon=True)
+        self._worker.start()
+
+    def emit(
+        self, account: str, event: AlertEvent, settings: Alerts, message: str, *, now: float
+    ) -> None:
+        """Tell the user about ``event`` if it is due; returns at once and never raises."""
+        try:
+            with self._lock:
+                if self._closed or not self._reminders.should_tell(
+                    account, event, settings.remind_every, now
+                ):
+                    return
+            message = redact_text(message)
+            hooks = {
+                AlertEvent.REFRESHED: settings.on_refreshed,
+                AlertEvent.REAUTH_REQUIRED: settings.on_reauth_required,
+                AlertEvent.FAILING: settings.on_error,
+            }
+            if settings.desktop and event is not AlertEvent.REFRESHED:
+                self._queue.put(lambda: self._notify(account, event, message))
+            if argv := hooks[event]:
+                timeout = settings.hook_timeout
+                self._queue.put(lambda: self._run_hook(account, event, argv, message, timeout))
+        except Exception as exc:  # an alert must never take down a refresh
+            get_logger().error("alert.failed", account=account, alert=str(event), error=str(exc))
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Run the alerts already queued, then stop; return whether the worker finished."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(None)
+        self._worker.join(timeout)
+        if self._worker.is_alive():
+            # A hook outlived the grace period: end it rather than leave it running after us.
+            kill_running_hooks()
+            self._worker.join(1.0)
+        return not self._worker.is_alive()
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            try:
+                job()
+            except Exception as exc:  # one broken alert must not stop the ones after it
+                get_logger().error("alert.failed", error=str(exc))
+
+    def _run_hook(
+        self, account: str, event: AlertEvent, argv: Sequence[str], message: str, timeout: int
+    ) -> None:
+        log = get_logger(account=account, alert=str(event), hook=argv[0])
+        env = {
+            **os.environ,
+            "TVMANIAC_REFRESHD_ACCOUNT": account,
+            "TVMANIAC_REFRESHD_EVENT": str(event),
+            "TVMANIAC_REFRESHD_MESSAGE": message,
+        }
+        try:
+            result = self._runner(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                env=env,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            log.warning("hook.timed_out", timeout=timeout)
+            return
+        except OSError as exc:
+            log.warning("hook.failed", error=str(exc))
+            return
+        stdout, stderr = _output(result.stdout), _output(result.stderr)
+        log.debug("hook.output", status=result.returncode, stdout=stdout, stderr=stderr)
+        if result.returncode != 0:
+            log.warning("hook.failed", status=result.returncode, stderr=stderr)
+
+    def _notify(self, account: str, event: AlertEvent, message: str) -> None:
+        if event is AlertEvent.REAUTH_REQUIRED:
+            title = f"Trakt login needed ({account})"
+            body = f"{message}\n{_next_step(account, 'login')}".strip()
+        else:
+            title = f"Trakt refresh failing ({account})"
+            body = f"{message}\n{_next_step(account, 'status')}".strip()
+        if self._platform.startswith("linux") and self._which("notify-send"):
+            urgency = "critical" if event is AlertEvent.REAUTH_REQUIRED else "normal"
+            argv = ["notify-send", f"--app-name={APP_NAME}", f"--urgency={urgency}", title, body]
+        elif self._platform == "darwin" and self._which("osascript"):
+            # One line: a notification banner shows no second line anyway.
+            script = (
+                f"display notification {_osascript_quote(body.replace(chr(10), ' '))} "
+                f"with title {_osascript_quote(title)}"
+            )
+            argv = ["osascript", "-e", script]
+        else:
+            if not self._told_no_notifier:
+                self._told_no_notifier = True
+                get_logger().info("desktop.unavailable", platform=self._platform)
+            return
+        log = get_logger(account=account, alert=str(event))
+        try:
+            result = self._runner(
+                argv,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=NOTIFY_TIMEOUT,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.warning("desktop.failed", error=str(exc))
+            return
+        if result.returncode != 0:
+            log.warning("desktop.failed", status=result.returncode, stderr=_output(result.stderr))

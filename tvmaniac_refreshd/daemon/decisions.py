@@ -1,0 +1,279 @@
+"""The daemon's decisions: when each account is tried next, and what an outcome leads to.
+
+``Daemon`` holds no threads and reads no clock of its own: the scheduler calls ``run_account``
+and ``tick``, and tests call them directly with a fake planner and clock. ``runner.py`` wires it
+to APScheduler, signals and systemd.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from tvmaniac_refreshd.config.settings import Account, Config
+from tvmaniac_refreshd.core.durations import format_duration
+from tvmaniac_refreshd.core.errors import (
+    NotLoggedIn,
+    RefreshdError,
+    SessionRejected,
+    StoreUnavailable,
+    TransientError,
+)
+from tvmaniac_refreshd.core.logs import get_logger
+from tvmaniac_refreshd.core.policy import refresh_due_at, retry_delay
+from tvmaniac_refreshd.daemon.alerts import Alerter, AlertEvent
+from tvmaniac_refreshd.daemon.refresher import Refresher
+from tvmaniac_refreshd.daemon.scheduler import Planner
+from tvmaniac_refreshd.storage.state import StateFiles
+
+# Wall and monotonic clocks drifting apart by more than this means a suspend or a clock change.
+CLOCK_JUMP_SECONDS = 5.0
+MIN_GAP_SHARE = 0.1
+# Beyond this many accounts, STATUS= (one short line) gives counts instead of a list.
+MAX_STATUS_PARTS = 4
+
+
+@dataclass
+class Watch:
+    """What the daemon knows about one account between runs."""
+
+    condition: str = "starting"  # scheduled, retrying, login_needed, logged_out, ...
+    next_at: float | None = None
+    attempts: int = 0  # consecutive failures
+    failing_since: float | None = None
+    last_result: str | None = None
+    stamp: int | None = None  # state file's mtime after we last looked, to notice the CLI
+
+
+class Daemon:
+    """Keeps every configured account planned, refreshed and retried."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        planner: Planner,
+        refresher: Callable[[Account], Refresher],
+        states: StateFiles,
+        alerter: Alerter,
+        clock: Callable[[], float],
+        monotonic: Callable[[], float],
+        share: Callable[[], float],
+        on_change: Callable[[], object] = lambda: None,
+    ) -> None:
+        self.config = config
+        self._planner = planner
+        self._refresher = refresher
+        self._states = states
+        self._alerter = alerter
+        self._clock = clock
+        self._monotonic = monotonic
+        self._share = share
+        self._on_change = on_change
+        self._log = get_logger()
+        self._locks: dict[str, threading.Lock] = {}
+        self.watches: dict[str, Watch] = {}
+        self._last_clocks: tuple[float, float] | None = None
+        self._busy = threading.Condition()
+        self.in_flight = 0
+
+    # -- planning -----------------------------------------------------------------------
+
+    def plan_all(self) -> None:
+        """Plan every account from the keyring (at start, after a reload or a clock jump)."""
+        for name in list(self.config.accounts):
+            self.run_account(name, refresh=False)
+
+    def _lock(self, name: str) -> threading.Lock:
+        return self._locks.setdefault(name, threading.Lock())
+
+    def run_account(self, name: str, *, refresh: bool = True) -> None:
+        """Refresh ``name`` if it is due (``refresh``), then plan its next run; never raise."""
+        account = self.config.accounts.get(name)
+        if account is None:  # removed by a reload
+            self._planner.cancel(f"refresh:{name}")
+            self.watches.pop(name, None)
+            return
+        with self._lock(name), self._counting():
+            watch = self.watches.setdefault(name, Watch())
+            try:
+                self._attempt(account, watch, refresh=refresh)
+            except Exception as exc:  # a bug must not stop the other accounts
+                self._log.exception("daemon.unexpected_error", account=name, error=repr(exc))
+                self._failed(account, watch, RefreshdError(f"internal error: {exc!r}"))
+            watch.stamp = self._states.stamp(name)
+        self._on_change()
+
+    def _attempt(self, account: Account, watch: Watch, *, refresh: bool) -> None:
+        refresher = self._refresher(account)
+        try:
+            if refresh:
+                fresh = refresher.ensure_fresh()
+                document = fresh.document
+                if fresh.refreshed:
+                    watch.last_result = "refreshed"
+                    self._alert(account, AlertEvent.REFRESHED, "The Trakt token was refreshed.")
+            else:
+                document = refresher.load()
+        except NotLoggedIn:
+            self._stop_planning(account, watch, "logged_out")
+            return
+        except SessionRejected as exc:
+            self._stop_planning(account, watch, "login_needed")
+            self._alert(account, AlertEvent.REAUTH_REQUIRED, str(exc))
+            return
+        except (TransientError, StoreUnavailable, RefreshdError) as exc:
+            self._failed(account, watch, exc)
+            return
+        if watch.attempts and refresh:
+            self._log.info("daemon.recovered", account=account.name, after=watch.attempts)
+        if watch.attempts and not refresh and watch.next_at and watch.next_at > self._clock():
+            return  # a retry is already planned; planning again must not skip the backoff
+        watch.attempts = 0
+        watch.failing_since = None
+        due = float(refresh_due_at(document.tokens, account.refresh, salt=account.name))
+        if refresh:
+            # A pair that is due the moment it arrives (a server clock far behind ours) must
+            # not set off a refresh storm: wait at least a tenth of its lifetime.
+            due = max(due, self._clock() + max(1.0, MIN_GAP_SHARE * document.tokens.expires_in))
+        self._plan(account, watch, "scheduled", due)
+
+    def _failed(self, account: Account, watch: Watch, error: RefreshdError) -> None:
+        now = self._clock()
+        watch.attempts += 1
+        watch.failing_since = watch.failing_since or now
+        watch.last_result = type(error).__name__
+        retry_after = error.retry_after if isinstance(error, TransientError) else None
+        delay = retry_delay(
+            watch.attempts, account.retry, retry_after=retry_after, share=self._share()
+        )
+        condition = "keyring_unavailable" if isinstance(error, StoreUnavailable) else "retrying"
+        self._plan(account, watch, condition, now + delay)
+        self._log.warning(
+            "daemon.retry_planned",
+            account=account.name,
+            attempt=watch.attempts,
+            retry_in_s=round(delay),
+            error=str(error),
+        )
+        if now - watch.failing_since >= account.alerts.failing_for:
+            self._alert(
+                account,
+                AlertEvent.FAILING,
+                f"Refreshing has failed for {format_duration(now - watch.failing_since)}: {error}",
+            )
+
+    def _plan(self, account: Account, watch: Watch, condition: str, when: float) -> None:
+        watch.condition = condition
+        watch.next_at = when
+        self._planner.at(f"refresh:{account.name}", when, lambda: self.run_account(account.name))
+        self._record(account.name, when)
+
+    def _stop_planning(self, account: Account, watch: Watch, condition: str) -> None:
+        watch.condition = condition
+        watch.next_at = None
+        watch.attempts = 0
+        watch.failing_since = None
+        self._planner.cancel(f"refresh:{account.name}")
+        self._record(account.name, None)
+
+    def _record(self, name: str, when: float | None) -> None:
+        try:
+            self._states.update(name, next_attempt_at=None if when is None else int(when))
+        except OSError as exc:
+            self._log.warning("daemon.state_not_written", account=name, error=str(exc))
+
+    def _alert(self, account: Account, event: AlertEvent, message: str) -> None:
+        self._alerter.emit(account.name, event, account.alerts, message, now=self._clock())
+
+    # -- periodic -----------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Notice a suspend or clock jump, and logins or logouts done by the CLI."""
+        wall, mono = self._clock(), self._monotonic()
+        previous, self._last_clocks = self._last_clocks, (wall, mono)
+        if previous is not None:
+            drift = (wall - previous[0]) - (mono - previous[1])
+            if abs(drift) > CLOCK_JUMP_SECONDS:
+                self._log.info("daemon.clock_jump", drift_s=round(drift))
+                self.plan_all()
+                return
+        for name in list(self.config.accounts):
+            watch = self.watches.get(name)
+            if watch is not None and watch.stamp != self._states.stamp(name):
+                if self._lock(name).locked():
+                    continue  # being refreshed right now; it re-plans itself
+                self._log.info("daemon.account_changed", account=name)
+                self.run_account(name, refresh=False)
+
+    def reload(self, config: Config) -> None:
+        """Adopt a new config: plan new accounts, drop removed ones, re-plan the rest."""
+        for name in set(self.config.accounts) - set(config.accounts):
+            self._planner.cancel(f"refresh:{name}")
+            self.watches.pop(name, None)
+        self.config = config
+        # On the scheduler's pool, not the caller's thread: with many accounts re-planning
+        # takes a while, and the main thread must stay free for the next signal.
+        self._planner.at("replan", self._clock(), self.plan_all)
+
+    # -- reporting ----------------------------------------------------------------------
+
+    def status_line(self) -> str:
+        """Return the one-line STATUS= text: next refresh, last result, or what is needed."""
+        now = self._clock()
+        parts = []
+        for name, watch in sorted(self.watches.items()):
+            if watch.condition == "login_needed":
+                parts.append(f"{name}: login needed")
+            elif watch.condition == "logged_out":
+                parts.append(f"{name}: not logged in")
+            elif watch.condition == "keyring_unavailable" and watch.next_at is not None:
+                parts.append(
+                    f"{name}: keyring locked or unavailable, retry in "
+                    f"{format_duration(watch.next_at - now)}"
+                )
+            elif watch.next_at is not None:
+                verb = "next refresh" if watch.condition == "scheduled" else "retry"
+                text = f"{name}: {verb} in {format_duration(watch.next_at - now)}"
+                if watch.last_result:
+                    text += f", last {watch.last_result}"
+                parts.append(text)
+        if len(parts) > MAX_STATUS_PARTS:
+            return self._summary(now)
+        return "; ".join(parts) or "no accounts"
+
+    def _summary(self, now: float) -> str:
+        """Return a STATUS line for many accounts: counts per condition and the next refresh."""
+        counts: dict[str, int] = {}
+        for watch in self.watches.values():
+            counts[watch.condition] = counts.get(watch.condition, 0) + 1
+        upcoming = [
+            watch.next_at
+            for watch in self.watches.values()
+            if watch.condition == "scheduled" and watch.next_at is not None
+        ]
+        text = f"{len(self.watches)} accounts: " + ", ".join(
+            f"{count} {condition.replace('_', ' ')}" for condition, count in sorted(counts.items())
+        )
+        if upcoming:
+            text += f"; next refresh in {format_duration(min(upcoming) - now)}"
+        return text
+
+    @contextlib.contextmanager
+    def _counting(self) -> Iterator[None]:
+        """Count a running account job, so that shutdown can wait for it."""
+        with self._busy:
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            with self._busy:
+                self.in_flight -= 1
+                self._busy.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for running refreshes to end; return whether they did."""
+        with self._busy:
+            return self._busy.wait_for(lambda: self.in_flight == 0, timeout)

@@ -1,0 +1,237 @@
+"""Keep one account's tokens fresh: lock, re-read, spend the refresh token once, store first.
+
+This is the only place that spends a refresh token. The sequence under the account lock is:
+re-read the keyring (another process may have refreshed), mark the refresh as in flight, POST,
+store the new pair, and only then record the outcome and hand the token out.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from tvmaniac_refreshd.config.settings import Account
+from tvmaniac_refreshd.core.errors import (
+    NotLoggedIn,
+    RefreshdError,
+    SessionRejected,
+    StoreUnavailable,
+    TransientError,
+)
+from tvmaniac_refreshd.core.logs import get_logger, register_secret
+from tvmaniac_refreshd.core.policy import needs_refresh, refresh_due_at
+from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet, with_tokens
+from tvmaniac_refreshd.storage.keyring_store import KeyringStore, account_lock
+from tvmaniac_refreshd.storage.state import StateFiles, token_digest
+
+
+class RefreshClient(Protocol):
+    """What the refresher needs of a provider client (Trakt's or a generic OAuth2 one)."""
+
+    def refresh(self, refresh_token: str, *, now: float) -> TokenSet: ...
+
+
+# Storing the new pair is the one step that must not fail after the old token was spent.
+# A crashed gnome-keyring is restarted by D-Bus activation within a second or two, so the
+# waits between attempts grow to cover that (about 15 s in all) instead of failing at once.
+SAVE_WAITS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+@dataclass(frozen=True)
+class Fresh:
+    """The outcome of ``Refresher.ensure_fresh``."""
+
+    document: TokenDocument
+    refreshed: bool  # whether this call spent the refresh token
+    by_other: bool = False  # another process refreshed while we waited for the lock
+
+
+class Refresher:
+    """Refreshes one account, safely across every process on the machine."""
+
+    def __init__(
+        self,
+        account: Account,
+        *,
+        store: KeyringStore,
+        states: StateFiles,
+        lock_dir: Path,
+        lock_timeout: float,
+        client: Callable[[], RefreshClient],
+        clock: Callable[[], float],
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.account = account
+        self._sleep = sleep
+        self._store = store
+        self._states = states
+        self._lock_dir = lock_dir
+        self._lock_timeout = lock_timeout
+        self._client = client
+        self._clock = clock
+        self._log = get_logger(account=account.name)
+
+    def load(self) -> TokenDocument:
+        """Return the stored tokens, checked against the current config.
+
+        Raises:
+            SessionRejected: no tokens, tokens bound to another client or host, or tokens the
+                provider already rejected.
+            StoreUnavailable, StoreCorrupt: the keyring cannot be used or read.
+        """
+        document = self._store.load(self.account.name)
+        if document is None:
+            raise NotLoggedIn(
+                f"account {self.account.name!r} is not logged in; run `tvmaniac-refreshd login`",
+                account=self.account.name,
+            )
+        self.check(document)
+        return document
+
+    def check(self, document: TokenDocument) -> None:
+        """Raise SessionRejected if ``document`` must not be used with the current config."""
+        register_secret(document.tokens.access_token)
+        register_secret(document.tokens.refresh_token)
+        if document.fingerprint != self.account.fingerprint():
+            raise SessionRejected(
+                f"the stored login of {self.account.name!r} was made with a different "
+                "client_id or auth_url than the config now has; run `tvmaniac-refreshd login`",
+                account=self.account.name,
+            )
+        record = self._states.load(self.account.name)
+        if record.needs_reauth(document.tokens.refresh_token):
+            reason = record.reauth_reason or "the provider rejected the session"
+            raise SessionRejected(
+                f"account {self.account.name!r} needs a new login ({reason}); "
+                "run `tvmaniac-refreshd login`",
+                account=self.account.name,
+            )
+
+    def ensure_fresh(self, *, min_valid: int | None = None, force: bool = False) -> Fresh:
+        """Return tokens that are not due, refreshing them first if needed (or if ``force``).
+
+        Raises:
+            SessionRejected: the account needs `login` (nothing is sent if that is known).
+            TransientError: try again later; the stored tokens are unchanged.
+            ClientRejected, StoreUnavailable, StoreCorrupt, RefreshdError.
+        """
+        document = self.load()
+        if not force and not self._due(document, min_valid):
+            return Fresh(document, refreshed=False)
+        with account_lock(self._lock_dir, self.account.name, timeout=self._lock_timeout):
+            current = self.load()
+            if current.tokens.refresh_token != document.tokens.refresh_token:
+                # Another process refreshed while we waited: its pair is as fresh as a pair can
+                # be, and refreshing again would only spend a token for nothing.
+                return Fresh(current, refreshed=False, by_other=True)
+            if not force and not self._due(current, min_valid):
+                return Fresh(current, refreshed=False)
+            return Fresh(self._refresh_locked(current), refreshed=True)
+
+    def _due(self, document: TokenDocument, min_valid: int | None) -> bool:
+        return needs_refresh(
+            document.tokens,
+            self.account.refresh,
+            now=self._clock(),
+            salt=self.account.name,
+            min_valid=min_valid,
+        )
+
+    def _refresh_locked(self, document: TokenDocument) -> TokenDocument:
+        name = self.account.name
+        spent = token_digest(document.tokens.refresh_token)
+        previous = self._states.load(name)
+        interrupted = previous.in_flight_token == spent
+        started = self._clock()
+        self._states.update(name, in_flight_token=spent, in_flight_since=int(started))
+        try:
+            tokens = self._client().refresh(document.tokens.refresh_token, now=started)
+        except SessionRejected as exc:
+            reason = (
+                "a previous refresh was interrupted (crash or lost response) after the provider "
+                "may already have used the refresh token"
+                if interrupted
+                else "the provider rejected the refresh token"
+            )
+            self._record_failure("rejected", f"{reason}: {exc}", reauth=(spent, reason))
+            raise SessionRejected(
+                f"account {name!r} needs a new login: {reason}; run `tvmaniac-refreshd login`",
+                account=name,
+            ) from None
+        except TransientError as exc:
+            # The request may have reached the server: keep the in-flight marker.
+            self._record_failure("transient", str(exc), keep_in_flight=True)
+            raise
+        except RefreshdError as exc:
+            self._record_failure("failed", str(exc))
+            raise
+        register_secret(tokens.access_token)
+        register_secret(tokens.refresh_token)
+        fresh = with_tokens(document, tokens, now=self._clock())
+        self._save_new_pair(fresh)
+        finished = self._clock()
+        self._states.update(
+            name,
+            last_attempt_at=int(started),
+            last_success_at=int(finished),
+            last_result="refreshed",
+            last_error=None,
+            consecutive_failures=0,
+            in_flight_token=None,
+            in_flight_since=None,
+            reauth_token=None,
+            reauth_reason=None,
+        )
+        self._log.info(
+            "refresh.finished",
+            outcome="refreshed",
+            expires_at=tokens.expires_at,
+            next_due_at=refresh_due_at(tokens, self.account.refresh, salt=name),
+            duration_ms=round((finished - started) * 1000),
+        )
+        return fresh
+
+    def _save_new_pair(self, fresh: TokenDocument) -> None:
+        waits = (*SAVE_WAITS, None)
+        for attempt, wait in enumerate(waits, start=1):
+            try:
+                self._store.save(fresh)
+            except StoreUnavailable as exc:
+                self._log.error("refresh.store_failed", attempt=attempt, error=str(exc))
+                if wait is None:
+                    raise StoreUnavailable(
+                        f"the provider issued new tokens for {self.account.name!r} but the keyring "
+                        f"could not store them ({exc}); the session is probably lost: run "
+                        "`tvmaniac-refreshd login` once the keyring works",
+                        account=self.account.name,
+                    ) from None
+                self._sleep(wait)
+            else:
+                return
+
+    def _record_failure(
+        self,
+        result: str,
+        message: str,
+        *,
+        reauth: tuple[str, str] | None = None,
+        keep_in_flight: bool = False,
+    ) -> None:
+        name = self.account.name
+        previous = self._states.load(name)
+        changes: dict[str, object] = {
+            "last_attempt_at": int(self._clock()),
+            "last_result": result,
+            "last_error": message,
+            "consecutive_failures": previous.consecutive_failures + 1,
+        }
+        if not keep_in_flight:
+            changes.update(in_flight_token=None, in_flight_since=None)
+        if reauth is not None:
+            changes.update(reauth_token=reauth[0], reauth_reason=reauth[1])
+        self._states.update(name, **changes)
+        level = "error" if reauth is not None else "warning"
+        getattr(self._log, level)("refresh.finished", outcome=result, error=message)

@@ -1,0 +1,117 @@
+"""APScheduler 3.x behind a small interface: the only module that imports it.
+
+Jobs live in memory only; the plan is rebuilt from the keyring, never persisted. The job
+defaults matter: APScheduler's own ``misfire_grace_time`` of one second silently drops a refresh
+that fires late after a suspend, so it is disabled, and late runs are coalesced into one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobEvent,
+)
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from tvmaniac_refreshd.core.logs import get_logger
+
+# max_instances=2, not 1: a refresh job plans its own next run while it is still running, and
+# if that run is already due APScheduler would refuse it ("maximum number of running instances
+# reached") and, for a one-shot date job, drop it for good. The daemon's per-account lock
+# serializes the two instances instead.
+JOB_DEFAULTS = {"misfire_grace_time": None, "coalesce": True, "max_instances": 2}
+
+
+class Planner(Protocol):
+    """What the daemon needs from a scheduler; tests provide a recording fake."""
+
+    def at(self, job_id: str, when: float, func: Callable[[], object]) -> None: ...
+
+    def every(self, job_id: str, seconds: float, func: Callable[[], object]) -> None: ...
+
+    def cancel(self, job_id: str) -> None: ...
+
+
+def _utc(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
+
+
+class Scheduler:
+    """A background scheduler whose jobs run on a bounded pool of worker threads."""
+
+    def __init__(self, *, max_workers: int, executor: Any = None) -> None:  # noqa: ANN401
+        # APScheduler logs through stdlib logging, which would bypass our format and redaction;
+        # what matters of it reaches the listener below and is logged by us.
+        apscheduler_log = logging.getLogger("apscheduler")
+        apscheduler_log.addHandler(logging.NullHandler())
+        apscheduler_log.propagate = False
+        self._log = get_logger()
+        self._scheduler = BackgroundScheduler(
+            timezone=dt.UTC,
+            job_defaults=JOB_DEFAULTS,
+            executors={"default": executor or ThreadPoolExecutor(max_workers=max_workers)},
+        )
+        self._scheduler.add_listener(
+            self._on_trouble, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
+        )
+
+    def _on_trouble(self, event: JobEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            self._log.warning("scheduler.job_missed", job=event.job_id)
+        elif event.code == EVENT_JOB_MAX_INSTANCES:
+            self._log.warning("scheduler.job_skipped", job=event.job_id, reason="still running")
+        else:
+            error = getattr(event, "exception", None)
+            self._log.error("scheduler.job_failed", job=event.job_id, error=repr(error))
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    def shutdown(self) -> None:
+        """Stop starting jobs; running ones are left to finish (or be abandoned at exit)."""
+        if self._scheduler.running:
+            # APScheduler marks itself stopped before taking its job-store lock, and a pass
+            # over the jobs that is under way then fails to remove a finished one-shot job (an
+            # exception in its thread). Pausing first and waiting for that lock avoids it.
+            self._scheduler.pause()
+            self._scheduler.get_jobs()
+            self._scheduler.shutdown(wait=False)
+
+    def at(self, job_id: str, when: float, func: Callable[[], object]) -> None:
+        """Run ``func`` once at unix time ``when`` (at once if that has passed)."""
+        self._scheduler.add_job(
+            func, DateTrigger(run_date=_utc(when)), id=job_id, replace_existing=True
+        )
+
+    def every(self, job_id: str, seconds: float, func: Callable[[], object]) -> None:
+        """Run ``func`` every ``seconds``, starting one period from now."""
+        self._scheduler.add_job(
+            func, IntervalTrigger(seconds=seconds), id=job_id, replace_existing=True
+        )
+
+    def cancel(self, job_id: str) -> None:
+        job = self._scheduler.get_job(job_id)
+        if job is not None:
+            job.remove()
+
+    def wake(self) -> None:
+        """Re-examine the job list now (after a clock jump or resume)."""
+        self._scheduler.wakeup()
+
+    def planned(self) -> dict[str, float]:
+        """Return each job's next run time as unix seconds."""
+        return {
+            job.id: job.next_run_time.timestamp()
+            for job in self._scheduler.get_jobs()
+            if job.next_run_time is not None
+        }

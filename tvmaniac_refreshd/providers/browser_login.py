@@ -1,0 +1,119 @@
+"""Authorization-code login with PKCE and a one-shot loopback redirect (RFC 8252), for
+providers without a device flow, as pizauth and git-credential-oauth do.
+
+A listener on 127.0.0.1 (a random port, or a fixed one to forward over ``ssh -L``) waits for
+the single redirect that carries our random ``state``; anything else gets a 404 and is ignored.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import secrets
+import sys
+import time
+import webbrowser
+from collections.abc import Callable
+from typing import TextIO
+from urllib.parse import parse_qs, urlsplit
+
+from tvmaniac_refreshd.core.errors import LoginFailed
+from tvmaniac_refreshd.core.tokens import TokenSet
+from tvmaniac_refreshd.providers.oauth2 import OAuth2Client, pkce_pair
+
+# Long enough to sign in with a password manager and a second factor.
+LOGIN_TIMEOUT = 300.0
+DONE_PAGE = b"""<!doctype html><meta charset="utf-8"><title>tvmaniac-refreshd</title>
+<p>Logged in. You can close this window and return to the terminal.</p>"""
+
+
+class _Callback(http.server.BaseHTTPRequestHandler):
+    """Answers the redirect; the server object collects what it carried."""
+
+    server: _OneShot
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+        if parts.path != "/callback" or query.get("state") != self.server.state:
+            self.send_error(404)
+            return
+        self.server.result = query
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(DONE_PAGE)))
+        self.end_headers()
+        self.wfile.write(DONE_PAGE)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Stay quiet: the query string holds the authorization code."""
+
+
+class _OneShot(http.server.HTTPServer):
+    def __init__(self, port: int, state: str) -> None:
+        super().__init__(("127.0.0.1", port), _Callback)
+        self.state = state
+        self.result: dict[str, str] | None = None
+
+
+def has_display(environ: dict[str, str] | os._Environ[str]) -> bool:
+    """Return whether a browser can be opened here (a desktop session, or macOS)."""
+    return sys.platform == "darwin" or bool(
+        environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")
+    )
+
+
+def browser_login(
+    client: OAuth2Client,
+    *,
+    port: int,
+    out: TextIO,
+    open_browser: Callable[[str], object] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    timeout: float = LOGIN_TIMEOUT,
+    now: Callable[[], float] = time.time,
+) -> TokenSet:
+    """Run the browser login and return the tokens.
+
+    Raises:
+        LoginFailed: the provider returned an error, or nobody completed the login in time.
+    """
+    state = secrets.token_urlsafe(24)
+    verifier, challenge = pkce_pair()
+    try:
+        server = _OneShot(port, state)
+    except OSError as exc:
+        raise LoginFailed(f"cannot listen on 127.0.0.1:{port} for the redirect: {exc}") from None
+    with server:
+        redirect_uri = f"http://127.0.0.1:{server.server_address[1]}/callback"
+        url = client.authorization_request(redirect_uri, state, challenge)
+        out.write(f"To log in, open this URL in a browser:\n\n  {url}\n\n")
+        out.write(
+            f"Waiting for the redirect to {redirect_uri} (from another machine, forward the "
+            f"port first: ssh -L {server.server_address[1]}:127.0.0.1:"
+            f"{server.server_address[1]} ...)\n"
+        )
+        out.flush()
+        if open_browser is not None:
+            open_browser(url)
+        deadline = clock() + timeout
+        while server.result is None:
+            left = deadline - clock()
+            if left <= 0:
+                raise LoginFailed("nobody completed the browser login in time; run `login` again")
+            server.timeout = min(left, 1.0)
+            server.handle_request()
+        result = server.result
+    if "error" in result:
+        detail = result.get("error_description", "")
+        raise LoginFailed(f"the provider refused the login: {result['error']} {detail}".strip())
+    if "code" not in result:
+        raise LoginFailed("the redirect carried no authorization code")
+    return client.exchange_code(
+        result["code"], verifier=verifier, redirect_uri=redirect_uri, now=now()
+    )
+
+
+def default_opener() -> Callable[[str], object]:
+    """Return a function that opens a URL in the user's browser."""
+    return webbrowser.open

@@ -1,0 +1,211 @@
+"""Standard OAuth2 for any provider: RFC 6749 refresh, RFC 8628 device flow, RFC 7009 revocation,
+and the authorization-code exchange of RFC 7636 (PKCE).
+
+Requests go through ``oauth.post`` (the one place that speaks HTTP); responses are classified by
+the same ``raise_for_failure`` as Trakt's, so an ``invalid_grant`` means the same everywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlencode
+
+from tvmaniac_refreshd.config.settings import Account
+from tvmaniac_refreshd.core.errors import ClientRejected, LoginFailed, RefreshdError, TransientError
+from tvmaniac_refreshd.core.logs import get_logger
+from tvmaniac_refreshd.core.tokens import ResponseInvalid, TokenSet, parse_token_response
+from tvmaniac_refreshd.providers.http import (
+    DeviceCode,
+    PollState,
+    Response,
+    error_code,
+    post,
+    raise_for_failure,
+    required_int,
+    required_str,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+# RFC 8628 §3.2: "If no value is provided, clients MUST use 5 as the default."
+DEFAULT_INTERVAL = 5
+
+
+def pkce_pair() -> tuple[str, str]:
+    """Return a (verifier, S256 challenge) pair for RFC 7636."""
+    import hashlib  # noqa: PLC0415
+
+    verifier = secrets.token_urlsafe(64)[:96]
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+class OAuth2Client:
+    """One account's standard OAuth2 endpoints, with its client authentication."""
+
+    def __init__(self, http: httpx.Client, account: Account, client_secret: str | None) -> None:
+        if account.token_url is None:
+            raise RefreshdError(f"account {account.name!r} has no token_url")
+        self._http = http
+        self._account = account
+        self._secret = client_secret
+        self._token_url = account.token_url
+        self._log = get_logger(account=account.name)
+
+    def _send(self, url: str, form: dict[str, str], *, what: str) -> Response:
+        headers: dict[str, str] = {}
+        method = self._account.client_auth
+        if method == "client_secret_basic" and self._secret:
+            # RFC 6749 §2.3.1: both parts are form-encoded before the Basic encoding.
+            pair = f"{quote(self._account.client_id, safe='')}:{quote(self._secret, safe='')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        else:
+            form["client_id"] = self._account.client_id
+            if method == "client_secret_post" and self._secret:
+                form["client_secret"] = self._secret
+        if method != "none" and not self._secret:
+            raise ClientRejected(
+                f"account {self._account.name!r} uses {method} but has no client secret; store "
+                'it with `tvmaniac-refreshd config set-secret`, or set client_auth = "none"'
+            )
+        return post(self._http, url, what=what, form=form, headers=headers)
+
+    def _tokens(
+        self, response: Response, *, what: str, now: float, previous: str | None = None
+    ) -> TokenSet:
+        body = response.json()
+        if body is None:
+            raise_for_failure(response, what=what, now=now)
+        if isinstance(body, dict) and "expires_in" not in body:
+            self._log.warning(
+                "token.no_expiry",
+                assumed_lifetime_s=self._account.default_lifetime,
+                hint="set default_lifetime for this account",
+            )
+        try:
+            return parse_token_response(
+                body,
+                now=now,
+                generic=True,
+                previous_refresh=previous,
+                default_lifetime=self._account.default_lifetime,
+            )
+        except ResponseInvalid as exc:
+            hint = ""
+            if isinstance(body, dict) and "refresh_token" not in body and previous is None:
+                hint = "; the server issued no refresh token (add the offline_access scope?)"
+            raise TransientError(
+                f"{what}: the provider's token response was malformed ({exc}){hint}; "
+                "the stored tokens were kept"
+            ) from None
+
+    def request_device_code(self, *, now: float) -> DeviceCode:
+        """Start an RFC 8628 device login."""
+        url = self._account.device_authorization_url
+        if url is None:
+            raise LoginFailed(
+                f"account {self._account.name!r} has no device_authorization_url; "
+                "use `login --browser`"
+            )
+        what = "requesting a device code"
+        form = {"scope": " ".join(self._account.scopes)} if self._account.scopes else {}
+        response = self._send(url, form, what=what)
+        body = response.json()
+        if response.status != 200 or not isinstance(body, dict):
+            raise_for_failure(response, what=what, now=now)
+        assert isinstance(body, dict)  # noqa: S101  # raise_for_failure raised otherwise
+        try:
+            complete = body.get("verification_uri_complete")
+            return DeviceCode(
+                device_code=required_str(body, "device_code"),
+                user_code=required_str(body, "user_code"),
+                verification_url=required_str(body, "verification_uri"),
+                expires_in=required_int(body, "expires_in", minimum=1),
+                interval=required_int(body, "interval", minimum=1, default=DEFAULT_INTERVAL),
+                verification_url_complete=complete if isinstance(complete, str) else None,
+            )
+        except ResponseInvalid as exc:
+            raise TransientError(f"{what}: the provider's answer was malformed: {exc}") from None
+
+    def poll_device_token(self, device: DeviceCode, *, now: float) -> TokenSet | PollState:
+        """Ask once whether the user approved ``device`` (RFC 8628 §3.4, §3.5)."""
+        what = "waiting for approval"
+        form = {"grant_type": DEVICE_GRANT, "device_code": device.device_code}
+        response = self._send(self._token_url, form, what=what)
+        if response.status == 200:
+            return self._tokens(response, what=what, now=now)
+        code = error_code(response)
+        if code == "authorization_pending":
+            return PollState.PENDING
+        if code == "slow_down":
+            return PollState.SLOW_DOWN
+        if code == "access_denied":
+            raise LoginFailed("the login was denied at the provider")
+        if code == "expired_token":
+            raise LoginFailed("the code expired before it was approved; run `login` again")
+        if code == "invalid_grant":
+            raise LoginFailed("the provider no longer accepts this code; run `login` again")
+        raise_for_failure(response, what=what, now=now)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def authorization_request(self, redirect_uri: str, state: str, challenge: str) -> str:
+        """Return the URL the browser opens for an authorization-code login with PKCE."""
+        if self._account.authorization_url is None:
+            raise LoginFailed(
+                f"account {self._account.name!r} has no authorization_url; use the device login"
+            )
+        query = {
+            "response_type": "code",
+            "client_id": self._account.client_id,
+            "redirect_uri": redirect_uri,
+            "state": state,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+        if self._account.scopes:
+            query["scope"] = " ".join(self._account.scopes)
+        if "offline_access" in self._account.scopes:
+            # OpenID Connect Core §11: offline_access is ignored unless consent is prompted.
+            query["prompt"] = "consent"
+        separator = "&" if "?" in self._account.authorization_url else "?"
+        return f"{self._account.authorization_url}{separator}{urlencode(query)}"
+
+    def exchange_code(self, code: str, *, verifier: str, redirect_uri: str, now: float) -> TokenSet:
+        """Trade an authorization code for tokens (RFC 6749 §4.1.3 with RFC 7636)."""
+        what = "exchanging the authorization code"
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": verifier,
+        }
+        response = self._send(self._token_url, form, what=what)
+        if response.status != 200:
+            raise_for_failure(response, what=what, now=now)
+        return self._tokens(response, what=what, now=now)
+
+    def refresh(self, refresh_token: str, *, now: float) -> TokenSet:
+        """Spend ``refresh_token`` (RFC 6749 §6); keep it if the server sends no new one."""
+        what = "refreshing the token"
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        response = self._send(self._token_url, form, what=what)
+        if response.status != 200:
+            raise_for_failure(response, what=what, now=now)
+        return self._tokens(response, what=what, now=now, previous=refresh_token)
+
+    def revoke(self, tokens: TokenSet, *, now: float) -> None:
+        """Revoke the refresh token (RFC 7009), which at most servers ends the whole grant."""
+        url = self._account.revocation_url
+        if url is None:
+            raise RefreshdError(
+                "the provider has no revocation_url configured, so the grant stays valid there"
+            )
+        what = "revoking the token"
+        form = {"token": tokens.refresh_token, "token_type_hint": "refresh_token"}
+        response = self._send(url, form, what=what)
+        if not 200 <= response.status < 300:
+            raise_for_failure(response, what=what, now=now)

@@ -1,0 +1,141 @@
+"""Install, remove and inspect the OS service: the parts shared by systemd and launchd.
+
+The unit files in ``systemd/`` and ``launchd/`` are the single source of truth; this module
+finds them (in the wheel, or in the source tree), renders this installation's absolute paths
+into them, writes them atomically and drives the service manager through an injected runner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, TextIO
+
+from tvmaniac_refreshd.core.errors import ServiceError
+
+Runner = Callable[[Sequence[str]], subprocess.CompletedProcess[str]]
+MODES = ("daemon", "timer")
+# A service manager that has not answered in this long is not going to.
+COMMAND_TIMEOUT = 60
+
+
+def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` (never through a shell) and capture its output.
+
+    Raises:
+        ServiceError: if the program does not exist or does not finish in time.
+    """
+    try:
+        return subprocess.run(
+            list(argv),
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except FileNotFoundError:
+        raise ServiceError(f"{argv[0]} was not found on PATH") from None
+    except subprocess.TimeoutExpired:
+        raise ServiceError(f"`{' '.join(argv)}` did not finish in {COMMAND_TIMEOUT}s") from None
+
+
+def template(relative: str) -> Path:
+    """Return a shipped file such as ``systemd/tvmaniac-refreshd.service``."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "data" / relative, package.parent / relative):
+        if candidate.is_file():
+            return candidate
+    raise ServiceError(f"the packaged file {relative} is missing; reinstall tvmaniac-refreshd")
+
+
+def readme() -> Path:
+    """Return the README shipped with this installation (the units' Documentation=)."""
+    return template("README.md")
+
+
+def exec_argv(config: str | None) -> list[str]:
+    """Return the absolute command that starts this installation.
+
+    The interpreter itself is the main process (no wrapper script, no shell), which is what
+    ``NotifyAccess=main`` and launchd's process tracking need.
+    """
+    argv = [sys.executable, "-m", "tvmaniac_refreshd"]
+    if config:
+        argv += ["--config", str(Path(config).resolve())]
+    return argv
+
+
+def write_atomically(path: Path, content: bytes) -> None:
+    """Write ``content`` to ``path`` so that a crash leaves the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+@dataclass
+class Plan:
+    """What an install or uninstall does, so that --dry-run can show it without doing it."""
+
+    write: dict[Path, bytes] = field(default_factory=dict)
+    remove: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def show(self, out: TextIO) -> None:
+        for path, content in self.write.items():
+            out.write(f"would write {path}:\n")
+            for line in content.decode().splitlines():
+                out.write(f"    {line}\n")
+        for path in self.remove:
+            out.write(f"would remove {path}\n")
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What `service status`, `status` and `config check` report."""
+
+    manager: str  # "systemd" or "launchd"
+    mode: str | None  # "daemon", "timer", or None when not installed
+    active: str  # the manager's own word: active, inactive, failed, running, ...
+    detail: str = ""  # e.g. the daemon's STATUS= text, the last result
+    lingering: bool | None = None  # systemd: does the user manager outlive logins?
+    files: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "manager": self.manager,
+            "installed": self.mode is not None,
+            "mode": self.mode,
+            "active": self.active,
+            "detail": self.detail,
+            "lingering": self.lingering,
+            "files": list(self.files),
+        }
+
+
+class ServiceManager(Protocol):
+    """systemd (Linux) or launchd (macOS) for the current user."""
+
+    name: str
+
+    def install(self, mode: str, argv: Sequence[str], *, dry_run: bool, out: TextIO) -> None: ...
+
+    def uninstall(self, *, dry_run: bool, out: TextIO) -> None: ...
+
+    def state(self) -> ServiceState: ...

@@ -1,0 +1,165 @@
+"""systemd user units: render them, install them, and report their state via systemctl."""
+
+from __future__ import annotations
+
+import getpass
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from tvmaniac_refreshd.core.errors import ServiceError, ServiceUnavailable
+from tvmaniac_refreshd.service.base import (
+    Plan,
+    Runner,
+    ServiceState,
+    readme,
+    template,
+    write_atomically,
+)
+
+DAEMON_UNIT = "tvmaniac-refreshd.service"
+TIMER_SERVICE = "tvmaniac-refreshd-refresh.service"
+TIMER_UNIT = "tvmaniac-refreshd-refresh.timer"
+UNITS = {"daemon": (DAEMON_UNIT,), "timer": (TIMER_SERVICE, TIMER_UNIT)}
+# What `enable` and `restart` act on in each mode.
+ENTRY = {"daemon": DAEMON_UNIT, "timer": TIMER_UNIT}
+_PLAIN = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
+
+
+def quote_exec(argument: str) -> str:
+    """Quote one ExecStart= word: systemd expands ``%`` specifiers and ``$`` variables."""
+    escaped = argument.replace("%", "%%").replace("$", "$$")
+    if _PLAIN.fullmatch(argument):
+        return escaped
+    return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render(name: str, argv: Sequence[str]) -> bytes:
+    """Return unit ``name`` with this installation's command and README filled in."""
+    text = template(f"systemd/{name}").read_text(encoding="utf-8")
+    text = text.replace("@EXEC@", " ".join(quote_exec(part) for part in argv))
+    return text.replace("file://@README@", readme().as_uri()).encode()
+
+
+class Systemd:
+    """The systemd user instance of the current user."""
+
+    name = "systemd"
+
+    def __init__(self, environ: Mapping[str, str], runner: Runner) -> None:
+        self._environ = environ
+        self._run = runner
+        home = Path(environ.get("HOME") or Path.home())
+        config = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
+        self.unit_dir = config / "systemd" / "user"
+
+    def _systemctl(self, *args: str, check: bool = True) -> str:
+        result = self._run(["systemctl", "--user", *args])
+        if check and result.returncode != 0:
+            message = (result.stderr or result.stdout).strip()
+            if "Failed to connect to bus" in message or "No medium found" in message:
+                raise ServiceUnavailable(
+                    "no systemd user instance is reachable (`systemctl --user`: "
+                    f"{message}); log in to a normal session, or check that XDG_RUNTIME_DIR "
+                    "and DBUS_SESSION_BUS_ADDRESS are set"
+                )
+            raise ServiceError(f"`systemctl --user {' '.join(args)}` failed: {message}")
+        return result.stdout
+
+    def installed_mode(self) -> str | None:
+        for mode, units in UNITS.items():
+            if all((self.unit_dir / unit).exists() for unit in units):
+                return mode
+        return None
+
+    def install(self, mode: str, argv: Sequence[str], *, dry_run: bool, out: TextIO) -> None:
+        """Write the units of ``mode``, remove the other mode's, enable and (re)start."""
+        plan = Plan(write={self.unit_dir / unit: render(unit, argv) for unit in UNITS[mode]})
+        other = "timer" if mode == "daemon" else "daemon"
+        stale = [unit for unit in UNITS[other] if (self.unit_dir / unit).exists()]
+        plan.remove = [self.unit_dir / unit for unit in stale]
+        commands = [["disable", "--now", *stale]] if stale else []
+        commands += [["daemon-reload"], ["enable", ENTRY[mode]], ["restart", ENTRY[mode]]]
+        if dry_run:
+            plan.show(out)
+            for command in commands:
+                out.write(f"would run: systemctl --user {' '.join(command)}\n")
+            return
+        self._systemctl("is-system-running", check=False)  # fails early without a user bus
+        for path, content in plan.write.items():
+            if path.exists() and path.read_bytes() != content:
+                # Our units are regenerated on every install; edits belong in a drop-in.
+                out.write(
+                    f"Replacing {path}, which differed from the packaged unit. Keep local "
+                    f"changes in a drop-in instead: systemctl --user edit {path.name}\n"
+                )
+            write_atomically(path, content)
+        if stale:
+            self._systemctl(*commands[0], check=False)
+        for path in plan.remove:
+            path.unlink(missing_ok=True)
+        for command in commands[1 if stale else 0 :]:
+            self._systemctl(*command)
+        what = "daemon service" if mode == "daemon" else "hourly timer"
+        out.write(f"Installed and started the {what}: {ENTRY[mode]} in {self.unit_dir}\n")
+        out.write("Follow it with: journalctl --user -u tvmaniac-refreshd* -f\n")
+        self._warn_without_linger(out)
+
+    def uninstall(self, *, dry_run: bool, out: TextIO) -> None:
+        """Stop, disable and remove whichever units are installed; fine if none are."""
+        present = [
+            unit for units in UNITS.values() for unit in units if (self.unit_dir / unit).exists()
+        ]
+        if dry_run:
+            for unit in present:
+                out.write(f"would remove {self.unit_dir / unit}\n")
+            if present:
+                out.write(f"would run: systemctl --user disable --now {' '.join(present)}\n")
+            out.write("would run: systemctl --user daemon-reload\n")
+            return
+        if present:
+            self._systemctl("disable", "--now", *present, check=False)
+            if TIMER_UNIT in present:
+                # Forget Persistent=true's "last run" stamp, so nothing is left behind.
+                self._systemctl("clean", "--what=state", TIMER_UNIT, check=False)
+        for unit in present:
+            (self.unit_dir / unit).unlink(missing_ok=True)
+        self._systemctl("daemon-reload")
+        if present:
+            self._systemctl("reset-failed", *present, check=False)
+            out.write(f"Removed {', '.join(present)} from {self.unit_dir}\n")
+        else:
+            out.write("No tvmaniac-refreshd units were installed; nothing to do.\n")
+
+    def state(self) -> ServiceState:
+        """Report the installed mode and what systemd says of it."""
+        mode = self.installed_mode()
+        files = tuple(str(self.unit_dir / unit) for unit in UNITS.get(mode or "", ()))
+        if mode is None:
+            return ServiceState("systemd", None, "not installed", lingering=self._lingering())
+        shown = self._systemctl(
+            "show", "-p", "ActiveState,SubState,Result,StatusText,NRestarts", ENTRY[mode]
+        )
+        fields = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+        active = f"{fields.get('ActiveState', '?')} ({fields.get('SubState', '?')})"
+        detail = fields.get("StatusText", "") or f"result: {fields.get('Result', '?')}"
+        if fields.get("NRestarts", "0") not in ("", "0"):
+            detail += f"; restarted {fields['NRestarts']} times"
+        return ServiceState("systemd", mode, active, detail, self._lingering(), files)
+
+    def _lingering(self) -> bool | None:
+        user = self._environ.get("USER") or getpass.getuser()
+        result = self._run(["loginctl", "show-user", user, "-p", "Linger", "--value"])
+        if result.returncode != 0:
+            return None
+        return result.stdout.strip() == "yes"
+
+    def _warn_without_linger(self, out: TextIO) -> None:
+        if self._lingering() is False:
+            user = self._environ.get("USER") or getpass.getuser()
+            out.write(
+                "Note: lingering is off for this user, so the service runs only while you are "
+                "logged in; tokens due meanwhile are refreshed at your next login. To keep it "
+                f"running, ask an administrator to run: loginctl enable-linger {user}\n"
+            )

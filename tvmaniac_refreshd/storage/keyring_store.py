@@ -1,0 +1,289 @@
+"""The OS keyring, the only module that uses ``keyring``; and the per-account refresh lock.
+
+Every keyring call runs in a worker thread with a deadline, because a locked collection can wait
+forever for an unlock prompt nobody sees. Every failure of the keyring, its backends and D-Bus is
+translated here into ``StoreUnavailable`` (exit 69) with a sentence on how to fix it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TypeVar
+
+from tvmaniac_refreshd.config.settings import StoreSettings
+from tvmaniac_refreshd.core.errors import StoreCorrupt, StoreUnavailable, TransientError
+from tvmaniac_refreshd.core.locations import APP, may_choose_backend_explicitly
+from tvmaniac_refreshd.core.tokens import TokenDocument, decode_document, encode_document
+from tvmaniac_refreshd.storage.backend import SecretBackend
+from tvmaniac_refreshd.storage.paths import ensure_private_dir
+
+T = TypeVar("T")
+SERVICE = APP
+# Backends that would write tokens to a plain file or nowhere; never chosen silently.
+INSECURE_BACKENDS = ("keyring.backends.fail", "keyring.backends.null", "keyrings.alt")
+CLIENT_SECRET_SUFFIX = ":client_secret"  # account names cannot contain ':'
+
+
+def _describe(backend: object) -> str:
+    # A wrapper that keeps keyring's items (secret_service.py) names the backend it stands for.
+    describes = getattr(backend, "describes", None)
+    if isinstance(describes, str):
+        return describes
+    kind = type(backend)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def is_insecure(backend: object) -> bool:
+    """Return whether ``backend`` keeps secrets in plain text or not at all."""
+    return _describe(backend).startswith(INSECURE_BACKENDS) or "Plaintext" in _describe(backend)
+
+
+def default_backend(environ: Mapping[str, str], platform: str = sys.platform) -> SecretBackend:
+    """Return the keyring backend to use: the user's explicit choice, else the platform's own.
+
+    Choosing the platform backend directly skips keyring's discovery of every installed backend
+    (slow, and it would silently fall back to a plaintext file when keyrings.alt is installed).
+    On Linux, the Secret Service backend reads its items without importing keyring when it can
+    (see secret_service.py); keyring itself is imported only for an explicit choice (its
+    environment variable or its config file) or for what the direct read does not cover.
+    """
+    if may_choose_backend_explicitly(environ, platform):
+        import keyring.core  # noqa: PLC0415  # deferred: heavy, and not needed by every command
+
+        explicit = keyring.core.load_env() if environ.get("PYTHON_KEYRING_BACKEND") else None
+        explicit = explicit or keyring.core.load_config()
+        if explicit is not None:
+            return explicit
+    if platform == "darwin":
+        from keyring.backends import macOS  # noqa: PLC0415
+
+        return macOS.Keyring()  # type: ignore[no-untyped-call]
+    from tvmaniac_refreshd.storage.secret_service import SecretServiceKeyring  # noqa: PLC0415
+
+    return SecretServiceKeyring()
+
+
+def _unavailable(exc: BaseException) -> StoreUnavailable:
+    """Translate a keyring/secretstorage/D-Bus exception into a fix-it message."""
+    name = type(exc).__name__
+    text = str(exc)
+    if name == "KeyringLocked" or "locked" in text.lower():
+        return StoreUnavailable(
+            "the keyring is locked; unlock it (log in to the desktop session, or open "
+            "Passwords and Keys / seahorse) and run the command again"
+        )
+    if name == "InitError" or "Prompt dismissed" in text:
+        return StoreUnavailable(
+            "the keyring has no default collection and could not create one (the prompt was "
+            "dismissed or no display is available); create a 'login' keyring, then try again"
+        )
+    if name == "NoKeyringError" or "DBUS_SESSION_BUS_ADDRESS" in text or isinstance(exc, OSError):
+        return StoreUnavailable(
+            "no Secret Service is reachable: install one (e.g. `apt install gnome-keyring`, or "
+            "KeePassXC with its Secret Service integration), and make sure your session bus is "
+            "up and DBUS_SESSION_BUS_ADDRESS is set (under ssh or cron it often is not)"
+        )
+    return StoreUnavailable(f"the keyring failed ({name}); `tvmaniac-refreshd config check` helps")
+
+
+def _store_exceptions() -> tuple[type[BaseException], ...]:
+    """Return the exception classes that mean "the secure store failed"."""
+    classes: list[type[BaseException]] = [RuntimeError, OSError]
+    with contextlib.suppress(ImportError):
+        import keyring.errors  # noqa: PLC0415
+
+        classes.append(keyring.errors.KeyringError)
+    with contextlib.suppress(ImportError):
+        import secretstorage.exceptions  # noqa: PLC0415
+
+        classes.append(secretstorage.exceptions.SecretStorageException)
+    with contextlib.suppress(ImportError):
+        import jeepney.wrappers  # noqa: PLC0415
+
+        classes.append(jeepney.wrappers.DBusErrorResponse)
+    return tuple(classes)
+
+
+class KeyringStore:
+    """Token documents and client secrets in the OS keyring, one item per account."""
+
+    def __init__(
+        self,
+        settings: StoreSettings,
+        backend_factory: Callable[[], SecretBackend],
+    ) -> None:
+        self._settings = settings
+        self._factory = backend_factory
+        self._backend: SecretBackend | None = None
+
+    def _resolve(self) -> SecretBackend:
+        if self._backend is None:
+            backend = self._factory()
+            if is_insecure(backend) and not self._settings.allow_insecure_backend:
+                raise StoreUnavailable(
+                    f"the keyring backend {_describe(backend)} is not a secure store; refusing "
+                    "to use it. Start a Secret Service (gnome-keyring, KeePassXC), or set "
+                    "[store] allow_insecure_backend = true if you accept the risk"
+                )
+            self._backend = backend
+        return self._backend
+
+    def backend_name(self) -> str:
+        """Return the backend's class path, for `config check` and `status`.
+
+        Raises:
+            StoreUnavailable: if no acceptable backend can be set up.
+        """
+        return _describe(self._bounded(self._resolve, "opening the keyring"))
+
+    def _bounded(self, call: Callable[[], T], what: str) -> T:
+        """Run ``call`` in a worker thread, giving up after the configured timeout."""
+        outcome: dict[str, object] = {}
+
+        def work() -> None:
+            try:
+                outcome["value"] = call()
+            except StoreUnavailable as exc:
+                outcome["error"] = exc
+            except Exception as exc:
+                # Known only now, so that a read that never imported keyring does not pay for
+                # importing its exception classes; anything else is a bug, re-raised below.
+                if isinstance(exc, _store_exceptions()):
+                    outcome["error"] = _unavailable(exc)
+                else:
+                    outcome["bug"] = exc
+
+        # A daemon thread: if the keyring hangs, the process can still exit.
+        worker = threading.Thread(target=work, name=f"keyring: {what}", daemon=True)
+        worker.start()
+        worker.join(self._settings.timeout)
+        if worker.is_alive():
+            # Forget the backend so that the next call starts over (the user may unlock meanwhile).
+            self._backend = None
+            raise StoreUnavailable(
+                f"the keyring did not answer within {self._settings.timeout:.0f}s while {what} "
+                "(a locked collection waiting for an unlock prompt?); unlock it and try again"
+            )
+        if "bug" in outcome:
+            raise outcome["bug"]  # type: ignore[misc]
+        if "error" in outcome:
+            self._backend = None
+            error = outcome["error"]
+            assert isinstance(error, StoreUnavailable)  # noqa: S101
+            raise error
+        return outcome["value"]  # type: ignore[return-value]
+
+    def _get(self, username: str, what: str) -> str | None:
+        return self._bounded(lambda: self._resolve().get_password(SERVICE, username), what)
+
+    def load(self, account: str) -> TokenDocument | None:
+        """Return the stored tokens of ``account``, or None if there are none.
+
+        Raises:
+            StoreUnavailable: the keyring cannot be used.
+            StoreCorrupt: the item exists but is not a document of ours.
+        """
+        text = self._get(account, f"reading the tokens of {account!r}")
+        return None if text is None else decode_document(text, account)
+
+    def save(self, document: TokenDocument) -> None:
+        """Store ``document`` as its account's item, replacing the previous one.
+
+        Raises:
+            StoreUnavailable: the keyring cannot be used; the previous item is unchanged.
+            StoreCorrupt: what was written cannot be read back.
+        """
+        text = encode_document(document)
+
+        def write_and_verify() -> bool:
+            backend = self._resolve()
+            backend.set_password(SERVICE, document.account, text)
+            # Another program's item with other attributes can shadow ours on lookup; a token
+            # we cannot read back is as lost as one never written, so say so now.
+            return backend.get_password(SERVICE, document.account) == text
+
+        if not self._bounded(write_and_verify, f"storing the tokens of {document.account!r}"):
+            raise StoreCorrupt(
+                f"the keyring returned a different item for {document.account!r} right after "
+                "storing it: another item with the same service and user name shadows ours. "
+                f"Remove it (`secret-tool clear service {SERVICE} username {document.account}`) "
+                "and run `tvmaniac-refreshd login`",
+                account=document.account,
+            )
+
+    def delete(self, account: str) -> bool:
+        """Delete the item of ``account``; return whether there was one.
+
+        Raises:
+            StoreUnavailable: the keyring cannot be used.
+        """
+        return self._delete(account, f"deleting the tokens of {account!r}")
+
+    def _delete(self, username: str, what: str) -> bool:
+        def work() -> bool:
+            backend = self._resolve()
+            if backend.get_password(SERVICE, username) is None:
+                return False
+            backend.delete_password(SERVICE, username)
+            return True
+
+        return self._bounded(work, what)
+
+    def load_client_secret(self, account: str) -> str | None:
+        """Return the client secret kept in the keyring for ``account``, if any."""
+        return self._get(
+            account + CLIENT_SECRET_SUFFIX, f"reading the client secret of {account!r}"
+        )
+
+    def save_client_secret(self, account: str, secret: str) -> None:
+        """Keep ``secret`` as the client secret of ``account``."""
+        self._bounded(
+            lambda: self._resolve().set_password(SERVICE, account + CLIENT_SECRET_SUFFIX, secret),
+            f"storing the client secret of {account!r}",
+        )
+
+    def delete_client_secret(self, account: str) -> bool:
+        """Delete the client secret of ``account``; return whether there was one."""
+        return self._delete(
+            account + CLIENT_SECRET_SUFFIX, f"deleting the client secret of {account!r}"
+        )
+
+
+@contextlib.contextmanager
+def account_lock(directory: Path, account: str, *, timeout: float) -> Iterator[None]:
+    """Hold the machine-wide refresh lock of ``account`` for the duration of the block.
+
+    An flock dies with its holder, so a killed process can never leave the account locked.
+
+    Raises:
+        TransientError: another process held the lock for longer than ``timeout`` seconds.
+    """
+    ensure_private_dir(directory)
+    path = directory / f"{account}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TransientError(
+                        f"another tvmaniac-refreshd process has been refreshing account "
+                        f"{account!r} for over {timeout:.0f}s; try again later",
+                        account=account,
+                    ) from None
+                # Polling the lock: flock has no timeout of its own, and a signal-based one
+                # would interfere with the daemon's handlers.
+                time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock

@@ -1,0 +1,76 @@
+"""The record behind the quick `token` path (quick_token.py): written by the full `token`
+command, read by the quick one. It holds no secret and no digest of one.
+
+Kept to ``json`` and ``os`` at import: the quick path is measured in milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+
+from tvmaniac_refreshd.core.locations import state_directory
+
+RECORD_NAME = "_quick-token.json"  # account names start with a letter or digit
+RECORD_VERSION = 1  # bump when a due time comes to depend on more than the record holds
+# Together with the account and the config these decide whether a token is due.
+STAMP_KEYS = ("format", "version", "fingerprint", "created_at", "expires_in", "expires_at")
+
+
+def read_json(path: str) -> object:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def stamp(document: Mapping[str, object]) -> list[object]:
+    """Return the non-secret values of a stored token document that its due time depends on."""
+    return [document.get(key) for key in STAMP_KEYS]
+
+
+def config_identity(path: str) -> str | None:
+    """Return what changes whenever the config file at ``path`` does; None if there is none."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return f"{os.path.abspath(path)}|{info.st_dev}|{info.st_ino}|{info.st_size}|{info.st_mtime_ns}"
+
+
+def remember(
+    environ: Mapping[str, str],
+    *,
+    config: str | None,
+    default_account: str | None,
+    account: str,
+    document_text: str,
+    fresh_until: int,
+) -> None:
+    """Write down a full `token` run's decision for ``account`` (see the module docstring).
+
+    ``config`` is the identity taken *before* the config was read, so that an edit made
+    meanwhile makes the record stale rather than wrong.
+    """
+    from pathlib import Path  # noqa: PLC0415
+
+    from tvmaniac_refreshd.storage.state import write_atomically  # noqa: PLC0415
+
+    path = Path(state_directory(environ), RECORD_NAME)
+    try:
+        record = read_json(str(path))
+    except (OSError, ValueError):
+        record = {}
+    if not isinstance(record, dict) or record.get("config") != config:
+        record = {}
+    accounts = record.get("accounts")
+    if not isinstance(accounts, dict):
+        accounts = {}
+    decision = {"stamp": stamp(json.loads(document_text)), "fresh_until": fresh_until}
+    updated = {
+        "version": RECORD_VERSION,
+        "config": config,
+        "default_account": default_account,
+        "accounts": {**accounts, account: decision},
+    }
+    if updated != record:
+        write_atomically(path, json.dumps(updated, indent=1))

@@ -1,0 +1,138 @@
+"""Non-secret per-account state, kept as one small JSON file per account; never a token.
+
+It holds what `status` shows (last result, last error) and what must survive a process: that an
+account needs a new login, and that a refresh was in flight when its process died.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tvmaniac_refreshd.storage.paths import ensure_private_dir
+
+STATE_VERSION = 1
+# Older than this, a temporary file is no write in progress but a crash's leftover.
+STALE_TEMP_SECONDS = 60
+
+
+def token_digest(token: str) -> str:
+    """Return a short one-way digest that tells refresh tokens apart without revealing them."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class AccountRecord:
+    """What we remember about an account besides its tokens."""
+
+    last_attempt_at: int | None = None
+    last_success_at: int | None = None
+    last_result: str | None = None  # "refreshed", "transient", "rejected", ...
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    # Digest of the refresh token the provider rejected; a new login writes a different one.
+    reauth_token: str | None = None
+    reauth_reason: str | None = None
+    # Digest of the refresh token being spent right now; left behind only by a crash.
+    in_flight_token: str | None = None
+    in_flight_since: int | None = None
+    # When the daemon plans to try next (due time, or a retry after a failure).
+    next_attempt_at: int | None = None
+
+    def needs_reauth(self, refresh_token: str) -> bool:
+        """Return whether ``refresh_token`` is the one the provider rejected."""
+        return self.reauth_token is not None and self.reauth_token == token_digest(refresh_token)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a crash leaves the old or the new file, never half.
+
+    The temporary file is named ``.<stem>.<random>.tmp`` next to ``path``; the ones a killed
+    process left behind are swept first.
+    """
+    ensure_private_dir(path.parent)
+    stem = path.name.removesuffix(".json")
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for leftover in path.parent.glob(f".{stem}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+class StateFiles:
+    """Reads and atomically writes ``<state_dir>/<account>.json``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, account: str) -> Path:
+        return self.directory / f"{account}.json"
+
+    def load(self, account: str) -> AccountRecord:
+        """Return the record of ``account``; an absent or unreadable file is a blank record."""
+        try:
+            data = json.loads(self._path(account).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return AccountRecord()
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            return AccountRecord()
+        known = set(AccountRecord.__dataclass_fields__)
+        values = {key: value for key, value in data.items() if key in known}
+        try:
+            return AccountRecord(**values)
+        except TypeError:
+            return AccountRecord()
+
+    def save(self, account: str, record: AccountRecord) -> None:
+        """Write ``record`` so that a crash leaves either the old or the new file, never half."""
+        payload = json.dumps({"version": STATE_VERSION, **asdict(record)}, indent=1)
+        write_atomically(self._path(account), payload)
+
+    def update(self, account: str, **changes: Any) -> AccountRecord:  # noqa: ANN401
+        """Apply ``changes`` to the stored record and return the result.
+
+        The read-modify-write holds a lock on the file, so that the daemon recording its plan
+        cannot undo an in-flight marker or a rejection that a CLI refresh wrote meanwhile.
+        """
+        ensure_private_dir(self.directory)
+        fd = os.open(
+            self.directory / f".{account}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            record = replace(self.load(account), **changes)
+            self.save(account, record)
+            return record
+        finally:
+            os.close(fd)
+
+    def stamp(self, account: str) -> int | None:
+        """Return the file's modification time in ns, or None; it changes with every write."""
+        try:
+            return self._path(account).stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def delete(self, account: str) -> None:
+        """Forget everything about ``account``."""
+        with contextlib.suppress(FileNotFoundError):
+            self._path(account).unlink()
