@@ -153,6 +153,15 @@ def test_a_changed_config_makes_the_record_stale(machine: Machine) -> None:
     assert machine.token() == (None, "")
 
 
+def test_a_config_made_world_readable_goes_to_the_full_command(machine: Machine) -> None:
+    """Issue 13, finding 7: `chmod` changes neither size nor mtime, but the full command warns."""
+    machine.config.chmod(0o600)
+    machine.remember()
+    machine.config.chmod(0o644)
+
+    assert machine.token() == (None, "")
+
+
 def test_another_config_file_is_not_this_record(machine: Machine, tmp_path: Path) -> None:
     machine.remember()
     other = tmp_path / "other.toml"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
 import sys
 import threading
@@ -131,7 +132,10 @@ class TestKeyringStore:
 class TestAdoptSessionBus:
     def test_sets_bus_from_runtime_dir(self, tmp_path: Path) -> None:
         """Under cron or ssh, $XDG_RUNTIME_DIR/bus is adopted as the session bus (R8)."""
-        (tmp_path / "bus").touch()
+        tmp_path.chmod(0o700)
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(tmp_path / "bus"))
+        listener.close()
         environ = {"XDG_RUNTIME_DIR": str(tmp_path)}
         adopt_session_bus(environ)
 

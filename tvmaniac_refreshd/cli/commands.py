@@ -26,6 +26,7 @@ from tvmaniac_refreshd.core.errors import (
     StoreCorrupt,
     StoreUnavailable,
     TransientError,
+    UnsafeLocation,
     UsageError,
 )
 from tvmaniac_refreshd.core.logs import get_logger, redact_text, register_secret
@@ -221,7 +222,7 @@ def _remember_decision(app: App, account: Account, document: TokenDocument, conf
             document_text=encode_document(document),
             fresh_until=refresh_due_at(document.tokens, account.refresh, salt=account.name),
         )
-    except OSError as exc:  # only a speed-up is lost
+    except (OSError, UnsafeLocation) as exc:  # only a speed-up is lost
         get_logger(account=account.name).debug("token.not_remembered", error=str(exc))
 
 

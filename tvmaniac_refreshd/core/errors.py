@@ -8,7 +8,9 @@
     ├── ClientRejected            78  the provider rejected our client credentials (invalid_client)
     ├── StoreUnavailable          69  keyring missing, locked, hanging, or an insecure backend
     ├── StoreCorrupt              1   the keyring item is not ours or unreadable; never overwritten
+    ├── UnsafeLocation            78  a state/lock/runtime directory someone else owns or can write
     ├── TransientError            75  network, timeout, 408/429/5xx, HTML: try again; .retry_after
+    │   └── StateUnwritable       75  the state directory cannot be written (full disk, quota)
     ├── SessionRejected           77  the refresh token was rejected, or none stored: `login`
     │   └── NotLoggedIn           77  no tokens are stored for the account
     ├── LoginFailed               1   the device login was denied, expired or abandoned
@@ -75,6 +77,15 @@ class StoreCorrupt(RefreshdError):
     """The keyring holds something under our name that we cannot read; it is left alone."""
 
 
+class UnsafeLocation(RefreshdError):
+    """A directory or file we would use is owned by someone else, writable by others, or a link.
+
+    Another local user could plant links or hold locks there; we refuse rather than follow.
+    """
+
+    exit_code = EXIT_CONFIG
+
+
 class TransientError(RefreshdError):
     """A failure that should pass by itself; the stored tokens are kept."""
 
@@ -109,3 +120,10 @@ class ServiceUnavailable(ServiceError):
     """There is no service manager to talk to: no systemd user instance, or another OS."""
 
     exit_code = EXIT_STORE_UNAVAILABLE
+
+
+class StateUnwritable(TransientError):
+    """The state directory cannot be written (full disk, quota, file size limit).
+
+    The tokens in the keyring are untouched; a token that is still valid can still be used.
+    """

@@ -7,6 +7,7 @@ them and is measured in milliseconds.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Mapping
 
@@ -61,8 +62,43 @@ def may_choose_backend_explicitly(environ: Mapping[str, str], platform: str) -> 
     )
 
 
-def adopt_session_bus(environ: dict[str, str] | os._Environ[str]) -> None:
-    """Point D-Bus clients at the user's bus socket when a service manager did not say where."""
+def is_private_dir(path: str) -> bool:
+    """Return whether ``path`` is a real directory (no link) of ours that nobody else can write."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return (
+        stat.S_ISDIR(info.st_mode)
+        and info.st_uid == os.geteuid()
+        and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    )
+
+
+def private_runtime_dir(environ: Mapping[str, str]) -> str | None:
+    """Return ``$XDG_RUNTIME_DIR`` if it is ours alone, else None.
+
+    "export XDG_RUNTIME_DIR=/tmp" setups exist: a shared directory where another local user
+    can run a bus of his own at ``bus`` or plant our lock files; such a directory is not used.
+    """
     runtime = environ.get("XDG_RUNTIME_DIR")
-    if not environ.get("DBUS_SESSION_BUS_ADDRESS") and runtime and os.path.exists(f"{runtime}/bus"):
+    return runtime if runtime and is_private_dir(runtime) else None
+
+
+def adopt_session_bus(environ: dict[str, str] | os._Environ[str]) -> None:
+    """Point D-Bus clients at the user's bus socket when a service manager did not say where.
+
+    Only a socket of ours in a runtime directory of ours: a bus someone else listens on would
+    receive every secret we store.
+    """
+    if environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        return
+    runtime = private_runtime_dir(environ)
+    if runtime is None:
+        return
+    try:
+        info = os.lstat(f"{runtime}/bus")
+    except OSError:
+        return
+    if stat.S_ISSOCK(info.st_mode) and info.st_uid == os.geteuid():
         environ["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={runtime}/bus"

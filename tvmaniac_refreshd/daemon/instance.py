@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from tvmaniac_refreshd.storage.paths import ensure_private_dir
+from tvmaniac_refreshd.storage.locks import flocked, holder_text
 
 
 def lock_path(state: Path, config_source: str) -> Path:
@@ -21,34 +20,20 @@ def lock_path(state: Path, config_source: str) -> Path:
 @contextlib.contextmanager
 def hold(path: Path) -> Iterator[bool]:
     """Hold the lock at ``path`` for the block; yield False if another process holds it."""
-    ensure_private_dir(path.parent)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with flocked(path, wait=0) as fd:
+        if fd is None:
             yield False
             return
+        # Truncating only now, holding the lock, on a file open_private checked is ours.
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         yield True
-    finally:
-        os.close(fd)  # releases the flock; a killed daemon releases it too
 
 
 def running_pid(path: Path) -> int | None:
     """Return the PID of the daemon holding ``path``, or None if no daemon holds it."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+    text = holder_text(path)
+    if text is None:
         return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            return int(text) if text.isdigit() else 0
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
+    text = text.strip()
+    return int(text) if text.isdigit() else 0

@@ -7,17 +7,16 @@ into them, writes them atomically and drives the service manager through an inje
 
 from __future__ import annotations
 
-import contextlib
-import os
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Sequence
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from tvmaniac_refreshd.core.errors import ServiceError
+from tvmaniac_refreshd.core.errors import ServiceError, UsageError
+from tvmaniac_refreshd.storage import safe_files
 
 Runner = Callable[[Sequence[str]], subprocess.CompletedProcess[str]]
 MODES = ("daemon", "timer")
@@ -73,20 +72,28 @@ def exec_argv(config: str | None) -> list[str]:
 
 
 def write_atomically(path: Path, content: bytes) -> None:
-    """Write ``content`` to ``path`` so that a crash leaves the old or the new file, never half."""
+    """Write a unit or plist (0644, as the service manager reads it) atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    safe_files.write_atomically(path, content, mode=0o644)
+
+
+def check_renderable(values: Iterable[str]) -> None:
+    """Refuse any value that would be rendered into a unit or plist with a control character.
+
+    A newline in ``--config`` would start a new line of the unit (``ExecStart=...`` of its
+    own); the other control characters have no business in a path or argument either.
+
+    Raises:
+        UsageError: naming the value's position, never repeating it (it may be garbled).
+    """
+    for value in values:
+        bad = sorted({f"U+{ord(char):04X}" for char in value if unicodedata.category(char) == "Cc"})
+        if bad:
+            raise UsageError(
+                f"refusing to write a service file: a path or argument contains control "
+                f"characters ({', '.join(bad)}), which could inject lines into it; "
+                "rename it or pass another --config"
+            )
 
 
 @dataclass

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tvmaniac_refreshd.core.errors import ServiceError
-from tvmaniac_refreshd.service.base import Plan, Runner, ServiceState, template, write_atomically
+from tvmaniac_refreshd.service.base import (
+    Plan,
+    Runner,
+    ServiceState,
+    check_renderable,
+    template,
+    write_atomically,
+)
 
 LABELS = {"daemon": "com.tvmaniac.refreshd", "timer": "com.tvmaniac.refreshd.refresh"}
 # launchctl's "not loaded" answers, which bootout of an absent job gives.
@@ -21,6 +28,7 @@ NOT_LOADED = (3, 36, 113)
 
 def render(mode: str, argv: Sequence[str], logs: Path) -> bytes:
     """Return the agent plist of ``mode`` with this installation's command and log paths."""
+    check_renderable([*argv, str(logs)])
     with template(f"launchd/{LABELS[mode]}.plist").open("rb") as handle:
         agent: dict[str, Any] = plistlib.load(handle)
     arguments = agent["ProgramArguments"]

@@ -13,6 +13,7 @@ from tvmaniac_refreshd.service.base import (
     Plan,
     Runner,
     ServiceState,
+    check_renderable,
     readme,
     template,
     write_atomically,
@@ -37,6 +38,7 @@ def quote_exec(argument: str) -> str:
 
 def render(name: str, argv: Sequence[str]) -> bytes:
     """Return unit ``name`` with this installation's command and README filled in."""
+    check_renderable([*argv, str(readme())])
     text = template(f"systemd/{name}").read_text(encoding="utf-8")
     text = text.replace("@EXEC@", " ".join(quote_exec(part) for part in argv))
     return text.replace("file://@README@", readme().as_uri()).encode()

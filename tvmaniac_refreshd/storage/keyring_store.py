@@ -8,11 +8,8 @@ translated here into ``StoreUnavailable`` (exit 69) with a sentence on how to fi
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -22,7 +19,7 @@ from tvmaniac_refreshd.core.errors import StoreCorrupt, StoreUnavailable, Transi
 from tvmaniac_refreshd.core.locations import APP, may_choose_backend_explicitly
 from tvmaniac_refreshd.core.tokens import TokenDocument, decode_document, encode_document
 from tvmaniac_refreshd.storage.backend import SecretBackend
-from tvmaniac_refreshd.storage.paths import ensure_private_dir
+from tvmaniac_refreshd.storage.locks import flocked
 
 T = TypeVar("T")
 SERVICE = APP
@@ -264,26 +261,13 @@ def account_lock(directory: Path, account: str, *, timeout: float) -> Iterator[N
 
     Raises:
         TransientError: another process held the lock for longer than ``timeout`` seconds.
+        UnsafeLocation: the lock directory or file is not safely ours.
     """
-    ensure_private_dir(directory)
-    path = directory / f"{account}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise TransientError(
-                        f"another tvmaniac-refreshd process has been refreshing account "
-                        f"{account!r} for over {timeout:.0f}s; try again later",
-                        account=account,
-                    ) from None
-                # Polling the lock: flock has no timeout of its own, and a signal-based one
-                # would interfere with the daemon's handlers.
-                time.sleep(0.02)
+    with flocked(directory / f"{account}.lock", wait=timeout) as fd:
+        if fd is None:
+            raise TransientError(
+                f"another tvmaniac-refreshd process has been refreshing account "
+                f"{account!r} for over {timeout:.0f}s; try again later",
+                account=account,
+            )
         yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the flock

@@ -7,7 +7,23 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from tvmaniac_refreshd.core.locations import APP, config_file, state_directory
+from tvmaniac_refreshd.core.locations import (
+    APP,
+    config_file,
+    private_runtime_dir,
+    state_directory,
+)
+from tvmaniac_refreshd.storage.safe_files import ensure_private_dir
+
+# ensure_private_dir lived here first; safe_files.py holds it now, and it stays importable here.
+__all__ = [
+    "config_path",
+    "credentials_dir",
+    "current_environ",
+    "ensure_private_dir",
+    "lock_dir",
+    "state_dir",
+]
 
 
 def config_path(
@@ -26,18 +42,13 @@ def lock_dir(environ: Mapping[str, str], platform: str = sys.platform) -> Path:
     """Return the directory for per-account refresh locks, shared by every process of this user.
 
     The runtime dir is per user and on tmpfs, so a stale lock file cannot outlive a reboot; the
-    lock itself is an flock, which dies with its holder either way.
+    lock itself is an flock, which dies with its holder either way. A runtime dir that is not
+    ours alone (``XDG_RUNTIME_DIR=/tmp``) is passed over for the state directory.
     """
-    runtime = environ.get("XDG_RUNTIME_DIR")
+    runtime = private_runtime_dir(environ)
     if runtime and platform != "darwin":
         return Path(runtime) / APP
     return state_dir(environ, platform) / "locks"
-
-
-def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) readable only by this user, and return it."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
 
 
 def credentials_dir(environ: Mapping[str, str]) -> Path | None:

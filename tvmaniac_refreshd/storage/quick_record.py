@@ -19,7 +19,9 @@ STAMP_KEYS = ("format", "version", "fingerprint", "created_at", "expires_in", "e
 
 
 def read_json(path: str) -> object:
-    with open(path, encoding="utf-8") as handle:
+    """Return the JSON in the file of ours at ``path``, never read through a link."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, encoding="utf-8") as handle:
         return json.load(handle)
 
 
@@ -34,7 +36,12 @@ def config_identity(path: str) -> str | None:
         info = os.stat(path)
     except OSError:
         return None
-    return f"{os.path.abspath(path)}|{info.st_dev}|{info.st_ino}|{info.st_size}|{info.st_mtime_ns}"
+    # Mode and ctime too: `chmod` changes neither size nor mtime, and a config made readable
+    # by others must reach the full command, which warns about it.
+    return (
+        f"{os.path.abspath(path)}|{info.st_dev}|{info.st_ino}|{info.st_size}|{info.st_mtime_ns}"
+        f"|{info.st_mode:o}|{info.st_ctime_ns}"
+    )
 
 
 def remember(
@@ -53,7 +60,10 @@ def remember(
     """
     from pathlib import Path  # noqa: PLC0415
 
-    from tvmaniac_refreshd.storage.state import write_atomically  # noqa: PLC0415
+    from tvmaniac_refreshd.storage.safe_files import (  # noqa: PLC0415
+        ensure_private_dir,
+        write_atomically,
+    )
 
     path = Path(state_directory(environ), RECORD_NAME)
     try:
@@ -73,4 +83,5 @@ def remember(
         "accounts": {**accounts, account: decision},
     }
     if updated != record:
+        ensure_private_dir(path.parent)
         write_atomically(path, json.dumps(updated, indent=1))

@@ -7,21 +7,22 @@ account needs a new login, and that a refresh was in flight when its process die
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
-import os
-import tempfile
-import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tvmaniac_refreshd.storage.paths import ensure_private_dir
+from tvmaniac_refreshd.core.errors import StateUnwritable, UnsafeLocation
+from tvmaniac_refreshd.storage.locks import flocked
+from tvmaniac_refreshd.storage.safe_files import (
+    ensure_private_dir,
+    read_private_text,
+    write_atomically,
+)
 
 STATE_VERSION = 1
-# Older than this, a temporary file is no write in progress but a crash's leftover.
-STALE_TEMP_SECONDS = 60
 
 
 def token_digest(token: str) -> str:
@@ -52,32 +53,6 @@ class AccountRecord:
         return self.reauth_token is not None and self.reauth_token == token_digest(refresh_token)
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a crash leaves the old or the new file, never half.
-
-    The temporary file is named ``.<stem>.<random>.tmp`` next to ``path``; the ones a killed
-    process left behind are swept first.
-    """
-    ensure_private_dir(path.parent)
-    stem = path.name.removesuffix(".json")
-    cutoff = time.time() - STALE_TEMP_SECONDS
-    for leftover in path.parent.glob(f".{stem}.*.tmp"):
-        with contextlib.suppress(OSError):
-            if leftover.stat().st_mtime < cutoff:
-                leftover.unlink()
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-
-
 class StateFiles:
     """Reads and atomically writes ``<state_dir>/<account>.json``."""
 
@@ -90,8 +65,8 @@ class StateFiles:
     def load(self, account: str) -> AccountRecord:
         """Return the record of ``account``; an absent or unreadable file is a blank record."""
         try:
-            data = json.loads(self._path(account).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = json.loads(read_private_text(self._path(account)))
+        except (OSError, ValueError, UnsafeLocation):
             return AccountRecord()
         if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
             return AccountRecord()
@@ -105,7 +80,9 @@ class StateFiles:
     def save(self, account: str, record: AccountRecord) -> None:
         """Write ``record`` so that a crash leaves either the old or the new file, never half."""
         payload = json.dumps({"version": STATE_VERSION, **asdict(record)}, indent=1)
-        write_atomically(self._path(account), payload)
+        with self._writing():
+            ensure_private_dir(self.directory)
+            write_atomically(self._path(account), payload)
 
     def update(self, account: str, **changes: Any) -> AccountRecord:  # noqa: ANN401
         """Apply ``changes`` to the stored record and return the result.
@@ -113,17 +90,21 @@ class StateFiles:
         The read-modify-write holds a lock on the file, so that the daemon recording its plan
         cannot undo an in-flight marker or a rejection that a CLI refresh wrote meanwhile.
         """
-        ensure_private_dir(self.directory)
-        fd = os.open(
-            self.directory / f".{account}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
-        )
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with self._writing(), flocked(self.directory / f".{account}.lock"):
             record = replace(self.load(account), **changes)
             self.save(account, record)
             return record
-        finally:
-            os.close(fd)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Translate a failed write (full disk, quota, file size limit) into StateUnwritable."""
+        try:
+            yield
+        except OSError as exc:
+            raise StateUnwritable(
+                f"cannot write the state directory {self.directory} "
+                f"({exc.strerror or type(exc).__name__}); free space or fix its permissions"
+            ) from None
 
     def stamp(self, account: str) -> int | None:
         """Return the file's modification time in ns, or None; it changes with every write."""
