@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import io
 import os
 import socket
 import subprocess
@@ -93,9 +92,11 @@ class TestRuntimeDirOfOthers:
         (planted / "default.lock").symlink_to(victim)
         (planted / "daemon-x.pid").symlink_to(victim)
 
-        with pytest.raises(UnsafeLocation, match="writable by group or others"):
-            with account_lock(planted, "default", timeout=1):
-                pass
+        with (
+            pytest.raises(UnsafeLocation, match="writable by group or others"),
+            account_lock(planted, "default", timeout=1),
+        ):
+            pass
         with pytest.raises(UnsafeLocation), instance.hold(planted / "daemon-x.pid"):
             pass
 
@@ -109,8 +110,9 @@ class TestRuntimeDirOfOthers:
         (state / "daemon-x.pid").symlink_to(victim)
         (state / ".default.lock").symlink_to(victim)
 
-        with pytest.raises(UnsafeLocation, match="symbolic link"), instance.hold(
-            state / "daemon-x.pid"
+        with (
+            pytest.raises(UnsafeLocation, match="symbolic link"),
+            instance.hold(state / "daemon-x.pid"),
         ):
             pass
         with pytest.raises(UnsafeLocation, match="symbolic link"):
@@ -165,9 +167,11 @@ class TestRuntimeDirOfOthers:
         (state / "default.lock").touch(mode=0o666)
         os.chown(state / "default.lock", NOBODY, NOBODY)
 
-        with pytest.raises(UnsafeLocation, match="not a regular file of this user"):
-            with account_lock(state, "default", timeout=1):
-                pass
+        with (
+            pytest.raises(UnsafeLocation, match="not a regular file of this user"),
+            account_lock(state, "default", timeout=1),
+        ):
+            pass
 
 
 class TestRenderedValues:
@@ -186,7 +190,8 @@ class TestRenderedValues:
             render_plist(mode, ("/usr/bin/python3", "--config", "/a\x1b[2Jb"), tmp_path)
 
     def test_an_ordinary_path_still_renders(self) -> None:
-        text = render("tvmaniac-refreshd.service", ("/usr/bin/python3", "--config", "/a b")).decode()
+        argv = ("/usr/bin/python3", "--config", "/a b")
+        text = render("tvmaniac-refreshd.service", argv).decode()
         assert text.count("\nExecStart=") == 1
 
 
@@ -211,7 +216,10 @@ def test_the_instance_lock_still_reports_its_holder(tmp_path: Path) -> None:
 
 def test_the_account_lock_still_times_out(tmp_path: Path) -> None:
     tmp_path.chmod(0o700)
-    with flock_held(tmp_path / "default.lock"), pytest.raises(TransientError):
-        # flock locks are per open file description: this second open is another holder.
-        with account_lock(tmp_path, "default", timeout=0.05):
-            pass
+    # flock locks are per open file description: account_lock's own open is another holder.
+    with (
+        flock_held(tmp_path / "default.lock"),
+        pytest.raises(TransientError),
+        account_lock(tmp_path, "default", timeout=0.05),
+    ):
+        pass
