@@ -135,6 +135,25 @@ class TestParseConfig:
         assert one.fingerprint() != other_host.fingerprint()
         assert one.fingerprint() == policy_change.fingerprint()
 
+    def test_fingerprint_binds_a_revocation_url_of_another_origin(self) -> None:
+        """Issue 13, finding 1: `logout` sent the token to a revocation_url the login never saw."""
+        base = (
+            '[accounts.default]\nprovider = "oauth2"\nclient_id = "c"\n'
+            'token_url = "https://idp.example/token"\n'
+            'device_authorization_url = "https://idp.example/device"\n'
+        )
+
+        def fingerprint(revocation: str | None) -> str:
+            extra = f'revocation_url = "{revocation}"\n' if revocation else ""
+            return parse_config(base + extra).select(None).fingerprint()
+
+        assert fingerprint("https://evil.example/revoke") != fingerprint(None)
+        assert fingerprint("https://evil.example/revoke") != fingerprint(
+            "https://other.example/revoke"
+        )
+        # The token endpoint's own server: the same party, and older logins stay valid.
+        assert fingerprint("https://idp.example/revoke") == fingerprint(None)
+
     @settings(max_examples=200)
     @given(
         st.recursive(

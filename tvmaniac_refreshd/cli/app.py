@@ -63,7 +63,10 @@ class App:
     def store(self) -> KeyringStore:
         if self._store is None:
             environ = self.environ
-            self._store = KeyringStore(self.config.store, lambda: default_backend(environ))
+            timeout = self.config.store.timeout
+            self._store = KeyringStore(
+                self.config.store, lambda: default_backend(environ, timeout=timeout)
+            )
         return self._store
 
     @property

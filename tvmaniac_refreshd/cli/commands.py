@@ -116,6 +116,20 @@ def cmd_logout(app: App) -> int:
         if document is not None:
             register_secret(document.tokens.access_token)
             register_secret(document.tokens.refresh_token)
+        if document is not None and app.args.local:
+            app.warn(
+                "deleting the tokens locally without revoking them; the grant stays valid at "
+                "the provider until you revoke the app there"
+            )
+        elif document is not None and document.fingerprint != account.fingerprint():
+            # The token and the client credentials go only where the login was made.
+            raise UsageError(
+                f"the stored login of {account.name!r} was made with another provider, client "
+                "or endpoint than the config now names; nothing was sent and nothing deleted. "
+                "Restore the config to revoke it, or run `logout --local` to delete it from "
+                "the keyring only"
+            )
+        elif document is not None:
             try:
                 app.client(account).revoke(document.tokens, now=app.clock())
             except RefreshdError as exc:

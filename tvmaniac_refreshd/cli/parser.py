@@ -119,11 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="overwrite a keyring item that is damaged or was written by another program",
     )
-    verb(
+    logout = verb(
         "logout",
         "Revoke the token at the provider and delete it from the keyring.",
         "If the provider cannot be reached, the tokens are still deleted locally, a warning "
-        "is printed, and the exit code is 0.",
+        "is printed, and the exit code is 0.\nIf the config now names another provider or "
+        "client than the login was made with, nothing is sent anywhere and nothing is "
+        "deleted unless --local is given.",
+    )
+    logout.add_argument(
+        "--local",
+        action="store_true",
+        help="delete the tokens from the keyring without sending anything to any server "
+        "(revoke the app by hand at the provider then)",
     )
     status = verb(
         "status",

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tvmaniac_refreshd.config import values
 from tvmaniac_refreshd.core.errors import ConfigError
@@ -98,8 +99,22 @@ class Account:
         now points elsewhere, the stored token is not used.
         """
         endpoint = self.token_url if self.provider == "oauth2" else self.auth_url
-        material = "\n".join((self.provider, (endpoint or "").rstrip("/"), self.client_id))
+        parts = [self.provider, (endpoint or "").rstrip("/"), self.client_id]
+        # `logout` sends the token to revocation_url: a server of another origin must not get a
+        # token issued elsewhere. One of the token endpoint's origin is the same party, and
+        # leaving it out keeps the logins made before revocation_url was bound (Trakt's revoke
+        # endpoint lives under auth_url, which is bound already).
+        revocation = (self.revocation_url or "").rstrip("/")
+        if self.provider == "oauth2" and revocation and _origin(revocation) != _origin(endpoint):
+            parts.append(revocation)
+        material = "\n".join(parts)
         return "sha256:" + hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def _origin(url: str | None) -> tuple[str, str]:
+    """Return the scheme and host:port a URL's requests go to."""
+    parts = urlsplit(url or "")
+    return parts.scheme.lower(), parts.netloc.lower()
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from tvmaniac_refreshd.core.locations import APP, may_choose_backend_explicitly
 from tvmaniac_refreshd.core.tokens import TokenDocument, decode_document, encode_document
 from tvmaniac_refreshd.storage.backend import SecretBackend
 from tvmaniac_refreshd.storage.locks import flocked
+from tvmaniac_refreshd.storage.secret_service import NoAnswer
 
 T = TypeVar("T")
 SERVICE = APP
@@ -42,7 +43,9 @@ def is_insecure(backend: object) -> bool:
     return _describe(backend).startswith(INSECURE_BACKENDS) or "Plaintext" in _describe(backend)
 
 
-def default_backend(environ: Mapping[str, str], platform: str = sys.platform) -> SecretBackend:
+def default_backend(
+    environ: Mapping[str, str], platform: str = sys.platform, *, timeout: float | None = None
+) -> SecretBackend:
     """Return the keyring backend to use: the user's explicit choice, else the platform's own.
 
     Choosing the platform backend directly skips keyring's discovery of every installed backend
@@ -50,6 +53,7 @@ def default_backend(environ: Mapping[str, str], platform: str = sys.platform) ->
     On Linux, the Secret Service backend reads its items without importing keyring when it can
     (see secret_service.py); keyring itself is imported only for an explicit choice (its
     environment variable or its config file) or for what the direct read does not cover.
+    ``timeout`` bounds each of its direct calls, so that a hung service frees the worker.
     """
     if may_choose_backend_explicitly(environ, platform):
         import keyring.core  # noqa: PLC0415  # deferred: heavy, and not needed by every command
@@ -64,7 +68,7 @@ def default_backend(environ: Mapping[str, str], platform: str = sys.platform) ->
         return macOS.Keyring()  # type: ignore[no-untyped-call]
     from tvmaniac_refreshd.storage.secret_service import SecretServiceKeyring  # noqa: PLC0415
 
-    return SecretServiceKeyring()
+    return SecretServiceKeyring(timeout)
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailable:
@@ -108,6 +112,19 @@ def _store_exceptions() -> tuple[type[BaseException], ...]:
     return tuple(classes)
 
 
+# Workers given up on that may still be waiting for the Secret Service (there is one per
+# session, whichever store or account asked it).
+_stuck: list[threading.Thread] = []
+_stuck_lock = threading.Lock()
+
+
+def _still_waiting() -> str | None:
+    """Return the name of a worker still waiting for the keyring, forgetting the finished ones."""
+    with _stuck_lock:
+        _stuck[:] = [worker for worker in _stuck if worker.is_alive()]
+        return _stuck[0].name.removeprefix("keyring: ") if _stuck else None
+
+
 class KeyringStore:
     """Token documents and client secrets in the OS keyring, one item per account."""
 
@@ -141,7 +158,21 @@ class KeyringStore:
         return _describe(self._bounded(self._resolve, "opening the keyring"))
 
     def _bounded(self, call: Callable[[], T], what: str) -> T:
-        """Run ``call`` in a worker thread, giving up after the configured timeout."""
+        """Run ``call`` in a worker thread, giving up after the configured timeout.
+
+        The direct Secret Service calls carry the same deadline, so a worker that was given up
+        on ends soon after, closing its connection. Until it has, no new call is started: a
+        service that stopped answering would otherwise collect a thread and its descriptors
+        per call (keyring's own backend, which a locked collection falls back to, has no
+        deadline at all).
+        """
+        waiting = _still_waiting()
+        if waiting is not None:
+            self._backend = None
+            raise StoreUnavailable(
+                f"the keyring has not yet answered an earlier call ({waiting}) while {what}; "
+                "unlock it, or restart it if it hangs, and try again"
+            )
         outcome: dict[str, object] = {}
 
         def work() -> None:
@@ -149,6 +180,8 @@ class KeyringStore:
                 outcome["value"] = call()
             except StoreUnavailable as exc:
                 outcome["error"] = exc
+            except NoAnswer:
+                outcome["error"] = self._no_answer(what)
             except Exception as exc:
                 # Known only now, so that a read that never imported keyring does not pay for
                 # importing its exception classes; anything else is a bug, re-raised below.
@@ -162,12 +195,11 @@ class KeyringStore:
         worker.start()
         worker.join(self._settings.timeout)
         if worker.is_alive():
+            with _stuck_lock:
+                _stuck.append(worker)
             # Forget the backend so that the next call starts over (the user may unlock meanwhile).
             self._backend = None
-            raise StoreUnavailable(
-                f"the keyring did not answer within {self._settings.timeout:.0f}s while {what} "
-                "(a locked collection waiting for an unlock prompt?); unlock it and try again"
-            )
+            raise self._no_answer(what)
         if "bug" in outcome:
             raise outcome["bug"]  # type: ignore[misc]
         if "error" in outcome:
@@ -176,6 +208,12 @@ class KeyringStore:
             assert isinstance(error, StoreUnavailable)  # noqa: S101
             raise error
         return outcome["value"]  # type: ignore[return-value]
+
+    def _no_answer(self, what: str) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"the keyring did not answer within {self._settings.timeout:.0f}s while {what} "
+            "(a locked collection waiting for an unlock prompt?); unlock it and try again"
+        )
 
     def _get(self, username: str, what: str) -> str | None:
         return self._bounded(lambda: self._resolve().get_password(SERVICE, username), what)
