@@ -16,3 +16,14 @@ def _reset_structlog() -> Iterator[None]:
     structlog.reset_defaults()
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    """Each test starts with no registered secret: a short one would redact words elsewhere."""
+    from tvmaniac_refreshd.core import logs  # noqa: PLC0415
+
+    saved = (logs._known_secrets, logs._redaction)
+    logs._known_secrets, logs._redaction = (), ((), None)
+    yield
+    logs._known_secrets, logs._redaction = saved

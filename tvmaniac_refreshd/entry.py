@@ -7,10 +7,13 @@ import os
 import sys
 
 from tvmaniac_refreshd import quick_token
+from tvmaniac_refreshd.core.hardening import forbid_core_dumps
 
 
 def main() -> int:
     """Run the command line and return its exit code."""
+    # Before any secret is read: no crash dump may hold one (core/hardening.py).
+    forbid_core_dumps()
     try:
         code = quick_token.attempt(sys.argv[1:], os.environ, sys.stdout)
     except Exception:  # a bug in the shortcut must cost time, not the answer

@@ -17,6 +17,7 @@ from tvmaniac_refreshd.core.logs import (
     get_logger,
     redact_text,
     register_secret,
+    shown,
 )
 
 
@@ -200,11 +201,33 @@ def test_registered_secret_is_cut_from_daemon_traceback() -> None:
 
 
 def test_redact_text_and_short_values() -> None:
-    """redact_text replaces registered secrets; too-short values are never registered."""
+    """redact_text replaces registered secrets; short ones only where they stand alone."""
     register_secret("short")
     register_secret(None)
     register_secret("long-enough-secret-42")
-    assert redact_text("short and long-enough-secret-42") == f"short and {REDACTED}"
+    assert redact_text("short and long-enough-secret-42") == f"{REDACTED} and {REDACTED}"
+    assert redact_text("shortcut, a-short-word") == "shortcut, a-short-word"
+
+
+def test_the_longest_secret_is_replaced_first() -> None:
+    """Issue 13, finding 5: a secret inside a token left the rest of the token readable."""
+    token = "AbCdEfGh-client-secret-1-IjKlMnOpQrStUvWx"
+    register_secret("client-secret-1")
+    register_secret(token)
+
+    assert redact_text(f"echo: {token}") == f"echo: {REDACTED}"
+
+
+def test_a_short_secret_standing_alone_is_redacted() -> None:
+    """Issue 13, finding 5: secrets under 8 characters were never redacted."""
+    register_secret("s3cr3t")
+
+    assert redact_text("client_secret=s3cr3t was sent") == f"client_secret={REDACTED} was sent"
+    assert redact_text('{"client_secret": "s3cr3t"}') == f'{{"client_secret": "{REDACTED}"}}'
+
+
+def test_control_characters_are_replaced() -> None:
+    assert shown("bad\x1b[2J\r\nall good\u202e") == "bad?[2J??all good?"
 
 
 def test_redaction_is_safe_while_secrets_are_added_concurrently() -> None:

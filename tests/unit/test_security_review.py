@@ -8,18 +8,28 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gzip
+import json
 import os
 import socket
 import subprocess
 import sys
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tvmaniac_refreshd.core.errors import TransientError, UnsafeLocation, UsageError
+from tvmaniac_refreshd.core.errors import (
+    RefreshdError,
+    TransientError,
+    UnsafeLocation,
+    UsageError,
+)
 from tvmaniac_refreshd.core.locations import adopt_session_bus
 from tvmaniac_refreshd.daemon import instance
+from tvmaniac_refreshd.providers.http import Response, error_code, post, raise_for_failure
 from tvmaniac_refreshd.service.launchd import render as render_plist
 from tvmaniac_refreshd.service.systemd import UNITS, render
 from tvmaniac_refreshd.storage.keyring_store import account_lock
@@ -223,3 +233,78 @@ def test_the_account_lock_still_times_out(tmp_path: Path) -> None:
         account_lock(tmp_path, "default", timeout=0.05),
     ):
         pass
+
+
+class TestServerText:
+    """Finding 5: an error body with terminal escapes and a fake "all good" line."""
+
+    def response(self, error: str) -> Response:
+        body = json.dumps({"error": error}).encode()
+        return Response(400, httpx.Headers({"content-type": "application/json"}), body)
+
+    def test_an_error_code_with_control_characters_is_not_repeated(self) -> None:
+        hostile = "x\x1b[2K\r\x1b[32mtvmaniac-refreshd: all good, token refreshed\x1b[0m"
+        with pytest.raises(RefreshdError) as caught:
+            raise_for_failure(self.response(hostile), what="refreshing the token", now=0)
+
+        assert "\x1b" not in str(caught.value)
+        assert "all good" not in str(caught.value)
+        assert error_code(self.response(hostile)) is None
+
+    def test_an_overlong_error_code_is_not_repeated(self) -> None:
+        assert error_code(self.response("e" * 65)) is None
+        assert error_code(self.response("invalid_request")) == "invalid_request"
+
+
+class TestCompressedAnswers:
+    """Finding 8: the 64 KiB cap was checked after decompression."""
+
+    def bomb(self) -> bytes:
+        return gzip.compress(b"\0" * (64 * 1024 * 1024), compresslevel=9)
+
+    def test_the_answer_is_asked_for_and_read_uncompressed(self) -> None:
+        seen: list[httpx.Request] = []
+        bomb = self.bomb()
+
+        def answer(request: httpx.Request) -> httpx.Response:
+            seen.append(request)
+            return httpx.Response(
+                200,
+                headers={"content-encoding": "gzip", "content-type": "application/json"},
+                stream=httpx.ByteStream(bomb),
+            )
+
+        client = httpx.Client(transport=httpx.MockTransport(answer))
+        tracemalloc.start()
+        try:
+            with pytest.raises(TransientError, match="compressed"):
+                post(client, "https://idp.example/token", what="refreshing", form={"a": "b"})
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+
+        assert seen[0].headers["accept-encoding"] == "identity"
+        # The 64 MiB the body inflates to were never made; what was read is the raw body.
+        assert peak < 8 * 1024 * 1024
+
+
+def test_a_process_of_ours_cannot_dump_core() -> None:
+    """Finding 9: nothing turned core dumps off, and a dump holds every token."""
+    script = (
+        "import ctypes, resource, sys\n"
+        "from tvmaniac_refreshd.entry import main\n"
+        "sys.argv = ['tvmaniac-refreshd', '--version']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(resource.getrlimit(resource.RLIMIT_CORE), ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+
+    assert result.stdout.splitlines()[-1] == "(0, 0) 0"
+
+
+@pytest.mark.parametrize("name", [unit for units in UNITS.values() for unit in units])
+def test_the_units_forbid_core_dumps(name: str) -> None:
+    if name.endswith(".service"):
+        assert "\nLimitCORE=0\n" in render(name, ("/usr/bin/python3",)).decode()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from tvmaniac_refreshd.config.settings import Account, Config, load_config
 from tvmaniac_refreshd.core.locations import APP as PROG
-from tvmaniac_refreshd.core.logs import redact_text
+from tvmaniac_refreshd.core.logs import shown
 from tvmaniac_refreshd.daemon.refresher import Refresher
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
 from tvmaniac_refreshd.storage.keyring_store import KeyringStore, default_backend
@@ -74,7 +74,7 @@ class App:
         return StateFiles(state_dir(self.environ))
 
     def warn(self, message: str) -> None:
-        self.err.write(f"{PROG}: warning: {redact_text(message)}\n")
+        self.err.write(f"{PROG}: warning: {shown(message)}\n")
 
     def account(self) -> Account:
         return self.config.select(self.args.account)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -29,10 +30,11 @@ from tvmaniac_refreshd.core.errors import (
     UnsafeLocation,
     UsageError,
 )
-from tvmaniac_refreshd.core.logs import get_logger, redact_text, register_secret
+from tvmaniac_refreshd.core.logs import get_logger, register_secret, shown
 from tvmaniac_refreshd.core.policy import refresh_due_at
 from tvmaniac_refreshd.core.tokens import TokenDocument, encode_document
 from tvmaniac_refreshd.storage import quick_record
+from tvmaniac_refreshd.storage.credentials import resolve_client_secret
 from tvmaniac_refreshd.storage.paths import config_path, state_dir
 from tvmaniac_refreshd.storage.state import AccountRecord
 
@@ -166,6 +168,13 @@ def cmd_status(app: App) -> int:
             document = app.store.load(account.name)
         except StoreCorrupt as exc:
             problem = str(exc)
+        if document is not None:
+            # The stored error text may predate redaction before storing: know what to cut.
+            register_secret(document.tokens.access_token)
+            register_secret(document.tokens.refresh_token)
+        if record.last_error:
+            with contextlib.suppress(RefreshdError):
+                resolve_client_secret(account, app.environ, app.store)  # registers it
         if document is not None and document.fingerprint != account.fingerprint():
             problem = "the stored login was made with a different client_id or auth_url"
         reports.append(account_report(account, document, record, now=now, problem=problem))
@@ -250,11 +259,11 @@ def cmd_refresh(app: App) -> int:
             if isinstance(exc, NotLoggedIn) and len(accounts) > 1:
                 app.out.write(f"{account.name}: not logged in; skipped\n")
                 continue
-            app.err.write(f"{PROG}: {account.name}: {redact_text(str(exc))}\n")
+            app.err.write(f"{PROG}: {account.name}: {shown(str(exc))}\n")
             codes.append(exc.exit_code)
             continue
         except RefreshdError as exc:
-            app.err.write(f"{PROG}: {account.name}: {redact_text(str(exc))}\n")
+            app.err.write(f"{PROG}: {account.name}: {shown(str(exc))}\n")
             codes.append(exc.exit_code)
             continue
         tokens = fresh.document.tokens

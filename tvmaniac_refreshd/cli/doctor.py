@@ -14,7 +14,7 @@ from tvmaniac_refreshd.core.errors import (
     RefreshdError,
     StoreUnavailable,
 )
-from tvmaniac_refreshd.core.logs import redact_text
+from tvmaniac_refreshd.core.logs import shown
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
 from tvmaniac_refreshd.storage.paths import config_path
 
@@ -35,7 +35,7 @@ class _Report:
 
     def line(self, ok: bool | None, subject: str, detail: str, code: int = 1) -> None:
         mark = {True: "ok  ", False: "FAIL", None: "warn"}[ok]
-        self.app.out.write(f"{mark} {subject}: {redact_text(detail)}\n")
+        self.app.out.write(f"{mark} {subject}: {shown(detail)}\n")
         if ok is False:
             self.codes.append(code)
 
@@ -51,7 +51,7 @@ def _check_config(report: _Report) -> Config | None:
     except ConfigError as exc:
         report.line(False, "config", f"{path} is invalid:", EXIT_CONFIG)
         for problem in exc.problems:
-            app.out.write(f"       - {redact_text(problem)}\n")
+            app.out.write(f"       - {shown(problem)}\n")
         return None
     names = ", ".join(config.accounts)
     report.line(True, "config", f"{path} ({len(config.accounts)} account(s): {names})")

@@ -29,7 +29,7 @@ from tvmaniac_refreshd.cli.commands import (
 from tvmaniac_refreshd.core.durations import parse_duration
 from tvmaniac_refreshd.core.errors import EXIT_FAILURE, EXIT_USAGE, RefreshdError
 from tvmaniac_refreshd.core.locations import adopt_session_bus
-from tvmaniac_refreshd.core.logs import configure_logging, redact_text
+from tvmaniac_refreshd.core.logs import configure_logging, redact_text, shown
 
 DESCRIPTION = """\
 Keeps a Trakt.tv OAuth session alive: the tokens live in the OS keyring and are refreshed
@@ -268,7 +268,7 @@ def main(
     try:
         return VERBS[verb](app)
     except RefreshdError as exc:
-        err.write(f"{PROG}: {redact_text(str(exc))}\n")
+        err.write(f"{PROG}: {shown(str(exc))}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         err.write(f"{PROG}: interrupted\n")
@@ -279,7 +279,7 @@ def main(
 
             err.write(redact_text(traceback.format_exc()))
         err.write(
-            f"{PROG}: internal error: {redact_text(f'{type(exc).__name__}: {exc}')} "
+            f"{PROG}: internal error: {shown(f'{type(exc).__name__}: {exc}')} "
             "(please report it; -v shows details)\n"
         )
         return EXIT_FAILURE

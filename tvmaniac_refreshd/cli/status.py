@@ -11,6 +11,7 @@ from typing import Any
 
 from tvmaniac_refreshd.config.settings import Account
 from tvmaniac_refreshd.core.durations import format_duration
+from tvmaniac_refreshd.core.logs import shown
 from tvmaniac_refreshd.core.policy import AccountState, account_state, refresh_due_at
 from tvmaniac_refreshd.core.tokens import TokenDocument
 from tvmaniac_refreshd.storage.state import AccountRecord
@@ -79,7 +80,7 @@ def account_report(
         "last_attempt_at": iso(record.last_attempt_at),
         "last_success_at": iso(record.last_success_at),
         "last_result": record.last_result,
-        "last_error": problem or record.last_error or None,
+        "last_error": shown(problem or record.last_error or "") or None,
         "reauth_reason": (problem or record.reauth_reason) if reauth else None,
         "consecutive_failures": record.consecutive_failures,
         "next_attempt_at": iso(record.next_attempt_at) if usable else None,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable, Mapping, MutableMapping
@@ -39,36 +40,71 @@ SECRET_KEYS = frozenset(
         "secret",
     }
 )
-# Shorter strings could be ordinary words; every real token and secret is longer.
+# Shorter secrets could be ordinary words inside other text: they are redacted only where they
+# stand as a whole word. Every real token and secret is longer.
 MIN_SECRET_LENGTH = 8
-# Replaced, never changed in place (newest last): log lines are redacted on many threads while
-# refreshes add tokens, and iterating a set that another thread grows raises RuntimeError.
+# What a token's characters can be (RFC 6750 b64token, plus '_'): a short secret next to one
+# of these is part of a longer word, not the secret standing alone.
+_WORD_CHARS = r"A-Za-z0-9\-._~+/"
+# Replaced, never changed in place: log lines are redacted on many threads while refreshes add
+# tokens, and iterating a set that another thread grows raises RuntimeError.
+# Newest last (the oldest are forgotten first).
 _known_secrets: tuple[str, ...] = ()
+# The same secrets as (longest first, a pattern for the short ones): swapped as one value.
+# Longest first, because a secret that happens to be part of a token must not be cut out of
+# it first and leave the rest of the token readable.
+_redaction: tuple[tuple[str, ...], re.Pattern[str] | None] = ((), None)
 _secrets_lock = threading.Lock()
 # Old tokens stop mattering once rotated and expired; a daemon that refreshes every minute for
 # months must not grow this (or the cost of every log line) without bound.
 MAX_KNOWN_SECRETS = 512
 # The setup configure_logging recorded but did not apply yet (see the module docstring).
 _pending: Callable[[], None] | None = None
+# C0 and C1 controls (ESC starts terminal escape sequences), DEL, the Unicode line and
+# paragraph separators and the bidirectional overrides that make text read other than it is.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def register_secret(value: str | None) -> None:
     """Remember ``value`` so that no later log line, error or status can show it."""
-    global _known_secrets  # noqa: PLW0603  # swapped whole, see above
-    if not value or len(value) < MIN_SECRET_LENGTH:
+    global _known_secrets, _redaction  # noqa: PLW0603  # swapped whole, see above
+    if not value:
         return
     with _secrets_lock:
         if value in _known_secrets:
             return
         _known_secrets = (*_known_secrets, value)[-MAX_KNOWN_SECRETS:]
+        longest_first = tuple(sorted(_known_secrets, key=len, reverse=True))
+        short = [secret for secret in longest_first if len(secret) < MIN_SECRET_LENGTH]
+        pattern = None
+        if short:
+            alternatives = "|".join(re.escape(secret) for secret in short)
+            pattern = re.compile(f"(?<![{_WORD_CHARS}])(?:{alternatives})(?![{_WORD_CHARS}])")
+        _redaction = (
+            tuple(secret for secret in longest_first if len(secret) >= MIN_SECRET_LENGTH),
+            pattern,
+        )
 
 
 def redact_text(text: str) -> str:
     """Return ``text`` with every registered secret replaced."""
-    for secret in _known_secrets:  # one snapshot: the set is swapped, never mutated
+    long_secrets, short_pattern = _redaction  # one snapshot: swapped, never mutated
+    for secret in long_secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
+    if short_pattern is not None:
+        text = short_pattern.sub(REDACTED, text)
     return text
+
+
+def strip_controls(text: str) -> str:
+    """Return ``text`` with control characters replaced by ``?`` (server text, before showing)."""
+    return _CONTROLS.sub("?", text)
+
+
+def shown(text: str) -> str:
+    """Return ``text`` fit to print or store: no control characters, no registered secret."""
+    return redact_text(strip_controls(text))
 
 
 def _redact_value(value: object) -> object:

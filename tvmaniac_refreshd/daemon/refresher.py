@@ -21,7 +21,7 @@ from tvmaniac_refreshd.core.errors import (
     StoreUnavailable,
     TransientError,
 )
-from tvmaniac_refreshd.core.logs import get_logger, register_secret
+from tvmaniac_refreshd.core.logs import get_logger, register_secret, shown
 from tvmaniac_refreshd.core.policy import needs_refresh, refresh_due_at
 from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet, with_tokens
 from tvmaniac_refreshd.storage.keyring_store import KeyringStore, account_lock
@@ -222,6 +222,9 @@ class Refresher:
     ) -> None:
         name = self.account.name
         previous = self._states.load(name)
+        # Redacted before it is stored: the server may have echoed a token or the client
+        # secret, and `status` shows the file's text to whoever asks.
+        message = shown(message)
         changes: dict[str, object] = {
             "last_attempt_at": int(self._clock()),
             "last_result": result,

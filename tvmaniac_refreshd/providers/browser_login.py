@@ -18,8 +18,12 @@ from typing import TextIO
 from urllib.parse import parse_qs, urlsplit
 
 from tvmaniac_refreshd.core.errors import LoginFailed
+from tvmaniac_refreshd.core.logs import strip_controls
 from tvmaniac_refreshd.core.tokens import TokenSet
 from tvmaniac_refreshd.providers.oauth2 import OAuth2Client, pkce_pair
+
+# An error and its description worth showing fit in this; the rest is cut.
+MAX_ERROR_TEXT = 300
 
 # Long enough to sign in with a password manager and a second factor.
 LOGIN_TIMEOUT = 300.0
@@ -105,8 +109,9 @@ def browser_login(
             server.handle_request()
         result = server.result
     if "error" in result:
-        detail = result.get("error_description", "")
-        raise LoginFailed(f"the provider refused the login: {result['error']} {detail}".strip())
+        # The redirect's text is the server's (or anyone's who can reach the loopback port).
+        detail = strip_controls(f"{result['error']} {result.get('error_description', '')}")
+        raise LoginFailed(f"the provider refused the login: {detail[:MAX_ERROR_TEXT]}".strip())
     if "code" not in result:
         raise LoginFailed("the redirect carried no authorization code")
     return client.exchange_code(

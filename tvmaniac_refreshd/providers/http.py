@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import json
+import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ MAX_BODY_BYTES = 64 * 1024
 TRANSIENT_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 # Retry-After values beyond this are treated as this; a day is the longest sane wait.
 MAX_RETRY_AFTER = 86400.0
+# RFC 6749 §5.2: error = 1*( %x20-21 / %x23-5B / %x5D-7E ); real codes are under 40 characters.
+_ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -134,15 +137,22 @@ def _transport_errors(url: str) -> Iterator[None]:
 
 
 def error_code(response: Response) -> str | None:
-    """Return the OAuth error code from the JSON body or the WWW-Authenticate header."""
+    """Return the OAuth error code from the JSON body or the WWW-Authenticate header.
+
+    Only a code made of RFC 6749's characters (printable ASCII but ``"`` and ``\\``) and of a
+    sane length counts: the server's text is printed and stored, and must carry no terminal
+    escape, no second line, and no echo of a token.
+    """
     body = response.json()
+    code: str | None = None
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return str(body["error"])
-    challenge = response.headers.get("www-authenticate", "")
-    marker = 'error="'
-    if marker in challenge:
-        return str(challenge.split(marker, 1)[1].split('"', 1)[0])
-    return None
+        code = str(body["error"])
+    else:
+        challenge = response.headers.get("www-authenticate", "")
+        marker = 'error="'
+        if marker in challenge:
+            code = str(challenge.split(marker, 1)[1].split('"', 1)[0])
+    return code if code is not None and _ERROR_CODE.fullmatch(code) else None
 
 
 def _is_cloudflare(response: Response) -> bool:
@@ -217,13 +227,18 @@ def post(
 ) -> Response:
     """POST to ``url`` and read the answer with a size cap and an overall deadline.
 
+    The body is asked for and read uncompressed: the cap counts the bytes that arrive, and a
+    small gzip body must not inflate to hundreds of megabytes before it is checked.
+
     Raises:
-        TransientError: for every transport failure, an oversized or a too slow answer.
+        TransientError: for every transport failure, an oversized, compressed or too slow
+            answer.
     """
     deadline = overall_deadline(http)
     started = time.monotonic()
     body = json.dumps(json_body).encode() if json_body is not None else None
     request_headers = dict(headers or {})
+    request_headers["Accept-Encoding"] = "identity"
     if body is not None:
         request_headers["Content-Type"] = "application/json"
     with (
@@ -232,9 +247,15 @@ def post(
             "POST", url, content=body, data=dict(form) if form else None, headers=request_headers
         ) as stream,
     ):
+        encoding = stream.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise TransientError(
+                f"{what}: the provider sent a {encoding}-compressed answer although an "
+                "uncompressed one was asked for; not read"
+            )
         chunks: list[bytes] = []
         size = 0
-        for chunk in stream.iter_bytes():
+        for chunk in stream.iter_raw():
             size += len(chunk)
             if size > MAX_BODY_BYTES:
                 raise TransientError(
