@@ -255,7 +255,8 @@ def post(
             )
         chunks: list[bytes] = []
         size = 0
-        for chunk in stream.iter_raw():
+        # An identity body: httpx's decoding passes the bytes through as they arrive.
+        for chunk in stream.iter_bytes():
             size += len(chunk)
             if size > MAX_BODY_BYTES:
                 raise TransientError(
