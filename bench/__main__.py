@@ -18,7 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench import cold, idle, peers, refresh, scale
+from bench import cold, idle, peers, refresh, scale, session
 from bench.common import REPO, machine
 
 IDLE_RSS_GOAL_MIB = 40.0
@@ -73,6 +73,24 @@ def table(report: dict[str, object]) -> str:
             ("  token / secret-tool lookup", ratio, "<= 2.5x", yes(goals["met_ratio"])),
             ("  python reading the same item, alone", f"{ms['python_read_item']} ms", "floor", ""),
             ("  token peak RSS", f"{c['max_rss_mib']['token']} MiB", "", ""),
+        ]
+    e = report.get("secret_session")
+    if isinstance(e, dict):
+        read, cold_ms = e["read_median_ms"], e["cold_process_median_ms"]
+        extra = e["cold_process_extra_ms"]
+        rows += [
+            (
+                "keyring read, plain / encrypted session",
+                f"{read['plain']} / {read['encrypted']} ms (+{e['read_extra_ms']} ms)",
+                "",
+                "",
+            ),
+            (
+                "  cold process reading it, plain / encrypted",
+                f"{cold_ms['plain']} / {cold_ms['encrypted']} ms (+{extra} ms)",
+                "",
+                "",
+            ),
         ]
     r = report["refresh"]
     if isinstance(r, dict):
@@ -171,6 +189,7 @@ def main() -> int:
     report: dict[str, object] = {"format_version": 1, "machine": machine()}
     report["mode"] = "smoke" if args.smoke else "long" if args.long else "default"
     report["cold_start"] = cold.measure(runs)
+    report["secret_session"] = session.measure(runs)
     report["refresh"] = refresh.measure(runs)
     report["idle"] = measure_idle(idle_seconds, many)
     report["scale"] = [scale.measure(size, args.cap) for size in sizes]

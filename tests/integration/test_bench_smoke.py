@@ -47,6 +47,9 @@ def test_bench_smoke_writes_every_section(tmp_path: Path) -> None:
         report["refresh"]["median_ms"]
     )
     assert "ratio_to_floor" in report["refresh"]
+    session = report["secret_session"]
+    assert set(session["read_median_ms"]) == {"plain", "encrypted"}
+    assert set(session["cold_process_median_ms"]) == {"plain", "encrypted"}
     idle = report["idle"]
     assert {"one", "many", "one_watchdog", "rss_per_extra_account_kib"} <= set(idle)
     assert {"rss_mib", "wakeups_per_hour"} <= set(idle["one"])
