@@ -319,10 +319,16 @@ print("hardened:", answer.status_code, answer.text)
 """
 
 
-def unit_hardening() -> list[str]:
-    """The daemon unit's sandboxing lines (NoNewPrivileges= to UMask=), as `-p` options."""
+def unit_hardening(uid: int | None = None) -> list[str]:
+    """The daemon unit's sandboxing lines (PrivateUsers= to the end), as `-p` options.
+
+    A transient unit takes no specifiers: %h and %t are spelled out for the test user.
+    """
     text = (REPO / "systemd" / "tvmaniac-refreshd.service").read_text()
-    lines = text[text.index("NoNewPrivileges=") : text.index("[Install]")].splitlines()
+    lines = text[text.index("\nPrivateUsers=") : text.index("[Install]")].splitlines()
+    lines = [
+        line.replace("%h", f"/home/{USER}").replace("%t", f"/run/user/{uid}") for line in lines
+    ]
     return [f"-p{line}" for line in lines if line and not line.startswith("#")]
 
 
@@ -342,6 +348,42 @@ class TestHardening:
         assert result.returncode == 0, result.stderr[-3000:]
         assert result.stdout.strip() == "hardened: 200 hello"
 
+    def test_a_refresh_works_under_the_units_sandbox(self, machine: Machine) -> None:
+        """Issue 13: the state and lock directories stay writable under ProtectSystem=strict."""
+        machine.container.run(
+            ["sh", "-c", "mkdir -p ~/.local/state/tvmaniac-refreshd"], user=USER, check=True
+        )
+        result = hardened_argv(
+            machine, [machine.container.python, "-m", "tvmaniac_refreshd", "refresh", "--force"]
+        )
+
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "default: refreshed" in result.stdout
+
+    def test_the_sandbox_is_enforced(self, machine: Machine) -> None:
+        """The control: the home is read-only, /tmp private, no capability left, own user ns."""
+        marker = "/tmp/outside-the-sandbox"  # noqa: S108  # the container's /tmp, on purpose
+        machine.container.run(["touch", marker], user=USER, check=True)
+        result = hardened(
+            machine,
+            "import os\n"
+            "try:\n"
+            "    open(os.path.expanduser('~/written'), 'w')\n"
+            "except OSError as exc:\n"
+            "    print('home', exc.errno)\n"
+            "print('tmp', os.path.exists('/tmp/outside-the-sandbox'))\n"
+            "status = dict(line.split(':', 1) for line in open('/proc/self/status'))\n"
+            "print('capabilities', status['CapBnd'].strip())\n"
+            "print('users', ' '.join(open('/proc/self/uid_map').read().split()))\n",
+        )
+
+        assert result.returncode == 0, result.stderr[-3000:]
+        lines = result.stdout.splitlines()
+        assert lines[0] == "home 30"  # EROFS
+        assert lines[1] == "tmp False"
+        assert lines[2] == "capabilities 0000000000000000"
+        assert lines[3] == f"users {machine.uid} {machine.uid} 1"
+
     def test_the_hardening_is_enforced(self, machine: Machine) -> None:
         """The control: the same transient unit refuses writable and executable memory."""
         result = hardened(
@@ -359,6 +401,11 @@ class TestHardening:
 
 def hardened(machine: Machine, script: str) -> subprocess.CompletedProcess[str]:
     """Run ``script`` in a transient user unit with the daemon unit's hardening."""
+    return hardened_argv(machine, [machine.container.python, "-c", script])
+
+
+def hardened_argv(machine: Machine, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` in a transient user unit with the daemon unit's hardening."""
     return machine.container.run(
         [
             "systemd-run",
@@ -366,11 +413,9 @@ def hardened(machine: Machine, script: str) -> subprocess.CompletedProcess[str]:
             "--wait",
             "--pipe",
             "--quiet",
-            *unit_hardening(),
+            *unit_hardening(machine.uid),
             f"-pEnvironment=DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{machine.uid}/bus",
-            machine.container.python,
-            "-c",
-            script,
+            *argv,
         ],
         user=USER,
         timeout=120,

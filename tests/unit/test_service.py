@@ -121,11 +121,34 @@ class TestSystemdUnits:
             assert "@README@" not in text
 
     def test_no_hardening_that_breaks_user_units(self) -> None:
-        """ProtectHome, PrivateNetwork and PrivateUsers would cut off the keyring (R5)."""
+        """PrivateNetwork would cut off the keyring; IP filters need the system manager (R5)."""
         for name in ALL_UNITS:
             text = render(name, ARGV).decode()
-            for forbidden in ("ProtectHome=", "PrivateNetwork=", "PrivateUsers=", "IPAddressDeny="):
+            for forbidden in (
+                "PrivateNetwork=",
+                "IPAddressDeny=",
+                "ProtectKernelLogs=",
+                "RemoveIPC=",
+            ):
                 assert forbidden not in text
+
+    def test_namespace_options_come_with_private_users(self) -> None:
+        """A user unit applies ProtectHome= and the like only in its own user namespace."""
+        for name in ALL_UNITS:
+            text = render(name, ARGV).decode()
+            if "ProtectHome=" in text:
+                assert "\nPrivateUsers=yes\n" in text
+
+    def test_both_services_have_the_same_sandbox(self) -> None:
+        """The timer's service writes the same state and locks as the daemon."""
+
+        def sandbox(name: str) -> list[str]:
+            text = render(name, ARGV).decode()
+            lines = text[text.index("\nPrivateUsers=") :].splitlines()
+            return [line for line in lines if line and not line.startswith(("#", "["))]
+
+        daemon, timer = sandbox(UNITS["daemon"][0]), sandbox(UNITS["timer"][0])
+        assert [line for line in daemon if line not in timer] == ["WantedBy=default.target"]
 
     @pytest.mark.parametrize(
         ("argument", "quoted"),

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tvmaniac_refreshd.core.errors import ServiceError, ServiceUnavailable
+from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.service.base import (
     Plan,
     Runner,
@@ -18,6 +19,7 @@ from tvmaniac_refreshd.service.base import (
     template,
     write_atomically,
 )
+from tvmaniac_refreshd.storage.safe_files import ensure_private_dir
 
 DAEMON_UNIT = "tvmaniac-refreshd.service"
 TIMER_SERVICE = "tvmaniac-refreshd-refresh.service"
@@ -55,6 +57,9 @@ class Systemd:
         home = Path(environ.get("HOME") or Path.home())
         config = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
         self.unit_dir = config / "systemd" / "user"
+        # The units' ReadWritePaths=-%h/.local/state/tvmaniac-refreshd: the service's own
+        # environment has no XDG_STATE_HOME, so this is where it keeps its state.
+        self.state_dir = home / ".local" / "state" / APP
 
     def _systemctl(self, *args: str, check: bool = True) -> str:
         result = self._run(["systemctl", "--user", *args])
@@ -89,6 +94,9 @@ class Systemd:
                 out.write(f"would run: systemctl --user {' '.join(command)}\n")
             return
         self._systemctl("is-system-running", check=False)  # fails early without a user bus
+        # The units' ReadWritePaths= names it; under ProtectHome=read-only the service could
+        # not create it itself.
+        ensure_private_dir(self.state_dir)
         for path, content in plan.write.items():
             if path.exists() and path.read_bytes() != content:
                 # Our units are regenerated on every install; edits belong in a drop-in.
