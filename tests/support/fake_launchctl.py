@@ -79,7 +79,7 @@ def _split(target: str) -> tuple[str, str]:
     return f"{kind}/{uid}", "/".join(rest)
 
 
-class Exit(Exception):  # noqa: N818  # an exit status, not an error of the fake
+class Exit(Exception):  # an exit status, not an error of the fake
     def __init__(self, code: int, message: str = "") -> None:
         super().__init__(message)
         self.code = code
@@ -130,7 +130,7 @@ def bootout(state: dict[str, Any], target: str) -> str:
     domain = _domain(state, domain_name)
     job = domain["loaded"].get(label)
     if job is None:
-        raise Exit(113, f"Boot-out failed: 113: Could not find specified service")
+        raise Exit(113, "Boot-out failed: 113: Could not find specified service")
     if job["state"] == "SIGTERMed":
         raise Exit(36, "Boot-out failed: 36: Operation now in progress")
     if job["state"] == "running" and state["stop_ticks"] > 0:
@@ -169,7 +169,7 @@ def kickstart(state: dict[str, Any], args: list[str]) -> str:
 def print_target(state: dict[str, Any], target: str) -> str:
     if target.count("/") == 1:
         _domain(state, target)
-        kind = target.split("/")[0]
+        kind = target.split("/", maxsplit=1)[0]
         return f"{target} = {{\n\ttype = {kind}\n\thandle = {target.split('/')[1]}\n}}\n"
     domain_name, label = _split(target)
     job = _domain(state, domain_name)["loaded"].get(label)
@@ -236,7 +236,7 @@ def runner(state_file: Path) -> Callable[[Sequence[str]], subprocess.CompletedPr
     """The same fake as an in-process runner (for the many polls of a timeout test)."""
 
     def run_launchctl(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
-        assert argv[0] == "launchctl"  # noqa: S101
+        assert argv[0] == "launchctl"
         code, out, err = call(state_file, list(argv[1:]))
         return subprocess.CompletedProcess(list(argv), code, out, err)
 

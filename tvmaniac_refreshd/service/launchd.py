@@ -126,7 +126,7 @@ class Launchd:
         return f"gui/{self.uid}" if self.has_gui else f"user/{self.uid}"
 
     def _domains(self) -> list[str]:
-        """Every domain an agent of ours may be loaded in (an earlier install may have used either)."""
+        """Every domain our agents may be loaded in (an earlier install may have used either)."""
         return [f"gui/{self.uid}", f"user/{self.uid}"] if self.has_gui else [f"user/{self.uid}"]
 
     def _path(self, mode: str) -> Path:
@@ -179,7 +179,7 @@ class Launchd:
         if dry_run:
             plan.show(out)
             for stop in stops:
-                out.write(f"would run: launchctl bootout {stop} (if loaded; then wait until gone)\n")
+                out.write(f"would run: launchctl bootout {stop} (if loaded; wait until gone)\n")
             out.write(f"would run: launchctl enable {target}\n")
             out.write(f"would run: launchctl bootstrap {domain} {path}\n")
             return
