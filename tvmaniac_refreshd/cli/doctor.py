@@ -76,7 +76,12 @@ def _check_environment(report: _Report) -> None:
             )
     clock = app.clock()
     if clock < EARLIEST_SANE_TIME:
-        report.line(False, "clock", "the system clock is before 2025; enable NTP (timedatectl)")
+        fix = (
+            "turn on System Settings > General > Date & Time > Set time automatically"
+            if sys.platform == "darwin"
+            else "enable NTP (timedatectl)"
+        )
+        report.line(False, "clock", f"the system clock is before 2025; {fix}")
     else:
         now = dt.datetime.fromtimestamp(clock, tz=dt.UTC)
         report.line(True, "clock", f"{now:%Y-%m-%d %H:%M:%S} UTC")

@@ -54,6 +54,12 @@ class Wiring(Protocol):
     def adopt(self, config: Config) -> None: ...
 
 
+def _service_status_command() -> str:
+    if sys.platform == "darwin":
+        return f"`launchctl print gui/{os.getuid()}/com.tvmaniac.refreshd`"
+    return "`systemctl --user status tvmaniac-refreshd`"
+
+
 def run_daemon(app: Wiring) -> int:
     """Run until SIGTERM or SIGINT; SIGHUP re-reads the config. Return the exit code."""
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # before any thread exists
@@ -64,7 +70,7 @@ def run_daemon(app: Wiring) -> int:
             pid = instance.running_pid(instance.lock_path(state_dir(app.environ), config.source))
             raise RefreshdError(
                 f"a daemon for {config.source} is already running (pid {pid}); "
-                "stop it first, or use `systemctl --user status tvmaniac-refreshd`"
+                f"stop it first, or see {_service_status_command()}"
             )
         notifier = Notifier(app.environ)
         scheduler = Scheduler(max_workers=config.daemon.max_concurrency)
