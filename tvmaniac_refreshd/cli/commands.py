@@ -28,6 +28,7 @@ from tvmaniac_refreshd.core.errors import (
     TransientError,
     UsageError,
 )
+from tvmaniac_refreshd.core.launchd_log import supervised_by_launchd, trim_launchd_logs
 from tvmaniac_refreshd.core.logs import get_logger, redact_text, register_secret
 from tvmaniac_refreshd.core.policy import refresh_due_at
 from tvmaniac_refreshd.core.tokens import TokenDocument, encode_document
@@ -226,6 +227,7 @@ def _remember_decision(app: App, account: Account, document: TokenDocument, conf
 
 
 def cmd_refresh(app: App) -> int:
+    trim_launchd_logs(app.environ)  # the timer agent's log files, which launchd never rotates
     codes: list[int] = []
     accounts = _selected(app, every=app.args.all)
     for account in accounts:
@@ -258,8 +260,18 @@ def cmd_refresh(app: App) -> int:
 
 
 def cmd_run(app: App) -> int:
-    from tvmaniac_refreshd.daemon.runner import run_daemon  # noqa: PLC0415
+    from tvmaniac_refreshd.daemon.runner import (  # noqa: PLC0415
+        config_watch,
+        run_daemon,
+        wait_for_valid_config,
+    )
 
+    if supervised_by_launchd(app.environ):
+        trim_launchd_logs(app.environ)
+        path = str(config_path(app.args.config, app.environ))
+        with config_watch(lambda: quick_record.config_identity(path)) as wait:
+            if not wait_for_valid_config(lambda: app.config, wait):
+                return EXIT_OK
     return run_daemon(app)
 
 
