@@ -84,7 +84,7 @@ def _lines(stream: object) -> tuple[queue.Queue[str], threading.Thread]:
 
 
 def _wait_for(lines: queue.Queue[str], text: str) -> str:
-    seen = []
+    seen: list[str] = []
     while True:
         try:
             line = lines.get(timeout=30)  # bounded: a daemon that never says it fails the test
