@@ -40,6 +40,11 @@ STOP_TIMEOUT = 30.0
 # Homebrew retries each second; a little faster costs nothing and the daemon exits quickly.
 POLL_INTERVAL = 0.5
 
+# The agents' PATH (the plists' EnvironmentVariables): launchd's default, after Homebrew's bin
+# directories (Apple silicon, Intel), so that hooks and terminal-notifier named by bare command
+# are found.
+AGENT_PATH = "/opt/homebrew/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+
 USER_DOMAIN_NOTE = (
     "There is no GUI login for this user (ssh?), so the agent was loaded in the {domain} domain "
     "instead of gui/{uid}. There it runs outside the login session: it can read the login "
@@ -61,6 +66,7 @@ def render(mode: str, argv: Sequence[str], logs: Path, *, gui: bool = True) -> b
     agent["ProgramArguments"] = [*argv, *arguments[1:]]
     for key in ("StandardOutPath", "StandardErrorPath"):
         agent[key] = agent[key].replace("@LOGS@", str(logs))
+    agent["EnvironmentVariables"]["PATH"] = AGENT_PATH
     if not gui:
         agent.pop("LimitLoadToSessionType", None)
     return plistlib.dumps(agent)
