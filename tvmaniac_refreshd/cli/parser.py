@@ -27,7 +27,7 @@ from tvmaniac_refreshd.cli.commands import (
     cmd_token,
 )
 from tvmaniac_refreshd.core.durations import parse_duration
-from tvmaniac_refreshd.core.errors import EXIT_FAILURE, EXIT_USAGE, RefreshdError
+from tvmaniac_refreshd.core.errors import EXIT_FAILURE, EXIT_TEMPORARY, EXIT_USAGE, RefreshdError
 from tvmaniac_refreshd.core.locations import adopt_session_bus
 from tvmaniac_refreshd.core.logs import configure_logging, redact_text
 
@@ -260,7 +260,7 @@ def main(
     try:
         return VERBS[verb](app)
     except RefreshdError as exc:
-        err.write(f"{PROG}: {redact_text(str(exc))}\n")
+        app.problem(str(exc), temporary=exc.exit_code == EXIT_TEMPORARY)
         return exc.exit_code
     except KeyboardInterrupt:
         err.write(f"{PROG}: interrupted\n")
