@@ -202,9 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
     service_status.add_argument("--json", action="store_true", help="machine-readable output")
     config = verb("config", "Check the configuration, or store a client secret.")
     config_verbs = config.add_subparsers(dest="config_verb", metavar="ACTION", required=True)
-    config_verbs.add_parser(
+    check = config_verbs.add_parser(
         "check",
         help="validate the config and the environment, and say how to fix each problem",
+    )
+    check.add_argument(
+        "--only-config",
+        action="store_true",
+        help="check the config file alone (what `systemctl --user reload` runs first)",
     )
     config_verbs.add_parser(
         "set-secret",
