@@ -29,7 +29,7 @@ from tvmaniac_refreshd.cli.commands import (
 from tvmaniac_refreshd.core.durations import parse_duration
 from tvmaniac_refreshd.core.errors import EXIT_FAILURE, EXIT_TEMPORARY, EXIT_USAGE, RefreshdError
 from tvmaniac_refreshd.core.locations import adopt_session_bus
-from tvmaniac_refreshd.core.logs import configure_logging, redact_text
+from tvmaniac_refreshd.core.logs import configure_logging, journal_prefix, redact_text
 
 DESCRIPTION = """\
 Keeps a Trakt.tv OAuth session alive: the tokens live in the OS keyring and are refreshed
@@ -276,7 +276,8 @@ def main(
 
             err.write(redact_text(traceback.format_exc()))
         err.write(
-            f"{PROG}: internal error: {redact_text(f'{type(exc).__name__}: {exc}')} "
+            f"{journal_prefix(3)}{PROG}: internal error: "
+            f"{redact_text(f'{type(exc).__name__}: {exc}')} "
             "(please report it; -v shows details)\n"
         )
         return EXIT_FAILURE
