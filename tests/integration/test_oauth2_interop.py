@@ -341,7 +341,8 @@ class TestEndpointsAsConfigured:
         kinds = [rfc_step(record) for record in ours]
         polls = kinds[1:-4]  # RFC 8628 §3.5: until the user has approved
         assert kinds[0] == "device_authorization"
-        assert polls and set(polls) == {"device_token"}
+        assert polls
+        assert set(polls) == {"device_token"}
         assert kinds[-4:] == ["refresh_token", "revocation", "authorization_code", "revocation"]
         for record in ours:
             target = str(record["target"])
