@@ -115,7 +115,8 @@ def _checked_url(value: object) -> str:
         # RFC 6749 §3.1 and §3.2: an endpoint URI MUST NOT include a fragment component.
         raise ValueError("must not have a fragment (#...)")
     if parts.username is not None or parts.password is not None:
-        # A password in the config's URL would be sent, and logged, with every request.
+        # httpx would send these as Basic credentials in place of the client's own, and error
+        # messages name the URL's host part, which holds them.
         raise ValueError("must not hold a user name or password (user@host)")
     return address
 
