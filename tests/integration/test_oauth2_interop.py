@@ -259,9 +259,9 @@ def rfc_shape(client: OidcClient, record: dict[str, object], redirect: str) -> d
     if grant == DEVICE_GRANT:  # RFC 8628 §3.4
         fields = {"grant_type": DEVICE_GRANT, "device_code": "*"}
         return expected_form(client, fields, id_always=True)
-    if grant == "refresh_token":  # RFC 6749 §6
+    if grant == "refresh_token":  # RFC 6749 §6, and §3.2.1's client_id
         fields = {"grant_type": "refresh_token", "refresh_token": "*"}
-        return expected_form(client, fields, id_always=False)
+        return expected_form(client, fields, id_always=True)
     # RFC 6749 §4.1.3 with RFC 7636 §4.5
     fields = {
         "grant_type": "authorization_code",

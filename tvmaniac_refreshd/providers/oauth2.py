@@ -62,7 +62,7 @@ class OAuth2Client:
         """POST ``form`` to ``url`` (exactly as configured) with the client's authentication.
 
         ``client_id_in_body``: send ``client_id`` in the body even with HTTP Basic, where the
-        RFC's example does (RFC 8628 §3.1, §3.4) and servers rely on it.
+        RFC's example does (RFC 8628 §3.1, §3.4) or common servers rely on it (RFC 6749 §6).
         """
         method = self._account.client_auth
         if method != "none" and not self._secret:
@@ -193,7 +193,9 @@ class OAuth2Client:
         what = "exchanging the authorization code"
         # RFC 6749 §4.1.3: grant_type, code, and redirect_uri because the authorization request
         # carried one (the server compares them); client_id only without HTTP Basic (§4.1.3:
-        # "REQUIRED, if the client is not authenticating"). RFC 7636 §4.5: code_verifier.
+        # "REQUIRED, if the client is not authenticating"): oxide-auth takes a client_id in
+        # this body as the client's whole authentication, ignoring the Basic header
+        # (197g/oxide-auth#91). RFC 7636 §4.5: code_verifier.
         form = {
             "grant_type": "authorization_code",
             "code": code,
@@ -208,11 +210,13 @@ class OAuth2Client:
     def refresh(self, refresh_token: str, *, now: float) -> TokenSet:
         """Spend ``refresh_token`` (RFC 6749 §6); keep it if the server sends no new one."""
         what = "refreshing the token"
-        # RFC 6749 §6: grant_type and refresh_token, as its example shows (client_id only
-        # without HTTP Basic). No scope: omitted, it means "as originally granted", whereas
-        # sending the configured scopes fails with invalid_scope where the server granted less.
+        # RFC 6749 §6: grant_type and refresh_token, as its example shows, and client_id also
+        # with HTTP Basic (§3.2.1: a client MAY name itself so): Apereo CAS answered "Missing
+        # request parameter: [client_id]" without it until 2020 (apereo/cas#4746). No scope:
+        # omitted, it means "as originally granted", whereas sending the configured scopes
+        # fails with invalid_scope where the server granted less.
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-        response = self._send(self._token_url, form, what=what)
+        response = self._send(self._token_url, form, what=what, client_id_in_body=True)
         if response.status != 200:
             raise_for_failure(response, what=what, now=now)
         return self._tokens(response, what=what, now=now, previous=refresh_token)
