@@ -82,6 +82,24 @@ def login_by_device(rig: Harness, oidc: OidcServer, *args: str) -> Run:
     return run
 
 
+def login_by_browser(rig: Harness, oidc: OidcServer) -> tuple[Run, str, str]:
+    """Run `login --browser`, play the browser at the URL it prints (login and consent at the
+    server); return the run, that URL, and where the server redirected the browser."""
+    process = rig.spawn("login", "--browser")
+    assert process.stdout is not None
+    url = ""
+    for line in process.stdout:
+        if line.strip().startswith("http"):
+            url = line.strip()
+            break
+    redirect = oidc.authorize(url)
+    httpx.get(redirect, timeout=30)
+    out, err = process.communicate(timeout=60)
+    run = Run(("login", "--browser"), process.returncode, out, err)
+    rig.transcript.append(run)
+    return run, url, redirect
+
+
 class TestLogin:
     @pytest.mark.parametrize("kind", ["basic", "post", "public"])
     def test_device_login_into_the_real_keyring(
@@ -103,20 +121,10 @@ class TestLogin:
 
     def test_browser_login_with_pkce(self, rig: Harness, oidc: OidcServer) -> None:
         """The loopback flow: the URL is printed, the 'browser' (httpx) follows it, tokens land."""
-        process = rig.spawn("login", "--browser")
-        assert process.stdout is not None
-        url = ""
-        for line in process.stdout:
-            if line.strip().startswith("http"):
-                url = line.strip()
-                break
-        redirect = oidc.authorize(url)
-        assert redirect.startswith("http://127.0.0.1:")
-        httpx.get(redirect, timeout=30)
-        out, err = process.communicate(timeout=60)
-        rig.transcript.append(Run(("login",), process.returncode, out, err))
+        run, url, redirect = login_by_browser(rig, oidc)
 
-        assert process.returncode == 0, err
+        assert redirect.startswith("http://127.0.0.1:")
+        assert run.code == 0, run.err
         assert "code_challenge_method=S256" in url
         assert oidc.introspect(str(stored_tokens(rig)["access_token"]))["active"] is True
 
@@ -272,25 +280,6 @@ def rfc_shape(client: OidcClient, record: dict[str, object], redirect: str) -> d
     return expected_form(client, fields, id_always=False)
 
 
-def login_by_browser(rig: Harness, oidc: OidcServer) -> tuple[Run, str]:
-    """Run `login --browser`, play the browser at the printed URL; return the run and the
-    loopback redirect_uri the client used."""
-    process = rig.spawn("login", "--browser")
-    assert process.stdout is not None
-    url = ""
-    for line in process.stdout:
-        if line.strip().startswith("http"):
-            url = line.strip()
-            break
-    redirect = oidc.authorize(url)
-    httpx.get(redirect, timeout=30)
-    out, err = process.communicate(timeout=60)
-    run = Run(("login", "--browser"), process.returncode, out, err)
-    rig.transcript.append(run)
-    redirect_uri = httpx.URL(url).params["redirect_uri"]
-    return run, redirect_uri
-
-
 class TestEndpointsAsConfigured:
     """Endpoints ending with '/' and a token endpoint with a query: the server answers 404 to
     a URL that lost either, so every step below passing means the URLs were used as written."""
@@ -319,8 +308,9 @@ class TestEndpointsAsConfigured:
         assert mounted.introspect(str(second["access_token"]))["active"] is True
         assert harness.run("logout").code == 0
         assert mounted.introspect(str(second["refresh_token"]))["active"] is False
-        browser, redirect_uri = login_by_browser(harness, mounted)
+        browser, url, _ = login_by_browser(harness, mounted)
         assert browser.code == 0, browser.err
+        redirect_uri = httpx.URL(url).params["redirect_uri"]
         third = stored_tokens(harness)
         assert harness.run("logout").code == 0
         assert mounted.introspect(str(third["refresh_token"]))["active"] is False
