@@ -187,3 +187,14 @@ class TestTrimLog:
     def test_only_under_launchd(self, tmp_path: Path) -> None:
         trim_launchd_logs({"HOME": str(tmp_path)})  # not supervised: nothing, even no directory
         assert not (tmp_path / "Library").exists()
+
+
+def test_other_signals_keep_waiting() -> None:
+    """The CLI's "accounts changed" signal (SIGUSR1) does not end the wait; SIGTERM does."""
+    signals = iter([signal.SIGUSR1, signal.SIGUSR1, signal.SIGTERM])
+
+    def load() -> object:
+        raise ConfigError("config.toml", ["bad"])
+
+    assert wait_for_valid_config(load, lambda: next(signals)) is False
+    assert next(signals, None) is None
