@@ -8,10 +8,12 @@ import copy
 import dataclasses
 import importlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.fakes import FakeClock
 from tests.support.fake_keychain import (
     ERR_AUTH_FAILED,
     ERR_INTERACTION_NOT_ALLOWED,
@@ -20,10 +22,13 @@ from tests.support.fake_keychain import (
     Killed,
     macos_keyring,
 )
+from tests.unit.test_refresher import ACCOUNT, START, FakeTrakt, initial
 from tvmaniac_refreshd.config.settings import StoreSettings
 from tvmaniac_refreshd.core.errors import EXIT_STORE_UNAVAILABLE, StoreUnavailable
 from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet
+from tvmaniac_refreshd.daemon.refresher import Refresher
 from tvmaniac_refreshd.storage.keyring_store import SERVICE, KeyringStore
+from tvmaniac_refreshd.storage.state import StateFiles
 from tvmaniac_refreshd.storage.two_phase import PENDING_SUFFIX, TwoPhaseWrites
 
 LINUX_WORDS = ("secret-tool", "seahorse", "systemctl", "timedatectl", "gnome-keyring", "D-Bus")
@@ -220,6 +225,69 @@ class TestKilledWrites:
         assert seen
         assert None not in seen
         assert seen[-1] == NEW
+
+
+class TestRefresherKilledWhileStoring:
+    def _refresh(
+        self,
+        keyring_class: Any,
+        keychain: FakeKeychain,
+        tmp_path: Path,
+        kill_after: int | None,
+    ) -> tuple[FakeTrakt, list[str]]:
+        """Run a forced refresh; the process dies ``kill_after`` Keychain calls after the
+        provider has answered (that is, inside the store step). Return the provider and the
+        Keychain calls of the store step."""
+        clock = FakeClock(START)
+        trakt = FakeTrakt(clock)
+        answer = trakt.refresh
+        store_calls: list[str] = []
+
+        def refresh_then_arm(refresh_token: str, *, now: float) -> TokenSet:
+            tokens = answer(refresh_token, now=now)
+            keychain.calls.clear()
+            keychain.kill_after = kill_after
+            return tokens
+
+        trakt.refresh = refresh_then_arm  # type: ignore[method-assign]
+        refresher = Refresher(
+            ACCOUNT,
+            store=store_on(keyring_class, keychain),
+            states=StateFiles(tmp_path / "state"),
+            lock_dir=tmp_path / "locks",
+            lock_timeout=1,
+            client=lambda: trakt,
+            clock=clock,
+        )
+        if kill_after is None:
+            refresher.ensure_fresh(force=True)
+            store_calls = list(keychain.calls)
+        else:
+            with pytest.raises(Killed):
+                refresher.ensure_fresh(force=True)
+        keychain.kill_after = None
+        return trakt, store_calls
+
+    def test_the_refreshers_store_step_killed_at_every_point(
+        self, keyring_class: Any, tmp_path: Path
+    ) -> None:
+        """The real refresher, killed after each Keychain call of its store step: the next
+        process finds the rotated pair, except before its first add has landed (item 6)."""
+        start = FakeKeychain()
+        store_on(keyring_class, start).save(initial(START))
+        probe = copy.deepcopy(start)
+        _, calls = self._refresh(keyring_class, probe, tmp_path / "probe", None)
+        assert calls, "the store step made no Keychain call"
+        durable = calls.index("SecItemAdd") + 1
+
+        for point in range(len(calls)):
+            keychain = copy.deepcopy(start)
+            trakt, _ = self._refresh(keyring_class, keychain, tmp_path / str(point), point)
+            loaded = store_on(keyring_class, keychain).load("default")
+            assert loaded is not None, f"killed after store call {point}: nothing stored"
+            assert trakt.spent == ["refresh-0000-xxxxxxxx"]
+            expected = "refresh-0000-xxxxxxxx" if point < durable else "refresh-0001-xxxxxxxx"
+            assert loaded.tokens.refresh_token == expected, f"killed after {calls[:point]}"
 
 
 def test_documents_differ() -> None:
