@@ -180,10 +180,15 @@ class KeyringStore:
         if self._backend is None:
             backend = self._factory()
             if is_insecure(backend) and not self._settings.allow_insecure_backend:
+                secure = (
+                    "Unset PYTHON_KEYRING_BACKEND (or keyring's config) to use the Keychain"
+                    if sys.platform == "darwin"
+                    else "Start a Secret Service (gnome-keyring, KeePassXC)"
+                )
                 raise StoreUnavailable(
                     f"the keyring backend {_describe(backend)} is not a secure store; refusing "
-                    "to use it. Start a Secret Service (gnome-keyring, KeePassXC), or set "
-                    "[store] allow_insecure_backend = true if you accept the risk"
+                    f"to use it. {secure}, or set [store] allow_insecure_backend = true if you "
+                    "accept the risk"
                 )
             # A store whose replace is delete + add (the Keychain) must not lose the only copy.
             self._backend = safe_writes(backend)
