@@ -193,8 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-valid",
         metavar="DUR",
         type=_duration_arg,
-        help="refresh first if less than DUR (e.g. 90s, 15m, 5h) remains; fail with 75 if "
-        "that cannot be met",
+        help="refresh first if less than DUR (e.g. 90s, 15m, 5h) remains; exit 2 (and spend "
+        "no refresh) if the provider's tokens never last that long, 75 if the refresh fails "
+        "for a passing reason",
     )
     verb(
         "run",
