@@ -315,9 +315,7 @@ class TestOutput:
 
 
 class TestMinValid:
-    def test_longer_than_the_lifetime_is_refused_without_a_refresh(
-        self, harness: Harness
-    ) -> None:
+    def test_longer_than_the_lifetime_is_refused_without_a_refresh(self, harness: Harness) -> None:
         """2-hour tokens, --min-valid 3h: exit 2 every time, and no refresh token spent."""
         harness.seed(expires_in=7200)
         runs = [harness.run("token", "--min-valid", "3h") for _ in range(2)]
@@ -375,9 +373,7 @@ class TestServiceWithoutUserManager:
 
         assert run.code == 69, run.err
         assert "no systemd user manager is running for this user" in run.err
-        assert not self.unit_dir(tmp_path).exists() or not any(
-            self.unit_dir(tmp_path).iterdir()
-        )
+        assert not self.unit_dir(tmp_path).exists() or not any(self.unit_dir(tmp_path).iterdir())
 
     @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="systemd is Linux's")
     def test_status_json_carries_the_error(self, harness: Harness, tmp_path: Path) -> None:
