@@ -256,6 +256,7 @@ class TestExampleFile:
 
         text = Path("config/refreshd.example.toml").read_text()
         keys = {key for converters in SECTIONS.values() for key in converters} | _ACCOUNT_KEYS
+        keys.add("default_account")
         missing = [
             key
             for key in sorted(keys - set(SECTIONS))

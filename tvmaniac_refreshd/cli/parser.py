@@ -110,7 +110,7 @@ def add_global_options(parser: argparse.ArgumentParser, *, top: bool = False) ->
         "-v",
         "--verbose",
         action="count",
-        help="show log records on stderr (-vv: the same; debug level)",
+        help="show log records on stderr, down to debug level",
         **({"default": 0} if top else unset),
     )
     parser.add_argument(
