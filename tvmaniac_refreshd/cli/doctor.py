@@ -6,6 +6,7 @@ import datetime as dt
 import sys
 from typing import TYPE_CHECKING
 
+from tvmaniac_refreshd.config.settings import load_config
 from tvmaniac_refreshd.core.errors import (
     EXIT_CONFIG,
     EXIT_OK,
@@ -49,7 +50,8 @@ def _check_config(report: _Report) -> Config | None:
     app = report.app
     path = config_path(app.args.config, app.environ)
     try:
-        config = app.config
+        # Loaded here, not through app.config, whose warnings this report lists itself.
+        config = load_config(path)
     except ConfigError as exc:
         report.line(False, "config", f"{path} is invalid:", EXIT_CONFIG)
         for problem in exc.problems:
@@ -59,6 +61,7 @@ def _check_config(report: _Report) -> Config | None:
     report.line(True, "config", f"{path} ({len(config.accounts)} account(s): {names})")
     for warning in config.warnings:
         report.line(None, "config", warning)
+    app.adopt(config)
     return config
 
 
@@ -151,6 +154,13 @@ def _check_accounts(report: _Report, config: Config) -> None:
         report.line(
             True, subject, f"{account.auth_url}; client secret from {secret.source}; {login}"
         )
+        if secret.value is None and account.needs_client_secret():
+            report.line(
+                None,
+                subject,
+                "no client secret: `login` and refreshes will be refused; store it with "
+                f"`tvmaniac-refreshd config set-secret --account {account.name}`",
+            )
 
 
 def _check_service(report: _Report) -> None:
