@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tvmaniac_refreshd.config import values
-from tvmaniac_refreshd.core.errors import ConfigError
+from tvmaniac_refreshd.core.errors import ConfigError, UsageError
 from tvmaniac_refreshd.core.policy import RefreshPolicy, RetryPolicy
 
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -99,16 +99,39 @@ class Account:
         now points elsewhere, the stored token is not used.
         """
         endpoint = self.token_url if self.provider == "oauth2" else self.auth_url
-        parts = [self.provider, (endpoint or "").rstrip("/"), self.client_id]
+        parts = [self.provider, canonical_url(endpoint or ""), self.client_id]
         # `logout` sends the token to revocation_url: a server of another origin must not get a
         # token issued elsewhere. One of the token endpoint's origin is the same party, and
         # leaving it out keeps the logins made before revocation_url was bound (Trakt's revoke
         # endpoint lives under auth_url, which is bound already).
-        revocation = (self.revocation_url or "").rstrip("/")
+        revocation = canonical_url(self.revocation_url or "")
         if self.provider == "oauth2" and revocation and _origin(revocation) != _origin(endpoint):
             parts.append(revocation)
         material = "\n".join(parts)
         return "sha256:" + hashlib.sha256(material.encode()).hexdigest()[:32]
+
+    def needs_client_secret(self) -> bool:
+        """Return whether logging in and refreshing need a client secret.
+
+        Trakt's device flow sends one with every token request. An oauth2 account with
+        ``client_auth = "none"`` is a public client (PKCE) and has none.
+        """
+        if self.provider == "oauth2":
+            return self.client_auth != "none"
+        return True
+
+
+def canonical_url(address: str) -> str:
+    """Return the form of an endpoint URL that the fingerprint compares.
+
+    Trailing slashes of the path are dropped, the query is kept, the rest is as written.
+    Endpoint URLs used to be stored with their trailing slashes stripped (and a query was
+    refused), and fingerprints were made from that form; comparing in it means that using
+    endpoints byte for byte invalidated no existing login. ``/token`` and ``/token/`` are one
+    endpoint here on purpose; a different query is a different endpoint (B2C's ``?p=``).
+    """
+    path, mark, query = address.partition("?")
+    return path.rstrip("/") + mark + query
 
 
 def _origin(url: str | None) -> tuple[str, str]:
@@ -127,18 +150,29 @@ class Config:
     store: StoreSettings = StoreSettings()
     daemon: DaemonSettings = DaemonSettings()
     warnings: tuple[str, ...] = ()
+    default_account: str | None = None  # the top-level key: the account when none is named
 
     def select(self, name: str | None) -> Account:
-        """Return the account named ``name``, else the only one, else ``default``.
+        """Return the account named ``name`` (--account, else $TVMANIAC_REFRESHD_ACCOUNT).
+
+        Without a name: the config's ``default_account``, else the only account, else the one
+        named ``default``.
 
         Raises:
-            ConfigError: if there is no such account.
+            UsageError: if there is no account of that name, or several and none is chosen.
         """
+        known = ", ".join(sorted(self.accounts)) or "none"
         if name is None:
-            name = next(iter(self.accounts)) if len(self.accounts) == 1 else "default"
+            name = self.default_account
+        if name is None:
+            if len(self.accounts) == 1:
+                name = next(iter(self.accounts))
+            elif "default" in self.accounts:
+                name = "default"
+            else:
+                raise UsageError(f"several accounts: pass --account NAME ({known})")
         if name not in self.accounts:
-            known = ", ".join(sorted(self.accounts)) or "none"
-            raise ConfigError(self.source, [f"no account named {name!r} (configured: {known})"])
+            raise UsageError(f"no account named {name!r} in {self.source} (configured: {known})")
         return self.accounts[name]
 
 
@@ -233,8 +267,8 @@ def _account(
         provider=provider,
         client_id=client_id,
         client_secret=values.get(table, "client_secret", prefix, values.text, None, problems),
-        auth_url=values.get(table, "auth_url", prefix, values.url, Account.auth_url, problems),
-        api_url=values.get(table, "api_url", prefix, values.url, Account.api_url, problems),
+        auth_url=values.get(table, "auth_url", prefix, values.base_url, Account.auth_url, problems),
+        api_url=values.get(table, "api_url", prefix, values.base_url, Account.api_url, problems),
         redirect_uri=values.get(
             table, "redirect_uri", prefix, values.text, Account.redirect_uri, problems
         ),
@@ -252,10 +286,10 @@ def _oauth2_fields(table: Mapping[str, Any], prefix: str, problems: values.Probl
         return values.get(table, key, prefix, convert, default, problems)
 
     return {
-        "token_url": get("token_url", values.url, None),
-        "device_authorization_url": get("device_authorization_url", values.url, None),
-        "authorization_url": get("authorization_url", values.url, None),
-        "revocation_url": get("revocation_url", values.url, None),
+        "token_url": get("token_url", values.endpoint_url, None),
+        "device_authorization_url": get("device_authorization_url", values.endpoint_url, None),
+        "authorization_url": get("authorization_url", values.endpoint_url, None),
+        "revocation_url": get("revocation_url", values.endpoint_url, None),
         "scopes": get("scopes", values.scopes, ()),
         "client_auth": get("client_auth", values.choice(CLIENT_AUTH), "client_secret_basic"),
         "default_lifetime": get("default_lifetime", values.positive_duration, 3600),
@@ -295,7 +329,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
     problems = values.Problems()
-    problems.unknown_keys(document, {"accounts", *SECTIONS}, "")
+    problems.unknown_keys(document, {"accounts", "default_account", *SECTIONS}, "")
     # Global defaults live on a template account; each account starts from them.
     template = Account(
         name="",
@@ -320,9 +354,20 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         account = _account(name, value, template, problems)
         if account is not None:
             accounts[name] = account
+    default_account = values.get(document, "default_account", "", values.text, None, problems)
+    if default_account is not None and default_account not in accounts_table:
+        known = ", ".join(sorted(accounts_table)) or "none"
+        problems.add("default_account", f"no account named {default_account!r} ({known})")
     if problems.items:
         raise ConfigError(source, problems.items)
-    return Config(source=source, accounts=accounts, http=http, store=store, daemon=daemon)
+    return Config(
+        source=source,
+        accounts=accounts,
+        http=http,
+        store=store,
+        daemon=daemon,
+        default_account=default_account,
+    )
 
 
 def load_config(path: Path) -> Config:
@@ -338,7 +383,7 @@ def load_config(path: Path) -> Config:
         raise ConfigError(
             str(path),
             [
-                "the file does not exist; create it from config/refreshd.example.toml, "
+                "the file does not exist; create it with `tvmaniac-refreshd config init`, "
                 "or point --config or $TVMANIAC_REFRESHD_CONFIG at yours"
             ],
         ) from None
