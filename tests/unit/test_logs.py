@@ -18,6 +18,7 @@ from tvmaniac_refreshd.core.logs import (
     redact_text,
     register_secret,
     shown,
+    strip_controls,
 )
 
 
@@ -238,7 +239,9 @@ def test_a_short_secret_standing_alone_is_redacted() -> None:
 
 
 def test_control_characters_are_replaced() -> None:
-    assert shown("bad\x1b[2J\r\nall good\u202e") == "bad?[2J??all good?"
+    assert strip_controls("bad\x1b[2J\r\nall good\u202e") == "bad?[2J??all good?"
+    # Our own multi-line messages (a config's problems) keep their lines.
+    assert shown("bad\x1b[2J\r\n  - all good\u202e") == "bad?[2J?\n  - all good?"
 
 
 def test_redaction_is_safe_while_secrets_are_added_concurrently() -> None:

@@ -64,6 +64,10 @@ _pending: Callable[[], None] | None = None
 # C0 and C1 controls (ESC starts terminal escape sequences), DEL, the Unicode line and
 # paragraph separators and the bidirectional overrides that make text read other than it is.
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# The same but the newline, which our own messages use (a config's list of problems).
+_CONTROLS_BUT_NEWLINE = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
 # Whether stderr is journald's stream: plain lines written there then carry a ``<N>`` prefix.
 _stderr_is_journal = False
 
@@ -106,8 +110,13 @@ def strip_controls(text: str) -> str:
 
 
 def shown(text: str) -> str:
-    """Return ``text`` fit to print or store: no control characters, no registered secret."""
-    return redact_text(strip_controls(text))
+    """Return ``text`` fit to print or store: no registered secret, no control character but
+    the newline our own multi-line messages use.
+
+    Server text never brings a newline this far: an error code is RFC 6749 text or dropped
+    (providers/http.py), and other server text passes ``strip_controls`` where it is read.
+    """
+    return redact_text(_CONTROLS_BUT_NEWLINE.sub("?", text))
 
 
 def _redact_value(value: object) -> object:
