@@ -56,7 +56,14 @@ class FakeAlerter:
         self.events: list[tuple[str, AlertEvent, str]] = []
 
     def emit(
-        self, account: str, event: AlertEvent, settings: Alerts, message: str, *, now: float
+        self,
+        account: str,
+        event: AlertEvent,
+        settings: Alerts,
+        message: str,
+        *,
+        now: float,
+        provider: str | None = None,
     ) -> None:
         self.events.append((account, event, message))
 

@@ -19,13 +19,9 @@ from tvmaniac_refreshd.core.errors import (
     TransientError,
 )
 from tvmaniac_refreshd.core.tokens import TokenSet
-from tvmaniac_refreshd.providers.http import (
-    USER_AGENT,
-    DeviceCode,
-    PollState,
-    TraktClient,
-    parse_retry_after,
-)
+from tvmaniac_refreshd.providers.base import DeviceCode, PollState
+from tvmaniac_refreshd.providers.http import USER_AGENT, parse_retry_after
+from tvmaniac_refreshd.providers.trakt import TraktClient
 
 NOW = 1_800_000_000
 ACCOUNT = Account(name="default", provider="trakt", client_id="cid", auth_url="https://auth.test")

@@ -21,7 +21,7 @@ from tvmaniac_refreshd.core.errors import (
     SessionRejected,
 )
 from tvmaniac_refreshd.core.tokens import TokenSet
-from tvmaniac_refreshd.providers.http import DeviceCode, PollState
+from tvmaniac_refreshd.providers.base import DeviceCode, PollState
 from tvmaniac_refreshd.providers.oauth2 import OAuth2Client, pkce_pair
 
 NOW = 1_800_000_000

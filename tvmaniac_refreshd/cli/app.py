@@ -21,8 +21,7 @@ from tvmaniac_refreshd.storage.state import StateFiles
 if TYPE_CHECKING:
     import httpx
 
-    from tvmaniac_refreshd.providers.http import TraktClient
-    from tvmaniac_refreshd.providers.oauth2 import OAuth2Client
+    from tvmaniac_refreshd.providers.base import Provider
 
 __all__ = ["PROG", "App"]
 
@@ -76,17 +75,15 @@ class App:
     def account(self) -> Account:
         return self.config.select(self.args.account)
 
-    def client(self, account: Account) -> TraktClient | OAuth2Client:
-        from tvmaniac_refreshd.providers.http import TraktClient, make_http_client  # noqa: PLC0415
-        from tvmaniac_refreshd.providers.oauth2 import OAuth2Client  # noqa: PLC0415
+    def client(self, account: Account) -> Provider:
+        from tvmaniac_refreshd.providers.factory import make_provider  # noqa: PLC0415
+        from tvmaniac_refreshd.providers.http import make_http_client  # noqa: PLC0415
 
         with self._http_lock:  # the daemon's worker threads share one connection pool
             if self._http is None:
                 self._http = make_http_client(self.config.http)
         secret = resolve_client_secret(account, self.environ, self.store)
-        if account.provider == "oauth2":
-            return OAuth2Client(self._http, account, secret.value)
-        return TraktClient(self._http, account, secret.value)
+        return make_provider(self._http, account, secret.value)
 
     def refresher(self, account: Account) -> Refresher:
         return Refresher(

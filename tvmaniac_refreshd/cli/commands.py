@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ from tvmaniac_refreshd.core.errors import (
 from tvmaniac_refreshd.core.logs import get_logger, redact_text, register_secret
 from tvmaniac_refreshd.core.policy import refresh_due_at
 from tvmaniac_refreshd.core.tokens import TokenDocument, encode_document
+from tvmaniac_refreshd.providers.factory import wording_for
 from tvmaniac_refreshd.storage import quick_record
 from tvmaniac_refreshd.storage.paths import config_path, state_dir
 from tvmaniac_refreshd.storage.state import AccountRecord
@@ -55,22 +55,22 @@ def cmd_login(app: App) -> int:
     if previous is not None:
         app.warn(f"account {account.name!r} is already logged in; this login replaces it")
     client = app.client(account)
-    browser = app.args.browser or (
-        account.provider == "oauth2" and account.device_authorization_url is None
-    )
-    if browser:
+    if app.args.browser or not client.has_device_login:
         from tvmaniac_refreshd.providers.browser_login import (  # noqa: PLC0415
             browser_login,
             default_opener,
             has_display,
         )
-        from tvmaniac_refreshd.providers.oauth2 import OAuth2Client  # noqa: PLC0415
 
-        if not isinstance(client, OAuth2Client):
-            raise UsageError('--browser is for provider = "oauth2"; Trakt logs in by device code')
+        login = client.browser()
+        if login is None:
+            raise UsageError(
+                f"{client.wording.name} offers no browser login here; log in by device code "
+                "(`login` without --browser)"
+            )
         port = app.args.port if app.args.port is not None else account.redirect_port
-        opener = default_opener() if has_display(os.environ) else None
-        tokens = browser_login(client, port=port, out=app.out, open_browser=opener)
+        opener = default_opener() if has_display(app.environ) else None
+        tokens = browser_login(login, port=port, out=app.out, open_browser=opener)
     else:
         device = client.request_device_code(now=app.clock())
         tty = app.out.isatty()
@@ -120,10 +120,10 @@ def cmd_logout(app: App) -> int:
             except RefreshdError as exc:
                 if isinstance(exc, StoreUnavailable):
                     raise
+                manage = wording_for(account).manage_apps
                 app.warn(
                     f"could not revoke the token at the provider ({exc}); deleting it locally "
-                    "anyway. Revoke the app by hand in your Trakt settings "
-                    "(Connected apps) if needed"
+                    f"anyway. Revoke the app by hand in {manage} if needed"
                 )
         existed = app.store.delete(account.name)
         app.states.delete(account.name)

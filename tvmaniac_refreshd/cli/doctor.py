@@ -99,7 +99,7 @@ def _check_accounts(report: _Report, config: Config) -> None:
             continue
         login = "logged in" if document is not None else "not logged in (run `login`)"
         report.line(
-            True, subject, f"{account.auth_url}; client secret from {secret.source}; {login}"
+            True, subject, f"{account.endpoint}; client secret from {secret.source}; {login}"
         )
 
 

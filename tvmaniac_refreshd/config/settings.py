@@ -91,14 +91,18 @@ class Account:
     retry: RetryPolicy = RetryPolicy()
     alerts: Alerts = Alerts()
 
+    @property
+    def endpoint(self) -> str:
+        """Return the URL a stored token is bound to: where it was issued and is refreshed."""
+        return (self.token_url if self.provider == "oauth2" else self.auth_url) or ""
+
     def fingerprint(self) -> str:
         """Return a digest of the settings a stored token is bound to.
 
         A token is only ever sent back to the provider and client it came from: if the config
         now points elsewhere, the stored token is not used.
         """
-        endpoint = self.token_url if self.provider == "oauth2" else self.auth_url
-        material = "\n".join((self.provider, (endpoint or "").rstrip("/"), self.client_id))
+        material = "\n".join((self.provider, self.endpoint.rstrip("/"), self.client_id))
         return "sha256:" + hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
@@ -212,7 +216,9 @@ def _account(
         problems.add(f"{prefix}provider", f"{provider!r} is not one of: {', '.join(PROVIDERS)}")
     client_id = values.get(table, "client_id", prefix, values.text, "", problems)
     if "client_id" not in table:
-        problems.add(f"{prefix}client_id", "missing; copy it from your Trakt app's settings page")
+        # The one place config names a provider's site: its own check, before any provider exists.
+        where = "the app registration" if provider == "oauth2" else "your Trakt app's settings page"
+        problems.add(f"{prefix}client_id", f"missing; copy it from {where}")
     account = Account(
         name=name,
         provider=provider,

@@ -140,9 +140,19 @@ class Alerter:
         self._worker.start()
 
     def emit(
-        self, account: str, event: AlertEvent, settings: Alerts, message: str, *, now: float
+        self,
+        account: str,
+        event: AlertEvent,
+        settings: Alerts,
+        message: str,
+        *,
+        now: float,
+        provider: str | None = None,
     ) -> None:
-        """Tell the user about ``event`` if it is due; returns at once and never raises."""
+        """Tell the user about ``event`` if it is due; returns at once and never raises.
+
+        ``provider`` is the provider's name for the notification's title (see Wording.name).
+        """
         try:
             with self._lock:
                 if self._closed or not self._reminders.should_tell(
@@ -156,7 +166,7 @@ class Alerter:
                 AlertEvent.FAILING: settings.on_error,
             }
             if settings.desktop and event is not AlertEvent.REFRESHED:
-                self._queue.put(lambda: self._notify(account, event, message))
+                self._queue.put(lambda: self._notify(account, event, message, provider))
             if argv := hooks[event]:
                 timeout = settings.hook_timeout
                 self._queue.put(lambda: self._run_hook(account, event, argv, message, timeout))
@@ -213,12 +223,13 @@ class Alerter:
         if result.returncode != 0:
             log.warning("hook.failed", status=result.returncode, stderr=stderr)
 
-    def _notify(self, account: str, event: AlertEvent, message: str) -> None:
+    def _notify(self, account: str, event: AlertEvent, message: str, provider: str | None) -> None:
+        subject = f"{provider} " if provider else ""
         if event is AlertEvent.REAUTH_REQUIRED:
-            title = f"Trakt login needed ({account})"
+            title = f"{subject}login needed ({account})"
             body = f"{message}\n{_next_step(account, 'login')}".strip()
         else:
-            title = f"Trakt refresh failing ({account})"
+            title = f"{subject}refresh failing ({account})"
             body = f"{message}\n{_next_step(account, 'status')}".strip()
         if self._platform.startswith("linux") and self._which("notify-send"):
             urgency = "critical" if event is AlertEvent.REAUTH_REQUIRED else "normal"

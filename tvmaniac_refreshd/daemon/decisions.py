@@ -26,6 +26,7 @@ from tvmaniac_refreshd.core.policy import refresh_due_at, retry_delay
 from tvmaniac_refreshd.daemon.alerts import Alerter, AlertEvent
 from tvmaniac_refreshd.daemon.refresher import Refresher
 from tvmaniac_refreshd.daemon.scheduler import Planner
+from tvmaniac_refreshd.providers.factory import wording_for
 from tvmaniac_refreshd.storage.state import StateFiles
 
 # Wall and monotonic clocks drifting apart by more than this means a suspend or a clock change.
@@ -114,7 +115,8 @@ class Daemon:
                 document = fresh.document
                 if fresh.refreshed:
                     watch.last_result = "refreshed"
-                    self._alert(account, AlertEvent.REFRESHED, "The Trakt token was refreshed.")
+                    name = wording_for(account).name
+                    self._alert(account, AlertEvent.REFRESHED, f"The {name} token was refreshed.")
             else:
                 document = refresher.load()
         except NotLoggedIn:
@@ -186,7 +188,14 @@ class Daemon:
             self._log.warning("daemon.state_not_written", account=name, error=str(exc))
 
     def _alert(self, account: Account, event: AlertEvent, message: str) -> None:
-        self._alerter.emit(account.name, event, account.alerts, message, now=self._clock())
+        self._alerter.emit(
+            account.name,
+            event,
+            account.alerts,
+            message,
+            now=self._clock(),
+            provider=wording_for(account).name,
+        )
 
     # -- periodic -----------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from tvmaniac_refreshd.config.settings import Account
 from tvmaniac_refreshd.core.errors import (
@@ -23,16 +22,10 @@ from tvmaniac_refreshd.core.errors import (
 )
 from tvmaniac_refreshd.core.logs import get_logger, register_secret
 from tvmaniac_refreshd.core.policy import needs_refresh, refresh_due_at
-from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet, with_tokens
+from tvmaniac_refreshd.core.tokens import TokenDocument, with_tokens
+from tvmaniac_refreshd.providers.base import Provider
 from tvmaniac_refreshd.storage.keyring_store import KeyringStore, account_lock
 from tvmaniac_refreshd.storage.state import StateFiles, token_digest
-
-
-class RefreshClient(Protocol):
-    """What the refresher needs of a provider client (Trakt's or a generic OAuth2 one)."""
-
-    def refresh(self, refresh_token: str, *, now: float) -> TokenSet: ...
-
 
 # Storing the new pair is the one step that must not fail after the old token was spent.
 # A crashed gnome-keyring is restarted by D-Bus activation within a second or two, so the
@@ -60,7 +53,7 @@ class Refresher:
         states: StateFiles,
         lock_dir: Path,
         lock_timeout: float,
-        client: Callable[[], RefreshClient],
+        client: Callable[[], Provider],
         clock: Callable[[], float],
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:

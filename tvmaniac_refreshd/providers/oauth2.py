@@ -10,15 +10,15 @@ from __future__ import annotations
 import base64
 import secrets
 from typing import TYPE_CHECKING
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from tvmaniac_refreshd.config.settings import Account
 from tvmaniac_refreshd.core.errors import ClientRejected, LoginFailed, RefreshdError, TransientError
+from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import get_logger
 from tvmaniac_refreshd.core.tokens import ResponseInvalid, TokenSet, parse_token_response
+from tvmaniac_refreshd.providers.base import BrowserLogin, DeviceCode, PollState, Wording
 from tvmaniac_refreshd.providers.http import (
-    DeviceCode,
-    PollState,
     Response,
     error_code,
     post,
@@ -33,6 +33,18 @@ if TYPE_CHECKING:
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 # RFC 8628 §3.2: "If no value is provided, clients MUST use 5 as the default."
 DEFAULT_INTERVAL = 5
+
+
+def wording(account: Account) -> Wording:
+    """Name a generic server by its host: the config has no other name for it."""
+    url = account.authorization_url or account.token_url or account.device_authorization_url
+    host = urlsplit(url).hostname if url else None
+    name = host or "the OAuth2 provider"
+    return Wording(
+        name=name,
+        manage_apps=f"your account settings at {name}",
+        relogin=f"run `{APP} login` and sign in at {name} again",
+    )
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -55,6 +67,18 @@ class OAuth2Client:
         self._secret = client_secret
         self._token_url = account.token_url
         self._log = get_logger(account=account.name)
+
+    @property
+    def wording(self) -> Wording:
+        return wording(self._account)
+
+    @property
+    def has_device_login(self) -> bool:
+        return self._account.device_authorization_url is not None
+
+    def browser(self) -> BrowserLogin | None:
+        # Always offered: without an authorization_url, authorization_request says so.
+        return self
 
     def _send(self, url: str, form: dict[str, str], *, what: str) -> Response:
         headers: dict[str, str] = {}
