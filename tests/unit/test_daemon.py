@@ -271,12 +271,12 @@ class TestTick:
 
     def test_status_line_summarizes_many_accounts(self, world: World) -> None:
         """With many accounts, STATUS= gives counts and the soonest refresh, not a long list."""
-        from tvmaniac_refreshd.daemon.decisions import Watch  # noqa: PLC0415
+        from tvmaniac_refreshd.daemon.decisions import Condition, Watch  # noqa: PLC0415
 
         now = world.clock()
         for index in range(6):
-            world.daemon.watches[f"a{index}"] = Watch("scheduled", now + 3600 * (index + 1))
-        world.daemon.watches["b"] = Watch("login_needed")
+            world.daemon.watches[f"a{index}"] = Watch(Condition.SCHEDULED, now + 3600 * (index + 1))
+        world.daemon.watches["b"] = Watch(Condition.LOGIN_NEEDED)
 
         assert world.daemon.status_line() == (
             "7 accounts: 1 login needed, 6 scheduled; next refresh in 1h"
