@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 
 from tvmaniac_refreshd.config.settings import Account
 from tvmaniac_refreshd.core.errors import (
+    AccountLocked,
     ClientRejected,
     LoginFailed,
+    ProviderRefused,
     RefreshdError,
     SessionRejected,
     TransientError,
@@ -139,9 +141,9 @@ class TestRefresh:
             (reply(200, {"access_token": "a" * 64}), TransientError, "malformed"),
             (reply(200, [1, 2]), TransientError, "malformed"),
             (reply(200, "{trunc"), TransientError, "not the expected JSON"),
-            (reply(423, None, **{"X-Account-Locked": "true"}), RefreshdError, "locked"),
-            (reply(400, {"error": "invalid_request"}), RefreshdError, "HTTP 400"),
-            (reply(404, None), RefreshdError, "HTTP 404"),
+            (reply(423, None, **{"X-Account-Locked": "true"}), AccountLocked, "locked"),
+            (reply(400, {"error": "invalid_request"}), ProviderRefused, "HTTP 400"),
+            (reply(404, None), ProviderRefused, "HTTP 404"),
         ],
     )
     def test_classification(

@@ -22,8 +22,9 @@ import httpx
 from tvmaniac_refreshd import __version__
 from tvmaniac_refreshd.config.settings import HttpSettings
 from tvmaniac_refreshd.core.errors import (
+    AccountLocked,
     ClientRejected,
-    RefreshdError,
+    ProviderRefused,
     SessionRejected,
     TransientError,
 )
@@ -139,7 +140,8 @@ def raise_for_failure(response: Response, *, what: str, now: float) -> None:
         TransientError: 408/429/5xx/52x, Cloudflare pages, HTML instead of JSON.
         SessionRejected: ``invalid_grant`` or ``invalid_token``: the session is gone.
         ClientRejected: ``invalid_client`` or an unknown API key: fix client_id/client_secret.
-        RefreshdError: anything else, with the status, keeping the tokens.
+        AccountLocked: 423, the user's account is locked at the provider.
+        ProviderRefused: anything else, with the status, keeping the tokens.
     """
     status = response.status
     if status in TRANSIENT_STATUSES:
@@ -164,7 +166,7 @@ def raise_for_failure(response: Response, *, what: str, now: float) -> None:
     if status == 403:
         raise ClientRejected(f"{what}: the provider does not accept this client_id (HTTP 403)")
     if status == 423:
-        raise RefreshdError(
+        raise AccountLocked(
             f"{what}: the provider reports the user account as locked or deactivated "
             "(HTTP 423); contact its support, the stored tokens were kept"
         )
@@ -172,7 +174,7 @@ def raise_for_failure(response: Response, *, what: str, now: float) -> None:
         kind = "an HTML page" if response.is_html else "a body that is not the expected JSON"
         raise TransientError(f"{what}: the provider answered with {kind} (HTTP {status})")
     detail = f" ({code})" if code else ""
-    raise RefreshdError(
+    raise ProviderRefused(
         f"{what}: the provider refused the request with HTTP {status}{detail}; "
         "the stored tokens were kept"
     )

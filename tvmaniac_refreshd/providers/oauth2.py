@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode, urlsplit
 
 from tvmaniac_refreshd.config.settings import Account
-from tvmaniac_refreshd.core.errors import ClientRejected, LoginFailed, RefreshdError, TransientError
+from tvmaniac_refreshd.core.errors import (
+    ClientRejected,
+    LoginFailed,
+    NotConfigured,
+    TransientError,
+)
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import get_logger
 from tvmaniac_refreshd.core.tokens import ResponseInvalid, TokenSet, parse_token_response
@@ -61,7 +66,7 @@ class OAuth2Client:
 
     def __init__(self, http: httpx.Client, account: Account, client_secret: str | None) -> None:
         if account.token_url is None:
-            raise RefreshdError(f"account {account.name!r} has no token_url")
+            raise NotConfigured(f"account {account.name!r} has no token_url")
         self._http = http
         self._account = account
         self._secret = client_secret
@@ -225,7 +230,7 @@ class OAuth2Client:
         """Revoke the refresh token (RFC 7009), which at most servers ends the whole grant."""
         url = self._account.revocation_url
         if url is None:
-            raise RefreshdError(
+            raise NotConfigured(
                 "the provider has no revocation_url configured, so the grant stays valid there"
             )
         what = "revoking the token"
