@@ -118,7 +118,9 @@ def _fresh_token(
         found = _decision(directory, config_identity(config_file(config, environ)), account)
         if found is None or _rejected(os.path.join(directory, f"{found[0]}.json")):
             return None
-        document = json.loads(read_item(SERVICE, found[0], timeout=READ_TIMEOUT) or "null")
+        document = json.loads(
+            read_item(SERVICE, found[0], timeout=READ_TIMEOUT, environ=environ) or "null"
+        )
     except (OSError, ValueError, Unsure):
         return None
     decision = found[1]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, TextIO
 
+from tvmaniac_refreshd.cli.options import Common
 from tvmaniac_refreshd.config.settings import Account, Config, load_config
 from tvmaniac_refreshd.core.locations import APP as PROG
 from tvmaniac_refreshd.core.logs import redact_text
@@ -31,7 +31,7 @@ class App:
 
     def __init__(
         self,
-        args: argparse.Namespace,
+        common: Common,
         *,
         environ: Mapping[str, str],
         out: TextIO,
@@ -39,7 +39,7 @@ class App:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.args = args
+        self.common = common
         self.environ = environ
         self.out = out
         self.err = err
@@ -53,7 +53,7 @@ class App:
     @property
     def config(self) -> Config:
         if self._config is None:
-            self._config = load_config(config_path(self.args.config, self.environ))
+            self._config = load_config(config_path(self.common.config, self.environ))
             for warning in self._config.warnings:
                 self.warn(warning)
         return self._config
@@ -73,7 +73,7 @@ class App:
         self.err.write(f"{PROG}: warning: {redact_text(message)}\n")
 
     def account(self) -> Account:
-        return self.config.select(self.args.account)
+        return self.config.select(self.common.account)
 
     def client(self, account: Account) -> Provider:
         from tvmaniac_refreshd.providers.factory import make_provider  # noqa: PLC0415
@@ -94,6 +94,7 @@ class App:
             lock_timeout=self.config.store.lock_timeout,
             client=lambda: self.client(account),
             clock=self.clock,
+            sleep=self.sleep,
         )
 
     @contextlib.contextmanager

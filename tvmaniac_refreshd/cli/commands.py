@@ -8,6 +8,16 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from tvmaniac_refreshd.cli.app import PROG, App
+from tvmaniac_refreshd.cli.options import (
+    LoginOptions,
+    NoOptions,
+    RefreshOptions,
+    ServiceInstallOptions,
+    ServiceStatusOptions,
+    ServiceUninstallOptions,
+    StatusOptions,
+    TokenOptions,
+)
 from tvmaniac_refreshd.cli.status import FORMAT_VERSION, account_report, iso, render_text
 from tvmaniac_refreshd.config.settings import Account
 from tvmaniac_refreshd.core.durations import format_duration
@@ -42,20 +52,20 @@ if TYPE_CHECKING:
 SEVERITY = (EXIT_CONFIG, EXIT_STORE_UNAVAILABLE, EXIT_REAUTH, EXIT_FAILURE, EXIT_TEMPORARY)
 
 
-def cmd_login(app: App) -> int:
+def cmd_login(app: App, options: LoginOptions) -> int:
     from tvmaniac_refreshd.providers.device_login import show_code, wait_for_approval  # noqa: PLC0415
 
     account = app.account()
     try:
         previous = app.store.load(account.name)
     except StoreCorrupt as exc:
-        if not app.args.replace:
+        if not options.replace:
             raise StoreCorrupt(f"{exc}; or run `login --replace` to overwrite it") from None
         previous = None
     if previous is not None:
         app.warn(f"account {account.name!r} is already logged in; this login replaces it")
     client = app.client(account)
-    if app.args.browser or not client.has_device_login:
+    if options.browser or not client.has_device_login:
         from tvmaniac_refreshd.providers.browser_login import (  # noqa: PLC0415
             browser_login,
             default_opener,
@@ -68,7 +78,7 @@ def cmd_login(app: App) -> int:
                 f"{client.wording.name} offers no browser login here; log in by device code "
                 "(`login` without --browser)"
             )
-        port = app.args.port if app.args.port is not None else account.redirect_port
+        port = options.port if options.port is not None else account.redirect_port
         opener = default_opener() if has_display(app.environ) else None
         tokens = browser_login(login, port=port, out=app.out, open_browser=opener)
     else:
@@ -104,7 +114,7 @@ def cmd_login(app: App) -> int:
     return EXIT_OK
 
 
-def cmd_logout(app: App) -> int:
+def cmd_logout(app: App, _: NoOptions) -> int:
     account = app.account()
     with app.lock(account):
         try:
@@ -135,15 +145,15 @@ def cmd_logout(app: App) -> int:
 
 
 def _selected(app: App, *, every: bool) -> list[Account]:
-    if every or (app.args.account is None and len(app.config.accounts) > 1):
+    if every or (app.common.account is None and len(app.config.accounts) > 1):
         return list(app.config.accounts.values())
     return [app.account()]
 
 
-def cmd_status(app: App) -> int:
+def cmd_status(app: App, options: StatusOptions) -> int:
     reports: list[dict[str, Any]] = []
     now = app.clock()
-    for account in _selected(app, every=app.args.account is None):
+    for account in _selected(app, every=app.common.account is None):
         record = app.states.load(account.name)
         problem: str | None = None
         document: TokenDocument | None = None
@@ -159,7 +169,7 @@ def cmd_status(app: App) -> int:
     pid = instance.running_pid(instance.lock_path(state_dir(app.environ), app.config.source))
     daemon = {"running": pid is not None, "pid": pid}
     service = _service_summary(app)
-    if app.args.json:
+    if options.json:
         payload = {
             "format_version": FORMAT_VERSION,
             "generated_at": iso(now),
@@ -181,11 +191,11 @@ def cmd_status(app: App) -> int:
     return EXIT_OK
 
 
-def cmd_token(app: App) -> int:
-    config_file = quick_record.config_identity(str(config_path(app.args.config, app.environ)))
+def cmd_token(app: App, options: TokenOptions) -> int:
+    config_file = quick_record.config_identity(str(config_path(app.common.config, app.environ)))
     account = app.account()
     refresher = app.refresher(account)
-    min_valid = app.args.min_valid
+    min_valid = options.min_valid
     try:
         fresh = refresher.ensure_fresh(min_valid=min_valid)
         document = fresh.document
@@ -225,12 +235,12 @@ def _remember_decision(app: App, account: Account, document: TokenDocument, conf
         get_logger(account=account.name).debug("token.not_remembered", error=str(exc))
 
 
-def cmd_refresh(app: App) -> int:
+def cmd_refresh(app: App, options: RefreshOptions) -> int:
     codes: list[int] = []
-    accounts = _selected(app, every=app.args.all)
+    accounts = _selected(app, every=options.all)
     for account in accounts:
         try:
-            fresh = app.refresher(account).ensure_fresh(force=app.args.force)
+            fresh = app.refresher(account).ensure_fresh(force=options.force)
         except SessionRejected as exc:
             if isinstance(exc, NotLoggedIn) and len(accounts) > 1:
                 app.out.write(f"{account.name}: not logged in; skipped\n")
@@ -257,7 +267,7 @@ def cmd_refresh(app: App) -> int:
     return next((code for code in SEVERITY if code in codes), EXIT_OK)
 
 
-def cmd_run(app: App) -> int:
+def cmd_run(app: App, _: NoOptions) -> int:
     from tvmaniac_refreshd.daemon.runner import run_daemon  # noqa: PLC0415
 
     return run_daemon(app)
@@ -277,25 +287,25 @@ def _service_summary(app: App) -> dict[str, object]:
         return {"installed": None, "error": str(exc)}
 
 
-def cmd_service_install(app: App) -> int:
+def cmd_service_install(app: App, options: ServiceInstallOptions) -> int:
     from tvmaniac_refreshd.service.base import exec_argv  # noqa: PLC0415
 
-    config = app.args.config or app.environ.get("TVMANIAC_REFRESHD_CONFIG")
-    if not app.args.dry_run:
+    config = app.common.config or app.environ.get("TVMANIAC_REFRESHD_CONFIG")
+    if not options.dry_run:
         app.config  # noqa: B018  # refuse to install a service that would fail on its config
     manager = _service_manager(app)
-    manager.install(app.args.mode, exec_argv(config), dry_run=app.args.dry_run, out=app.out)
+    manager.install(options.mode, exec_argv(config), dry_run=options.dry_run, out=app.out)
     return EXIT_OK
 
 
-def cmd_service_uninstall(app: App) -> int:
-    _service_manager(app).uninstall(dry_run=app.args.dry_run, out=app.out)
+def cmd_service_uninstall(app: App, options: ServiceUninstallOptions) -> int:
+    _service_manager(app).uninstall(dry_run=options.dry_run, out=app.out)
     return EXIT_OK
 
 
-def cmd_service_status(app: App) -> int:
+def cmd_service_status(app: App, options: ServiceStatusOptions) -> int:
     state = _service_manager(app).state()
-    if app.args.json:
+    if options.json:
         app.out.write(json.dumps({"format_version": FORMAT_VERSION, **state.as_dict()}, indent=2))
         app.out.write("\n")
         return EXIT_OK
@@ -310,13 +320,13 @@ def cmd_service_status(app: App) -> int:
     return EXIT_OK
 
 
-def cmd_config_check(app: App) -> int:
+def cmd_config_check(app: App, _: NoOptions) -> int:
     from tvmaniac_refreshd.cli.doctor import run_checks  # noqa: PLC0415
 
     return run_checks(app)
 
 
-def cmd_config_set_secret(app: App) -> int:
+def cmd_config_set_secret(app: App, _: NoOptions) -> int:
     account = app.account()
     if sys.stdin.isatty():
         secret = getpass.getpass(f"Client secret for account {account.name!r}: ")

@@ -45,7 +45,7 @@ class _Report:
 
 def _check_config(report: _Report) -> Config | None:
     app = report.app
-    path = config_path(app.args.config, app.environ)
+    path = config_path(app.common.config, app.environ)
     try:
         config = app.config
     except ConfigError as exc:

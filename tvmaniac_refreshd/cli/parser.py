@@ -9,7 +9,8 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import TextIO
+from dataclasses import dataclass
+from typing import Any, Generic, TextIO, TypeVar
 
 from tvmaniac_refreshd import __version__
 from tvmaniac_refreshd.cli.app import PROG, App
@@ -25,6 +26,18 @@ from tvmaniac_refreshd.cli.commands import (
     cmd_service_uninstall,
     cmd_status,
     cmd_token,
+)
+from tvmaniac_refreshd.cli.options import (
+    Common,
+    LoginOptions,
+    NoOptions,
+    RefreshOptions,
+    ServiceInstallOptions,
+    ServiceStatusOptions,
+    ServiceUninstallOptions,
+    StatusOptions,
+    TokenOptions,
+    from_namespace,
 )
 from tvmaniac_refreshd.core.durations import parse_duration
 from tvmaniac_refreshd.core.errors import EXIT_FAILURE, EXIT_USAGE, RefreshdError
@@ -213,18 +226,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-VERBS: dict[str, Callable[[App], int]] = {
-    "login": cmd_login,
-    "logout": cmd_logout,
-    "status": cmd_status,
-    "token": cmd_token,
-    "refresh": cmd_refresh,
-    "run": cmd_run,
-    "service install": cmd_service_install,
-    "service uninstall": cmd_service_uninstall,
-    "service status": cmd_service_status,
-    "config check": cmd_config_check,
-    "config set-secret": cmd_config_set_secret,
+Options = TypeVar("Options")
+
+
+@dataclass(frozen=True)
+class Verb(Generic[Options]):
+    """A verb's handler and the options it takes."""
+
+    handler: Callable[[App, Options], int]
+    options: type[Options]
+
+    def __call__(self, app: App, namespace: argparse.Namespace) -> int:
+        return self.handler(app, from_namespace(self.options, namespace))
+
+
+VERBS: dict[str, Verb[Any]] = {
+    "login": Verb(cmd_login, LoginOptions),
+    "logout": Verb(cmd_logout, NoOptions),
+    "status": Verb(cmd_status, StatusOptions),
+    "token": Verb(cmd_token, TokenOptions),
+    "refresh": Verb(cmd_refresh, RefreshOptions),
+    "run": Verb(cmd_run, NoOptions),
+    "service install": Verb(cmd_service_install, ServiceInstallOptions),
+    "service uninstall": Verb(cmd_service_uninstall, ServiceUninstallOptions),
+    "service status": Verb(cmd_service_status, ServiceStatusOptions),
+    "config check": Verb(cmd_config_check, NoOptions),
+    "config set-secret": Verb(cmd_config_set_secret, NoOptions),
 }
 
 
@@ -256,9 +283,9 @@ def main(
         daemon=verb == "run",
         environ=environ,
     )
-    app = App(args, environ=environ, out=out, err=err)
+    app = App(from_namespace(Common, args), environ=environ, out=out, err=err)
     try:
-        return VERBS[verb](app)
+        return VERBS[verb](app, args)
     except RefreshdError as exc:
         err.write(f"{PROG}: {redact_text(str(exc))}\n")
         return exc.exit_code

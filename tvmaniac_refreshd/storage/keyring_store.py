@@ -67,7 +67,7 @@ def default_backend(environ: Mapping[str, str], platform: str = sys.platform) ->
         return macOS.Keyring()  # type: ignore[no-untyped-call]
     from tvmaniac_refreshd.storage.secret_service import SecretServiceKeyring  # noqa: PLC0415
 
-    return SecretServiceKeyring()
+    return SecretServiceKeyring(environ)
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailable:
