@@ -39,7 +39,6 @@ from tvmaniac_refreshd.storage.secret_service import Unsure, read_item
 if TYPE_CHECKING:
     from typing import TextIO
 
-SERVICE = APP  # as store.SERVICE; store's import cost is what this module avoids
 # A hung keyring sends `token` to the full command, which waits its configured timeout.
 READ_TIMEOUT = 2.0
 MAX_TOKEN_LENGTH = 4096  # = tokens.MAX_TOKEN_LENGTH
@@ -119,7 +118,7 @@ def _fresh_token(
         if found is None or _rejected(os.path.join(directory, f"{found[0]}.json")):
             return None
         document = json.loads(
-            read_item(SERVICE, found[0], timeout=READ_TIMEOUT, environ=environ) or "null"
+            read_item(APP, found[0], timeout=READ_TIMEOUT, environ=environ) or "null"
         )
     except (OSError, ValueError, Unsure):
         return None

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from tvmaniac_refreshd.cli.options import Common
 from tvmaniac_refreshd.config.settings import Account, Config, load_config
-from tvmaniac_refreshd.core.locations import APP as PROG
+from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import redact_text
 from tvmaniac_refreshd.daemon.refresher import Refresher
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     import httpx
 
     from tvmaniac_refreshd.providers.base import Provider
-
-__all__ = ["PROG", "App"]
 
 
 class App:
@@ -70,7 +68,7 @@ class App:
         return StateFiles(state_dir(self.environ))
 
     def warn(self, message: str) -> None:
-        self.err.write(f"{PROG}: warning: {redact_text(message)}\n")
+        self.err.write(f"{APP}: warning: {redact_text(message)}\n")
 
     def account(self) -> Account:
         return self.config.select(self.common.account)

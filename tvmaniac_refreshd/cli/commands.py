@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from tvmaniac_refreshd.cli.app import PROG, App
+from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.options import (
     LoginOptions,
     NoOptions,
@@ -37,6 +37,7 @@ from tvmaniac_refreshd.core.errors import (
     TransientError,
     UsageError,
 )
+from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import get_logger, redact_text, register_secret
 from tvmaniac_refreshd.core.policy import refresh_due_at
 from tvmaniac_refreshd.core.tokens import TokenDocument, encode_document
@@ -109,7 +110,7 @@ def cmd_login(app: App, options: LoginOptions) -> int:
     left = format_duration(tokens.expires_at - app.clock())
     app.out.write(
         f"Logged in: account {account.name!r} is stored in the keyring; the access token is "
-        f"valid for {left}.\nCheck it any time with `{PROG} status`.\n"
+        f"valid for {left}.\nCheck it any time with `{APP} status`.\n"
     )
     return EXIT_OK
 
@@ -187,7 +188,7 @@ def cmd_status(app: App, options: StatusOptions) -> int:
         elif service["installed"]:
             app.out.write(f"service: {service['mode']} mode, {service['active']}\n")
         else:
-            app.out.write(f"service: not installed (`{PROG} service install` sets it up)\n")
+            app.out.write(f"service: not installed (`{APP} service install` sets it up)\n")
     return EXIT_OK
 
 
@@ -245,11 +246,11 @@ def cmd_refresh(app: App, options: RefreshOptions) -> int:
             if isinstance(exc, NotLoggedIn) and len(accounts) > 1:
                 app.out.write(f"{account.name}: not logged in; skipped\n")
                 continue
-            app.err.write(f"{PROG}: {account.name}: {redact_text(str(exc))}\n")
+            app.err.write(f"{APP}: {account.name}: {redact_text(str(exc))}\n")
             codes.append(exc.exit_code)
             continue
         except RefreshdError as exc:
-            app.err.write(f"{PROG}: {account.name}: {redact_text(str(exc))}\n")
+            app.err.write(f"{APP}: {account.name}: {redact_text(str(exc))}\n")
             codes.append(exc.exit_code)
             continue
         tokens = fresh.document.tokens

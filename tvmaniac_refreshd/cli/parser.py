@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TextIO, TypeVar
 
 from tvmaniac_refreshd import __version__
-from tvmaniac_refreshd.cli.app import PROG, App
+from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.commands import (
     cmd_config_check,
     cmd_config_set_secret,
@@ -41,7 +41,7 @@ from tvmaniac_refreshd.cli.options import (
 )
 from tvmaniac_refreshd.core.durations import parse_duration
 from tvmaniac_refreshd.core.errors import EXIT_FAILURE, EXIT_USAGE, RefreshdError
-from tvmaniac_refreshd.core.locations import adopt_session_bus
+from tvmaniac_refreshd.core.locations import APP, adopt_session_bus
 from tvmaniac_refreshd.core.logs import configure_logging, redact_text
 
 DESCRIPTION = """\
@@ -78,7 +78,7 @@ def _duration_arg(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser with every verb and its help."""
     parser = argparse.ArgumentParser(
-        prog=PROG,
+        prog=APP,
         description=DESCRIPTION,
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more log output on stderr"
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--version", action="version", version=f"{APP} {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     def verb(name: str, summary: str, details: str = "") -> argparse.ArgumentParser:
@@ -287,10 +287,10 @@ def main(
     try:
         return VERBS[verb](app, args)
     except RefreshdError as exc:
-        err.write(f"{PROG}: {redact_text(str(exc))}\n")
+        err.write(f"{APP}: {redact_text(str(exc))}\n")
         return exc.exit_code
     except KeyboardInterrupt:
-        err.write(f"{PROG}: interrupted\n")
+        err.write(f"{APP}: interrupted\n")
         return 130
     except Exception as exc:  # a bug: report it in one line, without a traceback or secret
         if args.verbose:
@@ -298,7 +298,7 @@ def main(
 
             err.write(redact_text(traceback.format_exc()))
         err.write(
-            f"{PROG}: internal error: {redact_text(f'{type(exc).__name__}: {exc}')} "
+            f"{APP}: internal error: {redact_text(f'{type(exc).__name__}: {exc}')} "
             "(please report it; -v shows details)\n"
         )
         return EXIT_FAILURE

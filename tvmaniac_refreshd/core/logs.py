@@ -22,6 +22,8 @@ import threading
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
+from tvmaniac_refreshd.core.locations import APP
+
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
@@ -252,7 +254,7 @@ def _structlog_logger(context: dict[str, Any]) -> Any:  # noqa: ANN401
     # have had the setup been applied at once.
     if apply is not None and not structlog.is_configured():
         apply()
-    return structlog.get_logger("tvmaniac-refreshd").bind(**context)
+    return structlog.get_logger(APP).bind(**context)
 
 
 def get_logger(**context: Any) -> FilteringBoundLogger:  # noqa: ANN401

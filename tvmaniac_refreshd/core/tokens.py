@@ -11,8 +11,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tvmaniac_refreshd.core.errors import StoreCorrupt
+from tvmaniac_refreshd.core.locations import APP
 
-DOCUMENT_FORMAT = "tvmaniac-refreshd/tokens"
+DOCUMENT_FORMAT = f"{APP}/tokens"
 DOCUMENT_VERSION = 1
 # Lifetimes outside this range are a broken or hostile response, not a policy to follow.
 MIN_LIFETIME = 1  # a test server may issue one-second tokens; zero or less is broken

@@ -18,9 +18,9 @@ from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 
 from tvmaniac_refreshd.config.settings import Alerts
+from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import get_logger, redact_text
 
-APP_NAME = "tvmaniac-refreshd"
 NOTIFY_TIMEOUT = 10  # a notifier stuck on a dead D-Bus session must not hold up later alerts
 OUTPUT_LIMIT = 500  # hook output is for debugging only; a chatty hook must not flood the log
 
@@ -107,7 +107,7 @@ def run_in_own_group(
 
 def _next_step(account: str, verb: str) -> str:
     selector = "" if account == "default" else f" --account {account}"
-    return f"Run: {APP_NAME}{selector} {verb}"
+    return f"Run: {APP}{selector} {verb}"
 
 
 def _output(data: bytes | None) -> str:
@@ -233,7 +233,7 @@ class Alerter:
             body = f"{message}\n{_next_step(account, 'status')}".strip()
         if self._platform.startswith("linux") and self._which("notify-send"):
             urgency = "critical" if event is AlertEvent.REAUTH_REQUIRED else "normal"
-            argv = ["notify-send", f"--app-name={APP_NAME}", f"--urgency={urgency}", title, body]
+            argv = ["notify-send", f"--app-name={APP}", f"--urgency={urgency}", title, body]
         elif self._platform == "darwin" and self._which("osascript"):
             # One line: a notification banner shows no second line anyway.
             script = (

@@ -28,9 +28,10 @@ from tvmaniac_refreshd.core.errors import (
     SessionRejected,
     TransientError,
 )
+from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.tokens import ResponseInvalid
 
-USER_AGENT = f"tvmaniac-refreshd/{__version__}"
+USER_AGENT = f"{APP}/{__version__}"
 # A token response is a few hundred bytes; anything near this is not one.
 MAX_BODY_BYTES = 64 * 1024
 # Statuses that say "not now" rather than "no": 408, 429, 5xx and Cloudflare's 52x.

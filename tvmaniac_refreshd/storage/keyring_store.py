@@ -25,7 +25,6 @@ from tvmaniac_refreshd.storage.backend import SecretBackend
 from tvmaniac_refreshd.storage.paths import ensure_private_dir
 
 T = TypeVar("T")
-SERVICE = APP
 # Backends that would write tokens to a plain file or nowhere; never chosen silently.
 INSECURE_BACKENDS = ("keyring.backends.fail", "keyring.backends.null", "keyrings.alt")
 CLIENT_SECRET_SUFFIX = ":client_secret"  # account names cannot contain ':'
@@ -181,7 +180,7 @@ class KeyringStore:
         return outcome["value"]  # type: ignore[return-value]
 
     def _get(self, username: str, what: str) -> str | None:
-        return self._bounded(lambda: self._resolve().get_password(SERVICE, username), what)
+        return self._bounded(lambda: self._resolve().get_password(APP, username), what)
 
     def load(self, account: str) -> TokenDocument | None:
         """Return the stored tokens of ``account``, or None if there are none.
@@ -204,16 +203,16 @@ class KeyringStore:
 
         def write_and_verify() -> bool:
             backend = self._resolve()
-            backend.set_password(SERVICE, document.account, text)
+            backend.set_password(APP, document.account, text)
             # Another program's item with other attributes can shadow ours on lookup; a token
             # we cannot read back is as lost as one never written, so say so now.
-            return backend.get_password(SERVICE, document.account) == text
+            return backend.get_password(APP, document.account) == text
 
         if not self._bounded(write_and_verify, f"storing the tokens of {document.account!r}"):
             raise StoreCorrupt(
                 f"the keyring returned a different item for {document.account!r} right after "
                 "storing it: another item with the same service and user name shadows ours. "
-                f"Remove it (`secret-tool clear service {SERVICE} username {document.account}`) "
+                f"Remove it (`secret-tool clear service {APP} username {document.account}`) "
                 "and run `tvmaniac-refreshd login`",
                 account=document.account,
             )
@@ -229,9 +228,9 @@ class KeyringStore:
     def _delete(self, username: str, what: str) -> bool:
         def work() -> bool:
             backend = self._resolve()
-            if backend.get_password(SERVICE, username) is None:
+            if backend.get_password(APP, username) is None:
                 return False
-            backend.delete_password(SERVICE, username)
+            backend.delete_password(APP, username)
             return True
 
         return self._bounded(work, what)
@@ -245,7 +244,7 @@ class KeyringStore:
     def save_client_secret(self, account: str, secret: str) -> None:
         """Keep ``secret`` as the client secret of ``account``."""
         self._bounded(
-            lambda: self._resolve().set_password(SERVICE, account + CLIENT_SECRET_SUFFIX, secret),
+            lambda: self._resolve().set_password(APP, account + CLIENT_SECRET_SUFFIX, secret),
             f"storing the client secret of {account!r}",
         )
 
