@@ -21,8 +21,6 @@ from tvmaniac_refreshd.core.policy import RefreshPolicy, RetryPolicy
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 PROVIDERS = ("trakt", "oauth2")
 CLIENT_AUTH = ("client_secret_basic", "client_secret_post", "none")
-# The only hosts allowed over plain http: a local emulator or test server, never the internet.
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -76,7 +74,6 @@ class Account:
     client_id: str
     client_secret: str | None = field(default=None, repr=False)
     auth_url: str = "https://auth.trakt.tv"
-    api_url: str = "https://api.trakt.tv"
     redirect_uri: str = "urn:ietf:wg:oauth:2.0:oob"
     # provider = "oauth2" only: standard endpoints (RFC 6749, 8628, 7009) and client auth.
     token_url: str | None = None
@@ -219,13 +216,14 @@ def _account(
         # The one place config names a provider's site: its own check, before any provider exists.
         where = "the app registration" if provider == "oauth2" else "your Trakt app's settings page"
         problems.add(f"{prefix}client_id", f"missing; copy it from {where}")
+    # api_url is part of the documented config and still checked, but nothing calls Trakt's API.
+    values.get(table, "api_url", prefix, values.url, "", problems)
     account = Account(
         name=name,
         provider=provider,
         client_id=client_id,
         client_secret=values.get(table, "client_secret", prefix, values.text, None, problems),
         auth_url=values.get(table, "auth_url", prefix, values.url, Account.auth_url, problems),
-        api_url=values.get(table, "api_url", prefix, values.url, Account.api_url, problems),
         redirect_uri=values.get(
             table, "redirect_uri", prefix, values.text, Account.redirect_uri, problems
         ),

@@ -39,11 +39,6 @@ class TokenSet:
     token_type: str = "bearer"
     scope: str = ""
 
-    @property
-    def lifetime(self) -> int:
-        """Return the lifetime in seconds that this token was issued with."""
-        return self.expires_in
-
 
 @dataclass(frozen=True)
 class TokenDocument:
