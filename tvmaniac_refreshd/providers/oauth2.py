@@ -1,7 +1,7 @@
 """Standard OAuth2 for any provider: RFC 6749 refresh, RFC 8628 device flow, RFC 7009 revocation,
 and the authorization-code exchange of RFC 7636 (PKCE).
 
-Requests go through ``oauth.post`` (the one place that speaks HTTP); responses are classified by
+Requests go through ``http.post`` (the one place that speaks HTTP); responses are classified by
 the same ``raise_for_failure`` as Trakt's, so an ``invalid_grant`` means the same everywhere.
 """
 
