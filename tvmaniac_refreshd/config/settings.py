@@ -74,6 +74,8 @@ class Account:
     client_id: str
     client_secret: str | None = field(default=None, repr=False)
     auth_url: str = "https://auth.trakt.tv"
+    # Part of the documented config and checked, but nothing calls Trakt's API yet.
+    api_url: str = "https://api.trakt.tv"
     redirect_uri: str = "urn:ietf:wg:oauth:2.0:oob"
     # provider = "oauth2" only: standard endpoints (RFC 6749, 8628, 7009) and client auth.
     token_url: str | None = None
@@ -99,8 +101,21 @@ class Account:
         A token is only ever sent back to the provider and client it came from: if the config
         now points elsewhere, the stored token is not used.
         """
-        material = "\n".join((self.provider, self.endpoint.rstrip("/"), self.client_id))
+        material = "\n".join((self.provider, canonical_url(self.endpoint), self.client_id))
         return "sha256:" + hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def canonical_url(address: str) -> str:
+    """Return the form of an endpoint URL that the fingerprint compares.
+
+    Trailing slashes of the path are dropped, the query is kept, the rest is as written.
+    Endpoint URLs used to be stored with their trailing slashes stripped (and a query was
+    refused), and fingerprints were made from that form; comparing in it means that using
+    endpoints byte for byte invalidated no existing login. ``/token`` and ``/token/`` are one
+    endpoint here on purpose; a different query is a different endpoint (B2C's ``?p=``).
+    """
+    path, mark, query = address.partition("?")
+    return path.rstrip("/") + mark + query
 
 
 @dataclass(frozen=True)
@@ -216,14 +231,13 @@ def _account(
         # The one place config names a provider's site: its own check, before any provider exists.
         where = "the app registration" if provider == "oauth2" else "your Trakt app's settings page"
         problems.add(f"{prefix}client_id", f"missing; copy it from {where}")
-    # api_url is part of the documented config and still checked, but nothing calls Trakt's API.
-    values.get(table, "api_url", prefix, values.url, "", problems)
     account = Account(
         name=name,
         provider=provider,
         client_id=client_id,
         client_secret=values.get(table, "client_secret", prefix, values.text, None, problems),
-        auth_url=values.get(table, "auth_url", prefix, values.url, Account.auth_url, problems),
+        auth_url=values.get(table, "auth_url", prefix, values.base_url, Account.auth_url, problems),
+        api_url=values.get(table, "api_url", prefix, values.base_url, Account.api_url, problems),
         redirect_uri=values.get(
             table, "redirect_uri", prefix, values.text, Account.redirect_uri, problems
         ),
@@ -241,10 +255,10 @@ def _oauth2_fields(table: Mapping[str, Any], prefix: str, problems: values.Probl
         return values.get(table, key, prefix, convert, default, problems)
 
     return {
-        "token_url": get("token_url", values.url, None),
-        "device_authorization_url": get("device_authorization_url", values.url, None),
-        "authorization_url": get("authorization_url", values.url, None),
-        "revocation_url": get("revocation_url", values.url, None),
+        "token_url": get("token_url", values.endpoint_url, None),
+        "device_authorization_url": get("device_authorization_url", values.endpoint_url, None),
+        "authorization_url": get("authorization_url", values.endpoint_url, None),
+        "revocation_url": get("revocation_url", values.endpoint_url, None),
         "scopes": get("scopes", values.scopes, ()),
         "client_auth": get("client_auth", values.choice(CLIENT_AUTH), "client_secret_basic"),
         "default_lifetime": get("default_lifetime", values.positive_duration, 3600),
