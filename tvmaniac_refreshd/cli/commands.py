@@ -75,10 +75,8 @@ def cmd_login(app: App, options: LoginOptions) -> int:
 
         login = client.browser()
         if login is None:
-            raise UsageError(
-                f"{client.wording.name} offers no browser login here; log in by device code "
-                "(`login` without --browser)"
-            )
+            wording = client.wording
+            raise UsageError(f"{wording.name} offers no browser login here; {wording.relogin}")
         port = options.port if options.port is not None else account.redirect_port
         opener = default_opener() if has_display(app.environ) else None
         tokens = browser_login(login, port=port, out=app.out, open_browser=opener)
