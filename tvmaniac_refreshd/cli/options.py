@@ -71,3 +71,8 @@ class ServiceUninstallOptions:
 @dataclass(frozen=True)
 class ServiceStatusOptions:
     json: bool = False
+
+
+@dataclass(frozen=True)
+class ConfigCheckOptions:
+    only_config: bool = False  # the config file alone: what a service reload runs first
