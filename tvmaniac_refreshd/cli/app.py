@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
     from tvmaniac_refreshd.providers.base import Provider
 
+__all__ = ["ACCOUNT_ENV", "App"]
+
+ACCOUNT_ENV = "TVMANIAC_REFRESHD_ACCOUNT"  # the account when --account is not given
+
 # syslog priorities of the plain lines a oneshot writes to journald's stream (sd-daemon(3)).
 ERROR = 3
 WARNING = 4
@@ -79,8 +83,14 @@ class App:
         priority = WARNING if temporary else ERROR
         self.err.write(f"{journal_prefix(priority)}{APP}: {redact_text(message)}\n")
 
+    @property
+    def account_name(self) -> str | None:
+        """The account the user named: --account, else $TVMANIAC_REFRESHD_ACCOUNT, else None."""
+        return self.common.account or self.environ.get(ACCOUNT_ENV) or None
+
     def account(self) -> Account:
-        return self.config.select(self.common.account)
+        """The account to act on (config.select documents the order)."""
+        return self.config.select(self.account_name)
 
     def client(self, account: Account) -> Provider:
         from tvmaniac_refreshd.providers.factory import make_provider  # noqa: PLC0415

@@ -44,6 +44,7 @@ class LoginOptions:
 @dataclass(frozen=True)
 class StatusOptions:
     json: bool = False
+    check: bool = False  # exit 77 if any account needs `login`
 
 
 @dataclass(frozen=True)
@@ -76,3 +77,8 @@ class ServiceStatusOptions:
 @dataclass(frozen=True)
 class ConfigCheckOptions:
     only_config: bool = False  # the config file alone: what a service reload runs first
+
+
+@dataclass(frozen=True)
+class ConfigInitOptions:
+    client_id: str | None = None
