@@ -14,9 +14,9 @@ from tvmaniac_refreshd.core.locations import APP as PROG
 from tvmaniac_refreshd.core.logs import redact_text
 from tvmaniac_refreshd.daemon.refresher import Refresher
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
-from tvmaniac_refreshd.storage.keyring_store import KeyringStore, default_backend
 from tvmaniac_refreshd.storage.paths import config_path, lock_dir, state_dir
 from tvmaniac_refreshd.storage.state import StateFiles
+from tvmaniac_refreshd.storage.store import TokenStore
 
 if TYPE_CHECKING:
     import httpx
@@ -47,7 +47,7 @@ class App:
         self.clock = clock
         self.sleep = sleep
         self._config: Config | None = None
-        self._store: KeyringStore | None = None
+        self._store: TokenStore | None = None
         self._http: httpx.Client | None = None
         self._http_lock = threading.Lock()
 
@@ -60,11 +60,27 @@ class App:
         return self._config
 
     @property
-    def store(self) -> KeyringStore:
+    def store(self) -> TokenStore:
         if self._store is None:
-            environ = self.environ
-            self._store = KeyringStore(self.config.store, lambda: default_backend(environ))
+            self._store = self.make_store(self.config.store.backend)
         return self._store
+
+    def make_store(self, backend: str) -> TokenStore:
+        """Return the store named ``backend`` ("keyring" or "file"), as the config would."""
+        if backend == "file":
+            from tvmaniac_refreshd.storage.file_store import (  # noqa: PLC0415
+                FileStore,
+                token_directory,
+            )
+
+            return FileStore(token_directory(state_dir(self.environ)))
+        from tvmaniac_refreshd.storage.keyring_store import (  # noqa: PLC0415
+            KeyringStore,
+            default_backend,
+        )
+
+        environ = self.environ
+        return KeyringStore(self.config.store, lambda: default_backend(environ))
 
     @property
     def states(self) -> StateFiles:

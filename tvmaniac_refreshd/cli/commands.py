@@ -98,7 +98,8 @@ def cmd_login(app: App) -> int:
     get_logger(account=account.name).info("login.finished", expires_at=iso(tokens.expires_at))
     left = format_duration(tokens.expires_at - app.clock())
     app.out.write(
-        f"Logged in: account {account.name!r} is stored in the keyring; the access token is "
+        f"Logged in: account {account.name!r} is stored in {app.store.where(account.name)}; "
+        "the access token is "
         f"valid for {left}.\nCheck it any time with `{PROG} status`.\n"
     )
     return EXIT_OK
@@ -111,7 +112,7 @@ def cmd_logout(app: App) -> int:
             document = app.store.load(account.name)
         except StoreCorrupt:
             document = None
-            app.warn("the keyring item was unreadable; deleting it without revoking")
+            app.warn("the stored item was unreadable; deleting it without revoking")
         if document is not None:
             register_secret(document.tokens.access_token)
             register_secret(document.tokens.refresh_token)
@@ -128,7 +129,10 @@ def cmd_logout(app: App) -> int:
         existed = app.store.delete(account.name)
         app.states.delete(account.name)
     if existed:
-        app.out.write(f"Logged out: account {account.name!r} was removed from the keyring.\n")
+        app.out.write(
+            f"Logged out: account {account.name!r} was removed from "
+            f"{app.store.where(account.name)}.\n"
+        )
     else:
         app.out.write(f"Account {account.name!r} was not logged in; nothing to do.\n")
     return EXIT_OK
@@ -159,10 +163,12 @@ def cmd_status(app: App) -> int:
     pid = instance.running_pid(instance.lock_path(state_dir(app.environ), app.config.source))
     daemon = {"running": pid is not None, "pid": pid}
     service = _service_summary(app)
+    store = _store_summary(app)
     if app.args.json:
         payload = {
             "format_version": FORMAT_VERSION,
             "generated_at": iso(now),
+            "store": store,
             "daemon": daemon,
             "service": service,
             "accounts": reports,
@@ -171,7 +177,8 @@ def cmd_status(app: App) -> int:
     else:
         app.out.write(render_text(reports, now=now))
         running = f"running (pid {pid})" if pid else "not running"
-        app.out.write(f"\ndaemon: {running}\n")
+        app.out.write(f"\nstore: {store['backend']} ({store['protection']})\n")
+        app.out.write(f"daemon: {running}\n")
         if service.get("error"):
             app.out.write(f"service: unknown ({service['error']})\n")
         elif service["installed"]:
@@ -179,6 +186,13 @@ def cmd_status(app: App) -> int:
         else:
             app.out.write(f"service: not installed (`{PROG} service install` sets it up)\n")
     return EXIT_OK
+
+
+def _store_summary(app: App) -> dict[str, object]:
+    """Return which store holds the tokens, where, and what protects them."""
+    store = app.store
+    location = None if store.kind == "keyring" else str(getattr(store, "directory", ""))
+    return {"backend": store.kind, "location": location, "protection": store.protection()}
 
 
 def cmd_token(app: App) -> int:
@@ -327,5 +341,6 @@ def cmd_config_set_secret(app: App) -> int:
         raise UsageError("no client secret was given (type it, or pipe it on stdin)")
     register_secret(secret)
     app.store.save_client_secret(account.name, secret)
-    app.out.write(f"Stored the client secret of {account.name!r} in the keyring.\n")
+    where = "the keyring" if app.store.kind == "keyring" else "the file store"
+    app.out.write(f"Stored the client secret of {account.name!r} in {where}.\n")
     return EXIT_OK

@@ -26,6 +26,7 @@ from tvmaniac_refreshd.cli.commands import (
     cmd_status,
     cmd_token,
 )
+from tvmaniac_refreshd.cli.migrate import cmd_store_migrate
 from tvmaniac_refreshd.core.durations import parse_duration
 from tvmaniac_refreshd.core.errors import EXIT_FAILURE, EXIT_USAGE, RefreshdError
 from tvmaniac_refreshd.core.locations import adopt_session_bus
@@ -210,6 +211,18 @@ def build_parser() -> argparse.ArgumentParser:
         "set-secret",
         help="read the account's client secret from the terminal (or stdin) into the keyring",
     )
+    store = verb(
+        "store",
+        "Move the tokens between the keyring and the file store.",
+        "migrate --to file|keyring moves every account's tokens and client secret from the\n"
+        "other store, each under the account's lock, verified before the source is deleted.\n"
+        "Then set [store] backend in the config to match.",
+    )
+    store_verbs = store.add_subparsers(dest="store_verb", metavar="ACTION", required=True)
+    migrate = store_verbs.add_parser(
+        "migrate", help="move every account's items to the given store"
+    )
+    migrate.add_argument("--to", choices=("file", "keyring"), required=True, help="target store")
     return parser
 
 
@@ -225,6 +238,7 @@ VERBS: dict[str, Callable[[App], int]] = {
     "service status": cmd_service_status,
     "config check": cmd_config_check,
     "config set-secret": cmd_config_set_secret,
+    "store migrate": cmd_store_migrate,
 }
 
 
@@ -246,7 +260,7 @@ def main(
     except SystemExit as exc:  # argparse has printed usage or help
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     verb = args.verb
-    if verb in ("config", "service"):
+    if verb in ("config", "service", "store"):
         verb = f"{verb} {getattr(args, verb + '_verb')}"
     # `token` output is read by scripts: only warnings go to stderr unless -v.
     configure_logging(

@@ -23,6 +23,8 @@ PROVIDERS = ("trakt", "oauth2")
 CLIENT_AUTH = ("client_secret_basic", "client_secret_post", "none")
 # The only hosts allowed over plain http: a local emulator or test server, never the internet.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# Where tokens live: the OS keyring (the default, never changed silently) or private files.
+STORE_BACKENDS = ("keyring", "file")
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,9 @@ class HttpSettings:
 
 @dataclass(frozen=True)
 class StoreSettings:
-    """How the keyring and the per-account lock are used."""
+    """Which store holds the tokens, and how it and the per-account lock are used."""
+
+    backend: str = "keyring"  # or "file": one 0600 file per account, for headless machines
 
     timeout: float = 10.0  # a locked collection can otherwise block a keyring call forever
     lock_timeout: float = 60.0  # how long a command waits for another process's refresh
@@ -143,6 +147,7 @@ SECTIONS: dict[str, dict[str, Converter]] = {
     },
     "http": {"connect_timeout": values.seconds, "read_timeout": values.seconds},
     "store": {
+        "backend": values.choice(STORE_BACKENDS),
         "timeout": values.seconds,
         "lock_timeout": values.seconds,
         "allow_insecure_backend": values.boolean,

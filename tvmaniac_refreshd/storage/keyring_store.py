@@ -114,6 +114,8 @@ def _store_exceptions() -> tuple[type[BaseException], ...]:
 class KeyringStore:
     """Token documents and client secrets in the OS keyring, one item per account."""
 
+    kind = "keyring"
+
     def __init__(
         self,
         settings: StoreSettings,
@@ -142,6 +144,14 @@ class KeyringStore:
             StoreUnavailable: if no acceptable backend can be set up.
         """
         return _describe(self._bounded(self._resolve, "opening the keyring"))
+
+    def where(self, account: str) -> str:  # one keyring holds every account
+        """Return where the item of ``account`` lives, for messages."""
+        return "the keyring"
+
+    def protection(self) -> str:
+        """Return what protects the items: the keyring's own encryption and lock."""
+        return "the OS keyring: encrypted with your login password, readable once unlocked"
 
     def _bounded(self, call: Callable[[], T], what: str) -> T:
         """Run ``call`` in a worker thread, giving up after the configured timeout."""
