@@ -204,9 +204,10 @@ class Refresher:
                 self._log.error("refresh.store_failed", attempt=attempt, error=str(exc))
                 if wait is None:
                     raise StoreUnavailable(
-                        f"the provider issued new tokens for {self.account.name!r} but the keyring "
-                        f"could not store them ({exc}); the session is probably lost: run "
-                        "`tvmaniac-refreshd login` once the keyring works",
+                        f"the provider issued new tokens for {self.account.name!r} but "
+                        f"{self._store.where(self.account.name)} could not store them ({exc}); "
+                        "the session is probably lost: run `tvmaniac-refreshd login` once the "
+                        "store works again",
                         account=self.account.name,
                     ) from None
                 self._sleep(wait)
