@@ -189,7 +189,7 @@ class TestConfig:
         assert config.store.backend == "file"
 
     def test_an_unknown_backend_is_a_config_error(self) -> None:
-        with pytest.raises(ConfigError, match="store.backend"):
+        with pytest.raises(ConfigError, match=r"store\.backend"):
             parse_config(self.BASE + '[store]\nbackend = "plaintext"\n')
 
 
