@@ -15,7 +15,6 @@ from tvmaniac_refreshd.cli.migrate import move_account
 from tvmaniac_refreshd.config.settings import StoreSettings, parse_config
 from tvmaniac_refreshd.core.errors import ConfigError, StoreCorrupt, StoreUnavailable
 from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet, encode_document
-from tvmaniac_refreshd.storage import private_files
 from tvmaniac_refreshd.storage.file_store import FileStore
 from tvmaniac_refreshd.storage.keyring_store import KeyringStore
 from tvmaniac_refreshd.storage.store import TokenStore
@@ -152,7 +151,7 @@ class TestFileStore:
                 raise OSError(code, os.strerror(code))
             real_fsync(fd)
 
-        monkeypatch.setattr(private_files.os, "fsync", failing_fsync)
+        monkeypatch.setattr(os, "fsync", failing_fsync)
         with pytest.raises(StoreUnavailable, match=words) as caught:
             store.save(document("b" * 64))
 
