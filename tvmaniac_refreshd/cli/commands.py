@@ -188,11 +188,19 @@ def cmd_status(app: App) -> int:
     return EXIT_OK
 
 
+def _file_store_dir(app: App) -> str | None:
+    """Return the file store's directory, or None when the tokens are in the keyring."""
+    directory = getattr(app.store, "directory", None)
+    return None if directory is None else str(directory)
+
+
 def _store_summary(app: App) -> dict[str, object]:
     """Return which store holds the tokens, where, and what protects them."""
-    store = app.store
-    location = None if store.kind == "keyring" else str(getattr(store, "directory", ""))
-    return {"backend": store.kind, "location": location, "protection": store.protection()}
+    return {
+        "backend": app.store.kind,
+        "location": _file_store_dir(app),
+        "protection": app.store.protection(),
+    }
 
 
 def cmd_token(app: App) -> int:
@@ -234,6 +242,7 @@ def _remember_decision(app: App, account: Account, document: TokenDocument, conf
             account=account.name,
             document_text=encode_document(document),
             fresh_until=refresh_due_at(document.tokens, account.refresh, salt=account.name),
+            file_store=_file_store_dir(app),
         )
     except OSError as exc:  # only a speed-up is lost
         get_logger(account=account.name).debug("token.not_remembered", error=str(exc))
