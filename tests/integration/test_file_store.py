@@ -179,9 +179,7 @@ class TestDiskFailures:
         assert f"the file system holding {tokens_dir(harness)} is full" in err
         assert sorted(listing) == ["default.json", "filler"]  # no temporary file left
 
-    def test_a_read_only_directory_names_it_and_keeps_the_old_login(
-        self, harness: Harness
-    ) -> None:
+    def test_a_read_only_directory_names_it_and_keeps_the_old_login(self, harness: Harness) -> None:
         code, err, _, listing = self.confined_login(harness, "read-only")
 
         assert code == 69
