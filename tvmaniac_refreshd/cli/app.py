@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -80,7 +81,11 @@ class App:
         )
 
         environ = self.environ
-        return KeyringStore(self.config.store, lambda: default_backend(environ))
+        # No desktop to unlock the keyring in: the advice gives the shell recipe instead.
+        headless = sys.platform.startswith("linux") and not (
+            environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")
+        )
+        return KeyringStore(self.config.store, lambda: default_backend(environ), headless=headless)
 
     @property
     def states(self) -> StateFiles:

@@ -70,14 +70,34 @@ def default_backend(environ: Mapping[str, str], platform: str = sys.platform) ->
     return SecretServiceKeyring()
 
 
-def _unavailable(exc: BaseException) -> StoreUnavailable:
+# What unlocks gnome-keyring from a shell on a machine nobody logged in to graphically (after a
+# reboot, say). `gnome-keyring-daemon --unlock` alone starts a second daemon next to the
+# socket-activated one and the collection stays locked: stop that one first (README, Headless
+# machines). `read -rs` keeps the password out of argv and the shell history.
+HEADLESS_UNLOCK = (
+    "systemctl --user stop gnome-keyring-daemon.socket gnome-keyring-daemon.service; "
+    'read -rs PW; printf %s "$PW" | gnome-keyring-daemon --unlock --components=secrets; '
+    "unset PW"
+)
+
+
+def _locked_advice(headless: bool) -> str:
+    if headless:
+        return (
+            "unlock it from a shell of this user (ssh is fine), then the daemon recovers by "
+            f"itself: {HEADLESS_UNLOCK}. A machine that nobody unlocks after each reboot is "
+            'better served by [store] backend = "file" (README: Headless machines)'
+        )
+    return "unlock it (log in to the desktop session, or open Passwords and Keys / seahorse)"
+
+
+def _unavailable(exc: BaseException, *, headless: bool = False) -> StoreUnavailable:
     """Translate a keyring/secretstorage/D-Bus exception into a fix-it message."""
     name = type(exc).__name__
     text = str(exc)
     if name == "KeyringLocked" or "locked" in text.lower():
         return StoreUnavailable(
-            "the keyring is locked; unlock it (log in to the desktop session, or open "
-            "Passwords and Keys / seahorse) and run the command again"
+            f"the keyring is locked; {_locked_advice(headless)}, and run the command again"
         )
     if name == "InitError" or "Prompt dismissed" in text:
         return StoreUnavailable(
@@ -120,9 +140,13 @@ class KeyringStore:
         self,
         settings: StoreSettings,
         backend_factory: Callable[[], SecretBackend],
+        *,
+        headless: bool = False,
     ) -> None:
+        """``headless``: no desktop session to unlock the keyring in; advice says so."""
         self._settings = settings
         self._factory = backend_factory
+        self._headless = headless
         self._backend: SecretBackend | None = None
 
     def _resolve(self) -> SecretBackend:
@@ -166,7 +190,7 @@ class KeyringStore:
                 # Known only now, so that a read that never imported keyring does not pay for
                 # importing its exception classes; anything else is a bug, re-raised below.
                 if isinstance(exc, _store_exceptions()):
-                    outcome["error"] = _unavailable(exc)
+                    outcome["error"] = _unavailable(exc, headless=self._headless)
                 else:
                     outcome["bug"] = exc
 
@@ -177,9 +201,10 @@ class KeyringStore:
         if worker.is_alive():
             # Forget the backend so that the next call starts over (the user may unlock meanwhile).
             self._backend = None
+            advice = _locked_advice(self._headless) if self._headless else "unlock it"
             raise StoreUnavailable(
                 f"the keyring did not answer within {self._settings.timeout:.0f}s while {what} "
-                "(a locked collection waiting for an unlock prompt?); unlock it and try again"
+                f"(a locked collection waiting for an unlock prompt?); {advice}, and try again"
             )
         if "bug" in outcome:
             raise outcome["bug"]  # type: ignore[misc]
