@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,14 +31,14 @@ COMMAND = [sys.executable, "-m", "tvmaniac_refreshd"]
 
 
 @pytest.fixture
-def volumes(tmp_path: Path) -> Iterator[dict[Path, str]]:
+def volumes(tmp_path: Path) -> dict[Path, str]:
     reason = available()
     if reason is not None:
         pytest.fail(f"cannot run an nspawn container here: {reason}")
     config, data = tmp_path / "config", tmp_path / "data"
     config.mkdir(mode=0o700)
     data.mkdir(mode=0o700)
-    yield {config: "/config", data: "/data"}
+    return {config: "/config", data: "/data"}
 
 
 def write_config(volumes: dict[Path, str], text: str) -> None:

@@ -80,9 +80,9 @@ class ProcessContainer:
             "--",
             *self.argv,
         ]
+        confine = ["setpriv", "--pdeathsig", "TERM", "unshare", "--mount", "--propagation"]
         self._proc = subprocess.Popen(
-            ["setpriv", "--pdeathsig", "TERM", "unshare", "--mount", "--propagation", "private"]
-            + ["sh", "-c", _START_SCRIPT, "sh", str(state), *nspawn],
+            [*confine, "private", "sh", "-c", _START_SCRIPT, "sh", str(state), *nspawn],
             stdin=subprocess.DEVNULL,
             stdout=self._out,
             stderr=subprocess.STDOUT,
