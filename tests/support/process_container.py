@@ -116,11 +116,11 @@ class ProcessContainer:
         assert self._proc is not None
         shell = self._proc.pid
 
-        def find() -> int | None:
+        def find() -> int:
             for nspawn in _children(shell):
                 for child in _children(nspawn):
                     return child
-            return None
+            return 0
 
         return poll(find, timeout=30, what=f"PID 1 of {self.name}")
 
