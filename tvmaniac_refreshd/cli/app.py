@@ -74,7 +74,12 @@ class App:
                 token_directory,
             )
 
-            return FileStore(token_directory(state_dir(self.environ)))
+            cipher = None
+            if self.config.store.encrypt == "systemd-creds":
+                from tvmaniac_refreshd.storage.systemd_creds import SystemdCreds  # noqa: PLC0415
+
+                cipher = SystemdCreds()  # exit 78 here if this system cannot: no plain text
+            return FileStore(token_directory(state_dir(self.environ)), cipher=cipher)
         from tvmaniac_refreshd.storage.keyring_store import (  # noqa: PLC0415
             KeyringStore,
             default_backend,

@@ -223,7 +223,9 @@ def cmd_token(app: App) -> int:
         )
     app.out.write(document.tokens.access_token + "\n")
     app.out.flush()
-    if config_file is not None and not app.config.warnings:
+    # An encrypted file costs a systemd-creds call to read: the quick path would gain nothing.
+    encrypted = getattr(app.store, "encrypted", False)
+    if config_file is not None and not app.config.warnings and not encrypted:
         _remember_decision(app, account, document, config_file)
     return EXIT_OK
 
@@ -283,6 +285,8 @@ def cmd_refresh(app: App) -> int:
 def cmd_run(app: App) -> int:
     from tvmaniac_refreshd.daemon.runner import run_daemon  # noqa: PLC0415
 
+    # A store this system cannot provide (exit 78) stops the daemon at once, not at each retry.
+    app.store  # noqa: B018
     return run_daemon(app)
 
 

@@ -14,7 +14,7 @@ import errno
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from tvmaniac_refreshd.core.errors import StoreCorrupt, StoreUnavailable
 from tvmaniac_refreshd.core.tokens import TokenDocument, decode_document, encode_document
@@ -26,6 +26,9 @@ from tvmaniac_refreshd.storage.private_files import (
     write_private_file,
 )
 
+if TYPE_CHECKING:
+    from tvmaniac_refreshd.storage.systemd_creds import SystemdCreds
+
 T = TypeVar("T")
 STORE_SUBDIR = "tokens"  # under the state directory
 DOCUMENT_SUFFIX = ".json"
@@ -33,6 +36,12 @@ SECRET_SUFFIX = ".client_secret"
 PROTECTION = (
     "a file readable only by this user (mode 0600 in a 0700 directory): protected by "
     "permissions, not by encryption; root and anything running as this user can read it"
+)
+ENCRYPTED_SUFFIX = ".cred"  # a systemd credential: never mistaken for a plain document
+ENCRYPTED_PROTECTION = (
+    "a file readable only by this user, encrypted with systemd-creds for this user with the "
+    "host key (and the TPM2 if there is one): a copy of the file or of the home directory is "
+    "useless elsewhere; root on this machine, and anything running as this user, can decrypt it"
 )
 
 
@@ -58,19 +67,31 @@ class FileStore:
 
     kind = "file"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, cipher: SystemdCreds | None = None) -> None:
+        """``cipher``: encrypt every file with it (``[store] encrypt``), else plain JSON."""
         self.directory = directory
+        self._cipher = cipher
+        self.encrypted = cipher is not None
+        self._suffix = ENCRYPTED_SUFFIX if self.encrypted else ""
 
     def backend_name(self) -> str:
         with self._dir("opening the token directory"):
             pass
-        return f"file store in {self.directory}"
+        how = ", encrypted with systemd-creds" if self.encrypted else ""
+        return f"file store in {self.directory}{how}"
 
     def where(self, account: str) -> str:
-        return str(self.directory / f"{account}{DOCUMENT_SUFFIX}")
+        return str(self.directory / self._name(account, DOCUMENT_SUFFIX))
 
     def protection(self) -> str:
-        return PROTECTION
+        return ENCRYPTED_PROTECTION if self.encrypted else PROTECTION
+
+    def _name(self, account: str, suffix: str) -> str:
+        return f"{account}{suffix}{self._suffix}"
+
+    def _seal(self, name: str, text: str) -> bytes:
+        data = text.encode("utf-8")
+        return data if self._cipher is None else self._cipher.encrypt(name, data)
 
     @contextlib.contextmanager
     def _dir(self, what: str) -> Iterator[int]:
@@ -98,6 +119,8 @@ class FileStore:
         data = self._call(what, lambda fd: read_private_file(fd, name))
         if data is None:
             return None
+        if self._cipher is not None:
+            data = self._cipher.decrypt(name, data)
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError:
@@ -105,18 +128,20 @@ class FileStore:
 
     def load(self, account: str) -> TokenDocument | None:
         """Return the stored tokens of ``account``, or None if there are none."""
-        text = self._read(account + DOCUMENT_SUFFIX, f"reading the tokens of {account!r}")
+        text = self._read(
+            self._name(account, DOCUMENT_SUFFIX), f"reading the tokens of {account!r}"
+        )
         return None if text is None else decode_document(text, account)
 
     def save(self, document: TokenDocument) -> None:
         """Replace the account's file atomically and durably, then read it back."""
         account = document.account
-        name = account + DOCUMENT_SUFFIX
-        text = encode_document(document)
+        name = self._name(account, DOCUMENT_SUFFIX)
+        data = self._seal(name, encode_document(document))
 
         def write_and_verify(fd: int) -> bool:
-            write_private_file(fd, name, text.encode("utf-8"))
-            return read_private_file(fd, name) == text.encode("utf-8")
+            write_private_file(fd, name, data)
+            return read_private_file(fd, name) == data
 
         if not self._call(f"storing the tokens of {account!r}", write_and_verify):
             raise StoreCorrupt(
@@ -128,21 +153,25 @@ class FileStore:
     def delete(self, account: str) -> bool:
         return self._call(
             f"deleting the tokens of {account!r}",
-            lambda fd: delete_private_file(fd, account + DOCUMENT_SUFFIX),
+            lambda fd: delete_private_file(fd, self._name(account, DOCUMENT_SUFFIX)),
         )
 
     def load_client_secret(self, account: str) -> str | None:
-        text = self._read(account + SECRET_SUFFIX, f"reading the client secret of {account!r}")
+        text = self._read(
+            self._name(account, SECRET_SUFFIX), f"reading the client secret of {account!r}"
+        )
         return None if text is None else text.strip() or None
 
     def save_client_secret(self, account: str, secret: str) -> None:
+        name = self._name(account, SECRET_SUFFIX)
+        data = self._seal(name, secret)
         self._call(
             f"storing the client secret of {account!r}",
-            lambda fd: write_private_file(fd, account + SECRET_SUFFIX, secret.encode("utf-8")),
+            lambda fd: write_private_file(fd, name, data),
         )
 
     def delete_client_secret(self, account: str) -> bool:
         return self._call(
             f"deleting the client secret of {account!r}",
-            lambda fd: delete_private_file(fd, account + SECRET_SUFFIX),
+            lambda fd: delete_private_file(fd, self._name(account, SECRET_SUFFIX)),
         )
