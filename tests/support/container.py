@@ -68,7 +68,8 @@ set -eu
 state=$1; shift
 mount -t tmpfs -o mode=0700 refreshd-container "$state"
 mkdir "$state/upper" "$state/work" "$state/root"
-mount -t overlay overlay -o "lowerdir=/,upperdir=$state/upper,workdir=$state/work" "$state/root"
+layers="lowerdir=$LOWER,upperdir=$state/upper,workdir=$state/work"
+mount -t overlay overlay -o "$layers" "$state/root"
 # A fresh machine-id: with an empty /etc/machine-id, systemd would copy the host's id from
 # /var/lib/dbus/machine-id, and the container's journal would then claim to be the host's.
 rm -f "$state/root/etc/machine-id" "$state/root/var/lib/dbus/machine-id"
@@ -215,10 +216,18 @@ def _release(res: _Resources) -> None:
 class Container:
     """A booted, throwaway systemd container; use as a context manager."""
 
-    def __init__(self, *, binds: Iterable[Path | str] = (), name: str | None = None) -> None:
-        """Prepare a container that bind-mounts ``binds`` read-only (at the same paths)."""
+    def __init__(
+        self,
+        *,
+        binds: Iterable[Path | str] = (),
+        name: str | None = None,
+        lower: Path = Path("/"),
+    ) -> None:
+        """Prepare a container that bind-mounts ``binds`` read-only (at the same paths), over
+        an overlay of ``lower`` (the host's root, or another distribution's tree)."""
         self.name = name or f"refreshd-{secrets.token_hex(4)}"
         self.binds = _dedupe([*_default_binds(), *(Path(b) for b in binds)])
+        self.lower = lower
         # The interpreter running the tests: its path is valid inside thanks to the binds.
         self.python = sys.executable
         self.repo = REPO_ROOT
@@ -294,7 +303,7 @@ class Container:
             stdin=subprocess.DEVNULL,
             stdout=res.log,
             stderr=subprocess.STDOUT,
-            env={**BASE_ENV, "MASKED_UNITS": " ".join(MASKED_UNITS)},
+            env={**BASE_ENV, "MASKED_UNITS": " ".join(MASKED_UNITS), "LOWER": str(self.lower)},
             # Keeps a Ctrl-C at the terminal from reaching nspawn: stop() halts it instead.
             start_new_session=True,
         )

@@ -86,7 +86,7 @@ class ProcessContainer:
             stdin=subprocess.DEVNULL,
             stdout=self._out,
             stderr=subprocess.STDOUT,
-            env={**BASE_ENV, "MASKED_UNITS": " ".join(MASKED_UNITS)},
+            env={**BASE_ENV, "MASKED_UNITS": " ".join(MASKED_UNITS), "LOWER": "/"},
             start_new_session=True,
         )
         return self
