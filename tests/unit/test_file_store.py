@@ -13,11 +13,17 @@ import pytest
 from tests.fakes import MemoryBackend
 from tvmaniac_refreshd.cli.migrate import move_account
 from tvmaniac_refreshd.config.settings import StoreSettings, parse_config
-from tvmaniac_refreshd.core.errors import ConfigError, StoreCorrupt, StoreUnavailable
+from tvmaniac_refreshd.core.errors import (
+    ConfigError,
+    StoreCorrupt,
+    StoreMisconfigured,
+    StoreUnavailable,
+)
 from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet, encode_document
 from tvmaniac_refreshd.storage.file_store import FileStore
 from tvmaniac_refreshd.storage.keyring_store import KeyringStore
 from tvmaniac_refreshd.storage.store import TokenStore
+from tvmaniac_refreshd.storage.systemd_creds import SystemdCreds
 
 
 def document(access: str = "a" * 64, account: str = "default") -> TokenDocument:
@@ -190,6 +196,28 @@ class TestConfig:
     def test_an_unknown_backend_is_a_config_error(self) -> None:
         with pytest.raises(ConfigError, match=r"store\.backend"):
             parse_config(self.BASE + '[store]\nbackend = "plaintext"\n')
+
+    def test_encryption_is_for_the_file_store_only(self) -> None:
+        with pytest.raises(ConfigError, match=r"store\.encrypt"):
+            parse_config(self.BASE + '[store]\nencrypt = "systemd-creds"\n')
+        config = parse_config(self.BASE + '[store]\nbackend = "file"\nencrypt = "systemd-creds"\n')
+        assert config.store.encrypt == "systemd-creds"
+
+
+class TestSystemdCredsRefusal:
+    def test_no_systemd_creds_is_a_config_problem_not_plain_text(self, tmp_path: Path) -> None:
+        with pytest.raises(StoreMisconfigured, match="not installed") as caught:
+            SystemdCreds(tool=str(tmp_path / "systemd-creds"))
+        assert caught.value.exit_code == 78
+
+    def test_an_old_systemd_is_refused_with_its_version(self, tmp_path: Path) -> None:
+        """A stand-in that answers --version as Debian 12's does (the real one is tested in
+        the integration tests, on the host and in a Debian 13 container)."""
+        tool = tmp_path / "systemd-creds"
+        tool.write_text("#!/bin/sh\necho 'systemd 252 (252.39-1~deb12u2)'\n")
+        tool.chmod(0o755)
+        with pytest.raises(StoreMisconfigured, match="this system has systemd 252"):
+            SystemdCreds(tool=str(tool))
 
 
 class Interrupted(BaseException):
