@@ -35,10 +35,12 @@ from tvmaniac_refreshd.core.errors import (
     TransientError,
     UsageError,
 )
+from tvmaniac_refreshd.core.launchd_log import supervised_by_launchd, trim_launchd_logs
 from tvmaniac_refreshd.core.logs import get_logger, redact_text, register_secret
 from tvmaniac_refreshd.core.policy import refresh_due_at
 from tvmaniac_refreshd.core.tokens import TokenDocument, encode_document
 from tvmaniac_refreshd.storage import quick_record
+from tvmaniac_refreshd.storage.credentials import resolve_client_secret
 from tvmaniac_refreshd.storage.paths import config_path, state_dir
 from tvmaniac_refreshd.storage.state import AccountRecord
 
@@ -59,6 +61,7 @@ def cmd_login(app: App) -> int:
         if not app.args.replace:
             raise StoreCorrupt(f"{exc}; or run `login --replace` to overwrite it") from None
         previous = None
+    _require_client_secret(app, account)
     if previous is not None:
         app.warn(f"account {account.name!r} is already logged in; this login replaces it")
     client = app.client(account)
@@ -113,6 +116,21 @@ def cmd_login(app: App) -> int:
     return EXIT_OK
 
 
+def _require_client_secret(app: App, account: Account) -> None:
+    """Fail before a code is shown if the provider will refuse the token request without one."""
+    if not account.needs_client_secret():
+        return
+    if resolve_client_secret(account, app.environ, app.store).value is None:
+        raise ConfigError(
+            app.config.source,
+            [
+                f"accounts.{account.name}: no client secret; store it in the keyring with "
+                f"`{PROG} config set-secret --account {account.name}` (or set client_secret "
+                "in the file)"
+            ],
+        )
+
+
 def cmd_logout(app: App) -> int:
     account = app.account()
     with app.lock(account):
@@ -148,9 +166,14 @@ def cmd_logout(app: App) -> int:
 
 
 def _selected(app: App, *, every: bool) -> list[Account]:
-    if every or (app.args.account is None and len(app.config.accounts) > 1):
+    """Every account, or the one chosen as for `token` (config.select documents the order)."""
+    if every:
         return list(app.config.accounts.values())
     return [app.account()]
+
+
+# States in which only a person running `login` helps (`status --check` exits 77).
+NEEDS_LOGIN = ("logged_out", "reauth_required")
 
 
 def cmd_status(app: App) -> int:
@@ -166,7 +189,8 @@ def cmd_status(app: App) -> int:
     reports: list[dict[str, Any]] = []
     keyring_error: str | None = None
     now = app.clock()
-    for account in _selected(app, every=app.args.account is None):
+    # Without a named account, status shows them all: it reads, it never refreshes.
+    for account in _selected(app, every=app.account_name is None):
         record = app.states.load(account.name)
         problem: str | None = None
         document: TokenDocument | None = None
@@ -227,7 +251,16 @@ def cmd_status(app: App) -> int:
             label = "keyring" if store["backend"] == "keyring" else "file store"
             app.out.write(f"{label}: unavailable: {keyring_error}\n")
     # The exit code still says what failed, for scripts that only look at it.
-    return EXIT_STORE_UNAVAILABLE if keyring_error is not None else EXIT_OK
+    return EXIT_STORE_UNAVAILABLE if keyring_error is not None else _health(app, reports)
+
+
+def _health(app: App, reports: list[dict[str, Any]]) -> int:
+    """With `--check`: 77 (and who) when any account needs `login`, else 0."""
+    waiting = [report["name"] for report in reports if report["state"] in NEEDS_LOGIN]
+    if not app.args.check or not waiting:
+        return EXIT_OK
+    app.err.write(f"{PROG}: needs `login`: {', '.join(waiting)}\n")
+    return EXIT_REAUTH
 
 
 def _tell_daemon(app: App) -> None:
@@ -259,6 +292,8 @@ def cmd_token(app: App) -> int:
     account = app.account()
     refresher = app.refresher(account)
     min_valid = app.args.min_valid
+    if min_valid is not None:
+        _check_reachable(refresher.load(), min_valid)
     try:
         fresh = refresher.ensure_fresh(min_valid=min_valid)
         document = fresh.document
@@ -267,11 +302,9 @@ def cmd_token(app: App) -> int:
         if min_valid is not None or document.tokens.expires_at <= app.clock():
             raise
         app.warn(f"{exc}; printing the current token, which is still valid")
-    if min_valid is not None and document.tokens.expires_at - app.clock() < min_valid:
-        app.warn(
-            f"the provider issues tokens valid for {format_duration(document.tokens.expires_in)}, "
-            f"less than --min-valid {format_duration(min_valid)}"
-        )
+    if min_valid is not None:
+        # The provider may just have shortened its lifetime: this refresh was the last one.
+        _check_reachable(document, min_valid)
     app.out.write(document.tokens.access_token + "\n")
     app.out.flush()
     # An encrypted file costs a systemd-creds call to read: the quick path would gain nothing.
@@ -281,11 +314,26 @@ def cmd_token(app: App) -> int:
     return EXIT_OK
 
 
+def _check_reachable(document: TokenDocument, min_valid: int) -> None:
+    """Refuse a --min-valid that no token of this provider can meet.
+
+    A refresh would not help (the new token lasts as long as the last one did), and spending a
+    refresh token on every call for nothing is what this prevents. Asking for the impossible is
+    a usage error (2): retrying later (75) would not change the answer.
+    """
+    lifetime = document.tokens.expires_in
+    if min_valid > lifetime:
+        raise UsageError(
+            f"--min-valid {format_duration(min_valid)} cannot be met: the provider issues "
+            f"tokens valid for {format_duration(lifetime)}; ask for at most that"
+        )
+
+
 def _remember_decision(app: App, account: Account, document: TokenDocument, config: str) -> None:
     """Let the next plain `token` skip loading the program while this decision holds."""
     try:
         default: str | None = app.config.select(None).name
-    except ConfigError:
+    except UsageError:  # several accounts and none chosen: the quick path must ask the config
         default = None
     try:
         quick_record.remember(
@@ -302,6 +350,7 @@ def _remember_decision(app: App, account: Account, document: TokenDocument, conf
 
 
 def cmd_refresh(app: App) -> int:
+    trim_launchd_logs(app.environ)  # the timer agent's log files, which launchd never rotates
     codes: list[int] = []
     changed = False
     accounts = _selected(app, every=app.args.all)
@@ -338,8 +387,18 @@ def cmd_refresh(app: App) -> int:
 
 
 def cmd_run(app: App) -> int:
-    from tvmaniac_refreshd.daemon.runner import run_daemon  # noqa: PLC0415
+    from tvmaniac_refreshd.daemon.runner import (  # noqa: PLC0415
+        config_watch,
+        run_daemon,
+        wait_for_valid_config,
+    )
 
+    if supervised_by_launchd(app.environ):
+        trim_launchd_logs(app.environ)
+        path = str(config_path(app.args.config, app.environ))
+        with config_watch(lambda: quick_record.config_identity(path)) as wait:
+            if not wait_for_valid_config(lambda: app.config, wait):
+                return EXIT_OK
     # A store this system cannot provide (exit 78) stops the daemon at once, not at each retry.
     app.store  # noqa: B018
     return run_daemon(app)
@@ -376,13 +435,23 @@ def cmd_service_uninstall(app: App) -> int:
 
 
 def cmd_service_status(app: App) -> int:
-    state = _service_manager(app).state()
+    try:
+        state = _service_manager(app).state()
+    except RefreshdError as exc:
+        if not app.args.json:
+            raise
+        # Scripts parse stdout: the error goes inside the JSON, and the exit code still says it.
+        failure = {"format_version": FORMAT_VERSION, "installed": None, "error": str(exc)}
+        app.out.write(json.dumps(failure, indent=2) + "\n")
+        return exc.exit_code
     if app.args.json:
         app.out.write(json.dumps({"format_version": FORMAT_VERSION, **state.as_dict()}, indent=2))
         app.out.write("\n")
         return EXIT_OK
-    mode = f"{state.mode} mode" if state.mode else "not installed"
-    app.out.write(f"{state.manager}: {mode}; {state.active}\n")
+    if state.mode is None:
+        app.out.write(f"{state.manager}: not installed (`{PROG} service install` sets it up)\n")
+    else:
+        app.out.write(f"{state.manager}: {state.mode} mode; {state.active}\n")
     if state.detail:
         app.out.write(f"  {state.detail}\n")
     for path in state.files:
@@ -411,4 +480,41 @@ def cmd_config_set_secret(app: App) -> int:
     app.store.save_client_secret(account.name, secret)
     where = "the keyring" if app.store.kind == "keyring" else "the file store"
     app.out.write(f"Stored the client secret of {account.name!r} in {where}.\n")
+    return EXIT_OK
+
+
+def cmd_config_init(app: App) -> int:
+    from tvmaniac_refreshd.config.starter import (  # noqa: PLC0415
+        already_exists,
+        starter_config,
+        write_new,
+    )
+
+    path = config_path(app.args.config, app.environ)
+    if path.exists():  # asked before the client id, so nobody types it for nothing
+        raise already_exists(path)
+    account = app.account_name or "default"
+    client_id = app.args.client_id
+    if client_id is None:
+        if not sys.stdin.isatty():
+            raise UsageError("no terminal to ask on: pass --client-id ID (trakt.tv/oauth/apps)")
+        client_id = input("Client ID of your Trakt app (from https://trakt.tv/oauth/apps): ")
+    write_new(path, starter_config(client_id, account))
+    where = "" if account == "default" else f" --account {account}"
+    app.out.write(
+        f"Wrote {path} (readable only by you).\n"
+        "Next:\n"
+        f"  {PROG} config set-secret{where}   # the client secret, kept in the keyring\n"
+        f"  {PROG} login{where}\n"
+    )
+    return EXIT_OK
+
+
+def cmd_config_example(app: App) -> int:
+    from tvmaniac_refreshd.core.shipped import EXAMPLE_CONFIG, shipped_file  # noqa: PLC0415
+
+    found = shipped_file(*EXAMPLE_CONFIG)
+    if found is None:
+        raise RefreshdError("the example config is missing from this installation; reinstall it")
+    app.out.write(found.read_text(encoding="utf-8"))
     return EXIT_OK
