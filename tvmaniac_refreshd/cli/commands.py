@@ -120,7 +120,8 @@ def cmd_login(app: App, options: LoginOptions) -> int:
     get_logger(account=account.name).info("login.finished", expires_at=iso(tokens.expires_at))
     left = format_duration(tokens.expires_at - app.clock())
     app.out.write(
-        f"Logged in: account {account.name!r} is stored in the keyring; the access token is "
+        f"Logged in: account {account.name!r} is stored in {app.store.where(account.name)}; "
+        "the access token is "
         f"valid for {left}.\nCheck it any time with `{APP} status`.\n"
     )
     return EXIT_OK
@@ -148,7 +149,7 @@ def cmd_logout(app: App, _: NoOptions) -> int:
             document = app.store.load(account.name)
         except StoreCorrupt:
             document = None
-            app.warn("the keyring item was unreadable; deleting it without revoking")
+            app.warn("the stored item was unreadable; deleting it without revoking")
         if document is not None:
             register_secret(document.tokens.access_token)
             register_secret(document.tokens.refresh_token)
@@ -166,7 +167,10 @@ def cmd_logout(app: App, _: NoOptions) -> int:
         app.states.delete(account.name)
     _tell_daemon(app)
     if existed:
-        app.out.write(f"Logged out: account {account.name!r} was removed from the keyring.\n")
+        app.out.write(
+            f"Logged out: account {account.name!r} was removed from "
+            f"{app.store.where(account.name)}.\n"
+        )
     else:
         app.out.write(f"Account {account.name!r} was not logged in; nothing to do.\n")
     return EXIT_OK
@@ -190,6 +194,8 @@ def cmd_status(app: App, options: StatusOptions) -> int:
     # now: a plan left in the state file by an earlier daemon, in timer mode, is no plan.
     pid = instance.running_pid(instance.lock_path(state_dir(app.environ), app.config.source))
     service = _service_summary(app)
+    # Made first: a store this system cannot provide (encryption it lacks) is exit 78 here.
+    store = _store_summary(app)
     timer = service.get("mode") == "timer" and str(service.get("active", "")).startswith("active")
     reports: list[dict[str, Any]] = []
     keyring_error: str | None = None
@@ -231,6 +237,7 @@ def cmd_status(app: App, options: StatusOptions) -> int:
         payload: dict[str, object] = {
             "format_version": FORMAT_VERSION,
             "generated_at": iso(now),
+            "store": store,
             "daemon": daemon,
             "service": service,
             "accounts": reports,
@@ -241,7 +248,8 @@ def cmd_status(app: App, options: StatusOptions) -> int:
     else:
         app.out.write(render_text(reports, now=now))
         running = f"running (pid {pid})" if pid else "not running"
-        app.out.write(f"\ndaemon: {running}\n")
+        app.out.write(f"\nstore: {store['backend']} ({store['protection']})\n")
+        app.out.write(f"daemon: {running}\n")
         if service.get("error"):
             app.out.write(f"service: unknown ({service['error']})\n")
         elif service["installed"]:
@@ -251,7 +259,8 @@ def cmd_status(app: App, options: StatusOptions) -> int:
         else:
             app.out.write(f"service: not installed (`{APP} service install` sets it up)\n")
         if keyring_error is not None:
-            app.out.write(f"keyring: unavailable: {keyring_error}\n")
+            label = "keyring" if store["backend"] == "keyring" else "file store"
+            app.out.write(f"{label}: unavailable: {keyring_error}\n")
     # The exit code still says what failed, for scripts that only look at it.
     return (
         EXIT_STORE_UNAVAILABLE
@@ -278,6 +287,21 @@ def _tell_daemon(app: App) -> None:
         get_logger().debug("daemon.told", pid=pid)
 
 
+def _file_store_dir(app: App) -> str | None:
+    """Return the file store's directory, or None when the tokens are in the keyring."""
+    directory = getattr(app.store, "directory", None)
+    return None if directory is None else str(directory)
+
+
+def _store_summary(app: App) -> dict[str, object]:
+    """Return which store holds the tokens, where, and what protects them."""
+    return {
+        "backend": app.store.kind,
+        "location": _file_store_dir(app),
+        "protection": app.store.protection(),
+    }
+
+
 def cmd_token(app: App, options: TokenOptions) -> int:
     config_file = quick_record.config_identity(str(config_path(app.common.config, app.environ)))
     account = app.account()
@@ -298,7 +322,9 @@ def cmd_token(app: App, options: TokenOptions) -> int:
         _check_reachable(document, min_valid)
     app.out.write(document.tokens.access_token + "\n")
     app.out.flush()
-    if config_file is not None and not app.config.warnings:
+    # An encrypted file costs a systemd-creds call to read: the quick path would gain nothing.
+    encrypted = getattr(app.store, "encrypted", False)
+    if config_file is not None and not app.config.warnings and not encrypted:
         _remember_decision(app, account, document, config_file)
     return EXIT_OK
 
@@ -332,6 +358,7 @@ def _remember_decision(app: App, account: Account, document: TokenDocument, conf
             account=account.name,
             document_text=encode_document(document),
             fresh_until=refresh_due_at(document.tokens, account.refresh, salt=account.name),
+            file_store=_file_store_dir(app),
         )
     except OSError as exc:  # only a speed-up is lost
         get_logger(account=account.name).debug("token.not_remembered", error=str(exc))
@@ -387,6 +414,8 @@ def cmd_run(app: App, _: NoOptions) -> int:
         with config_watch(lambda: quick_record.config_identity(path)) as wait:
             if not wait_for_valid_config(lambda: app.config, wait):
                 return EXIT_OK
+    # A store this system cannot provide (exit 78) stops the daemon at once, not at each retry.
+    app.store  # noqa: B018
     return run_daemon(app)
 
 
@@ -464,7 +493,8 @@ def cmd_config_set_secret(app: App, _: NoOptions) -> int:
         raise UsageError("no client secret was given (type it, or pipe it on stdin)")
     register_secret(secret)
     app.store.save_client_secret(account.name, secret)
-    app.out.write(f"Stored the client secret of {account.name!r} in the keyring.\n")
+    where = "the keyring" if app.store.kind == "keyring" else "the file store"
+    app.out.write(f"Stored the client secret of {account.name!r} in {where}.\n")
     return EXIT_OK
 
 

@@ -82,3 +82,8 @@ class ConfigCheckOptions:
 @dataclass(frozen=True)
 class ConfigInitOptions:
     client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StoreMigrateOptions:
+    to: Literal["file", "keyring"] = "keyring"  # required on the command line
