@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,13 @@ class Machine:
         monkeypatch.setattr(quick_token, "adopt_session_bus", lambda _: None)
 
     def read_item(
-        self, service: str, username: str, *, timeout: float | None = None, encrypted: bool = True
+        self,
+        service: str,
+        username: str,
+        *,
+        timeout: float | None = None,
+        environ: Mapping[str, str] | None = None,
+        encrypted: bool = True,
     ) -> str | None:
         assert service == "tvmaniac-refreshd"
         assert timeout is not None

@@ -34,7 +34,7 @@ from tvmaniac_refreshd.service.launchd import render as render_plist
 from tvmaniac_refreshd.service.systemd import UNITS, render
 from tvmaniac_refreshd.storage.keyring_store import account_lock
 from tvmaniac_refreshd.storage.paths import lock_dir
-from tvmaniac_refreshd.storage.state import AccountRecord, StateFiles
+from tvmaniac_refreshd.storage.state import AccountRecord, RefreshResult, StateFiles
 
 NOBODY = 65534
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="playing another user takes chown")
@@ -126,7 +126,7 @@ class TestRuntimeDirOfOthers:
         ):
             pass
         with pytest.raises(UnsafeLocation, match="symbolic link"):
-            StateFiles(state).update("default", last_result="refreshed")
+            StateFiles(state).update("default", last_result=RefreshResult.REFRESHED)
 
         assert victim.read_text() == "export PATH=...\n"
 
@@ -167,7 +167,7 @@ class TestRuntimeDirOfOthers:
         os.chown(state, NOBODY, NOBODY)
 
         with pytest.raises(UnsafeLocation, match="another user"):
-            StateFiles(state).save("default", AccountRecord(last_result="refreshed"))
+            StateFiles(state).save("default", AccountRecord(last_result=RefreshResult.REFRESHED))
         assert list(state.iterdir()) == []
 
     @as_root

@@ -21,9 +21,9 @@ from tvmaniac_refreshd.service.base import (
 )
 from tvmaniac_refreshd.storage.safe_files import ensure_private_dir
 
-DAEMON_UNIT = "tvmaniac-refreshd.service"
-TIMER_SERVICE = "tvmaniac-refreshd-refresh.service"
-TIMER_UNIT = "tvmaniac-refreshd-refresh.timer"
+DAEMON_UNIT = f"{APP}.service"
+TIMER_SERVICE = f"{APP}-refresh.service"
+TIMER_UNIT = f"{APP}-refresh.timer"
 UNITS = {"daemon": (DAEMON_UNIT,), "timer": (TIMER_SERVICE, TIMER_UNIT)}
 # What `enable` and `restart` act on in each mode.
 ENTRY = {"daemon": DAEMON_UNIT, "timer": TIMER_UNIT}

@@ -31,7 +31,7 @@ import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from tvmaniac_refreshd.storage.backend import SecretBackend
 
@@ -68,8 +68,15 @@ class SecretServiceKeyring:
     # What `config check` and the insecure-backend check see: the items are keyring's.
     describes = "keyring.backends.SecretService.Keyring"
 
-    def __init__(self, timeout: float | None = None, *, encrypted: bool = True) -> None:
+    def __init__(
+        self,
+        environ: Mapping[str, str] = os.environ,
+        *,
+        timeout: float | None = None,
+        encrypted: bool = True,
+    ) -> None:
         self._keyring: SecretBackend | None = None
+        self._environ = environ
         self._timeout = timeout
         self._encrypted = encrypted
 
@@ -82,7 +89,13 @@ class SecretServiceKeyring:
 
     def get_password(self, service: str, username: str) -> str | None:
         try:
-            return read_item(service, username, timeout=self._timeout, encrypted=self._encrypted)
+            return read_item(
+                service,
+                username,
+                timeout=self._timeout,
+                environ=self._environ,
+                encrypted=self._encrypted,
+            )
         except NoAnswer:
             raise
         except Unsure:
@@ -90,7 +103,7 @@ class SecretServiceKeyring:
 
     def set_password(self, service: str, username: str, password: str) -> None:
         try:
-            write_item(service, username, password, timeout=self._timeout)
+            write_item(service, username, password, timeout=self._timeout, environ=self._environ)
         except NoAnswer:
             raise
         except Unsure:
@@ -98,7 +111,7 @@ class SecretServiceKeyring:
 
     def delete_password(self, service: str, username: str) -> None:
         try:
-            delete_item(service, username, timeout=self._timeout)
+            delete_item(service, username, timeout=self._timeout, environ=self._environ)
         except NoAnswer:
             raise
         except Unsure:
@@ -106,40 +119,58 @@ class SecretServiceKeyring:
 
 
 def read_item(
-    service: str, username: str, *, timeout: float | None = None, encrypted: bool = False
+    service: str,
+    username: str,
+    *,
+    timeout: float | None = None,
+    environ: Mapping[str, str] = os.environ,
+    encrypted: bool = False,
 ) -> str | None:
     """Return the secret keyring's SecretService backend would return, or raise ``Unsure``.
 
     ``timeout`` bounds all the D-Bus calls together; running out of it raises ``NoAnswer``.
+    ``environ`` names the session bus (and any ``KEYRING_PROPERTY_*`` override).
     """
-    return _direct(lambda call: _first_match(call, service, username, encrypted), timeout)
+    return _direct(lambda call: _first_match(call, service, username, encrypted), timeout, environ)
 
 
-def write_item(service: str, username: str, secret: str, *, timeout: float | None = None) -> None:
+def write_item(
+    service: str,
+    username: str,
+    secret: str,
+    *,
+    timeout: float | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> None:
     """Store ``secret`` as keyring's backend would (its label and attributes), or raise ``Unsure``.
 
     The item replaces the one with the same attributes, in a single CreateItem call, always
     over an encrypted session.
     """
-    _direct(lambda call: _create(call, service, username, secret), timeout)
+    _direct(lambda call: _create(call, service, username, secret), timeout, environ)
 
 
-def delete_item(service: str, username: str, *, timeout: float | None = None) -> None:
+def delete_item(
+    service: str,
+    username: str,
+    *,
+    timeout: float | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> None:
     """Delete the first item keyring's backend would find, or raise ``Unsure``."""
-    _direct(lambda call: _delete(call, service, username), timeout)
+    _direct(lambda call: _delete(call, service, username), timeout, environ)
 
 
-def _direct(work: Callable[[_Caller], T], timeout: float | None) -> T:
+def _direct(work: Callable[[_Caller], T], timeout: float | None, environ: Mapping[str, str]) -> T:
     """Run ``work`` over a fresh session-bus connection; anything unusual raises ``Unsure``."""
-    if not os.environ.get("DBUS_SESSION_BUS_ADDRESS") or any(
-        key.startswith("KEYRING_PROPERTY_") for key in os.environ
-    ):
+    address = environ.get("DBUS_SESSION_BUS_ADDRESS")
+    if not address or any(key.startswith("KEYRING_PROPERTY_") for key in environ):
         raise Unsure
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         from jeepney.io.blocking import open_dbus_connection  # noqa: PLC0415
 
-        with open_dbus_connection(bus="SESSION") as connection:
+        with open_dbus_connection(bus=address) as connection:
             return work(_Caller(connection, deadline))
     except Unsure:
         raise
