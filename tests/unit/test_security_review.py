@@ -103,7 +103,7 @@ class TestRuntimeDirOfOthers:
         (planted / "daemon-x.pid").symlink_to(victim)
 
         with (
-            pytest.raises(UnsafeLocation, match="writable by group or others"),
+            pytest.raises(UnsafeLocation, match="writable by other users"),
             account_lock(planted, "default", timeout=1),
         ):
             pass
@@ -166,7 +166,7 @@ class TestRuntimeDirOfOthers:
         state.mkdir(mode=0o700)
         os.chown(state, NOBODY, NOBODY)
 
-        with pytest.raises(UnsafeLocation, match="another user"):
+        with pytest.raises(UnsafeLocation, match="not to this user"):
             StateFiles(state).save("default", AccountRecord(last_result=RefreshResult.REFRESHED))
         assert list(state.iterdir()) == []
 

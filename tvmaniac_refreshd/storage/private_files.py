@@ -107,12 +107,13 @@ def read_private_file(dir_fd: int, name: str) -> bytes | None:
         os.close(fd)
 
 
-def write_private_file(dir_fd: int, name: str, data: bytes) -> None:
+def write_private_file(dir_fd: int, name: str, data: bytes, *, mode: int = FILE_MODE) -> None:
     """Replace ``name`` with ``data`` so that a crash at any point leaves the old or the new
     content, never a truncated or empty file, and the new one survives a power cut once this
     returns.
 
     Leftover temporaries of killed writers (``.<name>.<random>.tmp``) are swept first.
+    ``mode`` is the new file's (a service unit is 0644; everything else keeps the default).
 
     Raises:
         OSError: the write failed (full disk, read-only file system...); the old file is intact.
@@ -120,7 +121,9 @@ def write_private_file(dir_fd: int, name: str, data: bytes) -> None:
     _sweep(dir_fd, name)
     temporary = f".{name}.{secrets.token_hex(6)}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(temporary, flags, FILE_MODE, dir_fd=dir_fd)
+    fd = os.open(temporary, flags, mode, dir_fd=dir_fd)
+    if mode & ~FILE_MODE:
+        os.fchmod(fd, mode)  # past the umask: the service manager must read a unit
     try:
         try:
             view = memoryview(data)

@@ -7,58 +7,44 @@ checked *after* ``mkdir`` (which succeeds on an existing directory, whoever made
 a real directory, writable by nobody else; and every file is opened with ``O_NOFOLLOW`` and
 checked to be a regular file of ours before we read, lock or write it.
 
-These are the project's one atomic-write helper and its one safe-open helper; storage/locks.py
-builds the one flock helper on them.
+The directory check and the atomic write are private_files.py's (the file store's), so the
+storage layer has one of each; this module gives them the project's errors and paths, and adds
+the safe open that storage/locks.py builds the one flock helper on.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-import tempfile
-import time
 from pathlib import Path
 
 from tvmaniac_refreshd.core.errors import UnsafeLocation
-from tvmaniac_refreshd.core.locations import is_private_dir
-
-# Older than this, a temporary file is no write in progress but a crash's leftover.
-STALE_TEMP_SECONDS = 60
+from tvmaniac_refreshd.storage import private_files
 
 
 def ensure_private_dir(path: Path) -> Path:
     """Create ``path`` (and parents) readable only by this user, check it, and return it.
+
+    The check is private_files.open_private_dir's (the file store's): ours, a real directory,
+    writable by nobody else.
 
     Raises:
         UnsafeLocation: ``path`` is a link, not a directory, another user's, or writable by
             group or others.
         OSError: it cannot be created (a full disk, a read-only file system).
     """
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    check_private_dir(path)
-    return path
-
-
-def check_private_dir(path: Path) -> None:
-    """Raise UnsafeLocation unless ``path`` is a real directory of ours nobody else can write."""
-    if is_private_dir(str(path)):
-        return
     try:
-        info = os.lstat(path)
-    except OSError:
-        raise UnsafeLocation(f"{path} vanished while it was being checked") from None
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        problem = "is a symbolic link or not a directory"
-    elif info.st_uid != os.geteuid():
-        problem = f"belongs to another user (uid {info.st_uid})"
-    else:
-        problem = "is writable by group or others (`chmod go-w` it)"
-    raise UnsafeLocation(
-        f"refusing to use {path}: it {problem}; another local user could redirect or block "
-        "our files there. Remove it, or point XDG_STATE_HOME / XDG_RUNTIME_DIR at a directory "
-        "of your own"
-    )
+        fd = private_files.open_private_dir(path)
+    except private_files.UnsafeLocation as exc:
+        raise UnsafeLocation(
+            f"{exc}. Refusing to use it: another local user could redirect or block our files "
+            "there. Remove it, or point XDG_STATE_HOME / XDG_RUNTIME_DIR at a directory of "
+            "your own"
+        ) from None
+    except NotADirectoryError:
+        raise UnsafeLocation(f"refusing to use {path}: it is not a directory") from None
+    os.close(fd)
+    return path
 
 
 def open_private(path: Path, flags: int) -> int:
@@ -92,30 +78,17 @@ def read_private_text(path: Path) -> str:
 def write_atomically(path: Path, content: str | bytes, *, mode: int = 0o600) -> None:
     """Write ``content`` to ``path`` so that a crash leaves the old or the new file, never half.
 
-    The temporary file (``.<name>.<random>.tmp`` next to ``path``) is created exclusively, so
-    it can never be a link someone planted; ``os.replace`` swaps the link, never writes through
-    one. Temporary files a killed process left behind are swept first. The caller makes sure
-    the directory is one to trust (``ensure_private_dir``).
+    private_files.write_private_file does it (the one atomic write of the storage layer): a
+    new temporary file, created exclusively so that it can never be a link someone planted,
+    fsync, rename (which replaces a link, never writes through one), fsync of the directory.
+    The caller makes sure the directory is one to trust (``ensure_private_dir``).
 
     Raises:
         OSError: the directory cannot be written (full disk, quota, read-only).
     """
     data = content.encode("utf-8") if isinstance(content, str) else content
-    directory = path.parent
-    cutoff = time.time() - STALE_TEMP_SECONDS
-    for leftover in directory.glob(f".{path.stem}.*.tmp"):
-        with contextlib.suppress(OSError):
-            if leftover.lstat().st_mtime < cutoff:
-                leftover.unlink()
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+        private_files.write_private_file(directory, path.name, data, mode=mode)
+    finally:
+        os.close(directory)
