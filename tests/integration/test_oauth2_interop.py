@@ -144,8 +144,15 @@ class TestSession:
         """Ten `token` processes that all want a refresh: no refresh token is presented twice,
         so oidc-provider's reuse detection never revokes the grant."""
         assert login_by_device(rig, oidc).code == 0
-        # The whole 20-second lifetime: every process wants a refresh (more would be refused).
-        processes = [rig.spawn("token", "--min-valid", "20s") for _ in range(10)]
+        # Every process wants a refresh because the token is due by the policy, so one that
+        # starts after the first refresh finds a pair that is not due and takes it, rather than
+        # refreshing again (as `--min-valid` of the whole lifetime would, a second later).
+        wait_until(
+            lambda: '"refresh_due"' in rig.run("status", "--json").out,
+            timeout=30,
+            what="the 20-second token to fall due",
+        )
+        processes = [rig.spawn("token") for _ in range(10)]
         runs = [rig.finish(process, ("token",)) for process in processes]
 
         assert [run.code for run in runs] == [0] * 10, [run.err for run in runs]
