@@ -27,6 +27,7 @@ from tvmaniac_refreshd.core.locations import (
     may_choose_backend_explicitly,
     state_directory,
 )
+from tvmaniac_refreshd.core.token_json import json_line
 from tvmaniac_refreshd.storage.quick_record import (
     RECORD_NAME,
     RECORD_VERSION,
@@ -55,32 +56,51 @@ def attempt(
 ) -> int | None:
     """Print the access token and return 0, or return None to leave it to the full command."""
     request = _parse(argv)
-    if request is None or may_choose_backend_explicitly(environ, platform):
+    if request is None:
         return None
-    config, account, min_valid = request
-    adopt_session_bus(environ)
-    token = _fresh_token(
-        config, account, min_valid, environ, time.time() if clock is None else clock
-    )
-    if token is None:
+    config, account, min_valid, as_json = request
+    found = stored_token(config, account, min_valid, environ, platform=platform, now=clock)
+    if found is None:
         return None
     try:
-        out.write(token + "\n")
+        out.write((json_line(*found) if as_json else found[1]) + "\n")
         out.flush()
     except OSError:
         return None  # the full command reports it, in its words
     return 0
 
 
-def _parse(argv: Sequence[str]) -> tuple[str | None, str | None, int | None] | None:
-    """Return (--config, --account, --min-valid) of a plain `token` command line, else None."""
+def stored_token(
+    config: str | None,
+    account: str | None,
+    min_valid: int | None,
+    environ: os._Environ[str] | dict[str, str],
+    *,
+    platform: str = sys.platform,
+    now: float | None = None,
+) -> tuple[str, str, str, int] | None:
+    """Return (account, access token, token type, expiry) when the last full run's decision
+    still holds for it (the module docstring says when); None means: ask the full program."""
+    if may_choose_backend_explicitly(environ, platform):
+        return None
+    adopt_session_bus(environ)
+    return _fresh_token(config, account, min_valid, environ, time.time() if now is None else now)
+
+
+def _parse(argv: Sequence[str]) -> tuple[str | None, str | None, int | None, bool] | None:
+    """Return (--config, --account, --min-valid, --json) of a plain `token` command line,
+    else None."""
     options: dict[str, str] = {}
     args = list(argv)
     verb_seen = False
+    as_json = False
     while args:
         word = args.pop(0)
         if word == "token" and not verb_seen:
             verb_seen = True
+            continue
+        if word == "--json" and verb_seen and not as_json:
+            as_json = True
             continue
         name, equals, value = word.partition("=")
         allowed = ("--min-valid",) if verb_seen else ("--config", "--account")
@@ -103,7 +123,7 @@ def _parse(argv: Sequence[str]) -> tuple[str | None, str | None, int | None] | N
             min_valid = parse_duration(options["--min-valid"])
         except ValueError:
             return None
-    return options.get("--config"), options.get("--account"), min_valid
+    return options.get("--config"), options.get("--account"), min_valid, as_json
 
 
 def _fresh_token(
@@ -112,7 +132,8 @@ def _fresh_token(
     min_valid: int | None,
     environ: Mapping[str, str],
     now: float,
-) -> str | None:
+) -> tuple[str, str, str, int] | None:
+    """Return (account, access token, token type, expiry) when the token may be printed as is."""
     directory = state_directory(environ)
     try:
         found = _decision(directory, config_identity(config_file(config, environ)), account)
@@ -133,7 +154,10 @@ def _fresh_token(
         fresh_until = decision.get("fresh_until")
         fresh = isinstance(fresh_until, int) and now < fresh_until
     token = document.get("access_token")
-    return token if fresh and isinstance(token, str) and is_token_text(token) else None
+    token_type = document.get("token_type", "bearer")
+    if fresh and isinstance(token, str) and is_token_text(token) and isinstance(token_type, str):
+        return found[0], token, token_type, expires_at
+    return None
 
 
 def _decision(

@@ -19,20 +19,17 @@ from tvmaniac_refreshd.core.errors import (
     EXIT_REAUTH,
     EXIT_STORE_UNAVAILABLE,
     EXIT_TEMPORARY,
-    ConfigError,
     NotLoggedIn,
     RefreshdError,
     SessionRejected,
     StoreCorrupt,
     StoreUnavailable,
-    TransientError,
     UsageError,
 )
 from tvmaniac_refreshd.core.logs import get_logger, redact_text, register_secret
 from tvmaniac_refreshd.core.policy import refresh_due_at
-from tvmaniac_refreshd.core.tokens import TokenDocument, encode_document
-from tvmaniac_refreshd.storage import quick_record
-from tvmaniac_refreshd.storage.paths import config_path, state_dir
+from tvmaniac_refreshd.core.tokens import TokenDocument
+from tvmaniac_refreshd.storage.paths import state_dir
 from tvmaniac_refreshd.storage.state import AccountRecord
 
 if TYPE_CHECKING:
@@ -182,47 +179,30 @@ def cmd_status(app: App) -> int:
 
 
 def cmd_token(app: App) -> int:
-    config_file = quick_record.config_identity(str(config_path(app.args.config, app.environ)))
+    from tvmaniac_refreshd.cli.access import valid_document  # noqa: PLC0415
+    from tvmaniac_refreshd.core.token_json import json_line  # noqa: PLC0415
+
     account = app.account()
-    refresher = app.refresher(account)
-    min_valid = app.args.min_valid
-    try:
-        fresh = refresher.ensure_fresh(min_valid=min_valid)
-        document = fresh.document
-    except TransientError as exc:
-        document = refresher.load()
-        if min_valid is not None or document.tokens.expires_at <= app.clock():
-            raise
-        app.warn(f"{exc}; printing the current token, which is still valid")
-    if min_valid is not None and document.tokens.expires_at - app.clock() < min_valid:
-        app.warn(
-            f"the provider issues tokens valid for {format_duration(document.tokens.expires_in)}, "
-            f"less than --min-valid {format_duration(min_valid)}"
-        )
-    app.out.write(document.tokens.access_token + "\n")
+    tokens = valid_document(app, account, app.args.min_valid).tokens
+    if app.args.json:
+        line = json_line(account.name, tokens.access_token, tokens.token_type, tokens.expires_at)
+    else:
+        line = tokens.access_token
+    app.out.write(line + "\n")
     app.out.flush()
-    if config_file is not None and not app.config.warnings:
-        _remember_decision(app, account, document, config_file)
     return EXIT_OK
 
 
-def _remember_decision(app: App, account: Account, document: TokenDocument, config: str) -> None:
-    """Let the next plain `token` skip loading the program while this decision holds."""
-    try:
-        default: str | None = app.config.select(None).name
-    except ConfigError:
-        default = None
-    try:
-        quick_record.remember(
-            app.environ,
-            config=config,
-            default_account=default,
-            account=account.name,
-            document_text=encode_document(document),
-            fresh_until=refresh_due_at(document.tokens, account.refresh, salt=account.name),
-        )
-    except OSError as exc:  # only a speed-up is lost
-        get_logger(account=account.name).debug("token.not_remembered", error=str(exc))
+def cmd_exec(app: App) -> int:
+    from tvmaniac_refreshd.cli.exec_command import run_with_token  # noqa: PLC0415
+
+    return run_with_token(app)
+
+
+def cmd_git_credential(app: App) -> int:
+    from tvmaniac_refreshd.cli.git_credential import answer  # noqa: PLC0415
+
+    return answer(app)
 
 
 def cmd_refresh(app: App) -> int:

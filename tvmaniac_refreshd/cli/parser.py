@@ -16,6 +16,8 @@ from tvmaniac_refreshd.cli.app import PROG, App
 from tvmaniac_refreshd.cli.commands import (
     cmd_config_check,
     cmd_config_set_secret,
+    cmd_exec,
+    cmd_git_credential,
     cmd_login,
     cmd_logout,
     cmd_refresh,
@@ -27,7 +29,7 @@ from tvmaniac_refreshd.cli.commands import (
     cmd_token,
 )
 from tvmaniac_refreshd.core.durations import parse_duration
-from tvmaniac_refreshd.core.errors import EXIT_FAILURE, EXIT_USAGE, RefreshdError
+from tvmaniac_refreshd.core.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, RefreshdError
 from tvmaniac_refreshd.core.locations import adopt_session_bus
 from tvmaniac_refreshd.core.logs import configure_logging, redact_text
 
@@ -148,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="refresh first if less than DUR (e.g. 90s, 15m, 5h) remains; fail with 75 if "
         "that cannot be met",
     )
+    token.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object instead: format_version, account, access_token, token_type, "
+        "expires_at",
+    )
     verb(
         "run",
         "Run the daemon in the foreground (the service manager starts this).",
@@ -210,7 +218,90 @@ def build_parser() -> argparse.ArgumentParser:
         "set-secret",
         help="read the account's client secret from the terminal (or stdin) into the keyring",
     )
+    _consumer_verbs(verb)
     return parser
+
+
+def _consumer_verbs(verb: Callable[..., argparse.ArgumentParser]) -> None:
+    """The verbs that hand the token to other programs: exec, git, shells, man."""
+    run = verb(
+        "exec",
+        "Run a command with a valid access token in its environment.",
+        "Makes sure the token is valid (as `token` does), then replaces itself with CMD, the\n"
+        "token in the variable NAME. The token is never in an argv; nothing goes to stdout;\n"
+        "CMD's exit code is the exit code (127: CMD not found). If no valid token can be had,\n"
+        "CMD is not run and the exit code says why (69, 75, 77, 78).\n\n"
+        "example: tvmaniac-refreshd exec -- sh -c "
+        "'curl -H \"Authorization: Bearer $ACCESS_TOKEN\" URL'",
+    )
+    run.usage = f"{PROG} exec [-h] [--min-valid DUR] [--env NAME] -- CMD [ARG...]"
+    run.add_argument(
+        "--min-valid",
+        metavar="DUR",
+        type=_duration_arg,
+        help="refresh first if less than DUR remains (default: as `token`)",
+    )
+    run.add_argument(
+        "--env",
+        metavar="NAME",
+        default="ACCESS_TOKEN",
+        help="the environment variable that holds the token (default: ACCESS_TOKEN)",
+    )
+    run.set_defaults(command=None)
+    git = verb(
+        "git-credential",
+        "A git credential helper for oauth2 accounts that name a git_host.",
+        "Speaks gitcredentials(7) on stdin/stdout. `get` answers username (git_username),\n"
+        "password (the access token, valid for at least a minute) and password_expiry_utc\n"
+        "for a matching https host, and nothing for any other host, so git asks its next\n"
+        "helper. `store` and `erase` do nothing.\n\n"
+        "setup: git config --global credential.https://HOST.helper "
+        "'!tvmaniac-refreshd git-credential'",
+    )
+    git.add_argument("action", choices=("get", "store", "erase"), help="what git asks for")
+    shells = verb(
+        "completion",
+        "Print a shell completion script for every verb and option.",
+        'bash: eval "$(tvmaniac-refreshd completion bash)"\n'
+        'zsh:  tvmaniac-refreshd completion zsh > "${fpath[1]}/_tvmaniac-refreshd"\n'
+        "fish: tvmaniac-refreshd completion fish > "
+        "~/.config/fish/completions/tvmaniac-refreshd.fish",
+    )
+    shells.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell")
+
+
+def split_exec(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
+    """Return (what argparse reads, the command after `--`) for an `exec` command line.
+
+    argparse would take CMD's own options for ours; everything after exec's `--` is CMD's.
+    For any other verb, or without `--`, the command is None.
+    """
+    words = list(argv)
+    takes_value = {"--config", "--account"}
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if word in takes_value:
+            index += 2
+            continue
+        if word.startswith("-"):
+            index += 1
+            continue
+        if word != "exec":
+            return words, None
+        if "--" not in words[index:]:
+            return words, None
+        cut = words.index("--", index)
+        return words[:cut], words[cut + 1 :]
+    return words, None
+
+
+def cmd_completion(app: App) -> int:
+    """Print the completion script; here, since it is made from this module's parser."""
+    from tvmaniac_refreshd.cli.completion import script  # noqa: PLC0415
+
+    app.out.write(script(build_parser(), app.args.shell))
+    return EXIT_OK
 
 
 VERBS: dict[str, Callable[[App], int]] = {
@@ -225,6 +316,9 @@ VERBS: dict[str, Callable[[App], int]] = {
     "service status": cmd_service_status,
     "config check": cmd_config_check,
     "config set-secret": cmd_config_set_secret,
+    "exec": cmd_exec,
+    "git-credential": cmd_git_credential,
+    "completion": cmd_completion,
 }
 
 
@@ -241,10 +335,13 @@ def main(
     if environ is None:
         adopt_session_bus(os.environ)
         environ = os.environ
+    words, command = split_exec(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(words)
     except SystemExit as exc:  # argparse has printed usage or help
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.verb == "exec":
+        args.command = command
     verb = args.verb
     if verb in ("config", "service"):
         verb = f"{verb} {getattr(args, verb + '_verb')}"
@@ -252,7 +349,7 @@ def main(
     configure_logging(
         args.verbose,
         stream=err,
-        quiet=verb in ("token", "status"),
+        quiet=verb in ("token", "status", "exec", "git-credential", "completion"),
         daemon=verb == "run",
         environ=environ,
     )

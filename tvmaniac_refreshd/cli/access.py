@@ -1,0 +1,61 @@
+"""A valid access token for one account, as `token`, `exec`, `git-credential` and the Python
+API hand it out: the same lock, refresh and error rules everywhere."""
+
+from __future__ import annotations
+
+from tvmaniac_refreshd.cli.app import App
+from tvmaniac_refreshd.config.settings import Account
+from tvmaniac_refreshd.core.durations import format_duration
+from tvmaniac_refreshd.core.errors import ConfigError, TransientError
+from tvmaniac_refreshd.core.logs import get_logger
+from tvmaniac_refreshd.core.policy import refresh_due_at
+from tvmaniac_refreshd.core.tokens import TokenDocument, encode_document
+from tvmaniac_refreshd.storage import quick_record
+from tvmaniac_refreshd.storage.paths import config_path
+
+
+def valid_document(app: App, account: Account, min_valid: int | None) -> TokenDocument:
+    """Return the account's tokens, refreshed first (under the lock) when due.
+
+    Without ``min_valid``, a refresh that fails for a passing reason still returns the
+    current, unexpired token with a warning; with it, the failure is raised.
+
+    Raises:
+        RefreshdError: each with its exit code (69, 75, 77, 78, ...).
+    """
+    identity = quick_record.config_identity(str(config_path(app.args.config, app.environ)))
+    refresher = app.refresher(account)
+    try:
+        document = refresher.ensure_fresh(min_valid=min_valid).document
+    except TransientError as exc:
+        document = refresher.load()
+        if min_valid is not None or document.tokens.expires_at <= app.clock():
+            raise
+        app.warn(f"{exc}; using the current token, which is still valid")
+    if min_valid is not None and document.tokens.expires_at - app.clock() < min_valid:
+        app.warn(
+            f"the provider issues tokens valid for {format_duration(document.tokens.expires_in)}, "
+            f"less than --min-valid {format_duration(min_valid)}"
+        )
+    if identity is not None and not app.config.warnings:
+        _remember_decision(app, account, document, identity)
+    return document
+
+
+def _remember_decision(app: App, account: Account, document: TokenDocument, config: str) -> None:
+    """Let the next plain `token` skip loading the program while this decision holds."""
+    try:
+        default: str | None = app.config.select(None).name
+    except ConfigError:
+        default = None
+    try:
+        quick_record.remember(
+            app.environ,
+            config=config,
+            default_account=default,
+            account=account.name,
+            document_text=encode_document(document),
+            fresh_until=refresh_due_at(document.tokens, account.refresh, salt=account.name),
+        )
+    except OSError as exc:  # only a speed-up is lost
+        get_logger(account=account.name).debug("token.not_remembered", error=str(exc))
