@@ -3,7 +3,9 @@
 # Runs apt-get as root directly, or through `sudo -n` for a non-root developer.
 set -eu
 
-PACKAGES="gnome-keyring libsecret-tools dbus-daemon dbus-user-session python3-venv systemd-container curl time"
+# git: the credential-helper tests; zsh, fish: the completion tests; man-db: `man -l` of the man
+# page; msmtp: the mail recipe's test.
+PACKAGES="gnome-keyring libsecret-tools dbus-daemon dbus-user-session python3-venv systemd-container curl time git zsh fish man-db msmtp"
 
 missing=""
 for package in $PACKAGES; do
