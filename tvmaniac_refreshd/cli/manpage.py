@@ -19,6 +19,7 @@ from tvmaniac_refreshd.cli.parser import build_parser
 PROG = "tvmaniac-refreshd"
 # The README sections that are reference material (the rest is tutorial and development).
 README_SECTIONS = ("Exit codes", "When tokens are refreshed", "Files", "Environment")
+SUMMARY = "keep an OAuth session alive: tokens in the OS keyring, refreshed in time"
 SEE_ALSO = r"\fBgitcredentials\fR(7), \fBsystemd.timer\fR(5), \fBsecret-tool\fR(1)"
 
 
@@ -45,7 +46,7 @@ def render(parser: argparse.ArgumentParser, readme: str) -> str:
     lines = [
         f'.TH {escape(PROG.upper())} 1 "" "{escape(PROG)} {__version__}" "User Commands"',
         ".SH NAME",
-        f"{escape(PROG)} \\- keep an OAuth session alive: tokens in the OS keyring, refreshed in time",
+        f"{escape(PROG)} \\- {SUMMARY}",
         ".SH SYNOPSIS",
         f".B {escape(PROG)}",
         "[\\fIGLOBAL OPTIONS\\fR] \\fIVERB\\fR [\\fIOPTIONS\\fR]",
