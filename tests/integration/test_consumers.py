@@ -11,7 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from tests.support.harness import Harness
+from tests.support.harness import CLIENT_ID, Harness
 
 # CMD for `exec`: proves it got the token without printing it (the leak check reads stdout).
 DIGEST_OF_VARIABLE = (
@@ -168,6 +168,24 @@ class TestExec:
 
         assert (run.code, run.out) == (69, "")
         assert not marker.exists()
+
+
+def test_the_curl_recipe_reaches_the_api(harness: Harness) -> None:
+    """README's recipe: printf (a builtin) pipes the header to `curl -H @-`; no argv holds it."""
+    harness.seed(age=3600)
+    recipe = (
+        'printf "Authorization: Bearer %s\\n" "$ACCESS_TOKEN" | curl -fsS -H @- '
+        '-H "trakt-api-version: 2" -H "trakt-api-key: $CLIENT_ID" "$URL/users/settings"'
+    )
+
+    run = harness.run(
+        "exec", "--", "sh", "-c", recipe,
+        env=harness.env(CLIENT_ID=CLIENT_ID, URL=harness.emulator.url),
+    )  # fmt: skip
+
+    assert run.code == 0, run.err
+    assert json.loads(run.out)["user"]["username"] == "alice"
+    assert len(harness.emulator.requests("/users/settings")) == 1
 
 
 API_SCRIPT = textwrap.dedent(

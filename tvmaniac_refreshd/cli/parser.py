@@ -231,8 +231,9 @@ def _consumer_verbs(verb: Callable[..., argparse.ArgumentParser]) -> None:
         "token in the variable NAME. The token is never in an argv; nothing goes to stdout;\n"
         "CMD's exit code is the exit code (127: CMD not found). If no valid token can be had,\n"
         "CMD is not run and the exit code says why (69, 75, 77, 78).\n\n"
-        "example: tvmaniac-refreshd exec -- sh -c "
-        "'curl -H \"Authorization: Bearer $ACCESS_TOKEN\" URL'",
+        "example (printf is a shell builtin, so the token is in no argv):\n"
+        "  tvmaniac-refreshd exec -- sh -c "
+        "'printf \"Authorization: Bearer %s\\n\" \"$ACCESS_TOKEN\" | curl -H @- URL'",
     )
     run.usage = f"{PROG} exec [-h] [--min-valid DUR] [--env NAME] -- CMD [ARG...]"
     run.add_argument(
