@@ -27,7 +27,6 @@ from tvmaniac_refreshd.core.locations import (
     may_choose_backend_explicitly,
     state_directory,
 )
-from tvmaniac_refreshd.core.token_json import json_line
 from tvmaniac_refreshd.storage.quick_record import (
     RECORD_NAME,
     RECORD_VERSION,
@@ -62,8 +61,15 @@ def attempt(
     found = stored_token(config, account, min_valid, environ, platform=platform, now=clock)
     if found is None:
         return None
+    if as_json:
+        # Only here: a plain `token` must not pay even this small import.
+        from tvmaniac_refreshd.core.token_json import json_line  # noqa: PLC0415
+
+        line = json_line(*found)
+    else:
+        line = found[1]
     try:
-        out.write((json_line(*found) if as_json else found[1]) + "\n")
+        out.write(line + "\n")
         out.flush()
     except OSError:
         return None  # the full command reports it, in its words
