@@ -33,6 +33,10 @@ from tvmaniac_refreshd.storage.paths import state_dir
 from tvmaniac_refreshd.storage.state import AccountRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tvmaniac_refreshd.core.tokens import TokenSet
+    from tvmaniac_refreshd.providers.http import TraktClient
     from tvmaniac_refreshd.service.base import ServiceManager
 
 # When several accounts fail differently, the exit code reports the one most in need of a human.
@@ -63,11 +67,12 @@ def cmd_login(app: App) -> int:
         )
         from tvmaniac_refreshd.providers.oauth2 import OAuth2Client  # noqa: PLC0415
 
-        if not isinstance(client, OAuth2Client):
-            raise UsageError('--browser is for provider = "oauth2"; Trakt logs in by device code')
-        port = app.args.port if app.args.port is not None else account.redirect_port
         opener = default_opener() if has_display(os.environ) else None
-        tokens = browser_login(client, port=port, out=app.out, open_browser=opener)
+        if isinstance(client, OAuth2Client):
+            port = app.args.port if app.args.port is not None else account.redirect_port
+            tokens = browser_login(client, port=port, out=app.out, open_browser=opener)
+        else:
+            tokens = _trakt_browser_login(app, account, client, opener)
     else:
         device = client.request_device_code(now=app.clock())
         tty = app.out.isatty()
@@ -99,6 +104,31 @@ def cmd_login(app: App) -> int:
         f"valid for {left}.\nCheck it any time with `{PROG} status`.\n"
     )
     return EXIT_OK
+
+
+def _trakt_browser_login(
+    app: App, account: Account, client: TraktClient, opener: Callable[[str], object] | None
+) -> TokenSet:
+    """Trakt's PKCE login: the registered redirect URI, exactly; no client secret is sent."""
+    from tvmaniac_refreshd.providers.browser_login import browser_login  # noqa: PLC0415
+    from tvmaniac_refreshd.providers.trakt_browser import (  # noqa: PLC0415
+        TraktBrowserLogin,
+        loopback_redirect,
+    )
+
+    port, _ = loopback_redirect(account)
+    if app.args.port is not None and app.args.port != port:
+        raise UsageError(
+            f"--port {app.args.port} differs from the port of redirect_uri "
+            f"({account.redirect_uri}), which Trakt accepts exactly as registered"
+        )
+    return browser_login(
+        TraktBrowserLogin(client._http, account),  # its connection pool, as the device login's
+        port=port,
+        out=app.out,
+        open_browser=opener,
+        redirect_uri=account.redirect_uri,
+    )
 
 
 def cmd_logout(app: App) -> int:

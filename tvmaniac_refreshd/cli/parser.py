@@ -106,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     login.add_argument(
         "--browser",
         action="store_true",
-        help="oauth2 accounts: log in through the browser (authorization code with PKCE and a "
-        "loopback redirect) instead of a device code",
+        help="log in through the browser (authorization code with PKCE and a loopback "
+        "redirect) instead of a device code; Trakt: needs a redirect_uri such as "
+        "http://127.0.0.1:8765/callback, registered in the Trakt app",
     )
     login.add_argument(
         "--port",
@@ -233,7 +234,7 @@ def _consumer_verbs(verb: Callable[..., argparse.ArgumentParser]) -> None:
         "CMD is not run and the exit code says why (69, 75, 77, 78).\n\n"
         "example (printf is a shell builtin, so the token is in no argv):\n"
         "  tvmaniac-refreshd exec -- sh -c "
-        "'printf \"Authorization: Bearer %s\\n\" \"$ACCESS_TOKEN\" | curl -H @- URL'",
+        '\'printf "Authorization: Bearer %s\\n" "$ACCESS_TOKEN" | curl -H @- URL\'',
     )
     run.usage = f"{PROG} exec [-h] [--min-valid DUR] [--env NAME] -- CMD [ARG...]"
     run.add_argument(
