@@ -8,12 +8,19 @@ import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from tests.support.harness import Harness, Run, wait_until
-from tests.support.oidc_server import OidcClient, OidcServer
+from tests.support.oidc_server import (
+    DEVICE_GRANT,
+    MOUNTED_ROUTES,
+    TOKEN_QUERY,
+    OidcClient,
+    OidcServer,
+)
 
 AT_TTL = 20  # seconds: due for refresh after 10 s, so the daemon rotates often
 
@@ -75,6 +82,24 @@ def login_by_device(rig: Harness, oidc: OidcServer, *args: str) -> Run:
     return run
 
 
+def login_by_browser(rig: Harness, oidc: OidcServer) -> tuple[Run, str, str]:
+    """Run `login --browser`, play the browser at the URL it prints (login and consent at the
+    server); return the run, that URL, and where the server redirected the browser."""
+    process = rig.spawn("login", "--browser")
+    assert process.stdout is not None
+    url = ""
+    for line in process.stdout:
+        if line.strip().startswith("http"):
+            url = line.strip()
+            break
+    redirect = oidc.authorize(url)
+    httpx.get(redirect, timeout=30)
+    out, err = process.communicate(timeout=60)
+    run = Run(("login", "--browser"), process.returncode, out, err)
+    rig.transcript.append(run)
+    return run, url, redirect
+
+
 class TestLogin:
     @pytest.mark.parametrize("kind", ["basic", "post", "public"])
     def test_device_login_into_the_real_keyring(
@@ -96,20 +121,10 @@ class TestLogin:
 
     def test_browser_login_with_pkce(self, rig: Harness, oidc: OidcServer) -> None:
         """The loopback flow: the URL is printed, the 'browser' (httpx) follows it, tokens land."""
-        process = rig.spawn("login", "--browser")
-        assert process.stdout is not None
-        url = ""
-        for line in process.stdout:
-            if line.strip().startswith("http"):
-                url = line.strip()
-                break
-        redirect = oidc.authorize(url)
-        assert redirect.startswith("http://127.0.0.1:")
-        httpx.get(redirect, timeout=30)
-        out, err = process.communicate(timeout=60)
-        rig.transcript.append(Run(("login",), process.returncode, out, err))
+        run, url, redirect = login_by_browser(rig, oidc)
 
-        assert process.returncode == 0, err
+        assert redirect.startswith("http://127.0.0.1:")
+        assert run.code == 0, run.err
         assert "code_challenge_method=S256" in url
         assert oidc.introspect(str(stored_tokens(rig)["access_token"]))["active"] is True
 
@@ -214,3 +229,130 @@ class TestSession:
 
         assert run.code == 77
         assert "login" in run.err
+
+
+@pytest.fixture(scope="module")
+def mounted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcServer]:
+    """One server for the module, mounted as Django/Rails servers are (paths end with '/'),
+    its token endpoint requiring a query (B2C's ?p=), recording every POST it gets."""
+    record = tmp_path_factory.mktemp("oidc-record") / "requests.jsonl"
+    with OidcServer(
+        access_token_ttl=AT_TTL, routes=MOUNTED_ROUTES, queries=TOKEN_QUERY, record_file=record
+    ) as server:
+        yield server
+
+
+def expected_form(client: OidcClient, fields: dict[str, str], *, id_always: bool) -> dict[str, str]:
+    """``fields`` (secret values as '*'), plus the client's own: client_id where the RFC
+    example has it or the client does not use Basic, client_secret for client_secret_post."""
+    form = dict(fields)
+    if id_always or client.auth_method != "client_secret_basic":
+        form["client_id"] = client.client_id
+    if client.auth_method == "client_secret_post":
+        form["client_secret"] = "*"
+    return form
+
+
+def rfc_shape(client: OidcClient, record: dict[str, object], redirect: str) -> dict[str, str]:
+    """The form the RFC example shows for the request ``record`` is (by endpoint and grant)."""
+    form = record["form"]
+    assert isinstance(form, dict)
+    target = str(record["target"])
+    if target.startswith(MOUNTED_ROUTES["device_authorization"]):  # RFC 8628 §3.1
+        return expected_form(client, {"scope": "openid offline_access"}, id_always=True)
+    if target.startswith(MOUNTED_ROUTES["revocation"]):  # RFC 7009 §2.1
+        fields = {"token": "*", "token_type_hint": "refresh_token"}
+        return expected_form(client, fields, id_always=False)
+    grant = form.get("grant_type")
+    if grant == DEVICE_GRANT:  # RFC 8628 §3.4
+        fields = {"grant_type": DEVICE_GRANT, "device_code": "*"}
+        return expected_form(client, fields, id_always=True)
+    if grant == "refresh_token":  # RFC 6749 §6, and §3.2.1's client_id
+        fields = {"grant_type": "refresh_token", "refresh_token": "*"}
+        return expected_form(client, fields, id_always=True)
+    # RFC 6749 §4.1.3 with RFC 7636 §4.5
+    fields = {
+        "grant_type": "authorization_code",
+        "code": "*",
+        "redirect_uri": redirect,
+        "code_verifier": "*",
+    }
+    return expected_form(client, fields, id_always=False)
+
+
+class TestEndpointsAsConfigured:
+    """Endpoints ending with '/' and a token endpoint with a query: the server answers 404 to
+    a URL that lost either, so every step below passing means the URLs were used as written."""
+
+    @pytest.mark.parametrize("kind", ["basic", "post", "public"])
+    def test_login_refresh_revoke_with_rfc_shaped_requests(
+        self, harness: Harness, mounted: OidcServer, kind: str
+    ) -> None:
+        """Device login, refresh, logout, browser login, logout: each works, and every request
+        the server got has exactly the body fields the RFC examples show."""
+        client = {
+            "basic": mounted.basic_client,
+            "post": mounted.post_client,
+            "public": mounted.public_client,
+        }[kind]
+        harness.extra_secrets |= {c.client_secret for c in mounted.clients if c.client_secret}
+        harness.write_config(oauth2_config(mounted, client))
+        assert mounted.token_url.endswith("/o/token/?p=B2C_1_refreshd")
+        seen_before = len(mounted.recorded_requests())
+
+        assert login_by_device(harness, mounted).code == 0
+        first = stored_tokens(harness)
+        assert harness.run("refresh", "--force").code == 0
+        second = stored_tokens(harness)
+        assert second["refresh_token"] != first["refresh_token"]
+        assert mounted.introspect(str(second["access_token"]))["active"] is True
+        assert harness.run("logout").code == 0
+        assert mounted.introspect(str(second["refresh_token"]))["active"] is False
+        browser, url, _ = login_by_browser(harness, mounted)
+        assert browser.code == 0, browser.err
+        redirect_uri = httpx.URL(url).params["redirect_uri"]
+        third = stored_tokens(harness)
+        assert harness.run("logout").code == 0
+        assert mounted.introspect(str(third["refresh_token"]))["active"] is False
+
+        endpoints = {
+            urlsplit(url).path: url.removeprefix(mounted.issuer)
+            for url in (
+                mounted.token_url,
+                mounted.device_authorization_url,
+                mounted.revocation_url,
+            )
+        }
+        ours = [
+            record
+            for record in mounted.recorded_requests()[seen_before:]
+            if urlsplit(str(record["target"])).path in endpoints
+        ]
+        kinds = [rfc_step(record) for record in ours]
+        polls = kinds[1:-4]  # RFC 8628 §3.5: until the user has approved
+        assert kinds[0] == "device_authorization"
+        assert polls
+        assert set(polls) == {"device_token"}
+        assert kinds[-4:] == ["refresh_token", "revocation", "authorization_code", "revocation"]
+        for record in ours:
+            target = str(record["target"])
+            assert target == endpoints[urlsplit(target).path]
+            assert record["contentType"] == "application/x-www-form-urlencoded"
+            assert record["form"] == rfc_shape(client, record, redirect_uri), record
+            basic = client.auth_method == "client_secret_basic"
+            assert record["basicClientId"] == (client.client_id if basic else None)
+        assert [line for line in mounted.stderr_lines if line.startswith("query.error")] == []
+
+
+def rfc_step(record: dict[str, object]) -> str:
+    """Which request of the flows ``record`` is."""
+    target = str(record["target"])
+    form = record["form"]
+    assert isinstance(form, dict)
+    if target.startswith(MOUNTED_ROUTES["device_authorization"]):
+        return "device_authorization"
+    if target.startswith(MOUNTED_ROUTES["revocation"]):
+        return "revocation"
+    return {DEVICE_GRANT: "device_token"}.get(
+        str(form.get("grant_type")), str(form.get("grant_type"))
+    )

@@ -24,6 +24,8 @@ import pytest
 from tests.support import oidc_server
 from tests.support.oidc_server import (
     DEVICE_GRANT,
+    MOUNTED_ROUTES,
+    TOKEN_QUERY,
     OidcClient,
     OidcServer,
     OidcServerUnavailable,
@@ -329,3 +331,47 @@ def test_missing_npm_packages_fail_with_a_hint(monkeypatch: pytest.MonkeyPatch) 
 
     with pytest.raises(OidcServerUnavailable, match="make test"):
         OidcServer().start()
+
+
+def test_mounted_endpoints_need_their_slash_and_query(tmp_path: Path) -> None:
+    """The routes option moves the endpoints; oidc-provider then answers 404 without the
+    trailing slash, and the server 404 without the token endpoint's query. The record keeps
+    what was sent, every secret value replaced by '*'."""
+    record = tmp_path / "requests.jsonl"
+    with OidcServer(routes=MOUNTED_ROUTES, queries=TOKEN_QUERY, record_file=record) as server:
+        client = server.basic_client
+        assert server.token_url == f"{server.issuer}/o/token/?p=B2C_1_refreshd"
+        assert server.device_authorization_url == f"{server.issuer}/o/device/"
+        refresh = {"grant_type": "refresh_token", "refresh_token": "not-a-token"}
+
+        known = httpx.post(server.token_url, data=refresh, auth=client.auth)
+        no_query = httpx.post(f"{server.issuer}/o/token/", data=refresh, auth=client.auth)
+        no_slash = httpx.post(
+            f"{server.issuer}/o/token?p=B2C_1_refreshd", data=refresh, auth=client.auth
+        )
+        device_no_slash = httpx.post(
+            f"{server.issuer}/o/device", data={"scope": SCOPE}, auth=client.auth
+        )
+        tokens = device_tokens(server, client)
+        recorded = server.recorded_requests()
+
+    assert (known.status_code, known.json()["error"]) == (400, "invalid_grant")
+    assert no_query.status_code == 404
+    assert no_slash.status_code == 404
+    assert device_no_slash.status_code == 404
+    assert tokens["refresh_token"]
+    assert recorded[0] == {
+        "method": "POST",
+        "target": "/o/token/?p=B2C_1_refreshd",
+        "contentType": "application/x-www-form-urlencoded",
+        "basicClientId": client.client_id,
+        "form": {"grant_type": "refresh_token", "refresh_token": "*"},
+    }
+    assert [r["target"] for r in recorded[1:]][:3] == [
+        "/o/token/",
+        "/o/token?p=B2C_1_refreshd",
+        "/o/device",
+    ]
+    assert client.client_secret is not None
+    assert client.client_secret not in record.read_text()
+    assert tokens["refresh_token"] not in record.read_text()

@@ -13,6 +13,12 @@
 //   AUTO_ACCOUNT     account    subject an interaction logs in as (default "alice")
 //   EXIT_ON_STDIN_EOF exitOnStdinEof  "1": exit when stdin closes, so a crashed test run leaves no orphan
 //                    clients    the client list (default: the three clients below, dev secrets)
+//                    routes     oidc-provider's `routes` option: where each endpoint is mounted,
+//                               e.g. {"token": "/o/token/"} for a server whose paths end with '/'
+//                    queries    a query an endpoint requires, by route name, e.g.
+//                               {"token": "p=B2C_1_refreshd"}: see requireQuery below
+//                    recordFile a file that gets one JSON line per POST to an endpoint: what
+//                               the client sent, with every secret value replaced by "*"
 //
 // stdout carries exactly one startup line, `oidc-provider listening on http://127.0.0.1:PORT`,
 // then one line per auto-approved interaction and oidc-provider's own NOTICE lines; none of them
@@ -65,10 +71,14 @@ const CLOCK_TOLERANCE = Number(knob('clockTolerance', 'CLOCK_TOLERANCE', 0));
 const AUTO_ACCOUNT = String(knob('account', 'AUTO_ACCOUNT', 'alice'));
 const EXIT_ON_STDIN_EOF = String(knob('exitOnStdinEof', 'EXIT_ON_STDIN_EOF', '0')) === '1';
 const CLIENTS = file.clients ?? DEFAULT_CLIENTS;
+const ROUTES = file.routes ?? {};
+const QUERIES = file.queries ?? {};
+const RECORD_FILE = file.recordFile;
 
 function configuration() {
   return {
     clients: CLIENTS,
+    routes: ROUTES, // merged over the defaults (/token, /device/auth, /token/revocation, ...)
     scopes: ['openid', 'offline_access'],
     features: {
       deviceFlow: { enabled: true }, // POST /device/auth, GET|POST /device
@@ -137,7 +147,8 @@ function listen(provider, issuer) {
     await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: false });
   }
 
-  return (req, res) => {
+  function dispatch(req, res) {
+    if (!requireQuery(req, res)) return;
     if (req.method === 'GET' && /^\/interaction\/[^/]+$/.test(req.url.split('?')[0])) {
       autoApprove(req, res).catch((err) => {
         console.error('interaction.error', err);
@@ -147,7 +158,66 @@ function listen(provider, issuer) {
       return;
     }
     callback(req, res);
+  }
+
+  return (req, res) => {
+    if (RECORD_FILE && req.method === 'POST') {
+      // Every POST as sent, also one the server then refuses.
+      record(req).then(() => dispatch(req, res), (err) => {
+        console.error('record.error', err);
+        res.statusCode = 500;
+        res.end('recording failed');
+      });
+      return;
+    }
+    dispatch(req, res);
   };
+}
+
+// An endpoint URI may carry a query that selects something at the server (RFC 6749 sections
+// 3.1 and 3.2 say a client MUST keep it; Azure AD B2C picks the policy by ?p=). oidc-provider
+// itself routes by path and reads a POST's parameters from the body only, so it would accept a
+// request that lost the query; like B2C, this server answers 404 instead.
+function requireQuery(req, res) {
+  const [path, query = ''] = req.url.split(/\?(.*)/s, 2);
+  for (const [name, wanted] of Object.entries(QUERIES)) {
+    if (ROUTES[name] === path && query !== wanted) {
+      console.error(`query.error ${req.method} ${path} without ?${wanted}`);
+      res.statusCode = 404;
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ error: 'invalid_request', error_description: 'no such endpoint' }));
+      return false;
+    }
+  }
+  return true;
+}
+
+// Form fields whose values are secrets; the record only says that they were sent.
+const SECRET_FIELDS = new Set([
+  'client_secret', 'code', 'code_verifier', 'device_code', 'refresh_token', 'token', 'client_assertion',
+]);
+
+// Reads the body, appends the record, and leaves the body on req.body: oidc-provider's parser
+// takes an already-read body from there (lib/shared/selective_body.js) and parses it itself.
+async function record(req) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  const body = Buffer.concat(chunks);
+  const form = {};
+  const contentType = req.headers['content-type'] ?? null;
+  if (contentType?.startsWith('application/x-www-form-urlencoded')) {
+    for (const [key, value] of new URLSearchParams(body.toString('utf8'))) {
+      form[key] = SECRET_FIELDS.has(key) ? '*' : value;
+    }
+  }
+  // Basic credentials: the client id only (RFC 6749 section 2.3.1 form-encodes it).
+  const [scheme, credentials] = (req.headers.authorization ?? '').split(' ');
+  const basicClientId = scheme?.toLowerCase() === 'basic' && credentials
+    ? decodeURIComponent(Buffer.from(credentials, 'base64').toString('utf8').split(':')[0].replace(/\+/g, ' '))
+    : null;
+  const line = { method: req.method, target: req.url, contentType, basicClientId, form };
+  fs.appendFileSync(RECORD_FILE, `${JSON.stringify(line)}\n`);
+  req.body = body;
 }
 
 const server = http.createServer();

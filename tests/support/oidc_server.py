@@ -66,6 +66,18 @@ HTTP_TIMEOUT = 10.0
 # A login is three hops (interaction, resume, client); the device confirmation two.
 MAX_REDIRECTS = 10
 
+# A server mounted as Django and Rails servers are (every endpoint path ends with '/'), for
+# OidcServer(routes=...); the code-verification page stays at /device, where approve_device goes.
+MOUNTED_ROUTES = {
+    "token": "/o/token/",
+    "device_authorization": "/o/device/",
+    "revocation": "/o/revoke/",
+    "introspection": "/o/introspect/",
+    "authorization": "/o/authorize/",
+}
+# A query the token endpoint then requires, as Azure AD B2C's select the policy, for queries=.
+TOKEN_QUERY = {"token": "p=B2C_1_refreshd"}
+
 AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
 
 
@@ -122,7 +134,14 @@ class OidcServer:
         device_code_ttl: int = 600,
         clock_tolerance: int = 0,
         account: str = "alice",
+        routes: dict[str, str] | None = None,
+        queries: dict[str, str] | None = None,
+        record_file: Path | None = None,
     ) -> None:
+        """``routes`` mounts endpoints elsewhere (oidc-provider's option of that name, e.g.
+        ``{"token": "/o/token/"}``); ``queries`` makes an endpoint require a query, by route
+        name (``{"token": "p=B2C_1_x"}``), answering 404 without it; ``record_file`` gets one
+        JSON line per POST, read back with ``recorded_requests``."""
         self.basic_client = OidcClient(
             "refreshd-basic", secrets.token_urlsafe(24), "client_secret_basic"
         )
@@ -141,7 +160,13 @@ class OidcServer:
             # The node process exits when our end of its stdin closes, even if we are killed.
             "exitOnStdinEof": "1",
             "clients": [c.registration() for c in self.clients],
+            "routes": routes or {},
+            "queries": queries or {},
         }
+        self._queries = queries or {}
+        self.record_file = record_file
+        if record_file is not None:
+            self._config["recordFile"] = str(record_file)
         self.stdout_lines: list[str] = []
         self.stderr_lines: list[str] = []
         # Notified on every output line, for wait_for_grant_error.
@@ -274,35 +299,52 @@ class OidcServer:
         """The OpenID Connect discovery document."""
         return f"{self.issuer}/.well-known/openid-configuration"
 
+    def endpoint(self, route: str, key: str) -> str:
+        """The endpoint ``key`` from discovery, with the query ``route`` requires, if any."""
+        url = str(self.metadata[key])
+        query = self._queries.get(route)
+        return f"{url}?{query}" if query else url
+
     @property
     def token_url(self) -> str:
         """The token endpoint, from discovery."""
-        return str(self.metadata["token_endpoint"])
+        return self.endpoint("token", "token_endpoint")
 
     @property
     def device_authorization_url(self) -> str:
         """The device authorization endpoint (RFC 8628), from discovery."""
-        return str(self.metadata["device_authorization_endpoint"])
+        return self.endpoint("device_authorization", "device_authorization_endpoint")
 
     @property
     def revocation_url(self) -> str:
         """The revocation endpoint (RFC 7009), from discovery."""
-        return str(self.metadata["revocation_endpoint"])
+        return self.endpoint("revocation", "revocation_endpoint")
 
     @property
     def introspection_url(self) -> str:
         """The introspection endpoint (RFC 7662), from discovery."""
-        return str(self.metadata["introspection_endpoint"])
+        return self.endpoint("introspection", "introspection_endpoint")
 
     @property
     def authorization_url(self) -> str:
         """The authorization endpoint, from discovery."""
-        return str(self.metadata["authorization_endpoint"])
+        return self.endpoint("authorization", "authorization_endpoint")
 
     @property
     def userinfo_url(self) -> str:
         """The userinfo endpoint (a Bearer-protected resource), from discovery."""
-        return str(self.metadata["userinfo_endpoint"])
+        return self.endpoint("userinfo", "userinfo_endpoint")
+
+    def recorded_requests(self) -> list[dict[str, Any]]:
+        """Every POST the server got, oldest first, if started with ``record_file``: ``method``,
+        ``target`` (path and query as sent), ``contentType``, ``basicClientId`` (from an HTTP
+        Basic header, else None) and ``form`` (fields; secret values read ``"*"``). A line is
+        written before its response is sent, so a request that was answered is in the file."""
+        assert self.record_file is not None, "the server was started without record_file"
+        if not self.record_file.exists():
+            return []
+        lines = self.record_file.read_text().splitlines()
+        return [json.loads(line) for line in lines]
 
     @property
     def grant_errors(self) -> list[str]:

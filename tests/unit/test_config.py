@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tvmaniac_refreshd.config.settings import load_config, parse_config
+from tvmaniac_refreshd.config.settings import Account, canonical_url, load_config, parse_config
 from tvmaniac_refreshd.core.errors import ConfigError
+from tvmaniac_refreshd.core.tokens import decode_document
 
 MINIMAL = """
 [accounts.default]
@@ -234,3 +235,150 @@ class TestExampleFile:
         ]
 
         assert missing == []
+
+
+OAUTH2 = """
+[accounts.mail]
+provider = "oauth2"
+client_id = "refreshd-basic"
+"""
+ENDPOINT_KEYS = ("token_url", "device_authorization_url", "authorization_url", "revocation_url")
+# Written by the code before endpoints were kept byte for byte (it stripped trailing slashes
+# and refused queries): the account's token_url was "https://idp.example/o/token/".
+STORED_BEFORE = (
+    '{"format":"tvmaniac-refreshd/tokens","version":1,"account":"mail","provider":"oauth2",'
+    '"fingerprint":"sha256:a095238ed2379d708fc4679f019e006b","obtained_at":1800000000,'
+    '"access_token":"at-1","refresh_token":"rt-1","token_type":"bearer",'
+    '"scope":"openid offline_access","created_at":1800000000,"expires_in":3600,'
+    '"expires_at":1800003600}'
+)
+
+
+def oauth2_account(**urls: str) -> Account:
+    """An oauth2 account with every endpoint set, ``urls`` overriding them."""
+    endpoints = {key: f"https://idp.example/o/{key}" for key in ENDPOINT_KEYS} | urls
+    lines = "".join(f'{key} = "{value}"\n' for key, value in endpoints.items())
+    return parse_config(OAUTH2 + lines).select(None)
+
+
+class TestUrls:
+    @pytest.mark.parametrize("key", ENDPOINT_KEYS)
+    def test_endpoint_keeps_its_trailing_slash(self, key: str) -> None:
+        """Django and Rails servers end endpoints with '/' and answer 404 without it."""
+        account = oauth2_account(**{key: "https://idp.example/o/token/"})
+
+        assert getattr(account, key) == "https://idp.example/o/token/"
+
+    @pytest.mark.parametrize("key", ENDPOINT_KEYS)
+    def test_endpoint_keeps_its_query(self, key: str) -> None:
+        """RFC 6749 §3.1, §3.2: an endpoint's query component MUST be retained (B2C's ?p=)."""
+        url = "https://idp.example/tfp/oauth2/v2.0/token?p=B2C_1_signin&x=%2F"
+        account = oauth2_account(**{key: url})
+
+        assert getattr(account, key) == url
+
+    @pytest.mark.parametrize(
+        ("url", "problem"),
+        [
+            ("https://idp.example/token#frag", "must not have a fragment"),
+            ("https://user:pw@idp.example/token", "must not hold a user name or password"),
+            ("https://user@idp.example/token", "must not hold a user name or password"),
+            ("ftp://idp.example/token", "is not an http(s) URL"),
+            ("idp.example/token", "is not an http(s) URL"),
+            ("http://idp.example/token", "must use https"),
+        ],
+    )
+    @pytest.mark.parametrize("key", ENDPOINT_KEYS)
+    def test_unsafe_endpoint_is_refused_naming_the_key(
+        self, key: str, url: str, problem: str
+    ) -> None:
+        """Exit 78, with the key's full name, for a URL a secret must not be sent to."""
+        endpoints = {k: f"https://idp.example/o/{k}" for k in ENDPOINT_KEYS} | {key: url}
+        text = OAUTH2 + "".join(f'{k} = "{v}"\n' for k, v in endpoints.items())
+        problems = problems_of(text)
+
+        assert len(problems) == 1
+        assert problems[0].startswith(f"accounts.mail.{key}: ")
+        assert problem in problems[0]
+
+    @pytest.mark.parametrize("host", ["127.0.0.1:8080", "localhost", "[::1]:9"])
+    def test_plain_http_to_loopback_keeps_slash_and_query(self, host: str) -> None:
+        url = f"http://{host}/o/token/?p=x"
+
+        assert oauth2_account(token_url=url).token_url == url
+
+    @pytest.mark.parametrize("key", ["auth_url", "api_url"])
+    @pytest.mark.parametrize(
+        "written",
+        ["https://auth.example/base", "https://auth.example/base/", "https://auth.example/base//"],
+    )
+    def test_base_url_joins_with_or_without_slash(self, key: str, written: str) -> None:
+        """Trakt's auth_url is a base that paths are appended to: normalized, one slash."""
+        account = parse_config(MINIMAL + f'{key} = "{written}"\n').select(None)
+
+        assert getattr(account, key) + "/oauth/token" == "https://auth.example/base/oauth/token"
+
+    @pytest.mark.parametrize("key", ["auth_url", "api_url"])
+    def test_base_url_refuses_a_query(self, key: str) -> None:
+        """A path cannot be appended after a query; say so instead of sending a broken URL."""
+        problems = problems_of(MINIMAL + f'{key} = "https://auth.example/?p=x"\n')
+
+        assert problems == [
+            f"accounts.default.{key}: must not have a query (?...): paths are appended to it"
+        ]
+
+    def test_stored_login_still_matches_after_the_change(self) -> None:
+        """A document stored before endpoints were kept as written still belongs to the
+        account: the fingerprint compares the canonical form, not the exact string."""
+        stored = decode_document(STORED_BEFORE, "mail")
+        account = oauth2_account(token_url="https://idp.example/o/token/")
+
+        assert account.token_url == "https://idp.example/o/token/"
+        assert account.fingerprint() == stored.fingerprint
+
+    @pytest.mark.parametrize(
+        ("text", "before"),
+        [
+            # Each value is what Account.fingerprint() returned before the change.
+            (MINIMAL, "sha256:e972d4053d0de5e9b66573f94fb95a8b"),
+            (
+                MINIMAL + 'auth_url = "https://auth.trakt.tv/"\n',
+                "sha256:e972d4053d0de5e9b66573f94fb95a8b",
+            ),
+            (
+                MINIMAL + 'auth_url = "http://127.0.0.1:8080/prefix/"\n',
+                "sha256:ca1e0c99f2b7f05d0ee32199d407130e",
+            ),
+            (
+                OAUTH2 + 'device_authorization_url = "https://idp.example/d"\n'
+                'token_url = "https://idp.example/o/token"\n',
+                "sha256:a095238ed2379d708fc4679f019e006b",
+            ),
+        ],
+    )
+    def test_fingerprint_is_unchanged(self, text: str, before: str) -> None:
+        assert parse_config(text).select(None).fingerprint() == before
+
+    def test_fingerprint_tells_queries_apart(self) -> None:
+        """Another B2C policy is another endpoint: a token is not sent across them."""
+        one = oauth2_account(token_url="https://idp.example/token?p=B2C_1_a")
+        other = oauth2_account(token_url="https://idp.example/token?p=B2C_1_b")
+        bare = oauth2_account(token_url="https://idp.example/token")
+
+        assert len({one.fingerprint(), other.fingerprint(), bare.fingerprint()}) == 3
+        assert (
+            one.fingerprint()
+            == oauth2_account(token_url="https://idp.example/token/?p=B2C_1_a").fingerprint()
+        )
+
+    @pytest.mark.parametrize(
+        ("written", "canonical"),
+        [
+            ("https://idp.example/o/token/", "https://idp.example/o/token"),
+            ("https://idp.example/o/token", "https://idp.example/o/token"),
+            ("https://idp.example/", "https://idp.example"),
+            ("https://idp.example/o/token/?p=a/", "https://idp.example/o/token?p=a/"),
+        ],
+    )
+    def test_canonical_url(self, written: str, canonical: str) -> None:
+        assert canonical_url(written) == canonical

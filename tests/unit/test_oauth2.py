@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tvmaniac_refreshd.config.settings import Account
+from tvmaniac_refreshd.config.settings import Account, parse_config
 from tvmaniac_refreshd.core.errors import (
     ClientRejected,
     LoginFailed,
@@ -21,8 +21,8 @@ from tvmaniac_refreshd.core.errors import (
     SessionRejected,
 )
 from tvmaniac_refreshd.core.tokens import TokenSet
-from tvmaniac_refreshd.providers.http import DeviceCode, PollState
-from tvmaniac_refreshd.providers.oauth2 import OAuth2Client, pkce_pair
+from tvmaniac_refreshd.providers.http import DeviceCode, PollState, TraktClient
+from tvmaniac_refreshd.providers.oauth2 import DEVICE_GRANT, OAuth2Client, pkce_pair
 
 NOW = 1_800_000_000
 DEVICE = DeviceCode("d" * 40, "WDJB-MJHT", "https://idp.test/device", 600, 5)
@@ -43,18 +43,23 @@ def account(**changes: object) -> Account:
     return Account(**fields)  # type: ignore[arg-type]
 
 
+def recording(seen: list[httpx.Request], answer: httpx.Response) -> httpx.Client:
+    """An httpx client that keeps every request in ``seen`` and gives each ``answer``."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answer
+
+    return httpx.Client(transport=httpx.MockTransport(handler))
+
+
 def client(
     answer: httpx.Response,
     seen: list[httpx.Request],
     secret: str | None = "s3cr:et",
     **changes: object,
 ) -> OAuth2Client:
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return answer
-
-    http = httpx.Client(transport=httpx.MockTransport(handler))
-    return OAuth2Client(http, account(**changes), secret)
+    return OAuth2Client(recording(seen, answer), account(**changes), secret)
 
 
 def form(request: httpx.Request) -> dict[str, str]:
@@ -77,7 +82,11 @@ class TestClientAuthentication:
 
         expected = base64.b64encode(b"cid%3Awith%2Fodd%20chars:s3cr%3Aet").decode()
         assert seen[0].headers["authorization"] == f"Basic {expected}"
-        assert form(seen[0]) == {"grant_type": "refresh_token", "refresh_token": "rt-1"}
+        assert form(seen[0]) == {
+            "grant_type": "refresh_token",
+            "refresh_token": "rt-1",
+            "client_id": "cid:with/odd chars",  # RFC 6749 §3.2.1 allows it; Apereo CAS needs it
+        }
         assert seen[0].headers["content-type"] == "application/x-www-form-urlencoded"
 
     def test_post_puts_the_secret_in_the_form(self) -> None:
@@ -245,3 +254,130 @@ class TestBrowserFlow:
 
         assert form(seen[0]) == {"token": "rt-9", "token_type_hint": "refresh_token"}
         assert str(seen[0].url) == "https://idp.test/revoke"
+
+
+DEVICE_ANSWER = {
+    "device_code": "dc",
+    "user_code": "WDJB-MJHT",
+    "verification_uri": "https://idp.test/device",
+    "expires_in": 600,
+}
+ID = "cid:with/odd chars"
+# Each request's form fields, as the RFC examples show them, by client authentication; "secret"
+# stands for client_secret. HTTP Basic carries the id in the header, so the body only repeats
+# client_id where the example does (RFC 8628 §3.1, §3.4) or a common server needs it (§6).
+REQUESTS: dict[str, tuple[dict[str, str], bool]] = {
+    # name: (fields besides the client's, whether the body has client_id even with Basic)
+    "device_authorization": ({"scope": "openid offline_access"}, True),
+    "device_token": ({"grant_type": DEVICE_GRANT, "device_code": "d" * 40}, True),
+    "code_exchange": (
+        {
+            "grant_type": "authorization_code",
+            "code": "code-1",
+            "redirect_uri": "http://127.0.0.1:5/callback",
+            "code_verifier": "v" * 43,
+        },
+        False,
+    ),
+    "refresh": ({"grant_type": "refresh_token", "refresh_token": "rt-1"}, True),
+    "revocation": ({"token": "rt-9", "token_type_hint": "refresh_token"}, False),
+}
+
+
+def send(name: str, subject: OAuth2Client) -> None:
+    """Make request ``name`` once; its answer does not matter here."""
+    with contextlib.suppress(RefreshdError):
+        if name == "device_authorization":
+            subject.request_device_code(now=NOW)
+        elif name == "device_token":
+            subject.poll_device_token(DEVICE, now=NOW)
+        elif name == "code_exchange":
+            subject.exchange_code(
+                "code-1", verifier="v" * 43, redirect_uri="http://127.0.0.1:5/callback", now=NOW
+            )
+        elif name == "refresh":
+            subject.refresh("rt-1", now=NOW)
+        else:
+            subject.revoke(TokenSet("at", "rt-9", 0, 10, 10), now=NOW)
+
+
+class TestRequestShapes:
+    @pytest.mark.parametrize("name", list(REQUESTS))
+    @pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post", "none"])
+    def test_body_is_the_rfc_example(self, name: str, method: str) -> None:
+        """Exactly the RFC example's fields, plus the client's own as RFC 6749 §2.3.1 says."""
+        seen: list[httpx.Request] = []
+        secret = None if method == "none" else "s3cr:et"
+        send(name, client(httpx.Response(200, json=TOKENS), seen, secret, client_auth=method))
+        fields, id_always = REQUESTS[name]
+        expected = dict(fields)
+        if id_always or method != "client_secret_basic":
+            expected["client_id"] = ID
+        if method == "client_secret_post":
+            expected["client_secret"] = "s3cr:et"
+
+        assert len(seen) == 1
+        assert form(seen[0]) == expected
+        assert seen[0].headers["content-type"] == "application/x-www-form-urlencoded"
+        assert ("authorization" in seen[0].headers) == (method == "client_secret_basic")
+
+    def test_device_authorization_with_basic_names_the_client_twice(self) -> None:
+        """The failure this fixes: oauthlib-based servers need client_id in the body."""
+        seen: list[httpx.Request] = []
+        client(httpx.Response(200, json=DEVICE_ANSWER), seen).request_device_code(now=NOW)
+
+        assert form(seen[0])["client_id"] == ID
+        expected = base64.b64encode(b"cid%3Awith%2Fodd%20chars:s3cr%3Aet").decode()
+        assert seen[0].headers["authorization"] == f"Basic {expected}"
+
+
+WRITTEN = {
+    "token_url": "https://idp.test/o/token/?p=B2C_1_signin&x=%2F",
+    "device_authorization_url": "https://idp.test/o/device/",
+    "revocation_url": "https://idp.test/o/revoke/?p=B2C_1_signin",
+    "authorization_url": "https://idp.test/o/authorize/?p=B2C_1_signin",
+}
+
+
+class TestEndpointsAsWritten:
+    @pytest.mark.parametrize(
+        ("name", "key"),
+        [
+            ("device_authorization", "device_authorization_url"),
+            ("device_token", "token_url"),
+            ("code_exchange", "token_url"),
+            ("refresh", "token_url"),
+            ("revocation", "revocation_url"),
+        ],
+    )
+    def test_request_goes_to_the_configured_bytes(self, name: str, key: str) -> None:
+        """From the config file to the request line: trailing slash and query untouched."""
+        text = '[accounts.mail]\nprovider = "oauth2"\nclient_id = "c"\n'
+        text += "".join(f'{k} = "{v}"\n' for k, v in WRITTEN.items())
+        configured = parse_config(text).select(None)
+        seen: list[httpx.Request] = []
+        http = recording(seen, httpx.Response(200, json=TOKENS))
+        send(name, OAuth2Client(http, configured, "secret"))
+
+        assert str(seen[0].url) == WRITTEN[key]
+        assert seen[0].url.raw_path == WRITTEN[key].removeprefix("https://idp.test").encode()
+
+    def test_authorization_request_appends_to_the_query(self) -> None:
+        """The browser URL keeps the configured query and adds ours after '&'."""
+        url = client(httpx.Response(200), [], authorization_url=WRITTEN["authorization_url"])
+        request = url.authorization_request("http://127.0.0.1:5/callback", "st", "ch")
+
+        assert request.startswith(WRITTEN["authorization_url"] + "&response_type=code&")
+        assert parse_qs(urlsplit(request).query)["p"] == ["B2C_1_signin"]
+
+
+class TestTraktBaseUrl:
+    @pytest.mark.parametrize("written", ["https://auth.test/base", "https://auth.test/base/"])
+    def test_paths_join_with_one_slash(self, written: str) -> None:
+        """Trakt's auth_url is a base: with or without its slash, /oauth/token follows once."""
+        text = f'[accounts.t]\nprovider = "trakt"\nclient_id = "c"\nauth_url = "{written}"\n'
+        seen: list[httpx.Request] = []
+        http = recording(seen, httpx.Response(200, json={**TOKENS, "created_at": NOW}))
+        TraktClient(http, parse_config(text).select(None), None).refresh("rt", now=NOW)
+
+        assert str(seen[0].url) == "https://auth.test/base/oauth/token"

@@ -100,8 +100,21 @@ class Account:
         now points elsewhere, the stored token is not used.
         """
         endpoint = self.token_url if self.provider == "oauth2" else self.auth_url
-        material = "\n".join((self.provider, (endpoint or "").rstrip("/"), self.client_id))
+        material = "\n".join((self.provider, canonical_url(endpoint or ""), self.client_id))
         return "sha256:" + hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def canonical_url(address: str) -> str:
+    """Return the form of an endpoint URL that the fingerprint compares.
+
+    Trailing slashes of the path are dropped, the query is kept, the rest is as written.
+    Endpoint URLs used to be stored with their trailing slashes stripped (and a query was
+    refused), and fingerprints were made from that form; comparing in it means that using
+    endpoints byte for byte invalidated no existing login. ``/token`` and ``/token/`` are one
+    endpoint here on purpose; a different query is a different endpoint (B2C's ``?p=``).
+    """
+    path, mark, query = address.partition("?")
+    return path.rstrip("/") + mark + query
 
 
 @dataclass(frozen=True)
@@ -222,8 +235,8 @@ def _account(
         provider=provider,
         client_id=client_id,
         client_secret=values.get(table, "client_secret", prefix, values.text, None, problems),
-        auth_url=values.get(table, "auth_url", prefix, values.url, Account.auth_url, problems),
-        api_url=values.get(table, "api_url", prefix, values.url, Account.api_url, problems),
+        auth_url=values.get(table, "auth_url", prefix, values.base_url, Account.auth_url, problems),
+        api_url=values.get(table, "api_url", prefix, values.base_url, Account.api_url, problems),
         redirect_uri=values.get(
             table, "redirect_uri", prefix, values.text, Account.redirect_uri, problems
         ),
@@ -241,10 +254,10 @@ def _oauth2_fields(table: Mapping[str, Any], prefix: str, problems: values.Probl
         return values.get(table, key, prefix, convert, default, problems)
 
     return {
-        "token_url": get("token_url", values.url, None),
-        "device_authorization_url": get("device_authorization_url", values.url, None),
-        "authorization_url": get("authorization_url", values.url, None),
-        "revocation_url": get("revocation_url", values.url, None),
+        "token_url": get("token_url", values.endpoint_url, None),
+        "device_authorization_url": get("device_authorization_url", values.endpoint_url, None),
+        "authorization_url": get("authorization_url", values.endpoint_url, None),
+        "revocation_url": get("revocation_url", values.endpoint_url, None),
         "scopes": get("scopes", values.scopes, ()),
         "client_auth": get("client_auth", values.choice(CLIENT_AUTH), "client_secret_basic"),
         "default_lifetime": get("default_lifetime", values.positive_duration, 3600),

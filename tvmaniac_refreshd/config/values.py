@@ -103,15 +103,43 @@ def text(value: object) -> str:
     return value.strip()
 
 
-def url(value: object) -> str:
+def _checked_url(value: object) -> str:
+    """Return ``value`` if it is an absolute http(s) URL we may send a client secret to."""
     address = text(value)
     parts = urlsplit(address)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(f"{address!r} is not an http(s) URL")
     if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
         raise ValueError("must use https (plain http is only allowed to a loopback address)")
-    if parts.query or parts.fragment:
-        raise ValueError("must not have a query or fragment")
+    if "#" in address:
+        # RFC 6749 §3.1 and §3.2: an endpoint URI MUST NOT include a fragment component.
+        raise ValueError("must not have a fragment (#...)")
+    if parts.username is not None or parts.password is not None:
+        # httpx would send these as Basic credentials in place of the client's own, and error
+        # messages name the URL's host part, which holds them.
+        raise ValueError("must not hold a user name or password (user@host)")
+    return address
+
+
+def endpoint_url(value: object) -> str:
+    """An OAuth2 endpoint (token, device, authorization, revocation): used byte for byte.
+
+    RFC 6749 §3.1 and §3.2: the endpoint URI MAY include a query component, which MUST be
+    retained (Azure AD B2C's ``?p=POLICY``); a trailing slash is part of the path (Django and
+    Rails servers end their endpoints with one, and answer 404 without it).
+    """
+    return _checked_url(value)
+
+
+def base_url(value: object) -> str:
+    """A base URL that paths are joined to (Trakt's ``auth_url``): without a trailing slash.
+
+    ``"https://auth.trakt.tv/"`` and ``"https://auth.trakt.tv"`` both become the latter, so
+    that ``base + "/oauth/token"`` has exactly one slash either way.
+    """
+    address = _checked_url(value)
+    if "?" in address:
+        raise ValueError("must not have a query (?...): paths are appended to it")
     return address.rstrip("/")
 
 

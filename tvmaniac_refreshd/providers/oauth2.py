@@ -56,22 +56,31 @@ class OAuth2Client:
         self._token_url = account.token_url
         self._log = get_logger(account=account.name)
 
-    def _send(self, url: str, form: dict[str, str], *, what: str) -> Response:
-        headers: dict[str, str] = {}
+    def _send(
+        self, url: str, form: dict[str, str], *, what: str, client_id_in_body: bool = False
+    ) -> Response:
+        """POST ``form`` to ``url`` (exactly as configured) with the client's authentication.
+
+        ``client_id_in_body``: send ``client_id`` in the body even with HTTP Basic, where the
+        RFC's example does (RFC 8628 §3.1, §3.4) or common servers rely on it (RFC 6749 §6).
+        """
         method = self._account.client_auth
-        if method == "client_secret_basic" and self._secret:
-            # RFC 6749 §2.3.1: both parts are form-encoded before the Basic encoding.
-            pair = f"{quote(self._account.client_id, safe='')}:{quote(self._secret, safe='')}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        else:
-            form["client_id"] = self._account.client_id
-            if method == "client_secret_post" and self._secret:
-                form["client_secret"] = self._secret
         if method != "none" and not self._secret:
             raise ClientRejected(
                 f"account {self._account.name!r} uses {method} but has no client secret; store "
                 'it with `tvmaniac-refreshd config set-secret`, or set client_auth = "none"'
             )
+        headers: dict[str, str] = {}
+        if method == "client_secret_basic" and self._secret:
+            # RFC 6749 §2.3.1: both parts are form-encoded before the Basic encoding.
+            pair = f"{quote(self._account.client_id, safe='')}:{quote(self._secret, safe='')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        if client_id_in_body or method != "client_secret_basic":
+            # RFC 6749 §2.3.1 and §3.2.1: a client that does not authenticate with Basic names
+            # itself with client_id in the body; one that does MAY (the same id, never another).
+            form["client_id"] = self._account.client_id
+        if method == "client_secret_post" and self._secret:
+            form["client_secret"] = self._secret
         return post(self._http, url, what=what, form=form, headers=headers)
 
     def _tokens(
@@ -112,8 +121,11 @@ class OAuth2Client:
                 "use `login --browser`"
             )
         what = "requesting a device code"
+        # RFC 8628 §3.1: client_id and scope, as its example shows. client_id goes in the body
+        # even with HTTP Basic: the section allows leaving it out then, but oauthlib-based
+        # servers (Django OAuth Toolkit among them) answer 400 "Missing client_id parameter".
         form = {"scope": " ".join(self._account.scopes)} if self._account.scopes else {}
-        response = self._send(url, form, what=what)
+        response = self._send(url, form, what=what, client_id_in_body=True)
         body = response.json()
         if response.status != 200 or not isinstance(body, dict):
             raise_for_failure(response, what=what, now=now)
@@ -134,8 +146,10 @@ class OAuth2Client:
     def poll_device_token(self, device: DeviceCode, *, now: float) -> TokenSet | PollState:
         """Ask once whether the user approved ``device`` (RFC 8628 §3.4, §3.5)."""
         what = "waiting for approval"
+        # RFC 8628 §3.4: grant_type, device_code and client_id, as its example shows; client_id
+        # also with HTTP Basic, like the device authorization request that issued the code.
         form = {"grant_type": DEVICE_GRANT, "device_code": device.device_code}
-        response = self._send(self._token_url, form, what=what)
+        response = self._send(self._token_url, form, what=what, client_id_in_body=True)
         if response.status == 200:
             return self._tokens(response, what=what, now=now)
         code = error_code(response)
@@ -177,6 +191,11 @@ class OAuth2Client:
     def exchange_code(self, code: str, *, verifier: str, redirect_uri: str, now: float) -> TokenSet:
         """Trade an authorization code for tokens (RFC 6749 §4.1.3 with RFC 7636)."""
         what = "exchanging the authorization code"
+        # RFC 6749 §4.1.3: grant_type, code, and redirect_uri because the authorization request
+        # carried one (the server compares them); client_id only without HTTP Basic (§4.1.3:
+        # "REQUIRED, if the client is not authenticating"): oxide-auth takes a client_id in
+        # this body as the client's whole authentication, ignoring the Basic header
+        # (197g/oxide-auth#91). RFC 7636 §4.5: code_verifier.
         form = {
             "grant_type": "authorization_code",
             "code": code,
@@ -191,8 +210,13 @@ class OAuth2Client:
     def refresh(self, refresh_token: str, *, now: float) -> TokenSet:
         """Spend ``refresh_token`` (RFC 6749 §6); keep it if the server sends no new one."""
         what = "refreshing the token"
+        # RFC 6749 §6: grant_type and refresh_token, as its example shows, and client_id also
+        # with HTTP Basic (§3.2.1: a client MAY name itself so): Apereo CAS answered "Missing
+        # request parameter: [client_id]" without it until 2020 (apereo/cas#4746). No scope:
+        # omitted, it means "as originally granted", whereas sending the configured scopes
+        # fails with invalid_scope where the server granted less.
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-        response = self._send(self._token_url, form, what=what)
+        response = self._send(self._token_url, form, what=what, client_id_in_body=True)
         if response.status != 200:
             raise_for_failure(response, what=what, now=now)
         return self._tokens(response, what=what, now=now, previous=refresh_token)
@@ -205,6 +229,9 @@ class OAuth2Client:
                 "the provider has no revocation_url configured, so the grant stays valid there"
             )
         what = "revoking the token"
+        # RFC 7009 §2.1: token and token_type_hint, as its example shows (client_id only without
+        # HTTP Basic, §2.1 via RFC 6749 §2.3). The hint is optional (§2.1); it spares the
+        # server a search of its access tokens first.
         form = {"token": tokens.refresh_token, "token_type_hint": "refresh_token"}
         response = self._send(url, form, what=what)
         if not 200 <= response.status < 300:
