@@ -47,7 +47,8 @@ def parse_stanza(lines: Iterable[str]) -> dict[str, str]:
 def matching_account(app: App, protocol: str, host: str) -> Account | None:
     """Return the account that answers for ``host``: --account's, else the first configured."""
     host = host.lower()
-    hostname = host.rsplit(":", 1)[0] if not host.startswith("[") else host
+    # "host:port", or "[v6 address]:port" as git writes an IPv6 host.
+    hostname = host.partition("]")[0][1:] if host.startswith("[") else host.rsplit(":", 1)[0]
     # A token sent over plain http is readable on the wire: only to this very machine.
     if protocol != "https" and not (protocol == "http" and hostname in LOOPBACK_HOSTS):
         return None
