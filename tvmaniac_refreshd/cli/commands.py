@@ -9,7 +9,14 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from tvmaniac_refreshd.cli.app import PROG, App
-from tvmaniac_refreshd.cli.status import FORMAT_VERSION, account_report, iso, render_text
+from tvmaniac_refreshd.cli.status import (
+    FORMAT_VERSION,
+    account_report,
+    iso,
+    keeper_advice,
+    render_text,
+    unknown_report,
+)
 from tvmaniac_refreshd.config.settings import Account
 from tvmaniac_refreshd.core.durations import format_duration
 from tvmaniac_refreshd.core.errors import (
@@ -97,6 +104,7 @@ def cmd_login(app: App) -> int:
     with app.lock(account):
         app.store.save(document)
         app.states.save(account.name, AccountRecord(last_success_at=int(app.clock())))
+    _tell_daemon(app)
     get_logger(account=account.name).info("login.finished", expires_at=iso(tokens.expires_at))
     left = format_duration(tokens.expires_at - app.clock())
     app.out.write(
@@ -154,6 +162,7 @@ def cmd_logout(app: App) -> int:
                 )
         existed = app.store.delete(account.name)
         app.states.delete(account.name)
+    _tell_daemon(app)
     if existed:
         app.out.write(f"Logged out: account {account.name!r} was removed from the keyring.\n")
     else:
@@ -168,7 +177,15 @@ def _selected(app: App, *, every: bool) -> list[Account]:
 
 
 def cmd_status(app: App) -> int:
+    from tvmaniac_refreshd.daemon import instance  # noqa: PLC0415
+
+    # Who keeps the tokens fresh is known first, so that each account says only what is true
+    # now: a plan left in the state file by an earlier daemon, in timer mode, is no plan.
+    pid = instance.running_pid(instance.lock_path(state_dir(app.environ), app.config.source))
+    service = _service_summary(app)
+    timer = service.get("mode") == "timer" and str(service.get("active", "")).startswith("active")
     reports: list[dict[str, Any]] = []
+    keyring_error: str | None = None
     now = app.clock()
     for account in _selected(app, every=app.args.account is None):
         record = app.states.load(account.name)
@@ -178,22 +195,40 @@ def cmd_status(app: App) -> int:
             document = app.store.load(account.name)
         except StoreCorrupt as exc:
             problem = str(exc)
+        except StoreUnavailable as exc:
+            # Still worth showing: the state file, the daemon and the service need no keyring.
+            keyring_error = redact_text(str(exc))
+            reports.append(
+                unknown_report(account, record, reason=keyring_error, daemon_plan=bool(pid))
+            )
+            continue
         if document is not None and document.fingerprint != account.fingerprint():
             problem = "the stored login was made with a different client_id or auth_url"
-        reports.append(account_report(account, document, record, now=now, problem=problem))
-    from tvmaniac_refreshd.daemon import instance  # noqa: PLC0415
-
-    pid = instance.running_pid(instance.lock_path(state_dir(app.environ), app.config.source))
+        keeper = keeper_advice(
+            daemon_pid=pid, planned=record.next_attempt_at is not None, timer=timer
+        )
+        reports.append(
+            account_report(
+                account,
+                document,
+                record,
+                now=now,
+                problem=problem,
+                keeper=keeper,
+                daemon_plan=bool(pid),
+            )
+        )
     daemon = {"running": pid is not None, "pid": pid}
-    service = _service_summary(app)
     if app.args.json:
-        payload = {
+        payload: dict[str, object] = {
             "format_version": FORMAT_VERSION,
             "generated_at": iso(now),
             "daemon": daemon,
             "service": service,
             "accounts": reports,
         }
+        if keyring_error is not None:
+            payload["keyring"] = {"available": False, "error": keyring_error}
         app.out.write(json.dumps(payload, indent=2) + "\n")
     else:
         app.out.write(render_text(reports, now=now))
@@ -203,9 +238,23 @@ def cmd_status(app: App) -> int:
             app.out.write(f"service: unknown ({service['error']})\n")
         elif service["installed"]:
             app.out.write(f"service: {service['mode']} mode, {service['active']}\n")
+            if service.get("detail"):
+                app.out.write(f"  {service['detail']}\n")
         else:
             app.out.write(f"service: not installed (`{PROG} service install` sets it up)\n")
-    return EXIT_OK
+        if keyring_error is not None:
+            app.out.write(f"keyring: unavailable: {keyring_error}\n")
+    # The exit code still says what failed, for scripts that only look at it.
+    return EXIT_STORE_UNAVAILABLE if keyring_error is not None else EXIT_OK
+
+
+def _tell_daemon(app: App) -> None:
+    """Tell a running daemon for this config that an account changed, so it re-plans at once."""
+    from tvmaniac_refreshd.daemon import instance  # noqa: PLC0415
+
+    pid = instance.tell(instance.lock_path(state_dir(app.environ), app.config.source))
+    if pid is not None:
+        get_logger().debug("daemon.told", pid=pid)
 
 
 def cmd_token(app: App) -> int:
@@ -237,6 +286,7 @@ def cmd_git_credential(app: App) -> int:
 
 def cmd_refresh(app: App) -> int:
     codes: list[int] = []
+    changed = False
     accounts = _selected(app, every=app.args.all)
     for account in accounts:
         try:
@@ -245,13 +295,14 @@ def cmd_refresh(app: App) -> int:
             if isinstance(exc, NotLoggedIn) and len(accounts) > 1:
                 app.out.write(f"{account.name}: not logged in; skipped\n")
                 continue
-            app.err.write(f"{PROG}: {account.name}: {redact_text(str(exc))}\n")
+            app.problem(f"{account.name}: {exc}", temporary=False)
             codes.append(exc.exit_code)
             continue
         except RefreshdError as exc:
-            app.err.write(f"{PROG}: {account.name}: {redact_text(str(exc))}\n")
+            app.problem(f"{account.name}: {exc}", temporary=exc.exit_code == EXIT_TEMPORARY)
             codes.append(exc.exit_code)
             continue
+        changed = changed or fresh.refreshed
         tokens = fresh.document.tokens
         due = refresh_due_at(tokens, account.refresh, salt=account.name)
         if fresh.refreshed:
@@ -264,6 +315,8 @@ def cmd_refresh(app: App) -> int:
             f"{account.name}: {what}; expires {iso(tokens.expires_at)}, next refresh due "
             f"{iso(due)} (in {format_duration(due - app.clock())})\n"
         )
+    if changed:
+        _tell_daemon(app)
     return next((code for code in SEVERITY if code in codes), EXIT_OK)
 
 

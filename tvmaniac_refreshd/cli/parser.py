@@ -29,9 +29,15 @@ from tvmaniac_refreshd.cli.commands import (
     cmd_token,
 )
 from tvmaniac_refreshd.core.durations import parse_duration
-from tvmaniac_refreshd.core.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, RefreshdError
+from tvmaniac_refreshd.core.errors import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_TEMPORARY,
+    EXIT_USAGE,
+    RefreshdError,
+)
 from tvmaniac_refreshd.core.locations import adopt_session_bus
-from tvmaniac_refreshd.core.logs import configure_logging, redact_text
+from tvmaniac_refreshd.core.logs import configure_logging, journal_prefix, redact_text
 
 DESCRIPTION = """\
 Keeps a Trakt.tv OAuth session alive: the tokens live in the OS keyring and are refreshed
@@ -211,9 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     service_status.add_argument("--json", action="store_true", help="machine-readable output")
     config = verb("config", "Check the configuration, or store a client secret.")
     config_verbs = config.add_subparsers(dest="config_verb", metavar="ACTION", required=True)
-    config_verbs.add_parser(
+    check = config_verbs.add_parser(
         "check",
         help="validate the config and the environment, and say how to fix each problem",
+    )
+    check.add_argument(
+        "--only-config",
+        action="store_true",
+        help="check the config file alone (what `systemctl --user reload` runs first)",
     )
     config_verbs.add_parser(
         "set-secret",
@@ -359,7 +370,7 @@ def main(
     try:
         return VERBS[verb](app)
     except RefreshdError as exc:
-        err.write(f"{PROG}: {redact_text(str(exc))}\n")
+        app.problem(str(exc), temporary=exc.exit_code == EXIT_TEMPORARY)
         return exc.exit_code
     except KeyboardInterrupt:
         err.write(f"{PROG}: interrupted\n")
@@ -370,7 +381,8 @@ def main(
 
             err.write(redact_text(traceback.format_exc()))
         err.write(
-            f"{PROG}: internal error: {redact_text(f'{type(exc).__name__}: {exc}')} "
+            f"{journal_prefix(3)}{PROG}: internal error: "
+            f"{redact_text(f'{type(exc).__name__}: {exc}')} "
             "(please report it; -v shows details)\n"
         )
         return EXIT_FAILURE

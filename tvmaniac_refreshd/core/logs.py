@@ -2,7 +2,8 @@
 
 As a daemon (``daemon=True``) records go to journald as structured entries when stderr is
 journald's stream, or else one ``<N>``-prefixed line each, so that whoever captures stderr
-(journald, a log file) keeps the priority and never splits a record.
+(journald, a log file) keeps the priority and never splits a record. Any other verb whose stderr
+is journald's stream (the timer's ``refresh --all``) logs the same structured entries.
 
 Every record passes a redaction processor: fields with secret names are masked, and any value
 containing a registered secret (a token, a client secret) has it cut out, whatever its key.
@@ -50,6 +51,8 @@ _secrets_lock = threading.Lock()
 MAX_KNOWN_SECRETS = 512
 # The setup configure_logging recorded but did not apply yet (see the module docstring).
 _pending: Callable[[], None] | None = None
+# Whether stderr is journald's stream: plain lines written there then carry a ``<N>`` prefix.
+_stderr_is_journal = False
 
 
 def register_secret(value: str | None) -> None:
@@ -136,12 +139,16 @@ def configure_logging(
 
     ``verbosity`` 0 shows info (warnings only when ``quiet``), 1 or more shows debug.
     ``daemon`` picks the service outputs: native journald entries when ``stream`` is journald's
-    (per ``$JOURNAL_STREAM`` in ``environ``), else ``<N>``-prefixed lines on ``stream``.
+    (per ``$JOURNAL_STREAM`` in ``environ``), else ``<N>``-prefixed lines on ``stream``. Without
+    ``daemon``, a ``stream`` that is journald's gets the native entries too.
     ``journal`` replaces the default sender (another socket path, or to read its counters).
     """
-    global _pending  # noqa: PLW0603  # one logging setup per process, as structlog's own
+    global _pending, _stderr_is_journal  # noqa: PLW0603  # one setup per process, as structlog's
     _pending = None
     out = stream if stream is not None else sys.stderr
+    env = os.environ if environ is None else environ
+    # Checked only when the variable is there: the check imports the journal module.
+    _stderr_is_journal = "JOURNAL_STREAM" in env and _is_journal_stream(out, env)
     if verbosity > 0:
         level = logging.DEBUG
     elif quiet:
@@ -149,10 +156,23 @@ def configure_logging(
     else:
         level = logging.INFO
     if daemon:
-        _configure_daemon(out, level, os.environ if environ is None else environ, journal)
+        _configure_daemon(out, level, env, journal)
+        return
+    if _stderr_is_journal:
+        # A oneshot under systemd: the daemon's fields and priorities, loaded on first use.
+        _pending = lambda: _configure_daemon(out, level, env, journal)  # noqa: E731
         return
     tty = out.isatty()  # asked now: the stream may be closed or replaced by the first line
     _pending = lambda: _configure_console(out, level, tty=tty)  # noqa: E731
+
+
+def journal_prefix(priority: int) -> str:
+    """``<N>`` for a plain line written to stderr when that is journald's stream, else ``""``.
+
+    journald reads the prefix as the line's priority (``SyslogLevelPrefix=``, on by default), so
+    an error printed by a oneshot shows up under ``journalctl -p err`` too.
+    """
+    return f"<{priority}>" if _stderr_is_journal else ""
 
 
 def _configure_console(out: TextIO, level: int, *, tty: bool) -> None:

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from tvmaniac_refreshd.daemon.refresher import Refresher
     from tvmaniac_refreshd.storage.state import StateFiles
 
-SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+# SIGUSR1 (instance.CHANGED) is the CLI saying it changed an account: look at it now.
+SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, instance.CHANGED}
 # systemd's TimeoutStopSec and launchd's ExitTimeOut (20 s) must not be reached: a refresh in
 # flight gets this long to finish storing its tokens.
 STOP_GRACE_SECONDS = 5.0
@@ -55,7 +56,10 @@ class Wiring(Protocol):
 
 
 def run_daemon(app: Wiring) -> int:
-    """Run until SIGTERM or SIGINT; SIGHUP re-reads the config. Return the exit code."""
+    """Run until SIGTERM or SIGINT; SIGHUP re-reads the config. Return the exit code.
+
+    SIGUSR1 re-plans the accounts the CLI changed (login, logout, refresh) without a reload.
+    """
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # before any thread exists
     log = get_logger()
     config = app.config
@@ -81,17 +85,18 @@ def run_daemon(app: Wiring) -> int:
             on_change=lambda: notifier.status(daemon.status_line()),
         )
         daemon.plan_all()
-        scheduler.every("tick", config.daemon.tick, daemon.tick)
+        _schedule_ticks(scheduler, daemon, notifier, config, app.environ)
         scheduler.every("check", config.daemon.check_interval, daemon.plan_all)
-        interval = watchdog_interval(app.environ, os.getpid())
-        if interval is not None:
-            # Pinged from a scheduler job: a wedged scheduler stops pinging and gets restarted.
-            scheduler.every("watchdog", interval, notifier.watchdog)
         scheduler.start()
         notifier.ready(daemon.status_line())
         log.info("daemon.ready", accounts=len(config.accounts), status=daemon.status_line())
+        daemon.log_plan()
         while True:
             received = signal.sigwait(SIGNALS)
+            if received == instance.CHANGED:
+                # On the scheduler's pool: the main thread stays free for the next signal.
+                scheduler.at("cli-change", app.clock(), daemon.notice_changes)
+                continue
             if received != signal.SIGHUP:
                 break
             notifier.reloading()
@@ -118,3 +123,33 @@ def run_daemon(app: Wiring) -> int:
         # Worker threads would otherwise be joined at exit, for as long as a slow server takes.
         os._exit(EXIT_OK)
     return EXIT_OK
+
+
+def _schedule_ticks(
+    scheduler: Scheduler,
+    daemon: Daemon,
+    notifier: Notifier,
+    config: Config,
+    environ: Mapping[str, str],
+) -> None:
+    """Plan the tick, and the watchdog ping on the same wake-up when the tick is often enough.
+
+    The ping comes from a scheduler job either way, so a wedged scheduler stops pinging and
+    systemd restarts it. Riding on the tick saves the idle daemon its own wake-ups (the
+    shipped WatchdogSec= is twice the default tick); a tick too rare for the watchdog's
+    period gets a ping job of its own instead.
+    """
+    interval = watchdog_interval(environ, os.getpid())
+    if interval is None:
+        scheduler.every("tick", config.daemon.tick, daemon.tick)
+        return
+    if config.daemon.tick <= interval:
+
+        def tick_and_ping() -> None:
+            notifier.watchdog()  # first: a slow keyring in the tick must not delay the ping
+            daemon.tick()
+
+        scheduler.every("tick", config.daemon.tick, tick_and_ping)
+        return
+    scheduler.every("tick", config.daemon.tick, daemon.tick)
+    scheduler.every("watchdog", interval, notifier.watchdog)

@@ -25,6 +25,14 @@ UNITS = {"daemon": (DAEMON_UNIT,), "timer": (TIMER_SERVICE, TIMER_UNIT)}
 # What `enable` and `restart` act on in each mode.
 ENTRY = {"daemon": DAEMON_UNIT, "timer": TIMER_UNIT}
 _PLAIN = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
+# What the oneshot's exit statuses mean (cli/parser.py's EXIT_CODES), for `service status`.
+EXIT_MEANINGS = {
+    "1": "failure",
+    "69": "keyring unavailable",
+    "75": "temporary failure, tokens kept",
+    "77": "login needed",
+    "78": "invalid config",
+}
 
 
 def quote_exec(argument: str) -> str:
@@ -103,7 +111,7 @@ class Systemd:
             self._systemctl(*command)
         what = "daemon service" if mode == "daemon" else "hourly timer"
         out.write(f"Installed and started the {what}: {ENTRY[mode]} in {self.unit_dir}\n")
-        out.write("Follow it with: journalctl --user -u tvmaniac-refreshd* -f\n")
+        out.write("Follow it with: journalctl --user -u 'tvmaniac-refreshd*' -f\n")
         self._warn_without_linger(out)
 
     def uninstall(self, *, dry_run: bool, out: TextIO) -> None:
@@ -138,15 +146,42 @@ class Systemd:
         files = tuple(str(self.unit_dir / unit) for unit in UNITS.get(mode or "", ()))
         if mode is None:
             return ServiceState("systemd", None, "not installed", lingering=self._lingering())
-        shown = self._systemctl(
-            "show", "-p", "ActiveState,SubState,Result,StatusText,NRestarts", ENTRY[mode]
-        )
-        fields = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+        fields = self._show(ENTRY[mode], "ActiveState,SubState,Result,StatusText,NRestarts")
         active = f"{fields.get('ActiveState', '?')} ({fields.get('SubState', '?')})"
-        detail = fields.get("StatusText", "") or f"result: {fields.get('Result', '?')}"
-        if fields.get("NRestarts", "0") not in ("", "0"):
-            detail += f"; restarted {fields['NRestarts']} times"
+        if mode == "timer":
+            detail = self._last_run()
+        else:
+            detail = fields.get("StatusText", "") or f"result: {fields.get('Result', '?')}"
+            if fields.get("NRestarts", "0") not in ("", "0"):
+                detail += f"; restarted {fields['NRestarts']} times"
         return ServiceState("systemd", mode, active, detail, self._lingering(), files)
+
+    def _show(self, unit: str, properties: str) -> dict[str, str]:
+        shown = self._systemctl("show", "-p", properties, unit)
+        return dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+
+    def _last_run(self) -> str:
+        """The oneshot's last run (its result, exit status and time) and the timer's next one.
+
+        The timer's own Result= says nothing about the runs it started, so it is the service
+        that is asked; a service that never started since the user manager did has no exit time.
+        """
+        run = self._show(TIMER_SERVICE, "ActiveState,Result,ExecMainStatus,ExecMainExitTimestamp")
+        timer = self._show(TIMER_UNIT, "NextElapseUSecRealtime")
+        if run.get("ActiveState") in ("activating", "deactivating"):
+            last = "last run: running now"
+        elif not run.get("ExecMainExitTimestamp"):
+            last = "last run: never ran"
+        else:
+            status = run.get("ExecMainStatus", "?")
+            outcome = "succeeded" if run.get("Result") == "success" else "failed"
+            meaning = EXIT_MEANINGS.get(status)
+            code = f"exit status {status}" + (f", {meaning}" if meaning else "")
+            if run.get("Result") not in ("success", "exit-code", None):
+                code += f"; {run['Result']}"
+            last = f"last run: {outcome} ({code}) at {run['ExecMainExitTimestamp']}"
+        following = timer.get("NextElapseUSecRealtime")
+        return f"{last}; next run: {following}" if following else last
 
     def _lingering(self) -> bool | None:
         user = self._environ.get("USER") or getpass.getuser()
@@ -161,5 +196,7 @@ class Systemd:
             out.write(
                 "Note: lingering is off for this user, so the service runs only while you are "
                 "logged in; tokens due meanwhile are refreshed at your next login. To keep it "
-                f"running, ask an administrator to run: loginctl enable-linger {user}\n"
+                f"running, run: loginctl enable-linger {user}\n"
+                "(where polkit allows it, as it does by default, you may do this yourself; "
+                "otherwise ask an administrator to run it)\n"
             )
