@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable, Mapping
 from urllib.parse import parse_qs, urlencode
 
+from trakt_emulator import activate
 from trakt_emulator.replies import HTML_TYPE, NO_STORE, Reply, empty_reply, json_reply
 from trakt_emulator.state import State
 
@@ -49,10 +50,9 @@ class OAuthApp:
         self, method: str, path: str, headers: Mapping[str, str], body: bytes, query: str = ""
     ) -> Reply:
         """Route one request (path without query string; header names in lower case)."""
-        if path == "/oauth/authorize":
-            if method != "GET":
-                return empty_reply(405, (("Allow", "GET"),))
-            return self._authorize(query)
+        page = self._browser_page(method, path, headers, body, query)
+        if page is not None:
+            return page
         route = self._routes.get(path)
         if route is None:
             if method == "POST" and not _is_json(headers):
@@ -62,6 +62,20 @@ class OAuthApp:
         if method != allowed:
             return empty_reply(405, (("Allow", allowed),))
         return handler(headers, body)
+
+    def _browser_page(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes, query: str
+    ) -> Reply | None:
+        """The pages a browser opens (no JSON content type to insist on), else None."""
+        if path == "/oauth/authorize":
+            if method != "GET":
+                return empty_reply(405, (("Allow", "GET"),))
+            return self._authorize(query)
+        if path == activate.PATH and method in ("GET", "POST"):
+            if method == "GET":
+                return activate.page(self._state, headers)
+            return activate.approve(self._state, headers, body)
+        return None
 
     # E1
     def _device_code(self, headers: Mapping[str, str], body: bytes) -> Reply:

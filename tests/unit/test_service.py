@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import configparser
 import io
-import os
 import plistlib
 import subprocess
 import sys
@@ -15,7 +14,6 @@ import pytest
 
 from tvmaniac_refreshd.core.errors import ServiceUnavailable
 from tvmaniac_refreshd.service.base import exec_argv
-from tvmaniac_refreshd.service.launchd import Launchd
 from tvmaniac_refreshd.service.launchd import render as render_plist
 from tvmaniac_refreshd.service.systemd import UNITS, Systemd, quote_exec, render
 
@@ -351,28 +349,7 @@ class TestLaunchd:
         assert agent["ThrottleInterval"] >= 30
         assert agent["StandardErrorPath"] == str(tmp_path / "Logs" / "stderr.log")
         assert "NetworkState" not in str(agent)
-
-    def test_install_uses_modern_verbs_only(self, tmp_path: Path) -> None:
-        """bootout, bootstrap, enable, kickstart: never load/unload (R29); idempotent."""
-        fake = FakeSystemctl()
-        launchd = Launchd({"HOME": str(tmp_path)}, fake)
-        for _ in range(2):
-            launchd.install("daemon", ARGV, dry_run=False, out=io.StringIO())
-        launchd.uninstall(dry_run=False, out=io.StringIO())
-        launchd.uninstall(dry_run=False, out=io.StringIO())
-
-        domain = f"gui/{os.getuid()}"
-        plist = str(launchd.agent_dir / "com.tvmaniac.refreshd.plist")
-        install = [
-            ["launchctl", "bootout", f"{domain}/com.tvmaniac.refreshd.refresh"],
-            ["launchctl", "bootout", f"{domain}/com.tvmaniac.refreshd"],
-            ["launchctl", "bootstrap", domain, plist],
-            ["launchctl", "enable", f"{domain}/com.tvmaniac.refreshd"],
-            ["launchctl", "kickstart", "-k", f"{domain}/com.tvmaniac.refreshd"],
-        ]
-        uninstall = [
-            ["launchctl", "bootout", f"{domain}/com.tvmaniac.refreshd"],
-            ["launchctl", "disable", f"{domain}/com.tvmaniac.refreshd"],
-        ]
-        assert fake.calls == install + install + uninstall
-        assert list(launchd.agent_dir.iterdir()) == []
+        # Hooks named by bare command: Homebrew's bin directories (Apple silicon, Intel).
+        path = agent["EnvironmentVariables"]["PATH"].split(":")
+        assert path[:2] == ["/opt/homebrew/bin", "/usr/local/bin"]
+        assert agent["EnvironmentVariables"]["TVMANIAC_REFRESHD_SUPERVISOR"] == "launchd"

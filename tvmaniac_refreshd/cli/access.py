@@ -6,7 +6,7 @@ from __future__ import annotations
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.config.settings import Account
 from tvmaniac_refreshd.core.durations import format_duration
-from tvmaniac_refreshd.core.errors import ConfigError, TransientError
+from tvmaniac_refreshd.core.errors import TransientError, UsageError
 from tvmaniac_refreshd.core.logs import get_logger
 from tvmaniac_refreshd.core.policy import refresh_due_at
 from tvmaniac_refreshd.core.tokens import TokenDocument, encode_document
@@ -25,6 +25,8 @@ def valid_document(app: App, account: Account, min_valid: int | None) -> TokenDo
     """
     identity = quick_record.config_identity(str(config_path(app.args.config, app.environ)))
     refresher = app.refresher(account)
+    if min_valid is not None:
+        _check_reachable(refresher.load(), min_valid)
     try:
         document = refresher.ensure_fresh(min_valid=min_valid).document
     except TransientError as exc:
@@ -32,21 +34,34 @@ def valid_document(app: App, account: Account, min_valid: int | None) -> TokenDo
         if min_valid is not None or document.tokens.expires_at <= app.clock():
             raise
         app.warn(f"{exc}; using the current token, which is still valid")
-    if min_valid is not None and document.tokens.expires_at - app.clock() < min_valid:
-        app.warn(
-            f"the provider issues tokens valid for {format_duration(document.tokens.expires_in)}, "
-            f"less than --min-valid {format_duration(min_valid)}"
-        )
+    if min_valid is not None:
+        # The provider may just have shortened its lifetime: this refresh was the last one.
+        _check_reachable(document, min_valid)
     if identity is not None and not app.config.warnings:
         _remember_decision(app, account, document, identity)
     return document
+
+
+def _check_reachable(document: TokenDocument, min_valid: int) -> None:
+    """Refuse a --min-valid that no token of this provider can meet.
+
+    A refresh would not help (the new token lasts as long as the last one did), and spending a
+    refresh token on every call for nothing is what this prevents. Asking for the impossible is
+    a usage error (2): retrying later (75) would not change the answer.
+    """
+    lifetime = document.tokens.expires_in
+    if min_valid > lifetime:
+        raise UsageError(
+            f"--min-valid {format_duration(min_valid)} cannot be met: the provider issues "
+            f"tokens valid for {format_duration(lifetime)}; ask for at most that"
+        )
 
 
 def _remember_decision(app: App, account: Account, document: TokenDocument, config: str) -> None:
     """Let the next plain `token` skip loading the program while this decision holds."""
     try:
         default: str | None = app.config.select(None).name
-    except ConfigError:
+    except UsageError:  # several accounts and none chosen: the quick path must ask the config
         default = None
     try:
         quick_record.remember(

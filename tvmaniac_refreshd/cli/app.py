@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from tvmaniac_refreshd.providers.http import TraktClient
     from tvmaniac_refreshd.providers.oauth2 import OAuth2Client
 
-__all__ = ["PROG", "App"]
+__all__ = ["ACCOUNT_ENV", "PROG", "App"]
+
+ACCOUNT_ENV = "TVMANIAC_REFRESHD_ACCOUNT"  # the account when --account is not given
 
 # syslog priorities of the plain lines a oneshot writes to journald's stream (sd-daemon(3)).
 ERROR = 3
@@ -82,8 +84,14 @@ class App:
         priority = WARNING if temporary else ERROR
         self.err.write(f"{journal_prefix(priority)}{PROG}: {redact_text(message)}\n")
 
+    @property
+    def account_name(self) -> str | None:
+        """The account the user named: --account, else $TVMANIAC_REFRESHD_ACCOUNT, else None."""
+        return self.args.account or self.environ.get(ACCOUNT_ENV) or None
+
     def account(self) -> Account:
-        return self.config.select(self.args.account)
+        """The account to act on (config.select documents the order)."""
+        return self.config.select(self.account_name)
 
     def client(self, account: Account) -> TraktClient | OAuth2Client:
         from tvmaniac_refreshd.providers.http import TraktClient, make_http_client  # noqa: PLC0415

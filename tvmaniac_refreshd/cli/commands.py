@@ -26,6 +26,7 @@ from tvmaniac_refreshd.core.errors import (
     EXIT_REAUTH,
     EXIT_STORE_UNAVAILABLE,
     EXIT_TEMPORARY,
+    ConfigError,
     NotLoggedIn,
     RefreshdError,
     SessionRejected,
@@ -33,10 +34,13 @@ from tvmaniac_refreshd.core.errors import (
     StoreUnavailable,
     UsageError,
 )
+from tvmaniac_refreshd.core.launchd_log import supervised_by_launchd, trim_launchd_logs
 from tvmaniac_refreshd.core.logs import get_logger, redact_text, register_secret
 from tvmaniac_refreshd.core.policy import refresh_due_at
 from tvmaniac_refreshd.core.tokens import TokenDocument
-from tvmaniac_refreshd.storage.paths import state_dir
+from tvmaniac_refreshd.storage import quick_record
+from tvmaniac_refreshd.storage.credentials import resolve_client_secret
+from tvmaniac_refreshd.storage.paths import config_path, state_dir
 from tvmaniac_refreshd.storage.state import AccountRecord
 
 if TYPE_CHECKING:
@@ -60,6 +64,7 @@ def cmd_login(app: App) -> int:
         if not app.args.replace:
             raise StoreCorrupt(f"{exc}; or run `login --replace` to overwrite it") from None
         previous = None
+    _require_client_secret(app, account)
     if previous is not None:
         app.warn(f"account {account.name!r} is already logged in; this login replaces it")
     client = app.client(account)
@@ -139,6 +144,21 @@ def _trakt_browser_login(
     )
 
 
+def _require_client_secret(app: App, account: Account) -> None:
+    """Fail before a code is shown if the provider will refuse the token request without one."""
+    if not account.needs_client_secret():
+        return
+    if resolve_client_secret(account, app.environ, app.store).value is None:
+        raise ConfigError(
+            app.config.source,
+            [
+                f"accounts.{account.name}: no client secret; store it in the keyring with "
+                f"`{PROG} config set-secret --account {account.name}` (or set client_secret "
+                "in the file)"
+            ],
+        )
+
+
 def cmd_logout(app: App) -> int:
     account = app.account()
     with app.lock(account):
@@ -171,9 +191,14 @@ def cmd_logout(app: App) -> int:
 
 
 def _selected(app: App, *, every: bool) -> list[Account]:
-    if every or (app.args.account is None and len(app.config.accounts) > 1):
+    """Every account, or the one chosen as for `token` (config.select documents the order)."""
+    if every:
         return list(app.config.accounts.values())
     return [app.account()]
+
+
+# States in which only a person running `login` helps (`status --check` exits 77).
+NEEDS_LOGIN = ("logged_out", "reauth_required")
 
 
 def cmd_status(app: App) -> int:
@@ -187,7 +212,8 @@ def cmd_status(app: App) -> int:
     reports: list[dict[str, Any]] = []
     keyring_error: str | None = None
     now = app.clock()
-    for account in _selected(app, every=app.args.account is None):
+    # Without a named account, status shows them all: it reads, it never refreshes.
+    for account in _selected(app, every=app.account_name is None):
         record = app.states.load(account.name)
         problem: str | None = None
         document: TokenDocument | None = None
@@ -245,7 +271,16 @@ def cmd_status(app: App) -> int:
         if keyring_error is not None:
             app.out.write(f"keyring: unavailable: {keyring_error}\n")
     # The exit code still says what failed, for scripts that only look at it.
-    return EXIT_STORE_UNAVAILABLE if keyring_error is not None else EXIT_OK
+    return EXIT_STORE_UNAVAILABLE if keyring_error is not None else _health(app, reports)
+
+
+def _health(app: App, reports: list[dict[str, Any]]) -> int:
+    """With `--check`: 77 (and who) when any account needs `login`, else 0."""
+    waiting = [report["name"] for report in reports if report["state"] in NEEDS_LOGIN]
+    if not app.args.check or not waiting:
+        return EXIT_OK
+    app.err.write(f"{PROG}: needs `login`: {', '.join(waiting)}\n")
+    return EXIT_REAUTH
 
 
 def _tell_daemon(app: App) -> None:
@@ -285,6 +320,7 @@ def cmd_git_credential(app: App) -> int:
 
 
 def cmd_refresh(app: App) -> int:
+    trim_launchd_logs(app.environ)  # the timer agent's log files, which launchd never rotates
     codes: list[int] = []
     changed = False
     accounts = _selected(app, every=app.args.all)
@@ -321,8 +357,18 @@ def cmd_refresh(app: App) -> int:
 
 
 def cmd_run(app: App) -> int:
-    from tvmaniac_refreshd.daemon.runner import run_daemon  # noqa: PLC0415
+    from tvmaniac_refreshd.daemon.runner import (  # noqa: PLC0415
+        config_watch,
+        run_daemon,
+        wait_for_valid_config,
+    )
 
+    if supervised_by_launchd(app.environ):
+        trim_launchd_logs(app.environ)
+        path = str(config_path(app.args.config, app.environ))
+        with config_watch(lambda: quick_record.config_identity(path)) as wait:
+            if not wait_for_valid_config(lambda: app.config, wait):
+                return EXIT_OK
     return run_daemon(app)
 
 
@@ -357,13 +403,23 @@ def cmd_service_uninstall(app: App) -> int:
 
 
 def cmd_service_status(app: App) -> int:
-    state = _service_manager(app).state()
+    try:
+        state = _service_manager(app).state()
+    except RefreshdError as exc:
+        if not app.args.json:
+            raise
+        # Scripts parse stdout: the error goes inside the JSON, and the exit code still says it.
+        failure = {"format_version": FORMAT_VERSION, "installed": None, "error": str(exc)}
+        app.out.write(json.dumps(failure, indent=2) + "\n")
+        return exc.exit_code
     if app.args.json:
         app.out.write(json.dumps({"format_version": FORMAT_VERSION, **state.as_dict()}, indent=2))
         app.out.write("\n")
         return EXIT_OK
-    mode = f"{state.mode} mode" if state.mode else "not installed"
-    app.out.write(f"{state.manager}: {mode}; {state.active}\n")
+    if state.mode is None:
+        app.out.write(f"{state.manager}: not installed (`{PROG} service install` sets it up)\n")
+    else:
+        app.out.write(f"{state.manager}: {state.mode} mode; {state.active}\n")
     if state.detail:
         app.out.write(f"  {state.detail}\n")
     for path in state.files:
@@ -391,4 +447,41 @@ def cmd_config_set_secret(app: App) -> int:
     register_secret(secret)
     app.store.save_client_secret(account.name, secret)
     app.out.write(f"Stored the client secret of {account.name!r} in the keyring.\n")
+    return EXIT_OK
+
+
+def cmd_config_init(app: App) -> int:
+    from tvmaniac_refreshd.config.starter import (  # noqa: PLC0415
+        already_exists,
+        starter_config,
+        write_new,
+    )
+
+    path = config_path(app.args.config, app.environ)
+    if path.exists():  # asked before the client id, so nobody types it for nothing
+        raise already_exists(path)
+    account = app.account_name or "default"
+    client_id = app.args.client_id
+    if client_id is None:
+        if not sys.stdin.isatty():
+            raise UsageError("no terminal to ask on: pass --client-id ID (trakt.tv/oauth/apps)")
+        client_id = input("Client ID of your Trakt app (from https://trakt.tv/oauth/apps): ")
+    write_new(path, starter_config(client_id, account))
+    where = "" if account == "default" else f" --account {account}"
+    app.out.write(
+        f"Wrote {path} (readable only by you).\n"
+        "Next:\n"
+        f"  {PROG} config set-secret{where}   # the client secret, kept in the keyring\n"
+        f"  {PROG} login{where}\n"
+    )
+    return EXIT_OK
+
+
+def cmd_config_example(app: App) -> int:
+    from tvmaniac_refreshd.core.shipped import EXAMPLE_CONFIG, shipped_file  # noqa: PLC0415
+
+    found = shipped_file(*EXAMPLE_CONFIG)
+    if found is None:
+        raise RefreshdError("the example config is missing from this installation; reinstall it")
+    app.out.write(found.read_text(encoding="utf-8"))
     return EXIT_OK

@@ -148,7 +148,14 @@ def _when(text: str | None, now: float) -> str:
     moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     delta = moment.timestamp() - now
     relative = f"in {format_duration(delta)}" if delta >= 0 else f"{format_duration(-delta)} ago"
-    return f"{moment:%Y-%m-%d %H:%M} UTC ({relative})"
+    return f"{local_time(moment)} ({relative})"
+
+
+def local_time(moment: dt.datetime) -> str:
+    """Return ``moment`` in the local time zone, with the zone's name (`--json` keeps UTC)."""
+    local = moment.astimezone()
+    zone = local.tzname() or local.strftime("UTC%z")
+    return f"{local:%Y-%m-%d %H:%M} {zone}"
 
 
 def render_text(reports: list[dict[str, Any]], *, now: float) -> str:

@@ -116,6 +116,27 @@ def priority_line(_logger: object, method_name: str, event_dict: MutableMapping[
     return f"<{priority}>" + " ".join(words)
 
 
+def plain_line(_logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
+    """A structlog renderer for interactive commands: ``tvmaniac-refreshd: warning: event k=v``.
+
+    Without -v an interactive command shows only warnings and errors, in the same form as its
+    own messages, with no timestamp or level column.
+    """
+    from tvmaniac_refreshd.core.journal import (  # noqa: PLC0415  # deferred with structlog
+        format_value,
+        logfmt_pair,
+        ordered_items,
+    )
+
+    event = format_value(event_dict.pop("event", ""))
+    level = str(event_dict.pop("level", method_name)).lower()
+    event_dict.pop("timestamp", None)
+    words = [event] + [
+        logfmt_pair(key, format_value(value)) for key, value in ordered_items(event_dict)
+    ]
+    return f"tvmaniac-refreshd: {level}: " + " ".join(word for word in words if word)
+
+
 def _is_journal_stream(stream: TextIO, environ: Mapping[str, str]) -> bool:
     from tvmaniac_refreshd.core.journal import stderr_is_journal  # noqa: PLC0415
 
@@ -124,6 +145,13 @@ def _is_journal_stream(stream: TextIO, environ: Mapping[str, str]) -> bool:
     except (AttributeError, OSError, io.UnsupportedOperation):
         return False
     return stderr_is_journal(environ, fd)
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def configure_logging(
@@ -137,7 +165,8 @@ def configure_logging(
 ) -> None:
     """Set up structlog for this process.
 
-    ``verbosity`` 0 shows info (warnings only when ``quiet``), 1 or more shows debug.
+    ``verbosity`` 0 shows info (when ``quiet``: warnings and errors only, as plain lines),
+    1 or more shows debug.
     ``daemon`` picks the service outputs: native journald entries when ``stream`` is journald's
     (per ``$JOURNAL_STREAM`` in ``environ``), else ``<N>``-prefixed lines on ``stream``. Without
     ``daemon``, a ``stream`` that is journald's gets the native entries too.
@@ -163,7 +192,8 @@ def configure_logging(
         _pending = lambda: _configure_daemon(out, level, env, journal)  # noqa: E731
         return
     tty = out.isatty()  # asked now: the stream may be closed or replaced by the first line
-    _pending = lambda: _configure_console(out, level, tty=tty)  # noqa: E731
+    plain = quiet and verbosity <= 0
+    _pending = lambda: _configure_console(out, level, tty=tty, plain=plain)  # noqa: E731
 
 
 def journal_prefix(priority: int) -> str:
@@ -175,11 +205,13 @@ def journal_prefix(priority: int) -> str:
     return f"<{priority}>" if _stderr_is_journal else ""
 
 
-def _configure_console(out: TextIO, level: int, *, tty: bool) -> None:
+def _configure_console(out: TextIO, level: int, *, tty: bool, plain: bool = False) -> None:
     import structlog  # noqa: PLC0415  # deferred: see the module docstring
 
     renderer: Any
-    if tty:
+    if plain:
+        renderer = plain_line
+    elif tty:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
     else:
         renderer = structlog.processors.LogfmtRenderer(
@@ -232,13 +264,17 @@ def _configure_daemon(
             cache_logger_on_first_use=False,
         )
         return
+    # A person watching `run` on a terminal reads lines, not journald's <N> priority prefixes.
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=False) if _is_terminal(out) else priority_line
+    )
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             redact,
-            priority_line,
+            renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=out),

@@ -24,6 +24,9 @@ TIMER_UNIT = "tvmaniac-refreshd-refresh.timer"
 UNITS = {"daemon": (DAEMON_UNIT,), "timer": (TIMER_SERVICE, TIMER_UNIT)}
 # What `enable` and `restart` act on in each mode.
 ENTRY = {"daemon": DAEMON_UNIT, "timer": TIMER_UNIT}
+# systemctl's words when there is no user manager: no bus at all, or a session bus on which
+# systemd (org.freedesktop.systemd1) cannot be found or started.
+NO_MANAGER = ("Failed to connect to bus", "No medium found", "org.freedesktop.systemd1")
 _PLAIN = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 # What the oneshot's exit statuses mean (cli/parser.py's EXIT_CODES), for `service status`.
 EXIT_MEANINGS = {
@@ -50,6 +53,15 @@ def render(name: str, argv: Sequence[str]) -> bytes:
     return text.replace("file://@README@", readme().as_uri()).encode()
 
 
+def _unavailable(message: str) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        f"no systemd user manager is running for this user (`systemctl --user`: "
+        f"{message or 'failed'}). It needs a login session with systemd (or "
+        "`loginctl enable-linger`), with XDG_RUNTIME_DIR and DBUS_SESSION_BUS_ADDRESS set; "
+        "without one, run `tvmaniac-refreshd run` yourself, or `refresh --all` from cron"
+    )
+
+
 class Systemd:
     """The systemd user instance of the current user."""
 
@@ -66,14 +78,23 @@ class Systemd:
         result = self._run(["systemctl", "--user", *args])
         if check and result.returncode != 0:
             message = (result.stderr or result.stdout).strip()
-            if "Failed to connect to bus" in message or "No medium found" in message:
-                raise ServiceUnavailable(
-                    "no systemd user instance is reachable (`systemctl --user`: "
-                    f"{message}); log in to a normal session, or check that XDG_RUNTIME_DIR "
-                    "and DBUS_SESSION_BUS_ADDRESS are set"
-                )
+            if any(sign in message for sign in NO_MANAGER):
+                raise _unavailable(message)
             raise ServiceError(f"`systemctl --user {' '.join(args)}` failed: {message}")
         return result.stdout
+
+    def probe(self) -> None:
+        """Make sure a systemd user manager answers.
+
+        A session bus without one (a container, an ssh login without lingering, a desktop
+        without systemd) answers every `systemctl --user` with an error of its own wording.
+
+        Raises:
+            ServiceUnavailable: if no user manager answers.
+        """
+        result = self._run(["systemctl", "--user", "show", "--property=Version"])
+        if result.returncode != 0:
+            raise _unavailable((result.stderr or result.stdout).strip())
 
     def installed_mode(self) -> str | None:
         for mode, units in UNITS.items():
@@ -94,21 +115,28 @@ class Systemd:
             for command in commands:
                 out.write(f"would run: systemctl --user {' '.join(command)}\n")
             return
-        self._systemctl("is-system-running", check=False)  # fails early without a user bus
-        for path, content in plan.write.items():
-            if path.exists() and path.read_bytes() != content:
-                # Our units are regenerated on every install; edits belong in a drop-in.
-                out.write(
-                    f"Replacing {path}, which differed from the packaged unit. Keep local "
-                    f"changes in a drop-in instead: systemctl --user edit {path.name}\n"
-                )
-            write_atomically(path, content)
-        if stale:
-            self._systemctl(*commands[0], check=False)
-        for path in plan.remove:
-            path.unlink(missing_ok=True)
-        for command in commands[1 if stale else 0 :]:
-            self._systemctl(*command)
+        self.probe()  # before anything is written: without a user manager, nothing is
+        created = [path for path in plan.write if not path.exists()]
+        try:
+            for path, content in plan.write.items():
+                if path.exists() and path.read_bytes() != content:
+                    # Our units are regenerated on every install; edits belong in a drop-in.
+                    out.write(
+                        f"Replacing {path}, which differed from the packaged unit. Keep local "
+                        f"changes in a drop-in instead: systemctl --user edit {path.name}\n"
+                    )
+                write_atomically(path, content)
+            if stale:
+                self._systemctl(*commands[0], check=False)
+            for path in plan.remove:
+                path.unlink(missing_ok=True)
+            for command in commands[1 if stale else 0 :]:
+                self._systemctl(*command)
+        except BaseException:
+            # A failed install leaves no unit of ours behind that systemd never accepted.
+            for path in created:
+                path.unlink(missing_ok=True)
+            raise
         what = "daemon service" if mode == "daemon" else "hourly timer"
         out.write(f"Installed and started the {what}: {ENTRY[mode]} in {self.unit_dir}\n")
         out.write("Follow it with: journalctl --user -u 'tvmaniac-refreshd*' -f\n")
