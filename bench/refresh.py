@@ -3,7 +3,8 @@
 The floor is done with C clients, in the same run and interleaved: ``curl`` posts the same
 refresh request to the emulator (spending a grant of its own), and ``secret-tool store`` writes
 an item of the same size. Our command also reads the item, takes the lock, verifies the write
-and records the state file; the ratio says what all that and Python cost together.
+and records the state file; the ratio says what all that and Python cost together. The same
+command on the file store (``[store] backend = "file"``) is measured next to it.
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ def measure(runs: int) -> dict[str, object]:
         refresh_token = str(r.emulator.seed_grant("floor", expires_in=WEEK)["refresh_token"])
         item = r.keyring.lookup(SERVICE, "default") or ""
         ours = [*command(r), "refresh", "--force"]
+        file_env = r.file_store_env()
         times: dict[str, list[float]] = {
             "refresh_force": [],
+            "refresh_force_file_store": [],
             "curl_post": [],
             "secret_tool_store": [],
         }
         for round_ in range(runs + 1):
             seconds, _, _ = run_measured(ours, r.env)
+            file_s, _, _ = run_measured(ours, file_env)
             body = json.dumps(
                 {
                     "refresh_token": refresh_token,
@@ -49,6 +53,7 @@ def measure(runs: int) -> dict[str, object]:
             store_s = timed_store(store, r.env, item)
             if round_:
                 times["refresh_force"].append(seconds)
+                times["refresh_force_file_store"].append(file_s)
                 times["curl_post"].append(curl_s)
                 times["secret_tool_store"].append(store_s)
         python_s = median(

@@ -37,9 +37,17 @@ def valid_document(app: App, account: Account, min_valid: int | None) -> TokenDo
     if min_valid is not None:
         # The provider may just have shortened its lifetime: this refresh was the last one.
         _check_reachable(document, min_valid)
-    if identity is not None and not app.config.warnings:
+    # An encrypted file costs a systemd-creds call to read: the quick path would gain nothing.
+    encrypted = getattr(app.store, "encrypted", False)
+    if identity is not None and not app.config.warnings and not encrypted:
         _remember_decision(app, account, document, identity)
     return document
+
+
+def file_store_dir(app: App) -> str | None:
+    """Return the file store's directory, or None when the tokens are in the keyring."""
+    directory = getattr(app.store, "directory", None)
+    return None if directory is None else str(directory)
 
 
 def _check_reachable(document: TokenDocument, min_valid: int) -> None:
@@ -71,6 +79,7 @@ def _remember_decision(app: App, account: Account, document: TokenDocument, conf
             account=account.name,
             document_text=encode_document(document),
             fresh_until=refresh_due_at(document.tokens, account.refresh, salt=account.name),
+            file_store=file_store_dir(app),
         )
     except OSError as exc:  # only a speed-up is lost
         get_logger(account=account.name).debug("token.not_remembered", error=str(exc))

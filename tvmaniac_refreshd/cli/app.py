@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -14,9 +15,9 @@ from tvmaniac_refreshd.core.locations import APP as PROG
 from tvmaniac_refreshd.core.logs import journal_prefix, redact_text
 from tvmaniac_refreshd.daemon.refresher import Refresher
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
-from tvmaniac_refreshd.storage.keyring_store import KeyringStore, default_backend
 from tvmaniac_refreshd.storage.paths import config_path, lock_dir, state_dir
 from tvmaniac_refreshd.storage.state import StateFiles
+from tvmaniac_refreshd.storage.store import TokenStore
 
 if TYPE_CHECKING:
     import httpx
@@ -53,7 +54,7 @@ class App:
         self.clock = clock
         self.sleep = sleep
         self._config: Config | None = None
-        self._store: KeyringStore | None = None
+        self._store: TokenStore | None = None
         self._http: httpx.Client | None = None
         self._http_lock = threading.Lock()
 
@@ -66,11 +67,36 @@ class App:
         return self._config
 
     @property
-    def store(self) -> KeyringStore:
+    def store(self) -> TokenStore:
         if self._store is None:
-            environ = self.environ
-            self._store = KeyringStore(self.config.store, lambda: default_backend(environ))
+            self._store = self.make_store(self.config.store.backend)
         return self._store
+
+    def make_store(self, backend: str) -> TokenStore:
+        """Return the store named ``backend`` ("keyring" or "file"), as the config would."""
+        if backend == "file":
+            from tvmaniac_refreshd.storage.file_store import (  # noqa: PLC0415
+                FileStore,
+                token_directory,
+            )
+
+            cipher = None
+            if self.config.store.encrypt == "systemd-creds":
+                from tvmaniac_refreshd.storage.systemd_creds import SystemdCreds  # noqa: PLC0415
+
+                cipher = SystemdCreds()  # exit 78 here if this system cannot: no plain text
+            return FileStore(token_directory(state_dir(self.environ)), cipher=cipher)
+        from tvmaniac_refreshd.storage.keyring_store import (  # noqa: PLC0415
+            KeyringStore,
+            default_backend,
+        )
+
+        environ = self.environ
+        # No desktop to unlock the keyring in: the advice gives the shell recipe instead.
+        headless = sys.platform.startswith("linux") and not (
+            environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")
+        )
+        return KeyringStore(self.config.store, lambda: default_backend(environ), headless=headless)
 
     @property
     def states(self) -> StateFiles:

@@ -8,6 +8,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from tvmaniac_refreshd.cli.access import file_store_dir as _file_store_dir
 from tvmaniac_refreshd.cli.app import PROG, App
 from tvmaniac_refreshd.cli.status import (
     FORMAT_VERSION,
@@ -113,7 +114,8 @@ def cmd_login(app: App) -> int:
     get_logger(account=account.name).info("login.finished", expires_at=iso(tokens.expires_at))
     left = format_duration(tokens.expires_at - app.clock())
     app.out.write(
-        f"Logged in: account {account.name!r} is stored in the keyring; the access token is "
+        f"Logged in: account {account.name!r} is stored in {app.store.where(account.name)}; "
+        "the access token is "
         f"valid for {left}.\nCheck it any time with `{PROG} status`.\n"
     )
     return EXIT_OK
@@ -166,7 +168,7 @@ def cmd_logout(app: App) -> int:
             document = app.store.load(account.name)
         except StoreCorrupt:
             document = None
-            app.warn("the keyring item was unreadable; deleting it without revoking")
+            app.warn("the stored item was unreadable; deleting it without revoking")
         if document is not None:
             register_secret(document.tokens.access_token)
             register_secret(document.tokens.refresh_token)
@@ -184,7 +186,10 @@ def cmd_logout(app: App) -> int:
         app.states.delete(account.name)
     _tell_daemon(app)
     if existed:
-        app.out.write(f"Logged out: account {account.name!r} was removed from the keyring.\n")
+        app.out.write(
+            f"Logged out: account {account.name!r} was removed from "
+            f"{app.store.where(account.name)}.\n"
+        )
     else:
         app.out.write(f"Account {account.name!r} was not logged in; nothing to do.\n")
     return EXIT_OK
@@ -208,6 +213,8 @@ def cmd_status(app: App) -> int:
     # now: a plan left in the state file by an earlier daemon, in timer mode, is no plan.
     pid = instance.running_pid(instance.lock_path(state_dir(app.environ), app.config.source))
     service = _service_summary(app)
+    # Made first: a store this system cannot provide (encryption it lacks) is exit 78 here.
+    store = _store_summary(app)
     timer = service.get("mode") == "timer" and str(service.get("active", "")).startswith("active")
     reports: list[dict[str, Any]] = []
     keyring_error: str | None = None
@@ -249,6 +256,7 @@ def cmd_status(app: App) -> int:
         payload: dict[str, object] = {
             "format_version": FORMAT_VERSION,
             "generated_at": iso(now),
+            "store": store,
             "daemon": daemon,
             "service": service,
             "accounts": reports,
@@ -259,7 +267,8 @@ def cmd_status(app: App) -> int:
     else:
         app.out.write(render_text(reports, now=now))
         running = f"running (pid {pid})" if pid else "not running"
-        app.out.write(f"\ndaemon: {running}\n")
+        app.out.write(f"\nstore: {store['backend']} ({store['protection']})\n")
+        app.out.write(f"daemon: {running}\n")
         if service.get("error"):
             app.out.write(f"service: unknown ({service['error']})\n")
         elif service["installed"]:
@@ -269,7 +278,8 @@ def cmd_status(app: App) -> int:
         else:
             app.out.write(f"service: not installed (`{PROG} service install` sets it up)\n")
         if keyring_error is not None:
-            app.out.write(f"keyring: unavailable: {keyring_error}\n")
+            label = "keyring" if store["backend"] == "keyring" else "file store"
+            app.out.write(f"{label}: unavailable: {keyring_error}\n")
     # The exit code still says what failed, for scripts that only look at it.
     return EXIT_STORE_UNAVAILABLE if keyring_error is not None else _health(app, reports)
 
@@ -290,6 +300,15 @@ def _tell_daemon(app: App) -> None:
     pid = instance.tell(instance.lock_path(state_dir(app.environ), app.config.source))
     if pid is not None:
         get_logger().debug("daemon.told", pid=pid)
+
+
+def _store_summary(app: App) -> dict[str, object]:
+    """Return which store holds the tokens, where, and what protects them."""
+    return {
+        "backend": app.store.kind,
+        "location": _file_store_dir(app),
+        "protection": app.store.protection(),
+    }
 
 
 def cmd_token(app: App) -> int:
@@ -369,6 +388,8 @@ def cmd_run(app: App) -> int:
         with config_watch(lambda: quick_record.config_identity(path)) as wait:
             if not wait_for_valid_config(lambda: app.config, wait):
                 return EXIT_OK
+    # A store this system cannot provide (exit 78) stops the daemon at once, not at each retry.
+    app.store  # noqa: B018
     return run_daemon(app)
 
 
@@ -446,7 +467,8 @@ def cmd_config_set_secret(app: App) -> int:
         raise UsageError("no client secret was given (type it, or pipe it on stdin)")
     register_secret(secret)
     app.store.save_client_secret(account.name, secret)
-    app.out.write(f"Stored the client secret of {account.name!r} in the keyring.\n")
+    where = "the keyring" if app.store.kind == "keyring" else "the file store"
+    app.out.write(f"Stored the client secret of {account.name!r} in {where}.\n")
     return EXIT_OK
 
 

@@ -30,6 +30,7 @@ from tvmaniac_refreshd.cli.commands import (
     cmd_status,
     cmd_token,
 )
+from tvmaniac_refreshd.cli.migrate import cmd_store_migrate
 from tvmaniac_refreshd.core.durations import parse_duration
 from tvmaniac_refreshd.core.errors import (
     EXIT_FAILURE,
@@ -297,6 +298,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--client-id", metavar="ID", help="the client id of your Trakt app (trakt.tv/oauth/apps)"
     )
     action(config_verbs, "example", "print the shipped example config, every key explained")
+    store = verb(
+        "store",
+        "Move the tokens between the keyring and the file store.",
+        "migrate --to file|keyring moves every account's tokens and client secret from the\n"
+        "other store, each under the account's lock, verified before the source is deleted.\n"
+        "Then set [store] backend in the config to match.",
+    )
+    store_verbs = store.add_subparsers(dest="store_verb", metavar="ACTION", required=True)
+    migrate = action(store_verbs, "migrate", "move every account's items to the given store")
+    migrate.add_argument("--to", choices=("file", "keyring"), required=True, help="target store")
     _consumer_verbs(verb)
     return parser
 
@@ -398,6 +409,7 @@ VERBS: dict[str, Callable[[App], int]] = {
     "config set-secret": cmd_config_set_secret,
     "config init": cmd_config_init,
     "config example": cmd_config_example,
+    "store migrate": cmd_store_migrate,
     "exec": cmd_exec,
     "git-credential": cmd_git_credential,
     "completion": cmd_completion,
@@ -429,7 +441,7 @@ def main(
     if verb is None:  # no verb at all: say what there is
         parser.print_help(out)
         return EXIT_OK
-    if verb in ("config", "service"):
+    if verb in ("config", "service", "store"):
         verb = f"{verb} {getattr(args, verb + '_verb')}"
     # Interactive verbs print their own summary: log records only with -v (warnings and
     # errors still reach stderr, as one plain line each); `run` logs for the journal.

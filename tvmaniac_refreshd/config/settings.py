@@ -23,6 +23,10 @@ PROVIDERS = ("trakt", "oauth2")
 CLIENT_AUTH = ("client_secret_basic", "client_secret_post", "none")
 # The only hosts allowed over plain http: a local emulator or test server, never the internet.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# Where tokens live: the OS keyring (the default, never changed silently) or private files.
+STORE_BACKENDS = ("keyring", "file")
+# Encryption at rest of the file store: none (permissions only) or systemd-creds (systemd 256+).
+STORE_ENCRYPTION = ("none", "systemd-creds")
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,10 @@ class HttpSettings:
 
 @dataclass(frozen=True)
 class StoreSettings:
-    """How the keyring and the per-account lock are used."""
+    """Which store holds the tokens, and how it and the per-account lock are used."""
+
+    backend: str = "keyring"  # or "file": one 0600 file per account, for headless machines
+    encrypt: str = "none"  # file store only: "systemd-creds" encrypts each file for this user
 
     timeout: float = 10.0  # a locked collection can otherwise block a keyring call forever
     lock_timeout: float = 60.0  # how long a command waits for another process's refresh
@@ -179,6 +186,8 @@ SECTIONS: dict[str, dict[str, Converter]] = {
     },
     "http": {"connect_timeout": values.seconds, "read_timeout": values.seconds},
     "store": {
+        "backend": values.choice(STORE_BACKENDS),
+        "encrypt": values.choice(STORE_ENCRYPTION),
         "timeout": values.seconds,
         "lock_timeout": values.seconds,
         "allow_insecure_backend": values.boolean,
@@ -333,6 +342,8 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     http = _section(document, "http", "", HttpSettings(), problems)
     store = _section(document, "store", "", StoreSettings(), problems)
     daemon = _section(document, "daemon", "", DaemonSettings(), problems)
+    if store.encrypt != "none" and store.backend != "file":
+        problems.add("store.encrypt", 'encrypts the file store: set backend = "file" too')
 
     accounts: dict[str, Account] = {}
     accounts_table = values.table(document.get("accounts"), "accounts", problems)

@@ -71,6 +71,13 @@ class StoreUnavailable(RefreshdError):
     exit_code = EXIT_STORE_UNAVAILABLE
 
 
+class StoreMisconfigured(StoreUnavailable):
+    """The configured store cannot work on this system (encryption it does not offer): a
+    configuration problem, never a reason to store in plain text instead."""
+
+    exit_code = EXIT_CONFIG
+
+
 class StoreCorrupt(RefreshdError):
     """The keyring holds something under our name that we cannot read; it is left alone."""
 

@@ -24,8 +24,9 @@ from tvmaniac_refreshd.core.errors import (
 from tvmaniac_refreshd.core.logs import get_logger, register_secret
 from tvmaniac_refreshd.core.policy import needs_refresh, refresh_due_at
 from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet, with_tokens
-from tvmaniac_refreshd.storage.keyring_store import KeyringStore, account_lock
+from tvmaniac_refreshd.storage.keyring_store import account_lock
 from tvmaniac_refreshd.storage.state import StateFiles, token_digest
+from tvmaniac_refreshd.storage.store import TokenStore
 
 
 class RefreshClient(Protocol):
@@ -56,7 +57,7 @@ class Refresher:
         self,
         account: Account,
         *,
-        store: KeyringStore,
+        store: TokenStore,
         states: StateFiles,
         lock_dir: Path,
         lock_timeout: float,
@@ -206,9 +207,10 @@ class Refresher:
                 self._log.error("refresh.store_failed", attempt=attempt, error=str(exc))
                 if wait is None:
                     raise StoreUnavailable(
-                        f"the provider issued new tokens for {self.account.name!r} but the keyring "
-                        f"could not store them ({exc}); the session is probably lost: run "
-                        "`tvmaniac-refreshd login` once the keyring works",
+                        f"the provider issued new tokens for {self.account.name!r} but "
+                        f"{self._store.where(self.account.name)} could not store them ({exc}); "
+                        "the session is probably lost: run `tvmaniac-refreshd login` once the "
+                        "store works again",
                         account=self.account.name,
                     ) from None
                 self._sleep(wait)

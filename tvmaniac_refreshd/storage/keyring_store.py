@@ -66,6 +66,27 @@ def default_backend(environ: Mapping[str, str], platform: str = sys.platform) ->
     return SecretServiceKeyring()
 
 
+# What unlocks gnome-keyring from a shell on a machine nobody logged in to graphically (after a
+# reboot, say). `gnome-keyring-daemon --unlock` alone starts a second daemon next to the
+# socket-activated one and the collection stays locked: stop that one first (README, Headless
+# machines). `read -rs` keeps the password out of argv and the shell history.
+HEADLESS_UNLOCK = (
+    "systemctl --user stop gnome-keyring-daemon.socket gnome-keyring-daemon.service; "
+    'read -rs PW; printf %s "$PW" | gnome-keyring-daemon --unlock --components=secrets; '
+    "unset PW"
+)
+
+
+def _locked_advice(headless: bool) -> str:
+    if headless:
+        return (
+            "unlock it from a shell of this user (ssh is fine), then the daemon recovers by "
+            f"itself: {HEADLESS_UNLOCK}. A machine that nobody unlocks after each reboot is "
+            'better served by [store] backend = "file" (README: Headless machines)'
+        )
+    return "unlock it (log in to the desktop session, or open Passwords and Keys / seahorse)"
+
+
 # The macOS Keychain's statuses (SecBase.h) that keyring passes on, each with what to do.
 KEYCHAIN_ADVICE = {
     -25308: (
@@ -108,7 +129,7 @@ def _keychain_status(exc: BaseException) -> int | None:
     return None
 
 
-def _unavailable(exc: BaseException) -> StoreUnavailable:
+def _unavailable(exc: BaseException, *, headless: bool = False) -> StoreUnavailable:
     """Translate a keyring/secretstorage/D-Bus/Keychain exception into a fix-it message."""
     name = type(exc).__name__
     text = str(exc)
@@ -123,8 +144,7 @@ def _unavailable(exc: BaseException) -> StoreUnavailable:
         )
     if name == "KeyringLocked" or "locked" in text.lower():
         return StoreUnavailable(
-            "the keyring is locked; unlock it (log in to the desktop session, or open "
-            "Passwords and Keys / seahorse) and run the command again"
+            f"the keyring is locked; {_locked_advice(headless)}, and run the command again"
         )
     if name == "InitError" or "Prompt dismissed" in text:
         return StoreUnavailable(
@@ -167,13 +187,19 @@ def _store_exceptions() -> tuple[type[BaseException], ...]:
 class KeyringStore:
     """Token documents and client secrets in the OS keyring, one item per account."""
 
+    kind = "keyring"
+
     def __init__(
         self,
         settings: StoreSettings,
         backend_factory: Callable[[], SecretBackend],
+        *,
+        headless: bool = False,
     ) -> None:
+        """``headless``: no desktop session to unlock the keyring in; advice says so."""
         self._settings = settings
         self._factory = backend_factory
+        self._headless = headless
         self._backend: SecretBackend | None = None
 
     def _resolve(self) -> SecretBackend:
@@ -202,6 +228,14 @@ class KeyringStore:
         """
         return _describe(self._bounded(self._resolve, "opening the keyring"))
 
+    def where(self, account: str) -> str:  # one keyring holds every account
+        """Return where the item of ``account`` lives, for messages."""
+        return "the keyring"
+
+    def protection(self) -> str:
+        """Return what protects the items: the keyring's own encryption and lock."""
+        return "the OS keyring: encrypted with your login password, readable once unlocked"
+
     def _bounded(self, call: Callable[[], T], what: str) -> T:
         """Run ``call`` in a worker thread, giving up after the configured timeout."""
         outcome: dict[str, object] = {}
@@ -215,7 +249,7 @@ class KeyringStore:
                 # Known only now, so that a read that never imported keyring does not pay for
                 # importing its exception classes; anything else is a bug, re-raised below.
                 if isinstance(exc, _store_exceptions()):
-                    outcome["error"] = _unavailable(exc)
+                    outcome["error"] = _unavailable(exc, headless=self._headless)
                 else:
                     outcome["bug"] = exc
 
@@ -226,11 +260,11 @@ class KeyringStore:
         if worker.is_alive():
             # Forget the backend so that the next call starts over (the user may unlock meanwhile).
             self._backend = None
-            waiting = (
-                "(a Keychain prompt waiting for an answer?); answer it with Always Allow"
-                if sys.platform == "darwin"
-                else "(a locked collection waiting for an unlock prompt?); unlock it"
-            )
+            if sys.platform == "darwin":
+                waiting = "(a Keychain prompt waiting for an answer?); answer it with Always Allow"
+            else:
+                advice = _locked_advice(self._headless) if self._headless else "unlock it"
+                waiting = f"(a locked collection waiting for an unlock prompt?); {advice},"
             raise StoreUnavailable(
                 f"the keyring did not answer within {self._settings.timeout:.0f}s while {what} "
                 f"{waiting} and try again"
