@@ -125,17 +125,18 @@ def _seconds(min_valid: int | str | None) -> int | None:
 def _full_path(
     account: str | None, min_valid: int | None, config: str | None, environ: Mapping[str, str]
 ) -> Token:
-    import argparse  # noqa: PLC0415
     import sys  # noqa: PLC0415
 
     from tvmaniac_refreshd.cli.access import valid_document  # noqa: PLC0415
     from tvmaniac_refreshd.cli.app import App  # noqa: PLC0415
+    from tvmaniac_refreshd.cli.options import Common  # noqa: PLC0415
     from tvmaniac_refreshd.core.logs import configure_logging  # noqa: PLC0415
 
     # Warnings to stderr; a program that set up structlog itself keeps its own setup.
     configure_logging(0, stream=sys.stderr, quiet=True)
-    args = argparse.Namespace(config=config, account=account, verbose=0)
-    app = App(args, environ=environ, out=sys.stdout, err=sys.stderr)
+    app = App(
+        Common(config=config, account=account), environ=environ, out=sys.stdout, err=sys.stderr
+    )
     try:
         chosen = app.account()
         tokens = valid_document(app, chosen, min_valid).tokens

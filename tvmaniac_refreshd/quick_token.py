@@ -40,7 +40,6 @@ from tvmaniac_refreshd.storage.secret_service import Unsure, read_item
 if TYPE_CHECKING:
     from typing import TextIO
 
-SERVICE = APP  # as store.SERVICE; store's import cost is what this module avoids
 # A hung keyring sends `token` to the full command, which waits its configured timeout.
 READ_TIMEOUT = 2.0
 MAX_TOKEN_LENGTH = 4096  # = tokens.MAX_TOKEN_LENGTH
@@ -156,7 +155,7 @@ def _fresh_token(
         if file_store is not None:
             text = _read_private(os.path.join(file_store, f"{name}.json"))
         else:
-            text = read_item(SERVICE, name, timeout=READ_TIMEOUT)
+            text = read_item(APP, name, timeout=READ_TIMEOUT, environ=environ)
         document = json.loads(text or "null")
     except (OSError, ValueError, Unsure):
         return None

@@ -23,7 +23,7 @@ def valid_document(app: App, account: Account, min_valid: int | None) -> TokenDo
     Raises:
         RefreshdError: each with its exit code (69, 75, 77, 78, ...).
     """
-    identity = quick_record.config_identity(str(config_path(app.args.config, app.environ)))
+    identity = quick_record.config_identity(str(config_path(app.common.config, app.environ)))
     refresher = app.refresher(account)
     if min_valid is not None:
         _check_reachable(refresher.load(), min_valid)

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import sys
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from tvmaniac_refreshd.cli.access import file_store_dir as _file_store_dir
-from tvmaniac_refreshd.cli.app import PROG, App
+from tvmaniac_refreshd.cli.app import App
+from tvmaniac_refreshd.cli.options import (
+    ConfigCheckOptions,
+    ConfigInitOptions,
+    ExecOptions,
+    GitCredentialOptions,
+    LoginOptions,
+    NoOptions,
+    RefreshOptions,
+    ServiceInstallOptions,
+    ServiceStatusOptions,
+    ServiceUninstallOptions,
+    StatusOptions,
+    TokenOptions,
+)
 from tvmaniac_refreshd.cli.status import (
     FORMAT_VERSION,
     account_report,
@@ -36,56 +50,57 @@ from tvmaniac_refreshd.core.errors import (
     UsageError,
 )
 from tvmaniac_refreshd.core.launchd_log import supervised_by_launchd, trim_launchd_logs
+from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import get_logger, redact_text, register_secret
 from tvmaniac_refreshd.core.policy import refresh_due_at
 from tvmaniac_refreshd.core.tokens import TokenDocument
+from tvmaniac_refreshd.providers.factory import wording_for
 from tvmaniac_refreshd.storage import quick_record
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
 from tvmaniac_refreshd.storage.paths import config_path, state_dir
 from tvmaniac_refreshd.storage.state import AccountRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from tvmaniac_refreshd.core.tokens import TokenSet
-    from tvmaniac_refreshd.providers.http import TraktClient
     from tvmaniac_refreshd.service.base import ServiceManager
 
 # When several accounts fail differently, the exit code reports the one most in need of a human.
 SEVERITY = (EXIT_CONFIG, EXIT_STORE_UNAVAILABLE, EXIT_REAUTH, EXIT_FAILURE, EXIT_TEMPORARY)
 
 
-def cmd_login(app: App) -> int:
+def cmd_login(app: App, options: LoginOptions) -> int:
     from tvmaniac_refreshd.providers.device_login import show_code, wait_for_approval  # noqa: PLC0415
 
     account = app.account()
     try:
         previous = app.store.load(account.name)
     except StoreCorrupt as exc:
-        if not app.args.replace:
+        if not options.replace:
             raise StoreCorrupt(f"{exc}; or run `login --replace` to overwrite it") from None
         previous = None
     _require_client_secret(app, account)
     if previous is not None:
         app.warn(f"account {account.name!r} is already logged in; this login replaces it")
     client = app.client(account)
-    browser = app.args.browser or (
-        account.provider == "oauth2" and account.device_authorization_url is None
-    )
-    if browser:
+    if options.browser or not client.has_device_login:
         from tvmaniac_refreshd.providers.browser_login import (  # noqa: PLC0415
             browser_login,
             default_opener,
             has_display,
         )
-        from tvmaniac_refreshd.providers.oauth2 import OAuth2Client  # noqa: PLC0415
 
-        opener = default_opener() if has_display(os.environ) else None
-        if isinstance(client, OAuth2Client):
-            port = app.args.port if app.args.port is not None else account.redirect_port
-            tokens = browser_login(client, port=port, out=app.out, open_browser=opener)
-        else:
-            tokens = _trakt_browser_login(app, account, client, opener)
+        login = client.browser()
+        if login is None:
+            wording = client.wording
+            raise UsageError(f"{wording.name} offers no browser login here; {wording.relogin}")
+        opener = default_opener() if has_display(app.environ) else None
+        fixed = login.registered_redirect_uri
+        if fixed is None:
+            port = options.port if options.port is not None else account.redirect_port
+        else:  # the provider accepts this very URI, so its port is the one to listen on
+            port = _registered_port(fixed, options.port)
+        tokens = browser_login(
+            login, port=port, out=app.out, open_browser=opener, redirect_uri=fixed
+        )
     else:
         device = client.request_device_code(now=app.clock())
         tty = app.out.isatty()
@@ -116,34 +131,9 @@ def cmd_login(app: App) -> int:
     app.out.write(
         f"Logged in: account {account.name!r} is stored in {app.store.where(account.name)}; "
         "the access token is "
-        f"valid for {left}.\nCheck it any time with `{PROG} status`.\n"
+        f"valid for {left}.\nCheck it any time with `{APP} status`.\n"
     )
     return EXIT_OK
-
-
-def _trakt_browser_login(
-    app: App, account: Account, client: TraktClient, opener: Callable[[str], object] | None
-) -> TokenSet:
-    """Trakt's PKCE login: the registered redirect URI, exactly; no client secret is sent."""
-    from tvmaniac_refreshd.providers.browser_login import browser_login  # noqa: PLC0415
-    from tvmaniac_refreshd.providers.trakt_browser import (  # noqa: PLC0415
-        TraktBrowserLogin,
-        loopback_redirect,
-    )
-
-    port, _ = loopback_redirect(account)
-    if app.args.port is not None and app.args.port != port:
-        raise UsageError(
-            f"--port {app.args.port} differs from the port of redirect_uri "
-            f"({account.redirect_uri}), which Trakt accepts exactly as registered"
-        )
-    return browser_login(
-        TraktBrowserLogin(client._http, account),  # its connection pool, as the device login's
-        port=port,
-        out=app.out,
-        open_browser=opener,
-        redirect_uri=account.redirect_uri,
-    )
 
 
 def _require_client_secret(app: App, account: Account) -> None:
@@ -155,13 +145,24 @@ def _require_client_secret(app: App, account: Account) -> None:
             app.config.source,
             [
                 f"accounts.{account.name}: no client secret; store it in the keyring with "
-                f"`{PROG} config set-secret --account {account.name}` (or set client_secret "
+                f"`{APP} config set-secret --account {account.name}` (or set client_secret "
                 "in the file)"
             ],
         )
 
 
-def cmd_logout(app: App) -> int:
+def _registered_port(redirect_uri: str, asked: int | None) -> int:
+    """Return the port of a registered redirect URI; --port may only repeat it."""
+    port = urlsplit(redirect_uri).port or 80
+    if asked is not None and asked != port:
+        raise UsageError(
+            f"--port {asked} differs from the port of the registered redirect URI "
+            f"({redirect_uri}), which the provider accepts exactly as written"
+        )
+    return port
+
+
+def cmd_logout(app: App, _: NoOptions) -> int:
     account = app.account()
     with app.lock(account):
         try:
@@ -177,10 +178,10 @@ def cmd_logout(app: App) -> int:
             except RefreshdError as exc:
                 if isinstance(exc, StoreUnavailable):
                     raise
+                manage = wording_for(account).manage_apps
                 app.warn(
                     f"could not revoke the token at the provider ({exc}); deleting it locally "
-                    "anyway. Revoke the app by hand in your Trakt settings "
-                    "(Connected apps) if needed"
+                    f"anyway. Revoke the app by hand in {manage} if needed"
                 )
         existed = app.store.delete(account.name)
         app.states.delete(account.name)
@@ -206,7 +207,7 @@ def _selected(app: App, *, every: bool) -> list[Account]:
 NEEDS_LOGIN = ("logged_out", "reauth_required")
 
 
-def cmd_status(app: App) -> int:
+def cmd_status(app: App, options: StatusOptions) -> int:
     from tvmaniac_refreshd.daemon import instance  # noqa: PLC0415
 
     # Who keeps the tokens fresh is known first, so that each account says only what is true
@@ -252,7 +253,7 @@ def cmd_status(app: App) -> int:
             )
         )
     daemon = {"running": pid is not None, "pid": pid}
-    if app.args.json:
+    if options.json:
         payload: dict[str, object] = {
             "format_version": FORMAT_VERSION,
             "generated_at": iso(now),
@@ -276,20 +277,24 @@ def cmd_status(app: App) -> int:
             if service.get("detail"):
                 app.out.write(f"  {service['detail']}\n")
         else:
-            app.out.write(f"service: not installed (`{PROG} service install` sets it up)\n")
+            app.out.write(f"service: not installed (`{APP} service install` sets it up)\n")
         if keyring_error is not None:
             label = "keyring" if store["backend"] == "keyring" else "file store"
             app.out.write(f"{label}: unavailable: {keyring_error}\n")
     # The exit code still says what failed, for scripts that only look at it.
-    return EXIT_STORE_UNAVAILABLE if keyring_error is not None else _health(app, reports)
+    return (
+        EXIT_STORE_UNAVAILABLE
+        if keyring_error is not None
+        else _health(app, reports, check=options.check)
+    )
 
 
-def _health(app: App, reports: list[dict[str, Any]]) -> int:
+def _health(app: App, reports: list[dict[str, Any]], *, check: bool) -> int:
     """With `--check`: 77 (and who) when any account needs `login`, else 0."""
     waiting = [report["name"] for report in reports if report["state"] in NEEDS_LOGIN]
-    if not app.args.check or not waiting:
+    if not check or not waiting:
         return EXIT_OK
-    app.err.write(f"{PROG}: needs `login`: {', '.join(waiting)}\n")
+    app.err.write(f"{APP}: needs `login`: {', '.join(waiting)}\n")
     return EXIT_REAUTH
 
 
@@ -311,13 +316,13 @@ def _store_summary(app: App) -> dict[str, object]:
     }
 
 
-def cmd_token(app: App) -> int:
+def cmd_token(app: App, options: TokenOptions) -> int:
     from tvmaniac_refreshd.cli.access import valid_document  # noqa: PLC0415
     from tvmaniac_refreshd.core.token_json import json_line  # noqa: PLC0415
 
     account = app.account()
-    tokens = valid_document(app, account, app.args.min_valid).tokens
-    if app.args.json:
+    tokens = valid_document(app, account, options.min_valid).tokens
+    if options.json:
         line = json_line(account.name, tokens.access_token, tokens.token_type, tokens.expires_at)
     else:
         line = tokens.access_token
@@ -326,26 +331,26 @@ def cmd_token(app: App) -> int:
     return EXIT_OK
 
 
-def cmd_exec(app: App) -> int:
+def cmd_exec(app: App, options: ExecOptions) -> int:
     from tvmaniac_refreshd.cli.exec_command import run_with_token  # noqa: PLC0415
 
-    return run_with_token(app)
+    return run_with_token(app, options)
 
 
-def cmd_git_credential(app: App) -> int:
+def cmd_git_credential(app: App, options: GitCredentialOptions) -> int:
     from tvmaniac_refreshd.cli.git_credential import answer  # noqa: PLC0415
 
-    return answer(app)
+    return answer(app, options)
 
 
-def cmd_refresh(app: App) -> int:
+def cmd_refresh(app: App, options: RefreshOptions) -> int:
     trim_launchd_logs(app.environ)  # the timer agent's log files, which launchd never rotates
     codes: list[int] = []
     changed = False
-    accounts = _selected(app, every=app.args.all)
+    accounts = _selected(app, every=options.all)
     for account in accounts:
         try:
-            fresh = app.refresher(account).ensure_fresh(force=app.args.force)
+            fresh = app.refresher(account).ensure_fresh(force=options.force)
         except SessionRejected as exc:
             if isinstance(exc, NotLoggedIn) and len(accounts) > 1:
                 app.out.write(f"{account.name}: not logged in; skipped\n")
@@ -375,7 +380,7 @@ def cmd_refresh(app: App) -> int:
     return next((code for code in SEVERITY if code in codes), EXIT_OK)
 
 
-def cmd_run(app: App) -> int:
+def cmd_run(app: App, _: NoOptions) -> int:
     from tvmaniac_refreshd.daemon.runner import (  # noqa: PLC0415
         config_watch,
         run_daemon,
@@ -384,7 +389,7 @@ def cmd_run(app: App) -> int:
 
     if supervised_by_launchd(app.environ):
         trim_launchd_logs(app.environ)
-        path = str(config_path(app.args.config, app.environ))
+        path = str(config_path(app.common.config, app.environ))
         with config_watch(lambda: quick_record.config_identity(path)) as wait:
             if not wait_for_valid_config(lambda: app.config, wait):
                 return EXIT_OK
@@ -407,38 +412,38 @@ def _service_summary(app: App) -> dict[str, object]:
         return {"installed": None, "error": str(exc)}
 
 
-def cmd_service_install(app: App) -> int:
+def cmd_service_install(app: App, options: ServiceInstallOptions) -> int:
     from tvmaniac_refreshd.service.base import exec_argv  # noqa: PLC0415
 
-    config = app.args.config or app.environ.get("TVMANIAC_REFRESHD_CONFIG")
-    if not app.args.dry_run:
+    config = app.common.config or app.environ.get("TVMANIAC_REFRESHD_CONFIG")
+    if not options.dry_run:
         app.config  # noqa: B018  # refuse to install a service that would fail on its config
     manager = _service_manager(app)
-    manager.install(app.args.mode, exec_argv(config), dry_run=app.args.dry_run, out=app.out)
+    manager.install(options.mode, exec_argv(config), dry_run=options.dry_run, out=app.out)
     return EXIT_OK
 
 
-def cmd_service_uninstall(app: App) -> int:
-    _service_manager(app).uninstall(dry_run=app.args.dry_run, out=app.out)
+def cmd_service_uninstall(app: App, options: ServiceUninstallOptions) -> int:
+    _service_manager(app).uninstall(dry_run=options.dry_run, out=app.out)
     return EXIT_OK
 
 
-def cmd_service_status(app: App) -> int:
+def cmd_service_status(app: App, options: ServiceStatusOptions) -> int:
     try:
         state = _service_manager(app).state()
     except RefreshdError as exc:
-        if not app.args.json:
+        if not options.json:
             raise
         # Scripts parse stdout: the error goes inside the JSON, and the exit code still says it.
         failure = {"format_version": FORMAT_VERSION, "installed": None, "error": str(exc)}
         app.out.write(json.dumps(failure, indent=2) + "\n")
         return exc.exit_code
-    if app.args.json:
+    if options.json:
         app.out.write(json.dumps({"format_version": FORMAT_VERSION, **state.as_dict()}, indent=2))
         app.out.write("\n")
         return EXIT_OK
     if state.mode is None:
-        app.out.write(f"{state.manager}: not installed (`{PROG} service install` sets it up)\n")
+        app.out.write(f"{state.manager}: not installed (`{APP} service install` sets it up)\n")
     else:
         app.out.write(f"{state.manager}: {state.mode} mode; {state.active}\n")
     if state.detail:
@@ -450,13 +455,13 @@ def cmd_service_status(app: App) -> int:
     return EXIT_OK
 
 
-def cmd_config_check(app: App) -> int:
+def cmd_config_check(app: App, options: ConfigCheckOptions) -> int:
     from tvmaniac_refreshd.cli.doctor import run_checks  # noqa: PLC0415
 
-    return run_checks(app)
+    return run_checks(app, only_config=options.only_config)
 
 
-def cmd_config_set_secret(app: App) -> int:
+def cmd_config_set_secret(app: App, _: NoOptions) -> int:
     account = app.account()
     if sys.stdin.isatty():
         secret = getpass.getpass(f"Client secret for account {account.name!r}: ")
@@ -472,18 +477,18 @@ def cmd_config_set_secret(app: App) -> int:
     return EXIT_OK
 
 
-def cmd_config_init(app: App) -> int:
+def cmd_config_init(app: App, options: ConfigInitOptions) -> int:
     from tvmaniac_refreshd.config.starter import (  # noqa: PLC0415
         already_exists,
         starter_config,
         write_new,
     )
 
-    path = config_path(app.args.config, app.environ)
+    path = config_path(app.common.config, app.environ)
     if path.exists():  # asked before the client id, so nobody types it for nothing
         raise already_exists(path)
     account = app.account_name or "default"
-    client_id = app.args.client_id
+    client_id = options.client_id
     if client_id is None:
         if not sys.stdin.isatty():
             raise UsageError("no terminal to ask on: pass --client-id ID (trakt.tv/oauth/apps)")
@@ -493,13 +498,13 @@ def cmd_config_init(app: App) -> int:
     app.out.write(
         f"Wrote {path} (readable only by you).\n"
         "Next:\n"
-        f"  {PROG} config set-secret{where}   # the client secret, kept in the keyring\n"
-        f"  {PROG} login{where}\n"
+        f"  {APP} config set-secret{where}   # the client secret, kept in the keyring\n"
+        f"  {APP} login{where}\n"
     )
     return EXIT_OK
 
 
-def cmd_config_example(app: App) -> int:
+def cmd_config_example(app: App, _: NoOptions) -> int:
     from tvmaniac_refreshd.core.shipped import EXAMPLE_CONFIG, shipped_file  # noqa: PLC0415
 
     found = shipped_file(*EXAMPLE_CONFIG)

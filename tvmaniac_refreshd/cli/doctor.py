@@ -48,7 +48,7 @@ class _Report:
 
 def _check_config(report: _Report) -> Config | None:
     app = report.app
-    path = config_path(app.args.config, app.environ)
+    path = config_path(app.common.config, app.environ)
     try:
         # Loaded here, not through app.config, whose warnings this report lists itself.
         config = load_config(path)
@@ -155,7 +155,7 @@ def _check_accounts(report: _Report, config: Config) -> None:
             continue
         login = "logged in" if document is not None else "not logged in (run `login`)"
         report.line(
-            True, subject, f"{account.auth_url}; client secret from {secret.source}; {login}"
+            True, subject, f"{account.endpoint}; client secret from {secret.source}; {login}"
         )
         if secret.value is None and account.needs_client_secret():
             report.line(
@@ -189,11 +189,11 @@ def _check_service(report: _Report) -> None:
         )
 
 
-def run_checks(app: App) -> int:
+def run_checks(app: App, *, only_config: bool = False) -> int:
     """Print one line per check and return the exit code of the worst problem."""
     report = _Report(app)
     config = _check_config(report)
-    if getattr(app.args, "only_config", False):
+    if only_config:
         # The unit's ExecReload=: a locked keyring must not fail a reload of a good config.
         return report.exit_code()
     _check_environment(report, config)

@@ -12,8 +12,10 @@ import re
 import shutil
 
 from tvmaniac_refreshd.cli.access import valid_document
-from tvmaniac_refreshd.cli.app import PROG, App
+from tvmaniac_refreshd.cli.app import App
+from tvmaniac_refreshd.cli.options import ExecOptions
 from tvmaniac_refreshd.core.errors import UsageError
+from tvmaniac_refreshd.core.locations import APP
 
 DEFAULT_VARIABLE = "ACCESS_TOKEN"
 # POSIX shells can only read variables of this form; anything else is surely a typo.
@@ -23,20 +25,20 @@ EXIT_NOT_FOUND = 127
 EXIT_NOT_EXECUTABLE = 126
 
 
-def run_with_token(app: App) -> int:
+def run_with_token(app: App, options: ExecOptions) -> int:
     """Make the token valid, then become the command; return only if it cannot be started."""
-    command: list[str] | None = app.args.command
+    command = options.command
     if not command:
         raise UsageError("exec needs a command after `--`: exec [OPTIONS] -- CMD [ARG...]")
-    name: str = app.args.env or DEFAULT_VARIABLE
+    name = options.env or DEFAULT_VARIABLE
     if not VARIABLE_NAME.fullmatch(name):
         raise UsageError(f"--env {name!r} is not a variable name (letters, digits, '_')")
     # Before the token is fetched: a missing command must not cost a refresh.
     program = _resolve(command[0], app.environ.get("PATH", os.defpath))
     if program is None:
-        app.err.write(f"{PROG}: {command[0]}: command not found\n")
+        app.err.write(f"{APP}: {command[0]}: command not found\n")
         return EXIT_NOT_FOUND
-    document = valid_document(app, app.account(), app.args.min_valid)
+    document = valid_document(app, app.account(), options.min_valid)
     environment = {**app.environ, name: document.tokens.access_token}
     app.out.flush()
     app.err.flush()
@@ -44,7 +46,7 @@ def run_with_token(app: App) -> int:
     try:
         os.execve(program, command, environment)  # noqa: S606  # argv as given, no shell
     except OSError as exc:
-        app.err.write(f"{PROG}: {command[0]}: {exc.strerror}\n")
+        app.err.write(f"{APP}: {command[0]}: {exc.strerror}\n")
         return EXIT_NOT_FOUND if exc.errno == errno.ENOENT else EXIT_NOT_EXECUTABLE
     return EXIT_NOT_EXECUTABLE  # not reached: execve returns only by raising
 

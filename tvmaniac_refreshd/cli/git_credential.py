@@ -14,7 +14,9 @@ from collections.abc import Iterable
 
 from tvmaniac_refreshd.cli.access import valid_document
 from tvmaniac_refreshd.cli.app import App
-from tvmaniac_refreshd.config.settings import LOOPBACK_HOSTS, Account
+from tvmaniac_refreshd.cli.options import GitCredentialOptions
+from tvmaniac_refreshd.config.settings import Account
+from tvmaniac_refreshd.config.values import LOOPBACK_HOSTS
 from tvmaniac_refreshd.core.errors import EXIT_OK
 
 # git may hold a credential for the length of a fetch; a minute covers a slow one.
@@ -52,8 +54,8 @@ def matching_account(app: App, protocol: str, host: str) -> Account | None:
     # A token sent over plain http is readable on the wire: only to this very machine.
     if protocol != "https" and not (protocol == "http" and hostname in LOOPBACK_HOSTS):
         return None
-    if app.args.account is not None:
-        candidates = [app.config.select(app.args.account)]
+    if app.account_name is not None:
+        candidates = [app.config.select(app.account_name)]
     else:
         candidates = list(app.config.accounts.values())
     for account in candidates:
@@ -62,9 +64,9 @@ def matching_account(app: App, protocol: str, host: str) -> Account | None:
     return None
 
 
-def answer(app: App) -> int:
+def answer(app: App, options: GitCredentialOptions) -> int:
     """Run one helper action; git reads stdout, so only an answer ever goes there."""
-    action: str = app.args.action
+    action = options.action
     try:
         stanza = parse_stanza(_bounded(sys.stdin))
     except (StanzaInvalid, UnicodeDecodeError) as exc:

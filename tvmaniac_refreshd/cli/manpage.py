@@ -15,8 +15,8 @@ from pathlib import Path
 
 from tvmaniac_refreshd import __version__
 from tvmaniac_refreshd.cli.parser import build_parser
+from tvmaniac_refreshd.core.locations import APP
 
-PROG = "tvmaniac-refreshd"
 # The README sections that are reference material (the rest is tutorial and development).
 README_SECTIONS = ("Exit codes", "When tokens are refreshed", "Files", "Environment")
 SUMMARY = "keep an OAuth session alive: tokens in the OS keyring, refreshed in time"
@@ -44,11 +44,11 @@ def inline(text: str) -> str:
 def render(parser: argparse.ArgumentParser, readme: str) -> str:
     """Return the whole page in roff (man macros)."""
     lines = [
-        f'.TH {escape(PROG.upper())} 1 "" "{escape(PROG)} {__version__}" "User Commands"',
+        f'.TH {escape(APP.upper())} 1 "" "{escape(APP)} {__version__}" "User Commands"',
         ".SH NAME",
-        f"{escape(PROG)} \\- {SUMMARY}",
+        f"{escape(APP)} \\- {SUMMARY}",
         ".SH SYNOPSIS",
-        f".B {escape(PROG)}",
+        f".B {escape(APP)}",
         "[\\fIGLOBAL OPTIONS\\fR] \\fIVERB\\fR [\\fIOPTIONS\\fR]",
         ".SH DESCRIPTION",
         *_preformatted_paragraphs(parser.description or ""),

@@ -7,8 +7,10 @@ item that was not yet verified in the target; running the command again finishes
 
 from __future__ import annotations
 
-from tvmaniac_refreshd.cli.app import PROG, App
+from tvmaniac_refreshd.cli.app import App
+from tvmaniac_refreshd.cli.options import StoreMigrateOptions
 from tvmaniac_refreshd.core.errors import EXIT_OK, RefreshdError, StoreCorrupt
+from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import redact_text, register_secret
 from tvmaniac_refreshd.core.tokens import encode_document
 from tvmaniac_refreshd.storage.store import TokenStore
@@ -54,8 +56,8 @@ def move_account(account: str, source: TokenStore, target: TokenStore) -> list[s
     return moved
 
 
-def cmd_store_migrate(app: App) -> int:
-    to = app.args.to
+def cmd_store_migrate(app: App, options: StoreMigrateOptions) -> int:
+    to = options.to
     source = app.make_store(BACKENDS[1 - BACKENDS.index(to)])
     target = app.make_store(to)
     codes = []
@@ -64,13 +66,13 @@ def cmd_store_migrate(app: App) -> int:
             with app.lock(account):
                 moved = move_account(account.name, source, target)
         except RefreshdError as exc:
-            app.err.write(f"{PROG}: {account.name}: {redact_text(str(exc))}\n")
+            app.err.write(f"{APP}: {account.name}: {redact_text(str(exc))}\n")
             codes.append(exc.exit_code)
             continue
         what = " and ".join(moved) if moved else f"nothing in the {source.kind} store"
         app.out.write(f"{account.name}: moved {what} to the {target.kind} store\n")
     if codes:
-        app.err.write(f"{PROG}: some accounts were not moved; their items stay where they were\n")
+        app.err.write(f"{APP}: some accounts were not moved; their items stay where they were\n")
         return max(codes)
     if app.config.store.backend != to:
         app.out.write(

@@ -9,10 +9,11 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TextIO
+from dataclasses import dataclass
+from typing import Any, Generic, TextIO, TypeVar
 
 from tvmaniac_refreshd import __version__
-from tvmaniac_refreshd.cli.app import PROG, App
+from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.commands import (
     cmd_config_check,
     cmd_config_example,
@@ -31,6 +32,24 @@ from tvmaniac_refreshd.cli.commands import (
     cmd_token,
 )
 from tvmaniac_refreshd.cli.migrate import cmd_store_migrate
+from tvmaniac_refreshd.cli.options import (
+    Common,
+    CompletionOptions,
+    ConfigCheckOptions,
+    ConfigInitOptions,
+    ExecOptions,
+    GitCredentialOptions,
+    LoginOptions,
+    NoOptions,
+    RefreshOptions,
+    ServiceInstallOptions,
+    ServiceStatusOptions,
+    ServiceUninstallOptions,
+    StatusOptions,
+    StoreMigrateOptions,
+    TokenOptions,
+    from_namespace,
+)
 from tvmaniac_refreshd.core.durations import parse_duration
 from tvmaniac_refreshd.core.errors import (
     EXIT_FAILURE,
@@ -39,7 +58,7 @@ from tvmaniac_refreshd.core.errors import (
     EXIT_USAGE,
     RefreshdError,
 )
-from tvmaniac_refreshd.core.locations import adopt_session_bus
+from tvmaniac_refreshd.core.locations import APP, adopt_session_bus
 from tvmaniac_refreshd.core.logs import configure_logging, journal_prefix, redact_text
 
 DESCRIPTION = """\
@@ -126,7 +145,7 @@ def add_global_options(parser: argparse.ArgumentParser, *, top: bool = False) ->
         "-V",
         "--version",
         action="version",
-        version=f"{PROG} {__version__}",
+        version=f"{APP} {__version__}",
         help="print the version",
     )
 
@@ -134,7 +153,7 @@ def add_global_options(parser: argparse.ArgumentParser, *, top: bool = False) ->
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser with every verb and its help."""
     parser = argparse.ArgumentParser(
-        prog=PROG,
+        prog=APP,
         description=DESCRIPTION,
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -325,7 +344,7 @@ def _consumer_verbs(verb: Callable[..., argparse.ArgumentParser]) -> None:
         "  tvmaniac-refreshd exec -- sh -c "
         '\'printf "Authorization: Bearer %s\\n" "$ACCESS_TOKEN" | curl -H @- URL\'',
     )
-    run.usage = f"{PROG} exec [-h] [--min-valid DUR] [--env NAME] -- CMD [ARG...]"
+    run.usage = f"{APP} exec [-h] [--min-valid DUR] [--env NAME] -- CMD [ARG...]"
     run.add_argument(
         "--min-valid",
         metavar="DUR",
@@ -387,32 +406,46 @@ def split_exec(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
     return words, None
 
 
-def cmd_completion(app: App) -> int:
+def cmd_completion(app: App, options: CompletionOptions) -> int:
     """Print the completion script; here, since it is made from this module's parser."""
     from tvmaniac_refreshd.cli.completion import script  # noqa: PLC0415
 
-    app.out.write(script(build_parser(), app.args.shell))
+    app.out.write(script(build_parser(), options.shell))
     return EXIT_OK
 
 
-VERBS: dict[str, Callable[[App], int]] = {
-    "login": cmd_login,
-    "logout": cmd_logout,
-    "status": cmd_status,
-    "token": cmd_token,
-    "refresh": cmd_refresh,
-    "run": cmd_run,
-    "service install": cmd_service_install,
-    "service uninstall": cmd_service_uninstall,
-    "service status": cmd_service_status,
-    "config check": cmd_config_check,
-    "config set-secret": cmd_config_set_secret,
-    "config init": cmd_config_init,
-    "config example": cmd_config_example,
-    "store migrate": cmd_store_migrate,
-    "exec": cmd_exec,
-    "git-credential": cmd_git_credential,
-    "completion": cmd_completion,
+Options = TypeVar("Options")
+
+
+@dataclass(frozen=True)
+class Verb(Generic[Options]):
+    """A verb's handler and the options it takes."""
+
+    handler: Callable[[App, Options], int]
+    options: type[Options]
+
+    def __call__(self, app: App, namespace: argparse.Namespace) -> int:
+        return self.handler(app, from_namespace(self.options, namespace))
+
+
+VERBS: dict[str, Verb[Any]] = {
+    "login": Verb(cmd_login, LoginOptions),
+    "logout": Verb(cmd_logout, NoOptions),
+    "status": Verb(cmd_status, StatusOptions),
+    "token": Verb(cmd_token, TokenOptions),
+    "refresh": Verb(cmd_refresh, RefreshOptions),
+    "run": Verb(cmd_run, NoOptions),
+    "service install": Verb(cmd_service_install, ServiceInstallOptions),
+    "service uninstall": Verb(cmd_service_uninstall, ServiceUninstallOptions),
+    "service status": Verb(cmd_service_status, ServiceStatusOptions),
+    "config check": Verb(cmd_config_check, ConfigCheckOptions),
+    "config set-secret": Verb(cmd_config_set_secret, NoOptions),
+    "config init": Verb(cmd_config_init, ConfigInitOptions),
+    "config example": Verb(cmd_config_example, NoOptions),
+    "store migrate": Verb(cmd_store_migrate, StoreMigrateOptions),
+    "exec": Verb(cmd_exec, ExecOptions),
+    "git-credential": Verb(cmd_git_credential, GitCredentialOptions),
+    "completion": Verb(cmd_completion, CompletionOptions),
 }
 
 
@@ -452,14 +485,14 @@ def main(
         daemon=verb == "run",
         environ=environ,
     )
-    app = App(args, environ=environ, out=out, err=err)
+    app = App(from_namespace(Common, args), environ=environ, out=out, err=err)
     try:
-        return VERBS[verb](app)
+        return VERBS[verb](app, args)
     except RefreshdError as exc:
         app.problem(str(exc), temporary=exc.exit_code == EXIT_TEMPORARY)
         return exc.exit_code
     except KeyboardInterrupt:
-        err.write(f"{PROG}: interrupted\n")
+        err.write(f"{APP}: interrupted\n")
         return 130
     except Exception as exc:  # a bug: report it in one line, without a traceback or secret
         if args.verbose:
@@ -467,7 +500,7 @@ def main(
 
             err.write(redact_text(traceback.format_exc()))
         err.write(
-            f"{journal_prefix(3)}{PROG}: internal error: "
+            f"{journal_prefix(3)}{APP}: internal error: "
             f"{redact_text(f'{type(exc).__name__}: {exc}')} "
             "(please report it; -v shows details)\n"
         )

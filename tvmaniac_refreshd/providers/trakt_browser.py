@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 
-from tvmaniac_refreshd.config.settings import LOOPBACK_HOSTS, Account
+from tvmaniac_refreshd.config.settings import Account
+from tvmaniac_refreshd.config.values import LOOPBACK_HOSTS
 from tvmaniac_refreshd.core.errors import LoginFailed, TransientError, UsageError
 from tvmaniac_refreshd.core.tokens import ResponseInvalid, TokenSet, parse_token_response
 from tvmaniac_refreshd.providers.http import error_code, post, raise_for_failure
@@ -49,6 +50,16 @@ class TraktBrowserLogin:
     def __init__(self, http: httpx.Client, account: Account) -> None:
         self._http = http
         self._account = account
+
+    @property
+    def registered_redirect_uri(self) -> str:
+        """The account's ``redirect_uri``, exactly as the Trakt app registers it.
+
+        Raises:
+            UsageError: it is not a loopback http URI with a fixed port.
+        """
+        loopback_redirect(self._account)
+        return self._account.redirect_uri
 
     def authorization_request(self, redirect_uri: str, state: str, challenge: str) -> str:
         """Return the URL the browser opens, on the OAuth host (``auth_url``)."""

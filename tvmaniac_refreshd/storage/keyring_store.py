@@ -25,8 +25,10 @@ from tvmaniac_refreshd.storage.backend import SecretBackend
 from tvmaniac_refreshd.storage.paths import ensure_private_dir
 from tvmaniac_refreshd.storage.two_phase import describe, safe_writes
 
-T = TypeVar("T")
+# The keyring item's service name is the application's name (design.md); tests name it so.
 SERVICE = APP
+
+T = TypeVar("T")
 # Backends that would write tokens to a plain file or nowhere; never chosen silently.
 INSECURE_BACKENDS = ("keyring.backends.fail", "keyring.backends.null", "keyrings.alt")
 CLIENT_SECRET_SUFFIX = ":client_secret"  # account names cannot contain ':'
@@ -63,7 +65,7 @@ def default_backend(environ: Mapping[str, str], platform: str = sys.platform) ->
         return macOS.Keyring()  # type: ignore[no-untyped-call]
     from tvmaniac_refreshd.storage.secret_service import SecretServiceKeyring  # noqa: PLC0415
 
-    return SecretServiceKeyring()
+    return SecretServiceKeyring(environ)
 
 
 # What unlocks gnome-keyring from a shell on a machine nobody logged in to graphically (after a
@@ -162,8 +164,8 @@ def _unavailable(exc: BaseException, *, headless: bool = False) -> StoreUnavaila
 
 def _removal_command(account: str) -> str:
     if sys.platform == "darwin":
-        return f"`security delete-generic-password -s {SERVICE} -a {account}`"
-    return f"`secret-tool clear service {SERVICE} username {account}`"
+        return f"`security delete-generic-password -s {APP} -a {account}`"
+    return f"`secret-tool clear service {APP} username {account}`"
 
 
 def _store_exceptions() -> tuple[type[BaseException], ...]:
@@ -279,7 +281,7 @@ class KeyringStore:
         return outcome["value"]  # type: ignore[return-value]
 
     def _get(self, username: str, what: str) -> str | None:
-        return self._bounded(lambda: self._resolve().get_password(SERVICE, username), what)
+        return self._bounded(lambda: self._resolve().get_password(APP, username), what)
 
     def load(self, account: str) -> TokenDocument | None:
         """Return the stored tokens of ``account``, or None if there are none.
@@ -302,10 +304,10 @@ class KeyringStore:
 
         def write_and_verify() -> bool:
             backend = self._resolve()
-            backend.set_password(SERVICE, document.account, text)
+            backend.set_password(APP, document.account, text)
             # Another program's item with other attributes can shadow ours on lookup; a token
             # we cannot read back is as lost as one never written, so say so now.
-            return backend.get_password(SERVICE, document.account) == text
+            return backend.get_password(APP, document.account) == text
 
         if not self._bounded(write_and_verify, f"storing the tokens of {document.account!r}"):
             raise StoreCorrupt(
@@ -327,9 +329,9 @@ class KeyringStore:
     def _delete(self, username: str, what: str) -> bool:
         def work() -> bool:
             backend = self._resolve()
-            if backend.get_password(SERVICE, username) is None:
+            if backend.get_password(APP, username) is None:
                 return False
-            backend.delete_password(SERVICE, username)
+            backend.delete_password(APP, username)
             return True
 
         return self._bounded(work, what)
@@ -343,7 +345,7 @@ class KeyringStore:
     def save_client_secret(self, account: str, secret: str) -> None:
         """Keep ``secret`` as the client secret of ``account``."""
         self._bounded(
-            lambda: self._resolve().set_password(SERVICE, account + CLIENT_SECRET_SUFFIX, secret),
+            lambda: self._resolve().set_password(APP, account + CLIENT_SECRET_SUFFIX, secret),
             f"storing the client secret of {account!r}",
         )
 
