@@ -9,15 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.unit.test_quick_token import DOCUMENT, NOW, Machine
 from tvmaniac_refreshd.cli.completion import model, script
 from tvmaniac_refreshd.cli.git_credential import StanzaInvalid, parse_stanza
 from tvmaniac_refreshd.cli.parser import build_parser, main, split_exec
-from tvmaniac_refreshd.config.settings import parse_config
-from tvmaniac_refreshd.core.errors import ConfigError
+from tvmaniac_refreshd.config.settings import Account, parse_config
+from tvmaniac_refreshd.core.errors import ConfigError, UsageError
 from tvmaniac_refreshd.core.token_json import json_line
+from tvmaniac_refreshd.providers.trakt_browser import TraktBrowserLogin
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -170,3 +172,31 @@ def test_importing_the_api_loads_only_the_error_tree() -> None:
         "tvmaniac_refreshd.core",
         "tvmaniac_refreshd.core.errors",
     ]
+
+
+class TestTraktBrowserLogin:
+    def account(self, redirect_uri: str) -> Account:
+        text = (
+            '[accounts.t]\nprovider = "trakt"\nclient_id = "c"\n'
+            f'auth_url = "https://auth.trakt.test"\nredirect_uri = "{redirect_uri}"\n'
+        )
+        return parse_config(text).accounts["t"]
+
+    def test_the_registered_loopback_uri_is_used_exactly(self) -> None:
+        login = TraktBrowserLogin(httpx.Client(), self.account("http://127.0.0.1:8765/callback"))
+
+        assert login.registered_redirect_uri == "http://127.0.0.1:8765/callback"
+        url = httpx.URL(login.authorization_request(login.registered_redirect_uri, "s", "c" * 43))
+        assert str(url).startswith("https://auth.trakt.test/oauth/authorize?")
+        assert url.params["code_challenge_method"] == "S256"
+        assert url.params["redirect_uri"] == "http://127.0.0.1:8765/callback"
+
+    @pytest.mark.parametrize(
+        "uri",
+        ["urn:ietf:wg:oauth:2.0:oob", "http://127.0.0.1/callback", "https://example.com:8765/cb"],
+    )
+    def test_anything_but_a_fixed_loopback_port_says_how_to_fix_it(self, uri: str) -> None:
+        login = TraktBrowserLogin(httpx.Client(), self.account(uri))
+
+        with pytest.raises(UsageError, match=r"redirect_uri = \"http://127.0.0.1:8765/callback\""):
+            login.registered_redirect_uri  # noqa: B018
