@@ -50,6 +50,17 @@ _secrets_lock = threading.Lock()
 MAX_KNOWN_SECRETS = 512
 # The setup configure_logging recorded but did not apply yet (see the module docstring).
 _pending: Callable[[], None] | None = None
+# The level of that setup: a record below it is dropped without loading structlog at all.
+_pending_level = logging.NOTSET
+# The levels of structlog's filtering bound logger's methods (the ones this project calls).
+_METHOD_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
 
 
 def register_secret(value: str | None) -> None:
@@ -139,8 +150,8 @@ def configure_logging(
     (per ``$JOURNAL_STREAM`` in ``environ``), else ``<N>``-prefixed lines on ``stream``.
     ``journal`` replaces the default sender (another socket path, or to read its counters).
     """
-    global _pending  # noqa: PLW0603  # one logging setup per process, as structlog's own
-    _pending = None
+    global _pending, _pending_level  # noqa: PLW0603  # one setup per process, as structlog's
+    _pending, _pending_level = None, logging.NOTSET
     out = stream if stream is not None else sys.stderr
     if verbosity > 0:
         level = logging.DEBUG
@@ -152,6 +163,7 @@ def configure_logging(
         _configure_daemon(out, level, os.environ if environ is None else environ, journal)
         return
     tty = out.isatty()  # asked now: the stream may be closed or replaced by the first line
+    _pending_level = level
     _pending = lambda: _configure_console(out, level, tty=tty)  # noqa: E731
 
 
@@ -236,16 +248,28 @@ class _Logger:
         self._bound: Any = None
 
     def __getattr__(self, name: str) -> Any:  # noqa: ANN401  # forwards to structlog's logger
+        if (
+            self._bound is None
+            and _METHOD_LEVELS.get(name, logging.CRITICAL) < _pending_level
+            and "structlog" not in sys.modules  # else someone may have configured it since
+        ):
+            # Filtered out by the recorded setup, as structlog's filtering logger would: a
+            # quiet `refresh` need not pay structlog's import for a line nobody sees.
+            return _drop
         if self._bound is None:
             self._bound = _structlog_logger(self._context)
         return getattr(self._bound, name)
 
 
+def _drop(*_args: object, **_kwargs: object) -> None:
+    """A record below the recorded level: nothing to do."""
+
+
 def _structlog_logger(context: dict[str, Any]) -> Any:  # noqa: ANN401
-    global _pending
+    global _pending, _pending_level
     import structlog  # noqa: PLC0415  # deferred: see the module docstring
 
-    apply, _pending = _pending, None
+    apply, _pending, _pending_level = _pending, None, logging.NOTSET
     # Someone configured structlog since (a test's capture_logs): theirs wins, as it would
     # have had the setup been applied at once.
     if apply is not None and not structlog.is_configured():
