@@ -275,6 +275,26 @@ class TestTick:
             "7 accounts: 1 login needed, 6 scheduled; next refresh in 1h"
         )
 
+    def test_status_line_lists_up_to_four_shown_accounts(self, world: World) -> None:
+        """Accounts with nothing to show do not count toward the summary's threshold."""
+        from tvmaniac_refreshd.daemon.decisions import Watch  # noqa: PLC0415
+
+        world.daemon.watches.clear()
+        for index in range(4):
+            world.daemon.watches[f"a{index}"] = Watch("scheduled", world.clock() + 3600)
+        world.daemon.watches["b"] = Watch("keyring_unavailable")  # no retry planned yet
+
+        assert world.daemon.status_line().count("next refresh in 1h") == 4
+
+    def test_planning_every_account_announces_once(self, world: World) -> None:
+        """plan_all reports the status once at its end, not once per account."""
+        announced: list[str] = []
+        world.daemon._on_change = lambda: announced.append(world.daemon.status_line())
+
+        world.daemon.plan_all()
+
+        assert announced == [world.daemon.status_line()]
+
     def test_reload_drops_removed_accounts(self, world: World) -> None:
         """A reload without the account cancels its job."""
         world.daemon.plan_all()
