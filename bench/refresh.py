@@ -100,18 +100,16 @@ def measure_in_process(r: Rig, runs: int) -> dict[str, object]:
     from tvmaniac_refreshd.cli.parser import build_parser  # noqa: PLC0415
     from tvmaniac_refreshd.core.logs import configure_logging  # noqa: PLC0415
     from tvmaniac_refreshd.providers.http import make_http_client  # noqa: PLC0415
-    from tvmaniac_refreshd.storage.item_paths import ItemPaths  # noqa: PLC0415
     from tvmaniac_refreshd.storage.secret_service import write_item  # noqa: PLC0415
 
     refresh_token = str(r.emulator.seed_grant("in-process floor", expires_in=WEEK)["refresh_token"])
     item = r.keyring.lookup(SERVICE, "default") or ""
     times: dict[str, list[float]] = {"daemon_refresh": [], "http_post": [], "keyring_write": []}
     with applied(r.env):
-        # As `run` sets itself up: the daemon's log format, the daemon's store.
+        # As `run` sets itself up: the daemon's log format and wiring.
         configure_logging(daemon=True, stream=io.StringIO(), environ={})
         app = App(build_parser().parse_args(["run"]), environ=r.env, out=io.StringIO(),
                   err=io.StringIO())  # fmt: skip
-        app.item_paths = ItemPaths()
         refresher = app.refresher(app.config.accounts["default"])
         http = make_http_client(app.config.http)
         url = f"{r.emulator.url}/oauth/token"

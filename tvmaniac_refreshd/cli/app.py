@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
     from tvmaniac_refreshd.providers.http import TraktClient
     from tvmaniac_refreshd.providers.oauth2 import OAuth2Client
-    from tvmaniac_refreshd.storage.item_paths import ItemPaths
 
 __all__ = ["PROG", "App"]
 
@@ -49,8 +48,6 @@ class App:
         self.sleep = sleep
         self._config: Config | None = None
         self._store: KeyringStore | None = None
-        # Set by `run` before the store is made: the daemon remembers where items live.
-        self.item_paths: ItemPaths | None = None
         self._http: httpx.Client | None = None
         self._http_lock = threading.Lock()
 
@@ -66,10 +63,7 @@ class App:
     def store(self) -> KeyringStore:
         if self._store is None:
             environ = self.environ
-            paths = self.item_paths
-            self._store = KeyringStore(
-                self.config.store, lambda: default_backend(environ, paths=paths)
-            )
+            self._store = KeyringStore(self.config.store, lambda: default_backend(environ))
         return self._store
 
     @property

@@ -259,10 +259,7 @@ def cmd_refresh(app: App) -> int:
 
 def cmd_run(app: App) -> int:
     from tvmaniac_refreshd.daemon.runner import run_daemon  # noqa: PLC0415
-    from tvmaniac_refreshd.storage.item_paths import ItemPaths  # noqa: PLC0415
 
-    # A thousand accounts must not mean a thousand searches of the whole keyring per round.
-    app.item_paths = ItemPaths()
     return run_daemon(app)
 
 

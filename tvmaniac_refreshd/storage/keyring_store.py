@@ -22,7 +22,6 @@ from tvmaniac_refreshd.core.errors import StoreCorrupt, StoreUnavailable, Transi
 from tvmaniac_refreshd.core.locations import APP, may_choose_backend_explicitly
 from tvmaniac_refreshd.core.tokens import TokenDocument, decode_document, encode_document
 from tvmaniac_refreshd.storage.backend import SecretBackend
-from tvmaniac_refreshd.storage.item_paths import ItemPaths
 from tvmaniac_refreshd.storage.paths import ensure_private_dir
 
 T = TypeVar("T")
@@ -46,9 +45,7 @@ def is_insecure(backend: object) -> bool:
     return _describe(backend).startswith(INSECURE_BACKENDS) or "Plaintext" in _describe(backend)
 
 
-def default_backend(
-    environ: Mapping[str, str], platform: str = sys.platform, *, paths: ItemPaths | None = None
-) -> SecretBackend:
+def default_backend(environ: Mapping[str, str], platform: str = sys.platform) -> SecretBackend:
     """Return the keyring backend to use: the user's explicit choice, else the platform's own.
 
     Choosing the platform backend directly skips keyring's discovery of every installed backend
@@ -56,7 +53,6 @@ def default_backend(
     On Linux, the Secret Service backend reads its items without importing keyring when it can
     (see secret_service.py); keyring itself is imported only for an explicit choice (its
     environment variable or its config file) or for what the direct read does not cover.
-    ``paths`` (a long-lived process's) remembers where the items live (see item_paths.py).
     """
     if may_choose_backend_explicitly(environ, platform):
         import keyring.core  # noqa: PLC0415  # deferred: heavy, and not needed by every command
@@ -71,7 +67,7 @@ def default_backend(
         return macOS.Keyring()  # type: ignore[no-untyped-call]
     from tvmaniac_refreshd.storage.secret_service import SecretServiceKeyring  # noqa: PLC0415
 
-    return SecretServiceKeyring(paths)
+    return SecretServiceKeyring()
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailable:

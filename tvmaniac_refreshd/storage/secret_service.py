@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from tvmaniac_refreshd.storage.backend import SecretBackend
-    from tvmaniac_refreshd.storage.item_paths import ItemPaths
 
 BUS_NAME = "org.freedesktop.secrets"
 SERVICE_PATH = "/org/freedesktop/secrets"
@@ -46,17 +45,13 @@ class Unsure(Exception):  # not an error: "let keyring decide"
 
 
 class SecretServiceKeyring:
-    """Reads like ``keyring.backends.SecretService.Keyring``, faster; writes through it.
-
-    ``paths`` (the daemon's) remembers where each item lives, so that reads need not search.
-    """
+    """Reads like ``keyring.backends.SecretService.Keyring``, faster; writes through it."""
 
     # What `config check` and the insecure-backend check see: the items are keyring's.
     describes = "keyring.backends.SecretService.Keyring"
 
-    def __init__(self, paths: ItemPaths | None = None) -> None:
+    def __init__(self) -> None:
         self._keyring: SecretBackend | None = None
-        self._paths = paths
 
     def _full(self) -> SecretBackend:
         if self._keyring is None:
@@ -67,58 +62,41 @@ class SecretServiceKeyring:
 
     def get_password(self, service: str, username: str) -> str | None:
         try:
-            return read_item(service, username, paths=self._paths)
+            return read_item(service, username)
         except Unsure:
             return self._full().get_password(service, username)
 
     def set_password(self, service: str, username: str, password: str) -> None:
         try:
-            write_item(service, username, password, paths=self._paths)
+            write_item(service, username, password)
         except Unsure:
             self._full().set_password(service, username, password)
 
     def delete_password(self, service: str, username: str) -> None:
         try:
-            delete_item(service, username, paths=self._paths)
+            delete_item(service, username)
         except Unsure:
             self._full().delete_password(service, username)
 
 
-def read_item(
-    service: str, username: str, *, timeout: float | None = None, paths: ItemPaths | None = None
-) -> str | None:
+def read_item(service: str, username: str, *, timeout: float | None = None) -> str | None:
     """Return the secret keyring's SecretService backend would return, or raise ``Unsure``.
 
-    ``timeout`` bounds each D-Bus call; running out of it is ``Unsure`` too. ``paths``, if
-    given, is where the item is looked for first (see item_paths.py).
+    ``timeout`` bounds each D-Bus call; running out of it is ``Unsure`` too.
     """
-    return _direct(lambda call: _first_match(call, service, username, paths), timeout)
+    return _direct(lambda call: _first_match(call, service, username), timeout)
 
 
-def write_item(
-    service: str,
-    username: str,
-    secret: str,
-    *,
-    timeout: float | None = None,
-    paths: ItemPaths | None = None,
-) -> None:
+def write_item(service: str, username: str, secret: str, *, timeout: float | None = None) -> None:
     """Store ``secret`` as keyring's backend would (its label and attributes), or raise ``Unsure``.
 
-    The item replaces the one with the same attributes, in a single CreateItem call. Its
-    remembered path is forgotten first, so that the read-back which verifies a write searches.
+    The item replaces the one with the same attributes, in a single CreateItem call.
     """
-    if paths is not None:
-        paths.forget(service, username)
     _direct(lambda call: _create(call, service, username, secret), timeout)
 
 
-def delete_item(
-    service: str, username: str, *, timeout: float | None = None, paths: ItemPaths | None = None
-) -> None:
+def delete_item(service: str, username: str, *, timeout: float | None = None) -> None:
     """Delete the first item keyring's backend would find, or raise ``Unsure``."""
-    if paths is not None:
-        paths.forget(service, username)
     _direct(lambda call: _delete(call, service, username), timeout)
 
 
@@ -186,58 +164,12 @@ def _plain_session(call: _Caller) -> str:
     return str(session)
 
 
-def _find(call: _Caller, service: str, username: str, paths: ItemPaths | None) -> str | None:
-    """The path of the item keyring would read: remembered and still right, or searched for."""
-    collection = _default_collection(call)
-    if paths is not None:
-        remembered = paths.get(service, username)
-        if remembered is not None:
-            if _carries(call, collection, remembered, service, username):
-                return remembered
-            paths.forget(service, username)
-        elif not paths.primed(service):
-            _prime(call, collection, service, paths)
-            remembered = paths.get(service, username)
-            if remembered is not None:
-                return remembered  # listed a moment ago, in this same connection
-    items = _search(call, collection, service, username)
-    if paths is not None and len(items) == 1:
-        paths.remember(service, username, items[0])
-    return items[0] if items else None
-
-
-def _attributes(call: _Caller, item: str) -> dict[str, str]:
-    ((_, attributes),) = call(item, PROPERTIES_INTERFACE, "Get", "ss", ITEM_INTERFACE, "Attributes")
-    return dict(attributes)
-
-
-def _carries(call: _Caller, collection: str, item: str, service: str, username: str) -> bool:
-    """Whether ``item`` is still in the default collection, with this service and user name."""
-    from jeepney.wrappers import DBusErrorResponse  # noqa: PLC0415
-
-    if not item.startswith(collection.rstrip("/") + "/"):
-        return False  # the default collection is another one now
-    try:
-        attributes = _attributes(call, item)
-    except DBusErrorResponse:  # deleted (logout, another program): search again
-        return False
-    return attributes.get("service") == service and attributes.get("username") == username
-
-
-def _prime(call: _Caller, collection: str, service: str, paths: ItemPaths) -> None:
-    """List every item of ``service`` once: one search instead of one per account."""
-    (items,) = call(collection, COLLECTION_INTERFACE, "SearchItems", "a{ss}", {"service": service})
-    paths.prime(service, [(item, _attributes(call, item).get("username")) for item in items])
-
-
-def _first_match(
-    call: _Caller, service: str, username: str, paths: ItemPaths | None = None
-) -> str | None:
-    item = _find(call, service, username, paths)
-    if item is None:
+def _first_match(call: _Caller, service: str, username: str) -> str | None:
+    items = _search(call, _default_collection(call), service, username)
+    if not items:
         return None
     # A locked item answers GetSecret with an IsLocked error, which is Unsure like any other.
-    ((_, _, value, _),) = call(item, ITEM_INTERFACE, "GetSecret", "o", _plain_session(call))
+    ((_, _, value, _),) = call(items[0], ITEM_INTERFACE, "GetSecret", "o", _plain_session(call))
     return bytes(value).decode("utf-8")
 
 
