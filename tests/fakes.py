@@ -30,6 +30,8 @@ class FakeClock:
 class MemoryBackend:
     """A keyring backend in a dict; optional failure or hang injected per call."""
 
+    atomic_writes = True  # a dict assignment replaces in one step (see storage/two_phase.py)
+
     items: dict[tuple[str, str], str] = field(default_factory=dict)
     fail_with: BaseException | None = None
     hang: threading.Event | None = None

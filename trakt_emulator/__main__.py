@@ -16,18 +16,50 @@ from trakt_emulator.emulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Em
 SECRET_ENV = "TRAKT_EMULATOR_CLIENT_SECRET"
 
 
+EPILOG = f"""\
+Defaults: client id {DEFAULT_CLIENT_ID!r}, client secret {DEFAULT_CLIENT_SECRET!r}.
+
+Point a tvmaniac-refreshd config at it (URL as printed at start, e.g. with --port 8085):
+  [accounts.default]
+  provider = "trakt"
+  client_id = "{DEFAULT_CLIENT_ID}"
+  client_secret = "{DEFAULT_CLIENT_SECRET}"
+  auth_url = "http://127.0.0.1:8085"
+  api_url = "http://127.0.0.1:8085"
+
+Approving a device code by hand: `tvmaniac-refreshd login` shows a verification URL on the
+emulator itself (URL/activate): open it and enter the code, or use the control API:
+  curl -X POST -d '{{"user_code": "CODE"}}' URL/_emulator/approve
+(--auto-approve-after-polls N approves every code by itself.)
+
+Control API (JSON over HTTP under URL/_emulator/):
+  GET  state                        requests, counters, grants, pending user codes
+  POST approve {{"user_code": C}}     allow the app for code C (deny: refuse it)
+  POST advance_clock {{"seconds": S}} jump the emulator's clock (tokens age at once)
+  POST set_ttl {{"seconds": S}}       lifetime of tokens issued from now on
+  POST expire_access / revoke_grant {{"user": "alice"}}
+  POST add_fault {{...}}              inject 5xx, 429, drops, delays (see faults.py)
+  POST configure {{"option": value}}  any option of options.py
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line; every option maps onto an Emulator argument."""
     parser = argparse.ArgumentParser(
-        prog="python -m trakt_emulator", description="Trakt.tv OAuth emulator on loopback."
+        prog="python -m trakt_emulator",
+        description="Trakt.tv OAuth emulator on loopback: try tvmaniac-refreshd without a "
+        "Trakt account.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--client-id", default=DEFAULT_CLIENT_ID)
+    parser.add_argument("--client-id", default=DEFAULT_CLIENT_ID, help="default: %(default)s")
     parser.add_argument(
         "--client-secret",
         default=None,
-        help=f"prefer ${SECRET_ENV}, which keeps the secret out of argv",
+        help=f"default: {DEFAULT_CLIENT_SECRET}; prefer ${SECRET_ENV}, which keeps the secret "
+        "out of argv",
     )
     parser.add_argument("--ttl", type=int, default=None, help="access-token lifetime in seconds")
     parser.add_argument(
@@ -81,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    # Its own activation page, not trakt.tv's, which knows nothing of the emulator's codes.
+    emulator.configure(verification_url=f"{emulator.url}/activate")
     try:
         if args.port_file is not None:
             _write_atomically(args.port_file, emulator.url + "\n")

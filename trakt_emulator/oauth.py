@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 
+from trakt_emulator import activate
 from trakt_emulator.replies import NO_STORE, Reply, empty_reply, json_reply
 from trakt_emulator.state import State
 
@@ -45,6 +46,11 @@ class OAuthApp:
 
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
         """Route one request (path without query string; header names in lower case)."""
+        if path == activate.PATH and method in ("GET", "POST"):
+            # A browser's form, not an API call: no JSON content type to insist on.
+            if method == "GET":
+                return activate.page(self._state, headers)
+            return activate.approve(self._state, headers, body)
         route = self._routes.get(path)
         if route is None:
             if method == "POST" and not _is_json(headers):

@@ -43,6 +43,8 @@ SERVICE = APP  # as store.SERVICE; store's import cost is what this module avoid
 # A hung keyring sends `token` to the full command, which waits its configured timeout.
 READ_TIMEOUT = 2.0
 MAX_TOKEN_LENGTH = 4096  # = tokens.MAX_TOKEN_LENGTH
+ACCOUNT_ENV = "TVMANIAC_REFRESHD_ACCOUNT"  # = cli.app.ACCOUNT_ENV
+GLOBAL_OPTIONS = ("--config", "--account")  # on either side of the verb, as the parser takes them
 
 
 def attempt(
@@ -58,6 +60,7 @@ def attempt(
     if request is None or may_choose_backend_explicitly(environ, platform):
         return None
     config, account, min_valid = request
+    account = account or environ.get(ACCOUNT_ENV) or None  # as App.account_name
     adopt_session_bus(environ)
     token = _fresh_token(
         config, account, min_valid, environ, time.time() if clock is None else clock
@@ -73,7 +76,10 @@ def attempt(
 
 
 def _parse(argv: Sequence[str]) -> tuple[str | None, str | None, int | None] | None:
-    """Return (--config, --account, --min-valid) of a plain `token` command line, else None."""
+    """Return (--config, --account, --min-valid) of a plain `token` command line, else None.
+
+    --config and --account may stand before or after `token`, as the full parser allows.
+    """
     options: dict[str, str] = {}
     args = list(argv)
     verb_seen = False
@@ -83,8 +89,8 @@ def _parse(argv: Sequence[str]) -> tuple[str | None, str | None, int | None] | N
             verb_seen = True
             continue
         name, equals, value = word.partition("=")
-        allowed = ("--min-valid",) if verb_seen else ("--config", "--account")
-        if name not in allowed:
+        allowed = (*GLOBAL_OPTIONS, "--min-valid") if verb_seen else GLOBAL_OPTIONS
+        if name not in allowed or name in options:  # a repeated option: the parser decides
             return None  # anything else (help, -v, a typo) is the full command's job
         if not equals:
             if not args:

@@ -94,7 +94,7 @@ class TestDaemon:
         """READY=1 comes with a STATUS line naming the next refresh, and no secret."""
         ready = next(message for message in daemon.messages if message.startswith("READY=1"))
 
-        assert "STATUS=default: next refresh in" in ready
+        assert "STATUS=default: next refresh at " in ready
 
     def test_cli_refresh_meanwhile_never_double_spends(self, daemon: Daemon) -> None:
         """`refresh --force` from the CLI while the daemon runs: no invalid_grant, ever."""

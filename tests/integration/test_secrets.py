@@ -31,7 +31,7 @@ def leaked(text: str, harness: Harness) -> list[str]:
     "args",
     [
         ("-v", "refresh", "--force"),
-        ("-vv", "token", "--min-valid", "8d"),
+        ("-vv", "token", "--min-valid", "7d"),  # the whole lifetime: a refresh
         ("-v", "status", "--json"),
         ("-v", "status"),
         ("-v", "config", "check"),

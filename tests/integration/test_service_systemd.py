@@ -8,6 +8,7 @@ test process, reachable from the container over the shared loopback.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 
@@ -117,7 +118,16 @@ class TestDaemonService:
             what="a STATUS line",
         )
         assert status.startswith("default: ")
-        assert machine.show("tvmaniac-refreshd.service", "WatchdogUSec") == "15min"
+        # Absolute, with the zone: "in 28s" would be stale as soon as systemctl shows it.
+        assert re.search(r" at \d\d:\d\d [A-Z]", status), status
+        assert machine.show("tvmaniac-refreshd.service", "WatchdogUSec") == "30min"
+        # One planned line per account at start, so ACCOUNT=default matches from the first.
+        planned = poll(
+            lambda: machine.journal("EVENT=daemon.planned", "ACCOUNT=default"),
+            timeout=30,
+            what="the start's planned line",
+        )
+        assert "next_attempt_at=20" in str(planned[-1]["MESSAGE"])  # ISO, not epoch seconds
 
     def test_refreshes_and_logs_fields_to_journald(self, machine: Machine) -> None:
         """The installed daemon refreshes; journald has REFRESH_RESULT and ACCOUNT fields."""
@@ -153,22 +163,51 @@ class TestDaemonService:
         )
         assert machine.show("tvmaniac-refreshd.service", "ActiveState") == "active"
 
-    def test_reload_with_a_broken_config_keeps_it_running(self, machine: Machine) -> None:
-        """A broken config on reload is rejected in the journal; the unit stays active."""
+    def test_reload_with_a_broken_config_fails_and_keeps_it_running(self, machine: Machine) -> None:
+        """`systemctl reload` on a broken config fails where the user sees it; the unit stays
+        active on its old config, and the daemon's own rejection reads without a literal \\n."""
         machine.cli("service", "install")
         path = "~/.config/tvmaniac-refreshd/config.toml"
         machine.container.run(["sh", "-c", f"cp {path} {path}.good"], user=USER, check=True)
         machine.container.run(["sh", "-c", f"echo 'broken = [' >> {path}"], user=USER, check=True)
         try:
-            machine.systemctl("reload", "tvmaniac-refreshd.service")
-            poll(
+            reload = machine.container.user_systemctl(USER, "reload", "tvmaniac-refreshd.service")
+            assert reload.returncode != 0
+            assert "tvmaniac-refreshd.service" in reload.stderr
+            assert machine.show("tvmaniac-refreshd.service", "ActiveState") == "active"
+            # Signalled behind ExecReload='s back, the daemon itself keeps its old config.
+            machine.systemctl("kill", "-s", "HUP", "--kill-whom=main", "tvmaniac-refreshd.service")
+            rejected = poll(
                 lambda: machine.journal("EVENT=daemon.reload_rejected"),
                 timeout=30,
                 what="the rejected reload in the journal",
             )
+            message = str(rejected[-1]["MESSAGE"])
+            assert "\\n" not in message
+            assert "\n" in message  # each problem on its own line
             assert machine.show("tvmaniac-refreshd.service", "ActiveState") == "active"
         finally:
             machine.container.run(["sh", "-c", f"mv {path}.good {path}"], user=USER, check=True)
+
+    def test_cli_login_is_picked_up_by_the_running_daemon_at_once(self, machine: Machine) -> None:
+        """logout and login tell the daemon; its 15-minute tick could not explain the change."""
+        machine.cli("service", "install")
+        status = "tvmaniac-refreshd.service"
+        machine.cli("logout")
+        poll(
+            lambda: machine.show(status, "StatusText") == "default: not logged in",
+            timeout=30,
+            what="the daemon to see the logout",
+        )
+        machine.cli("login")
+        poll(
+            lambda: machine.show(status, "StatusText").startswith("default: next refresh at "),
+            timeout=30,
+            what="the daemon to plan the new login",
+        )
+        account = json.loads(machine.cli("status", "--json").stdout)["accounts"][0]
+        assert account["state"] == "active"
+        assert "will refresh it when due" in account["advice"]
 
     def test_watchdog_restarts_a_stopped_daemon(self, machine: Machine) -> None:
         """SIGSTOP: the watchdog kills the silent daemon and systemd restarts it; tokens stay."""
@@ -207,6 +246,59 @@ class TestDaemonService:
         assert status["service"]["active"].startswith("active")
         assert status["daemon"]["running"] is True
         assert "daemon mode; active (running)" in machine.cli("service", "status").stdout
+
+
+class TestTimerJournalAndStatus:
+    def test_a_failed_oneshot_logs_natively_and_service_status_says_so(
+        self, machine: Machine
+    ) -> None:
+        """A 503 in timer mode: a warning entry with ACCOUNT and REFRESH_RESULT, and
+        `service status` reports the failed run with its exit status (and "never ran" before)."""
+        machine.cli("service", "uninstall")  # a fresh oneshot, with no earlier run
+        machine.cli("service", "install", "--mode", "timer")
+        try:
+            assert "last run: never ran" in machine.cli("service", "status").stdout
+            poll(
+                lambda: (
+                    json.loads(machine.cli("status", "--json").stdout)["accounts"][0]["state"]
+                    in ("refresh_due", "expired")
+                ),
+                timeout=60,
+                what="the short-lived token to fall due",
+            )
+            machine.emulator.add_fault(
+                {"kind": "status", "code": 503, "path": "/oauth/token", "count": 5}
+            )
+            # What the timer does when it fires; `start` waits for the oneshot to finish.
+            started = machine.container.user_systemctl(
+                USER, "start", "tvmaniac-refreshd-refresh.service"
+            )
+            assert started.returncode != 0
+            assert machine.show("tvmaniac-refreshd-refresh.service", "ExecMainStatus") == "75"
+
+            unit = "_SYSTEMD_USER_UNIT=tvmaniac-refreshd-refresh.service"
+            warnings = machine.journal(unit, "ACCOUNT=default", "REFRESH_RESULT=transient")
+            assert warnings, machine.container.journal_text(None, unit)
+            assert warnings[-1]["PRIORITY"] == "4"
+            assert warnings[-1]["EVENT"] == "refresh.finished"
+            everything = machine.container.journal(None, unit)
+            # Every line the oneshot wrote is ours by name; none is python3's plain text.
+            assert {entry.get("SYSLOG_IDENTIFIER") for entry in everything if "_PID" in entry} <= {
+                "tvmaniac-refreshd",
+                "systemd",
+            }
+
+            shown = machine.cli("service", "status").stdout
+            assert "last run: failed (exit status 75, temporary failure" in shown
+            # In timer mode no daemon plans anything: status promises only the timer.
+            account = json.loads(machine.cli("status", "--json").stdout)["accounts"][0]
+            assert account["next_attempt_at"] is None
+            text = machine.cli("status").stdout
+            assert "daemon's next try" not in text
+            assert "last run: failed" in text
+        finally:
+            machine.emulator.clear_faults()
+            machine.cli("service", "uninstall")
 
 
 class TestTimerAndUninstall:

@@ -204,8 +204,14 @@ class Harness:
 
 
 def verb_of(args: Sequence[str]) -> str | None:
-    """Return the verb of a command line (the first word that is not an option)."""
-    return next((arg for arg in args if not arg.startswith("-")), None)
+    """Return the verb of a command line (the first word that is not an option or its value)."""
+    words = iter(args)
+    for word in words:
+        if word in ("--config", "--account"):
+            next(words, None)  # the option's value
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def wait_until(predicate: object, *, timeout: float = 20.0, what: str = "condition") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import plistlib
 import select
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from structlog.testing import capture_logs
 
 from tvmaniac_refreshd.config.settings import Alerts
 from tvmaniac_refreshd.core import logs
-from tvmaniac_refreshd.daemon.alerts import Alerter, AlertEvent, Reminders
+from tvmaniac_refreshd.daemon.alerts import Alerter, AlertEvent, Reminders, script_editor_listed
 
 DAY = 86400
 T0 = 1_800_000_000.0
@@ -47,7 +48,8 @@ class FakeRunner:
         return [kwargs for argv, kwargs in self.calls if argv[0] == HOOK[0]]
 
     def notifications(self) -> list[list[str]]:
-        return [argv for argv in self.argvs if argv[0] in ("notify-send", "osascript")]
+        notifiers = ("notify-send", "osascript", "terminal-notifier")
+        return [argv for argv in self.argvs if argv[0] in notifiers]
 
 
 @pytest.fixture(autouse=True)
@@ -198,7 +200,14 @@ def test_osascript_on_darwin_escapes_quotes_and_backslashes() -> None:
     """macOS builds an AppleScript string literal that a quote in the message cannot end."""
     runner = FakeRunner()
     emits = [(AlertEvent.REAUTH_REQUIRED, T0)]
-    run_alerts(runner, emits, Alerts(), platform="darwin", message='say "hi" \\ bye')
+    run_alerts(
+        runner,
+        emits,
+        Alerts(),
+        platform="darwin",
+        which=lambda name: "/usr/bin/osascript" if name == "osascript" else None,
+        message='say "hi" \\ bye',
+    )
     assert runner.argvs == [
         [
             "osascript",
@@ -324,3 +333,53 @@ def test_real_hook_that_runs_forever_is_killed_with_its_children(
         assert readable, "the hook's child is still running"
     finally:
         os.close(handle)
+
+
+def test_terminal_notifier_is_preferred_on_darwin(captured: list[MutableMapping[str, Any]]) -> None:
+    """terminal-notifier posts as its own app; osascript is not used when it is there (item 8)."""
+    runner = FakeRunner()
+    emits = [(AlertEvent.REAUTH_REQUIRED, T0)]
+    run_alerts(runner, emits, Alerts(), platform="darwin")
+    assert runner.argvs == [
+        [
+            "terminal-notifier",
+            "-title",
+            "Trakt login needed (default)",
+            "-message",
+            "the session was revoked Run: tvmaniac-refreshd login",
+            "-group",
+            "tvmaniac-refreshd.default",
+        ]
+    ]
+    assert not [r for r in captured if r["event"] == "desktop.unreliable"]
+
+
+def test_osascript_says_once_that_it_may_be_dropped(
+    captured: list[MutableMapping[str, Any]],
+) -> None:
+    """osascript exits 0 even when macOS drops the banner: the log says so, once."""
+    runner = FakeRunner()
+    emits = [(AlertEvent.REAUTH_REQUIRED, T0), (AlertEvent.FAILING, T0)]
+    only_osascript = {"osascript": "/usr/bin/osascript"}.get
+    run_alerts(runner, emits, Alerts(), platform="darwin", which=only_osascript)
+    assert [argv[0] for argv in runner.argvs] == ["osascript", "osascript"]
+    notes = [r for r in captured if r["event"] == "desktop.unreliable"]
+    assert len(notes) == 1
+    assert "Script Editor" in notes[0]["reason"]
+    assert "terminal-notifier" in notes[0]["reason"]
+
+
+def test_script_editor_entry_in_notification_settings(tmp_path: Path) -> None:
+    """Read from the ncprefs plist: absent, present, unreadable."""
+    prefs = tmp_path / "Library" / "Preferences" / "com.apple.ncprefs.plist"
+    assert script_editor_listed(str(tmp_path)) is None
+    prefs.parent.mkdir(parents=True)
+    prefs.write_bytes(plistlib.dumps({"apps": [{"bundle-id": "com.apple.Terminal", "flags": 1}]}))
+    assert script_editor_listed(str(tmp_path)) is False
+    prefs.write_bytes(
+        plistlib.dumps(
+            {"apps": [{"bundle-id": "com.apple.ScriptEditor2", "flags": 8}]},
+            fmt=plistlib.FMT_BINARY,
+        )
+    )
+    assert script_editor_listed(str(tmp_path)) is True

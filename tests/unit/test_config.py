@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tvmaniac_refreshd.config.settings import Account, canonical_url, load_config, parse_config
-from tvmaniac_refreshd.core.errors import ConfigError
+from tvmaniac_refreshd.core.errors import ConfigError, UsageError
 from tvmaniac_refreshd.core.tokens import decode_document
 
 MINIMAL = """
@@ -122,8 +122,37 @@ class TestParseConfig:
         """Asking for an account that is not configured lists the ones that are."""
         config = parse_config(MINIMAL)
 
-        with pytest.raises(ConfigError, match=r"no account named 'x' \(configured: default\)"):
+        with pytest.raises(UsageError, match=r"no account named 'x' .*\(configured: default\)"):
             config.select("x")
+
+    TWO = (
+        '[accounts.work]\nprovider = "trakt"\nclient_id = "w"\n'
+        '[accounts.home]\nprovider = "trakt"\nclient_id = "h"\n'
+    )
+
+    def test_several_accounts_and_none_chosen_is_a_usage_error(self) -> None:
+        """Two accounts, no `default`, no default_account: exit 2, naming them sorted."""
+        with pytest.raises(UsageError) as caught:
+            parse_config(self.TWO).select(None)
+
+        assert str(caught.value) == "several accounts: pass --account NAME (home, work)"
+        assert caught.value.exit_code == 2
+
+    def test_selection_order(self) -> None:
+        """A name wins, then default_account, then the only account, then `default`."""
+        chosen = parse_config('default_account = "home"\n' + self.TWO)
+        with_default = parse_config(self.TWO + MINIMAL)
+
+        assert chosen.select(None).name == "home"
+        assert chosen.select("work").name == "work"
+        assert parse_config(MINIMAL.replace("default", "solo")).select(None).name == "solo"
+        assert with_default.select(None).name == "default"
+
+    def test_default_account_must_exist(self) -> None:
+        """default_account naming no account is a config problem that lists the accounts."""
+        assert problems_of('default_account = "gone"\n' + self.TWO) == [
+            "default_account: no account named 'gone' (home, work)"
+        ]
 
     def test_fingerprint_follows_host_and_client(self) -> None:
         """A token is bound to the provider host and client it was issued for."""
@@ -194,8 +223,8 @@ def _to_toml(document: dict[str, object]) -> str | None:
 
 class TestLoadConfig:
     def test_missing_file_says_how_to_start(self, tmp_path: Path) -> None:
-        """A missing config points at the example file."""
-        with pytest.raises(ConfigError, match=r"refreshd\.example\.toml"):
+        """A missing config says how to create one: `config init`."""
+        with pytest.raises(ConfigError, match=r"create it with `tvmaniac-refreshd config init`"):
             load_config(tmp_path / "nope.toml")
 
     def test_world_readable_secret_warns(self, tmp_path: Path) -> None:
@@ -228,6 +257,7 @@ class TestExampleFile:
 
         text = Path("config/refreshd.example.toml").read_text()
         keys = {key for converters in SECTIONS.values() for key in converters} | _ACCOUNT_KEYS
+        keys.add("default_account")
         missing = [
             key
             for key in sorted(keys - set(SECTIONS))

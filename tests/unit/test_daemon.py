@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -113,6 +113,16 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     return World(tmp_path)
+
+
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Local time is UTC, so that STATUS= times read the same on every machine."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 
 class TestPlanning:
@@ -262,7 +272,7 @@ class TestTick:
 
         assert world.planned() is None
 
-    def test_status_line_summarizes_many_accounts(self, world: World) -> None:
+    def test_status_line_summarizes_many_accounts(self, world: World, utc: None) -> None:
         """With many accounts, STATUS= gives counts and the soonest refresh, not a long list."""
         from tvmaniac_refreshd.daemon.decisions import Watch  # noqa: PLC0415
 
@@ -272,7 +282,7 @@ class TestTick:
         world.daemon.watches["b"] = Watch("login_needed")
 
         assert world.daemon.status_line() == (
-            "7 accounts: 1 login needed, 6 scheduled; next refresh in 1h"
+            "7 accounts: 1 login needed, 6 scheduled; next refresh at 09:00 UTC"
         )
 
     def test_status_line_lists_up_to_four_shown_accounts(self, world: World) -> None:
@@ -284,7 +294,7 @@ class TestTick:
             world.daemon.watches[f"a{index}"] = Watch("scheduled", world.clock() + 3600)
         world.daemon.watches["b"] = Watch("keyring_unavailable")  # no retry planned yet
 
-        assert world.daemon.status_line().count("next refresh in 1h") == 4
+        assert world.daemon.status_line().count("next refresh at") == 4
 
     def test_planning_every_account_announces_once(self, world: World) -> None:
         """plan_all reports the status once at its end, not once per account."""
@@ -358,3 +368,70 @@ class TestScheduler:
             assert not ran.is_set()
         finally:
             scheduler.shutdown(wait=False)
+
+
+class TestStatusTimes:
+    def test_status_line_gives_absolute_local_times(self, world: World, utc: None) -> None:
+        """STATUS= says when, not "in 28s", which goes stale while systemctl keeps showing it."""
+        world.daemon.plan_all()
+        due = world.due()
+        expected = datetime.datetime.fromtimestamp(due, tz=datetime.UTC)
+
+        text = f"default: next refresh at {expected:%Y-%m-%d %H:%M} UTC"  # days ahead: dated
+        assert world.daemon.status_line() == text
+        world.clock.advance(600)  # the text does not depend on when it is read
+        assert world.daemon.status_line() == text
+
+    def test_another_day_carries_the_date(self, utc: None) -> None:
+        from tvmaniac_refreshd.daemon.decisions import clock_time  # noqa: PLC0415
+
+        assert clock_time(START + 2 * 86400, START) == "2027-01-17 08:00 UTC"
+
+    def test_local_zone_is_named(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from tvmaniac_refreshd.daemon.decisions import clock_time  # noqa: PLC0415
+
+        monkeypatch.setenv("TZ", "Europe/Berlin")
+        time.tzset()
+        try:
+            assert clock_time(START, START) == "09:00 CET"
+        finally:
+            monkeypatch.undo()
+            time.tzset()
+
+
+class TestTellingTheDaemon:
+    def test_notice_changes_replans_a_cli_login_without_a_tick(self, world: World) -> None:
+        """What SIGUSR1 runs: a login by the CLI is planned, with no clock comparison needed."""
+        world.store.delete("default")
+        world.daemon.plan_all()
+        world.store.save(initial(world.clock()))
+        world.states.update("default", last_success_at=int(world.clock()))
+        world.daemon.notice_changes()
+
+        assert world.planned() == world.due()
+        assert world.states.load("default").next_attempt_at == int(world.due())
+
+    def test_notice_changes_leaves_unchanged_accounts_alone(self, world: World) -> None:
+        world.daemon.plan_all()
+        world.planner.jobs.clear()
+        world.daemon.notice_changes()
+
+        assert world.planned() is None
+
+    def test_log_plan_gives_each_account_a_line(self, world: World) -> None:
+        """At start every ACCOUNT= has a journal entry, before any refresh happens."""
+        from structlog.testing import capture_logs  # noqa: PLC0415
+
+        world.daemon.plan_all()
+        with capture_logs() as logs:
+            world.daemon.log_plan()
+
+        assert logs == [
+            {
+                "event": "daemon.planned",
+                "account": "default",
+                "condition": "scheduled",
+                "next_attempt_at": int(world.due()),
+                "log_level": "info",
+            }
+        ]

@@ -811,3 +811,58 @@ def test_cli_starts_prints_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert CLIENT_SECRET not in output
     assert token.json()["access_token"] not in output
     assert stdout == ""
+
+
+def test_the_activation_page_approves_a_code_by_hand(emu: Emulator, client: httpx.Client) -> None:
+    """The form lists waiting codes; posting one approves it, as trakt.tv/activate would."""
+    code = _device_code(client)
+    page = client.get("/activate")
+
+    assert page.status_code == 200
+    assert code["user_code"] in page.text
+    assert f"{emu.url}/_emulator/approve" in page.text
+    assert _poll(client, code["device_code"]).status_code == 400  # still pending
+
+    wrong = client.post("/activate", data={"user_code": "NOPE1234"})
+    approved = client.post("/activate", data={"user_code": code["user_code"].lower()})
+
+    assert "No pending code" in wrong.text
+    assert f"Approved {code['user_code']}" in approved.text
+    emu.advance_clock(code["interval"])  # the next poll may come after one interval
+    assert _poll(client, code["device_code"]).status_code == 200
+
+
+def test_help_shows_the_control_api_and_the_defaults() -> None:
+    """`python -m trakt_emulator --help` is enough to use it without reading its source."""
+    from trakt_emulator.__main__ import build_parser  # noqa: PLC0415
+    from trakt_emulator.emulator import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET  # noqa: PLC0415
+
+    text = build_parser().format_help()
+
+    assert DEFAULT_CLIENT_ID in text
+    assert DEFAULT_CLIENT_SECRET in text
+    assert 'curl -X POST -d \'{"user_code": "CODE"}\' URL/_emulator/approve' in text
+    assert "URL/activate" in text
+    assert 'auth_url = "http://127.0.0.1:8085"' in text
+
+
+def test_the_command_points_the_verification_url_at_itself(tmp_path: Path) -> None:
+    """Run as a program, the device flow's verification URL is the emulator's own page."""
+    port_file = tmp_path / "url"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trakt_emulator", "--port-file", str(port_file)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        control = EmulatorControl.from_port_file(port_file, timeout=30)
+        with httpx.Client(base_url=control.url, headers=UA, timeout=10, verify=TLS) as http:
+            device = http.post(
+                "/oauth/device/code", json={"client_id": "tvmaniac-emulator-client"}
+            ).json()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+    assert device["verification_url"] == f"{control.url}/activate"

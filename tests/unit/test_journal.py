@@ -337,7 +337,7 @@ def test_structlog_path_sends_structured_fields(
     assert entry["NEXT_DUE_AT"] == "2026-02-28T10:00:00Z"
     assert entry["DURATION_MS"] == "412"
     assert entry["MESSAGE"] == (
-        "refresh.finished account=default outcome=refreshed expires_at=2026-03-01T10:00:00Z"
+        "refresh.finished account=default refresh_result=refreshed expires_at=2026-03-01T10:00:00Z"
         " next_due_at=2026-02-28T10:00:00Z duration_ms=412"
     )
     assert entry["CODE_FUNC"] == "test_structlog_path_sends_structured_fields"
@@ -423,3 +423,46 @@ def test_structlog_path_keeps_reserved_fields(
     assert entry["MESSAGE"].startswith("login.started")
     assert entry["FIELD_MESSAGE"] == "hello"
     assert entry["FIELD_PRIORITY"] == "0"
+
+
+def test_message_shows_unix_times_as_iso_and_keeps_them_in_fields(
+    journal: FakeJournal, journal_logging: JournalSender
+) -> None:
+    """``expires_at=1795952392`` reads as an ISO time in MESSAGE; the field keeps the number."""
+    get_logger(account="default").info("refresh.finished", expires_at=1795952392, attempt=3)
+    entry = journal.receive()
+    assert entry["EXPIRES_AT"] == "1795952392"
+    assert entry["MESSAGE"] == (
+        "refresh.finished account=default expires_at=2026-11-29T11:39:52Z attempt=3"
+    )
+
+
+def test_message_keeps_real_newlines(journal: FakeJournal, journal_logging: JournalSender) -> None:
+    """A multi-line error (a config's problems) keeps its lines, never a literal backslash-n."""
+    get_logger().error("daemon.reload_rejected", error="config.toml is invalid:\n  - broken")
+    entry = journal.receive()
+    assert "\\n" not in entry["MESSAGE"]
+    assert entry["MESSAGE"] == 'daemon.reload_rejected error="config.toml is invalid:\n  - broken"'
+    assert entry["ERROR"] == "config.toml is invalid:\n  - broken"
+
+
+def test_any_verb_logs_natively_when_stderr_is_the_journal(
+    stderr_stream: TextIO, journal: FakeJournal
+) -> None:
+    """Not only `run`: a oneshot `refresh` whose stderr is journald's stream sends entries."""
+    sender = JournalSender(journal.path)
+    configure_logging(
+        0,
+        stream=stderr_stream,
+        environ={"JOURNAL_STREAM": journal_stream_of(stderr_stream.fileno())},
+        journal=sender,
+    )
+    get_logger(account="default").warning(
+        "refresh.finished", outcome="transient", error="the provider answered 503"
+    )
+    entry = journal.receive()
+    sender.close()
+    assert entry["PRIORITY"] == "4"
+    assert entry["ACCOUNT"] == "default"
+    assert entry["REFRESH_RESULT"] == "transient"
+    assert entry["SYSLOG_IDENTIFIER"] == "tvmaniac-refreshd"

@@ -139,14 +139,25 @@ def test_interactive_logfmt_unchanged_when_not_a_tty() -> None:
 
 
 def test_interactive_quiet_hides_info() -> None:
-    """quiet keeps only warnings and above, as before."""
+    """quiet keeps only warnings and above, each as one plain line without a timestamp."""
     out = io.StringIO()
     configure_logging(stream=out, quiet=True)
     get_logger().info("status.read")
-    get_logger().warning("status.stale")
+    get_logger(account="work").warning("status.stale", error="a b")
     got = lines(out)
-    assert len(got) == 1
-    assert "level=warning event=status.stale" in got[0]
+    assert got == ['tvmaniac-refreshd: warning: status.stale account=work error="a b"']
+
+
+def test_interactive_verbose_shows_log_records() -> None:
+    """With -v an interactive command shows every record, info and debug included."""
+    out = io.StringIO()
+    configure_logging(1, stream=out, quiet=True)
+    get_logger().debug("login.slow_down", interval=6.0)
+    get_logger().info("login.finished")
+    got = lines(out)
+    assert len(got) == 2
+    assert "event=login.slow_down" in got[0]
+    assert "interval=6.0" in got[0]
 
 
 def test_interactive_console_on_a_tty() -> None:

@@ -97,6 +97,19 @@ def test_a_remembered_fresh_token_is_printed(machine: Machine) -> None:
     assert machine.token("--account=default", "token", "--min-valid=1h") == (0, "access-1\n")
 
 
+def test_global_options_after_the_verb_take_the_quick_path(machine: Machine) -> None:
+    """`token --account X --config Y` is as quick as the options before the verb."""
+    machine.remember()
+
+    assert machine.token("token", "--account", "default") == (0, "access-1\n")
+    assert machine.token("token", "--config", str(machine.config)) == (0, "access-1\n")
+    assert machine.token("token", "--min-valid", "1h", "--account=default") == (0, "access-1\n")
+    assert machine.token("--config", str(machine.config), "token", "--account", "default") == (
+        0,
+        "access-1\n",
+    )
+
+
 def test_without_a_record_the_full_command_decides(machine: Machine) -> None:
     assert machine.token() == (None, "")
     assert machine.reads == []
@@ -116,6 +129,9 @@ def test_without_a_record_the_full_command_decides(machine: Machine) -> None:
         ("token", "token"),
         ("status",),
         ("--config", "", "token"),
+        ("--min-valid", "1h", "token"),  # a verb's option before the verb is an error
+        ("--account", "a", "token", "--account", "b"),  # twice: the parser decides
+        ("token", "--account"),
         (),
     ],
 )
@@ -220,6 +236,17 @@ def test_the_default_account_and_other_accounts(machine: Machine) -> None:
     assert machine.token() == (0, "access-1\n")
     assert machine.token("--account", "work", "token") == (0, "access-work\n")
     assert machine.token("--account", "home", "token") == (None, "")
+
+
+def test_the_account_from_the_environment(machine: Machine) -> None:
+    """$TVMANIAC_REFRESHD_ACCOUNT chooses as in the full command; --account beats it."""
+    machine.items["work"] = json.dumps(dict(DOCUMENT, access_token="access-work"))
+    machine.remember()
+    machine.remember(account="work")
+    machine.environ["TVMANIAC_REFRESHD_ACCOUNT"] = "work"
+
+    assert machine.token() == (0, "access-work\n")
+    assert machine.token("token", "--account", "default") == (0, "access-1\n")
 
 
 def test_remember_starts_over_when_the_config_changed(machine: Machine) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import configparser
 import io
-import os
 import plistlib
 import subprocess
 import sys
@@ -15,7 +14,6 @@ import pytest
 
 from tvmaniac_refreshd.core.errors import ServiceUnavailable
 from tvmaniac_refreshd.service.base import exec_argv
-from tvmaniac_refreshd.service.launchd import Launchd
 from tvmaniac_refreshd.service.launchd import render as render_plist
 from tvmaniac_refreshd.service.systemd import UNITS, Systemd, quote_exec, render
 
@@ -107,6 +105,16 @@ class TestSystemdUnits:
             "on-failure",
         )
         assert service["ExecStart"] == f"{sys.executable} -m tvmaniac_refreshd run"
+        # A broken config fails `systemctl reload` itself, before the daemon is signalled.
+        reload_lines = [
+            line.split("=", 1)[1]
+            for line in render("tvmaniac-refreshd.service", ARGV).decode().splitlines()
+            if line.startswith("ExecReload=")
+        ]
+        assert reload_lines == [
+            f"{sys.executable} -m tvmaniac_refreshd config check --only-config",
+            "/bin/kill -HUP $MAINPID",
+        ]
         assert "StartLimitBurst" not in service
         restart = int(service["RestartSec"])
         assert restart * int(unit["Unit"]["StartLimitBurst"]) > 0
@@ -152,10 +160,14 @@ class TestSystemdUnits:
 class FakeSystemctl:
     """Records commands; answers like a working (or an absent) user manager."""
 
-    def __init__(self, *, bus: bool = True, linger: bool = True) -> None:
+    def __init__(
+        self, *, bus: bool = True, linger: bool = True, shows: dict[str, str] | None = None
+    ) -> None:
         self.calls: list[list[str]] = []
         self.bus = bus
         self.linger = linger
+        # `systemctl show` answers per unit, as systemd would give them; the rest get a default.
+        self.shows = shows or {}
 
     def __call__(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
         self.calls.append(list(argv))
@@ -166,8 +178,9 @@ class FakeSystemctl:
                 argv, 1, "", "Failed to connect to bus: No medium found"
             )
         if argv[2:3] == ["show"]:
-            out = (
-                "ActiveState=active\nSubState=running\nResult=success\nStatusText=ok\nNRestarts=0\n"
+            out = self.shows.get(
+                argv[-1],
+                "ActiveState=active\nSubState=running\nResult=success\nStatusText=ok\nNRestarts=0\n",
             )
             return subprocess.CompletedProcess(argv, 0, out, "")
         return subprocess.CompletedProcess(argv, 0, "", "")
@@ -258,6 +271,52 @@ class TestSystemdInstall:
         Systemd(home, FakeSystemctl(linger=False)).install("daemon", ARGV, dry_run=False, out=out)
 
         assert "loginctl enable-linger tok" in out.getvalue()
+        # polkit lets a user enable their own lingering by default: try that first.
+        assert "you may do this yourself" in out.getvalue()
+
+    def test_follow_hint_quotes_the_glob(self, home: dict[str, str]) -> None:
+        """An unquoted tvmaniac-refreshd* would be expanded by the shell in a matching folder."""
+        out = io.StringIO()
+        Systemd(home, FakeSystemctl()).install("timer", ARGV, dry_run=False, out=out)
+
+        assert "journalctl --user -u 'tvmaniac-refreshd*' -f" in out.getvalue()
+
+
+# What `systemctl show` says of the timer and its oneshot at the moments `service status` reports.
+TIMER_SHOW = "ActiveState=active\nSubState=waiting\nResult=success\nStatusText=\nNRestarts=0\n"
+NEXT = "NextElapseUSecRealtime=Sun 2026-11-29 14:00:00 UTC\n"
+NEVER_RAN = "ActiveState=inactive\nResult=success\nExecMainStatus=0\nExecMainExitTimestamp=\n"
+FAILED = (
+    "ActiveState=failed\nResult=exit-code\nExecMainStatus=75\n"
+    "ExecMainExitTimestamp=Sun 2026-11-29 13:01:02 UTC\n"
+)
+
+
+class TestTimerStatus:
+    def state(self, home: dict[str, str], oneshot: str) -> str:
+        shows = {
+            "tvmaniac-refreshd-refresh.timer": TIMER_SHOW + NEXT,
+            "tvmaniac-refreshd-refresh.service": oneshot,
+        }
+        systemd = Systemd(home, FakeSystemctl(shows=shows))
+        systemd.install("timer", ARGV, dry_run=False, out=io.StringIO())
+        return systemd.state().detail
+
+    def test_never_ran(self, home: dict[str, str]) -> None:
+        """Before the first run there is no result to speak of, and "success" would be a lie."""
+        detail = self.state(home, NEVER_RAN)
+
+        assert detail == "last run: never ran; next run: Sun 2026-11-29 14:00:00 UTC"
+
+    def test_failed_run_is_reported_with_its_exit_status_and_time(
+        self, home: dict[str, str]
+    ) -> None:
+        detail = self.state(home, FAILED)
+
+        assert detail == (
+            "last run: failed (exit status 75, temporary failure, tokens kept) at "
+            "Sun 2026-11-29 13:01:02 UTC; next run: Sun 2026-11-29 14:00:00 UTC"
+        )
 
 
 ALLOWED_PLIST_KEYS = {
@@ -290,28 +349,7 @@ class TestLaunchd:
         assert agent["ThrottleInterval"] >= 30
         assert agent["StandardErrorPath"] == str(tmp_path / "Logs" / "stderr.log")
         assert "NetworkState" not in str(agent)
-
-    def test_install_uses_modern_verbs_only(self, tmp_path: Path) -> None:
-        """bootout, bootstrap, enable, kickstart: never load/unload (R29); idempotent."""
-        fake = FakeSystemctl()
-        launchd = Launchd({"HOME": str(tmp_path)}, fake)
-        for _ in range(2):
-            launchd.install("daemon", ARGV, dry_run=False, out=io.StringIO())
-        launchd.uninstall(dry_run=False, out=io.StringIO())
-        launchd.uninstall(dry_run=False, out=io.StringIO())
-
-        domain = f"gui/{os.getuid()}"
-        plist = str(launchd.agent_dir / "com.tvmaniac.refreshd.plist")
-        install = [
-            ["launchctl", "bootout", f"{domain}/com.tvmaniac.refreshd.refresh"],
-            ["launchctl", "bootout", f"{domain}/com.tvmaniac.refreshd"],
-            ["launchctl", "bootstrap", domain, plist],
-            ["launchctl", "enable", f"{domain}/com.tvmaniac.refreshd"],
-            ["launchctl", "kickstart", "-k", f"{domain}/com.tvmaniac.refreshd"],
-        ]
-        uninstall = [
-            ["launchctl", "bootout", f"{domain}/com.tvmaniac.refreshd"],
-            ["launchctl", "disable", f"{domain}/com.tvmaniac.refreshd"],
-        ]
-        assert fake.calls == install + install + uninstall
-        assert list(launchd.agent_dir.iterdir()) == []
+        # Hooks named by bare command: Homebrew's bin directories (Apple silicon, Intel).
+        path = agent["EnvironmentVariables"]["PATH"].split(":")
+        assert path[:2] == ["/opt/homebrew/bin", "/usr/local/bin"]
+        assert agent["EnvironmentVariables"]["TVMANIAC_REFRESHD_SUPERVISOR"] == "launchd"

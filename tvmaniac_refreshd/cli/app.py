@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from tvmaniac_refreshd.config.settings import Account, Config, load_config
 from tvmaniac_refreshd.core.locations import APP as PROG
-from tvmaniac_refreshd.core.logs import redact_text
+from tvmaniac_refreshd.core.logs import journal_prefix, redact_text
 from tvmaniac_refreshd.daemon.refresher import Refresher
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
 from tvmaniac_refreshd.storage.keyring_store import KeyringStore, default_backend
@@ -24,7 +24,13 @@ if TYPE_CHECKING:
     from tvmaniac_refreshd.providers.http import TraktClient
     from tvmaniac_refreshd.providers.oauth2 import OAuth2Client
 
-__all__ = ["PROG", "App"]
+__all__ = ["ACCOUNT_ENV", "PROG", "App"]
+
+ACCOUNT_ENV = "TVMANIAC_REFRESHD_ACCOUNT"  # the account when --account is not given
+
+# syslog priorities of the plain lines a oneshot writes to journald's stream (sd-daemon(3)).
+ERROR = 3
+WARNING = 4
 
 
 class App:
@@ -71,10 +77,21 @@ class App:
         return StateFiles(state_dir(self.environ))
 
     def warn(self, message: str) -> None:
-        self.err.write(f"{PROG}: warning: {redact_text(message)}\n")
+        self.err.write(f"{journal_prefix(WARNING)}{PROG}: warning: {redact_text(message)}\n")
+
+    def problem(self, message: str, *, temporary: bool) -> None:
+        """Print a failure on stderr; in the journal, a warning if temporary, else an error."""
+        priority = WARNING if temporary else ERROR
+        self.err.write(f"{journal_prefix(priority)}{PROG}: {redact_text(message)}\n")
+
+    @property
+    def account_name(self) -> str | None:
+        """The account the user named: --account, else $TVMANIAC_REFRESHD_ACCOUNT, else None."""
+        return self.args.account or self.environ.get(ACCOUNT_ENV) or None
 
     def account(self) -> Account:
-        return self.config.select(self.args.account)
+        """The account to act on (config.select documents the order)."""
+        return self.config.select(self.account_name)
 
     def client(self, account: Account) -> TraktClient | OAuth2Client:
         from tvmaniac_refreshd.providers.http import TraktClient, make_http_client  # noqa: PLC0415

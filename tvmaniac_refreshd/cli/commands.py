@@ -9,7 +9,14 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from tvmaniac_refreshd.cli.app import PROG, App
-from tvmaniac_refreshd.cli.status import FORMAT_VERSION, account_report, iso, render_text
+from tvmaniac_refreshd.cli.status import (
+    FORMAT_VERSION,
+    account_report,
+    iso,
+    keeper_advice,
+    render_text,
+    unknown_report,
+)
 from tvmaniac_refreshd.config.settings import Account
 from tvmaniac_refreshd.core.durations import format_duration
 from tvmaniac_refreshd.core.errors import (
@@ -28,10 +35,12 @@ from tvmaniac_refreshd.core.errors import (
     TransientError,
     UsageError,
 )
+from tvmaniac_refreshd.core.launchd_log import supervised_by_launchd, trim_launchd_logs
 from tvmaniac_refreshd.core.logs import get_logger, redact_text, register_secret
 from tvmaniac_refreshd.core.policy import refresh_due_at
 from tvmaniac_refreshd.core.tokens import TokenDocument, encode_document
 from tvmaniac_refreshd.storage import quick_record
+from tvmaniac_refreshd.storage.credentials import resolve_client_secret
 from tvmaniac_refreshd.storage.paths import config_path, state_dir
 from tvmaniac_refreshd.storage.state import AccountRecord
 
@@ -52,6 +61,7 @@ def cmd_login(app: App) -> int:
         if not app.args.replace:
             raise StoreCorrupt(f"{exc}; or run `login --replace` to overwrite it") from None
         previous = None
+    _require_client_secret(app, account)
     if previous is not None:
         app.warn(f"account {account.name!r} is already logged in; this login replaces it")
     client = app.client(account)
@@ -95,6 +105,7 @@ def cmd_login(app: App) -> int:
     with app.lock(account):
         app.store.save(document)
         app.states.save(account.name, AccountRecord(last_success_at=int(app.clock())))
+    _tell_daemon(app)
     get_logger(account=account.name).info("login.finished", expires_at=iso(tokens.expires_at))
     left = format_duration(tokens.expires_at - app.clock())
     app.out.write(
@@ -102,6 +113,21 @@ def cmd_login(app: App) -> int:
         f"valid for {left}.\nCheck it any time with `{PROG} status`.\n"
     )
     return EXIT_OK
+
+
+def _require_client_secret(app: App, account: Account) -> None:
+    """Fail before a code is shown if the provider will refuse the token request without one."""
+    if not account.needs_client_secret():
+        return
+    if resolve_client_secret(account, app.environ, app.store).value is None:
+        raise ConfigError(
+            app.config.source,
+            [
+                f"accounts.{account.name}: no client secret; store it in the keyring with "
+                f"`{PROG} config set-secret --account {account.name}` (or set client_secret "
+                "in the file)"
+            ],
+        )
 
 
 def cmd_logout(app: App) -> int:
@@ -127,6 +153,7 @@ def cmd_logout(app: App) -> int:
                 )
         existed = app.store.delete(account.name)
         app.states.delete(account.name)
+    _tell_daemon(app)
     if existed:
         app.out.write(f"Logged out: account {account.name!r} was removed from the keyring.\n")
     else:
@@ -135,15 +162,29 @@ def cmd_logout(app: App) -> int:
 
 
 def _selected(app: App, *, every: bool) -> list[Account]:
-    if every or (app.args.account is None and len(app.config.accounts) > 1):
+    """Every account, or the one chosen as for `token` (config.select documents the order)."""
+    if every:
         return list(app.config.accounts.values())
     return [app.account()]
 
 
+# States in which only a person running `login` helps (`status --check` exits 77).
+NEEDS_LOGIN = ("logged_out", "reauth_required")
+
+
 def cmd_status(app: App) -> int:
+    from tvmaniac_refreshd.daemon import instance  # noqa: PLC0415
+
+    # Who keeps the tokens fresh is known first, so that each account says only what is true
+    # now: a plan left in the state file by an earlier daemon, in timer mode, is no plan.
+    pid = instance.running_pid(instance.lock_path(state_dir(app.environ), app.config.source))
+    service = _service_summary(app)
+    timer = service.get("mode") == "timer" and str(service.get("active", "")).startswith("active")
     reports: list[dict[str, Any]] = []
+    keyring_error: str | None = None
     now = app.clock()
-    for account in _selected(app, every=app.args.account is None):
+    # Without a named account, status shows them all: it reads, it never refreshes.
+    for account in _selected(app, every=app.account_name is None):
         record = app.states.load(account.name)
         problem: str | None = None
         document: TokenDocument | None = None
@@ -151,22 +192,40 @@ def cmd_status(app: App) -> int:
             document = app.store.load(account.name)
         except StoreCorrupt as exc:
             problem = str(exc)
+        except StoreUnavailable as exc:
+            # Still worth showing: the state file, the daemon and the service need no keyring.
+            keyring_error = redact_text(str(exc))
+            reports.append(
+                unknown_report(account, record, reason=keyring_error, daemon_plan=bool(pid))
+            )
+            continue
         if document is not None and document.fingerprint != account.fingerprint():
             problem = "the stored login was made with a different client_id or auth_url"
-        reports.append(account_report(account, document, record, now=now, problem=problem))
-    from tvmaniac_refreshd.daemon import instance  # noqa: PLC0415
-
-    pid = instance.running_pid(instance.lock_path(state_dir(app.environ), app.config.source))
+        keeper = keeper_advice(
+            daemon_pid=pid, planned=record.next_attempt_at is not None, timer=timer
+        )
+        reports.append(
+            account_report(
+                account,
+                document,
+                record,
+                now=now,
+                problem=problem,
+                keeper=keeper,
+                daemon_plan=bool(pid),
+            )
+        )
     daemon = {"running": pid is not None, "pid": pid}
-    service = _service_summary(app)
     if app.args.json:
-        payload = {
+        payload: dict[str, object] = {
             "format_version": FORMAT_VERSION,
             "generated_at": iso(now),
             "daemon": daemon,
             "service": service,
             "accounts": reports,
         }
+        if keyring_error is not None:
+            payload["keyring"] = {"available": False, "error": keyring_error}
         app.out.write(json.dumps(payload, indent=2) + "\n")
     else:
         app.out.write(render_text(reports, now=now))
@@ -176,9 +235,32 @@ def cmd_status(app: App) -> int:
             app.out.write(f"service: unknown ({service['error']})\n")
         elif service["installed"]:
             app.out.write(f"service: {service['mode']} mode, {service['active']}\n")
+            if service.get("detail"):
+                app.out.write(f"  {service['detail']}\n")
         else:
             app.out.write(f"service: not installed (`{PROG} service install` sets it up)\n")
-    return EXIT_OK
+        if keyring_error is not None:
+            app.out.write(f"keyring: unavailable: {keyring_error}\n")
+    # The exit code still says what failed, for scripts that only look at it.
+    return EXIT_STORE_UNAVAILABLE if keyring_error is not None else _health(app, reports)
+
+
+def _health(app: App, reports: list[dict[str, Any]]) -> int:
+    """With `--check`: 77 (and who) when any account needs `login`, else 0."""
+    waiting = [report["name"] for report in reports if report["state"] in NEEDS_LOGIN]
+    if not app.args.check or not waiting:
+        return EXIT_OK
+    app.err.write(f"{PROG}: needs `login`: {', '.join(waiting)}\n")
+    return EXIT_REAUTH
+
+
+def _tell_daemon(app: App) -> None:
+    """Tell a running daemon for this config that an account changed, so it re-plans at once."""
+    from tvmaniac_refreshd.daemon import instance  # noqa: PLC0415
+
+    pid = instance.tell(instance.lock_path(state_dir(app.environ), app.config.source))
+    if pid is not None:
+        get_logger().debug("daemon.told", pid=pid)
 
 
 def cmd_token(app: App) -> int:
@@ -186,6 +268,8 @@ def cmd_token(app: App) -> int:
     account = app.account()
     refresher = app.refresher(account)
     min_valid = app.args.min_valid
+    if min_valid is not None:
+        _check_reachable(refresher.load(), min_valid)
     try:
         fresh = refresher.ensure_fresh(min_valid=min_valid)
         document = fresh.document
@@ -194,11 +278,9 @@ def cmd_token(app: App) -> int:
         if min_valid is not None or document.tokens.expires_at <= app.clock():
             raise
         app.warn(f"{exc}; printing the current token, which is still valid")
-    if min_valid is not None and document.tokens.expires_at - app.clock() < min_valid:
-        app.warn(
-            f"the provider issues tokens valid for {format_duration(document.tokens.expires_in)}, "
-            f"less than --min-valid {format_duration(min_valid)}"
-        )
+    if min_valid is not None:
+        # The provider may just have shortened its lifetime: this refresh was the last one.
+        _check_reachable(document, min_valid)
     app.out.write(document.tokens.access_token + "\n")
     app.out.flush()
     if config_file is not None and not app.config.warnings:
@@ -206,11 +288,26 @@ def cmd_token(app: App) -> int:
     return EXIT_OK
 
 
+def _check_reachable(document: TokenDocument, min_valid: int) -> None:
+    """Refuse a --min-valid that no token of this provider can meet.
+
+    A refresh would not help (the new token lasts as long as the last one did), and spending a
+    refresh token on every call for nothing is what this prevents. Asking for the impossible is
+    a usage error (2): retrying later (75) would not change the answer.
+    """
+    lifetime = document.tokens.expires_in
+    if min_valid > lifetime:
+        raise UsageError(
+            f"--min-valid {format_duration(min_valid)} cannot be met: the provider issues "
+            f"tokens valid for {format_duration(lifetime)}; ask for at most that"
+        )
+
+
 def _remember_decision(app: App, account: Account, document: TokenDocument, config: str) -> None:
     """Let the next plain `token` skip loading the program while this decision holds."""
     try:
         default: str | None = app.config.select(None).name
-    except ConfigError:
+    except UsageError:  # several accounts and none chosen: the quick path must ask the config
         default = None
     try:
         quick_record.remember(
@@ -226,7 +323,9 @@ def _remember_decision(app: App, account: Account, document: TokenDocument, conf
 
 
 def cmd_refresh(app: App) -> int:
+    trim_launchd_logs(app.environ)  # the timer agent's log files, which launchd never rotates
     codes: list[int] = []
+    changed = False
     accounts = _selected(app, every=app.args.all)
     for account in accounts:
         try:
@@ -235,13 +334,14 @@ def cmd_refresh(app: App) -> int:
             if isinstance(exc, NotLoggedIn) and len(accounts) > 1:
                 app.out.write(f"{account.name}: not logged in; skipped\n")
                 continue
-            app.err.write(f"{PROG}: {account.name}: {redact_text(str(exc))}\n")
+            app.problem(f"{account.name}: {exc}", temporary=False)
             codes.append(exc.exit_code)
             continue
         except RefreshdError as exc:
-            app.err.write(f"{PROG}: {account.name}: {redact_text(str(exc))}\n")
+            app.problem(f"{account.name}: {exc}", temporary=exc.exit_code == EXIT_TEMPORARY)
             codes.append(exc.exit_code)
             continue
+        changed = changed or fresh.refreshed
         tokens = fresh.document.tokens
         due = refresh_due_at(tokens, account.refresh, salt=account.name)
         if fresh.refreshed:
@@ -254,12 +354,24 @@ def cmd_refresh(app: App) -> int:
             f"{account.name}: {what}; expires {iso(tokens.expires_at)}, next refresh due "
             f"{iso(due)} (in {format_duration(due - app.clock())})\n"
         )
+    if changed:
+        _tell_daemon(app)
     return next((code for code in SEVERITY if code in codes), EXIT_OK)
 
 
 def cmd_run(app: App) -> int:
-    from tvmaniac_refreshd.daemon.runner import run_daemon  # noqa: PLC0415
+    from tvmaniac_refreshd.daemon.runner import (  # noqa: PLC0415
+        config_watch,
+        run_daemon,
+        wait_for_valid_config,
+    )
 
+    if supervised_by_launchd(app.environ):
+        trim_launchd_logs(app.environ)
+        path = str(config_path(app.args.config, app.environ))
+        with config_watch(lambda: quick_record.config_identity(path)) as wait:
+            if not wait_for_valid_config(lambda: app.config, wait):
+                return EXIT_OK
     return run_daemon(app)
 
 
@@ -294,13 +406,23 @@ def cmd_service_uninstall(app: App) -> int:
 
 
 def cmd_service_status(app: App) -> int:
-    state = _service_manager(app).state()
+    try:
+        state = _service_manager(app).state()
+    except RefreshdError as exc:
+        if not app.args.json:
+            raise
+        # Scripts parse stdout: the error goes inside the JSON, and the exit code still says it.
+        failure = {"format_version": FORMAT_VERSION, "installed": None, "error": str(exc)}
+        app.out.write(json.dumps(failure, indent=2) + "\n")
+        return exc.exit_code
     if app.args.json:
         app.out.write(json.dumps({"format_version": FORMAT_VERSION, **state.as_dict()}, indent=2))
         app.out.write("\n")
         return EXIT_OK
-    mode = f"{state.mode} mode" if state.mode else "not installed"
-    app.out.write(f"{state.manager}: {mode}; {state.active}\n")
+    if state.mode is None:
+        app.out.write(f"{state.manager}: not installed (`{PROG} service install` sets it up)\n")
+    else:
+        app.out.write(f"{state.manager}: {state.mode} mode; {state.active}\n")
     if state.detail:
         app.out.write(f"  {state.detail}\n")
     for path in state.files:
@@ -328,4 +450,41 @@ def cmd_config_set_secret(app: App) -> int:
     register_secret(secret)
     app.store.save_client_secret(account.name, secret)
     app.out.write(f"Stored the client secret of {account.name!r} in the keyring.\n")
+    return EXIT_OK
+
+
+def cmd_config_init(app: App) -> int:
+    from tvmaniac_refreshd.config.starter import (  # noqa: PLC0415
+        already_exists,
+        starter_config,
+        write_new,
+    )
+
+    path = config_path(app.args.config, app.environ)
+    if path.exists():  # asked before the client id, so nobody types it for nothing
+        raise already_exists(path)
+    account = app.account_name or "default"
+    client_id = app.args.client_id
+    if client_id is None:
+        if not sys.stdin.isatty():
+            raise UsageError("no terminal to ask on: pass --client-id ID (trakt.tv/oauth/apps)")
+        client_id = input("Client ID of your Trakt app (from https://trakt.tv/oauth/apps): ")
+    write_new(path, starter_config(client_id, account))
+    where = "" if account == "default" else f" --account {account}"
+    app.out.write(
+        f"Wrote {path} (readable only by you).\n"
+        "Next:\n"
+        f"  {PROG} config set-secret{where}   # the client secret, kept in the keyring\n"
+        f"  {PROG} login{where}\n"
+    )
+    return EXIT_OK
+
+
+def cmd_config_example(app: App) -> int:
+    from tvmaniac_refreshd.core.shipped import EXAMPLE_CONFIG, shipped_file  # noqa: PLC0415
+
+    found = shipped_file(*EXAMPLE_CONFIG)
+    if found is None:
+        raise RefreshdError("the example config is missing from this installation; reinstall it")
+    app.out.write(found.read_text(encoding="utf-8"))
     return EXIT_OK

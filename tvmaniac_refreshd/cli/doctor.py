@@ -6,6 +6,7 @@ import datetime as dt
 import sys
 from typing import TYPE_CHECKING
 
+from tvmaniac_refreshd.config.settings import load_config
 from tvmaniac_refreshd.core.errors import (
     EXIT_CONFIG,
     EXIT_OK,
@@ -19,6 +20,8 @@ from tvmaniac_refreshd.storage.credentials import resolve_client_secret
 from tvmaniac_refreshd.storage.paths import config_path
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tvmaniac_refreshd.cli.app import App
     from tvmaniac_refreshd.config.settings import Config
 
@@ -47,7 +50,8 @@ def _check_config(report: _Report) -> Config | None:
     app = report.app
     path = config_path(app.args.config, app.environ)
     try:
-        config = app.config
+        # Loaded here, not through app.config, whose warnings this report lists itself.
+        config = load_config(path)
     except ConfigError as exc:
         report.line(False, "config", f"{path} is invalid:", EXIT_CONFIG)
         for problem in exc.problems:
@@ -57,6 +61,7 @@ def _check_config(report: _Report) -> Config | None:
     report.line(True, "config", f"{path} ({len(config.accounts)} account(s): {names})")
     for warning in config.warnings:
         report.line(None, "config", warning)
+    app.adopt(config)
     return config
 
 
@@ -74,12 +79,60 @@ def _check_environment(report: _Report) -> None:
                 "log in to a desktop session, or install dbus-user-session",
                 EXIT_STORE_UNAVAILABLE,
             )
+    if sys.platform == "darwin":
+        ok, detail = macos_notification_check(_agent_which, str(app.environ.get("HOME", "")))
+        report.line(ok, "notifications", detail)
     clock = app.clock()
     if clock < EARLIEST_SANE_TIME:
-        report.line(False, "clock", "the system clock is before 2025; enable NTP (timedatectl)")
+        fix = (
+            "turn on System Settings > General > Date & Time > Set time automatically"
+            if sys.platform == "darwin"
+            else "enable NTP (timedatectl)"
+        )
+        report.line(False, "clock", f"the system clock is before 2025; {fix}")
     else:
         now = dt.datetime.fromtimestamp(clock, tz=dt.UTC)
         report.line(True, "clock", f"{now:%Y-%m-%d %H:%M:%S} UTC")
+
+
+def macos_notification_check(
+    which: Callable[[str], str | None], home: str
+) -> tuple[bool | None, str]:
+    """Return how the daemon's desktop alerts will reach a Mac user, and what to do if not.
+
+    What can be known from here: whether terminal-notifier is on the agent's PATH, and whether
+    Script Editor (osascript's sender) has an entry in the Notifications settings at all. Whether
+    a banner really shows cannot be asked; hooks are the reliable path.
+    """
+    from tvmaniac_refreshd.daemon.alerts import (  # noqa: PLC0415
+        OSASCRIPT_CAVEAT,
+        script_editor_listed,
+    )
+
+    found = which("terminal-notifier")
+    if found:
+        return True, (
+            f"terminal-notifier ({found}); if no banner shows, allow terminal-notifier in "
+            "System Settings > Notifications"
+        )
+    if not which("osascript"):
+        return None, "no notifier found; use a hook (on_reauth_required) to be told"
+    listed = script_editor_listed(home)
+    if listed is False:
+        return None, (
+            "Script Editor has never been allowed to notify, so osascript alerts are dropped "
+            f"silently. {OSASCRIPT_CAVEAT}"
+        )
+    return None, OSASCRIPT_CAVEAT
+
+
+def _agent_which(name: str) -> str | None:
+    """``shutil.which`` over the PATH the launchd agent gets (its plist)."""
+    import shutil  # noqa: PLC0415
+
+    from tvmaniac_refreshd.service.launchd import AGENT_PATH  # noqa: PLC0415
+
+    return shutil.which(name, path=AGENT_PATH)
 
 
 def _check_accounts(report: _Report, config: Config) -> None:
@@ -101,6 +154,13 @@ def _check_accounts(report: _Report, config: Config) -> None:
         report.line(
             True, subject, f"{account.auth_url}; client secret from {secret.source}; {login}"
         )
+        if secret.value is None and account.needs_client_secret():
+            report.line(
+                None,
+                subject,
+                "no client secret: `login` and refreshes will be refused; store it with "
+                f"`tvmaniac-refreshd config set-secret --account {account.name}`",
+            )
 
 
 def _check_service(report: _Report) -> None:
@@ -130,6 +190,9 @@ def run_checks(app: App) -> int:
     """Print one line per check and return the exit code of the worst problem."""
     report = _Report(app)
     config = _check_config(report)
+    if getattr(app.args, "only_config", False):
+        # The unit's ExecReload=: a locked keyring must not fail a reload of a good config.
+        return report.exit_code()
     _check_environment(report)
     _check_service(report)
     if config is not None:

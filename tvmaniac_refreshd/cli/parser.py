@@ -9,12 +9,14 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from tvmaniac_refreshd import __version__
 from tvmaniac_refreshd.cli.app import PROG, App
 from tvmaniac_refreshd.cli.commands import (
     cmd_config_check,
+    cmd_config_example,
+    cmd_config_init,
     cmd_config_set_secret,
     cmd_login,
     cmd_logout,
@@ -27,15 +29,24 @@ from tvmaniac_refreshd.cli.commands import (
     cmd_token,
 )
 from tvmaniac_refreshd.core.durations import parse_duration
-from tvmaniac_refreshd.core.errors import EXIT_FAILURE, EXIT_USAGE, RefreshdError
+from tvmaniac_refreshd.core.errors import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_TEMPORARY,
+    EXIT_USAGE,
+    RefreshdError,
+)
 from tvmaniac_refreshd.core.locations import adopt_session_bus
-from tvmaniac_refreshd.core.logs import configure_logging, redact_text
+from tvmaniac_refreshd.core.logs import configure_logging, journal_prefix, redact_text
 
 DESCRIPTION = """\
 Keeps a Trakt.tv OAuth session alive: the tokens live in the OS keyring and are refreshed
 before they expire, by a systemd/launchd service or by these commands.
+--config, --account and -v may stand before or after the verb.
 
 Typical first use:
+  tvmaniac-refreshd config init         # write a starter config (asks for the client id)
+  tvmaniac-refreshd config set-secret   # store the client secret in the keyring
   tvmaniac-refreshd config check        # is the config and the keyring usable?
   tvmaniac-refreshd login               # device-code login; approve the code in a browser
   tvmaniac-refreshd status              # when does the token expire, when is it refreshed
@@ -62,6 +73,61 @@ def _duration_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def action(
+    group: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    details: str = "",
+) -> argparse.ArgumentParser:
+    """Add verb (or a verb's action) ``name`` to ``group``, with the global options."""
+    parser = group.add_parser(
+        name,
+        help=summary,
+        description=f"{summary}\n\n{details}".strip(),
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_global_options(parser)
+    return parser
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """Add --config, --account, -v and -V to ``parser``: the top level, or one verb's parser.
+
+    The options may stand before or after the verb. A verb's parser leaves an option it was
+    not given unset (SUPPRESS), so that it never overwrites what came before the verb.
+    """
+    unset: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $TVMANIAC_REFRESHD_CONFIG, else "
+        "$XDG_CONFIG_HOME/tvmaniac-refreshd/config.toml)",
+        **unset,
+    )
+    parser.add_argument(
+        "--account",
+        metavar="NAME",
+        help="account to act on (default: $TVMANIAC_REFRESHD_ACCOUNT, else the config's "
+        "default_account, else the only account, else 'default')",
+        **unset,
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        help="show log records on stderr, down to debug level",
+        **({"default": 0} if top else unset),
+    )
+    parser.add_argument(
+        "-V",
+        "--version",
+        action="version",
+        version=f"{PROG} {__version__}",
+        help="print the version",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser with every verb and its help."""
     parser = argparse.ArgumentParser(
@@ -70,29 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        help="config file (default: $TVMANIAC_REFRESHD_CONFIG, else "
-        "$XDG_CONFIG_HOME/tvmaniac-refreshd/config.toml)",
-    )
-    parser.add_argument(
-        "--account", metavar="NAME", help="account to act on (default: the only one, or 'default')"
-    )
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more log output on stderr"
-    )
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    add_global_options(parser, top=True)
+    # Not required: no arguments at all print the help (main does that).
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
 
     def verb(name: str, summary: str, details: str = "") -> argparse.ArgumentParser:
-        return verbs.add_parser(
-            name,
-            help=summary,
-            description=f"{summary}\n\n{details}".strip(),
-            epilog=EXIT_CODES,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
+        return action(verbs, name, summary, details)
 
     login = verb(
         "login",
@@ -134,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--json", action="store_true", help='machine-readable output ("format_version": 1)'
     )
+    status.add_argument(
+        "--check",
+        action="store_true",
+        help="a health check: exit 77 if any account needs `login`, else 0",
+    )
     token = verb(
         "token",
         "Print a valid access token, refreshing it first if it is due.",
@@ -145,8 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-valid",
         metavar="DUR",
         type=_duration_arg,
-        help="refresh first if less than DUR (e.g. 90s, 15m, 5h) remains; fail with 75 if "
-        "that cannot be met",
+        help="refresh first if less than DUR (e.g. 90s, 15m, 5h) remains; exit 2 (and spend "
+        "no refresh) if the provider's tokens never last that long, 75 if the refresh fails "
+        "for a passing reason",
     )
     verb(
         "run",
@@ -177,9 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
         "'tvmaniac-refreshd*'.",
     )
     service_verbs = service.add_subparsers(dest="service_verb", metavar="ACTION", required=True)
-    install = service_verbs.add_parser(
+    install = action(
+        service_verbs,
         "install",
-        help="install and start the service; running it again updates it (idempotent)",
+        "install and start the service; running it again updates it (idempotent)",
     )
     install.add_argument(
         "--mode",
@@ -190,26 +246,48 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument(
         "--dry-run", action="store_true", help="print the files and commands; change nothing"
     )
-    uninstall = service_verbs.add_parser(
-        "uninstall", help="stop and remove the service; fine if it is not installed"
+    uninstall = action(
+        service_verbs, "uninstall", "stop and remove the service; fine if it is not installed"
     )
     uninstall.add_argument(
         "--dry-run", action="store_true", help="print what would be removed; change nothing"
     )
-    service_status = service_verbs.add_parser(
-        "status", help="is it installed, in which mode, and what the service manager says"
+    service_status = action(
+        service_verbs,
+        "status",
+        "is it installed, in which mode, and what the service manager says",
     )
-    service_status.add_argument("--json", action="store_true", help="machine-readable output")
-    config = verb("config", "Check the configuration, or store a client secret.")
+    service_status.add_argument(
+        "--json", action="store_true", help="machine-readable output, also for errors"
+    )
+    config = verb("config", "Create, show or check the configuration, or store a client secret.")
     config_verbs = config.add_subparsers(dest="config_verb", metavar="ACTION", required=True)
-    config_verbs.add_parser(
+    check = action(
+        config_verbs,
         "check",
-        help="validate the config and the environment, and say how to fix each problem",
+        "validate the config and the environment, and say how to fix each problem",
     )
-    config_verbs.add_parser(
+    check.add_argument(
+        "--only-config",
+        action="store_true",
+        help="check the config file alone (what `systemctl --user reload` runs first)",
+    )
+    action(
+        config_verbs,
         "set-secret",
-        help="read the account's client secret from the terminal (or stdin) into the keyring",
+        "read the account's client secret from the terminal (or stdin) into the keyring",
     )
+    init = action(
+        config_verbs,
+        "init",
+        "write a starter config (0600) at the config path; never overwrites",
+        "Asks for the Trakt app's client id on a terminal, or takes --client-id.\n"
+        "Then store the client secret with `config set-secret` and run `login`.",
+    )
+    init.add_argument(
+        "--client-id", metavar="ID", help="the client id of your Trakt app (trakt.tv/oauth/apps)"
+    )
+    action(config_verbs, "example", "print the shipped example config, every key explained")
     return parser
 
 
@@ -225,6 +303,8 @@ VERBS: dict[str, Callable[[App], int]] = {
     "service status": cmd_service_status,
     "config check": cmd_config_check,
     "config set-secret": cmd_config_set_secret,
+    "config init": cmd_config_init,
+    "config example": cmd_config_example,
 }
 
 
@@ -241,18 +321,23 @@ def main(
     if environ is None:
         adopt_session_bus(os.environ)
         environ = os.environ
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed usage or help
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     verb = args.verb
+    if verb is None:  # no verb at all: say what there is
+        parser.print_help(out)
+        return EXIT_OK
     if verb in ("config", "service"):
         verb = f"{verb} {getattr(args, verb + '_verb')}"
-    # `token` output is read by scripts: only warnings go to stderr unless -v.
+    # Interactive verbs print their own summary: log records only with -v (warnings and
+    # errors still reach stderr, as one plain line each); `run` logs for the journal.
     configure_logging(
         args.verbose,
         stream=err,
-        quiet=verb in ("token", "status"),
+        quiet=verb != "run",
         daemon=verb == "run",
         environ=environ,
     )
@@ -260,7 +345,7 @@ def main(
     try:
         return VERBS[verb](app)
     except RefreshdError as exc:
-        err.write(f"{PROG}: {redact_text(str(exc))}\n")
+        app.problem(str(exc), temporary=exc.exit_code == EXIT_TEMPORARY)
         return exc.exit_code
     except KeyboardInterrupt:
         err.write(f"{PROG}: interrupted\n")
@@ -271,7 +356,8 @@ def main(
 
             err.write(redact_text(traceback.format_exc()))
         err.write(
-            f"{PROG}: internal error: {redact_text(f'{type(exc).__name__}: {exc}')} "
+            f"{journal_prefix(3)}{PROG}: internal error: "
+            f"{redact_text(f'{type(exc).__name__}: {exc}')} "
             "(please report it; -v shows details)\n"
         )
         return EXIT_FAILURE

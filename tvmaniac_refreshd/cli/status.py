@@ -11,6 +11,7 @@ from typing import Any
 
 from tvmaniac_refreshd.config.settings import Account
 from tvmaniac_refreshd.core.durations import format_duration
+from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.policy import AccountState, account_state, refresh_due_at
 from tvmaniac_refreshd.core.tokens import TokenDocument
 from tvmaniac_refreshd.storage.state import AccountRecord
@@ -45,6 +46,34 @@ def iso(timestamp: float | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+# The state of an account whose token could not be read (the keyring is locked or gone).
+UNKNOWN = "unknown"
+
+
+def keeper_advice(*, daemon_pid: int | None, planned: bool, timer: bool) -> str:
+    """What `status` says of a valid token: who will refresh it, as far as that is true now.
+
+    ``planned``: the running daemon has written its plan for the account since the CLI last
+    changed it (a login resets the plan; the daemon, told at once, writes a new one).
+    """
+    if daemon_pid:
+        if planned:
+            return (
+                f"Nothing to do: the token is valid, and the daemon (pid {daemon_pid}) will "
+                "refresh it when due."
+            )
+        return (
+            f"The token is valid. The daemon (pid {daemon_pid}) has not planned this account "
+            "yet (it was just changed); `status` again in a moment shows its plan."
+        )
+    if timer:
+        return "Nothing to do: the token is valid, and the hourly timer will refresh it when due."
+    return (
+        "The token is valid, but no daemon or timer is running: only the next `token` or "
+        f"`refresh` renews it. `{APP} service install` keeps it fresh."
+    )
+
+
 def account_report(
     account: Account,
     document: TokenDocument | None,
@@ -52,11 +81,15 @@ def account_report(
     *,
     now: float,
     problem: str | None = None,
+    keeper: str | None = None,
+    daemon_plan: bool = True,
 ) -> dict[str, Any]:
     """Return the status of one account as the JSON contract describes it.
 
     ``problem`` is a reason the stored item cannot be used (corrupt, bound to another client):
-    such an account needs a new login.
+    such an account needs a new login. ``keeper`` replaces the advice for a valid token (see
+    ``keeper_advice``); ``daemon_plan`` is whether a running daemon's plan may be shown, for a
+    plan left in the state file by an earlier daemon is no plan at all.
     """
     tokens = document.tokens if document is not None else None
     reauth = problem is not None or (
@@ -82,8 +115,30 @@ def account_report(
         "last_error": problem or record.last_error or None,
         "reauth_reason": (problem or record.reauth_reason) if reauth else None,
         "consecutive_failures": record.consecutive_failures,
-        "next_attempt_at": iso(record.next_attempt_at) if usable else None,
-        "advice": ADVICE[state],
+        "next_attempt_at": iso(record.next_attempt_at) if usable and daemon_plan else None,
+        "advice": (keeper or ADVICE[state]) if state == AccountState.ACTIVE else ADVICE[state],
+    }
+
+
+def unknown_report(
+    account: Account, record: AccountRecord, *, reason: str, daemon_plan: bool
+) -> dict[str, Any]:
+    """The status of an account whose token cannot be read: what the state file knows."""
+    return {
+        "name": account.name,
+        "provider": account.provider,
+        "state": UNKNOWN,
+        "expires_at": None,
+        "refresh_due_at": None,
+        "obtained_at": None,
+        "last_attempt_at": iso(record.last_attempt_at),
+        "last_success_at": iso(record.last_success_at),
+        "last_result": record.last_result,
+        "last_error": record.last_error or None,
+        "reauth_reason": None,
+        "consecutive_failures": record.consecutive_failures,
+        "next_attempt_at": iso(record.next_attempt_at) if daemon_plan else None,
+        "advice": f"The token cannot be read: {reason}",
     }
 
 
@@ -93,7 +148,14 @@ def _when(text: str | None, now: float) -> str:
     moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     delta = moment.timestamp() - now
     relative = f"in {format_duration(delta)}" if delta >= 0 else f"{format_duration(-delta)} ago"
-    return f"{moment:%Y-%m-%d %H:%M} UTC ({relative})"
+    return f"{local_time(moment)} ({relative})"
+
+
+def local_time(moment: dt.datetime) -> str:
+    """Return ``moment`` in the local time zone, with the zone's name (`--json` keeps UTC)."""
+    local = moment.astimezone()
+    zone = local.tzname() or local.strftime("UTC%z")
+    return f"{local:%Y-%m-%d %H:%M} {zone}"
 
 
 def render_text(reports: list[dict[str, Any]], *, now: float) -> str:
@@ -101,6 +163,8 @@ def render_text(reports: list[dict[str, Any]], *, now: float) -> str:
     blocks = []
     for report in reports:
         lines = [f"{report['name']}: {report['state']}"]
+        if report["state"] == UNKNOWN:
+            lines.append("  access token expires: unknown (the keyring cannot be read)")
         if report["expires_at"]:
             lines.append(f"  access token expires: {_when(report['expires_at'], now)}")
         if report["refresh_due_at"]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tvmaniac_refreshd.config import values
-from tvmaniac_refreshd.core.errors import ConfigError
+from tvmaniac_refreshd.core.errors import ConfigError, UsageError
 from tvmaniac_refreshd.core.policy import RefreshPolicy, RetryPolicy
 
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -101,6 +101,16 @@ class Account:
         material = "\n".join((self.provider, canonical_url(endpoint or ""), self.client_id))
         return "sha256:" + hashlib.sha256(material.encode()).hexdigest()[:32]
 
+    def needs_client_secret(self) -> bool:
+        """Return whether logging in and refreshing need a client secret.
+
+        Trakt's device flow sends one with every token request. An oauth2 account with
+        ``client_auth = "none"`` is a public client (PKCE) and has none.
+        """
+        if self.provider == "oauth2":
+            return self.client_auth != "none"
+        return True
+
 
 def canonical_url(address: str) -> str:
     """Return the form of an endpoint URL that the fingerprint compares.
@@ -125,18 +135,29 @@ class Config:
     store: StoreSettings = StoreSettings()
     daemon: DaemonSettings = DaemonSettings()
     warnings: tuple[str, ...] = ()
+    default_account: str | None = None  # the top-level key: the account when none is named
 
     def select(self, name: str | None) -> Account:
-        """Return the account named ``name``, else the only one, else ``default``.
+        """Return the account named ``name`` (--account, else $TVMANIAC_REFRESHD_ACCOUNT).
+
+        Without a name: the config's ``default_account``, else the only account, else the one
+        named ``default``.
 
         Raises:
-            ConfigError: if there is no such account.
+            UsageError: if there is no account of that name, or several and none is chosen.
         """
+        known = ", ".join(sorted(self.accounts)) or "none"
         if name is None:
-            name = next(iter(self.accounts)) if len(self.accounts) == 1 else "default"
+            name = self.default_account
+        if name is None:
+            if len(self.accounts) == 1:
+                name = next(iter(self.accounts))
+            elif "default" in self.accounts:
+                name = "default"
+            else:
+                raise UsageError(f"several accounts: pass --account NAME ({known})")
         if name not in self.accounts:
-            known = ", ".join(sorted(self.accounts)) or "none"
-            raise ConfigError(self.source, [f"no account named {name!r} (configured: {known})"])
+            raise UsageError(f"no account named {name!r} in {self.source} (configured: {known})")
         return self.accounts[name]
 
 
@@ -293,7 +314,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
     problems = values.Problems()
-    problems.unknown_keys(document, {"accounts", *SECTIONS}, "")
+    problems.unknown_keys(document, {"accounts", "default_account", *SECTIONS}, "")
     # Global defaults live on a template account; each account starts from them.
     template = Account(
         name="",
@@ -318,9 +339,20 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         account = _account(name, value, template, problems)
         if account is not None:
             accounts[name] = account
+    default_account = values.get(document, "default_account", "", values.text, None, problems)
+    if default_account is not None and default_account not in accounts_table:
+        known = ", ".join(sorted(accounts_table)) or "none"
+        problems.add("default_account", f"no account named {default_account!r} ({known})")
     if problems.items:
         raise ConfigError(source, problems.items)
-    return Config(source=source, accounts=accounts, http=http, store=store, daemon=daemon)
+    return Config(
+        source=source,
+        accounts=accounts,
+        http=http,
+        store=store,
+        daemon=daemon,
+        default_account=default_account,
+    )
 
 
 def load_config(path: Path) -> Config:
@@ -336,7 +368,7 @@ def load_config(path: Path) -> Config:
         raise ConfigError(
             str(path),
             [
-                "the file does not exist; create it from config/refreshd.example.toml, "
+                "the file does not exist; create it with `tvmaniac-refreshd config init`, "
                 "or point --config or $TVMANIAC_REFRESHD_CONFIG at yours"
             ],
         ) from None

@@ -235,14 +235,30 @@ def format_value(value: object) -> str:
     return str(value)
 
 
-def logfmt_pair(key: str, value: str) -> str:
-    """``key=value`` on one line, quoted like structlog's LogfmtRenderer; newlines escaped."""
-    quote = not value or any(c in value for c in ' ="')
+def logfmt_pair(key: str, value: str, *, keep_newlines: bool = False) -> str:
+    """``key=value``, quoted like structlog's LogfmtRenderer; newlines escaped unless kept.
+
+    A journal entry keeps them (``keep_newlines``): journalctl shows a multi-line MESSAGE as
+    indented lines, where a literal ``\\n`` would only be noise.
+    """
+    quote = not value or any(c in value for c in ' ="\n\r')
     if quote:
         value = value.replace("\\", "\\\\").replace('"', '\\"')
-    # Escaped, not kept: a raw newline would split the record on a stream into several.
-    value = value.replace("\n", "\\n").replace("\r", "\\r")
+    if not keep_newlines:
+        # Escaped, not kept: a raw newline would split the record on a stream into several.
+        value = value.replace("\n", "\\n").replace("\r", "\\r")
     return f'{key}="{value}"' if quote else f"{key}={value}"
+
+
+def _message_value(key: str, raw: object, value: str) -> str:
+    """A field's value as MESSAGE shows it: unix times (``*_at``) as ISO 8601 UTC."""
+    if key.endswith("_at") and isinstance(raw, int | float) and not isinstance(raw, bool):
+        try:
+            moment = dt.datetime.fromtimestamp(int(raw), tz=dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            return value
+        return moment.isoformat().replace("+00:00", "Z")
+    return value
 
 
 def ordered_items(event_dict: Mapping[str, Any]) -> list[tuple[str, Any]]:
@@ -273,13 +289,17 @@ def journal_fields(
     words = [event] if event else []
     for key, raw in ordered_items(event_dict):
         value = format_value(raw)
+        name = FIELD_RENAMES.get(key) or sanitize_key(key)
         if key == "exception":
             # journalctl shows only MESSAGE by default: keep the error's last line visible there.
             last = value.strip().splitlines()[-1:] or [""]
             words.append(logfmt_pair("exception", last[0]))
         elif key not in _NOT_IN_MESSAGE:
-            words.append(logfmt_pair(key, value))
-        name = FIELD_RENAMES.get(key) or sanitize_key(key)
+            # The text names a value as its field does (outcome= is REFRESH_RESULT=), so what
+            # one reads in MESSAGE is what one types after `journalctl`.
+            shown = name.lower() if key in FIELD_RENAMES and name else key
+            text = _message_value(key, raw, value)
+            words.append(logfmt_pair(shown, text, keep_newlines=True))
         if name is None or key == "timestamp":
             continue
         if name in RESERVED_FIELDS and key not in FIELD_RENAMES:

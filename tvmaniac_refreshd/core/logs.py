@@ -2,7 +2,8 @@
 
 As a daemon (``daemon=True``) records go to journald as structured entries when stderr is
 journald's stream, or else one ``<N>``-prefixed line each, so that whoever captures stderr
-(journald, a log file) keeps the priority and never splits a record.
+(journald, a log file) keeps the priority and never splits a record. Any other verb whose stderr
+is journald's stream (the timer's ``refresh --all``) logs the same structured entries.
 
 Every record passes a redaction processor: fields with secret names are masked, and any value
 containing a registered secret (a token, a client secret) has it cut out, whatever its key.
@@ -61,6 +62,8 @@ _METHOD_LEVELS = {
     "exception": logging.ERROR,
     "critical": logging.CRITICAL,
 }
+# Whether stderr is journald's stream: plain lines written there then carry a ``<N>`` prefix.
+_stderr_is_journal = False
 
 
 def register_secret(value: str | None) -> None:
@@ -124,6 +127,27 @@ def priority_line(_logger: object, method_name: str, event_dict: MutableMapping[
     return f"<{priority}>" + " ".join(words)
 
 
+def plain_line(_logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
+    """A structlog renderer for interactive commands: ``tvmaniac-refreshd: warning: event k=v``.
+
+    Without -v an interactive command shows only warnings and errors, in the same form as its
+    own messages, with no timestamp or level column.
+    """
+    from tvmaniac_refreshd.core.journal import (  # noqa: PLC0415  # deferred with structlog
+        format_value,
+        logfmt_pair,
+        ordered_items,
+    )
+
+    event = format_value(event_dict.pop("event", ""))
+    level = str(event_dict.pop("level", method_name)).lower()
+    event_dict.pop("timestamp", None)
+    words = [event] + [
+        logfmt_pair(key, format_value(value)) for key, value in ordered_items(event_dict)
+    ]
+    return f"tvmaniac-refreshd: {level}: " + " ".join(word for word in words if word)
+
+
 def _is_journal_stream(stream: TextIO, environ: Mapping[str, str]) -> bool:
     from tvmaniac_refreshd.core.journal import stderr_is_journal  # noqa: PLC0415
 
@@ -132,6 +156,13 @@ def _is_journal_stream(stream: TextIO, environ: Mapping[str, str]) -> bool:
     except (AttributeError, OSError, io.UnsupportedOperation):
         return False
     return stderr_is_journal(environ, fd)
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def configure_logging(
@@ -145,14 +176,19 @@ def configure_logging(
 ) -> None:
     """Set up structlog for this process.
 
-    ``verbosity`` 0 shows info (warnings only when ``quiet``), 1 or more shows debug.
+    ``verbosity`` 0 shows info (when ``quiet``: warnings and errors only, as plain lines),
+    1 or more shows debug.
     ``daemon`` picks the service outputs: native journald entries when ``stream`` is journald's
-    (per ``$JOURNAL_STREAM`` in ``environ``), else ``<N>``-prefixed lines on ``stream``.
+    (per ``$JOURNAL_STREAM`` in ``environ``), else ``<N>``-prefixed lines on ``stream``. Without
+    ``daemon``, a ``stream`` that is journald's gets the native entries too.
     ``journal`` replaces the default sender (another socket path, or to read its counters).
     """
-    global _pending, _pending_level  # noqa: PLW0603  # one setup per process, as structlog's
+    global _pending, _pending_level, _stderr_is_journal  # noqa: PLW0603  # one setup per process
     _pending, _pending_level = None, logging.NOTSET
     out = stream if stream is not None else sys.stderr
+    env = os.environ if environ is None else environ
+    # Checked only when the variable is there: the check imports the journal module.
+    _stderr_is_journal = "JOURNAL_STREAM" in env and _is_journal_stream(out, env)
     if verbosity > 0:
         level = logging.DEBUG
     elif quiet:
@@ -160,18 +196,34 @@ def configure_logging(
     else:
         level = logging.INFO
     if daemon:
-        _configure_daemon(out, level, os.environ if environ is None else environ, journal)
+        _configure_daemon(out, level, env, journal)
+        return
+    _pending_level = level
+    if _stderr_is_journal:
+        # A oneshot under systemd: the daemon's fields and priorities, loaded on first use.
+        _pending = lambda: _configure_daemon(out, level, env, journal)  # noqa: E731
         return
     tty = out.isatty()  # asked now: the stream may be closed or replaced by the first line
-    _pending_level = level
-    _pending = lambda: _configure_console(out, level, tty=tty)  # noqa: E731
+    plain = quiet and verbosity <= 0
+    _pending = lambda: _configure_console(out, level, tty=tty, plain=plain)  # noqa: E731
 
 
-def _configure_console(out: TextIO, level: int, *, tty: bool) -> None:
+def journal_prefix(priority: int) -> str:
+    """``<N>`` for a plain line written to stderr when that is journald's stream, else ``""``.
+
+    journald reads the prefix as the line's priority (``SyslogLevelPrefix=``, on by default), so
+    an error printed by a oneshot shows up under ``journalctl -p err`` too.
+    """
+    return f"<{priority}>" if _stderr_is_journal else ""
+
+
+def _configure_console(out: TextIO, level: int, *, tty: bool, plain: bool = False) -> None:
     import structlog  # noqa: PLC0415  # deferred: see the module docstring
 
     renderer: Any
-    if tty:
+    if plain:
+        renderer = plain_line
+    elif tty:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
     else:
         renderer = structlog.processors.LogfmtRenderer(
@@ -224,13 +276,17 @@ def _configure_daemon(
             cache_logger_on_first_use=False,
         )
         return
+    # A person watching `run` on a terminal reads lines, not journald's <N> priority prefixes.
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=False) if _is_terminal(out) else priority_line
+    )
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             redact,
-            priority_line,
+            renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=out),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -159,6 +160,12 @@ def encode_document(document: TokenDocument) -> str:
     )
 
 
+def _inspect_command() -> str:
+    if sys.platform == "darwin":
+        return "`security find-generic-password -s tvmaniac-refreshd -w`"
+    return "`secret-tool search service tvmaniac-refreshd`"
+
+
 def decode_document(text: str, account: str) -> TokenDocument:
     """Return the ``TokenDocument`` in a keyring item's ``text``.
 
@@ -171,7 +178,7 @@ def decode_document(text: str, account: str) -> TokenDocument:
     except ValueError:
         raise StoreCorrupt(
             f"{where} is not JSON written by tvmaniac-refreshd; it was left untouched. "
-            "Inspect it with `secret-tool search service tvmaniac-refreshd`, then run "
+            f"Inspect it with {_inspect_command()}, then run "
             "`tvmaniac-refreshd logout` to remove it and `login` again",
             account=account,
         ) from None

@@ -118,6 +118,65 @@ def _osascript_quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+# What `config check`, the log and the README say about osascript's notifications.
+OSASCRIPT_CAVEAT = (
+    "osascript's notifications come from Script Editor, and macOS drops them silently "
+    "(osascript still exits 0) unless Script Editor may post notifications (System Settings > "
+    "Notifications > Script Editor). Install terminal-notifier (`brew install terminal-notifier`)"
+    ", or set a hook (on_reauth_required), the reliable path"
+)
+SCRIPT_EDITOR = "com.apple.ScriptEditor2"
+
+
+def macos_notification(
+    which: Callable[[str], str | None], account: str, title: str, body: str
+) -> list[str] | None:
+    """Return the command that posts a notification on macOS, or None if there is none.
+
+    terminal-notifier first: it posts as its own app, so its permission is its own. osascript
+    otherwise, which posts as Script Editor (see OSASCRIPT_CAVEAT).
+    """
+    line = body.replace("\n", " ")  # one line: a banner shows no second line anyway
+    if which("terminal-notifier"):
+        # -group: a reminder replaces the previous banner of the account instead of piling up.
+        return [
+            "terminal-notifier",
+            "-title",
+            title,
+            "-message",
+            line,
+            "-group",
+            f"{APP_NAME}.{account}",
+        ]
+    if which("osascript"):
+        script = (
+            f"display notification {_osascript_quote(line)} with title {_osascript_quote(title)}"
+        )
+        return ["osascript", "-e", script]
+    return None
+
+
+def script_editor_listed(home: str) -> bool | None:
+    """Return whether Script Editor has an entry in the Notifications settings.
+
+    Absent means macOS has never let it notify, so every osascript alert is dropped. Present
+    says only that it asked: whether it is allowed is a bit in an undocumented field, not read
+    here. None when the settings file cannot be read (not a Mac, or a format we do not know).
+    """
+    import plistlib  # noqa: PLC0415
+
+    path = f"{home}/Library/Preferences/com.apple.ncprefs.plist"
+    try:
+        with open(path, "rb") as handle:
+            prefs = plistlib.load(handle)
+    except (OSError, ValueError, plistlib.InvalidFileException):
+        return None
+    apps = prefs.get("apps") if isinstance(prefs, dict) else None
+    if not isinstance(apps, list):
+        return None
+    return any(isinstance(app, dict) and app.get("bundle-id") == SCRIPT_EDITOR for app in apps)
+
+
 class Alerter:
     """Runs hooks and desktop notifications one at a time, off the caller's thread."""
 
@@ -223,13 +282,13 @@ class Alerter:
         if self._platform.startswith("linux") and self._which("notify-send"):
             urgency = "critical" if event is AlertEvent.REAUTH_REQUIRED else "normal"
             argv = ["notify-send", f"--app-name={APP_NAME}", f"--urgency={urgency}", title, body]
-        elif self._platform == "darwin" and self._which("osascript"):
-            # One line: a notification banner shows no second line anyway.
-            script = (
-                f"display notification {_osascript_quote(body.replace(chr(10), ' '))} "
-                f"with title {_osascript_quote(title)}"
-            )
-            argv = ["osascript", "-e", script]
+        elif self._platform == "darwin" and (
+            mac := macos_notification(self._which, account, title, body)
+        ):
+            argv = mac
+            if argv[0] == "osascript" and not self._told_no_notifier:
+                self._told_no_notifier = True
+                get_logger().info("desktop.unreliable", reason=OSASCRIPT_CAVEAT)
         else:
             if not self._told_no_notifier:
                 self._told_no_notifier = True

@@ -8,6 +8,7 @@ to APScheduler, signals and systemd.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -212,6 +213,14 @@ class Daemon:
                 self._log.info("daemon.clock_jump", drift_s=round(drift))
                 self.plan_all()
                 return
+        self.notice_changes()
+
+    def notice_changes(self) -> None:
+        """Re-plan the accounts whose state file the CLI changed (login, logout, refresh).
+
+        The CLI signals the daemon after such a change (runner.py), and every tick looks too,
+        in case the signal came from a CLI with another idea of the config or was lost.
+        """
         for name in list(self.config.accounts):
             watch = self.watches.get(name)
             if watch is not None and watch.stamp != self._states.stamp(name):
@@ -219,6 +228,16 @@ class Daemon:
                     continue  # being refreshed right now; it re-plans itself
                 self._log.info("daemon.account_changed", account=name)
                 self.run_account(name, refresh=False)
+
+    def log_plan(self) -> None:
+        """Log one line per account with what is planned, so each ACCOUNT= has an entry at once."""
+        for name, watch in sorted(self.watches.items()):
+            self._log.info(
+                "daemon.planned",
+                account=name,
+                condition=watch.condition,
+                next_attempt_at=None if watch.next_at is None else int(watch.next_at),
+            )
 
     def reload(self, config: Config) -> None:
         """Adopt a new config: plan new accounts, drop removed ones, re-plan the rest."""
@@ -233,7 +252,11 @@ class Daemon:
     # -- reporting ----------------------------------------------------------------------
 
     def status_line(self) -> str:
-        """Return the one-line STATUS= text: next refresh, last result, or what is needed."""
+        """Return the one-line STATUS= text: next refresh, last result, or what is needed.
+
+        Times are absolute (local, with the zone): systemctl shows STATUS= long after it was
+        sent, and "in 28s" would be wrong a minute later.
+        """
         now = self._clock()
         if sum(map(_listed, self.watches.values())) > MAX_STATUS_PARTS:
             return self._summary(now)  # without formatting a line per account first
@@ -244,13 +267,11 @@ class Daemon:
             elif watch.condition == "logged_out":
                 parts.append(f"{name}: not logged in")
             elif watch.condition == "keyring_unavailable" and watch.next_at is not None:
-                parts.append(
-                    f"{name}: keyring locked or unavailable, retry in "
-                    f"{format_duration(watch.next_at - now)}"
-                )
+                when = clock_time(watch.next_at, now)
+                parts.append(f"{name}: keyring locked or unavailable, retry at {when}")
             elif watch.next_at is not None:
                 verb = "next refresh" if watch.condition == "scheduled" else "retry"
-                text = f"{name}: {verb} in {format_duration(watch.next_at - now)}"
+                text = f"{name}: {verb} at {clock_time(watch.next_at, now)}"
                 if watch.last_result:
                     text += f", last {watch.last_result}"
                 parts.append(text)
@@ -270,7 +291,7 @@ class Daemon:
             f"{count} {condition.replace('_', ' ')}" for condition, count in sorted(counts.items())
         )
         if upcoming:
-            text += f"; next refresh in {format_duration(min(upcoming) - now)}"
+            text += f"; next refresh at {clock_time(min(upcoming), now)}"
         return text
 
     @contextlib.contextmanager
@@ -289,3 +310,11 @@ class Daemon:
         """Wait up to ``timeout`` seconds for running refreshes to end; return whether they did."""
         with self._busy:
             return self._busy.wait_for(lambda: self.in_flight == 0, timeout)
+
+
+def clock_time(timestamp: float, now: float) -> str:
+    """``14:05 CET`` in the local zone; with the date in front when it is not today."""
+    moment = dt.datetime.fromtimestamp(timestamp).astimezone()
+    today = dt.datetime.fromtimestamp(now).astimezone().date()
+    shown = moment.strftime("%H:%M %Z")
+    return shown if moment.date() == today else f"{moment:%Y-%m-%d} {shown}"

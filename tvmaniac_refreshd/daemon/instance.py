@@ -1,4 +1,7 @@
-"""One daemon per config: an flock held for the daemon's whole life, with its PID inside."""
+"""One daemon per config: an flock held for the daemon's whole life, with its PID inside.
+
+The PID lets the CLI tell that daemon at once when it changed an account (``tell``).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,15 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 from tvmaniac_refreshd.storage.paths import ensure_private_dir
+
+# What the CLI sends after a login, logout or refresh: lighter than SIGHUP, which re-reads the
+# config; the daemon only re-plans the accounts whose state changed.
+CHANGED = signal.SIGUSR1
 
 
 def lock_path(state: Path, config_source: str) -> Path:
@@ -52,3 +60,18 @@ def running_pid(path: Path) -> int | None:
         return None
     finally:
         os.close(fd)
+
+
+def tell(path: Path) -> int | None:
+    """Tell the daemon holding ``path`` that an account changed; return its PID if it was told.
+
+    The PID is only read while its holder keeps the lock, so it cannot be a reused PID.
+    """
+    pid = running_pid(path)
+    if not pid:
+        return None
+    try:
+        os.kill(pid, CHANGED)
+    except OSError:  # exited since, or someone else's process
+        return None
+    return pid

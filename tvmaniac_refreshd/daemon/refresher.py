@@ -156,7 +156,10 @@ class Refresher:
                 if interrupted
                 else "the provider rejected the refresh token"
             )
-            self._record_failure("rejected", f"{reason}: {exc}", reauth=(spent, reason))
+            # The provider's own words already say the session was rejected; only an
+            # interrupted refresh has something to add (why the token may have been spent).
+            detail = f"{reason}: {exc}" if interrupted else str(exc)
+            self._record_failure("rejected", detail, reauth=(spent, reason))
             raise SessionRejected(
                 f"account {name!r} needs a new login: {reason}; run `tvmaniac-refreshd login`",
                 account=name,

@@ -6,16 +6,19 @@ Signals are blocked in every thread and taken synchronously by the main thread w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from tvmaniac_refreshd.config.settings import load_config
 from tvmaniac_refreshd.core.errors import EXIT_OK, ConfigError, RefreshdError
+from tvmaniac_refreshd.core.launchd_log import supervised_by_launchd, trim_launchd_logs
 from tvmaniac_refreshd.core.logs import get_logger
 from tvmaniac_refreshd.daemon import instance
 from tvmaniac_refreshd.daemon.alerts import Alerter
@@ -25,16 +28,75 @@ from tvmaniac_refreshd.daemon.scheduler import Scheduler
 from tvmaniac_refreshd.storage.paths import state_dir
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterator, Mapping
 
     from tvmaniac_refreshd.config.settings import Account, Config
     from tvmaniac_refreshd.daemon.refresher import Refresher
     from tvmaniac_refreshd.storage.state import StateFiles
 
-SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+# SIGUSR1 (instance.CHANGED) is the CLI saying it changed an account: look at it now.
+SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, instance.CHANGED}
 # systemd's TimeoutStopSec and launchd's ExitTimeOut (20 s) must not be reached: a refresh in
 # flight gets this long to finish storing its tokens.
 STOP_GRACE_SECONDS = 5.0
+# How often a daemon waiting for a valid config looks at the file (a stat; nothing else runs).
+CONFIG_POLL_SECONDS = 5.0
+LOG_TRIM_SECONDS = 3600.0
+
+
+def wait_for_valid_config(load: Callable[[], object], wait: Callable[[], int]) -> bool:
+    """Return True once ``load`` succeeds; False if a stop signal comes first.
+
+    launchd has no RestartPreventExitStatus: a daemon that exits 78 on a bad config is restarted
+    every ThrottleInterval, forever. So under launchd the daemon stays up in a "config invalid"
+    state instead, and tries again each time ``wait`` returns SIGHUP (the file changed, or the
+    user sent one). Any other signal (SIGTERM from bootout) ends it with exit 0, which
+    ``KeepAlive = {SuccessfulExit = false}`` leaves down.
+    """
+    log = get_logger()
+    while True:
+        try:
+            load()
+        except ConfigError as exc:
+            # Not .exception(): the message lists every problem; a traceback adds nothing.
+            log.error(  # noqa: TRY400
+                "daemon.config_invalid",
+                error=str(exc),
+                action="waiting; fix the file and the daemon starts by itself",
+            )
+        else:
+            return True
+        while (received := wait()) != signal.SIGHUP:
+            if received in (signal.SIGTERM, signal.SIGINT):
+                return False
+            # Anything else (the CLI's "accounts changed" signal) means nothing without a config.
+
+
+@contextlib.contextmanager
+def config_watch(
+    identity: Callable[[], object], poll: float = CONFIG_POLL_SECONDS
+) -> Iterator[Callable[[], int]]:
+    """Yield a ``wait`` for ``wait_for_valid_config``: the next signal, SIGHUP when the file
+    whose ``identity`` is watched changes. sigwait, not sigtimedwait: macOS has no sigtimedwait.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # before the watcher thread exists
+    main = threading.main_thread().ident
+    stop = threading.Event()
+
+    def watch() -> None:
+        seen = identity()
+        while not stop.wait(poll):
+            current = identity()
+            if current != seen and main is not None:
+                seen = current
+                signal.pthread_kill(main, signal.SIGHUP)
+
+    watcher = threading.Thread(target=watch, name="config watch", daemon=True)
+    watcher.start()
+    try:
+        yield lambda: signal.sigwait(SIGNALS)
+    finally:
+        stop.set()
 
 
 class Wiring(Protocol):
@@ -54,8 +116,17 @@ class Wiring(Protocol):
     def adopt(self, config: Config) -> None: ...
 
 
+def _service_status_command() -> str:
+    if sys.platform == "darwin":
+        return f"`launchctl print gui/{os.getuid()}/com.tvmaniac.refreshd`"
+    return "`systemctl --user status tvmaniac-refreshd`"
+
+
 def run_daemon(app: Wiring) -> int:
-    """Run until SIGTERM or SIGINT; SIGHUP re-reads the config. Return the exit code."""
+    """Run until SIGTERM or SIGINT; SIGHUP re-reads the config. Return the exit code.
+
+    SIGUSR1 re-plans the accounts the CLI changed (login, logout, refresh) without a reload.
+    """
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # before any thread exists
     log = get_logger()
     config = app.config
@@ -64,7 +135,7 @@ def run_daemon(app: Wiring) -> int:
             pid = instance.running_pid(instance.lock_path(state_dir(app.environ), config.source))
             raise RefreshdError(
                 f"a daemon for {config.source} is already running (pid {pid}); "
-                "stop it first, or use `systemctl --user status tvmaniac-refreshd`"
+                f"stop it first, or see {_service_status_command()}"
             )
         notifier = Notifier(app.environ)
         scheduler = Scheduler(max_workers=config.daemon.max_concurrency)
@@ -81,17 +152,21 @@ def run_daemon(app: Wiring) -> int:
             on_change=lambda: notifier.status(daemon.status_line()),
         )
         daemon.plan_all()
-        scheduler.every("tick", config.daemon.tick, daemon.tick)
+        _schedule_ticks(scheduler, daemon, notifier, config, app.environ)
         scheduler.every("check", config.daemon.check_interval, daemon.plan_all)
-        interval = watchdog_interval(app.environ, os.getpid())
-        if interval is not None:
-            # Pinged from a scheduler job: a wedged scheduler stops pinging and gets restarted.
-            scheduler.every("watchdog", interval, notifier.watchdog)
+        if supervised_by_launchd(app.environ):
+            # launchd never rotates the job's log files: keep them small ourselves.
+            scheduler.every("logs", LOG_TRIM_SECONDS, lambda: trim_launchd_logs(app.environ))
         scheduler.start()
         notifier.ready(daemon.status_line())
         log.info("daemon.ready", accounts=len(config.accounts), status=daemon.status_line())
+        daemon.log_plan()
         while True:
             received = signal.sigwait(SIGNALS)
+            if received == instance.CHANGED:
+                # On the scheduler's pool: the main thread stays free for the next signal.
+                scheduler.at("cli-change", app.clock(), daemon.notice_changes)
+                continue
             if received != signal.SIGHUP:
                 break
             notifier.reloading()
@@ -118,3 +193,33 @@ def run_daemon(app: Wiring) -> int:
         # Worker threads would otherwise be joined at exit, for as long as a slow server takes.
         os._exit(EXIT_OK)
     return EXIT_OK
+
+
+def _schedule_ticks(
+    scheduler: Scheduler,
+    daemon: Daemon,
+    notifier: Notifier,
+    config: Config,
+    environ: Mapping[str, str],
+) -> None:
+    """Plan the tick, and the watchdog ping on the same wake-up when the tick is often enough.
+
+    The ping comes from a scheduler job either way, so a wedged scheduler stops pinging and
+    systemd restarts it. Riding on the tick saves the idle daemon its own wake-ups (the
+    shipped WatchdogSec= is twice the default tick); a tick too rare for the watchdog's
+    period gets a ping job of its own instead.
+    """
+    interval = watchdog_interval(environ, os.getpid())
+    if interval is None:
+        scheduler.every("tick", config.daemon.tick, daemon.tick)
+        return
+    if config.daemon.tick <= interval:
+
+        def tick_and_ping() -> None:
+            notifier.watchdog()  # first: a slow keyring in the tick must not delay the ping
+            daemon.tick()
+
+        scheduler.every("tick", config.daemon.tick, tick_and_ping)
+        return
+    scheduler.every("tick", config.daemon.tick, daemon.tick)
+    scheduler.every("watchdog", interval, notifier.watchdog)

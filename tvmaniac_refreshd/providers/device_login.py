@@ -61,7 +61,11 @@ def wait_for_approval(
     deadline = clock() + device.expires_in
     interval = float(device.interval)
     while True:
-        _countdown(deadline, interval, clock=clock, sleep=sleep, out=out, tty=tty)
+        try:
+            _countdown(deadline, interval, clock=clock, sleep=sleep, out=out, tty=tty)
+        except BaseException:  # Ctrl-C: whatever is printed next starts on a line of its own
+            _end_countdown(out, tty=tty)
+            raise
         if clock() >= deadline:
             _end_countdown(out, tty=tty)
             raise LoginFailed("the code expired before it was approved; run `login` again")

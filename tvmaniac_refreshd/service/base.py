@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 from tvmaniac_refreshd.core.errors import ServiceError
+from tvmaniac_refreshd.core.shipped import shipped_file
 
 Runner = Callable[[Sequence[str]], subprocess.CompletedProcess[str]]
 MODES = ("daemon", "timer")
@@ -48,10 +49,9 @@ def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
 
 def template(relative: str) -> Path:
     """Return a shipped file such as ``systemd/tvmaniac-refreshd.service``."""
-    package = Path(__file__).resolve().parents[1]
-    for candidate in (package / "data" / relative, package.parent / relative):
-        if candidate.is_file():
-            return candidate
+    found = shipped_file(relative)
+    if found is not None:
+        return found
     raise ServiceError(f"the packaged file {relative} is missing; reinstall tvmaniac-refreshd")
 
 

@@ -1,108 +1,271 @@
 """launchd agents on macOS: render the plist with plistlib, and drive launchctl.
 
-Only the modern verbs are used (bootstrap, bootout, enable, kickstart); never load/unload.
+Only the modern verbs are used (bootstrap, bootout, enable); never load/unload. The sequence is
+the one a real launchd accepts in every state, as Homebrew's `brew services` drives it:
+
+- ``enable`` before ``bootstrap``: a label disabled earlier (by the user, or by an older
+  version's uninstall) cannot be bootstrapped at all ("Bootstrap failed: 5"), across reboots.
+- ``bootout`` returns (0 or 36, EINPROGRESS) before the job has exited; the job stays in
+  ``launchctl print`` as "SIGTERMed" until it has. We poll until it is gone, re-issuing the
+  bootout each round, and only then bootstrap again (else: 5 or 37).
+- no ``kickstart -k`` after ``bootstrap``: ``RunAtLoad`` has already started the job; a kickstart
+  would kill that instance mid-refresh.
+- no ``disable`` on uninstall: the disabled state outlives the plist and blocks the next install.
+- the ``gui/UID`` domain when there is a GUI login, else ``user/UID`` (ssh without a console
+  login), where ``LimitLoadToSessionType = Aqua`` must go since that domain has no Aqua session.
 """
 
 from __future__ import annotations
 
 import os
 import plistlib
-from collections.abc import Mapping, Sequence
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from tvmaniac_refreshd.core.errors import ServiceError
+from tvmaniac_refreshd.core.launchd_log import launchd_log_dir
 from tvmaniac_refreshd.service.base import Plan, Runner, ServiceState, template, write_atomically
 
 LABELS = {"daemon": "com.tvmaniac.refreshd", "timer": "com.tvmaniac.refreshd.refresh"}
-# launchctl's "not loaded" answers, which bootout of an absent job gives.
-NOT_LOADED = (3, 36, 113)
+# launchctl's "not loaded" answers: ESRCH, "Could not find specified service".
+NOT_LOADED = (3, 113)
+# bootout of a running job: 0, or 36 (EINPROGRESS) while it is still exiting.
+STOPPING = (0, 36)
+# launchd sends SIGKILL ExitTimeOut (20 s, the plist) after SIGTERM; a job still listed well
+# after that is stuck in a way waiting longer will not fix.
+STOP_TIMEOUT = 30.0
+# Homebrew retries each second; a little faster costs nothing and the daemon exits quickly.
+POLL_INTERVAL = 0.5
+
+# The agents' PATH (the plists' EnvironmentVariables): launchd's default, after Homebrew's bin
+# directories (Apple silicon, Intel), so that hooks and terminal-notifier named by bare command
+# are found.
+AGENT_PATH = "/opt/homebrew/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+
+USER_DOMAIN_NOTE = (
+    "There is no GUI login for this user (ssh?), so the agent was loaded in the {domain} domain "
+    "instead of gui/{uid}. There it runs outside the login session: it can read the login "
+    "keychain only while that keychain is unlocked, and it can never show a Keychain prompt "
+    "(such a read fails with -25308 and exit 69). Log in at the Mac and run "
+    "`tvmaniac-refreshd service install` again to move it into the GUI session.\n"
+)
 
 
-def render(mode: str, argv: Sequence[str], logs: Path) -> bytes:
-    """Return the agent plist of ``mode`` with this installation's command and log paths."""
+def render(mode: str, argv: Sequence[str], logs: Path, *, gui: bool = True) -> bytes:
+    """Return the agent plist of ``mode`` with this installation's command and log paths.
+
+    ``gui=False`` renders it for the ``user/UID`` domain, which has no Aqua session: a plist
+    limited to Aqua would not load there.
+    """
     with template(f"launchd/{LABELS[mode]}.plist").open("rb") as handle:
         agent: dict[str, Any] = plistlib.load(handle)
     arguments = agent["ProgramArguments"]
     agent["ProgramArguments"] = [*argv, *arguments[1:]]
     for key in ("StandardOutPath", "StandardErrorPath"):
         agent[key] = agent[key].replace("@LOGS@", str(logs))
+    agent["EnvironmentVariables"]["PATH"] = AGENT_PATH
+    if not gui:
+        agent.pop("LimitLoadToSessionType", None)
     return plistlib.dumps(agent)
 
 
+def parse_print(text: str) -> dict[str, str]:
+    """Return the top-level ``key = value`` lines of `launchctl print SERVICE`.
+
+    For `service status` only (state, pid, last exit code): no decision depends on this text,
+    whose format Apple documents as unstable; decisions use launchctl's exit codes.
+    """
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        match = re.fullmatch(r"\t([a-z][a-z ]*?) = (.*)", line)
+        if match and match.group(1) not in fields:
+            fields[match.group(1)] = match.group(2).strip()
+    return fields
+
+
+def parse_disabled(text: str) -> dict[str, bool]:
+    """Return the labels of `launchctl print-disabled DOMAIN` and whether each is disabled.
+
+    macOS 13 and later print ``"label" => disabled|enabled``; earlier releases ``=> true|false``.
+    """
+    found: dict[str, bool] = {}
+    for label, value in re.findall(r'"([^"]+)" => (\w+)', text):
+        found[label] = value in ("disabled", "true")
+    return found
+
+
 class Launchd:
-    """The per-user (gui/UID) launchd domain."""
+    """The per-user launchd domain: gui/UID with a GUI login, else user/UID."""
 
     name = "launchd"
 
-    def __init__(self, environ: Mapping[str, str], runner: Runner) -> None:
+    def __init__(
+        self,
+        environ: Mapping[str, str],
+        runner: Runner,
+        *,
+        uid: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._run = runner
+        self._sleep = sleep
+        self._monotonic = monotonic
         home = Path(environ.get("HOME") or Path.home())
         self.agent_dir = home / "Library" / "LaunchAgents"
-        self.logs = home / "Library" / "Logs" / "tvmaniac-refreshd"
-        self.domain = f"gui/{os.getuid()}"
+        self.logs = launchd_log_dir(environ)
+        self.uid = os.getuid() if uid is None else uid
+        self._gui: bool | None = None
+
+    @property
+    def has_gui(self) -> bool:
+        """Whether this user has a GUI login (the gui/UID domain exists)."""
+        if self._gui is None:
+            self._gui = self._run(["launchctl", "print", f"gui/{self.uid}"]).returncode == 0
+        return self._gui
+
+    @property
+    def domain(self) -> str:
+        return f"gui/{self.uid}" if self.has_gui else f"user/{self.uid}"
+
+    def _domains(self) -> list[str]:
+        """Every domain our agents may be loaded in (an earlier install may have used either)."""
+        return [f"gui/{self.uid}", f"user/{self.uid}"] if self.has_gui else [f"user/{self.uid}"]
 
     def _path(self, mode: str) -> Path:
         return self.agent_dir / f"{LABELS[mode]}.plist"
 
-    def _launchctl(self, *args: str, ok: Sequence[int] = (0,)) -> None:
+    def _launchctl(self, *args: str) -> None:
         result = self._run(["launchctl", *args])
-        if result.returncode not in ok:
-            message = (result.stderr or result.stdout).strip()
-            raise ServiceError(f"`launchctl {' '.join(args)}` failed: {message}")
+        if result.returncode != 0:
+            raise ServiceError(
+                f"`launchctl {' '.join(args)}` failed ({result.returncode}): {_said(result)}"
+            )
+
+    def _loaded(self, target: str) -> bool:
+        return self._run(["launchctl", "print", target]).returncode == 0
+
+    def _stop(self, target: str) -> bool:
+        """Boot ``target`` out and wait until launchd no longer lists it; return if it was loaded.
+
+        Raises:
+            ServiceError: launchctl refused, or the job is still there after STOP_TIMEOUT.
+        """
+        deadline = self._monotonic() + STOP_TIMEOUT
+        was_loaded = False
+        while self._loaded(target):
+            was_loaded = True
+            if self._monotonic() >= deadline:
+                raise ServiceError(
+                    f"{target} is still stopping {STOP_TIMEOUT:.0f}s after `launchctl bootout`; "
+                    f"see `launchctl print {target}`, then run the command again"
+                )
+            result = self._run(["launchctl", "bootout", target])
+            if result.returncode not in (*STOPPING, *NOT_LOADED):
+                raise ServiceError(
+                    f"`launchctl bootout {target}` failed ({result.returncode}): {_said(result)}"
+                )
+            if result.returncode in STOPPING and self._loaded(target):
+                self._sleep(POLL_INTERVAL)
+        return was_loaded
 
     def install(self, mode: str, argv: Sequence[str], *, dry_run: bool, out: TextIO) -> None:
         """Write the agent of ``mode``, replace the other mode's, and (re)start it."""
         other = "timer" if mode == "daemon" else "daemon"
-        plan = Plan(write={self._path(mode): render(mode, argv, self.logs)})
+        domain = self.domain
+        path = self._path(mode)
+        plan = Plan(write={path: render(mode, argv, self.logs, gui=self.has_gui)})
         if self._path(other).exists():
             plan.remove.append(self._path(other))
-        label = f"{self.domain}/{LABELS[mode]}"
-        commands = [
-            ["bootout", f"{self.domain}/{LABELS[other]}"],
-            ["bootout", label],
-            ["bootstrap", self.domain, str(self._path(mode))],
-            ["enable", label],
-            ["kickstart", "-k", label],
-        ]
+        target = f"{domain}/{LABELS[mode]}"
+        stops = [f"{d}/{LABELS[m]}" for m in (other, mode) for d in self._domains()]
         if dry_run:
             plan.show(out)
-            for command in commands:
-                out.write(f"would run: launchctl {' '.join(command)}\n")
+            for stop in stops:
+                out.write(f"would run: launchctl bootout {stop} (if loaded; wait until gone)\n")
+            out.write(f"would run: launchctl enable {target}\n")
+            out.write(f"would run: launchctl bootstrap {domain} {path}\n")
             return
         self.logs.mkdir(parents=True, exist_ok=True)
-        for path, content in plan.write.items():
-            write_atomically(path, content)
-        self._launchctl(*commands[0], ok=(0, *NOT_LOADED))
-        for path in plan.remove:
-            path.unlink(missing_ok=True)
-        self._launchctl(*commands[1], ok=(0, *NOT_LOADED))
-        for command in commands[2:]:
-            self._launchctl(*command)
-        out.write(f"Installed and started {LABELS[mode]} ({self._path(mode)}).\n")
-        out.write(f"Its crash output goes to {self.logs}.\n")
+        for stop in stops:
+            self._stop(stop)
+        for written, content in plan.write.items():
+            write_atomically(written, content)
+        for removed in plan.remove:
+            removed.unlink(missing_ok=True)
+        self._launchctl("enable", target)
+        result = self._run(["launchctl", "bootstrap", domain, str(path)])
+        if result.returncode != 0:
+            raise ServiceError(self._bootstrap_failure(result, target))
+        # RunAtLoad has started it: a kickstart now would kill that first run.
+        out.write(f"Installed and started {LABELS[mode]} in {domain} ({path}).\n")
+        out.write(f"Its output goes to {self.logs} (trimmed by the program itself).\n")
+        if not self.has_gui:
+            out.write(USER_DOMAIN_NOTE.format(domain=domain, uid=self.uid))
+
+    def _bootstrap_failure(self, result: Any, target: str) -> str:  # noqa: ANN401
+        said = _said(result)
+        if self._disabled(target):
+            return (
+                f"launchd refused to load {target} because it is disabled ({said}); "
+                f"run `launchctl enable {target}` and install again"
+            )
+        return (
+            f"`launchctl bootstrap` failed ({result.returncode}): {said}. If the job is still "
+            f"loaded, see `launchctl print {target}`; then run `service install` again"
+        )
+
+    def _disabled(self, target: str) -> bool:
+        domain, _, label = target.rpartition("/")
+        result = self._run(["launchctl", "print-disabled", domain])
+        return result.returncode == 0 and parse_disabled(result.stdout).get(label, False)
 
     def uninstall(self, *, dry_run: bool, out: TextIO) -> None:
-        """Boot out, disable and remove whichever agents are installed; fine if none are."""
-        present = [mode for mode in LABELS if self._path(mode).exists()]
-        for mode in present:
-            label = f"{self.domain}/{LABELS[mode]}"
+        """Boot out and remove whichever agents are installed or loaded; fine if none are.
+
+        Never `launchctl disable`: that state outlives the plist and would block a later install.
+        """
+        done = False
+        for mode, label in LABELS.items():
+            targets = [f"{domain}/{label}" for domain in self._domains()]
             if dry_run:
-                out.write(f"would run: launchctl bootout {label}\n")
-                out.write(f"would run: launchctl disable {label}\n")
-                out.write(f"would remove {self._path(mode)}\n")
+                if self._path(mode).exists() or any(map(self._loaded, targets)):
+                    for target in targets:
+                        out.write(f"would run: launchctl bootout {target} (if loaded)\n")
+                    out.write(f"would remove {self._path(mode)}\n")
+                    done = True
                 continue
-            self._launchctl("bootout", label, ok=(0, *NOT_LOADED))
-            self._launchctl("disable", label)
-            self._path(mode).unlink(missing_ok=True)
-        if not present:
+            stopped = [self._stop(target) for target in targets]
+            if any(stopped) or self._path(mode).exists():
+                self._path(mode).unlink(missing_ok=True)
+                out.write(f"Stopped and removed {label}.\n")
+                done = True
+        if not done:
             out.write("No tvmaniac-refreshd agents were installed; nothing to do.\n")
 
     def state(self) -> ServiceState:
-        """Report the installed agent; `launchctl print` is shown, never parsed for logic."""
+        """Report the installed agent from `launchctl print` (shown, not decided on)."""
         mode = next((mode for mode in LABELS if self._path(mode).exists()), None)
         if mode is None:
             return ServiceState("launchd", None, "not installed")
-        result = self._run(["launchctl", "print", f"{self.domain}/{LABELS[mode]}"])
-        active = "loaded" if result.returncode == 0 else "not loaded"
-        return ServiceState("launchd", mode, active, files=(str(self._path(mode)),))
+        target = f"{self.domain}/{LABELS[mode]}"
+        files = (str(self._path(mode)),)
+        result = self._run(["launchctl", "print", target])
+        if result.returncode != 0:
+            if self._disabled(target):
+                detail = f"disabled: run `launchctl enable {target}`, then `service install`"
+                return ServiceState("launchd", mode, "failed (disabled)", detail, files=files)
+            detail = f"not loaded in {self.domain}: run `service install`"
+            return ServiceState("launchd", mode, "failed (not loaded)", detail, files=files)
+        fields = parse_print(result.stdout)
+        detail = f"{target}; last exit code {fields.get('last exit code', 'unknown')}"
+        if "pid" in fields:
+            detail += f"; pid {fields['pid']}"
+        return ServiceState("launchd", mode, fields.get("state", "loaded"), detail, files=files)
+
+
+def _said(result: Any) -> str:  # noqa: ANN401
+    return str(result.stderr or result.stdout or "").strip() or "no message"

@@ -24,7 +24,18 @@ TIMER_UNIT = "tvmaniac-refreshd-refresh.timer"
 UNITS = {"daemon": (DAEMON_UNIT,), "timer": (TIMER_SERVICE, TIMER_UNIT)}
 # What `enable` and `restart` act on in each mode.
 ENTRY = {"daemon": DAEMON_UNIT, "timer": TIMER_UNIT}
+# systemctl's words when there is no user manager: no bus at all, or a session bus on which
+# systemd (org.freedesktop.systemd1) cannot be found or started.
+NO_MANAGER = ("Failed to connect to bus", "No medium found", "org.freedesktop.systemd1")
 _PLAIN = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
+# What the oneshot's exit statuses mean (cli/parser.py's EXIT_CODES), for `service status`.
+EXIT_MEANINGS = {
+    "1": "failure",
+    "69": "keyring unavailable",
+    "75": "temporary failure, tokens kept",
+    "77": "login needed",
+    "78": "invalid config",
+}
 
 
 def quote_exec(argument: str) -> str:
@@ -40,6 +51,15 @@ def render(name: str, argv: Sequence[str]) -> bytes:
     text = template(f"systemd/{name}").read_text(encoding="utf-8")
     text = text.replace("@EXEC@", " ".join(quote_exec(part) for part in argv))
     return text.replace("file://@README@", readme().as_uri()).encode()
+
+
+def _unavailable(message: str) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        f"no systemd user manager is running for this user (`systemctl --user`: "
+        f"{message or 'failed'}). It needs a login session with systemd (or "
+        "`loginctl enable-linger`), with XDG_RUNTIME_DIR and DBUS_SESSION_BUS_ADDRESS set; "
+        "without one, run `tvmaniac-refreshd run` yourself, or `refresh --all` from cron"
+    )
 
 
 class Systemd:
@@ -58,14 +78,23 @@ class Systemd:
         result = self._run(["systemctl", "--user", *args])
         if check and result.returncode != 0:
             message = (result.stderr or result.stdout).strip()
-            if "Failed to connect to bus" in message or "No medium found" in message:
-                raise ServiceUnavailable(
-                    "no systemd user instance is reachable (`systemctl --user`: "
-                    f"{message}); log in to a normal session, or check that XDG_RUNTIME_DIR "
-                    "and DBUS_SESSION_BUS_ADDRESS are set"
-                )
+            if any(sign in message for sign in NO_MANAGER):
+                raise _unavailable(message)
             raise ServiceError(f"`systemctl --user {' '.join(args)}` failed: {message}")
         return result.stdout
+
+    def probe(self) -> None:
+        """Make sure a systemd user manager answers.
+
+        A session bus without one (a container, an ssh login without lingering, a desktop
+        without systemd) answers every `systemctl --user` with an error of its own wording.
+
+        Raises:
+            ServiceUnavailable: if no user manager answers.
+        """
+        result = self._run(["systemctl", "--user", "show", "--property=Version"])
+        if result.returncode != 0:
+            raise _unavailable((result.stderr or result.stdout).strip())
 
     def installed_mode(self) -> str | None:
         for mode, units in UNITS.items():
@@ -86,24 +115,31 @@ class Systemd:
             for command in commands:
                 out.write(f"would run: systemctl --user {' '.join(command)}\n")
             return
-        self._systemctl("is-system-running", check=False)  # fails early without a user bus
-        for path, content in plan.write.items():
-            if path.exists() and path.read_bytes() != content:
-                # Our units are regenerated on every install; edits belong in a drop-in.
-                out.write(
-                    f"Replacing {path}, which differed from the packaged unit. Keep local "
-                    f"changes in a drop-in instead: systemctl --user edit {path.name}\n"
-                )
-            write_atomically(path, content)
-        if stale:
-            self._systemctl(*commands[0], check=False)
-        for path in plan.remove:
-            path.unlink(missing_ok=True)
-        for command in commands[1 if stale else 0 :]:
-            self._systemctl(*command)
+        self.probe()  # before anything is written: without a user manager, nothing is
+        created = [path for path in plan.write if not path.exists()]
+        try:
+            for path, content in plan.write.items():
+                if path.exists() and path.read_bytes() != content:
+                    # Our units are regenerated on every install; edits belong in a drop-in.
+                    out.write(
+                        f"Replacing {path}, which differed from the packaged unit. Keep local "
+                        f"changes in a drop-in instead: systemctl --user edit {path.name}\n"
+                    )
+                write_atomically(path, content)
+            if stale:
+                self._systemctl(*commands[0], check=False)
+            for path in plan.remove:
+                path.unlink(missing_ok=True)
+            for command in commands[1 if stale else 0 :]:
+                self._systemctl(*command)
+        except BaseException:
+            # A failed install leaves no unit of ours behind that systemd never accepted.
+            for path in created:
+                path.unlink(missing_ok=True)
+            raise
         what = "daemon service" if mode == "daemon" else "hourly timer"
         out.write(f"Installed and started the {what}: {ENTRY[mode]} in {self.unit_dir}\n")
-        out.write("Follow it with: journalctl --user -u tvmaniac-refreshd* -f\n")
+        out.write("Follow it with: journalctl --user -u 'tvmaniac-refreshd*' -f\n")
         self._warn_without_linger(out)
 
     def uninstall(self, *, dry_run: bool, out: TextIO) -> None:
@@ -138,15 +174,42 @@ class Systemd:
         files = tuple(str(self.unit_dir / unit) for unit in UNITS.get(mode or "", ()))
         if mode is None:
             return ServiceState("systemd", None, "not installed", lingering=self._lingering())
-        shown = self._systemctl(
-            "show", "-p", "ActiveState,SubState,Result,StatusText,NRestarts", ENTRY[mode]
-        )
-        fields = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+        fields = self._show(ENTRY[mode], "ActiveState,SubState,Result,StatusText,NRestarts")
         active = f"{fields.get('ActiveState', '?')} ({fields.get('SubState', '?')})"
-        detail = fields.get("StatusText", "") or f"result: {fields.get('Result', '?')}"
-        if fields.get("NRestarts", "0") not in ("", "0"):
-            detail += f"; restarted {fields['NRestarts']} times"
+        if mode == "timer":
+            detail = self._last_run()
+        else:
+            detail = fields.get("StatusText", "") or f"result: {fields.get('Result', '?')}"
+            if fields.get("NRestarts", "0") not in ("", "0"):
+                detail += f"; restarted {fields['NRestarts']} times"
         return ServiceState("systemd", mode, active, detail, self._lingering(), files)
+
+    def _show(self, unit: str, properties: str) -> dict[str, str]:
+        shown = self._systemctl("show", "-p", properties, unit)
+        return dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+
+    def _last_run(self) -> str:
+        """The oneshot's last run (its result, exit status and time) and the timer's next one.
+
+        The timer's own Result= says nothing about the runs it started, so it is the service
+        that is asked; a service that never started since the user manager did has no exit time.
+        """
+        run = self._show(TIMER_SERVICE, "ActiveState,Result,ExecMainStatus,ExecMainExitTimestamp")
+        timer = self._show(TIMER_UNIT, "NextElapseUSecRealtime")
+        if run.get("ActiveState") in ("activating", "deactivating"):
+            last = "last run: running now"
+        elif not run.get("ExecMainExitTimestamp"):
+            last = "last run: never ran"
+        else:
+            status = run.get("ExecMainStatus", "?")
+            outcome = "succeeded" if run.get("Result") == "success" else "failed"
+            meaning = EXIT_MEANINGS.get(status)
+            code = f"exit status {status}" + (f", {meaning}" if meaning else "")
+            if run.get("Result") not in ("success", "exit-code", None):
+                code += f"; {run['Result']}"
+            last = f"last run: {outcome} ({code}) at {run['ExecMainExitTimestamp']}"
+        following = timer.get("NextElapseUSecRealtime")
+        return f"{last}; next run: {following}" if following else last
 
     def _lingering(self) -> bool | None:
         user = self._environ.get("USER") or getpass.getuser()
@@ -161,5 +224,7 @@ class Systemd:
             out.write(
                 "Note: lingering is off for this user, so the service runs only while you are "
                 "logged in; tokens due meanwhile are refreshed at your next login. To keep it "
-                f"running, ask an administrator to run: loginctl enable-linger {user}\n"
+                f"running, run: loginctl enable-linger {user}\n"
+                "(where polkit allows it, as it does by default, you may do this yourself; "
+                "otherwise ask an administrator to run it)\n"
             )

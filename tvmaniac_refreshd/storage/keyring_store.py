@@ -23,6 +23,7 @@ from tvmaniac_refreshd.core.locations import APP, may_choose_backend_explicitly
 from tvmaniac_refreshd.core.tokens import TokenDocument, decode_document, encode_document
 from tvmaniac_refreshd.storage.backend import SecretBackend
 from tvmaniac_refreshd.storage.paths import ensure_private_dir
+from tvmaniac_refreshd.storage.two_phase import describe, safe_writes
 
 T = TypeVar("T")
 SERVICE = APP
@@ -31,13 +32,8 @@ INSECURE_BACKENDS = ("keyring.backends.fail", "keyring.backends.null", "keyrings
 CLIENT_SECRET_SUFFIX = ":client_secret"  # account names cannot contain ':'
 
 
-def _describe(backend: object) -> str:
-    # A wrapper that keeps keyring's items (secret_service.py) names the backend it stands for.
-    describes = getattr(backend, "describes", None)
-    if isinstance(describes, str):
-        return describes
-    kind = type(backend)
-    return f"{kind.__module__}.{kind.__qualname__}"
+# A wrapper (secret_service.py, two_phase.py) names the backend it stands for.
+_describe = describe
 
 
 def is_insecure(backend: object) -> bool:
@@ -70,10 +66,61 @@ def default_backend(environ: Mapping[str, str], platform: str = sys.platform) ->
     return SecretServiceKeyring()
 
 
+# The macOS Keychain's statuses (SecBase.h) that keyring passes on, each with what to do.
+KEYCHAIN_ADVICE = {
+    -25308: (
+        "the macOS Keychain is locked, or may not show its prompt here (errSecInteractionNotAllowed"
+        ", -25308): unlock it (`security unlock-keychain`, or log in at the Mac) and run the "
+        "command again. Over ssh, or from an agent outside the GUI session, the Keychain can "
+        "never ask: run the command once in Terminal at the Mac and click Always Allow"
+    ),
+    -128: (
+        "access to the Keychain item was denied (-128: Deny was clicked, or the prompt was "
+        "cancelled): run the command again and click Always Allow; or in Keychain Access open "
+        f"the '{APP}' item, Access Control, and allow this Python"
+    ),
+    -25293: (
+        "the Keychain refused this program (errSecAuthFailed, -25293): a wrong keychain "
+        "password, or a Python the item's access list does not name (after a Python upgrade "
+        f"or a new venv base). In Keychain Access open the '{APP}' item, Access Control, and "
+        "add this Python, or delete the item and run `tvmaniac-refreshd login` again"
+    ),
+    -67030: (
+        "the Keychain cannot check this Python's code signature (-67030); use a signed Python "
+        "(python.org's or Homebrew's) or sign this one with `codesign -s - PATH/TO/python3`"
+    ),
+    -25300: (
+        "the Keychain item went missing while it was being used (errSecItemNotFound, -25300; "
+        "another program removed it?): run the command again"
+    ),
+}
+
+
+def _keychain_status(exc: BaseException) -> int | None:
+    """Return the OSStatus of keyring's macOS backend behind ``exc``, if that is its source."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__module__.startswith("keyring.backends.macOS") and seen.args:
+            status = seen.args[0]
+            if isinstance(status, int):
+                return status
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _unavailable(exc: BaseException) -> StoreUnavailable:
-    """Translate a keyring/secretstorage/D-Bus exception into a fix-it message."""
+    """Translate a keyring/secretstorage/D-Bus/Keychain exception into a fix-it message."""
     name = type(exc).__name__
     text = str(exc)
+    status = _keychain_status(exc)
+    if status is not None:
+        return StoreUnavailable(
+            KEYCHAIN_ADVICE.get(
+                status,
+                f"the macOS Keychain failed (status {status}); see `security error {status}`, "
+                "and `tvmaniac-refreshd config check`",
+            )
+        )
     if name == "KeyringLocked" or "locked" in text.lower():
         return StoreUnavailable(
             "the keyring is locked; unlock it (log in to the desktop session, or open "
@@ -91,6 +138,12 @@ def _unavailable(exc: BaseException) -> StoreUnavailable:
             "up and DBUS_SESSION_BUS_ADDRESS is set (under ssh or cron it often is not)"
         )
     return StoreUnavailable(f"the keyring failed ({name}); `tvmaniac-refreshd config check` helps")
+
+
+def _removal_command(account: str) -> str:
+    if sys.platform == "darwin":
+        return f"`security delete-generic-password -s {SERVICE} -a {account}`"
+    return f"`secret-tool clear service {SERVICE} username {account}`"
 
 
 def _store_exceptions() -> tuple[type[BaseException], ...]:
@@ -127,12 +180,18 @@ class KeyringStore:
         if self._backend is None:
             backend = self._factory()
             if is_insecure(backend) and not self._settings.allow_insecure_backend:
+                secure = (
+                    "Unset PYTHON_KEYRING_BACKEND (or keyring's config) to use the Keychain"
+                    if sys.platform == "darwin"
+                    else "Start a Secret Service (gnome-keyring, KeePassXC)"
+                )
                 raise StoreUnavailable(
                     f"the keyring backend {_describe(backend)} is not a secure store; refusing "
-                    "to use it. Start a Secret Service (gnome-keyring, KeePassXC), or set "
-                    "[store] allow_insecure_backend = true if you accept the risk"
+                    f"to use it. {secure}, or set [store] allow_insecure_backend = true if you "
+                    "accept the risk"
                 )
-            self._backend = backend
+            # A store whose replace is delete + add (the Keychain) must not lose the only copy.
+            self._backend = safe_writes(backend)
         return self._backend
 
     def backend_name(self) -> str:
@@ -167,9 +226,14 @@ class KeyringStore:
         if worker.is_alive():
             # Forget the backend so that the next call starts over (the user may unlock meanwhile).
             self._backend = None
+            waiting = (
+                "(a Keychain prompt waiting for an answer?); answer it with Always Allow"
+                if sys.platform == "darwin"
+                else "(a locked collection waiting for an unlock prompt?); unlock it"
+            )
             raise StoreUnavailable(
                 f"the keyring did not answer within {self._settings.timeout:.0f}s while {what} "
-                "(a locked collection waiting for an unlock prompt?); unlock it and try again"
+                f"{waiting} and try again"
             )
         if "bug" in outcome:
             raise outcome["bug"]  # type: ignore[misc]
@@ -213,8 +277,8 @@ class KeyringStore:
             raise StoreCorrupt(
                 f"the keyring returned a different item for {document.account!r} right after "
                 "storing it: another item with the same service and user name shadows ours. "
-                f"Remove it (`secret-tool clear service {SERVICE} username {document.account}`) "
-                "and run `tvmaniac-refreshd login`",
+                f"Remove it ({_removal_command(document.account)}) and run "
+                "`tvmaniac-refreshd login`",
                 account=document.account,
             )
 

@@ -1,0 +1,200 @@
+"""Under launchd: a bad config waits instead of restarting in a loop (item 5); the agent's log
+files stay small (item 9)."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tvmaniac_refreshd.core.errors import ConfigError
+from tvmaniac_refreshd.core.launchd_log import SUPERVISOR_VARIABLE, trim_launchd_logs, trim_log
+from tvmaniac_refreshd.daemon.runner import config_watch, wait_for_valid_config
+
+VALID = '[accounts.default]\nprovider = "trakt"\nclient_id = "abc"\n'
+INVALID = '[accounts.default]\nprovider = "trakt"\nclient_id = 5\nbogus = 1\n'
+
+
+class TestWaitForValidConfig:
+    def test_waits_until_the_config_loads(self) -> None:
+        attempts: list[int] = []
+        waits: list[int] = []
+
+        def load() -> object:
+            attempts.append(1)
+            if len(attempts) < 3:
+                raise ConfigError("config.toml", ["client_id: expected a string"])
+            return object()
+
+        def wait() -> int:
+            waits.append(1)
+            return signal.SIGHUP
+
+        assert wait_for_valid_config(load, wait) is True
+        assert (len(attempts), len(waits)) == (3, 2)
+
+    def test_a_stop_signal_ends_the_wait(self) -> None:
+        def load() -> object:
+            raise ConfigError("config.toml", ["bad"])
+
+        assert wait_for_valid_config(load, lambda: signal.SIGTERM) is False
+
+
+@pytest.fixture
+def restore_signal_mask() -> Iterator[None]:
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    yield
+    signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+@pytest.mark.usefixtures("restore_signal_mask")
+def test_config_watch_wakes_on_a_change() -> None:
+    """The watcher turns a changed file identity into SIGHUP for the waiting main thread."""
+    identities = iter(["first", "first", "second"])
+    # If the watcher never signals, this ends the wait (as a failure) instead of hanging.
+    safety = threading.Timer(
+        20, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)
+    )
+    with config_watch(lambda: next(identities, "second"), poll=0.001) as wait:
+        safety.start()
+        try:
+            received = wait()
+        finally:
+            safety.cancel()
+    assert received == signal.SIGHUP
+
+
+def _lines(stream: object) -> tuple[queue.Queue[str], threading.Thread]:
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            lines.put(line)
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return lines, thread
+
+
+def _wait_for(lines: queue.Queue[str], text: str) -> str:
+    seen: list[str] = []
+    while True:
+        try:
+            line = lines.get(timeout=30)  # bounded: a daemon that never says it fails the test
+        except queue.Empty:
+            pytest.fail(f"never saw {text!r}; saw {seen}")
+        seen.append(line)
+        if text in line:
+            return line
+
+
+def test_daemon_under_launchd_waits_on_a_bad_config_and_recovers(tmp_path: Path) -> None:
+    """The real `run`: exit 78 would be restarted every 30 s forever; instead it stays up,
+    says what is wrong, starts once the file is fixed, and exits 0 on SIGTERM."""
+    config = tmp_path / "config.toml"
+    config.write_text(INVALID)
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        SUPERVISOR_VARIABLE: "launchd",
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+    }
+    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tvmaniac_refreshd", "--config", str(config), "run"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines, pump = _lines(process.stderr)
+    try:
+        line = _wait_for(lines, "config_invalid")
+        assert "client_id" in line
+        assert process.poll() is None  # still up: no exit for launchd to restart
+
+        config.write_text(VALID)
+        process.send_signal(signal.SIGHUP)  # the watcher would too, within 5 s
+        _wait_for(lines, "daemon.ready")
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        pump.join(10)
+        assert process.stderr is not None
+        process.stderr.close()
+
+
+def test_without_launchd_a_bad_config_still_exits_78(tmp_path: Path) -> None:
+    """systemd's RestartPreventExitStatus=78 relies on the exit code: unchanged there."""
+    config = tmp_path / "config.toml"
+    config.write_text(INVALID)
+    env = {k: v for k, v in os.environ.items() if k != SUPERVISOR_VARIABLE}
+    result = subprocess.run(
+        [sys.executable, "-m", "tvmaniac_refreshd", "--config", str(config), "run"],
+        capture_output=True,
+        env={**env, "HOME": str(tmp_path)},
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 78
+
+
+class TestTrimLog:
+    def test_a_big_log_starts_over_and_keeps_one_generation(self, tmp_path: Path) -> None:
+        path = tmp_path / "stderr.log"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, b"x" * 200)
+            assert trim_log(fd, path, limit=100) is True
+            os.write(fd, b"after\n")
+        finally:
+            os.close(fd)
+        assert path.read_bytes() == b"after\n"
+        assert (tmp_path / "stderr.log.1").read_bytes() == b"x" * 200
+
+    def test_small_logs_and_other_files_are_left_alone(self, tmp_path: Path) -> None:
+        path = tmp_path / "stderr.log"
+        other = tmp_path / "mine.log"
+        fd = os.open(other, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        path.write_bytes(b"y" * 200)
+        try:
+            os.write(fd, b"z" * 200)
+            assert trim_log(fd, path, limit=100) is False  # fd writes elsewhere
+            assert trim_log(fd, other, limit=1000) is False  # small enough
+        finally:
+            os.close(fd)
+        read, write = os.pipe()
+        try:
+            assert trim_log(write, path, limit=0) is False  # not a regular file
+        finally:
+            os.close(read)
+            os.close(write)
+        assert path.read_bytes() == b"y" * 200
+
+    def test_only_under_launchd(self, tmp_path: Path) -> None:
+        trim_launchd_logs({"HOME": str(tmp_path)})  # not supervised: nothing, even no directory
+        assert not (tmp_path / "Library").exists()
+
+
+def test_other_signals_keep_waiting() -> None:
+    """The CLI's "accounts changed" signal (SIGUSR1) does not end the wait; SIGTERM does."""
+    signals = iter([signal.SIGUSR1, signal.SIGUSR1, signal.SIGTERM])
+
+    def load() -> object:
+        raise ConfigError("config.toml", ["bad"])
+
+    assert wait_for_valid_config(load, lambda: next(signals)) is False
+    assert next(signals, None) is None
