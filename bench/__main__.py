@@ -21,7 +21,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from bench import cold, idle, peers, refresh, scale
-from bench.common import REPO, machine
+from bench.common import REPO, machine, retried
 
 IDLE_RSS_GOAL_MIB = 40.0
 IDLE_PER_ACCOUNT_GOAL_KIB = 20.0
@@ -233,12 +233,14 @@ def main() -> int:
     report: dict[str, object] = {"format_version": 1, "machine": machine()}
     report["mode"] = "smoke" if args.smoke else "long" if args.long else "default"
     skipped = {"skipped": "not asked for"}
-    report["cold_start"] = cold.measure(runs) if "cold" in parts else skipped
-    report["refresh"] = refresh.measure(runs) if "refresh" in parts else skipped
-    report["idle"] = measure_idle(idle_window, many) if "idle" in parts else skipped
-    report["scale"] = [scale.measure(size, args.cap) for size in sizes] if "scale" in parts else []
+    report["cold_start"] = retried(cold.measure, runs) if "cold" in parts else skipped
+    report["refresh"] = retried(refresh.measure, runs) if "refresh" in parts else skipped
+    report["idle"] = retried(measure_idle, idle_window, many) if "idle" in parts else skipped
+    report["scale"] = (
+        [retried(scale.measure, size, args.cap) for size in sizes] if "scale" in parts else []
+    )
     if "peers" in parts:
-        report["peers"] = peers.measure(runs)
+        report["peers"] = retried(peers.measure, runs)
     else:
         report["peers"] = {"skipped": "--no-peers" if args.no_peers else "not asked for"}
     report["refresh_vs_peers"] = against_peers(report["refresh"], report["peers"])
