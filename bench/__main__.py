@@ -80,6 +80,7 @@ def table(report: dict[str, object]) -> str:
             ("  token / secret-tool lookup", ratio, "<= 2.5x", yes(goals["met_ratio"])),
             ("  python reading the same item, alone", f"{ms['python_read_item']} ms", "floor", ""),
             ("  token peak RSS", f"{c['max_rss_mib']['token']} MiB", "", ""),
+            ("token cold start, file store (median)", f"{ms['token_file_store']} ms", "", ""),
         ]
     r = report["refresh"]
     if isinstance(r, dict) and "skipped" not in r:
@@ -87,6 +88,7 @@ def table(report: dict[str, object]) -> str:
         with_python = f"{r['ratio_to_floor_plus_python_start']}x"
         rows += [
             ("refresh --force (median)", f"{ms['refresh_force']} ms", "", ""),
+            ("refresh --force, file store", f"{ms['refresh_force_file_store']} ms", "", ""),
             ("  floor: curl POST + secret-tool store", f"{r['floor_ms']} ms", "", ""),
             ("  refresh / floor", f"{r['ratio_to_floor']}x", "<= 1.5x", yes(r["goals"]["met"])),
             ("  refresh / (floor + python start)", with_python, "", ""),

@@ -2,7 +2,8 @@
 
 The floors: a bare ``python -c pass`` (what any Python command pays) and ``secret-tool lookup``
 of the same keyring item (libsecret's C client: what reading the item costs at least). The
-three are run interleaved, so that a noisy neighbour slows all of them alike.
+same `token` on the file store (``[store] backend = "file"``) is measured next to them. All are
+run interleaved, so that a noisy neighbour slows all of them alike.
 """
 
 from __future__ import annotations
@@ -64,12 +65,17 @@ def measure(runs: int) -> dict[str, object]:
             # The least a Python program does for the same answer: the same D-Bus read, alone.
             "python_read_item": [sys.executable, "-c", PYTHON_READ_ITEM],
         }
+        # The same command on an installation that chose [store] backend = "file".
+        cases["token_file_store"] = [*command(r), "token"]
+        envs = dict.fromkeys(cases, r.env) | {"token_file_store": r.file_store_env()}
         times: dict[str, list[float]] = {name: [] for name in cases}
-        rss = {name: [peak_rss_kib(argv, r.env) for _ in range(3)] for name, argv in cases.items()}
+        rss = {
+            name: [peak_rss_kib(argv, envs[name]) for _ in range(3)] for name, argv in cases.items()
+        }
         for round_ in range(runs + 1):
             for name, argv in cases.items():
-                seconds, _, out = run_measured(argv, r.env)
-                if name in ("token", "python_read_item") and not out.strip():
+                seconds, _, out = run_measured(argv, envs[name])
+                if name in ("token", "python_read_item", "token_file_store") and not out.strip():
                     raise RuntimeError(f"{name} printed nothing")
                 if round_:  # round 0 warms the page cache, writes .pyc files and the token record
                     times[name].append(seconds)

@@ -177,6 +177,25 @@ class Rig:
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "tvmaniac_refreshd", *args]
 
+    def file_store_env(self, *, user: str = "filestore") -> dict[str, str]:
+        """Return the environment of a second installation, the same accounts with
+        ``[store] backend = "file"`` and its own state directory, each account seeded in its
+        file store with a fresh grant of its own (``user`` at the emulator)."""
+        from tvmaniac_refreshd.core.tokens import decode_document  # noqa: PLC0415
+        from tvmaniac_refreshd.storage.file_store import FileStore, token_directory  # noqa: PLC0415
+
+        config = self.root / "config-file-store.toml"
+        config.write_text('[store]\nbackend = "file"\n' + self.config.read_text())
+        config.chmod(0o600)
+        state = self.root / "state-file-store"
+        accounts = load_config(config).accounts
+        store = FileStore(token_directory(state / SERVICE))
+        for name in self.names:
+            grant = self.emulator.seed_grant(f"{user}-{name}", expires_in=WEEK)
+            text = token_document(name, grant, accounts[name].fingerprint(), 0)
+            store.save(decode_document(text, name))
+        return {**self.env, "XDG_STATE_HOME": str(state), "TVMANIAC_REFRESHD_CONFIG": str(config)}
+
 
 def write_config(root: Path, emulator: Emulator, count: int, extra: str = "") -> Path:
     config = root / "config.toml"

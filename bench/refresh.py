@@ -3,7 +3,8 @@
 The cold floor is done with C clients, in the same run and interleaved: ``curl`` posts the same
 refresh request to the emulator (spending a grant of its own), and ``secret-tool store`` writes
 an item of the same size. Our command also reads the item, takes the lock, verifies the write
-and records the state file; the ratio says what all that and Python cost together.
+and records the state file; the ratio says what all that and Python cost together. The same
+command on the file store (``[store] backend = "file"``) is measured next to it.
 
 The daemon refreshes in a process that has long been running: no interpreter start, no import,
 an HTTP client already made. So its refresh (``Refresher.ensure_fresh``, built as `run` builds
@@ -34,13 +35,16 @@ def measure(runs: int) -> dict[str, object]:
         refresh_token = str(r.emulator.seed_grant("floor", expires_in=WEEK)["refresh_token"])
         item = r.keyring.lookup(SERVICE, "default") or ""
         ours = [*command(r), "refresh", "--force"]
+        file_env = r.file_store_env()
         times: dict[str, list[float]] = {
             "refresh_force": [],
+            "refresh_force_file_store": [],
             "curl_post": [],
             "secret_tool_store": [],
         }
         for round_ in range(runs + 1):
             seconds, _, _ = run_measured(ours, r.env)
+            file_s, _, _ = run_measured(ours, file_env)
             body = json.dumps(
                 {
                     "refresh_token": refresh_token,
@@ -59,6 +63,7 @@ def measure(runs: int) -> dict[str, object]:
             store_s = timed_store(store, r.env, item)
             if round_:
                 times["refresh_force"].append(seconds)
+                times["refresh_force_file_store"].append(file_s)
                 times["curl_post"].append(curl_s)
                 times["secret_tool_store"].append(store_s)
         python_s = median(
@@ -97,7 +102,7 @@ def refresh_body(refresh_token: str) -> dict[str, str]:
 def measure_in_process(r: Rig, runs: int) -> dict[str, object]:
     """The daemon's refresh and its floor, both timed in this process (see the docstring)."""
     from tvmaniac_refreshd.cli.app import App  # noqa: PLC0415
-    from tvmaniac_refreshd.cli.parser import build_parser  # noqa: PLC0415
+    from tvmaniac_refreshd.cli.options import Common  # noqa: PLC0415
     from tvmaniac_refreshd.core.logs import configure_logging  # noqa: PLC0415
     from tvmaniac_refreshd.providers.http import make_http_client  # noqa: PLC0415
     from tvmaniac_refreshd.storage.secret_service import write_item  # noqa: PLC0415
@@ -108,7 +113,7 @@ def measure_in_process(r: Rig, runs: int) -> dict[str, object]:
     with applied(r.env):
         # As `run` sets itself up: the daemon's log format and wiring.
         configure_logging(daemon=True, stream=io.StringIO(), environ={})
-        app = App(build_parser().parse_args(["run"]), environ=r.env, out=io.StringIO(),
+        app = App(Common(), environ=r.env, out=io.StringIO(),
                   err=io.StringIO())  # fmt: skip
         refresher = app.refresher(app.config.accounts["default"])
         http = make_http_client(app.config.http)

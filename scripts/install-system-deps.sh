@@ -3,7 +3,8 @@
 # Runs apt-get as root directly, or through `sudo -n` for a non-root developer.
 set -eu
 
-PACKAGES="gnome-keyring libsecret-tools dbus-daemon dbus-user-session python3-venv systemd-container curl time"
+# debootstrap: a Debian 13 tree (systemd 257) for the systemd-creds tests, built once per machine.
+PACKAGES="gnome-keyring libsecret-tools dbus-daemon dbus-user-session python3-venv systemd-container curl time debootstrap"
 
 missing=""
 for package in $PACKAGES; do

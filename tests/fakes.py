@@ -5,6 +5,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from tvmaniac_refreshd.core.tokens import TokenSet
+from tvmaniac_refreshd.providers.base import BrowserLogin, DeviceCode, PollState, Wording
+from tvmaniac_refreshd.providers.trakt import WORDING
+
 
 class FakeClock:
     """A clock that only moves when told to; sleeping advances it instead of waiting."""
@@ -55,3 +59,29 @@ class MemoryBackend:
     def delete_password(self, service: str, username: str) -> None:
         self._maybe_fail()
         del self.items[(service, username)]
+
+
+class ProviderParts:
+    """The rest of the Provider interface for a fake that scripts only one part of it.
+
+    A unit under test that reaches a part its fake did not script fails loudly here: these
+    are not answers, they are the test saying "this path was not expected".
+    """
+
+    wording: Wording = WORDING
+    has_device_login: bool = True
+
+    def browser(self) -> BrowserLogin | None:
+        return None
+
+    def request_device_code(self, *, now: float) -> DeviceCode:
+        raise AssertionError("this fake provider does not start device logins")
+
+    def poll_device_token(self, device: DeviceCode, *, now: float) -> TokenSet | PollState:
+        raise AssertionError("this fake provider does not poll device logins")
+
+    def refresh(self, refresh_token: str, *, now: float) -> TokenSet:
+        raise AssertionError("this fake provider does not refresh")
+
+    def revoke(self, tokens: TokenSet, *, now: float) -> None:
+        raise AssertionError("this fake provider does not revoke")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat  # already loaded by os: free
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -39,7 +40,6 @@ from tvmaniac_refreshd.storage.secret_service import Unsure, read_item
 if TYPE_CHECKING:
     from typing import TextIO
 
-SERVICE = APP  # as store.SERVICE; store's import cost is what this module avoids
 # A hung keyring sends `token` to the full command, which waits its configured timeout.
 READ_TIMEOUT = 2.0
 MAX_TOKEN_LENGTH = 4096  # = tokens.MAX_TOKEN_LENGTH
@@ -124,10 +124,14 @@ def _fresh_token(
         found = _decision(directory, config_identity(config_file(config, environ)), account)
         if found is None or _rejected(os.path.join(directory, f"{found[0]}.json")):
             return None
-        document = json.loads(read_item(SERVICE, found[0], timeout=READ_TIMEOUT) or "null")
+        name, decision, file_store = found
+        if file_store is not None:
+            text = _read_private(os.path.join(file_store, f"{name}.json"))
+        else:
+            text = read_item(APP, name, timeout=READ_TIMEOUT, environ=environ)
+        document = json.loads(text or "null")
     except (OSError, ValueError, Unsure):
         return None
-    decision = found[1]
     if not isinstance(document, dict) or stamp(document) != decision.get("stamp"):
         return None
     expires_at = document.get("expires_at")
@@ -142,10 +146,27 @@ def _fresh_token(
     return token if fresh and isinstance(token, str) and is_token_text(token) else None
 
 
+def _read_private(path: str) -> str | None:
+    """Return the file store's document at ``path`` if it is still a private file of ours.
+
+    The same refusals as the file store's (storage/private_files.py): no symlink, this user's,
+    mode 0600; anything else goes to the full command, which says what is wrong.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid() or info.st_mode & 0o077 or not stat.S_ISREG(info.st_mode):
+            return None
+        return os.read(fd, 1 << 16).decode("utf-8")
+    finally:
+        os.close(fd)
+
+
 def _decision(
     directory: str, config: str | None, account: str | None
-) -> tuple[str, dict[str, object]] | None:
-    """Return the account and the decision recorded for it under this very config, if any."""
+) -> tuple[str, dict[str, object], str | None] | None:
+    """Return the account, the decision recorded for it under this very config, and the file
+    store's directory when the config chose it, if any."""
     record = read_json(os.path.join(directory, RECORD_NAME))
     if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
         return None
@@ -154,7 +175,10 @@ def _decision(
     name = account if account is not None else record.get("default_account")
     accounts = record.get("accounts")
     decision = accounts.get(name) if isinstance(accounts, dict) else None
-    return (name, decision) if isinstance(name, str) and isinstance(decision, dict) else None
+    file_store = record.get("file_store")
+    if not (isinstance(name, str) and isinstance(decision, dict)):
+        return None
+    return name, decision, file_store if isinstance(file_store, str) else None
 
 
 def _rejected(state_file: str) -> bool:

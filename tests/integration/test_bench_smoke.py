@@ -39,11 +39,15 @@ def test_bench_smoke_writes_every_section(tmp_path: Path) -> None:
     assert report["mode"] == "smoke"
     assert {"cpu", "cores", "kernel", "python", "date"} <= set(report["machine"])
     cold = report["cold_start"]
-    assert {"token", "python_pass", "secret_tool_lookup", "python_read_item"} <= set(
-        cold["median_ms"]
-    )
+    assert {
+        "token",
+        "python_pass",
+        "secret_tool_lookup",
+        "python_read_item",
+        "token_file_store",
+    } <= set(cold["median_ms"])
     assert {"met_ms", "met_ratio"} <= set(cold["goals"])
-    assert {"refresh_force", "curl_post", "secret_tool_store"} <= set(
+    assert {"refresh_force", "refresh_force_file_store", "curl_post", "secret_tool_store"} <= set(
         report["refresh"]["median_ms"]
     )
     assert "ratio_to_floor" in report["refresh"]

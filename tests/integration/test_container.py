@@ -148,3 +148,18 @@ def test_keyring_from_user_unit(container: Container) -> None:
     )
 
     assert (ran.returncode, ran.stdout.strip()) == (0, "s3cret"), ran.stderr
+
+
+def test_reboot_keeps_the_disk_and_restarts_lingering_users(container: Container) -> None:
+    """A reboot boots again from the same overlay: files on disk stay, /run starts empty, PID 1
+    is new, and the lingering user's manager comes back with nobody logged in."""
+    container.run(["sh", "-c", "echo kept > /root/reboot-probe && touch /run/gone"], check=True)
+    before = container.leader
+
+    container.reboot()
+    container.wait_for_user_manager(USER)
+
+    assert container.leader != before
+    assert container.run(["cat", "/root/reboot-probe"]).stdout.strip() == "kept"
+    assert container.run(["test", "-e", "/run/gone"]).returncode == 1
+    assert container.run(["loginctl", "list-sessions", "--no-legend"]).stdout.strip() == ""

@@ -144,8 +144,15 @@ class TestSession:
         """Ten `token` processes that all want a refresh: no refresh token is presented twice,
         so oidc-provider's reuse detection never revokes the grant."""
         assert login_by_device(rig, oidc).code == 0
-        # The whole 20-second lifetime: every process wants a refresh (more would be refused).
-        processes = [rig.spawn("token", "--min-valid", "20s") for _ in range(10)]
+        # Every process wants a refresh because the token is due by the policy, so one that
+        # starts after the first refresh finds a pair that is not due and takes it, rather than
+        # refreshing again (as `--min-valid` of the whole lifetime would, a second later).
+        wait_until(
+            lambda: '"refresh_due"' in rig.run("status", "--json").out,
+            timeout=30,
+            what="the 20-second token to fall due",
+        )
+        processes = [rig.spawn("token") for _ in range(10)]
         runs = [rig.finish(process, ("token",)) for process in processes]
 
         assert [run.code for run in runs] == [0] * 10, [run.err for run in runs]
@@ -357,3 +364,61 @@ def rfc_step(record: dict[str, object]) -> str:
     return {DEVICE_GRANT: "device_token"}.get(
         str(form.get("grant_type")), str(form.get("grant_type"))
     )
+
+
+def test_an_oauth2_account_never_speaks_of_trakt(
+    rig: Harness, oidc: OidcServer, tmp_path: Path
+) -> None:
+    """Every word an oauth2 account puts before the user (login, status, errors, the daemon's
+    desktop notifications and hooks, logout's warning) names its own provider, never Trakt."""
+    told = tmp_path / "told.txt"
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    recorder = f'#!/bin/sh\nprintf "%s|" "$(basename "$0")" "$@" >> "{told}"\necho >> "{told}"\n'
+    (tools / "notify-send").write_text(recorder)
+    (tools / "hook").write_text(
+        f'#!/bin/sh\necho "hook|$TVMANIAC_REFRESHD_EVENT|$TVMANIAC_REFRESHD_MESSAGE" >> "{told}"\n'
+    )
+    for tool in tools.iterdir():
+        tool.chmod(0o755)
+    hook = f'["{tools / "hook"}"]'
+    config = oauth2_config(oidc, oidc.basic_client).replace(
+        "desktop = false",
+        f"desktop = true\non_refreshed = {hook}\non_reauth_required = {hook}\non_error = {hook}",
+    )
+    rig.write_config(config)
+    env = rig.env()
+    env["PATH"] = f"{tools}:{env.get('PATH', '/usr/bin:/bin')}"
+
+    assert login_by_device(rig, oidc).code == 0
+    rig.run("status")
+    rig.run("status", "--json")
+    rig.run("config", "check")
+    daemon = rig.spawn("run", env=env)
+    wait_until(
+        lambda: told.exists() and "hook|refreshed|" in told.read_text(),
+        timeout=120,
+        what="the daemon's first refresh",
+    )
+    httpx.post(
+        oidc.revocation_url,
+        data={"token": str(stored_tokens(rig)["refresh_token"]), **oidc.basic_client.form()},
+        auth=oidc.basic_client.auth,
+        timeout=30,
+    ).raise_for_status()
+    wait_until(
+        lambda: "notify-send|" in told.read_text(), timeout=120, what="a login-needed notification"
+    )
+    daemon.send_signal(signal.SIGTERM)
+    rig.finish(daemon, ("run",))
+    rig.run("refresh", "--force")
+    rig.run("status")
+    # Revocation that cannot reach the server: the warning says where to revoke by hand.
+    rig.write_config(config.replace(oidc.revocation_url, "http://127.0.0.1:9/revoke"))
+    logout = rig.run("logout")
+
+    notices = told.read_text()
+    assert "login needed (default)" in notices
+    assert "revoke the app by hand" in logout.err.lower()
+    said = [notices] + [run.out + run.err for run in rig.transcript]
+    assert [text for text in said if re.search("trakt", text, re.IGNORECASE)] == []

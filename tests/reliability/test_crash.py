@@ -47,3 +47,20 @@ class TestCrash:
     def test_daemon_killed_at_random_moments(self) -> None:
         """20 kills of the daemon amid its refreshes: the same guarantees as for `refresh`."""
         check(run_crash(kills=DAEMON_KILLS, mode="daemon", workers=WORKERS), DAEMON_KILLS)
+
+
+# The file store's write path is its own (temporary file, fsync, rename, fsync of the
+# directory), so it gets the same kills, fewer of them: the checks after each kill include a
+# token file that is neither empty nor truncated.
+FILE_REFRESH_KILLS = 40
+FILE_DAEMON_KILLS = 8
+
+
+class TestCrashFileStore:
+    def test_refresh_killed_at_random_moments(self) -> None:
+        tally = run_crash(kills=FILE_REFRESH_KILLS, mode="refresh", workers=WORKERS, store="file")
+        check(tally, FILE_REFRESH_KILLS)
+
+    def test_daemon_killed_at_random_moments(self) -> None:
+        tally = run_crash(kills=FILE_DAEMON_KILLS, mode="daemon", workers=WORKERS, store="file")
+        check(tally, FILE_DAEMON_KILLS)

@@ -68,13 +68,27 @@ set -eu
 state=$1; shift
 mount -t tmpfs -o mode=0700 refreshd-container "$state"
 mkdir "$state/upper" "$state/work" "$state/root"
-mount -t overlay overlay -o "lowerdir=/,upperdir=$state/upper,workdir=$state/work" "$state/root"
+layers="lowerdir=$LOWER,upperdir=$state/upper,workdir=$state/work"
+mount -t overlay overlay -o "$layers" "$state/root"
 # A fresh machine-id: with an empty /etc/machine-id, systemd would copy the host's id from
 # /var/lib/dbus/machine-id, and the container's journal would then claim to be the host's.
 rm -f "$state/root/etc/machine-id" "$state/root/var/lib/dbus/machine-id"
 : > "$state/root/etc/machine-id"
 for unit in $MASKED_UNITS; do ln -sf /dev/null "$state/root/etc/systemd/system/$unit"; done
-exec systemd-nspawn -D "$state/root" "$@"
+# A reboot inside makes nspawn exit with 133 (systemd-nspawn@.service restarts on it): boot
+# again from the same overlay, as a machine boots again from the same disk. SIGTERM (stop(),
+# or the parent-death signal) is handed to nspawn, which answers it with a clean halt.
+set +e
+child=
+trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM
+while :; do
+    systemd-nspawn -D "$state/root" "$@" &
+    child=$!
+    wait "$child"; rc=$?
+    # A trapped signal interrupts wait; wait again for nspawn's own exit status.
+    while kill -0 "$child" 2>/dev/null; do wait "$child"; rc=$?; done
+    [ "$rc" -eq 133 ] || exit "$rc"
+done
 """
 
 
@@ -181,7 +195,8 @@ def _release(res: _Resources) -> None:
     res.released = True
     proc = res.proc
     if proc is not None and proc.poll() is None:
-        # nspawn answers SIGTERM by asking the container's systemd for a clean halt.
+        # The start script hands SIGTERM to nspawn, which asks the container's systemd for a
+        # clean halt.
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
         try:
@@ -201,10 +216,18 @@ def _release(res: _Resources) -> None:
 class Container:
     """A booted, throwaway systemd container; use as a context manager."""
 
-    def __init__(self, *, binds: Iterable[Path | str] = (), name: str | None = None) -> None:
-        """Prepare a container that bind-mounts ``binds`` read-only (at the same paths)."""
+    def __init__(
+        self,
+        *,
+        binds: Iterable[Path | str] = (),
+        name: str | None = None,
+        lower: Path = Path("/"),
+    ) -> None:
+        """Prepare a container that bind-mounts ``binds`` read-only (at the same paths), over
+        an overlay of ``lower`` (the host's root, or another distribution's tree)."""
         self.name = name or f"refreshd-{secrets.token_hex(4)}"
         self.binds = _dedupe([*_default_binds(), *(Path(b) for b in binds)])
+        self.lower = lower
         # The interpreter running the tests: its path is valid inside thanks to the binds.
         self.python = sys.executable
         self.repo = REPO_ROOT
@@ -280,16 +303,24 @@ class Container:
             stdin=subprocess.DEVNULL,
             stdout=res.log,
             stderr=subprocess.STDOUT,
-            env={**BASE_ENV, "MASKED_UNITS": " ".join(MASKED_UNITS)},
+            env={**BASE_ENV, "MASKED_UNITS": " ".join(MASKED_UNITS), "LOWER": str(self.lower)},
             # Keeps a Ctrl-C at the terminal from reaching nspawn: stop() halts it instead.
             start_new_session=True,
         )
-        proc = res.proc
+        self._wait_for_boot(res, previous=None)
+
+    def _wait_for_boot(self, res: _Resources, *, previous: int | None) -> None:
+        """Find the container's PID 1 (not ``previous``) and wait until it has booted."""
+        assert res.proc is not None
+        shell = res.proc.pid
 
         def leader() -> int | None:
             self._check_alive()
-            return _child_named(proc.pid, "systemd")
+            nspawn = _child_named(shell, "systemd-nspawn")
+            pid = _child_named(nspawn, "systemd") if nspawn is not None else None
+            return pid if pid != previous else None
 
+        res.leader = None
         res.leader = poll(leader, timeout=BOOT_TIMEOUT, what=f"PID 1 of {self.name}")
 
         def booted() -> bool:
@@ -298,6 +329,35 @@ class Container:
             return state in ("running", "degraded")
 
         poll(booted, timeout=BOOT_TIMEOUT, what=f"{self.name} to finish booting", interval=0.1)
+
+    def reboot(self) -> None:
+        """Reboot the container: every process stops, /run and /tmp start empty, the disk (the
+        overlay) stays; lingering users' managers start again with nobody logged in."""
+        res = self._res
+        if res is None or res.released:
+            raise ContainerError(f"container {self.name} is not running")
+        previous = self.leader
+        # The command may die with the container before it can answer.
+        self.run(["systemctl", "reboot"], timeout=30)
+        self._wait_for_boot(res, previous=previous)
+
+    def wait_for_user_manager(self, user: str) -> None:
+        """Wait until ``user``'s lingering manager and session bus are up (after a boot)."""
+        uid = self.uid(user)
+        bus = f"/run/user/{uid}/bus"
+        poll(
+            lambda: self.run(["test", "-S", bus]).returncode == 0,
+            timeout=USER_TIMEOUT,
+            what=f"{bus} in {self.name}",
+        )
+        poll(
+            lambda: (
+                self.user_systemctl(user, "is-system-running").stdout.strip()
+                in ("running", "degraded")
+            ),
+            timeout=USER_TIMEOUT,
+            what=f"the user manager of {user} in {self.name}",
+        )
 
     def _check_alive(self) -> None:
         res = self._res
@@ -381,20 +441,7 @@ class Container:
         uid = self.uid(name)
         # Linger starts user@UID.service now, with no login session needed.
         self.run(["loginctl", "enable-linger", name], check=True)
-        bus = f"/run/user/{uid}/bus"
-        poll(
-            lambda: self.run(["test", "-S", bus]).returncode == 0,
-            timeout=USER_TIMEOUT,
-            what=f"{bus} in {self.name}",
-        )
-        poll(
-            lambda: (
-                self.user_systemctl(name, "is-system-running").stdout.strip()
-                in ("running", "degraded")
-            ),
-            timeout=USER_TIMEOUT,
-            what=f"the user manager of {name} in {self.name}",
-        )
+        self.wait_for_user_manager(name)
         return uid
 
     def user_systemctl(

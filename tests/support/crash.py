@@ -35,7 +35,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.harness import CLIENT_ID, CLIENT_SECRET, SERVICE, Harness, Run
+from tests.support.harness import CLIENT_ID, CLIENT_SECRET, Harness, Run
 from tests.support.keyring_session import KeyringSession
 from trakt_emulator import Emulator, EmulatorControl
 from tvmaniac_refreshd.core.errors import RefreshdError, TransientError
@@ -173,15 +173,19 @@ def world(
     *,
     extra_config: str = "",
     clock: Callable[[], float] | None = None,
+    store: str = "keyring",
 ) -> Iterator[Harness]:
-    """A private keyring, an emulator and a harness rooted at ``root``, for one worker."""
+    """A private keyring, an emulator and a harness rooted at ``root``, for one worker; the
+    tokens in the keyring or (``store="file"``) in the file store."""
     with (
         KeyringSession() as keyring,
         Emulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, clock=clock) as emulator,
     ):
         # Long runs must not push the victims' requests out of the log before they are read.
         emulator.configure(request_log_limit=1_000_000)
-        yield Harness(emulator=emulator, keyring=keyring, root=root, extra_config=extra_config)
+        yield Harness(
+            emulator=emulator, keyring=keyring, root=root, extra_config=extra_config, store=store
+        )
         if emulator.errors:
             raise AssertionError(f"the emulator failed: {emulator.errors}")
 
@@ -340,14 +344,16 @@ class Worker:
             for pid in alive:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        text = self.harness.keyring.lookup(SERVICE, ACCOUNT)
+        text = self.harness.item_text(ACCOUNT)
         if text is None:
-            problems.append("the keyring item is gone")
+            problems.append("the stored item is gone")
+        elif text == "":
+            problems.append("the token file is empty")
         else:
             try:
                 decode_document(text, ACCOUNT)
             except RefreshdError as exc:
-                problems.append(f"the keyring item does not decode: {exc}")
+                problems.append(f"the stored item does not decode (truncated?): {exc}")
         try:
             with account_lock(self.lock_dir, ACCOUNT, timeout=LOCK_PROBE_TIMEOUT):
                 pass
@@ -358,7 +364,7 @@ class Worker:
         return problems
 
     def stored_refresh_token(self) -> str | None:
-        text = self.harness.keyring.lookup(SERVICE, ACCOUNT)
+        text = self.harness.item_text(ACCOUNT)
         if text is None:
             return None
         try:
@@ -411,13 +417,15 @@ def run_crash(
     seed: int | None = None,
     root: Path | None = None,
     progress: Callable[[Tally], None] | None = None,
+    store: str = "keyring",
 ) -> Tally:
-    """Run crash rounds on ``workers`` parallel worlds until ``kills`` processes were killed."""
+    """Run crash rounds on ``workers`` parallel worlds until ``kills`` processes were killed,
+    with the tokens in the keyring or (``store="file"``) in the file store."""
     if mode not in ("refresh", "daemon"):
         raise ValueError(f"mode must be refresh or daemon, not {mode!r}")
     # Randomness for the experiment, not for secrets; the seed is published for a re-run.
     seed = random.randrange(2**32) if seed is None else seed  # noqa: S311
-    tally = Tally(mode=mode, seed=seed)
+    tally = Tally(mode=mode if store == "keyring" else f"{mode}-{store}", seed=seed)
     failures: list[BaseException] = []
     started = time.monotonic()
 
@@ -428,7 +436,7 @@ def run_crash(
         try:
             home = base / f"w{number}"
             home.mkdir()
-            with world(home, extra_config=extra, clock=clock) as harness:
+            with world(home, extra_config=extra, clock=clock, store=store) as harness:
                 if mode == "daemon":
                     harness.emulator.set_ttl(DAEMON_TTL)
                 rng = random.Random(seed + number)  # noqa: S311

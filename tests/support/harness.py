@@ -45,6 +45,8 @@ class Harness:
     transcript: list[Run] = field(default_factory=list)
     # Secrets the emulator does not know of (another server's tokens and client secrets).
     extra_secrets: set[str] = field(default_factory=set)
+    # "file": the config says [store] backend = "file", and seed/put_item/item_text use the files.
+    store: str = "keyring"
 
     def __post_init__(self) -> None:
         for name in ("state", "runtime", "config"):
@@ -65,7 +67,9 @@ class Harness:
                 f'auth_url = "{self.emulator.url}"\n'
                 f'api_url = "{self.emulator.url}"\n'
                 '[http]\nconnect_timeout = "2s"\nread_timeout = "3s"\n'
-                '[store]\ntimeout = "5s"\nlock_timeout = "30s"\n' + self.extra_config
+                '[store]\ntimeout = "5s"\nlock_timeout = "30s"\n'
+                + ('backend = "file"\n' if self.store == "file" else "")
+                + self.extra_config
             )
         self.config_path.write_text(text)
         self.config_path.chmod(0o600)
@@ -153,9 +157,30 @@ class Harness:
         self.put_item("default", encode_document(document))
         return grant
 
+    @property
+    def token_dir(self) -> Path:
+        """The file store's directory (``store = "file"``)."""
+        return self.root / "state" / SERVICE / "tokens"
+
+    def item_text(self, username: str) -> str | None:
+        """Return the stored item of ``username`` as it is on disk or in the keyring, raw."""
+        if self.store == "file":
+            try:
+                return (self.token_dir / f"{username}.json").read_text()
+            except FileNotFoundError:
+                return None
+        return self.keyring.lookup(SERVICE, username)
+
     def put_item(self, username: str, text: str) -> None:
         """Write a keyring item the way python-keyring does (its attributes differ from
-        secret-tool's, and two items with different attributes would both match a lookup)."""
+        secret-tool's, and two items with different attributes would both match a lookup);
+        with the file store, write the file as the store does."""
+        if self.store == "file":
+            from tvmaniac_refreshd.core.tokens import decode_document  # noqa: PLC0415
+            from tvmaniac_refreshd.storage.file_store import FileStore  # noqa: PLC0415
+
+            FileStore(self.token_dir).save(decode_document(text, username))
+            return
         script = (
             "import sys\n"
             "from keyring.backends import SecretService\n"
@@ -174,7 +199,7 @@ class Harness:
         """Return the keyring item as the C client (secret-tool) reads it."""
         import json  # noqa: PLC0415
 
-        text = self.keyring.lookup(SERVICE, "default")
+        text = self.item_text("default")
         return None if text is None else dict(json.loads(text))
 
     def secrets(self) -> set[str]:

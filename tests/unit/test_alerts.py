@@ -77,7 +77,7 @@ def run_alerts(
     """Emit each (event, time) for account ``default`` and wait for the worker to finish."""
     alerter = Alerter(runner=runner, which=which, platform=platform)
     for event, now in emits:
-        alerter.emit("default", event, settings, message, now=now)
+        alerter.emit("default", event, settings, message, now=now, provider="Trakt")
     assert alerter.close(timeout=60)
 
 
@@ -186,7 +186,7 @@ def test_failing_notification_names_the_account_and_status() -> None:
     """A failing account other than default is named in the title and in the next step."""
     runner = FakeRunner()
     alerter = Alerter(runner=runner, which=lambda name: name, platform="linux")
-    alerter.emit("work", AlertEvent.FAILING, Alerts(), "failing for 6h", now=T0)
+    alerter.emit("work", AlertEvent.FAILING, Alerts(), "failing for 6h", now=T0, provider="Trakt")
     assert alerter.close(timeout=60)
     argv = runner.argvs[0]
     assert argv[2:] == [

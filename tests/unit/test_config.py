@@ -412,3 +412,67 @@ class TestUrls:
     )
     def test_canonical_url(self, written: str, canonical: str) -> None:
         assert canonical_url(written) == canonical
+
+
+class TestExampleDefaults:
+    """The example says "every key below shows its default": hold it to that."""
+
+    TEXT = Path("config/refreshd.example.toml").read_text()
+
+    def test_set_values_are_the_defaults(self) -> None:
+        """Every value the example sets (but the account's placeholders) is the built-in one."""
+        from dataclasses import replace  # noqa: PLC0415
+
+        from tvmaniac_refreshd.config.settings import (  # noqa: PLC0415
+            Account,
+            DaemonSettings,
+            HttpSettings,
+            StoreSettings,
+        )
+
+        config = parse_config(self.TEXT)
+        account = config.accounts["default"]
+        bare = Account(name="default", provider="trakt", client_id=account.client_id)
+
+        assert (config.http, config.store, config.daemon) == (
+            HttpSettings(),
+            StoreSettings(),
+            DaemonSettings(),
+        )
+        assert replace(account, client_secret=None) == bare
+        assert account.provider == "trakt"
+
+    def test_commented_values_are_the_defaults(self) -> None:
+        """A commented-out account key with a default shows that default."""
+        import dataclasses  # noqa: PLC0415
+        import re  # noqa: PLC0415
+
+        from tvmaniac_refreshd.config.settings import TRAKT_KEYS, Account  # noqa: PLC0415
+
+        defaults = {
+            field.name: field.default
+            for field in dataclasses.fields(Account)
+            if field.default not in (None, (), dataclasses.MISSING)
+            and not dataclasses.is_dataclass(field.default)
+        }
+        checked = []
+        for key, value in re.findall(r"^# (\w+) = (.+)$", self.TEXT, re.MULTILINE):
+            if key not in defaults:
+                continue
+            kind = "trakt" if key in TRAKT_KEYS else "oauth2"
+            text = (
+                f'[accounts.a]\nprovider = "{kind}"\nclient_id = "x"\n'
+                'token_url = "https://idp.test/token"\n'
+                'device_authorization_url = "https://idp.test/device"\n'
+                if kind == "oauth2"
+                else '[accounts.a]\nprovider = "trakt"\nclient_id = "x"\n'
+            )
+            parsed = parse_config(f"{text}{key} = {value}\n").accounts["a"]
+            checked.append(key)
+            assert getattr(parsed, key) == defaults[key], key
+
+        assert checked  # the example does show commented defaults
+
+    @pytest.mark.parametrize("stale", ["only provider so far", "is the only provider"])
+    def test_no_stale_wording(self, stale: str) -> None:
+        assert stale not in self.TEXT

@@ -56,7 +56,14 @@ class FakeAlerter:
         self.events: list[tuple[str, AlertEvent, str]] = []
 
     def emit(
-        self, account: str, event: AlertEvent, settings: Alerts, message: str, *, now: float
+        self,
+        account: str,
+        event: AlertEvent,
+        settings: Alerts,
+        message: str,
+        *,
+        now: float,
+        provider: str | None = None,
     ) -> None:
         self.events.append((account, event, message))
 
@@ -274,12 +281,12 @@ class TestTick:
 
     def test_status_line_summarizes_many_accounts(self, world: World, utc: None) -> None:
         """With many accounts, STATUS= gives counts and the soonest refresh, not a long list."""
-        from tvmaniac_refreshd.daemon.decisions import Watch  # noqa: PLC0415
+        from tvmaniac_refreshd.daemon.decisions import Condition, Watch  # noqa: PLC0415
 
         now = world.clock()
         for index in range(6):
-            world.daemon.watches[f"a{index}"] = Watch("scheduled", now + 3600 * (index + 1))
-        world.daemon.watches["b"] = Watch("login_needed")
+            world.daemon.watches[f"a{index}"] = Watch(Condition.SCHEDULED, now + 3600 * (index + 1))
+        world.daemon.watches["b"] = Watch(Condition.LOGIN_NEEDED)
 
         assert world.daemon.status_line() == (
             "7 accounts: 1 login needed, 6 scheduled; next refresh at 09:00 UTC"
@@ -287,12 +294,13 @@ class TestTick:
 
     def test_status_line_lists_up_to_four_shown_accounts(self, world: World) -> None:
         """Accounts with nothing to show do not count toward the summary's threshold."""
-        from tvmaniac_refreshd.daemon.decisions import Watch  # noqa: PLC0415
+        from tvmaniac_refreshd.daemon.decisions import Condition, Watch  # noqa: PLC0415
 
         world.daemon.watches.clear()
         for index in range(4):
-            world.daemon.watches[f"a{index}"] = Watch("scheduled", world.clock() + 3600)
-        world.daemon.watches["b"] = Watch("keyring_unavailable")  # no retry planned yet
+            world.daemon.watches[f"a{index}"] = Watch(Condition.SCHEDULED, world.clock() + 3600)
+        # No retry planned yet: nothing to show for it.
+        world.daemon.watches["b"] = Watch(Condition.KEYRING_UNAVAILABLE)
 
         assert world.daemon.status_line().count("next refresh at") == 4
 

@@ -14,14 +14,21 @@ from tvmaniac_refreshd.daemon import instance
 
 @pytest.fixture
 def blocked() -> Iterator[None]:
-    """CHANGED blocked in this thread, as the daemon blocks it, so it waits to be taken."""
+    """CHANGED blocked in this thread, as the daemon blocks it, so it waits to be taken.
+
+    A handler is installed too: the signal is sent to the process, and another thread of the
+    test run (one an earlier test left running) that does not block it would otherwise take
+    its default action, which ends the whole run.
+    """
+    previous = signal.signal(instance.CHANGED, lambda signum, frame: None)
     signal.pthread_sigmask(signal.SIG_BLOCK, {instance.CHANGED})
     try:
         yield
     finally:
         while signal.sigtimedwait({instance.CHANGED}, 0) is not None:
-            pass  # never unblock a pending one: its default action ends the process
+            pass
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {instance.CHANGED})
+        signal.signal(instance.CHANGED, previous)
 
 
 def test_tell_signals_the_holder_of_the_lock(tmp_path: Path, blocked: None) -> None:

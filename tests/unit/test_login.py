@@ -6,17 +6,17 @@ import io
 
 import pytest
 
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, ProviderParts
 from tvmaniac_refreshd.core.errors import ClientRejected, LoginFailed, TransientError
 from tvmaniac_refreshd.core.tokens import TokenSet
+from tvmaniac_refreshd.providers.base import DeviceCode, PollState
 from tvmaniac_refreshd.providers.device_login import show_code, wait_for_approval
-from tvmaniac_refreshd.providers.http import DeviceCode, PollState
 
 DEVICE = DeviceCode("d" * 64, "ABCD1234", "https://trakt.tv/activate", 600, 5)
 TOKENS = TokenSet("a" * 64, "r" * 64, 0, 604800, 604800)
 
 
-class ScriptedClient:
+class ScriptedClient(ProviderParts):
     """Answers each poll from a script, recording when it was asked."""
 
     def __init__(self, clock: FakeClock, answers: list[object]) -> None:

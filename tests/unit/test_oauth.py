@@ -12,20 +12,18 @@ from hypothesis import strategies as st
 
 from tvmaniac_refreshd.config.settings import Account
 from tvmaniac_refreshd.core.errors import (
+    AccountLocked,
     ClientRejected,
     LoginFailed,
+    ProviderRefused,
     RefreshdError,
     SessionRejected,
     TransientError,
 )
 from tvmaniac_refreshd.core.tokens import TokenSet
-from tvmaniac_refreshd.providers.http import (
-    USER_AGENT,
-    DeviceCode,
-    PollState,
-    TraktClient,
-    parse_retry_after,
-)
+from tvmaniac_refreshd.providers.base import DeviceCode, PollState
+from tvmaniac_refreshd.providers.http import USER_AGENT, parse_retry_after
+from tvmaniac_refreshd.providers.trakt import TraktClient
 
 NOW = 1_800_000_000
 ACCOUNT = Account(name="default", provider="trakt", client_id="cid", auth_url="https://auth.test")
@@ -143,9 +141,9 @@ class TestRefresh:
             (reply(200, {"access_token": "a" * 64}), TransientError, "malformed"),
             (reply(200, [1, 2]), TransientError, "malformed"),
             (reply(200, "{trunc"), TransientError, "not the expected JSON"),
-            (reply(423, None, **{"X-Account-Locked": "true"}), RefreshdError, "locked"),
-            (reply(400, {"error": "invalid_request"}), RefreshdError, "HTTP 400"),
-            (reply(404, None), RefreshdError, "HTTP 404"),
+            (reply(423, None, **{"X-Account-Locked": "true"}), AccountLocked, "locked"),
+            (reply(400, {"error": "invalid_request"}), ProviderRefused, "HTTP 400"),
+            (reply(404, None), ProviderRefused, "HTTP 404"),
         ],
     )
     def test_classification(

@@ -21,8 +21,9 @@ from tvmaniac_refreshd.core.errors import (
     SessionRejected,
 )
 from tvmaniac_refreshd.core.tokens import TokenSet
-from tvmaniac_refreshd.providers.http import DeviceCode, PollState, TraktClient
+from tvmaniac_refreshd.providers.base import DeviceCode, PollState
 from tvmaniac_refreshd.providers.oauth2 import DEVICE_GRANT, OAuth2Client, pkce_pair
+from tvmaniac_refreshd.providers.trakt import TraktClient
 
 NOW = 1_800_000_000
 DEVICE = DeviceCode("d" * 40, "WDJB-MJHT", "https://idp.test/device", 600, 5)

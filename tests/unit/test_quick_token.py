@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,14 @@ class Machine:
         monkeypatch.setattr(quick_token, "may_choose_backend_explicitly", lambda *_: False)
         monkeypatch.setattr(quick_token, "adopt_session_bus", lambda _: None)
 
-    def read_item(self, service: str, username: str, *, timeout: float | None = None) -> str | None:
+    def read_item(
+        self,
+        service: str,
+        username: str,
+        *,
+        timeout: float | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> str | None:
         assert service == "tvmaniac-refreshd"
         assert timeout is not None
         self.reads.append(username)

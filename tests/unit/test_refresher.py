@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import FakeClock, MemoryBackend
+from tests.fakes import FakeClock, MemoryBackend, ProviderParts
 from tvmaniac_refreshd.config.settings import Account, StoreSettings
 from tvmaniac_refreshd.core.errors import RefreshdError, SessionRejected, TransientError
 from tvmaniac_refreshd.core.policy import RefreshPolicy
@@ -21,7 +21,7 @@ ACCOUNT = Account(
 )
 
 
-class FakeTrakt:
+class FakeTrakt(ProviderParts):
     """Rotates tokens like Trakt, or fails as scripted."""
 
     def __init__(self, clock: FakeClock) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.unit.test_refresher import ACCOUNT, START
 from tvmaniac_refreshd.cli.status import keeper_advice, render_text, unknown_report
-from tvmaniac_refreshd.storage.state import AccountRecord
+from tvmaniac_refreshd.storage.state import AccountRecord, RefreshResult
 
 
 class TestKeeperAdvice:
@@ -29,7 +29,9 @@ class TestKeeperAdvice:
 
 def test_unknown_report_keeps_what_the_state_file_knows() -> None:
     """A locked keyring: the token fields are unknown, the last result is still there."""
-    record = AccountRecord(last_attempt_at=int(START), last_result="refreshed", next_attempt_at=9)
+    record = AccountRecord(
+        last_attempt_at=int(START), last_result=RefreshResult.REFRESHED, next_attempt_at=9
+    )
     report = unknown_report(ACCOUNT, record, reason="the keyring is locked", daemon_plan=False)
 
     assert (report["state"], report["expires_at"], report["last_result"]) == (

@@ -91,6 +91,27 @@ class TestKeyringStore:
             store.load("default")
         assert caught.value.exit_code == 69
 
+    @pytest.mark.parametrize(
+        ("headless", "advice", "not_advice"),
+        [
+            (False, "seahorse", "gnome-keyring-daemon --unlock"),
+            (True, "gnome-keyring-daemon --unlock --components=secrets", "seahorse"),
+        ],
+    )
+    def test_a_locked_keyring_gets_advice_for_the_machine(
+        self, headless: bool, advice: str, not_advice: str
+    ) -> None:
+        """Without a desktop to unlock it in, the advice is the shell recipe that works."""
+        locked = MemoryBackend(fail_with=keyring.errors.KeyringLocked("Failed to unlock"))
+        store = KeyringStore(StoreSettings(), lambda: locked, headless=headless)
+
+        with pytest.raises(StoreUnavailable, match="locked") as caught:
+            store.load("default")
+        assert advice in str(caught.value)
+        assert not_advice not in str(caught.value)
+        if headless:
+            assert "gnome-keyring-daemon.socket" in str(caught.value)
+
     def test_hanging_call_times_out(self) -> None:
         """A keyring call that never returns is abandoned after the timeout."""
         release = threading.Event()

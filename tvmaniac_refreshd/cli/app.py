@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, TextIO
 
+from tvmaniac_refreshd.cli.options import Common
 from tvmaniac_refreshd.config.settings import Account, Config, load_config
-from tvmaniac_refreshd.core.locations import APP as PROG
+from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import journal_prefix, redact_text
 from tvmaniac_refreshd.daemon.refresher import Refresher
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
-from tvmaniac_refreshd.storage.keyring_store import KeyringStore, default_backend
 from tvmaniac_refreshd.storage.paths import config_path, lock_dir, state_dir
 from tvmaniac_refreshd.storage.state import StateFiles
+from tvmaniac_refreshd.storage.store import TokenStore
 
 if TYPE_CHECKING:
     import httpx
 
-    from tvmaniac_refreshd.providers.http import TraktClient
-    from tvmaniac_refreshd.providers.oauth2 import OAuth2Client
+    from tvmaniac_refreshd.providers.base import Provider
 
-__all__ = ["ACCOUNT_ENV", "PROG", "App"]
+__all__ = ["ACCOUNT_ENV", "App"]
 
 ACCOUNT_ENV = "TVMANIAC_REFRESHD_ACCOUNT"  # the account when --account is not given
 
@@ -38,7 +38,7 @@ class App:
 
     def __init__(
         self,
-        args: argparse.Namespace,
+        common: Common,
         *,
         environ: Mapping[str, str],
         out: TextIO,
@@ -46,64 +46,87 @@ class App:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.args = args
+        self.common = common
         self.environ = environ
         self.out = out
         self.err = err
         self.clock = clock
         self.sleep = sleep
         self._config: Config | None = None
-        self._store: KeyringStore | None = None
+        self._store: TokenStore | None = None
         self._http: httpx.Client | None = None
         self._http_lock = threading.Lock()
 
     @property
     def config(self) -> Config:
         if self._config is None:
-            self._config = load_config(config_path(self.args.config, self.environ))
+            self._config = load_config(config_path(self.common.config, self.environ))
             for warning in self._config.warnings:
                 self.warn(warning)
         return self._config
 
     @property
-    def store(self) -> KeyringStore:
+    def store(self) -> TokenStore:
         if self._store is None:
-            environ = self.environ
-            self._store = KeyringStore(self.config.store, lambda: default_backend(environ))
+            self._store = self.make_store(self.config.store.backend)
         return self._store
+
+    def make_store(self, backend: str) -> TokenStore:
+        """Return the store named ``backend`` ("keyring" or "file"), as the config would."""
+        if backend == "file":
+            from tvmaniac_refreshd.storage.file_store import (  # noqa: PLC0415
+                FileStore,
+                token_directory,
+            )
+
+            cipher = None
+            if self.config.store.encrypt == "systemd-creds":
+                from tvmaniac_refreshd.storage.systemd_creds import SystemdCreds  # noqa: PLC0415
+
+                cipher = SystemdCreds()  # exit 78 here if this system cannot: no plain text
+            return FileStore(token_directory(state_dir(self.environ)), cipher=cipher)
+        from tvmaniac_refreshd.storage.keyring_store import (  # noqa: PLC0415
+            KeyringStore,
+            default_backend,
+        )
+
+        environ = self.environ
+        # No desktop to unlock the keyring in: the advice gives the shell recipe instead.
+        headless = sys.platform.startswith("linux") and not (
+            environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")
+        )
+        return KeyringStore(self.config.store, lambda: default_backend(environ), headless=headless)
 
     @property
     def states(self) -> StateFiles:
         return StateFiles(state_dir(self.environ))
 
     def warn(self, message: str) -> None:
-        self.err.write(f"{journal_prefix(WARNING)}{PROG}: warning: {redact_text(message)}\n")
+        self.err.write(f"{journal_prefix(WARNING)}{APP}: warning: {redact_text(message)}\n")
 
     def problem(self, message: str, *, temporary: bool) -> None:
         """Print a failure on stderr; in the journal, a warning if temporary, else an error."""
         priority = WARNING if temporary else ERROR
-        self.err.write(f"{journal_prefix(priority)}{PROG}: {redact_text(message)}\n")
+        self.err.write(f"{journal_prefix(priority)}{APP}: {redact_text(message)}\n")
 
     @property
     def account_name(self) -> str | None:
         """The account the user named: --account, else $TVMANIAC_REFRESHD_ACCOUNT, else None."""
-        return self.args.account or self.environ.get(ACCOUNT_ENV) or None
+        return self.common.account or self.environ.get(ACCOUNT_ENV) or None
 
     def account(self) -> Account:
         """The account to act on (config.select documents the order)."""
         return self.config.select(self.account_name)
 
-    def client(self, account: Account) -> TraktClient | OAuth2Client:
-        from tvmaniac_refreshd.providers.http import TraktClient, make_http_client  # noqa: PLC0415
-        from tvmaniac_refreshd.providers.oauth2 import OAuth2Client  # noqa: PLC0415
+    def client(self, account: Account) -> Provider:
+        from tvmaniac_refreshd.providers.factory import make_provider  # noqa: PLC0415
+        from tvmaniac_refreshd.providers.http import make_http_client  # noqa: PLC0415
 
         with self._http_lock:  # the daemon's worker threads share one connection pool
             if self._http is None:
                 self._http = make_http_client(self.config.http)
         secret = resolve_client_secret(account, self.environ, self.store)
-        if account.provider == "oauth2":
-            return OAuth2Client(self._http, account, secret.value)
-        return TraktClient(self._http, account, secret.value)
+        return make_provider(self._http, account, secret.value)
 
     def refresher(self, account: Account) -> Refresher:
         return Refresher(
@@ -114,6 +137,7 @@ class App:
             lock_timeout=self.config.store.lock_timeout,
             client=lambda: self.client(account),
             clock=self.clock,
+            sleep=self.sleep,
         )
 
     @contextlib.contextmanager

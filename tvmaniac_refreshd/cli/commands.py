@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from tvmaniac_refreshd.cli.app import PROG, App
+from tvmaniac_refreshd.cli.app import App
+from tvmaniac_refreshd.cli.options import (
+    ConfigCheckOptions,
+    ConfigInitOptions,
+    LoginOptions,
+    NoOptions,
+    RefreshOptions,
+    ServiceInstallOptions,
+    ServiceStatusOptions,
+    ServiceUninstallOptions,
+    StatusOptions,
+    TokenOptions,
+)
 from tvmaniac_refreshd.cli.status import (
     FORMAT_VERSION,
     account_report,
@@ -36,9 +47,11 @@ from tvmaniac_refreshd.core.errors import (
     UsageError,
 )
 from tvmaniac_refreshd.core.launchd_log import supervised_by_launchd, trim_launchd_logs
+from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import get_logger, redact_text, register_secret
 from tvmaniac_refreshd.core.policy import refresh_due_at
 from tvmaniac_refreshd.core.tokens import TokenDocument, encode_document
+from tvmaniac_refreshd.providers.factory import wording_for
 from tvmaniac_refreshd.storage import quick_record
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
 from tvmaniac_refreshd.storage.paths import config_path, state_dir
@@ -51,36 +64,34 @@ if TYPE_CHECKING:
 SEVERITY = (EXIT_CONFIG, EXIT_STORE_UNAVAILABLE, EXIT_REAUTH, EXIT_FAILURE, EXIT_TEMPORARY)
 
 
-def cmd_login(app: App) -> int:
+def cmd_login(app: App, options: LoginOptions) -> int:
     from tvmaniac_refreshd.providers.device_login import show_code, wait_for_approval  # noqa: PLC0415
 
     account = app.account()
     try:
         previous = app.store.load(account.name)
     except StoreCorrupt as exc:
-        if not app.args.replace:
+        if not options.replace:
             raise StoreCorrupt(f"{exc}; or run `login --replace` to overwrite it") from None
         previous = None
     _require_client_secret(app, account)
     if previous is not None:
         app.warn(f"account {account.name!r} is already logged in; this login replaces it")
     client = app.client(account)
-    browser = app.args.browser or (
-        account.provider == "oauth2" and account.device_authorization_url is None
-    )
-    if browser:
+    if options.browser or not client.has_device_login:
         from tvmaniac_refreshd.providers.browser_login import (  # noqa: PLC0415
             browser_login,
             default_opener,
             has_display,
         )
-        from tvmaniac_refreshd.providers.oauth2 import OAuth2Client  # noqa: PLC0415
 
-        if not isinstance(client, OAuth2Client):
-            raise UsageError('--browser is for provider = "oauth2"; Trakt logs in by device code')
-        port = app.args.port if app.args.port is not None else account.redirect_port
-        opener = default_opener() if has_display(os.environ) else None
-        tokens = browser_login(client, port=port, out=app.out, open_browser=opener)
+        login = client.browser()
+        if login is None:
+            wording = client.wording
+            raise UsageError(f"{wording.name} offers no browser login here; {wording.relogin}")
+        port = options.port if options.port is not None else account.redirect_port
+        opener = default_opener() if has_display(app.environ) else None
+        tokens = browser_login(login, port=port, out=app.out, open_browser=opener)
     else:
         device = client.request_device_code(now=app.clock())
         tty = app.out.isatty()
@@ -109,8 +120,9 @@ def cmd_login(app: App) -> int:
     get_logger(account=account.name).info("login.finished", expires_at=iso(tokens.expires_at))
     left = format_duration(tokens.expires_at - app.clock())
     app.out.write(
-        f"Logged in: account {account.name!r} is stored in the keyring; the access token is "
-        f"valid for {left}.\nCheck it any time with `{PROG} status`.\n"
+        f"Logged in: account {account.name!r} is stored in {app.store.where(account.name)}; "
+        "the access token is "
+        f"valid for {left}.\nCheck it any time with `{APP} status`.\n"
     )
     return EXIT_OK
 
@@ -124,20 +136,20 @@ def _require_client_secret(app: App, account: Account) -> None:
             app.config.source,
             [
                 f"accounts.{account.name}: no client secret; store it in the keyring with "
-                f"`{PROG} config set-secret --account {account.name}` (or set client_secret "
+                f"`{APP} config set-secret --account {account.name}` (or set client_secret "
                 "in the file)"
             ],
         )
 
 
-def cmd_logout(app: App) -> int:
+def cmd_logout(app: App, _: NoOptions) -> int:
     account = app.account()
     with app.lock(account):
         try:
             document = app.store.load(account.name)
         except StoreCorrupt:
             document = None
-            app.warn("the keyring item was unreadable; deleting it without revoking")
+            app.warn("the stored item was unreadable; deleting it without revoking")
         if document is not None:
             register_secret(document.tokens.access_token)
             register_secret(document.tokens.refresh_token)
@@ -146,16 +158,19 @@ def cmd_logout(app: App) -> int:
             except RefreshdError as exc:
                 if isinstance(exc, StoreUnavailable):
                     raise
+                manage = wording_for(account).manage_apps
                 app.warn(
                     f"could not revoke the token at the provider ({exc}); deleting it locally "
-                    "anyway. Revoke the app by hand in your Trakt settings "
-                    "(Connected apps) if needed"
+                    f"anyway. Revoke the app by hand in {manage} if needed"
                 )
         existed = app.store.delete(account.name)
         app.states.delete(account.name)
     _tell_daemon(app)
     if existed:
-        app.out.write(f"Logged out: account {account.name!r} was removed from the keyring.\n")
+        app.out.write(
+            f"Logged out: account {account.name!r} was removed from "
+            f"{app.store.where(account.name)}.\n"
+        )
     else:
         app.out.write(f"Account {account.name!r} was not logged in; nothing to do.\n")
     return EXIT_OK
@@ -172,13 +187,15 @@ def _selected(app: App, *, every: bool) -> list[Account]:
 NEEDS_LOGIN = ("logged_out", "reauth_required")
 
 
-def cmd_status(app: App) -> int:
+def cmd_status(app: App, options: StatusOptions) -> int:
     from tvmaniac_refreshd.daemon import instance  # noqa: PLC0415
 
     # Who keeps the tokens fresh is known first, so that each account says only what is true
     # now: a plan left in the state file by an earlier daemon, in timer mode, is no plan.
     pid = instance.running_pid(instance.lock_path(state_dir(app.environ), app.config.source))
     service = _service_summary(app)
+    # Made first: a store this system cannot provide (encryption it lacks) is exit 78 here.
+    store = _store_summary(app)
     timer = service.get("mode") == "timer" and str(service.get("active", "")).startswith("active")
     reports: list[dict[str, Any]] = []
     keyring_error: str | None = None
@@ -216,10 +233,11 @@ def cmd_status(app: App) -> int:
             )
         )
     daemon = {"running": pid is not None, "pid": pid}
-    if app.args.json:
+    if options.json:
         payload: dict[str, object] = {
             "format_version": FORMAT_VERSION,
             "generated_at": iso(now),
+            "store": store,
             "daemon": daemon,
             "service": service,
             "accounts": reports,
@@ -230,7 +248,8 @@ def cmd_status(app: App) -> int:
     else:
         app.out.write(render_text(reports, now=now))
         running = f"running (pid {pid})" if pid else "not running"
-        app.out.write(f"\ndaemon: {running}\n")
+        app.out.write(f"\nstore: {store['backend']} ({store['protection']})\n")
+        app.out.write(f"daemon: {running}\n")
         if service.get("error"):
             app.out.write(f"service: unknown ({service['error']})\n")
         elif service["installed"]:
@@ -238,19 +257,24 @@ def cmd_status(app: App) -> int:
             if service.get("detail"):
                 app.out.write(f"  {service['detail']}\n")
         else:
-            app.out.write(f"service: not installed (`{PROG} service install` sets it up)\n")
+            app.out.write(f"service: not installed (`{APP} service install` sets it up)\n")
         if keyring_error is not None:
-            app.out.write(f"keyring: unavailable: {keyring_error}\n")
+            label = "keyring" if store["backend"] == "keyring" else "file store"
+            app.out.write(f"{label}: unavailable: {keyring_error}\n")
     # The exit code still says what failed, for scripts that only look at it.
-    return EXIT_STORE_UNAVAILABLE if keyring_error is not None else _health(app, reports)
+    return (
+        EXIT_STORE_UNAVAILABLE
+        if keyring_error is not None
+        else _health(app, reports, check=options.check)
+    )
 
 
-def _health(app: App, reports: list[dict[str, Any]]) -> int:
+def _health(app: App, reports: list[dict[str, Any]], *, check: bool) -> int:
     """With `--check`: 77 (and who) when any account needs `login`, else 0."""
     waiting = [report["name"] for report in reports if report["state"] in NEEDS_LOGIN]
-    if not app.args.check or not waiting:
+    if not check or not waiting:
         return EXIT_OK
-    app.err.write(f"{PROG}: needs `login`: {', '.join(waiting)}\n")
+    app.err.write(f"{APP}: needs `login`: {', '.join(waiting)}\n")
     return EXIT_REAUTH
 
 
@@ -263,11 +287,26 @@ def _tell_daemon(app: App) -> None:
         get_logger().debug("daemon.told", pid=pid)
 
 
-def cmd_token(app: App) -> int:
-    config_file = quick_record.config_identity(str(config_path(app.args.config, app.environ)))
+def _file_store_dir(app: App) -> str | None:
+    """Return the file store's directory, or None when the tokens are in the keyring."""
+    directory = getattr(app.store, "directory", None)
+    return None if directory is None else str(directory)
+
+
+def _store_summary(app: App) -> dict[str, object]:
+    """Return which store holds the tokens, where, and what protects them."""
+    return {
+        "backend": app.store.kind,
+        "location": _file_store_dir(app),
+        "protection": app.store.protection(),
+    }
+
+
+def cmd_token(app: App, options: TokenOptions) -> int:
+    config_file = quick_record.config_identity(str(config_path(app.common.config, app.environ)))
     account = app.account()
     refresher = app.refresher(account)
-    min_valid = app.args.min_valid
+    min_valid = options.min_valid
     if min_valid is not None:
         _check_reachable(refresher.load(), min_valid)
     try:
@@ -283,7 +322,9 @@ def cmd_token(app: App) -> int:
         _check_reachable(document, min_valid)
     app.out.write(document.tokens.access_token + "\n")
     app.out.flush()
-    if config_file is not None and not app.config.warnings:
+    # An encrypted file costs a systemd-creds call to read: the quick path would gain nothing.
+    encrypted = getattr(app.store, "encrypted", False)
+    if config_file is not None and not app.config.warnings and not encrypted:
         _remember_decision(app, account, document, config_file)
     return EXIT_OK
 
@@ -317,19 +358,20 @@ def _remember_decision(app: App, account: Account, document: TokenDocument, conf
             account=account.name,
             document_text=encode_document(document),
             fresh_until=refresh_due_at(document.tokens, account.refresh, salt=account.name),
+            file_store=_file_store_dir(app),
         )
     except OSError as exc:  # only a speed-up is lost
         get_logger(account=account.name).debug("token.not_remembered", error=str(exc))
 
 
-def cmd_refresh(app: App) -> int:
+def cmd_refresh(app: App, options: RefreshOptions) -> int:
     trim_launchd_logs(app.environ)  # the timer agent's log files, which launchd never rotates
     codes: list[int] = []
     changed = False
-    accounts = _selected(app, every=app.args.all)
+    accounts = _selected(app, every=options.all)
     for account in accounts:
         try:
-            fresh = app.refresher(account).ensure_fresh(force=app.args.force)
+            fresh = app.refresher(account).ensure_fresh(force=options.force)
         except SessionRejected as exc:
             if isinstance(exc, NotLoggedIn) and len(accounts) > 1:
                 app.out.write(f"{account.name}: not logged in; skipped\n")
@@ -359,7 +401,7 @@ def cmd_refresh(app: App) -> int:
     return next((code for code in SEVERITY if code in codes), EXIT_OK)
 
 
-def cmd_run(app: App) -> int:
+def cmd_run(app: App, _: NoOptions) -> int:
     from tvmaniac_refreshd.daemon.runner import (  # noqa: PLC0415
         config_watch,
         run_daemon,
@@ -368,10 +410,12 @@ def cmd_run(app: App) -> int:
 
     if supervised_by_launchd(app.environ):
         trim_launchd_logs(app.environ)
-        path = str(config_path(app.args.config, app.environ))
+        path = str(config_path(app.common.config, app.environ))
         with config_watch(lambda: quick_record.config_identity(path)) as wait:
             if not wait_for_valid_config(lambda: app.config, wait):
                 return EXIT_OK
+    # A store this system cannot provide (exit 78) stops the daemon at once, not at each retry.
+    app.store  # noqa: B018
     return run_daemon(app)
 
 
@@ -389,38 +433,38 @@ def _service_summary(app: App) -> dict[str, object]:
         return {"installed": None, "error": str(exc)}
 
 
-def cmd_service_install(app: App) -> int:
+def cmd_service_install(app: App, options: ServiceInstallOptions) -> int:
     from tvmaniac_refreshd.service.base import exec_argv  # noqa: PLC0415
 
-    config = app.args.config or app.environ.get("TVMANIAC_REFRESHD_CONFIG")
-    if not app.args.dry_run:
+    config = app.common.config or app.environ.get("TVMANIAC_REFRESHD_CONFIG")
+    if not options.dry_run:
         app.config  # noqa: B018  # refuse to install a service that would fail on its config
     manager = _service_manager(app)
-    manager.install(app.args.mode, exec_argv(config), dry_run=app.args.dry_run, out=app.out)
+    manager.install(options.mode, exec_argv(config), dry_run=options.dry_run, out=app.out)
     return EXIT_OK
 
 
-def cmd_service_uninstall(app: App) -> int:
-    _service_manager(app).uninstall(dry_run=app.args.dry_run, out=app.out)
+def cmd_service_uninstall(app: App, options: ServiceUninstallOptions) -> int:
+    _service_manager(app).uninstall(dry_run=options.dry_run, out=app.out)
     return EXIT_OK
 
 
-def cmd_service_status(app: App) -> int:
+def cmd_service_status(app: App, options: ServiceStatusOptions) -> int:
     try:
         state = _service_manager(app).state()
     except RefreshdError as exc:
-        if not app.args.json:
+        if not options.json:
             raise
         # Scripts parse stdout: the error goes inside the JSON, and the exit code still says it.
         failure = {"format_version": FORMAT_VERSION, "installed": None, "error": str(exc)}
         app.out.write(json.dumps(failure, indent=2) + "\n")
         return exc.exit_code
-    if app.args.json:
+    if options.json:
         app.out.write(json.dumps({"format_version": FORMAT_VERSION, **state.as_dict()}, indent=2))
         app.out.write("\n")
         return EXIT_OK
     if state.mode is None:
-        app.out.write(f"{state.manager}: not installed (`{PROG} service install` sets it up)\n")
+        app.out.write(f"{state.manager}: not installed (`{APP} service install` sets it up)\n")
     else:
         app.out.write(f"{state.manager}: {state.mode} mode; {state.active}\n")
     if state.detail:
@@ -432,13 +476,13 @@ def cmd_service_status(app: App) -> int:
     return EXIT_OK
 
 
-def cmd_config_check(app: App) -> int:
+def cmd_config_check(app: App, options: ConfigCheckOptions) -> int:
     from tvmaniac_refreshd.cli.doctor import run_checks  # noqa: PLC0415
 
-    return run_checks(app)
+    return run_checks(app, only_config=options.only_config)
 
 
-def cmd_config_set_secret(app: App) -> int:
+def cmd_config_set_secret(app: App, _: NoOptions) -> int:
     account = app.account()
     if sys.stdin.isatty():
         secret = getpass.getpass(f"Client secret for account {account.name!r}: ")
@@ -449,22 +493,23 @@ def cmd_config_set_secret(app: App) -> int:
         raise UsageError("no client secret was given (type it, or pipe it on stdin)")
     register_secret(secret)
     app.store.save_client_secret(account.name, secret)
-    app.out.write(f"Stored the client secret of {account.name!r} in the keyring.\n")
+    where = "the keyring" if app.store.kind == "keyring" else "the file store"
+    app.out.write(f"Stored the client secret of {account.name!r} in {where}.\n")
     return EXIT_OK
 
 
-def cmd_config_init(app: App) -> int:
+def cmd_config_init(app: App, options: ConfigInitOptions) -> int:
     from tvmaniac_refreshd.config.starter import (  # noqa: PLC0415
         already_exists,
         starter_config,
         write_new,
     )
 
-    path = config_path(app.args.config, app.environ)
+    path = config_path(app.common.config, app.environ)
     if path.exists():  # asked before the client id, so nobody types it for nothing
         raise already_exists(path)
     account = app.account_name or "default"
-    client_id = app.args.client_id
+    client_id = options.client_id
     if client_id is None:
         if not sys.stdin.isatty():
             raise UsageError("no terminal to ask on: pass --client-id ID (trakt.tv/oauth/apps)")
@@ -474,13 +519,13 @@ def cmd_config_init(app: App) -> int:
     app.out.write(
         f"Wrote {path} (readable only by you).\n"
         "Next:\n"
-        f"  {PROG} config set-secret{where}   # the client secret, kept in the keyring\n"
-        f"  {PROG} login{where}\n"
+        f"  {APP} config set-secret{where}   # the client secret, kept in the keyring\n"
+        f"  {APP} login{where}\n"
     )
     return EXIT_OK
 
 
-def cmd_config_example(app: App) -> int:
+def cmd_config_example(app: App, _: NoOptions) -> int:
     from tvmaniac_refreshd.core.shipped import EXAMPLE_CONFIG, shipped_file  # noqa: PLC0415
 
     found = shipped_file(*EXAMPLE_CONFIG)

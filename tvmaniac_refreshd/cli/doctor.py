@@ -48,7 +48,7 @@ class _Report:
 
 def _check_config(report: _Report) -> Config | None:
     app = report.app
-    path = config_path(app.args.config, app.environ)
+    path = config_path(app.common.config, app.environ)
     try:
         # Loaded here, not through app.config, whose warnings this report lists itself.
         config = load_config(path)
@@ -65,9 +65,11 @@ def _check_config(report: _Report) -> Config | None:
     return config
 
 
-def _check_environment(report: _Report) -> None:
+def _check_environment(report: _Report, config: Config | None) -> None:
     app = report.app
-    if sys.platform.startswith("linux"):
+    # A file store needs no session bus: that is what it is for.
+    uses_keyring = config is None or config.store.backend == "keyring"
+    if sys.platform.startswith("linux") and uses_keyring:
         bus = app.environ.get("DBUS_SESSION_BUS_ADDRESS")
         if bus:
             report.line(True, "session bus", bus)
@@ -137,10 +139,11 @@ def _agent_which(name: str) -> str | None:
 
 def _check_accounts(report: _Report, config: Config) -> None:
     app = report.app
+    subject = f"store ({app.store.kind})"
     try:
-        report.line(True, "keyring", app.store.backend_name())
+        report.line(True, subject, f"{app.store.backend_name()}; {app.store.protection()}")
     except StoreUnavailable as exc:
-        report.line(False, "keyring", str(exc), exc.exit_code)
+        report.line(False, subject, str(exc), exc.exit_code)
         return
     for account in config.accounts.values():
         subject = f"account {account.name}"
@@ -152,7 +155,7 @@ def _check_accounts(report: _Report, config: Config) -> None:
             continue
         login = "logged in" if document is not None else "not logged in (run `login`)"
         report.line(
-            True, subject, f"{account.auth_url}; client secret from {secret.source}; {login}"
+            True, subject, f"{account.endpoint}; client secret from {secret.source}; {login}"
         )
         if secret.value is None and account.needs_client_secret():
             report.line(
@@ -186,14 +189,14 @@ def _check_service(report: _Report) -> None:
         )
 
 
-def run_checks(app: App) -> int:
+def run_checks(app: App, *, only_config: bool = False) -> int:
     """Print one line per check and return the exit code of the worst problem."""
     report = _Report(app)
     config = _check_config(report)
-    if getattr(app.args, "only_config", False):
+    if only_config:
         # The unit's ExecReload=: a locked keyring must not fail a reload of a good config.
         return report.exit_code()
-    _check_environment(report)
+    _check_environment(report, config)
     _check_service(report)
     if config is not None:
         _check_accounts(report, config)

@@ -9,10 +9,11 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TextIO
+from dataclasses import dataclass
+from typing import Any, Generic, TextIO, TypeVar
 
 from tvmaniac_refreshd import __version__
-from tvmaniac_refreshd.cli.app import PROG, App
+from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.commands import (
     cmd_config_check,
     cmd_config_example,
@@ -28,6 +29,22 @@ from tvmaniac_refreshd.cli.commands import (
     cmd_status,
     cmd_token,
 )
+from tvmaniac_refreshd.cli.migrate import cmd_store_migrate
+from tvmaniac_refreshd.cli.options import (
+    Common,
+    ConfigCheckOptions,
+    ConfigInitOptions,
+    LoginOptions,
+    NoOptions,
+    RefreshOptions,
+    ServiceInstallOptions,
+    ServiceStatusOptions,
+    ServiceUninstallOptions,
+    StatusOptions,
+    StoreMigrateOptions,
+    TokenOptions,
+    from_namespace,
+)
 from tvmaniac_refreshd.core.durations import parse_duration
 from tvmaniac_refreshd.core.errors import (
     EXIT_FAILURE,
@@ -36,7 +53,7 @@ from tvmaniac_refreshd.core.errors import (
     EXIT_USAGE,
     RefreshdError,
 )
-from tvmaniac_refreshd.core.locations import adopt_session_bus
+from tvmaniac_refreshd.core.locations import APP, adopt_session_bus
 from tvmaniac_refreshd.core.logs import configure_logging, journal_prefix, redact_text
 
 DESCRIPTION = """\
@@ -123,7 +140,7 @@ def add_global_options(parser: argparse.ArgumentParser, *, top: bool = False) ->
         "-V",
         "--version",
         action="version",
-        version=f"{PROG} {__version__}",
+        version=f"{APP} {__version__}",
         help="print the version",
     )
 
@@ -131,7 +148,7 @@ def add_global_options(parser: argparse.ArgumentParser, *, top: bool = False) ->
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser with every verb and its help."""
     parser = argparse.ArgumentParser(
-        prog=PROG,
+        prog=APP,
         description=DESCRIPTION,
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -288,23 +305,48 @@ def build_parser() -> argparse.ArgumentParser:
         "--client-id", metavar="ID", help="the client id of your Trakt app (trakt.tv/oauth/apps)"
     )
     action(config_verbs, "example", "print the shipped example config, every key explained")
+    store = verb(
+        "store",
+        "Move the tokens between the keyring and the file store.",
+        "migrate --to file|keyring moves every account's tokens and client secret from the\n"
+        "other store, each under the account's lock, verified before the source is deleted.\n"
+        "Then set [store] backend in the config to match.",
+    )
+    store_verbs = store.add_subparsers(dest="store_verb", metavar="ACTION", required=True)
+    migrate = action(store_verbs, "migrate", "move every account's items to the given store")
+    migrate.add_argument("--to", choices=("file", "keyring"), required=True, help="target store")
     return parser
 
 
-VERBS: dict[str, Callable[[App], int]] = {
-    "login": cmd_login,
-    "logout": cmd_logout,
-    "status": cmd_status,
-    "token": cmd_token,
-    "refresh": cmd_refresh,
-    "run": cmd_run,
-    "service install": cmd_service_install,
-    "service uninstall": cmd_service_uninstall,
-    "service status": cmd_service_status,
-    "config check": cmd_config_check,
-    "config set-secret": cmd_config_set_secret,
-    "config init": cmd_config_init,
-    "config example": cmd_config_example,
+Options = TypeVar("Options")
+
+
+@dataclass(frozen=True)
+class Verb(Generic[Options]):
+    """A verb's handler and the options it takes."""
+
+    handler: Callable[[App, Options], int]
+    options: type[Options]
+
+    def __call__(self, app: App, namespace: argparse.Namespace) -> int:
+        return self.handler(app, from_namespace(self.options, namespace))
+
+
+VERBS: dict[str, Verb[Any]] = {
+    "login": Verb(cmd_login, LoginOptions),
+    "logout": Verb(cmd_logout, NoOptions),
+    "status": Verb(cmd_status, StatusOptions),
+    "token": Verb(cmd_token, TokenOptions),
+    "refresh": Verb(cmd_refresh, RefreshOptions),
+    "run": Verb(cmd_run, NoOptions),
+    "service install": Verb(cmd_service_install, ServiceInstallOptions),
+    "service uninstall": Verb(cmd_service_uninstall, ServiceUninstallOptions),
+    "service status": Verb(cmd_service_status, ServiceStatusOptions),
+    "config check": Verb(cmd_config_check, ConfigCheckOptions),
+    "config set-secret": Verb(cmd_config_set_secret, NoOptions),
+    "config init": Verb(cmd_config_init, ConfigInitOptions),
+    "config example": Verb(cmd_config_example, NoOptions),
+    "store migrate": Verb(cmd_store_migrate, StoreMigrateOptions),
 }
 
 
@@ -330,7 +372,7 @@ def main(
     if verb is None:  # no verb at all: say what there is
         parser.print_help(out)
         return EXIT_OK
-    if verb in ("config", "service"):
+    if verb in ("config", "service", "store"):
         verb = f"{verb} {getattr(args, verb + '_verb')}"
     # Interactive verbs print their own summary: log records only with -v (warnings and
     # errors still reach stderr, as one plain line each); `run` logs for the journal.
@@ -341,14 +383,14 @@ def main(
         daemon=verb == "run",
         environ=environ,
     )
-    app = App(args, environ=environ, out=out, err=err)
+    app = App(from_namespace(Common, args), environ=environ, out=out, err=err)
     try:
-        return VERBS[verb](app)
+        return VERBS[verb](app, args)
     except RefreshdError as exc:
         app.problem(str(exc), temporary=exc.exit_code == EXIT_TEMPORARY)
         return exc.exit_code
     except KeyboardInterrupt:
-        err.write(f"{PROG}: interrupted\n")
+        err.write(f"{APP}: interrupted\n")
         return 130
     except Exception as exc:  # a bug: report it in one line, without a traceback or secret
         if args.verbose:
@@ -356,7 +398,7 @@ def main(
 
             err.write(redact_text(traceback.format_exc()))
         err.write(
-            f"{journal_prefix(3)}{PROG}: internal error: "
+            f"{journal_prefix(3)}{APP}: internal error: "
             f"{redact_text(f'{type(exc).__name__}: {exc}')} "
             "(please report it; -v shows details)\n"
         )

@@ -21,8 +21,10 @@ from tvmaniac_refreshd.core.policy import RefreshPolicy, RetryPolicy
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 PROVIDERS = ("trakt", "oauth2")
 CLIENT_AUTH = ("client_secret_basic", "client_secret_post", "none")
-# The only hosts allowed over plain http: a local emulator or test server, never the internet.
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# Where tokens live: the OS keyring (the default, never changed silently) or private files.
+STORE_BACKENDS = ("keyring", "file")
+# Encryption at rest of the file store: none (permissions only) or systemd-creds (systemd 256+).
+STORE_ENCRYPTION = ("none", "systemd-creds")
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,10 @@ class HttpSettings:
 
 @dataclass(frozen=True)
 class StoreSettings:
-    """How the keyring and the per-account lock are used."""
+    """Which store holds the tokens, and how it and the per-account lock are used."""
+
+    backend: str = "keyring"  # or "file": one 0600 file per account, for headless machines
+    encrypt: str = "none"  # file store only: "systemd-creds" encrypts each file for this user
 
     timeout: float = 10.0  # a locked collection can otherwise block a keyring call forever
     lock_timeout: float = 60.0  # how long a command waits for another process's refresh
@@ -76,6 +81,7 @@ class Account:
     client_id: str
     client_secret: str | None = field(default=None, repr=False)
     auth_url: str = "https://auth.trakt.tv"
+    # Part of the documented config and checked, but nothing calls Trakt's API yet.
     api_url: str = "https://api.trakt.tv"
     redirect_uri: str = "urn:ietf:wg:oauth:2.0:oob"
     # provider = "oauth2" only: standard endpoints (RFC 6749, 8628, 7009) and client auth.
@@ -91,14 +97,18 @@ class Account:
     retry: RetryPolicy = RetryPolicy()
     alerts: Alerts = Alerts()
 
+    @property
+    def endpoint(self) -> str:
+        """Return the URL a stored token is bound to: where it was issued and is refreshed."""
+        return (self.token_url if self.provider == "oauth2" else self.auth_url) or ""
+
     def fingerprint(self) -> str:
         """Return a digest of the settings a stored token is bound to.
 
         A token is only ever sent back to the provider and client it came from: if the config
         now points elsewhere, the stored token is not used.
         """
-        endpoint = self.token_url if self.provider == "oauth2" else self.auth_url
-        material = "\n".join((self.provider, canonical_url(endpoint or ""), self.client_id))
+        material = "\n".join((self.provider, canonical_url(self.endpoint), self.client_id))
         return "sha256:" + hashlib.sha256(material.encode()).hexdigest()[:32]
 
     def needs_client_secret(self) -> bool:
@@ -177,6 +187,8 @@ SECTIONS: dict[str, dict[str, Converter]] = {
     },
     "http": {"connect_timeout": values.seconds, "read_timeout": values.seconds},
     "store": {
+        "backend": values.choice(STORE_BACKENDS),
+        "encrypt": values.choice(STORE_ENCRYPTION),
         "timeout": values.seconds,
         "lock_timeout": values.seconds,
         "allow_insecure_backend": values.boolean,
@@ -246,7 +258,9 @@ def _account(
         problems.add(f"{prefix}provider", f"{provider!r} is not one of: {', '.join(PROVIDERS)}")
     client_id = values.get(table, "client_id", prefix, values.text, "", problems)
     if "client_id" not in table:
-        problems.add(f"{prefix}client_id", "missing; copy it from your Trakt app's settings page")
+        # The one place config names a provider's site: its own check, before any provider exists.
+        where = "the app registration" if provider == "oauth2" else "your Trakt app's settings page"
+        problems.add(f"{prefix}client_id", f"missing; copy it from {where}")
     account = Account(
         name=name,
         provider=provider,
@@ -327,6 +341,8 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     http = _section(document, "http", "", HttpSettings(), problems)
     store = _section(document, "store", "", StoreSettings(), problems)
     daemon = _section(document, "daemon", "", DaemonSettings(), problems)
+    if store.encrypt != "none" and store.backend != "file":
+        problems.add("store.encrypt", 'encrypts the file store: set backend = "file" too')
 
     accounts: dict[str, Account] = {}
     accounts_table = values.table(document.get("accounts"), "accounts", problems)

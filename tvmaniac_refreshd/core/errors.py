@@ -12,6 +12,10 @@
     ├── SessionRejected           77  the refresh token was rejected, or none stored: `login`
     │   └── NotLoggedIn           77  no tokens are stored for the account
     ├── LoginFailed               1   the device login was denied, expired or abandoned
+    ├── ProviderRefused           1   any other refusal by the provider; the tokens are kept
+    │   └── AccountLocked         1   the provider locked or deactivated the user's account
+    ├── NotConfigured             1   the config lacks what this step needs (e.g. revocation_url)
+    ├── AlreadyRunning            1   another daemon serves the same config
     └── ServiceError              1   systemctl/launchctl failed
         └── ServiceUnavailable    69  no service manager for this user (no user bus, wrong OS)
 
@@ -71,6 +75,13 @@ class StoreUnavailable(RefreshdError):
     exit_code = EXIT_STORE_UNAVAILABLE
 
 
+class StoreMisconfigured(StoreUnavailable):
+    """The configured store cannot work on this system (encryption it does not offer): a
+    configuration problem, never a reason to store in plain text instead."""
+
+    exit_code = EXIT_CONFIG
+
+
 class StoreCorrupt(RefreshdError):
     """The keyring holds something under our name that we cannot read; it is left alone."""
 
@@ -99,6 +110,22 @@ class NotLoggedIn(SessionRejected):
 
 class LoginFailed(RefreshdError):
     """The device login did not complete (denied, expired, or the code was unusable)."""
+
+
+class ProviderRefused(RefreshdError):
+    """The provider said no for a reason none of the other errors name; tokens are kept."""
+
+
+class AccountLocked(ProviderRefused):
+    """The provider reports the user's account as locked or deactivated (Trakt's 423)."""
+
+
+class NotConfigured(RefreshdError):
+    """The config does not set up what this step needs (an endpoint the provider lacks)."""
+
+
+class AlreadyRunning(RefreshdError):
+    """A daemon for the same config already holds its instance lock."""
 
 
 class ServiceError(RefreshdError):

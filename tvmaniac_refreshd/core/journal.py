@@ -20,8 +20,10 @@ import threading
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
+from tvmaniac_refreshd.core.locations import APP
+
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
-SYSLOG_IDENTIFIER = "tvmaniac-refreshd"
+SYSLOG_IDENTIFIER = APP
 
 # syslog priorities as journald expects them in PRIORITY (sd-daemon(3)).
 PRIORITIES: Mapping[str, int] = {

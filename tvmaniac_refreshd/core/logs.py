@@ -21,9 +21,13 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
+
+from tvmaniac_refreshd.core.locations import APP
 
 if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
     from tvmaniac_refreshd.core.journal import JournalSender
 
 REDACTED = "[redacted]"
@@ -330,9 +334,10 @@ def _structlog_logger(context: dict[str, Any]) -> Any:  # noqa: ANN401
     # have had the setup been applied at once.
     if apply is not None and not structlog.is_configured():
         apply()
-    return structlog.get_logger("tvmaniac-refreshd").bind(**context)
+    return structlog.get_logger(APP).bind(**context)
 
 
-def get_logger(**context: Any) -> Any:  # noqa: ANN401  # structlog's bound loggers are untyped proxies
+def get_logger(**context: Any) -> FilteringBoundLogger:  # noqa: ANN401
     """Return a logger bound to ``context`` (e.g. ``account``); structlog loads on first use."""
-    return _Logger(context)
+    # A proxy that becomes structlog's logger on first use; it forwards every attribute.
+    return cast("FilteringBoundLogger", _Logger(context))

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tvmaniac_refreshd.core.errors import StoreCorrupt
+from tvmaniac_refreshd.core.locations import APP
 
-DOCUMENT_FORMAT = "tvmaniac-refreshd/tokens"
+DOCUMENT_FORMAT = f"{APP}/tokens"
 DOCUMENT_VERSION = 1
 # Lifetimes outside this range are a broken or hostile response, not a policy to follow.
 MIN_LIFETIME = 1  # a test server may issue one-second tokens; zero or less is broken
@@ -38,11 +39,6 @@ class TokenSet:
     expires_at: int  # when we treat it as expired; never later than the server could
     token_type: str = "bearer"
     scope: str = ""
-
-    @property
-    def lifetime(self) -> int:
-        """Return the lifetime in seconds that this token was issued with."""
-        return self.expires_in
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 
 from tvmaniac_refreshd.config.settings import Alerts
+from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import get_logger, redact_text
 
-APP_NAME = "tvmaniac-refreshd"
 NOTIFY_TIMEOUT = 10  # a notifier stuck on a dead D-Bus session must not hold up later alerts
 OUTPUT_LIMIT = 500  # hook output is for debugging only; a chatty hook must not flood the log
 
@@ -107,7 +107,7 @@ def run_in_own_group(
 
 def _next_step(account: str, verb: str) -> str:
     selector = "" if account == "default" else f" --account {account}"
-    return f"Run: {APP_NAME}{selector} {verb}"
+    return f"Run: {APP}{selector} {verb}"
 
 
 def _output(data: bytes | None) -> str:
@@ -146,7 +146,7 @@ def macos_notification(
             "-message",
             line,
             "-group",
-            f"{APP_NAME}.{account}",
+            f"{APP}.{account}",
         ]
     if which("osascript"):
         script = (
@@ -199,9 +199,19 @@ class Alerter:
         self._worker.start()
 
     def emit(
-        self, account: str, event: AlertEvent, settings: Alerts, message: str, *, now: float
+        self,
+        account: str,
+        event: AlertEvent,
+        settings: Alerts,
+        message: str,
+        *,
+        now: float,
+        provider: str | None = None,
     ) -> None:
-        """Tell the user about ``event`` if it is due; returns at once and never raises."""
+        """Tell the user about ``event`` if it is due; returns at once and never raises.
+
+        ``provider`` is the provider's name for the notification's title (see Wording.name).
+        """
         try:
             with self._lock:
                 if self._closed or not self._reminders.should_tell(
@@ -215,7 +225,7 @@ class Alerter:
                 AlertEvent.FAILING: settings.on_error,
             }
             if settings.desktop and event is not AlertEvent.REFRESHED:
-                self._queue.put(lambda: self._notify(account, event, message))
+                self._queue.put(lambda: self._notify(account, event, message, provider))
             if argv := hooks[event]:
                 timeout = settings.hook_timeout
                 self._queue.put(lambda: self._run_hook(account, event, argv, message, timeout))
@@ -272,16 +282,17 @@ class Alerter:
         if result.returncode != 0:
             log.warning("hook.failed", status=result.returncode, stderr=stderr)
 
-    def _notify(self, account: str, event: AlertEvent, message: str) -> None:
+    def _notify(self, account: str, event: AlertEvent, message: str, provider: str | None) -> None:
+        subject = f"{provider} " if provider else ""
         if event is AlertEvent.REAUTH_REQUIRED:
-            title = f"Trakt login needed ({account})"
+            title = f"{subject}login needed ({account})"
             body = f"{message}\n{_next_step(account, 'login')}".strip()
         else:
-            title = f"Trakt refresh failing ({account})"
+            title = f"{subject}refresh failing ({account})"
             body = f"{message}\n{_next_step(account, 'status')}".strip()
         if self._platform.startswith("linux") and self._which("notify-send"):
             urgency = "critical" if event is AlertEvent.REAUTH_REQUIRED else "normal"
-            argv = ["notify-send", f"--app-name={APP_NAME}", f"--urgency={urgency}", title, body]
+            argv = ["notify-send", f"--app-name={APP}", f"--urgency={urgency}", title, body]
         elif self._platform == "darwin" and (
             mac := macos_notification(self._which, account, title, body)
         ):

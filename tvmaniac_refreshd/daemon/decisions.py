@@ -12,6 +12,7 @@ import datetime as dt
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 
 from tvmaniac_refreshd.config.settings import Account, Config
 from tvmaniac_refreshd.core.durations import format_duration
@@ -27,6 +28,7 @@ from tvmaniac_refreshd.core.policy import refresh_due_at, retry_delay
 from tvmaniac_refreshd.daemon.alerts import Alerter, AlertEvent
 from tvmaniac_refreshd.daemon.refresher import Refresher
 from tvmaniac_refreshd.daemon.scheduler import Planner
+from tvmaniac_refreshd.providers.factory import wording_for
 from tvmaniac_refreshd.storage.state import StateFiles
 
 # Wall and monotonic clocks drifting apart by more than this means a suspend or a clock change.
@@ -36,11 +38,22 @@ MIN_GAP_SHARE = 0.1
 MAX_STATUS_PARTS = 4
 
 
+class Condition(StrEnum):
+    """Where an account stands in the daemon; STATUS= counts accounts by these values."""
+
+    STARTING = "starting"
+    SCHEDULED = "scheduled"  # the next refresh is planned at its due time
+    RETRYING = "retrying"  # a failure; a retry is planned
+    KEYRING_UNAVAILABLE = "keyring_unavailable"  # retrying until the keyring answers
+    LOGIN_NEEDED = "login_needed"  # not planned until a new login
+    LOGGED_OUT = "logged_out"  # no tokens; not planned
+
+
 @dataclass
 class Watch:
     """What the daemon knows about one account between runs."""
 
-    condition: str = "starting"  # scheduled, retrying, login_needed, logged_out, ...
+    condition: Condition = Condition.STARTING
     next_at: float | None = None
     attempts: int = 0  # consecutive failures
     failing_since: float | None = None
@@ -50,7 +63,9 @@ class Watch:
 
 def _listed(watch: Watch) -> bool:
     """Whether ``Daemon.status_line`` gives ``watch`` a part of its own."""
-    return watch.condition in ("login_needed", "logged_out") or watch.next_at is not None
+    return watch.condition in (Condition.LOGIN_NEEDED, Condition.LOGGED_OUT) or (
+        watch.next_at is not None
+    )
 
 
 class Daemon:
@@ -127,14 +142,15 @@ class Daemon:
                 document = fresh.document
                 if fresh.refreshed:
                     watch.last_result = "refreshed"
-                    self._alert(account, AlertEvent.REFRESHED, "The Trakt token was refreshed.")
+                    name = wording_for(account).name
+                    self._alert(account, AlertEvent.REFRESHED, f"The {name} token was refreshed.")
             else:
                 document = refresher.load()
         except NotLoggedIn:
-            self._stop_planning(account, watch, "logged_out")
+            self._stop_planning(account, watch, Condition.LOGGED_OUT)
             return
         except SessionRejected as exc:
-            self._stop_planning(account, watch, "login_needed")
+            self._stop_planning(account, watch, Condition.LOGIN_NEEDED)
             self._alert(account, AlertEvent.REAUTH_REQUIRED, str(exc))
             return
         except (TransientError, StoreUnavailable, RefreshdError) as exc:
@@ -151,7 +167,7 @@ class Daemon:
             # A pair that is due the moment it arrives (a server clock far behind ours) must
             # not set off a refresh storm: wait at least a tenth of its lifetime.
             due = max(due, self._clock() + max(1.0, MIN_GAP_SHARE * document.tokens.expires_in))
-        self._plan(account, watch, "scheduled", due)
+        self._plan(account, watch, Condition.SCHEDULED, due)
 
     def _failed(self, account: Account, watch: Watch, error: RefreshdError) -> None:
         now = self._clock()
@@ -162,7 +178,11 @@ class Daemon:
         delay = retry_delay(
             watch.attempts, account.retry, retry_after=retry_after, share=self._share()
         )
-        condition = "keyring_unavailable" if isinstance(error, StoreUnavailable) else "retrying"
+        condition = (
+            Condition.KEYRING_UNAVAILABLE
+            if isinstance(error, StoreUnavailable)
+            else Condition.RETRYING
+        )
         self._plan(account, watch, condition, now + delay)
         self._log.warning(
             "daemon.retry_planned",
@@ -178,13 +198,13 @@ class Daemon:
                 f"Refreshing has failed for {format_duration(now - watch.failing_since)}: {error}",
             )
 
-    def _plan(self, account: Account, watch: Watch, condition: str, when: float) -> None:
+    def _plan(self, account: Account, watch: Watch, condition: Condition, when: float) -> None:
         watch.condition = condition
         watch.next_at = when
         self._planner.at(f"refresh:{account.name}", when, lambda: self.run_account(account.name))
         self._record(account.name, when)
 
-    def _stop_planning(self, account: Account, watch: Watch, condition: str) -> None:
+    def _stop_planning(self, account: Account, watch: Watch, condition: Condition) -> None:
         watch.condition = condition
         watch.next_at = None
         watch.attempts = 0
@@ -199,7 +219,14 @@ class Daemon:
             self._log.warning("daemon.state_not_written", account=name, error=str(exc))
 
     def _alert(self, account: Account, event: AlertEvent, message: str) -> None:
-        self._alerter.emit(account.name, event, account.alerts, message, now=self._clock())
+        self._alerter.emit(
+            account.name,
+            event,
+            account.alerts,
+            message,
+            now=self._clock(),
+            provider=wording_for(account).name,
+        )
 
     # -- periodic -----------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Protocol
 
 import sdnotify
 
@@ -38,12 +38,18 @@ class NotifySender(Protocol):
         """Release the socket."""
 
 
-class _SdnotifySender:
-    """``sdnotify.SystemdNotifier`` connected to an address we choose."""
+class _SdnotifySender(sdnotify.SystemdNotifier):  # type: ignore[misc]  # sdnotify is untyped
+    """``sdnotify.SystemdNotifier``, connected to an address we choose.
 
-    def __init__(self, address: str) -> None:
-        # sdnotify's own constructor reads os.environ rather than the environ we were given, and
-        # hides connect errors, so the socket is connected here and handed to it.
+    Why a subclass: the library's constructor reads ``NOTIFY_SOCKET`` from ``os.environ`` rather
+    than the environ we were given, opens a blocking socket that hooks would inherit (no
+    ``SOCK_NONBLOCK``, no ``SOCK_CLOEXEC``), and hides connect errors. So this constructor
+    connects the socket itself and does not call the library's; ``notify`` (the library's
+    Latin-1 encoding and send, see ``sanitize_status``) is inherited, with ``debug`` on so that
+    a failed send raises and is logged instead of vanishing.
+    """
+
+    def __init__(self, address: str) -> None:  # not super().__init__: see the class docstring
         # Non-blocking: if nobody reads the socket (a stuck manager, a test), a message is
         # dropped and logged rather than freezing the scheduler thread or shutdown.
         sock = socket.socket(
@@ -54,18 +60,11 @@ class _SdnotifySender:
         except OSError:
             sock.close()
             raise
-        self._socket = sock
-        notifier: Any = sdnotify.SystemdNotifier.__new__(sdnotify.SystemdNotifier)
-        notifier.socket = sock
-        # Without debug, sdnotify drops a failed send silently; we want to log it.
-        notifier.debug = True
-        self._notifier = notifier
-
-    def notify(self, state: str) -> None:
-        self._notifier.notify(state)
+        self.socket = sock
+        self.debug = True
 
     def close(self) -> None:
-        self._socket.close()
+        self.socket.close()
 
 
 def _unix_address(address: str) -> str:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
 
 from tvmaniac_refreshd.config.settings import Account
 from tvmaniac_refreshd.core.errors import (
@@ -23,16 +23,16 @@ from tvmaniac_refreshd.core.errors import (
 )
 from tvmaniac_refreshd.core.logs import get_logger, register_secret
 from tvmaniac_refreshd.core.policy import needs_refresh, refresh_due_at
-from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet, with_tokens
-from tvmaniac_refreshd.storage.keyring_store import KeyringStore, account_lock
-from tvmaniac_refreshd.storage.state import StateFiles, token_digest
-
-
-class RefreshClient(Protocol):
-    """What the refresher needs of a provider client (Trakt's or a generic OAuth2 one)."""
-
-    def refresh(self, refresh_token: str, *, now: float) -> TokenSet: ...
-
+from tvmaniac_refreshd.core.tokens import TokenDocument, with_tokens
+from tvmaniac_refreshd.providers.base import Provider
+from tvmaniac_refreshd.storage.keyring_store import account_lock
+from tvmaniac_refreshd.storage.state import (
+    RecordChanges,
+    RefreshResult,
+    StateFiles,
+    token_digest,
+)
+from tvmaniac_refreshd.storage.store import TokenStore
 
 # Storing the new pair is the one step that must not fail after the old token was spent.
 # A crashed gnome-keyring is restarted by D-Bus activation within a second or two, so the
@@ -40,13 +40,28 @@ class RefreshClient(Protocol):
 SAVE_WAITS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
+class Freshness(StrEnum):
+    """Why the tokens ``ensure_fresh`` returns are fresh."""
+
+    NOT_DUE = "not_due"  # they were not due: nothing was sent
+    REFRESHED = "refreshed"  # this call spent the refresh token
+    BY_OTHER = "by_other"  # another process refreshed while we waited for the lock
+
+
 @dataclass(frozen=True)
 class Fresh:
     """The outcome of ``Refresher.ensure_fresh``."""
 
     document: TokenDocument
-    refreshed: bool  # whether this call spent the refresh token
-    by_other: bool = False  # another process refreshed while we waited for the lock
+    how: Freshness
+
+    @property
+    def refreshed(self) -> bool:
+        return self.how is Freshness.REFRESHED
+
+    @property
+    def by_other(self) -> bool:
+        return self.how is Freshness.BY_OTHER
 
 
 class Refresher:
@@ -56,11 +71,11 @@ class Refresher:
         self,
         account: Account,
         *,
-        store: KeyringStore,
+        store: TokenStore,
         states: StateFiles,
         lock_dir: Path,
         lock_timeout: float,
-        client: Callable[[], RefreshClient],
+        client: Callable[[], Provider],
         clock: Callable[[], float],
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -120,16 +135,16 @@ class Refresher:
         """
         document = self.load()
         if not force and not self._due(document, min_valid):
-            return Fresh(document, refreshed=False)
+            return Fresh(document, Freshness.NOT_DUE)
         with account_lock(self._lock_dir, self.account.name, timeout=self._lock_timeout):
             current = self.load()
             if current.tokens.refresh_token != document.tokens.refresh_token:
                 # Another process refreshed while we waited: its pair is as fresh as a pair can
                 # be, and refreshing again would only spend a token for nothing.
-                return Fresh(current, refreshed=False, by_other=True)
+                return Fresh(current, Freshness.BY_OTHER)
             if not force and not self._due(current, min_valid):
-                return Fresh(current, refreshed=False)
-            return Fresh(self._refresh_locked(current), refreshed=True)
+                return Fresh(current, Freshness.NOT_DUE)
+            return Fresh(self._refresh_locked(current), Freshness.REFRESHED)
 
     def _due(self, document: TokenDocument, min_valid: int | None) -> bool:
         return needs_refresh(
@@ -159,17 +174,17 @@ class Refresher:
             # The provider's own words already say the session was rejected; only an
             # interrupted refresh has something to add (why the token may have been spent).
             detail = f"{reason}: {exc}" if interrupted else str(exc)
-            self._record_failure("rejected", detail, reauth=(spent, reason))
+            self._record_failure(RefreshResult.REJECTED, detail, reauth=(spent, reason))
             raise SessionRejected(
                 f"account {name!r} needs a new login: {reason}; run `tvmaniac-refreshd login`",
                 account=name,
             ) from None
         except TransientError as exc:
             # The request may have reached the server: keep the in-flight marker.
-            self._record_failure("transient", str(exc), keep_in_flight=True)
+            self._record_failure(RefreshResult.TRANSIENT, str(exc), keep_in_flight=True)
             raise
         except RefreshdError as exc:
-            self._record_failure("failed", str(exc))
+            self._record_failure(RefreshResult.FAILED, str(exc))
             raise
         register_secret(tokens.access_token)
         register_secret(tokens.refresh_token)
@@ -180,7 +195,7 @@ class Refresher:
             name,
             last_attempt_at=int(started),
             last_success_at=int(finished),
-            last_result="refreshed",
+            last_result=RefreshResult.REFRESHED,
             last_error=None,
             consecutive_failures=0,
             in_flight_token=None,
@@ -206,9 +221,10 @@ class Refresher:
                 self._log.error("refresh.store_failed", attempt=attempt, error=str(exc))
                 if wait is None:
                     raise StoreUnavailable(
-                        f"the provider issued new tokens for {self.account.name!r} but the keyring "
-                        f"could not store them ({exc}); the session is probably lost: run "
-                        "`tvmaniac-refreshd login` once the keyring works",
+                        f"the provider issued new tokens for {self.account.name!r} but "
+                        f"{self._store.where(self.account.name)} could not store them ({exc}); "
+                        "the session is probably lost: run `tvmaniac-refreshd login` once the "
+                        "store works again",
                         account=self.account.name,
                     ) from None
                 self._sleep(wait)
@@ -217,7 +233,7 @@ class Refresher:
 
     def _record_failure(
         self,
-        result: str,
+        result: RefreshResult,
         message: str,
         *,
         reauth: tuple[str, str] | None = None,
@@ -225,16 +241,16 @@ class Refresher:
     ) -> None:
         name = self.account.name
         previous = self._states.load(name)
-        changes: dict[str, object] = {
+        changes: RecordChanges = {
             "last_attempt_at": int(self._clock()),
             "last_result": result,
             "last_error": message,
             "consecutive_failures": previous.consecutive_failures + 1,
         }
         if not keep_in_flight:
-            changes.update(in_flight_token=None, in_flight_since=None)
+            changes["in_flight_token"] = changes["in_flight_since"] = None
         if reauth is not None:
-            changes.update(reauth_token=reauth[0], reauth_reason=reauth[1])
+            changes["reauth_token"], changes["reauth_reason"] = reauth
         self._states.update(name, **changes)
         level = "error" if reauth is not None else "warning"
         getattr(self._log, level)("refresh.finished", outcome=result, error=message)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from tvmaniac_refreshd.config.settings import load_config
-from tvmaniac_refreshd.core.errors import EXIT_OK, ConfigError, RefreshdError
+from tvmaniac_refreshd.core.errors import EXIT_OK, AlreadyRunning, ConfigError
 from tvmaniac_refreshd.core.launchd_log import supervised_by_launchd, trim_launchd_logs
 from tvmaniac_refreshd.core.logs import get_logger
 from tvmaniac_refreshd.daemon import instance
@@ -133,7 +133,7 @@ def run_daemon(app: Wiring) -> int:
     with instance.hold(instance.lock_path(state_dir(app.environ), config.source)) as held:
         if not held:
             pid = instance.running_pid(instance.lock_path(state_dir(app.environ), config.source))
-            raise RefreshdError(
+            raise AlreadyRunning(
                 f"a daemon for {config.source} is already running (pid {pid}); "
                 f"stop it first, or see {_service_status_command()}"
             )

@@ -103,15 +103,3 @@ class Scheduler:
         job = self._scheduler.get_job(job_id)
         if job is not None:
             job.remove()
-
-    def wake(self) -> None:
-        """Re-examine the job list now (after a clock jump or resume)."""
-        self._scheduler.wakeup()
-
-    def planned(self) -> dict[str, float]:
-        """Return each job's next run time as unix seconds."""
-        return {
-            job.id: job.next_run_time.timestamp()
-            for job in self._scheduler.get_jobs()
-            if job.next_run_time is not None
-        }

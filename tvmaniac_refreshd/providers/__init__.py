@@ -1,5 +1,6 @@
-"""The OAuth providers: ``http`` (the only httpx user), one ``Provider`` interface, the Trakt and
-generic OAuth2 dialects, and the login flows (device code, browser with PKCE).
+"""The OAuth providers: ``base`` (the one ``Provider`` interface and its answers), ``factory``
+(the only code that picks a dialect by config), ``http`` (the only httpx user), the ``trakt``
+and generic ``oauth2`` dialects, and the login flows (device code, browser with PKCE).
 
 May import ``core`` and ``config``; never ``storage``, ``daemon``, ``service`` or ``cli``.
 """

@@ -8,18 +8,18 @@ the single redirect that carries our random ``state``; anything else gets a 404 
 from __future__ import annotations
 
 import http.server
-import os
 import secrets
 import sys
 import time
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TextIO
 from urllib.parse import parse_qs, urlsplit
 
 from tvmaniac_refreshd.core.errors import LoginFailed
 from tvmaniac_refreshd.core.tokens import TokenSet
-from tvmaniac_refreshd.providers.oauth2 import OAuth2Client, pkce_pair
+from tvmaniac_refreshd.providers.base import BrowserLogin
+from tvmaniac_refreshd.providers.oauth2 import pkce_pair
 
 # Long enough to sign in with a password manager and a second factor.
 LOGIN_TIMEOUT = 300.0
@@ -56,7 +56,7 @@ class _OneShot(http.server.HTTPServer):
         self.result: dict[str, str] | None = None
 
 
-def has_display(environ: dict[str, str] | os._Environ[str]) -> bool:
+def has_display(environ: Mapping[str, str]) -> bool:
     """Return whether a browser can be opened here (a desktop session, or macOS)."""
     return sys.platform == "darwin" or bool(
         environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")
@@ -64,7 +64,7 @@ def has_display(environ: dict[str, str] | os._Environ[str]) -> bool:
 
 
 def browser_login(
-    client: OAuth2Client,
+    client: BrowserLogin,
     *,
     port: int,
     out: TextIO,

@@ -6,24 +6,18 @@ Time and sleeping are injected, so tests drive a whole login without waiting.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, TextIO
+from typing import TextIO
 
 from tvmaniac_refreshd.core.durations import format_duration
 from tvmaniac_refreshd.core.errors import LoginFailed, TransientError
 from tvmaniac_refreshd.core.logs import get_logger
 from tvmaniac_refreshd.core.tokens import TokenSet
-from tvmaniac_refreshd.providers.http import DeviceCode, PollState
+from tvmaniac_refreshd.providers.base import DeviceCode, PollState, Provider
 
 # RFC 8628 §3.5: on slow_down, add 5 seconds to the interval.
 SLOW_DOWN_STEP = 5
 # Past this the user would think we hung; Trakt's own default is 5 s.
 MAX_INTERVAL = 60
-
-
-class DeviceClient(Protocol):
-    """What the device login needs of a provider client."""
-
-    def poll_device_token(self, device: DeviceCode, *, now: float) -> TokenSet | PollState: ...
 
 
 def show_code(device: DeviceCode, out: TextIO, *, tty: bool) -> None:
@@ -40,7 +34,7 @@ def show_code(device: DeviceCode, out: TextIO, *, tty: bool) -> None:
 
 
 def wait_for_approval(
-    client: DeviceClient,
+    client: Provider,
     device: DeviceCode,
     *,
     clock: Callable[[], float],

@@ -1,8 +1,9 @@
-"""Trakt's OAuth dialect over HTTP: the only module that uses httpx.
+"""The HTTP boundary of every provider: the only module that uses httpx.
 
-Every httpx exception and every response status is translated here, once, into the project's
-errors (see errors.py). Bodies are read with a size cap and an overall deadline, so neither a
-huge nor a trickling response can hold a command or the daemon.
+It knows no provider's dialect (that is ``trakt.py`` and ``oauth2.py``). Every httpx exception
+and every response status is translated here, once, into the project's errors (see errors.py).
+Bodies are read with a size cap and an overall deadline, so neither a huge nor a trickling
+response can hold a command or the daemon.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import ssl
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,17 +22,18 @@ import httpx
 import truststore
 
 from tvmaniac_refreshd import __version__
-from tvmaniac_refreshd.config.settings import Account, HttpSettings
+from tvmaniac_refreshd.config.settings import HttpSettings
 from tvmaniac_refreshd.core.errors import (
+    AccountLocked,
     ClientRejected,
-    LoginFailed,
-    RefreshdError,
+    ProviderRefused,
     SessionRejected,
     TransientError,
 )
-from tvmaniac_refreshd.core.tokens import ResponseInvalid, TokenSet, parse_token_response
+from tvmaniac_refreshd.core.locations import APP
+from tvmaniac_refreshd.core.tokens import ResponseInvalid
 
-USER_AGENT = f"tvmaniac-refreshd/{__version__}"
+USER_AGENT = f"{APP}/{__version__}"
 # A token response is a few hundred bytes; anything near this is not one.
 MAX_BODY_BYTES = 64 * 1024
 # Statuses that say "not now" rather than "no": 408, 429, 5xx and Cloudflare's 52x.
@@ -63,26 +64,6 @@ class Response:
             return json.loads(self.body)
         except ValueError:
             return None
-
-
-@dataclass(frozen=True)
-class DeviceCode:
-    """The answer to a device-code request: what the user must type, and where."""
-
-    device_code: str = field(repr=False)
-    user_code: str
-    verification_url: str
-    expires_in: int
-    interval: int
-    # RFC 8628's URL with the code already in it, for the QR code; Trakt sends none.
-    verification_url_complete: str | None = None
-
-
-class PollState(Enum):
-    """A device-token poll that has no tokens yet."""
-
-    PENDING = "pending"  # the user has not approved yet
-    SLOW_DOWN = "slow_down"  # we polled too fast: widen the interval
 
 
 def tls_context() -> ssl.SSLContext:
@@ -176,7 +157,8 @@ def raise_for_failure(response: Response, *, what: str, now: float) -> None:
         TransientError: 408/429/5xx/52x, Cloudflare pages, HTML instead of JSON.
         SessionRejected: ``invalid_grant`` or ``invalid_token``: the session is gone.
         ClientRejected: ``invalid_client`` or an unknown API key: fix client_id/client_secret.
-        RefreshdError: anything else, with the status, keeping the tokens.
+        AccountLocked: 423, the user's account is locked at the provider.
+        ProviderRefused: anything else, with the status, keeping the tokens.
     """
     status = response.status
     if status in TRANSIENT_STATUSES:
@@ -201,7 +183,7 @@ def raise_for_failure(response: Response, *, what: str, now: float) -> None:
     if status == 403:
         raise ClientRejected(f"{what}: the provider does not accept this client_id (HTTP 403)")
     if status == 423:
-        raise RefreshdError(
+        raise AccountLocked(
             f"{what}: the provider reports the user account as locked or deactivated "
             "(HTTP 423); contact its support, the stored tokens were kept"
         )
@@ -209,7 +191,7 @@ def raise_for_failure(response: Response, *, what: str, now: float) -> None:
         kind = "an HTML page" if response.is_html else "a body that is not the expected JSON"
         raise TransientError(f"{what}: the provider answered with {kind} (HTTP {status})")
     detail = f" ({code})" if code else ""
-    raise RefreshdError(
+    raise ProviderRefused(
         f"{what}: the provider refused the request with HTTP {status}{detail}; "
         "the stored tokens were kept"
     )
@@ -260,131 +242,6 @@ def post(
                 raise TransientError(f"{what}: the response was too slow to arrive")
             chunks.append(chunk)
         return Response(stream.status_code, stream.headers, b"".join(chunks))
-
-
-class TraktClient:
-    """Trakt's OAuth endpoints for one account, over an injected httpx client."""
-
-    def __init__(self, http: httpx.Client, account: Account, client_secret: str | None) -> None:
-        self._http = http
-        self._account = account
-        self._secret = client_secret
-
-    def _post(self, path: str, payload: dict[str, str], *, what: str) -> Response:
-        headers = {"trakt-api-key": self._account.client_id, "trakt-api-version": "2"}
-        return post(
-            self._http,
-            f"{self._account.auth_url}{path}",
-            what=what,
-            json_body=payload,
-            headers=headers,
-        )
-
-    def _with_secret(self, payload: dict[str, str]) -> dict[str, str]:
-        # Trakt deprecated client_secret for public clients; send it only when we have one.
-        if self._secret:
-            payload["client_secret"] = self._secret
-        return payload
-
-    def request_device_code(self, *, now: float) -> DeviceCode:
-        """Start a device login.
-
-        Raises:
-            ClientRejected, TransientError, RefreshdError: see ``raise_for_failure``.
-        """
-        what = "requesting a device code"
-        response = self._post(
-            "/oauth/device/code", {"client_id": self._account.client_id}, what=what
-        )
-        body = response.json()
-        if response.status != 200 or not isinstance(body, dict):
-            raise_for_failure(response, what=what, now=now)
-        assert isinstance(body, dict)  # noqa: S101  # raise_for_failure raised otherwise
-        try:
-            return DeviceCode(
-                device_code=required_str(body, "device_code"),
-                user_code=required_str(body, "user_code"),
-                verification_url=required_str(body, "verification_url"),
-                expires_in=required_int(body, "expires_in", minimum=1),
-                interval=required_int(body, "interval", minimum=1, default=5),
-            )
-        except ResponseInvalid as exc:
-            raise TransientError(f"{what}: the provider's answer was malformed: {exc}") from None
-
-    def poll_device_token(self, device: DeviceCode, *, now: float) -> TokenSet | PollState:
-        """Ask once whether the user approved ``device``.
-
-        Raises:
-            LoginFailed: the code is unknown, used, expired or denied (404, 409, 410, 418).
-            ClientRejected, TransientError, RefreshdError: see ``raise_for_failure``.
-        """
-        what = "waiting for approval"
-        payload = self._with_secret(
-            {"code": device.device_code, "client_id": self._account.client_id}
-        )
-        response = self._post("/oauth/device/token", payload, what=what)
-        terminal = {
-            404: "the provider does not know this code; start `login` again",
-            409: "this code was already used; start `login` again",
-            410: "the code expired before it was approved; start `login` again",
-            418: "the login was denied at the provider",
-        }
-        if response.status == 200:
-            return self._tokens(response, what=what, now=now)
-        if response.status == 400 and error_code(response) is None:
-            return PollState.PENDING
-        if response.status == 429:
-            return PollState.SLOW_DOWN
-        if response.status in terminal:
-            raise LoginFailed(terminal[response.status])
-        raise_for_failure(response, what=what, now=now)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def refresh(self, refresh_token: str, *, now: float) -> TokenSet:
-        """Spend ``refresh_token`` for a new token pair.
-
-        Raises:
-            SessionRejected, ClientRejected, TransientError, RefreshdError.
-        """
-        what = "refreshing the token"
-        payload = self._with_secret(
-            {
-                "refresh_token": refresh_token,
-                "client_id": self._account.client_id,
-                "redirect_uri": self._account.redirect_uri,
-                "grant_type": "refresh_token",
-            }
-        )
-        response = self._post("/oauth/token", payload, what=what)
-        if response.status != 200:
-            raise_for_failure(response, what=what, now=now)
-        return self._tokens(response, what=what, now=now)
-
-    def revoke(self, tokens: TokenSet, *, now: float) -> None:
-        """Revoke the access token (and with it, at Trakt, the grant).
-
-        Raises:
-            ClientRejected, TransientError, RefreshdError.
-        """
-        what = "revoking the token"
-        payload = self._with_secret(
-            {"token": tokens.access_token, "client_id": self._account.client_id}
-        )
-        response = self._post("/oauth/revoke", payload, what=what)
-        if not 200 <= response.status < 300:
-            raise_for_failure(response, what=what, now=now)
-
-    def _tokens(self, response: Response, *, what: str, now: float) -> TokenSet:
-        body = response.json()
-        if body is None:
-            raise_for_failure(response, what=what, now=now)
-        try:
-            return parse_token_response(body, now=now)
-        except ResponseInvalid as exc:
-            raise TransientError(
-                f"{what}: the provider's token response was malformed ({exc}); "
-                "the stored tokens were kept"
-            ) from None
 
 
 def required_str(body: dict[str, Any], key: str) -> str:

@@ -1,7 +1,7 @@
 """Standard OAuth2 for any provider: RFC 6749 refresh, RFC 8628 device flow, RFC 7009 revocation,
 and the authorization-code exchange of RFC 7636 (PKCE).
 
-Requests go through ``oauth.post`` (the one place that speaks HTTP); responses are classified by
+Requests go through ``http.post`` (the one place that speaks HTTP); responses are classified by
 the same ``raise_for_failure`` as Trakt's, so an ``invalid_grant`` means the same everywhere.
 """
 
@@ -10,15 +10,20 @@ from __future__ import annotations
 import base64
 import secrets
 from typing import TYPE_CHECKING
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from tvmaniac_refreshd.config.settings import Account
-from tvmaniac_refreshd.core.errors import ClientRejected, LoginFailed, RefreshdError, TransientError
+from tvmaniac_refreshd.core.errors import (
+    ClientRejected,
+    LoginFailed,
+    NotConfigured,
+    TransientError,
+)
+from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import get_logger
 from tvmaniac_refreshd.core.tokens import ResponseInvalid, TokenSet, parse_token_response
+from tvmaniac_refreshd.providers.base import BrowserLogin, DeviceCode, PollState, Wording
 from tvmaniac_refreshd.providers.http import (
-    DeviceCode,
-    PollState,
     Response,
     error_code,
     post,
@@ -35,6 +40,18 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 DEFAULT_INTERVAL = 5
 
 
+def wording(account: Account) -> Wording:
+    """Name a generic server by its host: the config has no other name for it."""
+    url = account.authorization_url or account.token_url or account.device_authorization_url
+    host = urlsplit(url).hostname if url else None
+    name = host or "the OAuth2 provider"
+    return Wording(
+        name=name,
+        manage_apps=f"your account settings at {name}",
+        relogin=f"run `{APP} login` and sign in at {name} again",
+    )
+
+
 def pkce_pair() -> tuple[str, str]:
     """Return a (verifier, S256 challenge) pair for RFC 7636."""
     import hashlib  # noqa: PLC0415
@@ -49,12 +66,24 @@ class OAuth2Client:
 
     def __init__(self, http: httpx.Client, account: Account, client_secret: str | None) -> None:
         if account.token_url is None:
-            raise RefreshdError(f"account {account.name!r} has no token_url")
+            raise NotConfigured(f"account {account.name!r} has no token_url")
         self._http = http
         self._account = account
         self._secret = client_secret
         self._token_url = account.token_url
         self._log = get_logger(account=account.name)
+
+    @property
+    def wording(self) -> Wording:
+        return wording(self._account)
+
+    @property
+    def has_device_login(self) -> bool:
+        return self._account.device_authorization_url is not None
+
+    def browser(self) -> BrowserLogin | None:
+        # Always offered: without an authorization_url, authorization_request says so.
+        return self
 
     def _send(
         self, url: str, form: dict[str, str], *, what: str, client_id_in_body: bool = False
@@ -225,7 +254,7 @@ class OAuth2Client:
         """Revoke the refresh token (RFC 7009), which at most servers ends the whole grant."""
         url = self._account.revocation_url
         if url is None:
-            raise RefreshdError(
+            raise NotConfigured(
                 "the provider has no revocation_url configured, so the grant stays valid there"
             )
         what = "revoking the token"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tvmaniac_refreshd.core.errors import ServiceError, ServiceUnavailable
+from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.service.base import (
     Plan,
     Runner,
@@ -18,9 +19,9 @@ from tvmaniac_refreshd.service.base import (
     write_atomically,
 )
 
-DAEMON_UNIT = "tvmaniac-refreshd.service"
-TIMER_SERVICE = "tvmaniac-refreshd-refresh.service"
-TIMER_UNIT = "tvmaniac-refreshd-refresh.timer"
+DAEMON_UNIT = f"{APP}.service"
+TIMER_SERVICE = f"{APP}-refresh.service"
+TIMER_UNIT = f"{APP}-refresh.timer"
 UNITS = {"daemon": (DAEMON_UNIT,), "timer": (TIMER_SERVICE, TIMER_UNIT)}
 # What `enable` and `restart` act on in each mode.
 ENTRY = {"daemon": DAEMON_UNIT, "timer": TIMER_UNIT}

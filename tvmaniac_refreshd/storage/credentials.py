@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from tvmaniac_refreshd.config.settings import Account
 from tvmaniac_refreshd.core.logs import register_secret
-from tvmaniac_refreshd.storage.keyring_store import KeyringStore
 from tvmaniac_refreshd.storage.paths import credentials_dir
+from tvmaniac_refreshd.storage.store import TokenStore
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,13 @@ def credential_name(account: str) -> str:
 
 
 def resolve_client_secret(
-    account: Account, environ: Mapping[str, str], store: KeyringStore
+    account: Account, environ: Mapping[str, str], store: TokenStore
 ) -> ClientSecret:
     """Return the client secret of ``account`` from the first source that has one.
 
     Order: ``$CREDENTIALS_DIRECTORY`` (the service manager's explicit grant), then the config
-    file, then the keyring. None when no source has one: Trakt no longer requires it everywhere.
+    file, then the token store (keyring or file). None when no source has one: Trakt no longer
+    requires it everywhere.
 
     Raises:
         StoreUnavailable: if the keyring must be asked and cannot be used.
@@ -54,5 +55,6 @@ def resolve_client_secret(
     value = store.load_client_secret(account.name) or ""
     if value:
         register_secret(value)
-        return ClientSecret(value, "the keyring")
+        where = "the keyring" if store.kind == "keyring" else "the file store"
+        return ClientSecret(value, where)
     return ClientSecret(None, "nowhere (none configured)")

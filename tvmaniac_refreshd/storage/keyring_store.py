@@ -25,8 +25,10 @@ from tvmaniac_refreshd.storage.backend import SecretBackend
 from tvmaniac_refreshd.storage.paths import ensure_private_dir
 from tvmaniac_refreshd.storage.two_phase import describe, safe_writes
 
-T = TypeVar("T")
+# The keyring item's service name is the application's name (design.md); tests name it so.
 SERVICE = APP
+
+T = TypeVar("T")
 # Backends that would write tokens to a plain file or nowhere; never chosen silently.
 INSECURE_BACKENDS = ("keyring.backends.fail", "keyring.backends.null", "keyrings.alt")
 CLIENT_SECRET_SUFFIX = ":client_secret"  # account names cannot contain ':'
@@ -63,7 +65,28 @@ def default_backend(environ: Mapping[str, str], platform: str = sys.platform) ->
         return macOS.Keyring()  # type: ignore[no-untyped-call]
     from tvmaniac_refreshd.storage.secret_service import SecretServiceKeyring  # noqa: PLC0415
 
-    return SecretServiceKeyring()
+    return SecretServiceKeyring(environ)
+
+
+# What unlocks gnome-keyring from a shell on a machine nobody logged in to graphically (after a
+# reboot, say). `gnome-keyring-daemon --unlock` alone starts a second daemon next to the
+# socket-activated one and the collection stays locked: stop that one first (README, Headless
+# machines). `read -rs` keeps the password out of argv and the shell history.
+HEADLESS_UNLOCK = (
+    "systemctl --user stop gnome-keyring-daemon.socket gnome-keyring-daemon.service; "
+    'read -rs PW; printf %s "$PW" | gnome-keyring-daemon --unlock --components=secrets; '
+    "unset PW"
+)
+
+
+def _locked_advice(headless: bool) -> str:
+    if headless:
+        return (
+            "unlock it from a shell of this user (ssh is fine), then the daemon recovers by "
+            f"itself: {HEADLESS_UNLOCK}. A machine that nobody unlocks after each reboot is "
+            'better served by [store] backend = "file" (README: Headless machines)'
+        )
+    return "unlock it (log in to the desktop session, or open Passwords and Keys / seahorse)"
 
 
 # The macOS Keychain's statuses (SecBase.h) that keyring passes on, each with what to do.
@@ -108,7 +131,7 @@ def _keychain_status(exc: BaseException) -> int | None:
     return None
 
 
-def _unavailable(exc: BaseException) -> StoreUnavailable:
+def _unavailable(exc: BaseException, *, headless: bool = False) -> StoreUnavailable:
     """Translate a keyring/secretstorage/D-Bus/Keychain exception into a fix-it message."""
     name = type(exc).__name__
     text = str(exc)
@@ -123,8 +146,7 @@ def _unavailable(exc: BaseException) -> StoreUnavailable:
         )
     if name == "KeyringLocked" or "locked" in text.lower():
         return StoreUnavailable(
-            "the keyring is locked; unlock it (log in to the desktop session, or open "
-            "Passwords and Keys / seahorse) and run the command again"
+            f"the keyring is locked; {_locked_advice(headless)}, and run the command again"
         )
     if name == "InitError" or "Prompt dismissed" in text:
         return StoreUnavailable(
@@ -142,8 +164,8 @@ def _unavailable(exc: BaseException) -> StoreUnavailable:
 
 def _removal_command(account: str) -> str:
     if sys.platform == "darwin":
-        return f"`security delete-generic-password -s {SERVICE} -a {account}`"
-    return f"`secret-tool clear service {SERVICE} username {account}`"
+        return f"`security delete-generic-password -s {APP} -a {account}`"
+    return f"`secret-tool clear service {APP} username {account}`"
 
 
 def _store_exceptions() -> tuple[type[BaseException], ...]:
@@ -167,13 +189,19 @@ def _store_exceptions() -> tuple[type[BaseException], ...]:
 class KeyringStore:
     """Token documents and client secrets in the OS keyring, one item per account."""
 
+    kind = "keyring"
+
     def __init__(
         self,
         settings: StoreSettings,
         backend_factory: Callable[[], SecretBackend],
+        *,
+        headless: bool = False,
     ) -> None:
+        """``headless``: no desktop session to unlock the keyring in; advice says so."""
         self._settings = settings
         self._factory = backend_factory
+        self._headless = headless
         self._backend: SecretBackend | None = None
 
     def _resolve(self) -> SecretBackend:
@@ -202,6 +230,14 @@ class KeyringStore:
         """
         return _describe(self._bounded(self._resolve, "opening the keyring"))
 
+    def where(self, account: str) -> str:  # one keyring holds every account
+        """Return where the item of ``account`` lives, for messages."""
+        return "the keyring"
+
+    def protection(self) -> str:
+        """Return what protects the items: the keyring's own encryption and lock."""
+        return "the OS keyring: encrypted with your login password, readable once unlocked"
+
     def _bounded(self, call: Callable[[], T], what: str) -> T:
         """Run ``call`` in a worker thread, giving up after the configured timeout."""
         outcome: dict[str, object] = {}
@@ -215,7 +251,7 @@ class KeyringStore:
                 # Known only now, so that a read that never imported keyring does not pay for
                 # importing its exception classes; anything else is a bug, re-raised below.
                 if isinstance(exc, _store_exceptions()):
-                    outcome["error"] = _unavailable(exc)
+                    outcome["error"] = _unavailable(exc, headless=self._headless)
                 else:
                     outcome["bug"] = exc
 
@@ -226,11 +262,11 @@ class KeyringStore:
         if worker.is_alive():
             # Forget the backend so that the next call starts over (the user may unlock meanwhile).
             self._backend = None
-            waiting = (
-                "(a Keychain prompt waiting for an answer?); answer it with Always Allow"
-                if sys.platform == "darwin"
-                else "(a locked collection waiting for an unlock prompt?); unlock it"
-            )
+            if sys.platform == "darwin":
+                waiting = "(a Keychain prompt waiting for an answer?); answer it with Always Allow"
+            else:
+                advice = _locked_advice(self._headless) if self._headless else "unlock it"
+                waiting = f"(a locked collection waiting for an unlock prompt?); {advice},"
             raise StoreUnavailable(
                 f"the keyring did not answer within {self._settings.timeout:.0f}s while {what} "
                 f"{waiting} and try again"
@@ -245,7 +281,7 @@ class KeyringStore:
         return outcome["value"]  # type: ignore[return-value]
 
     def _get(self, username: str, what: str) -> str | None:
-        return self._bounded(lambda: self._resolve().get_password(SERVICE, username), what)
+        return self._bounded(lambda: self._resolve().get_password(APP, username), what)
 
     def load(self, account: str) -> TokenDocument | None:
         """Return the stored tokens of ``account``, or None if there are none.
@@ -268,10 +304,10 @@ class KeyringStore:
 
         def write_and_verify() -> bool:
             backend = self._resolve()
-            backend.set_password(SERVICE, document.account, text)
+            backend.set_password(APP, document.account, text)
             # Another program's item with other attributes can shadow ours on lookup; a token
             # we cannot read back is as lost as one never written, so say so now.
-            return backend.get_password(SERVICE, document.account) == text
+            return backend.get_password(APP, document.account) == text
 
         if not self._bounded(write_and_verify, f"storing the tokens of {document.account!r}"):
             raise StoreCorrupt(
@@ -293,9 +329,9 @@ class KeyringStore:
     def _delete(self, username: str, what: str) -> bool:
         def work() -> bool:
             backend = self._resolve()
-            if backend.get_password(SERVICE, username) is None:
+            if backend.get_password(APP, username) is None:
                 return False
-            backend.delete_password(SERVICE, username)
+            backend.delete_password(APP, username)
             return True
 
         return self._bounded(work, what)
@@ -309,7 +345,7 @@ class KeyringStore:
     def save_client_secret(self, account: str, secret: str) -> None:
         """Keep ``secret`` as the client secret of ``account``."""
         self._bounded(
-            lambda: self._resolve().set_password(SERVICE, account + CLIENT_SECRET_SUFFIX, secret),
+            lambda: self._resolve().set_password(APP, account + CLIENT_SECRET_SUFFIX, secret),
             f"storing the client secret of {account!r}",
         )
 

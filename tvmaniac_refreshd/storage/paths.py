@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,8 +43,3 @@ def credentials_dir(environ: Mapping[str, str]) -> Path | None:
     """Return systemd's ``$CREDENTIALS_DIRECTORY`` (LoadCredential=), if this process has one."""
     value = environ.get("CREDENTIALS_DIRECTORY")
     return Path(value) if value else None
-
-
-def current_environ() -> Mapping[str, str]:
-    """Return the process environment; the one place that reads it, so tests can pass their own."""
-    return os.environ

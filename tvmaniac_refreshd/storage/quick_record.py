@@ -45,11 +45,13 @@ def remember(
     account: str,
     document_text: str,
     fresh_until: int,
+    file_store: str | None = None,
 ) -> None:
     """Write down a full `token` run's decision for ``account`` (see the module docstring).
 
     ``config`` is the identity taken *before* the config was read, so that an edit made
-    meanwhile makes the record stale rather than wrong.
+    meanwhile makes the record stale rather than wrong. ``file_store`` is the directory of the
+    file store when the config chose it (None: the keyring); it holds for as long as the config.
     """
     from pathlib import Path  # noqa: PLC0415
 
@@ -60,7 +62,11 @@ def remember(
         record = read_json(str(path))
     except (OSError, ValueError):
         record = {}
-    if not isinstance(record, dict) or record.get("config") != config:
+    if (
+        not isinstance(record, dict)
+        or record.get("config") != config
+        or record.get("file_store") != file_store
+    ):
         record = {}
     accounts = record.get("accounts")
     if not isinstance(accounts, dict):
@@ -70,6 +76,7 @@ def remember(
         "version": RECORD_VERSION,
         "config": config,
         "default_account": default_account,
+        "file_store": file_store,
         "accounts": {**accounts, account: decision},
     }
     if updated != record:

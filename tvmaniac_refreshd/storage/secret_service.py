@@ -25,7 +25,7 @@ import os
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from tvmaniac_refreshd.storage.backend import SecretBackend
 
@@ -50,8 +50,9 @@ class SecretServiceKeyring:
     # What `config check` and the insecure-backend check see: the items are keyring's.
     describes = "keyring.backends.SecretService.Keyring"
 
-    def __init__(self) -> None:
+    def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
         self._keyring: SecretBackend | None = None
+        self._environ = environ
 
     def _full(self) -> SecretBackend:
         if self._keyring is None:
@@ -62,54 +63,73 @@ class SecretServiceKeyring:
 
     def get_password(self, service: str, username: str) -> str | None:
         try:
-            return read_item(service, username)
+            return read_item(service, username, environ=self._environ)
         except Unsure:
             return self._full().get_password(service, username)
 
     def set_password(self, service: str, username: str, password: str) -> None:
         try:
-            write_item(service, username, password)
+            write_item(service, username, password, environ=self._environ)
         except Unsure:
             self._full().set_password(service, username, password)
 
     def delete_password(self, service: str, username: str) -> None:
         try:
-            delete_item(service, username)
+            delete_item(service, username, environ=self._environ)
         except Unsure:
             self._full().delete_password(service, username)
 
 
-def read_item(service: str, username: str, *, timeout: float | None = None) -> str | None:
+def read_item(
+    service: str,
+    username: str,
+    *,
+    timeout: float | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> str | None:
     """Return the secret keyring's SecretService backend would return, or raise ``Unsure``.
 
-    ``timeout`` bounds each D-Bus call; running out of it is ``Unsure`` too.
+    ``timeout`` bounds each D-Bus call; running out of it is ``Unsure`` too. ``environ`` names
+    the session bus (and any ``KEYRING_PROPERTY_*`` override).
     """
-    return _direct(lambda call: _first_match(call, service, username), timeout)
+    return _direct(lambda call: _first_match(call, service, username), timeout, environ)
 
 
-def write_item(service: str, username: str, secret: str, *, timeout: float | None = None) -> None:
+def write_item(
+    service: str,
+    username: str,
+    secret: str,
+    *,
+    timeout: float | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> None:
     """Store ``secret`` as keyring's backend would (its label and attributes), or raise ``Unsure``.
 
     The item replaces the one with the same attributes, in a single CreateItem call.
     """
-    _direct(lambda call: _create(call, service, username, secret), timeout)
+    _direct(lambda call: _create(call, service, username, secret), timeout, environ)
 
 
-def delete_item(service: str, username: str, *, timeout: float | None = None) -> None:
+def delete_item(
+    service: str,
+    username: str,
+    *,
+    timeout: float | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> None:
     """Delete the first item keyring's backend would find, or raise ``Unsure``."""
-    _direct(lambda call: _delete(call, service, username), timeout)
+    _direct(lambda call: _delete(call, service, username), timeout, environ)
 
 
-def _direct(work: Callable[[_Caller], T], timeout: float | None) -> T:
+def _direct(work: Callable[[_Caller], T], timeout: float | None, environ: Mapping[str, str]) -> T:
     """Run ``work`` over a fresh session-bus connection; anything unusual raises ``Unsure``."""
-    if not os.environ.get("DBUS_SESSION_BUS_ADDRESS") or any(
-        key.startswith("KEYRING_PROPERTY_") for key in os.environ
-    ):
+    address = environ.get("DBUS_SESSION_BUS_ADDRESS")
+    if not address or any(key.startswith("KEYRING_PROPERTY_") for key in environ):
         raise Unsure
     try:
         from jeepney.io.blocking import open_dbus_connection  # noqa: PLC0415
 
-        with open_dbus_connection(bus="SESSION") as connection:
+        with open_dbus_connection(bus=address) as connection:
             return work(_Caller(connection, timeout))
     except Unsure:
         raise

@@ -14,8 +14,9 @@ import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, Unpack
 
 from tvmaniac_refreshd.storage.paths import ensure_private_dir
 
@@ -29,13 +30,22 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
+class RefreshResult(StrEnum):
+    """How the last refresh attempt ended; the value is what the state file and `status` show."""
+
+    REFRESHED = "refreshed"
+    TRANSIENT = "transient"  # try again later; the tokens were kept
+    REJECTED = "rejected"  # the provider rejected the refresh token: `login`
+    FAILED = "failed"  # any other refusal; the tokens were kept
+
+
 @dataclass(frozen=True)
 class AccountRecord:
     """What we remember about an account besides its tokens."""
 
     last_attempt_at: int | None = None
     last_success_at: int | None = None
-    last_result: str | None = None  # "refreshed", "transient", "rejected", ...
+    last_result: RefreshResult | None = None
     last_error: str | None = None
     consecutive_failures: int = 0
     # Digest of the refresh token the provider rejected; a new login writes a different one.
@@ -50,6 +60,21 @@ class AccountRecord:
     def needs_reauth(self, refresh_token: str) -> bool:
         """Return whether ``refresh_token`` is the one the provider rejected."""
         return self.reauth_token is not None and self.reauth_token == token_digest(refresh_token)
+
+
+class RecordChanges(TypedDict, total=False):
+    """The fields of AccountRecord that ``StateFiles.update`` may change, with their types."""
+
+    last_attempt_at: int | None
+    last_success_at: int | None
+    last_result: RefreshResult | None
+    last_error: str | None
+    consecutive_failures: int
+    reauth_token: str | None
+    reauth_reason: str | None
+    in_flight_token: str | None
+    in_flight_since: int | None
+    next_attempt_at: int | None
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -97,6 +122,9 @@ class StateFiles:
             return AccountRecord()
         known = set(AccountRecord.__dataclass_fields__)
         values = {key: value for key, value in data.items() if key in known}
+        result = values.get("last_result")
+        # A result this version does not know (written by a newer one) reads as none.
+        values["last_result"] = RefreshResult(result) if result in set(RefreshResult) else None
         try:
             return AccountRecord(**values)
         except TypeError:
@@ -107,7 +135,7 @@ class StateFiles:
         payload = json.dumps({"version": STATE_VERSION, **asdict(record)}, indent=1)
         write_atomically(self._path(account), payload)
 
-    def update(self, account: str, **changes: Any) -> AccountRecord:  # noqa: ANN401
+    def update(self, account: str, **changes: Unpack[RecordChanges]) -> AccountRecord:
         """Apply ``changes`` to the stored record and return the result.
 
         The read-modify-write holds a lock on the file, so that the daemon recording its plan

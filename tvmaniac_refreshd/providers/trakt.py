@@ -1,0 +1,168 @@
+"""Trakt's OAuth dialect: JSON bodies, the trakt-api-key header, and its own device-login codes.
+
+Requests go through ``http.post``; failures are classified by ``http.raise_for_failure``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tvmaniac_refreshd.config.settings import Account
+from tvmaniac_refreshd.core.errors import LoginFailed, TransientError
+from tvmaniac_refreshd.core.locations import APP
+from tvmaniac_refreshd.core.tokens import ResponseInvalid, TokenSet, parse_token_response
+from tvmaniac_refreshd.providers.base import BrowserLogin, DeviceCode, PollState, Wording
+from tvmaniac_refreshd.providers.http import (
+    Response,
+    error_code,
+    post,
+    raise_for_failure,
+    required_int,
+    required_str,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+WORDING = Wording(
+    name="Trakt",
+    manage_apps="your Trakt settings (Connected apps)",
+    relogin=f"run `{APP} login` and enter the code it shows at Trakt",
+)
+
+
+class TraktClient:
+    """Trakt's OAuth endpoints for one account, over an injected httpx client."""
+
+    def __init__(self, http: httpx.Client, account: Account, client_secret: str | None) -> None:
+        self._http = http
+        self._account = account
+        self._secret = client_secret
+
+    @property
+    def wording(self) -> Wording:
+        return WORDING
+
+    @property
+    def has_device_login(self) -> bool:
+        return True
+
+    def browser(self) -> BrowserLogin | None:
+        """Trakt's authorization-code login is not built yet (its device login is)."""
+        return None
+
+    def _post(self, path: str, payload: dict[str, str], *, what: str) -> Response:
+        headers = {"trakt-api-key": self._account.client_id, "trakt-api-version": "2"}
+        return post(
+            self._http,
+            f"{self._account.auth_url}{path}",
+            what=what,
+            json_body=payload,
+            headers=headers,
+        )
+
+    def _with_secret(self, payload: dict[str, str]) -> dict[str, str]:
+        # Trakt deprecated client_secret for public clients; send it only when we have one.
+        if self._secret:
+            payload["client_secret"] = self._secret
+        return payload
+
+    def request_device_code(self, *, now: float) -> DeviceCode:
+        """Start a device login.
+
+        Raises:
+            ClientRejected, TransientError, RefreshdError: see ``raise_for_failure``.
+        """
+        what = "requesting a device code"
+        response = self._post(
+            "/oauth/device/code", {"client_id": self._account.client_id}, what=what
+        )
+        body = response.json()
+        if response.status != 200 or not isinstance(body, dict):
+            raise_for_failure(response, what=what, now=now)
+        assert isinstance(body, dict)  # noqa: S101  # raise_for_failure raised otherwise
+        try:
+            return DeviceCode(
+                device_code=required_str(body, "device_code"),
+                user_code=required_str(body, "user_code"),
+                verification_url=required_str(body, "verification_url"),
+                expires_in=required_int(body, "expires_in", minimum=1),
+                interval=required_int(body, "interval", minimum=1, default=5),
+            )
+        except ResponseInvalid as exc:
+            raise TransientError(f"{what}: the provider's answer was malformed: {exc}") from None
+
+    def poll_device_token(self, device: DeviceCode, *, now: float) -> TokenSet | PollState:
+        """Ask once whether the user approved ``device``.
+
+        Raises:
+            LoginFailed: the code is unknown, used, expired or denied (404, 409, 410, 418).
+            ClientRejected, TransientError, RefreshdError: see ``raise_for_failure``.
+        """
+        what = "waiting for approval"
+        payload = self._with_secret(
+            {"code": device.device_code, "client_id": self._account.client_id}
+        )
+        response = self._post("/oauth/device/token", payload, what=what)
+        terminal = {
+            404: "the provider does not know this code; start `login` again",
+            409: "this code was already used; start `login` again",
+            410: "the code expired before it was approved; start `login` again",
+            418: "the login was denied at the provider",
+        }
+        if response.status == 200:
+            return self._tokens(response, what=what, now=now)
+        if response.status == 400 and error_code(response) is None:
+            return PollState.PENDING
+        if response.status == 429:
+            return PollState.SLOW_DOWN
+        if response.status in terminal:
+            raise LoginFailed(terminal[response.status])
+        raise_for_failure(response, what=what, now=now)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def refresh(self, refresh_token: str, *, now: float) -> TokenSet:
+        """Spend ``refresh_token`` for a new token pair.
+
+        Raises:
+            SessionRejected, ClientRejected, TransientError, RefreshdError.
+        """
+        what = "refreshing the token"
+        payload = self._with_secret(
+            {
+                "refresh_token": refresh_token,
+                "client_id": self._account.client_id,
+                "redirect_uri": self._account.redirect_uri,
+                "grant_type": "refresh_token",
+            }
+        )
+        response = self._post("/oauth/token", payload, what=what)
+        if response.status != 200:
+            raise_for_failure(response, what=what, now=now)
+        return self._tokens(response, what=what, now=now)
+
+    def revoke(self, tokens: TokenSet, *, now: float) -> None:
+        """Revoke the access token (and with it, at Trakt, the grant).
+
+        Raises:
+            ClientRejected, TransientError, RefreshdError.
+        """
+        what = "revoking the token"
+        payload = self._with_secret(
+            {"token": tokens.access_token, "client_id": self._account.client_id}
+        )
+        response = self._post("/oauth/revoke", payload, what=what)
+        if not 200 <= response.status < 300:
+            raise_for_failure(response, what=what, now=now)
+
+    def _tokens(self, response: Response, *, what: str, now: float) -> TokenSet:
+        body = response.json()
+        if body is None:
+            raise_for_failure(response, what=what, now=now)
+        try:
+            return parse_token_response(body, now=now)
+        except ResponseInvalid as exc:
+            raise TransientError(
+                f"{what}: the provider's token response was malformed ({exc}); "
+                "the stored tokens were kept"
+            ) from None

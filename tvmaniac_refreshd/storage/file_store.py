@@ -1,0 +1,177 @@
+"""Token documents and client secrets in private files, one per account: the explicit choice
+(``[store] backend = "file"``) for machines without a keyring, such as servers and containers.
+
+The files are protected by their permissions (0600 in a 0700 directory of this user), not by
+encryption: anyone who can act as this user, or as root, can read them, as with gh, rclone or
+the cloud CLIs on a server. Every write is atomic and durable and is read back, like the
+keyring's. Every ``OSError`` is translated here into ``StoreUnavailable``, naming the directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from tvmaniac_refreshd.core.errors import StoreCorrupt, StoreUnavailable
+from tvmaniac_refreshd.core.tokens import TokenDocument, decode_document, encode_document
+from tvmaniac_refreshd.storage.private_files import (
+    UnsafeLocation,
+    delete_private_file,
+    open_private_dir,
+    read_private_file,
+    write_private_file,
+)
+
+if TYPE_CHECKING:
+    from tvmaniac_refreshd.storage.systemd_creds import SystemdCreds
+
+T = TypeVar("T")
+STORE_SUBDIR = "tokens"  # under the state directory
+DOCUMENT_SUFFIX = ".json"
+SECRET_SUFFIX = ".client_secret"
+PROTECTION = (
+    "a file readable only by this user (mode 0600 in a 0700 directory): protected by "
+    "permissions, not by encryption; root and anything running as this user can read it"
+)
+ENCRYPTED_SUFFIX = ".cred"  # a systemd credential: never mistaken for a plain document
+ENCRYPTED_PROTECTION = (
+    "a file readable only by this user, encrypted with systemd-creds for this user with the "
+    "host key (and the TPM2 if there is one): a copy of the file or of the home directory is "
+    "useless elsewhere; root on this machine, and anything running as this user, can decrypt it"
+)
+
+
+def token_directory(state_directory: Path) -> Path:
+    """Return the directory of the token files under ``state_directory``."""
+    return state_directory / STORE_SUBDIR
+
+
+def _reason(exc: OSError, directory: Path) -> str:
+    if isinstance(exc, UnsafeLocation):
+        return str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"the file system holding {directory} is full; free some space and try again"
+    if exc.errno == errno.EROFS:
+        return f"{directory} is on a read-only file system; make it writable and try again"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"{directory} is not writable by this user ({exc.strerror}); fix its owner or mode"
+    return f"{exc.strerror or exc} in {directory}"
+
+
+class FileStore:
+    """One private file per account under ``directory``."""
+
+    kind = "file"
+
+    def __init__(self, directory: Path, *, cipher: SystemdCreds | None = None) -> None:
+        """``cipher``: encrypt every file with it (``[store] encrypt``), else plain JSON."""
+        self.directory = directory
+        self._cipher = cipher
+        self.encrypted = cipher is not None
+        self._suffix = ENCRYPTED_SUFFIX if self.encrypted else ""
+
+    def backend_name(self) -> str:
+        with self._dir("opening the token directory"):
+            pass
+        how = ", encrypted with systemd-creds" if self.encrypted else ""
+        return f"file store in {self.directory}{how}"
+
+    def where(self, account: str) -> str:
+        return str(self.directory / self._name(account, DOCUMENT_SUFFIX))
+
+    def protection(self) -> str:
+        return ENCRYPTED_PROTECTION if self.encrypted else PROTECTION
+
+    def _name(self, account: str, suffix: str) -> str:
+        return f"{account}{suffix}{self._suffix}"
+
+    def _seal(self, name: str, text: str) -> bytes:
+        data = text.encode("utf-8")
+        return data if self._cipher is None else self._cipher.encrypt(name, data)
+
+    @contextlib.contextmanager
+    def _dir(self, what: str) -> Iterator[int]:
+        try:
+            fd = open_private_dir(self.directory)
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"the file store failed while {what}: {_reason(exc, self.directory)}"
+            ) from None
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _call(self, what: str, work: Callable[[int], T]) -> T:
+        with self._dir(what) as fd:
+            try:
+                return work(fd)
+            except OSError as exc:
+                raise StoreUnavailable(
+                    f"the file store failed while {what}: {_reason(exc, self.directory)}"
+                ) from None
+
+    def _read(self, name: str, what: str) -> str | None:
+        data = self._call(what, lambda fd: read_private_file(fd, name))
+        if data is None:
+            return None
+        if self._cipher is not None:
+            data = self._cipher.decrypt(name, data)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return "\ufffd"  # not ours: decode_document says so in its words
+
+    def load(self, account: str) -> TokenDocument | None:
+        """Return the stored tokens of ``account``, or None if there are none."""
+        text = self._read(
+            self._name(account, DOCUMENT_SUFFIX), f"reading the tokens of {account!r}"
+        )
+        return None if text is None else decode_document(text, account)
+
+    def save(self, document: TokenDocument) -> None:
+        """Replace the account's file atomically and durably, then read it back."""
+        account = document.account
+        name = self._name(account, DOCUMENT_SUFFIX)
+        data = self._seal(name, encode_document(document))
+
+        def write_and_verify(fd: int) -> bool:
+            write_private_file(fd, name, data)
+            return read_private_file(fd, name) == data
+
+        if not self._call(f"storing the tokens of {account!r}", write_and_verify):
+            raise StoreCorrupt(
+                f"{self.where(account)} held something else right after it was written; "
+                "another program writes there. Stop it and run `tvmaniac-refreshd login`",
+                account=account,
+            )
+
+    def delete(self, account: str) -> bool:
+        return self._call(
+            f"deleting the tokens of {account!r}",
+            lambda fd: delete_private_file(fd, self._name(account, DOCUMENT_SUFFIX)),
+        )
+
+    def load_client_secret(self, account: str) -> str | None:
+        text = self._read(
+            self._name(account, SECRET_SUFFIX), f"reading the client secret of {account!r}"
+        )
+        return None if text is None else text.strip() or None
+
+    def save_client_secret(self, account: str, secret: str) -> None:
+        name = self._name(account, SECRET_SUFFIX)
+        data = self._seal(name, secret)
+        self._call(
+            f"storing the client secret of {account!r}",
+            lambda fd: write_private_file(fd, name, data),
+        )
+
+    def delete_client_secret(self, account: str) -> bool:
+        return self._call(
+            f"deleting the client secret of {account!r}",
+            lambda fd: delete_private_file(fd, self._name(account, SECRET_SUFFIX)),
+        )
