@@ -306,11 +306,15 @@ class TestTick:
 
     def test_planning_every_account_announces_once(self, world: World) -> None:
         """plan_all reports the status once at its end, not once per account."""
+        # Three names for the one stored account: three plans, each from the same item.
+        accounts = dict.fromkeys(("default", "second", "third"), ACCOUNT)
+        world.daemon.config = Config(source="test", accounts=accounts)
         announced: list[str] = []
         world.daemon._on_change = lambda: announced.append(world.daemon.status_line())
 
         world.daemon.plan_all()
 
+        assert len(world.daemon.watches) == 3
         assert announced == [world.daemon.status_line()]
 
     def test_reload_drops_removed_accounts(self, world: World) -> None:
