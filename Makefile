@@ -54,7 +54,7 @@ lint: install
 	$(BIN)/mypy
 
 ## bench: token cold start, refresh, idle daemon, scale and peer libraries; prints a table and
-## writes bench/results/bench.json. BENCH_ARGS=--long adds the 10-minute idle and 1,000 accounts.
+## writes bench/results/bench.json. BENCH_ARGS=--long: a 600 s idle window and 1,000 accounts.
 bench: system-deps install
 	sh bench/install-deps.sh
 	$(BIN)/python -m bench $(BENCH_ARGS)
