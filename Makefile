@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps demo test check lint format bench clean
+.PHONY: install system-deps demo test check lint format bench clean man
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e . --group test --group lint
 	touch $(STAMP)
 
-## install: a virtual environment in .venv with the package and its dev tools
-install: $(STAMP)
+MANPAGE := man/tvmaniac-refreshd.1
+# Where man(1) looks for a command found in .venv/bin (man-db derives ../share/man from PATH).
+VENV_MANPAGE := $(VENV)/share/man/man1/tvmaniac-refreshd.1
+
+$(VENV_MANPAGE): $(MANPAGE) $(STAMP)
+	install -D -m 644 $(MANPAGE) $(VENV_MANPAGE)
+
+## install: a virtual environment in .venv with the package, its dev tools and the man page
+install: $(STAMP) $(VENV_MANPAGE)
+
+## man: regenerate man/tvmaniac-refreshd.1 from the parser and README.md (a unit test checks it)
+man: $(STAMP)
+	$(BIN)/python -m tvmaniac_refreshd.cli.manpage README.md > $(MANPAGE)
 
 system-deps:
 	sh scripts/install-system-deps.sh
@@ -43,7 +54,7 @@ lint: install
 	$(BIN)/mypy
 
 ## bench: token cold start, refresh, idle daemon, scale and peer libraries; prints a table and
-## writes bench/results/bench.json. BENCH_ARGS=--long adds the 10-minute idle and 1,000 accounts.
+## writes bench/results/bench.json. BENCH_ARGS=--long: a 600 s idle window and 1,000 accounts.
 bench: system-deps install
 	sh bench/install-deps.sh
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.cold import command
 from bench.common import REPO, WEEK, median, peak_rss_kib, rig, run_measured
 from tests.support.harness import CLIENT_ID, CLIENT_SECRET
 
@@ -129,6 +130,12 @@ def measure(runs: int) -> dict[str, object]:
     }
     results: dict[str, object] = {}
     with rig() as r:
+        r.seed()
+        # Our refresh and each peer's, one after the other in every round: a noisy neighbour
+        # then slows all of them alike, which minutes apart it would not.
+        side_by_side: dict[str, tuple[list[str], dict[str, str]]] = {
+            "ours": ([*command(r), "refresh", "--force"], r.env)
+        }
         for peer, (token_script, refresh_script) in scripts.items():
             python = venv_python(peer)
             path = r.root / f"{peer}.json"
@@ -153,6 +160,10 @@ def measure(runs: int) -> dict[str, object]:
                 peak_rss_kib([str(python), "-c", token_script, str(path), r.emulator.url], env)
                 for _ in range(3)
             ]
+            side_by_side[peer] = (
+                [str(python), "-c", refresh_script, str(path), r.emulator.url],
+                env,
+            )
             results[peer] = {
                 "version": version(python, peer),
                 "token_median_ms": round(median([run[0] for run in token_runs]) * 1000, 1),
@@ -160,5 +171,14 @@ def measure(runs: int) -> dict[str, object]:
                 "token_max_rss_mib": round(median(rss) / 1024, 1),
                 "token_store": "plain JSON file (0600)",
             }
+        rounds: dict[str, list[float]] = {name: [] for name in side_by_side}
+        for round_ in range(runs + 1):
+            for name, (argv, env) in side_by_side.items():
+                seconds = run_measured(argv, env)[0]
+                if round_:
+                    rounds[name].append(seconds)
+        results["refresh_side_by_side_ms"] = {
+            name: round(median(values) * 1000, 1) for name, values in rounds.items()
+        }
         results["python"] = sys.version.split()[0]
     return results

@@ -17,7 +17,8 @@ import threading
 import time
 from typing import Any
 
-from bench.common import DUE_AGE, rig, rss_kib
+from bench.common import DUE_AGE, SERVICE, median, rig, rss_kib
+from tests.support.keyring_session import applied
 
 NETWORK_DELAY = 0.05  # seconds per refresh answered by the emulator, as a real round trip
 DEADLINE = 900.0
@@ -86,6 +87,7 @@ def measure(accounts: int, cap: int) -> dict[str, object]:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(60)
             notify.close()
+        keyring_ms = keyring_calls(r.env, r.names)
     return {
         "accounts": accounts,
         "max_concurrency": cap,
@@ -98,4 +100,26 @@ def measure(accounts: int, cap: int) -> dict[str, object]:
         "rss_after_refresh_mib": round(rss_after / 1024, 1),
         "peak_in_flight": flight.peak,
         "cap_respected": flight.peak <= cap,
+        "keyring_call_ms": keyring_ms,
     }
+
+
+def keyring_calls(env: dict[str, str], names: list[str], runs: int = 15) -> dict[str, float]:
+    """One item read and one item write (the direct D-Bus calls), with this many items stored.
+
+    Says which keyring call grows with the collection: gnome-keyring finds an item by its
+    attributes quickly, but stores every change by rewriting its whole collection file.
+    """
+    from tvmaniac_refreshd.storage.secret_service import read_item, write_item  # noqa: PLC0415
+
+    reads, writes = [], []
+    with applied(env):
+        for index in range(runs):
+            name = names[index % len(names)]
+            began = time.perf_counter()
+            text = read_item(SERVICE, name) or ""
+            reads.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            write_item(SERVICE, name, text)  # the same text: the pair stays valid
+            writes.append(time.perf_counter() - began)
+    return {"read": round(median(reads) * 1000, 2), "write": round(median(writes) * 1000, 2)}

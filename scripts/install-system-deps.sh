@@ -4,7 +4,9 @@
 set -eu
 
 # debootstrap: a Debian 13 tree (systemd 257) for the systemd-creds tests, built once per machine.
-PACKAGES="gnome-keyring libsecret-tools dbus-daemon dbus-user-session python3-venv systemd-container curl time debootstrap"
+# git: the credential-helper tests; zsh, fish: the completion tests; man-db: `man -l` of the man
+# page; msmtp: the mail recipe's test.
+PACKAGES="gnome-keyring libsecret-tools dbus-daemon dbus-user-session python3-venv systemd-container curl time debootstrap git zsh fish man-db msmtp"
 
 missing=""
 for package in $PACKAGES; do

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Callable, Mapping
+from urllib.parse import parse_qs, urlencode
 
 from trakt_emulator import activate
-from trakt_emulator.replies import NO_STORE, Reply, empty_reply, json_reply
+from trakt_emulator.replies import HTML_TYPE, NO_STORE, Reply, empty_reply, json_reply
 from trakt_emulator.state import State
 
 INVALID_CLIENT = {
@@ -44,13 +46,13 @@ class OAuthApp:
             "/users/settings": ("GET", self._settings),
         }
 
-    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
+    def handle(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes, query: str = ""
+    ) -> Reply:
         """Route one request (path without query string; header names in lower case)."""
-        if path == activate.PATH and method in ("GET", "POST"):
-            # A browser's form, not an API call: no JSON content type to insist on.
-            if method == "GET":
-                return activate.page(self._state, headers)
-            return activate.approve(self._state, headers, body)
+        page = self._browser_page(method, path, headers, body, query)
+        if page is not None:
+            return page
         route = self._routes.get(path)
         if route is None:
             if method == "POST" and not _is_json(headers):
@@ -60,6 +62,20 @@ class OAuthApp:
         if method != allowed:
             return empty_reply(405, (("Allow", allowed),))
         return handler(headers, body)
+
+    def _browser_page(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes, query: str
+    ) -> Reply | None:
+        """The pages a browser opens (no JSON content type to insist on), else None."""
+        if path == "/oauth/authorize":
+            if method != "GET":
+                return empty_reply(405, (("Allow", "GET"),))
+            return self._authorize(query)
+        if path == activate.PATH and method in ("GET", "POST"):
+            if method == "GET":
+                return activate.page(self._state, headers)
+            return activate.approve(self._state, headers, body)
+        return None
 
     # E1
     def _device_code(self, headers: Mapping[str, str], body: bytes) -> Reply:
@@ -146,6 +162,37 @@ class OAuthApp:
             return self._invalid_grant(result)
         return json_reply(200, result.as_json(), NO_STORE)
 
+    # The browser's side of E3: the user signs in and approves; the redirect carries the code.
+    def _authorize(self, query: str) -> Reply:
+        params = {key: values[0] for key, values in parse_qs(query).items()}
+        client_id = params.get("client_id", "")
+        redirect_uri = params.get("redirect_uri", "")
+        # Doorkeeper shows these two on its own page: redirecting to an unchecked URI would
+        # hand the code to whoever named it (RFC 6749, section 4.1.2.1).
+        if not self._state.known_client(client_id):
+            return _error_page("The client is unknown.")
+        if redirect_uri not in self._state.options.redirect_uris.split():
+            return _error_page("The redirect uri included is not valid.")
+        challenge = params.get("code_challenge")
+        method = params.get("code_challenge_method", "plain" if challenge else None)
+        error = None
+        if params.get("response_type") != "code":
+            error = "unsupported_response_type"
+        elif challenge is not None and (method != "S256" or len(challenge) != 43):
+            error = "invalid_request"  # Trakt supports S256 only
+        elif challenge is None and method is not None:
+            error = "invalid_request"
+        reply: dict[str, str]
+        if error is not None:
+            reply = {"error": error}
+        else:
+            user = self._state.options.auto_approve_user
+            reply = {"code": self._state.authorize(user, redirect_uri, challenge, client_id)}
+        if "state" in params:
+            reply["state"] = params["state"]
+        location = f"{redirect_uri}?{urlencode(reply)}"
+        return Reply(302, b"", HTML_TYPE, (("Location", location), ("Cache-Control", "no-store")))
+
     # E6
     def _revoke(self, headers: Mapping[str, str], body: bytes) -> Reply:
         payload = _json_object(body)
@@ -206,6 +253,12 @@ class OAuthApp:
             f'Bearer realm="Doorkeeper", error="invalid_grant", error_description="{description}"'
         )
         return json_reply(401, payload, (*NO_STORE, ("WWW-Authenticate", challenge)))
+
+
+def _error_page(message: str) -> Reply:
+    page = "<!DOCTYPE html><title>Trakt</title><h1>An error has occurred</h1>"
+    page += f"<p>{html.escape(message)}"
+    return Reply(400, page.encode("utf-8"), HTML_TYPE)
 
 
 def _invalid_request(detail: str) -> Reply:

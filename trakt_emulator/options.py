@@ -23,6 +23,9 @@ class Options:
     verification_url: str = VERIFICATION_URL
     auto_approve_after_polls: int | None = None
     auto_approve_user: str = "demo"
+    # The Trakt app's registered redirect URIs, space-separated; /oauth/authorize accepts
+    # exactly these (Trakt: "case-sensitive and must exactly match").
+    redirect_uris: str = "urn:ietf:wg:oauth:2.0:oob"
     cf_require_user_agent: bool = True
     legacy_401: bool = False
     legacy_doorkeeper_text: bool = False

@@ -202,7 +202,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _app(self, path: str, headers: dict[str, str], body: bytes) -> Reply:
         try:
-            return self.server.backend.app.handle(self.command, path, headers, body)
+            query = urlsplit(self.path).query
+            return self.server.backend.app.handle(self.command, path, headers, body, query)
         except Exception as exc:
             # An emulator bug must surface in the test, not as a silently dropped connection.
             self.server.errors.append(repr(exc))

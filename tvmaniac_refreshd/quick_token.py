@@ -57,36 +57,62 @@ def attempt(
 ) -> int | None:
     """Print the access token and return 0, or return None to leave it to the full command."""
     request = _parse(argv)
-    if request is None or may_choose_backend_explicitly(environ, platform):
+    if request is None:
         return None
-    config, account, min_valid = request
-    account = account or environ.get(ACCOUNT_ENV) or None  # as App.account_name
-    adopt_session_bus(environ)
-    token = _fresh_token(
-        config, account, min_valid, environ, time.time() if clock is None else clock
-    )
-    if token is None:
+    config, account, min_valid, as_json = request
+    found = stored_token(config, account, min_valid, environ, platform=platform, now=clock)
+    if found is None:
         return None
+    if as_json:
+        # Only here: a plain `token` must not pay even this small import.
+        from tvmaniac_refreshd.core.token_json import json_line  # noqa: PLC0415
+
+        line = json_line(*found)
+    else:
+        line = found[1]
     try:
-        out.write(token + "\n")
+        out.write(line + "\n")
         out.flush()
     except OSError:
         return None  # the full command reports it, in its words
     return 0
 
 
-def _parse(argv: Sequence[str]) -> tuple[str | None, str | None, int | None] | None:
-    """Return (--config, --account, --min-valid) of a plain `token` command line, else None.
+def stored_token(
+    config: str | None,
+    account: str | None,
+    min_valid: int | None,
+    environ: os._Environ[str] | dict[str, str],
+    *,
+    platform: str = sys.platform,
+    now: float | None = None,
+) -> tuple[str, str, str, int] | None:
+    """Return (account, access token, token type, expiry) when the last full run's decision
+    still holds for it (the module docstring says when); None means: ask the full program."""
+    if may_choose_backend_explicitly(environ, platform):
+        return None
+    account = account or environ.get(ACCOUNT_ENV) or None  # as App.account_name
+    adopt_session_bus(environ)
+    return _fresh_token(config, account, min_valid, environ, time.time() if now is None else now)
+
+
+def _parse(argv: Sequence[str]) -> tuple[str | None, str | None, int | None, bool] | None:
+    """Return (--config, --account, --min-valid, --json) of a plain `token` command line,
+    else None.
 
     --config and --account may stand before or after `token`, as the full parser allows.
     """
     options: dict[str, str] = {}
     args = list(argv)
     verb_seen = False
+    as_json = False
     while args:
         word = args.pop(0)
         if word == "token" and not verb_seen:
             verb_seen = True
+            continue
+        if word == "--json" and verb_seen and not as_json:
+            as_json = True
             continue
         name, equals, value = word.partition("=")
         allowed = (*GLOBAL_OPTIONS, "--min-valid") if verb_seen else GLOBAL_OPTIONS
@@ -109,7 +135,7 @@ def _parse(argv: Sequence[str]) -> tuple[str | None, str | None, int | None] | N
             min_valid = parse_duration(options["--min-valid"])
         except ValueError:
             return None
-    return options.get("--config"), options.get("--account"), min_valid
+    return options.get("--config"), options.get("--account"), min_valid, as_json
 
 
 def _fresh_token(
@@ -118,7 +144,8 @@ def _fresh_token(
     min_valid: int | None,
     environ: Mapping[str, str],
     now: float,
-) -> str | None:
+) -> tuple[str, str, str, int] | None:
+    """Return (account, access token, token type, expiry) when the token may be printed as is."""
     directory = state_directory(environ)
     try:
         found = _decision(directory, config_identity(config_file(config, environ)), account)
@@ -144,7 +171,10 @@ def _fresh_token(
         fresh_until = decision.get("fresh_until")
         fresh = isinstance(fresh_until, int) and now < fresh_until
     token = document.get("access_token")
-    return token if fresh and isinstance(token, str) and is_token_text(token) else None
+    token_type = document.get("token_type", "bearer")
+    if fresh and isinstance(token, str) and is_token_text(token) and isinstance(token_type, str):
+        return found[0], token, token_type, expires_at
+    return None
 
 
 def _read_private(path: str) -> str | None:

@@ -54,9 +54,14 @@ def test_bench_smoke_writes_every_section(tmp_path: Path) -> None:
     session = report["secret_session"]
     assert set(session["read_median_ms"]) == {"plain", "encrypted"}
     assert set(session["cold_process_median_ms"]) == {"plain", "encrypted"}
+    in_process = report["refresh"]["in_process"]
+    assert {"daemon_refresh", "http_post", "keyring_write"} <= set(in_process["median_ms"])
     idle = report["idle"]
-    assert {"one", "many", "one_watchdog", "rss_per_extra_account_kib"} <= set(idle)
-    assert {"rss_mib", "wakeups_per_hour"} <= set(idle["one"])
+    assert {"one", "many", "one_no_watchdog", "rss_per_extra_account_kib"} <= set(idle)
+    assert {"rss_mib", "wakeups_per_hour", "switches", "window_holds"} <= set(idle["one"])
+    # The window holds whole periods: a count that may or may not include a tick says nothing.
+    holds = idle["one"]["window_holds"]
+    assert all(float(count).is_integer() and count >= 1 for count in holds.values()), holds
     (scale,) = report["scale"]
     assert scale["cap_respected"] is True
     assert {"ready_s", "rss_ready_mib", "refresh_all_s", "peak_in_flight"} <= set(scale)

@@ -224,7 +224,9 @@ class Harness:
             for run in self.transcript
             for stream, text in (("stdout", run.out), ("stderr", run.err))
             for secret in secrets
-            if secret in text and not (verb_of(run.args) == "token" and stream == "stdout")
+            # The token on stdout is the answer of `token` and of git's credential helper.
+            if secret in text
+            and not (verb_of(run.args) in ("token", "git-credential") and stream == "stdout")
         ]
 
 

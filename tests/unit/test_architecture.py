@@ -23,7 +23,7 @@ RANKS = {
     "service": 3,
     "cli": 4,
 }
-TOP = 5  # entry.py, quick_token.py, __main__.py, __init__.py
+TOP = 5  # entry.py, quick_token.py, api.py, __main__.py, __init__.py
 
 
 def module_name(path: Path) -> str:
@@ -129,6 +129,9 @@ def test_every_module_lives_in_a_layer_folder_or_is_an_entry_point() -> None:
             f"{NAME}.__main__",
             f"{NAME}.entry",
             f"{NAME}.quick_token",
+            # The Python API: a face for programs, as entry.py is for shells. Not in __init__,
+            # which must stay free of imports so that `import tvmaniac_refreshd` costs nothing.
+            f"{NAME}.api",
             *(f"{NAME}.{layer}" for layer in RANKS),
         }
     }

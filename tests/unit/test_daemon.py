@@ -292,6 +292,31 @@ class TestTick:
             "7 accounts: 1 login needed, 6 scheduled; next refresh at 09:00 UTC"
         )
 
+    def test_status_line_lists_up_to_four_shown_accounts(self, world: World) -> None:
+        """Accounts with nothing to show do not count toward the summary's threshold."""
+        from tvmaniac_refreshd.daemon.decisions import Condition, Watch  # noqa: PLC0415
+
+        world.daemon.watches.clear()
+        for index in range(4):
+            world.daemon.watches[f"a{index}"] = Watch(Condition.SCHEDULED, world.clock() + 3600)
+        # No retry planned yet: nothing to show for it.
+        world.daemon.watches["b"] = Watch(Condition.KEYRING_UNAVAILABLE)
+
+        assert world.daemon.status_line().count("next refresh at") == 4
+
+    def test_planning_every_account_announces_once(self, world: World) -> None:
+        """plan_all reports the status once at its end, not once per account."""
+        # Three names for the one stored account: three plans, each from the same item.
+        accounts = dict.fromkeys(("default", "second", "third"), ACCOUNT)
+        world.daemon.config = Config(source="test", accounts=accounts)
+        announced: list[str] = []
+        world.daemon._on_change = lambda: announced.append(world.daemon.status_line())
+
+        world.daemon.plan_all()
+
+        assert len(world.daemon.watches) == 3
+        assert announced == [world.daemon.status_line()]
+
     def test_reload_drops_removed_accounts(self, world: World) -> None:
         """A reload without the account cancels its job."""
         world.daemon.plan_all()

@@ -396,6 +396,67 @@ def test_authorization_code_with_pkce(emu: Emulator, client: httpx.Client) -> No
     assert replay.json()["error"] == "invalid_grant"
 
 
+def test_the_authorize_page_redirects_with_a_single_use_pkce_code(
+    emu: Emulator, client: httpx.Client
+) -> None:
+    """GET /oauth/authorize: the user approves; the code works once, with the exact URI and the
+    verifier, and without a client secret."""
+    redirect = "http://127.0.0.1:8765/callback"
+    emu.configure(redirect_uris=f"{OOB} {redirect}", auto_approve_user="erin")
+    verifier = "a" * 43
+    digest = hashlib.sha256(verifier.encode()).digest()
+    challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    query = {
+        "response_type": "code",
+        "client_id": CLIENT_ID,
+        "redirect_uri": redirect,
+        "state": "st4te",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    page = client.get("/oauth/authorize", params=query)
+    assert page.status_code == 302
+    location = httpx.URL(page.headers["location"])
+    assert str(location).startswith(redirect + "?")
+    assert location.params["state"] == "st4te"
+    code = location.params["code"]
+    base = {"client_id": CLIENT_ID, "grant_type": "authorization_code", "code": code}
+    good = {**base, "redirect_uri": redirect, "code_verifier": verifier}
+    assert client.post("/oauth/token", json={**good, "code_verifier": "b" * 43}).status_code == 400
+    assert client.post("/oauth/token", json=good).status_code == 200
+    assert client.post("/oauth/token", json=good).json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "error"),
+    [
+        ({"redirect_uri": "http://127.0.0.1:9999/callback"}, 400, None),  # not registered
+        ({"redirect_uri": "http://127.0.0.1:8765/Callback"}, 400, None),  # case matters
+        ({"client_id": "nobody"}, 400, None),
+        ({"code_challenge_method": "plain"}, 302, "invalid_request"),  # S256 only
+        ({"response_type": "token"}, 302, "unsupported_response_type"),
+    ],
+)
+def test_the_authorize_page_refuses(
+    emu: Emulator, client: httpx.Client, change: dict[str, str], status: int, error: str | None
+) -> None:
+    emu.configure(redirect_uris="http://127.0.0.1:8765/callback")
+    query = {
+        "response_type": "code",
+        "client_id": CLIENT_ID,
+        "redirect_uri": "http://127.0.0.1:8765/callback",
+        "code_challenge": "c" * 43,
+        "code_challenge_method": "S256",
+        **change,
+    }
+    page = client.get("/oauth/authorize", params=query)
+    assert page.status_code == status
+    if error is None:
+        assert "location" not in page.headers  # never redirect to an unchecked URI
+    else:
+        assert httpx.URL(page.headers["location"]).params["error"] == error
+
+
 # -- revoke (E6) and the probe (E7) ---------------------------------------------------------
 
 

@@ -271,3 +271,34 @@ def test_redaction_is_safe_while_secrets_are_added_concurrently() -> None:
 
     assert errors == []
     assert redact_text(f"concurrent-secret-{3 * MAX_KNOWN_SECRETS - 1:06d}") == "[redacted]"
+
+
+QUIET_THEN = (
+    "import sys\n"
+    "from tvmaniac_refreshd.core.logs import configure_logging, get_logger\n"
+    "configure_logging(quiet=True)\n"
+    "get_logger(account='a').{method}('an.event', n=1)\n"
+    "print('structlog' in sys.modules)\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("method", "loaded", "shown"), [("info", False, False), ("warning", True, True)]
+)
+def test_a_record_below_the_level_does_not_load_structlog(
+    method: str, loaded: bool, shown: bool
+) -> None:
+    """A quiet command's info line is dropped as structlog would, without importing it."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    result = subprocess.run(
+        [sys.executable, "-c", QUIET_THEN.format(method=method)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert result.stdout.strip() == str(loaded)
+    assert ("an.event" in result.stderr) is shown, result.stderr

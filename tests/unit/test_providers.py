@@ -34,11 +34,12 @@ def test_factory_picks_the_dialect_by_config(http: httpx.Client) -> None:
 
 
 def test_capabilities_follow_the_config(http: httpx.Client) -> None:
-    """Trakt logs in by device code only (for now); oauth2 without a device endpoint uses the
-    browser, which is what `login` picks without --browser."""
+    """Trakt logs in by device code by default and offers the browser (PKCE) on request; oauth2
+    without a device endpoint uses the browser, which is what `login` picks without --browser."""
     trakt, oauth2 = make_provider(http, TRAKT, None), make_provider(http, OAUTH2, None)
 
-    assert (trakt.has_device_login, trakt.browser()) == (True, None)
+    assert trakt.has_device_login is True
+    assert trakt.browser() is not None
     assert oauth2.has_device_login is False
     assert oauth2.browser() is not None
 

@@ -7,11 +7,15 @@ import getpass
 import json
 import sys
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+from tvmaniac_refreshd.cli.access import file_store_dir as _file_store_dir
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.options import (
     ConfigCheckOptions,
     ConfigInitOptions,
+    ExecOptions,
+    GitCredentialOptions,
     LoginOptions,
     LogoutOptions,
     NoOptions,
@@ -45,15 +49,13 @@ from tvmaniac_refreshd.core.errors import (
     SessionRejected,
     StoreCorrupt,
     StoreUnavailable,
-    TransientError,
-    UnsafeLocation,
     UsageError,
 )
 from tvmaniac_refreshd.core.launchd_log import supervised_by_launchd, trim_launchd_logs
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import get_logger, register_secret, shown
 from tvmaniac_refreshd.core.policy import refresh_due_at
-from tvmaniac_refreshd.core.tokens import TokenDocument, encode_document
+from tvmaniac_refreshd.core.tokens import TokenDocument
 from tvmaniac_refreshd.providers.factory import wording_for
 from tvmaniac_refreshd.storage import quick_record
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
@@ -92,9 +94,15 @@ def cmd_login(app: App, options: LoginOptions) -> int:
         if login is None:
             wording = client.wording
             raise UsageError(f"{wording.name} offers no browser login here; {wording.relogin}")
-        port = options.port if options.port is not None else account.redirect_port
         opener = default_opener() if has_display(app.environ) else None
-        tokens = browser_login(login, port=port, out=app.out, open_browser=opener)
+        fixed = login.registered_redirect_uri
+        if fixed is None:
+            port = options.port if options.port is not None else account.redirect_port
+        else:  # the provider accepts this very URI, so its port is the one to listen on
+            port = _registered_port(fixed, options.port)
+        tokens = browser_login(
+            login, port=port, out=app.out, open_browser=opener, redirect_uri=fixed
+        )
     else:
         device = client.request_device_code(now=app.clock())
         tty = app.out.isatty()
@@ -143,6 +151,17 @@ def _require_client_secret(app: App, account: Account) -> None:
                 "in the file)"
             ],
         )
+
+
+def _registered_port(redirect_uri: str, asked: int | None) -> int:
+    """Return the port of a registered redirect URI; --port may only repeat it."""
+    port = urlsplit(redirect_uri).port or 80
+    if asked is not None and asked != port:
+        raise UsageError(
+            f"--port {asked} differs from the port of the registered redirect URI "
+            f"({redirect_uri}), which the provider accepts exactly as written"
+        )
+    return port
 
 
 def cmd_logout(app: App, options: LogoutOptions) -> int:
@@ -317,12 +336,6 @@ def _tell_daemon(app: App) -> None:
         get_logger().debug("daemon.told", pid=pid)
 
 
-def _file_store_dir(app: App) -> str | None:
-    """Return the file store's directory, or None when the tokens are in the keyring."""
-    directory = getattr(app.store, "directory", None)
-    return None if directory is None else str(directory)
-
-
 def _store_summary(app: App) -> dict[str, object]:
     """Return which store holds the tokens, where, and what protects them."""
     return {
@@ -333,65 +346,30 @@ def _store_summary(app: App) -> dict[str, object]:
 
 
 def cmd_token(app: App, options: TokenOptions) -> int:
-    config_file = quick_record.config_identity(str(config_path(app.common.config, app.environ)))
+    from tvmaniac_refreshd.cli.access import valid_document  # noqa: PLC0415
+    from tvmaniac_refreshd.core.token_json import json_line  # noqa: PLC0415
+
     account = app.account()
-    refresher = app.refresher(account)
-    min_valid = options.min_valid
-    if min_valid is not None:
-        _check_reachable(refresher.load(), min_valid)
-    try:
-        fresh = refresher.ensure_fresh(min_valid=min_valid)
-        document = fresh.document
-    except TransientError as exc:
-        document = refresher.load()
-        if min_valid is not None or document.tokens.expires_at <= app.clock():
-            raise
-        app.warn(f"{exc}; printing the current token, which is still valid")
-    if min_valid is not None:
-        # The provider may just have shortened its lifetime: this refresh was the last one.
-        _check_reachable(document, min_valid)
-    app.out.write(document.tokens.access_token + "\n")
+    tokens = valid_document(app, account, options.min_valid).tokens
+    if options.json:
+        line = json_line(account.name, tokens.access_token, tokens.token_type, tokens.expires_at)
+    else:
+        line = tokens.access_token
+    app.out.write(line + "\n")
     app.out.flush()
-    # An encrypted file costs a systemd-creds call to read: the quick path would gain nothing.
-    encrypted = getattr(app.store, "encrypted", False)
-    if config_file is not None and not app.config.warnings and not encrypted:
-        _remember_decision(app, account, document, config_file)
     return EXIT_OK
 
 
-def _check_reachable(document: TokenDocument, min_valid: int) -> None:
-    """Refuse a --min-valid that no token of this provider can meet.
+def cmd_exec(app: App, options: ExecOptions) -> int:
+    from tvmaniac_refreshd.cli.exec_command import run_with_token  # noqa: PLC0415
 
-    A refresh would not help (the new token lasts as long as the last one did), and spending a
-    refresh token on every call for nothing is what this prevents. Asking for the impossible is
-    a usage error (2): retrying later (75) would not change the answer.
-    """
-    lifetime = document.tokens.expires_in
-    if min_valid > lifetime:
-        raise UsageError(
-            f"--min-valid {format_duration(min_valid)} cannot be met: the provider issues "
-            f"tokens valid for {format_duration(lifetime)}; ask for at most that"
-        )
+    return run_with_token(app, options)
 
 
-def _remember_decision(app: App, account: Account, document: TokenDocument, config: str) -> None:
-    """Let the next plain `token` skip loading the program while this decision holds."""
-    try:
-        default: str | None = app.config.select(None).name
-    except UsageError:  # several accounts and none chosen: the quick path must ask the config
-        default = None
-    try:
-        quick_record.remember(
-            app.environ,
-            config=config,
-            default_account=default,
-            account=account.name,
-            document_text=encode_document(document),
-            fresh_until=refresh_due_at(document.tokens, account.refresh, salt=account.name),
-            file_store=_file_store_dir(app),
-        )
-    except (OSError, UnsafeLocation) as exc:  # only a speed-up is lost
-        get_logger(account=account.name).debug("token.not_remembered", error=str(exc))
+def cmd_git_credential(app: App, options: GitCredentialOptions) -> int:
+    from tvmaniac_refreshd.cli.git_credential import answer  # noqa: PLC0415
+
+    return answer(app, options)
 
 
 def cmd_refresh(app: App, options: RefreshOptions) -> int:

@@ -55,6 +55,24 @@ class StatusOptions:
 @dataclass(frozen=True)
 class TokenOptions:
     min_valid: int | None = None
+    json: bool = False
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    min_valid: int | None = None
+    env: str = "ACCESS_TOKEN"
+    command: list[str] | None = None  # what followed `--`; None: there was no `--`
+
+
+@dataclass(frozen=True)
+class GitCredentialOptions:
+    action: Literal["get", "store", "erase"] = "get"
+
+
+@dataclass(frozen=True)
+class CompletionOptions:
+    shell: Literal["bash", "zsh", "fish"] = "bash"
 
 
 @dataclass(frozen=True)

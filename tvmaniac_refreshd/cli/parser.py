@@ -19,6 +19,8 @@ from tvmaniac_refreshd.cli.commands import (
     cmd_config_example,
     cmd_config_init,
     cmd_config_set_secret,
+    cmd_exec,
+    cmd_git_credential,
     cmd_login,
     cmd_logout,
     cmd_refresh,
@@ -32,8 +34,11 @@ from tvmaniac_refreshd.cli.commands import (
 from tvmaniac_refreshd.cli.migrate import cmd_store_migrate
 from tvmaniac_refreshd.cli.options import (
     Common,
+    CompletionOptions,
     ConfigCheckOptions,
     ConfigInitOptions,
+    ExecOptions,
+    GitCredentialOptions,
     LoginOptions,
     LogoutOptions,
     NoOptions,
@@ -171,8 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     login.add_argument(
         "--browser",
         action="store_true",
-        help="oauth2 accounts: log in through the browser (authorization code with PKCE and a "
-        "loopback redirect) instead of a device code",
+        help="log in through the browser (authorization code with PKCE and a loopback "
+        "redirect) instead of a device code; Trakt: needs a redirect_uri such as "
+        "http://127.0.0.1:8765/callback, registered in the Trakt app",
     )
     login.add_argument(
         "--port",
@@ -228,6 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="refresh first if less than DUR (e.g. 90s, 15m, 5h) remains; exit 2 (and spend "
         "no refresh) if the provider's tokens never last that long, 75 if the refresh fails "
         "for a passing reason",
+    )
+    token.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object instead: format_version, account, access_token, token_type, "
+        "expires_at",
     )
     verb(
         "run",
@@ -324,7 +336,91 @@ def build_parser() -> argparse.ArgumentParser:
     store_verbs = store.add_subparsers(dest="store_verb", metavar="ACTION", required=True)
     migrate = action(store_verbs, "migrate", "move every account's items to the given store")
     migrate.add_argument("--to", choices=("file", "keyring"), required=True, help="target store")
+    _consumer_verbs(verb)
     return parser
+
+
+def _consumer_verbs(verb: Callable[..., argparse.ArgumentParser]) -> None:
+    """The verbs that hand the token to other programs: exec, git, shells, man."""
+    run = verb(
+        "exec",
+        "Run a command with a valid access token in its environment.",
+        "Makes sure the token is valid (as `token` does), then replaces itself with CMD, the\n"
+        "token in the variable NAME. The token is never in an argv; nothing goes to stdout;\n"
+        "CMD's exit code is the exit code (127: CMD not found). If no valid token can be had,\n"
+        "CMD is not run and the exit code says why (69, 75, 77, 78).\n\n"
+        "example (printf is a shell builtin, so the token is in no argv):\n"
+        "  tvmaniac-refreshd exec -- sh -c "
+        '\'printf "Authorization: Bearer %s\\n" "$ACCESS_TOKEN" | curl -H @- URL\'',
+    )
+    run.usage = f"{APP} exec [-h] [--min-valid DUR] [--env NAME] -- CMD [ARG...]"
+    run.add_argument(
+        "--min-valid",
+        metavar="DUR",
+        type=_duration_arg,
+        help="refresh first if less than DUR remains (default: as `token`)",
+    )
+    run.add_argument(
+        "--env",
+        metavar="NAME",
+        default="ACCESS_TOKEN",
+        help="the environment variable that holds the token (default: ACCESS_TOKEN)",
+    )
+    run.set_defaults(command=None)
+    git = verb(
+        "git-credential",
+        "A git credential helper for oauth2 accounts that name a git_host.",
+        "Speaks gitcredentials(7) on stdin/stdout. `get` answers username (git_username),\n"
+        "password (the access token, valid for at least a minute) and password_expiry_utc\n"
+        "for a matching https host, and nothing for any other host, so git asks its next\n"
+        "helper. `store` and `erase` do nothing.\n\n"
+        "setup: git config --global credential.https://HOST.helper "
+        "'!tvmaniac-refreshd git-credential'",
+    )
+    git.add_argument("action", choices=("get", "store", "erase"), help="what git asks for")
+    shells = verb(
+        "completion",
+        "Print a shell completion script for every verb and option.",
+        'bash: eval "$(tvmaniac-refreshd completion bash)"\n'
+        'zsh:  tvmaniac-refreshd completion zsh > "${fpath[1]}/_tvmaniac-refreshd"\n'
+        "fish: tvmaniac-refreshd completion fish > "
+        "~/.config/fish/completions/tvmaniac-refreshd.fish",
+    )
+    shells.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell")
+
+
+def split_exec(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
+    """Return (what argparse reads, the command after `--`) for an `exec` command line.
+
+    argparse would take CMD's own options for ours; everything after exec's `--` is CMD's.
+    For any other verb, or without `--`, the command is None.
+    """
+    words = list(argv)
+    takes_value = {"--config", "--account"}
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if word in takes_value:
+            index += 2
+            continue
+        if word.startswith("-"):
+            index += 1
+            continue
+        if word != "exec":
+            return words, None
+        if "--" not in words[index:]:
+            return words, None
+        cut = words.index("--", index)
+        return words[:cut], words[cut + 1 :]
+    return words, None
+
+
+def cmd_completion(app: App, options: CompletionOptions) -> int:
+    """Print the completion script; here, since it is made from this module's parser."""
+    from tvmaniac_refreshd.cli.completion import script  # noqa: PLC0415
+
+    app.out.write(script(build_parser(), options.shell))
+    return EXIT_OK
 
 
 Options = TypeVar("Options")
@@ -356,6 +452,9 @@ VERBS: dict[str, Verb[Any]] = {
     "config init": Verb(cmd_config_init, ConfigInitOptions),
     "config example": Verb(cmd_config_example, NoOptions),
     "store migrate": Verb(cmd_store_migrate, StoreMigrateOptions),
+    "exec": Verb(cmd_exec, ExecOptions),
+    "git-credential": Verb(cmd_git_credential, GitCredentialOptions),
+    "completion": Verb(cmd_completion, CompletionOptions),
 }
 
 
@@ -373,10 +472,13 @@ def main(
         adopt_session_bus(os.environ)
         environ = os.environ
     parser = build_parser()
+    words, command = split_exec(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(words)
     except SystemExit as exc:  # argparse has printed usage or help
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.verb == "exec":
+        args.command = command
     verb = args.verb
     if verb is None:  # no verb at all: say what there is
         parser.print_help(out)

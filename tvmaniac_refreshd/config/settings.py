@@ -94,6 +94,8 @@ class Account:
     client_auth: str = "client_secret_basic"
     default_lifetime: int = 3600  # when a token response has no expires_in
     redirect_port: int = 0  # the loopback redirect's port; 0 picks a free one
+    git_hosts: tuple[str, ...] = ()  # `git-credential get` answers for these hosts
+    git_username: str = "oauth2"  # the user name git sends with the token (GitLab's choice)
     refresh: RefreshPolicy = RefreshPolicy()
     retry: RetryPolicy = RetryPolicy()
     alerts: Alerts = Alerts()
@@ -244,6 +246,8 @@ OAUTH2_KEYS = {
     "client_auth",
     "default_lifetime",
     "redirect_port",
+    "git_host",
+    "git_username",
 }
 TRAKT_KEYS = {"auth_url", "api_url", "redirect_uri"}
 
@@ -309,6 +313,8 @@ def _oauth2_fields(table: Mapping[str, Any], prefix: str, problems: values.Probl
         "client_auth": get("client_auth", values.choice(CLIENT_AUTH), "client_secret_basic"),
         "default_lifetime": get("default_lifetime", values.positive_duration, 3600),
         "redirect_port": get("redirect_port", values.port, 0),
+        "git_hosts": get("git_host", values.hosts, ()),
+        "git_username": get("git_username", values.text, "oauth2"),
     }
 
 

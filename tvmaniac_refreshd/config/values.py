@@ -202,6 +202,20 @@ def choice(options: tuple[str, ...]) -> Converter:
     return convert
 
 
+def hosts(value: object) -> tuple[str, ...]:
+    """Accept one git host or a list of them: a host name, optionally with ``:port``."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise TypeError('expected a host or a list of hosts, e.g. "gitlab.example.com"')
+    found = []
+    for name in names:
+        host = name.strip().lower()
+        if not host or any(ch in host for ch in "/@ \t\r\n\0"):
+            raise ValueError(f"{name!r} is not a host name (no scheme, path or user)")
+        found.append(host)
+    return tuple(found)
+
+
 def port(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
         raise TypeError(f"expected a port number from 0 to 65535, got {value!r}")

@@ -72,6 +72,17 @@ _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u206
 _CONTROLS_BUT_NEWLINE = re.compile(
     "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
 )
+# The level of that setup: a record below it is dropped without loading structlog at all.
+_pending_level = logging.NOTSET
+# The levels of structlog's filtering bound logger's methods (the ones this project calls).
+_METHOD_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
 # Whether stderr is journald's stream: plain lines written there then carry a ``<N>`` prefix.
 _stderr_is_journal = False
 
@@ -221,8 +232,8 @@ def configure_logging(
     ``daemon``, a ``stream`` that is journald's gets the native entries too.
     ``journal`` replaces the default sender (another socket path, or to read its counters).
     """
-    global _pending, _stderr_is_journal  # noqa: PLW0603  # one setup per process, as structlog's
-    _pending = None
+    global _pending, _pending_level, _stderr_is_journal  # noqa: PLW0603  # one setup per process
+    _pending, _pending_level = None, logging.NOTSET
     out = stream if stream is not None else sys.stderr
     env = os.environ if environ is None else environ
     # Checked only when the variable is there: the check imports the journal module.
@@ -236,6 +247,7 @@ def configure_logging(
     if daemon:
         _configure_daemon(out, level, env, journal)
         return
+    _pending_level = level
     if _stderr_is_journal:
         # A oneshot under systemd: the daemon's fields and priorities, loaded on first use.
         _pending = lambda: _configure_daemon(out, level, env, journal)  # noqa: E731
@@ -341,16 +353,28 @@ class _Logger:
         self._bound: Any = None
 
     def __getattr__(self, name: str) -> Any:  # noqa: ANN401  # forwards to structlog's logger
+        if (
+            self._bound is None
+            and _METHOD_LEVELS.get(name, logging.CRITICAL) < _pending_level
+            and "structlog" not in sys.modules  # else someone may have configured it since
+        ):
+            # Filtered out by the recorded setup, as structlog's filtering logger would: a
+            # quiet `refresh` need not pay structlog's import for a line nobody sees.
+            return _drop
         if self._bound is None:
             self._bound = _structlog_logger(self._context)
         return getattr(self._bound, name)
 
 
+def _drop(*_args: object, **_kwargs: object) -> None:
+    """A record below the recorded level: nothing to do."""
+
+
 def _structlog_logger(context: dict[str, Any]) -> Any:  # noqa: ANN401
-    global _pending
+    global _pending, _pending_level
     import structlog  # noqa: PLC0415  # deferred: see the module docstring
 
-    apply, _pending = _pending, None
+    apply, _pending, _pending_level = _pending, None, logging.NOTSET
     # Someone configured structlog since (a test's capture_logs): theirs wins, as it would
     # have had the setup been applied at once.
     if apply is not None and not structlog.is_configured():

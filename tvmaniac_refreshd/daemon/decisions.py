@@ -61,6 +61,13 @@ class Watch:
     stamp: int | None = None  # state file's mtime after we last looked, to notice the CLI
 
 
+def _listed(watch: Watch) -> bool:
+    """Whether ``Daemon.status_line`` gives ``watch`` a part of its own."""
+    return watch.condition in (Condition.LOGIN_NEEDED, Condition.LOGGED_OUT) or (
+        watch.next_at is not None
+    )
+
+
 class Daemon:
     """Keeps every configured account planned, refreshed and retried."""
 
@@ -98,13 +105,19 @@ class Daemon:
     def plan_all(self) -> None:
         """Plan every account from the keyring (at start, after a reload or a clock jump)."""
         for name in list(self.config.accounts):
-            self.run_account(name, refresh=False)
+            self.run_account(name, refresh=False, announce=False)
+        # Once, not per account: the STATUS line covers every account, so announcing each of a
+        # thousand would cost a thousand times a thousand.
+        self._on_change()
 
     def _lock(self, name: str) -> threading.Lock:
         return self._locks.setdefault(name, threading.Lock())
 
-    def run_account(self, name: str, *, refresh: bool = True) -> None:
-        """Refresh ``name`` if it is due (``refresh``), then plan its next run; never raise."""
+    def run_account(self, name: str, *, refresh: bool = True, announce: bool = True) -> None:
+        """Refresh ``name`` if it is due (``refresh``), then plan its next run; never raise.
+
+        ``announce``: report the new status when done (plan_all reports once, at its end).
+        """
         account = self.config.accounts.get(name)
         if account is None:  # removed by a reload
             self._planner.cancel(f"refresh:{name}")
@@ -118,7 +131,8 @@ class Daemon:
                 self._log.exception("daemon.unexpected_error", account=name, error=repr(exc))
                 self._failed(account, watch, RefreshdError(f"internal error: {exc!r}"))
             watch.stamp = self._states.stamp(name)
-        self._on_change()
+        if announce:
+            self._on_change()
 
     def _attempt(self, account: Account, watch: Watch, *, refresh: bool) -> None:
         refresher = self._refresher(account)
@@ -271,6 +285,8 @@ class Daemon:
         sent, and "in 28s" would be wrong a minute later.
         """
         now = self._clock()
+        if sum(map(_listed, self.watches.values())) > MAX_STATUS_PARTS:
+            return self._summary(now)  # without formatting a line per account first
         parts = []
         for name, watch in sorted(self.watches.items()):
             if watch.condition == "login_needed":
@@ -286,8 +302,6 @@ class Daemon:
                 if watch.last_result:
                     text += f", last {watch.last_result}"
                 parts.append(text)
-        if len(parts) > MAX_STATUS_PARTS:
-            return self._summary(now)
         return "; ".join(parts) or "no accounts"
 
     def _summary(self, now: float) -> str:

@@ -52,6 +52,16 @@ class BrowserLogin(Protocol):
     trades the code.
     """
 
+    @property
+    def registered_redirect_uri(self) -> str | None:
+        """The one redirect URI the provider accepts (its port is the one listened on), or
+        None: any loopback port will do (RFC 8252, section 7.3).
+
+        Raises:
+            UsageError: the configured URI cannot be a loopback redirect.
+        """
+        ...
+
     def authorization_request(self, redirect_uri: str, state: str, challenge: str) -> str:
         """Return the URL the browser opens."""
         ...

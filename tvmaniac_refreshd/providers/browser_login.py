@@ -39,7 +39,7 @@ class _Callback(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
         query = {key: values[0] for key, values in parse_qs(parts.query).items()}
-        if parts.path != "/callback" or query.get("state") != self.server.state:
+        if parts.path != self.server.callback_path or query.get("state") != self.server.state:
             self.send_error(404)
             return
         self.server.result = query
@@ -54,9 +54,10 @@ class _Callback(http.server.BaseHTTPRequestHandler):
 
 
 class _OneShot(http.server.HTTPServer):
-    def __init__(self, port: int, state: str) -> None:
+    def __init__(self, port: int, state: str, path: str) -> None:
         super().__init__(("127.0.0.1", port), _Callback)
         self.state = state
+        self.callback_path = path
         self.result: dict[str, str] | None = None
 
 
@@ -76,8 +77,13 @@ def browser_login(
     clock: Callable[[], float] = time.monotonic,
     timeout: float = LOGIN_TIMEOUT,
     now: Callable[[], float] = time.time,
+    redirect_uri: str | None = None,
 ) -> TokenSet:
     """Run the browser login and return the tokens.
+
+    ``redirect_uri``: the exact URI to send (a provider that accepts only a registered one,
+    such as Trakt); its path is the one listened for, on ``port``. Default:
+    ``http://127.0.0.1:PORT/callback`` on the port actually bound.
 
     Raises:
         LoginFailed: the provider returned an error, or nobody completed the login in time.
@@ -85,11 +91,11 @@ def browser_login(
     state = secrets.token_urlsafe(24)
     verifier, challenge = pkce_pair()
     try:
-        server = _OneShot(port, state)
+        server = _OneShot(port, state, urlsplit(redirect_uri).path if redirect_uri else "/callback")
     except OSError as exc:
         raise LoginFailed(f"cannot listen on 127.0.0.1:{port} for the redirect: {exc}") from None
     with server:
-        redirect_uri = f"http://127.0.0.1:{server.server_address[1]}/callback"
+        redirect_uri = redirect_uri or f"http://127.0.0.1:{server.server_address[1]}/callback"
         url = client.authorization_request(redirect_uri, state, challenge)
         out.write(f"To log in, open this URL in a browser:\n\n  {url}\n\n")
         out.write(

@@ -12,6 +12,7 @@ import contextlib
 import email.utils
 import json
 import re
+import ssl
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import truststore
 
 from tvmaniac_refreshd import __version__
 from tvmaniac_refreshd.config.settings import HttpSettings
@@ -67,9 +69,23 @@ class Response:
             return None
 
 
+def tls_context() -> ssl.SSLContext:
+    """Verify servers against the OS's trust store, loaded at the first TLS handshake.
+
+    truststore (pip's default too) asks the OS: macOS's Keychain and a corporate CA installed
+    into the system store are trusted as a browser trusts them, which certifi's frozen bundle
+    does not; on Linux it is OpenSSL's own store (``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured).
+    And nothing is parsed until a handshake needs it: httpx's default context parses certifi's
+    whole bundle when the client is made, tens of milliseconds that a command talking plain
+    HTTP, or not talking at all, paid for nothing.
+    """
+    return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
 def make_http_client(settings: HttpSettings) -> httpx.Client:
     """Return the httpx client every provider request goes through."""
     return httpx.Client(
+        verify=tls_context(),
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         timeout=httpx.Timeout(
             connect=settings.connect_timeout,

@@ -85,6 +85,11 @@ class OAuth2Client:
         # Always offered: without an authorization_url, authorization_request says so.
         return self
 
+    @property
+    def registered_redirect_uri(self) -> str | None:
+        # RFC 8252 servers accept any port of a registered loopback URI: redirect_port decides.
+        return None
+
     def _send(
         self, url: str, form: dict[str, str], *, what: str, client_id_in_body: bool = False
     ) -> Response:

@@ -48,8 +48,10 @@ class TraktClient:
         return True
 
     def browser(self) -> BrowserLogin | None:
-        """Trakt's authorization-code login is not built yet (its device login is)."""
-        return None
+        """Trakt's PKCE login (`login --browser`); the device login stays the default."""
+        from tvmaniac_refreshd.providers.trakt_browser import TraktBrowserLogin  # noqa: PLC0415
+
+        return TraktBrowserLogin(self._http, self._account)
 
     def _post(self, path: str, payload: dict[str, str], *, what: str) -> Response:
         headers = {"trakt-api-key": self._account.client_id, "trakt-api-version": "2"}

@@ -1,0 +1,101 @@
+"""`git-credential get|store|erase`: a git credential helper (gitcredentials(7)).
+
+git writes a stanza of ``key=value`` lines on stdin and reads the answer from stdout. ``get``
+answers for an oauth2 account whose ``git_host`` matches, with the account's user name, a token
+valid for at least ``MIN_VALID`` and its expiry, so git never sends a token about to lapse.
+Anything else (another host, a stanza git would not write) answers nothing and exits 0: git then
+asks its next helper. ``store`` and ``erase`` are no-ops: the keyring item belongs to us, not git.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+
+from tvmaniac_refreshd.cli.access import valid_document
+from tvmaniac_refreshd.cli.app import App
+from tvmaniac_refreshd.cli.options import GitCredentialOptions
+from tvmaniac_refreshd.config.settings import Account
+from tvmaniac_refreshd.config.values import LOOPBACK_HOSTS
+from tvmaniac_refreshd.core.errors import EXIT_OK
+
+# git may hold a credential for the length of a fetch; a minute covers a slow one.
+MIN_VALID = 60
+MAX_STANZA = 64 * 1024  # git's stanzas are a few lines; more is not git talking
+
+
+class StanzaInvalid(ValueError):
+    """Input that git would not write; the message names the problem, never a value."""
+
+
+def parse_stanza(lines: Iterable[str]) -> dict[str, str]:
+    """Return the attributes of one credential stanza (up to a blank line or the end).
+
+    Raises:
+        StanzaInvalid: a line without ``=``, an empty key, or a NUL.
+    """
+    attributes: dict[str, str] = {}
+    for raw in lines:
+        line = raw.rstrip("\n")
+        if not line:
+            break
+        key, equals, value = line.partition("=")
+        if not equals or not key or "\0" in line:
+            raise StanzaInvalid("a line is not key=value")
+        attributes[key] = value
+    return attributes
+
+
+def matching_account(app: App, protocol: str, host: str) -> Account | None:
+    """Return the account that answers for ``host``: --account's, else the first configured."""
+    host = host.lower()
+    # "host:port", or "[v6 address]:port" as git writes an IPv6 host.
+    hostname = host.partition("]")[0][1:] if host.startswith("[") else host.rsplit(":", 1)[0]
+    # A token sent over plain http is readable on the wire: only to this very machine.
+    if protocol != "https" and not (protocol == "http" and hostname in LOOPBACK_HOSTS):
+        return None
+    if app.account_name is not None:
+        candidates = [app.config.select(app.account_name)]
+    else:
+        candidates = list(app.config.accounts.values())
+    for account in candidates:
+        if account.provider == "oauth2" and host in account.git_hosts:
+            return account
+    return None
+
+
+def answer(app: App, options: GitCredentialOptions) -> int:
+    """Run one helper action; git reads stdout, so only an answer ever goes there."""
+    action = options.action
+    try:
+        stanza = parse_stanza(_bounded(sys.stdin))
+    except (StanzaInvalid, UnicodeDecodeError) as exc:
+        app.warn(f"git-credential: ignoring input git would not send ({exc})")
+        return EXIT_OK
+    if action != "get":
+        return EXIT_OK  # store/erase: git's own bookkeeping; our keyring item is not git's
+    host = stanza.get("host", "")
+    if not host:
+        app.warn("git-credential: no host in the request; answering nothing")
+        return EXIT_OK
+    account = matching_account(app, stanza.get("protocol", ""), host)
+    asked_for = stanza.get("username")
+    if account is None or asked_for not in (None, account.git_username):
+        return EXIT_OK  # not ours: git asks the next helper
+    tokens = valid_document(app, account, MIN_VALID).tokens
+    app.out.write(
+        f"username={account.git_username}\n"
+        f"password={tokens.access_token}\n"
+        f"password_expiry_utc={tokens.expires_at}\n"
+    )
+    app.out.flush()
+    return EXIT_OK
+
+
+def _bounded(stream: Iterable[str]) -> Iterable[str]:
+    total = 0
+    for line in stream:
+        total += len(line)
+        if total > MAX_STANZA:
+            raise StanzaInvalid("the input is far longer than a credential request")
+        yield line
