@@ -35,15 +35,16 @@ class InFlight:
         self.peak = 0
         app.handle = self.handle
 
-    def handle(self, method: str, path: str, headers: Any, body: bytes) -> Any:  # noqa: ANN401
+    def handle(self, method: str, path: str, headers: Any, body: bytes, query: str = "") -> Any:  # noqa: ANN401
+        # ``query``: the emulator's handle takes the query string too (GET /oauth/authorize).
         if path != "/oauth/token":
-            return self._handle(method, path, headers, body)
+            return self._handle(method, path, headers, body, query)
         with self._lock:
             self.now += 1
             self.peak = max(self.peak, self.now)
         try:
             time.sleep(self._delay)
-            return self._handle(method, path, headers, body)
+            return self._handle(method, path, headers, body, query)
         finally:
             with self._lock:
                 self.now -= 1
