@@ -61,6 +61,20 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+def authorization_query(
+    client_id: str, redirect_uri: str, state: str, challenge: str
+) -> dict[str, str]:
+    """Return the authorization request's parameters (RFC 6749 §4.1.1 with RFC 7636 §4.3)."""
+    return {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "state": state,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+
+
 class OAuth2Client:
     """One account's standard OAuth2 endpoints, with its client authentication."""
 
@@ -206,14 +220,7 @@ class OAuth2Client:
             raise LoginFailed(
                 f"account {self._account.name!r} has no authorization_url; use the device login"
             )
-        query = {
-            "response_type": "code",
-            "client_id": self._account.client_id,
-            "redirect_uri": redirect_uri,
-            "state": state,
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-        }
+        query = authorization_query(self._account.client_id, redirect_uri, state, challenge)
         if self._account.scopes:
             query["scope"] = " ".join(self._account.scopes)
         if "offline_access" in self._account.scopes:

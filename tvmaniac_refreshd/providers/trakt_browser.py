@@ -17,6 +17,7 @@ from tvmaniac_refreshd.config.values import LOOPBACK_HOSTS
 from tvmaniac_refreshd.core.errors import LoginFailed, TransientError, UsageError
 from tvmaniac_refreshd.core.tokens import ResponseInvalid, TokenSet, parse_token_response
 from tvmaniac_refreshd.providers.http import error_code, post, raise_for_failure
+from tvmaniac_refreshd.providers.oauth2 import authorization_query
 
 if TYPE_CHECKING:
     import httpx
@@ -63,14 +64,7 @@ class TraktBrowserLogin:
 
     def authorization_request(self, redirect_uri: str, state: str, challenge: str) -> str:
         """Return the URL the browser opens, on the OAuth host (``auth_url``)."""
-        query = {
-            "response_type": "code",
-            "client_id": self._account.client_id,
-            "redirect_uri": redirect_uri,
-            "state": state,
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-        }
+        query = authorization_query(self._account.client_id, redirect_uri, state, challenge)
         return f"{self._account.auth_url}/oauth/authorize?{urlencode(query)}"
 
     def exchange_code(self, code: str, *, verifier: str, redirect_uri: str, now: float) -> TokenSet:
