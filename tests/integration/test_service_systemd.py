@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from tests.support.container import Container, available, poll
 from tests.support.harness import CLIENT_ID, CLIENT_SECRET, REPO
 from trakt_emulator import Emulator
+from tvmaniac_refreshd.service.systemd import private_tmp_binds
 
 pytestmark = pytest.mark.container
 
@@ -421,6 +423,9 @@ def unit_hardening(uid: int | None = None) -> list[str]:
     lines = [
         line.replace("%h", f"/home/{USER}").replace("%t", f"/run/user/{uid}") for line in lines
     ]
+    # As `service install` renders it: a checkout under /tmp (a CI clone) is bound back in.
+    binds = private_tmp_binds([sys.executable, str(REPO)])
+    lines += [f"BindReadOnlyPaths={' '.join(binds)}"] if binds else []
     return [f"-p{line}" for line in lines if line and not line.startswith("#")]
 
 

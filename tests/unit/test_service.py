@@ -15,7 +15,13 @@ import pytest
 from tvmaniac_refreshd.core.errors import ServiceUnavailable
 from tvmaniac_refreshd.service.base import exec_argv
 from tvmaniac_refreshd.service.launchd import render as render_plist
-from tvmaniac_refreshd.service.systemd import UNITS, Systemd, quote_exec, render
+from tvmaniac_refreshd.service.systemd import (
+    UNITS,
+    Systemd,
+    private_tmp_binds,
+    quote_exec,
+    render,
+)
 
 ARGV = [sys.executable, "-m", "tvmaniac_refreshd"]
 ALL_UNITS = [unit for units in UNITS.values() for unit in units]
@@ -49,6 +55,10 @@ def parse(text: bytes) -> configparser.ConfigParser:
     return parser
 
 
+# Paths under /tmp here are strings that are never opened.
+# ruff: noqa: S108
+
+
 class TestSystemdUnits:
     @pytest.mark.parametrize("scope", ["--user", ""])
     def test_systemd_accepts_every_rendered_unit(self, tmp_path: Path, scope: str) -> None:
@@ -73,6 +83,30 @@ class TestSystemdUnits:
 
         assert (result.returncode, result.stderr) == (0, "")
         assert f'ExecStart="{spaced}/python" -m tvmaniac_refreshd run' in unit.read_text()
+
+    @pytest.mark.parametrize(
+        ("paths", "binds"),
+        [
+            (["/tmp/ci/.venv/bin/python", "/tmp/ci"], ["/tmp/ci"]),
+            (["/var/tmp/try/bin/python"], ["/var/tmp/try"]),
+            (["/home/u/.venv/bin/python", "/usr/lib/python3/dist-packages"], []),
+            (["/tmp", "/tmpfoo/bin/python", "/tmp/"], []),
+            (["/tmp/my venv/bin/python"], []),  # would need quoting: left to fail visibly
+        ],
+    )
+    def test_private_tmp_keeps_an_installation_under_tmp_visible(
+        self, paths: list[str], binds: list[str]
+    ) -> None:
+        assert private_tmp_binds(paths) == binds
+
+    @pytest.mark.parametrize(
+        "unit", ["tvmaniac-refreshd.service", "tvmaniac-refreshd-refresh.service"]
+    )
+    def test_a_unit_for_an_installation_under_tmp_binds_it_back(self, unit: str) -> None:
+        text = render(unit, ["/tmp/ci/.venv/bin/python", "-m", "tvmaniac_refreshd"]).decode()
+
+        assert "\nPrivateTmp=yes\nBindReadOnlyPaths=/tmp/ci" in text
+        assert text.count("BindReadOnlyPaths=") == 1
 
     def test_verify_would_catch_an_unknown_key(self, tmp_path: Path) -> None:
         """The check above can fail: an unknown key shows up on stderr."""

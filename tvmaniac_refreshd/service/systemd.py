@@ -29,6 +29,8 @@ UNITS = {"daemon": (DAEMON_UNIT,), "timer": (TIMER_SERVICE, TIMER_UNIT)}
 ENTRY = {"daemon": DAEMON_UNIT, "timer": TIMER_UNIT}
 # systemctl's words when there is no user manager: no bus at all, or a session bus on which
 # systemd (org.freedesktop.systemd1) cannot be found or started.
+# What PrivateTmp= replaces with directories of the unit's own (names, not places we write).
+PRIVATE_TMP_DIRS = ("/tmp/", "/var/tmp/")  # noqa: S108
 NO_MANAGER = ("Failed to connect to bus", "No medium found", "org.freedesktop.systemd1")
 _PLAIN = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 # What the oneshot's exit statuses mean (cli/parser.py's EXIT_CODES), for `service status`.
@@ -49,11 +51,37 @@ def quote_exec(argument: str) -> str:
     return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def private_tmp_binds(paths: Sequence[str]) -> list[str]:
+    """Return the directories under /tmp or /var/tmp that the unit must still see.
+
+    ``PrivateTmp=yes`` gives the unit empty /tmp and /var/tmp of its own, so an installation
+    (a clone or venv under /tmp, as CI and quick tries make) or a config there would vanish and
+    the unit fail with 203/EXEC. Binding just the top directory of each back in (read-only) keeps
+    the rest of /tmp private. Paths whose names systemd would need quoted are left out: an
+    installation there fails visibly at start rather than with a half-escaped bind.
+    """
+    binds: list[str] = []
+    for path in paths:
+        for base in PRIVATE_TMP_DIRS:
+            if path.startswith(base) and len(path) > len(base):
+                top = base + path[len(base) :].split("/", 1)[0]
+                if _PLAIN.fullmatch(top) and top not in binds:
+                    binds.append(top)
+    return binds
+
+
 def render(name: str, argv: Sequence[str]) -> bytes:
     """Return unit ``name`` with this installation's command and README filled in."""
     check_renderable([*argv, str(readme())])
     text = template(f"systemd/{name}").read_text(encoding="utf-8")
     text = text.replace("@EXEC@", " ".join(quote_exec(part) for part in argv))
+    seen = [*argv, str(Path(__file__).resolve().parents[2])]  # the package's own files too
+    binds = private_tmp_binds([part for part in seen if part.startswith("/")])
+    if binds and "\nPrivateTmp=yes\n" in text:
+        listed = " ".join(bind.replace("%", "%%") for bind in binds)
+        text = text.replace(
+            "\nPrivateTmp=yes\n", f"\nPrivateTmp=yes\nBindReadOnlyPaths={listed}\n", 1
+        )
     return text.replace("file://@README@", readme().as_uri()).encode()
 
 
