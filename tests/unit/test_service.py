@@ -1,5 +1,7 @@
 """Service units: rendered correctly, verified by systemd itself, installed idempotently."""
 
+# Paths under /tmp here are strings that are never opened.
+# ruff: noqa: S108
 from __future__ import annotations
 
 import configparser
@@ -53,10 +55,6 @@ def parse(text: bytes) -> configparser.ConfigParser:
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     parser.read_string(text.decode())
     return parser
-
-
-# Paths under /tmp here are strings that are never opened.
-# ruff: noqa: S108
 
 
 class TestSystemdUnits:
