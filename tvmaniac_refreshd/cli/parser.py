@@ -74,7 +74,7 @@ Typical first use:
   tvmaniac-refreshd login               # device-code login; approve the code in a browser
   tvmaniac-refreshd status              # when does the token expire, when is it refreshed
   tvmaniac-refreshd service install     # keep it fresh in the background (systemd/launchd)
-  tvmaniac-refreshd exec -- ./sync.sh  # run a script with $ACCESS_TOKEN set
+  tvmaniac-refreshd exec -- ./sync.sh   # run a script with $ACCESS_TOKEN set
 """
 
 EXIT_CODES = """\
