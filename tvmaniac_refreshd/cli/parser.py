@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TextIO
 
 from tvmaniac_refreshd.cli.app import App
@@ -98,6 +99,51 @@ def split_exec(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
     return words, None
 
 
+@dataclass(frozen=True)
+class Parsed:
+    """A command line read: the verb's registry name ("service install"), and its namespace."""
+
+    verb: str | None  # None: no verb at all
+    namespace: argparse.Namespace
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> Parsed:
+    """Read ``argv``; argparse raises SystemExit after printing usage or help."""
+    words, command = split_exec(argv)
+    args = parser.parse_args(words)
+    if args.verb == "exec":
+        args.command = command
+    verb = args.verb
+    if verb in GROUPS:
+        verb = f"{verb} {getattr(args, verb + '_verb')}"
+    return Parsed(verb, args)
+
+
+def execute(app: App, verb: str, namespace: argparse.Namespace) -> int:
+    """Run ``verb`` against ``app`` and return its exit code; never raise, never a traceback."""
+    try:
+        return BY_NAME[verb](app, namespace)
+    except RefreshdError as exc:
+        app.problem(str(exc), temporary=exc.exit_code == EXIT_TEMPORARY)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        app.err.write(f"{APP}: interrupted\n")
+        return 130
+    except Exception as exc:  # a bug: report it in one line, without a traceback or secret
+        if namespace.verbose:
+            import traceback  # noqa: PLC0415
+
+            app.err.write(redact_text(traceback.format_exc()))
+        app.err.write(
+            f"{journal_prefix(3)}{APP}: internal error: "
+            f"{shown(f'{type(exc).__name__}: {exc}')} "
+            "(please report it; -v shows details)\n"
+        )
+        return EXIT_FAILURE
+    finally:
+        app.close()
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -112,47 +158,22 @@ def main(
         adopt_session_bus(os.environ)
         environ = os.environ
     parser = build_parser()
-    words, command = split_exec(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.parse_args(words)
+        parsed = parse(parser, sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:  # argparse has printed usage or help
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    if args.verb == "exec":
-        args.command = command
-    verb = args.verb
-    if verb is None:  # no verb at all: say what there is
+    if parsed.verb is None:  # no verb at all: say what there is
         parser.print_help(out)
         return EXIT_OK
-    if verb in GROUPS:
-        verb = f"{verb} {getattr(args, verb + '_verb')}"
+    args = parsed.namespace
     # Interactive verbs print their own summary: log records only with -v (warnings and
     # errors still reach stderr, as one plain line each); `run` logs for the journal.
     configure_logging(
         args.verbose,
         stream=err,
-        quiet=verb != "run",
-        daemon=verb == "run",
+        quiet=parsed.verb != "run",
+        daemon=parsed.verb == "run",
         environ=environ,
     )
     app = App(from_namespace(Common, args), environ=environ, out=out, err=err, parser=parser)
-    try:
-        return BY_NAME[verb](app, args)
-    except RefreshdError as exc:
-        app.problem(str(exc), temporary=exc.exit_code == EXIT_TEMPORARY)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        err.write(f"{APP}: interrupted\n")
-        return 130
-    except Exception as exc:  # a bug: report it in one line, without a traceback or secret
-        if args.verbose:
-            import traceback  # noqa: PLC0415
-
-            err.write(redact_text(traceback.format_exc()))
-        err.write(
-            f"{journal_prefix(3)}{APP}: internal error: "
-            f"{shown(f'{type(exc).__name__}: {exc}')} "
-            "(please report it; -v shows details)\n"
-        )
-        return EXIT_FAILURE
-    finally:
-        app.close()
+    return execute(app, parsed.verb, args)
