@@ -11,7 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tvmaniac_refreshd.config.settings import Account, canonical_url, load_config, parse_config
+from tvmaniac_refreshd.config.settings import (
+    Account,
+    OAuth2Settings,
+    TraktSettings,
+    canonical_url,
+    load_config,
+    parse_config,
+    settings_of,
+)
 from tvmaniac_refreshd.core.errors import ConfigError, UsageError
 from tvmaniac_refreshd.core.tokens import decode_document
 
@@ -37,7 +45,7 @@ class TestParseConfig:
 
         account = config.select(None)
         assert account.name == "default"
-        assert account.auth_url == "https://auth.trakt.tv"
+        assert settings_of(account, TraktSettings).auth_url == "https://auth.trakt.tv"
         assert account.refresh.threshold == 0.25
         assert account.client_secret is None
 
@@ -89,9 +97,8 @@ class TestParseConfig:
             "accounts.default.auth_url: must use https (plain http is only allowed to a "
             "loopback address)"
         ]
-        assert parse_config(MINIMAL + 'auth_url = "http://127.0.0.1:8080/"\n').select(
-            None
-        ).auth_url == ("http://127.0.0.1:8080")
+        account = parse_config(MINIMAL + 'auth_url = "http://127.0.0.1:8080/"\n').select(None)
+        assert settings_of(account, TraktSettings).auth_url == ("http://127.0.0.1:8080")
 
     def test_no_accounts(self) -> None:
         """An empty file says what to add."""
@@ -316,7 +323,7 @@ class TestUrls:
         """Django and Rails servers end endpoints with '/' and answer 404 without it."""
         account = oauth2_account(**{key: "https://idp.example/o/token/"})
 
-        assert getattr(account, key) == "https://idp.example/o/token/"
+        assert getattr(account.settings, key) == "https://idp.example/o/token/"
 
     @pytest.mark.parametrize("key", ENDPOINT_KEYS)
     def test_endpoint_keeps_its_query(self, key: str) -> None:
@@ -324,7 +331,7 @@ class TestUrls:
         url = "https://idp.example/tfp/oauth2/v2.0/token?p=B2C_1_signin&x=%2F"
         account = oauth2_account(**{key: url})
 
-        assert getattr(account, key) == url
+        assert getattr(account.settings, key) == url
 
     @pytest.mark.parametrize(
         ("url", "problem"),
@@ -354,7 +361,7 @@ class TestUrls:
     def test_plain_http_to_loopback_keeps_slash_and_query(self, host: str) -> None:
         url = f"http://{host}/o/token/?p=x"
 
-        assert oauth2_account(token_url=url).token_url == url
+        assert settings_of(oauth2_account(token_url=url), OAuth2Settings).token_url == url
 
     @pytest.mark.parametrize("key", ["auth_url", "api_url"])
     @pytest.mark.parametrize(
@@ -365,7 +372,7 @@ class TestUrls:
         """Trakt's auth_url is a base that paths are appended to: normalized, one slash."""
         account = parse_config(MINIMAL + f'{key} = "{written}"\n').select(None)
 
-        assert getattr(account, key) + "/oauth/token" == "https://auth.example/base/oauth/token"
+        assert getattr(account.settings, key) + "/oauth/token" == "https://auth.example/base/oauth/token"
 
     @pytest.mark.parametrize("key", ["auth_url", "api_url"])
     def test_base_url_refuses_a_query(self, key: str) -> None:
@@ -382,7 +389,7 @@ class TestUrls:
         stored = decode_document(STORED_BEFORE, "mail")
         account = oauth2_account(token_url="https://idp.example/o/token/")
 
-        assert account.token_url == "https://idp.example/o/token/"
+        assert settings_of(account, OAuth2Settings).token_url == "https://idp.example/o/token/"
         assert account.fingerprint() == stored.fingerprint
 
     @pytest.mark.parametrize(
@@ -451,7 +458,7 @@ class TestExampleDefaults:
 
         config = parse_config(self.TEXT)
         account = config.accounts["default"]
-        bare = Account(name="default", provider="trakt", client_id=account.client_id)
+        bare = Account(name="default", client_id=account.client_id, settings=TraktSettings())
 
         assert (config.http, config.store, config.daemon) == (
             HttpSettings(),
@@ -470,7 +477,8 @@ class TestExampleDefaults:
 
         defaults = {
             field.name: field.default
-            for field in dataclasses.fields(Account)
+            for variant in (TraktSettings, OAuth2Settings)
+            for field in dataclasses.fields(variant)
             if field.default not in (None, (), dataclasses.MISSING)
             and not dataclasses.is_dataclass(field.default)
         }
@@ -488,7 +496,7 @@ class TestExampleDefaults:
             )
             parsed = parse_config(f"{text}{key} = {value}\n").accounts["a"]
             checked.append(key)
-            assert getattr(parsed, key) == defaults[key], key
+            assert getattr(parsed.settings, key) == defaults[key], key
 
         assert checked  # the example does show commented defaults
 
