@@ -372,7 +372,10 @@ class TestUrls:
         """Trakt's auth_url is a base that paths are appended to: normalized, one slash."""
         account = parse_config(MINIMAL + f'{key} = "{written}"\n').select(None)
 
-        assert getattr(account.settings, key) + "/oauth/token" == "https://auth.example/base/oauth/token"
+        assert (
+            getattr(account.settings, key) + "/oauth/token"
+            == "https://auth.example/base/oauth/token"
+        )
 
     @pytest.mark.parametrize("key", ["auth_url", "api_url"])
     def test_base_url_refuses_a_query(self, key: str) -> None:
@@ -473,7 +476,7 @@ class TestExampleDefaults:
         import dataclasses  # noqa: PLC0415
         import re  # noqa: PLC0415
 
-        from tvmaniac_refreshd.config.settings import TRAKT_KEYS, Account  # noqa: PLC0415
+        from tvmaniac_refreshd.config.settings import TRAKT_KEYS  # noqa: PLC0415
 
         defaults = {
             field.name: field.default

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from tvmaniac_refreshd.config.settings import Account, Config, load_config
+from tvmaniac_refreshd.config.settings import Account, Config, StoreBackend, load_config
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import get_logger, journal_prefix, shown
 from tvmaniac_refreshd.daemon.refresher import Refresher
@@ -103,7 +103,7 @@ class Runtime:
             self._store = self.make_store(self.config.store.backend)
         return self._store
 
-    def make_store(self, backend: str) -> TokenStore:
+    def make_store(self, backend: StoreBackend) -> TokenStore:
         """Return the store named ``backend`` ("keyring" or "file"), as the config would."""
         if backend == "file":
             from tvmaniac_refreshd.storage.file_store import (  # noqa: PLC0415

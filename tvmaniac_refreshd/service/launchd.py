@@ -30,13 +30,18 @@ from tvmaniac_refreshd.core.launchd_log import launchd_log_dir
 from tvmaniac_refreshd.service.base import (
     Plan,
     Runner,
+    ServiceMode,
     ServiceState,
     check_renderable,
+    other_mode,
     template,
     write_atomically,
 )
 
-LABELS = {"daemon": "com.tvmaniac.refreshd", "timer": "com.tvmaniac.refreshd.refresh"}
+LABELS: dict[ServiceMode, str] = {
+    "daemon": "com.tvmaniac.refreshd",
+    "timer": "com.tvmaniac.refreshd.refresh",
+}
 # launchctl's "not loaded" answers: ESRCH, "Could not find specified service".
 NOT_LOADED = (3, 113)
 # bootout of a running job: 0, or 36 (EINPROGRESS) while it is still exiting.
@@ -61,7 +66,7 @@ USER_DOMAIN_NOTE = (
 )
 
 
-def render(mode: str, argv: Sequence[str], logs: Path, *, gui: bool = True) -> bytes:
+def render(mode: ServiceMode, argv: Sequence[str], logs: Path, *, gui: bool = True) -> bytes:
     """Return the agent plist of ``mode`` with this installation's command and log paths.
 
     ``gui=False`` renders it for the ``user/UID`` domain, which has no Aqua session: a plist
@@ -143,7 +148,7 @@ class Launchd:
         """Every domain our agents may be loaded in (an earlier install may have used either)."""
         return [f"gui/{self.uid}", f"user/{self.uid}"] if self.has_gui else [f"user/{self.uid}"]
 
-    def _path(self, mode: str) -> Path:
+    def _path(self, mode: ServiceMode) -> Path:
         return self.agent_dir / f"{LABELS[mode]}.plist"
 
     def _launchctl(self, *args: str) -> None:
@@ -180,9 +185,11 @@ class Launchd:
                 self._sleep(POLL_INTERVAL)
         return was_loaded
 
-    def install(self, mode: str, argv: Sequence[str], *, dry_run: bool, out: TextIO) -> None:
+    def install(
+        self, mode: ServiceMode, argv: Sequence[str], *, dry_run: bool, out: TextIO
+    ) -> None:
         """Write the agent of ``mode``, replace the other mode's, and (re)start it."""
-        other = "timer" if mode == "daemon" else "daemon"
+        other = other_mode(mode)
         domain = self.domain
         path = self._path(mode)
         plan = Plan(write={path: render(mode, argv, self.logs, gui=self.has_gui)})
