@@ -311,6 +311,35 @@ def test_the_core_modules_called_pure_touch_nothing_outside() -> None:
     assert {module: found for module, found in reaching.items() if found} == {}
 
 
+def enum_compared_with_text(path: Path) -> list[int]:
+    """Return the lines of ``path`` that compare a daemon ``.condition`` with a string literal:
+    a renamed member would leave such a comparison silently false."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = (node.left, *node.comparators)
+        if any(isinstance(o, ast.Attribute) and o.attr == "condition" for o in operands) and any(
+            isinstance(o, ast.Constant) and isinstance(o.value, str) for o in operands
+        ):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_conditions_are_compared_as_members_not_as_text() -> None:
+    found = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in modules().values()
+        for line in enum_compared_with_text(path)
+    ]
+    assert found == []
+
+
+def test_the_man_page_generator_is_a_build_script_not_part_of_the_package() -> None:
+    assert [name for name in modules() if name.endswith(".manpage")] == []
+    assert (ROOT / "scripts" / "manpage.py").is_file()
+
+
 # -- the checks see what they must ------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ import contextlib
 import math
 import os
 from pathlib import Path
+from typing import get_args, get_type_hints
 
 import pytest
 from hypothesis import given, settings
@@ -506,3 +507,56 @@ class TestExampleDefaults:
     @pytest.mark.parametrize("stale", ["only provider so far", "is the only provider"])
     def test_no_stale_wording(self, stale: str) -> None:
         assert stale not in self.TEXT
+
+
+class TestProviderVariants:
+    """Each provider's settings are a typed variant of their own, with their own defaults."""
+
+    def test_an_account_holds_only_its_own_providers_keys(self) -> None:
+        trakt = parse_config(MINIMAL).select(None)
+        oauth2 = oauth2_account(token_url="https://idp.example/token")
+
+        assert type(trakt.settings) is TraktSettings
+        assert type(oauth2.settings) is OAuth2Settings
+        assert not hasattr(trakt.settings, "token_url")
+        assert not hasattr(oauth2.settings, "auth_url")
+
+    def test_the_defaults_are_stated_once(self) -> None:
+        """Parsing an account that sets only the required keys gives the class's defaults."""
+        parsed = oauth2_account()
+
+        url = "https://idp.example/o/{}".format
+        assert parsed.settings == OAuth2Settings(
+            token_url=url("token_url"),
+            device_authorization_url=url("device_authorization_url"),
+            authorization_url=url("authorization_url"),
+            revocation_url=url("revocation_url"),
+        )
+        assert parse_config(MINIMAL).select(None).settings == TraktSettings()
+
+    def test_each_variant_says_what_it_binds_and_needs(self) -> None:
+        trakt = TraktSettings(auth_url="https://auth.test")
+        public = OAuth2Settings(token_url="https://idp.test/t", client_auth="none")
+
+        assert (trakt.endpoint, trakt.needs_client_secret()) == ("https://auth.test", True)
+        assert (public.endpoint, public.needs_client_secret()) == ("https://idp.test/t", False)
+        assert OAuth2Settings(
+            token_url="https://idp.test/t", revocation_url="https://other.test/r"
+        ).bound_beyond_endpoint() == ("https://other.test/r",)
+
+    def test_closed_sets_are_literal_types(self) -> None:
+        from tvmaniac_refreshd.config.settings import StoreSettings  # noqa: PLC0415
+        from tvmaniac_refreshd.service.base import ServiceState  # noqa: PLC0415
+
+        store = get_type_hints(StoreSettings)
+        assert get_args(store["backend"]) == ("keyring", "file")
+        assert get_args(store["encrypt"]) == ("none", "systemd-creds")
+        assert get_args(get_type_hints(OAuth2Settings)["client_auth"]) == (
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        )
+        mode, _ = get_args(get_type_hints(ServiceState)["mode"])
+        assert get_args(mode) == ("daemon", "timer")
+        provider = vars(Account)["provider"].fget
+        assert get_args(get_type_hints(provider)["return"]) == ("trakt", "oauth2")
