@@ -128,71 +128,112 @@ def run_daemon(app: Wiring) -> int:
     SIGUSR1 re-plans the accounts the CLI changed (login, logout, refresh) without a reload.
     """
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # before any thread exists
-    log = get_logger()
     config = app.config
-    with instance.hold(instance.lock_path(state_dir(app.environ), config.source)) as held:
-        if not held:
-            pid = instance.running_pid(instance.lock_path(state_dir(app.environ), config.source))
+    lock = instance.lock_path(state_dir(app.environ), config.source)
+    while True:
+        with instance.hold(lock) as held:
+            if held:
+                idle = _serve(app, config)
+                break
+        pid = instance.running_pid(lock)
+        if not supervised_by_launchd(app.environ):
             raise AlreadyRunning(
                 f"a daemon for {config.source} is already running (pid {pid}); "
                 f"stop it first, or see {_service_status_command()}"
             )
-        notifier = Notifier(app.environ)
-        scheduler = Scheduler(max_workers=config.daemon.max_concurrency)
-        alerter = Alerter()
-        daemon = Daemon(
-            config,
-            planner=scheduler,
-            refresher=app.refresher,
-            states=app.states,
-            alerter=alerter,
-            clock=app.clock,
-            monotonic=time.monotonic,
-            share=random.random,  # jitter, not cryptography
-            on_change=lambda: notifier.status(daemon.status_line()),
-        )
-        daemon.plan_all()
-        _schedule_ticks(scheduler, daemon, notifier, config, app.environ)
-        scheduler.every("check", config.daemon.check_interval, daemon.plan_all)
-        if supervised_by_launchd(app.environ):
-            # launchd never rotates the job's log files: keep them small ourselves.
-            scheduler.every("logs", LOG_TRIM_SECONDS, lambda: trim_launchd_logs(app.environ))
-        scheduler.start()
-        notifier.ready(daemon.status_line())
-        log.info("daemon.ready", accounts=len(config.accounts), status=daemon.status_line())
-        daemon.log_plan()
-        while True:
-            received = signal.sigwait(SIGNALS)
-            if received == instance.CHANGED:
-                # On the scheduler's pool: the main thread stays free for the next signal.
-                scheduler.at("cli-change", app.clock(), daemon.notice_changes)
-                continue
-            if received != signal.SIGHUP:
-                break
-            notifier.reloading()
-            try:
-                config = load_config(Path(config.source))
-            except ConfigError as exc:
-                # Not .exception(): the message lists every problem; a traceback adds nothing.
-                log.error(  # noqa: TRY400
-                    "daemon.reload_rejected", error=str(exc), action="kept the old config"
-                )
-            else:
-                app.adopt(config)
-                daemon.reload(config)
-                log.info("daemon.reloaded", accounts=len(config.accounts))
-            notifier.ready(daemon.status_line())
-        notifier.stopping()
-        log.info("daemon.stopping", signal=signal.Signals(received).name)
-        scheduler.shutdown()
-        idle = daemon.wait_idle(STOP_GRACE_SECONDS)
-        alerter.close(1.0)
+        # KeepAlive would restart an exit 1 every ThrottleInterval, forever: wait instead.
+        with config_watch(lambda: instance.running_pid(lock)) as wait:
+            if not wait_for_other_instance(lock, pid, wait):
+                return EXIT_OK
     if not idle:
-        log.warning("daemon.abandoned_refresh", action="exiting; the keyring holds a whole item")
+        get_logger().warning(
+            "daemon.abandoned_refresh", action="exiting; the keyring holds a whole item"
+        )
         sys.stderr.flush()
         # Worker threads would otherwise be joined at exit, for as long as a slow server takes.
         os._exit(EXIT_OK)
     return EXIT_OK
+
+
+def wait_for_other_instance(lock: Path, pid: int | None, wait: Callable[[], int]) -> bool:
+    """Wait until the daemon holding ``lock`` (pid ``pid``) has gone; False on a stop signal.
+
+    Under launchd only: the other daemon is a `run` left open in Terminal, or our agent in the
+    other domain (gui/ and user/). Exiting 1 here would be restarted every ThrottleInterval,
+    forever; exiting 0 would leave this agent down after the other one stops. So it says so
+    once and waits: ``wait`` returns SIGHUP when the lock's holder changes.
+    """
+    get_logger().warning(
+        "daemon.waiting_for_other_instance",
+        pid=pid,
+        lock=str(lock),
+        action=(
+            "another daemon serves this config (a `run` in Terminal, or the agent in the other "
+            "launchd domain); this one starts when it stops"
+        ),
+    )
+    while instance.running_pid(lock) is not None:
+        received = wait()
+        if received in (signal.SIGTERM, signal.SIGINT):
+            return False
+    return True
+
+
+def _serve(app: Wiring, config: Config) -> bool:
+    """Serve ``config`` until a stop signal, holding the instance lock; return whether every
+    refresh in flight finished in time."""
+    log = get_logger()
+    notifier = Notifier(app.environ)
+    scheduler = Scheduler(max_workers=config.daemon.max_concurrency)
+    alerter = Alerter()
+    daemon = Daemon(
+        config,
+        planner=scheduler,
+        refresher=app.refresher,
+        states=app.states,
+        alerter=alerter,
+        clock=app.clock,
+        monotonic=time.monotonic,
+        share=random.random,  # jitter, not cryptography
+        on_change=lambda: notifier.status(daemon.status_line()),
+    )
+    daemon.plan_all()
+    _schedule_ticks(scheduler, daemon, notifier, config, app.environ)
+    scheduler.every("check", config.daemon.check_interval, daemon.plan_all)
+    if supervised_by_launchd(app.environ):
+        # launchd never rotates the job's log files: keep them small ourselves.
+        scheduler.every("logs", LOG_TRIM_SECONDS, lambda: trim_launchd_logs(app.environ))
+    scheduler.start()
+    notifier.ready(daemon.status_line())
+    log.info("daemon.ready", accounts=len(config.accounts), status=daemon.status_line())
+    daemon.log_plan()
+    while True:
+        received = signal.sigwait(SIGNALS)
+        if received == instance.CHANGED:
+            # On the scheduler's pool: the main thread stays free for the next signal.
+            scheduler.at("cli-change", app.clock(), daemon.notice_changes)
+            continue
+        if received != signal.SIGHUP:
+            break
+        notifier.reloading()
+        try:
+            config = load_config(Path(config.source))
+        except ConfigError as exc:
+            # Not .exception(): the message lists every problem; a traceback adds nothing.
+            log.error(  # noqa: TRY400
+                "daemon.reload_rejected", error=str(exc), action="kept the old config"
+            )
+        else:
+            app.adopt(config)
+            daemon.reload(config)
+            log.info("daemon.reloaded", accounts=len(config.accounts))
+        notifier.ready(daemon.status_line())
+    notifier.stopping()
+    log.info("daemon.stopping", signal=signal.Signals(received).name)
+    scheduler.shutdown()
+    idle = daemon.wait_idle(STOP_GRACE_SECONDS)
+    alerter.close(1.0)
+    return idle
 
 
 def _schedule_ticks(
