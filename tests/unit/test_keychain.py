@@ -34,7 +34,6 @@ from tvmaniac_refreshd.config.settings import StoreSettings
 from tvmaniac_refreshd.core.errors import EXIT_STORE_UNAVAILABLE, StoreUnavailable
 from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet
 from tvmaniac_refreshd.daemon.refresher import Refresher
-from tvmaniac_refreshd.storage import macos_keychain
 from tvmaniac_refreshd.storage.keyring_store import SERVICE, KeyringStore, default_backend
 from tvmaniac_refreshd.storage.state import StateFiles
 from tvmaniac_refreshd.storage.two_phase import PENDING_SUFFIX, TwoPhaseWrites
@@ -413,7 +412,9 @@ class TestInPlaceWrites:
         keychain = FakeKeychain()
         default_store(keychain).save(OLD)
         keychain.binary, keychain.answer = AGENT, answer
-        monkeypatch.setattr(macos_keychain, "running_executable", lambda: AGENT)
+        monkeypatch.setattr(
+            "tvmaniac_refreshd.storage.macos_keychain.running_executable", lambda: AGENT
+        )
 
         with pytest.raises(StoreUnavailable) as caught:
             default_store(keychain).save(NEW)
@@ -425,10 +426,16 @@ class TestInPlaceWrites:
         assert default_store(keychain).load("default") == OLD
 
 
+@pytest.fixture
+def macos_keychain() -> Any:
+    # Imported here, so that the rest of this file runs (and fails) on code without it.
+    return importlib.import_module("tvmaniac_refreshd.storage.macos_keychain")
+
+
 class TestAdvice:
     """Findings 3 and 9: the program the Keychain names, and the order of the advice."""
 
-    def test_the_access_list_advice_names_the_real_executable(self) -> None:
+    def test_the_access_list_advice_names_the_real_executable(self, macos_keychain: Any) -> None:
         framework = (
             "/opt/homebrew/Cellar/python@3.13/3.13.1/Frameworks/Python.framework/Versions/3.13/"
             "Resources/Python.app/Contents/MacOS/Python"
@@ -438,7 +445,7 @@ class TestAdvice:
             assert framework in advice
             assert "codesign" not in advice
 
-    def test_proc_pidpath_is_asked_on_macos(self) -> None:
+    def test_proc_pidpath_is_asked_on_macos(self, macos_keychain: Any) -> None:
         path = b"/Library/Frameworks/Python.framework/Versions/3.13/Resources/Python.app/x"
         asked: list[int] = []
 
@@ -454,12 +461,12 @@ class TestAdvice:
         assert asked == [os.getpid()]
         assert macos_keychain.running_executable("linux") == os.path.realpath(sys.executable)
 
-    def test_auth_failed_says_lock_and_unlock_first(self) -> None:
+    def test_auth_failed_says_lock_and_unlock_first(self, macos_keychain: Any) -> None:
         advice = macos_keychain.keychain_advice(-25293, executable=lambda: "/x")
         assert advice.index("lock and unlock the login keychain") < advice.index("access list")
         assert "restart" in advice
 
-    def test_no_codesign_advice(self) -> None:
+    def test_no_codesign_advice(self, macos_keychain: Any) -> None:
         """Re-signing changes the cdhash, and the next upgrade undoes it (finding 3)."""
         for status in (-25308, -128, -25293, -67030, -25300, -50):
             assert "codesign" not in macos_keychain.keychain_advice(status, lambda: "/x")
