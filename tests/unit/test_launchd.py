@@ -521,3 +521,20 @@ class TestLoginItems:
         assert "Login Items" in output
         assert "sfltool dumpbtm" in output
         assert "com.apple.xpc.launchd" in output  # launchd's own log
+
+
+def test_the_user_domain_agent_knows_it_cannot_notify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user/UID plist tells the agent it runs outside any session; the gui one does not."""
+    from tvmaniac_refreshd.core.launchd_log import in_background_session  # noqa: PLC0415
+
+    mac = Mac(tmp_path, monkeypatch, gui=False)
+    assert mac.cli("install")[0] == 0
+    background = plistlib.loads(mac.plist(DAEMON).read_bytes())["EnvironmentVariables"]
+    assert in_background_session(background)
+    assert Launchd(mac.environ, run_command).agent_domain() == USER
+
+    gui = plistlib.loads(launchd_module.render("daemon", ["python"], tmp_path))
+    assert not in_background_session(gui["EnvironmentVariables"])
+    assert gui["LimitLoadToSessionType"] == "Aqua"  # kept explicit: the default anyway (item 10)

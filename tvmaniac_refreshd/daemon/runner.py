@@ -18,7 +18,11 @@ from typing import TYPE_CHECKING, Protocol
 
 from tvmaniac_refreshd.config.settings import load_config
 from tvmaniac_refreshd.core.errors import EXIT_OK, AlreadyRunning, ConfigError
-from tvmaniac_refreshd.core.launchd_log import supervised_by_launchd, trim_launchd_logs
+from tvmaniac_refreshd.core.launchd_log import (
+    in_background_session,
+    supervised_by_launchd,
+    trim_launchd_logs,
+)
 from tvmaniac_refreshd.core.logs import get_logger
 from tvmaniac_refreshd.daemon import instance
 from tvmaniac_refreshd.daemon.alerts import Alerter
@@ -185,7 +189,7 @@ def _serve(app: Wiring, config: Config) -> bool:
     log = get_logger()
     notifier = Notifier(app.environ)
     scheduler = Scheduler(max_workers=config.daemon.max_concurrency)
-    alerter = Alerter()
+    alerter = Alerter(desktop=not in_background_session(app.environ))
     daemon = Daemon(
         config,
         planner=scheduler,

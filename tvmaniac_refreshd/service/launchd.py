@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tvmaniac_refreshd.core.errors import ServiceError
-from tvmaniac_refreshd.core.launchd_log import launchd_log_dir
+from tvmaniac_refreshd.core.launchd_log import SESSION_VARIABLE, launchd_log_dir
 from tvmaniac_refreshd.service.base import (
     Plan,
     Runner,
@@ -96,6 +96,7 @@ def render(mode: str, argv: Sequence[str], logs: Path, *, gui: bool = True) -> b
     agent["EnvironmentVariables"]["PATH"] = AGENT_PATH
     if not gui:
         agent["LimitLoadToSessionType"] = "Background"
+        agent["EnvironmentVariables"][SESSION_VARIABLE] = "Background"
     return plistlib.dumps(agent)
 
 
@@ -305,6 +306,13 @@ class Launchd:
                 f"{target.rsplit('/', 1)[0]}` does not list it as disabled, {LOGIN_ITEMS_ADVICE}"
             )
         return ServiceState("launchd", mode, running, detail, files=files, warnings=warnings)
+
+    def agent_domain(self) -> str | None:
+        """Return the domain our agent (either mode) is loaded in, or None."""
+        for domain in self._domains():
+            if any(self._loaded(f"{domain}/{label}") for label in LABELS.values()):
+                return domain
+        return None
 
     def _unloaded_state(self, mode: str, missing: str, warnings: list[str]) -> ServiceState:
         target = f"{self.domain}/{LABELS[mode]}"
