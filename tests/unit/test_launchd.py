@@ -406,10 +406,11 @@ def _load_by_hand(mac: Mac, program: str) -> None:
     assert runner(["launchctl", "bootstrap", GUI, str(mac.plist(DAEMON))]).returncode == 0
 
 
-def _config_check(mac: Mac) -> str:
+def _config_check(mac: Mac) -> list[str]:
+    """The `service` lines of `config check`."""
     out, err = io.StringIO(), io.StringIO()
     main(["--config", str(mac.config), "config", "check"], environ=mac.environ, out=out, err=err)
-    return next(line for line in out.getvalue().splitlines() if " service: " in line)
+    return [line for line in out.getvalue().splitlines() if " service: " in line]
 
 
 def test_a_stale_interpreter_is_reported(mac: Mac, tmp_path: Path) -> None:
@@ -427,7 +428,7 @@ def test_a_stale_interpreter_is_reported(mac: Mac, tmp_path: Path) -> None:
     assert gone in output
     assert "no longer exists" in output
     assert "service install" in output
-    line = _config_check(mac)
+    line = _config_check(mac)[0]
     assert line.startswith("FAIL"), line
     assert gone in line
 
@@ -447,15 +448,10 @@ def test_another_installations_program_is_named(mac: Mac, tmp_path: Path) -> Non
     assert code == 0
     assert "running" in output
     assert f"the agent runs {other}, not this installation's" in output
-    line = _config_check(mac)
-    assert line.startswith("ok"), line
-    assert any(w.startswith("warn") and str(other) in w for w in _config_check_lines(mac))
-
-
-def _config_check_lines(mac: Mac) -> list[str]:
-    out, err = io.StringIO(), io.StringIO()
-    main(["--config", str(mac.config), "config", "check"], environ=mac.environ, out=out, err=err)
-    return [line for line in out.getvalue().splitlines() if " service: " in line]
+    ok, warning = _config_check(mac)
+    assert ok.startswith("ok"), ok
+    assert warning.startswith("warn"), warning
+    assert str(other) in warning
 
 
 def test_homebrew_cellar_path_is_written_as_opt(tmp_path: Path) -> None:

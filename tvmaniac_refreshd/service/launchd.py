@@ -301,10 +301,12 @@ class Launchd:
             detail += f". launchd cannot start it; its own log says why: {launchd_log_command()}"
             return ServiceState("launchd", mode, "failed (cannot start)", detail, files=files)
         if mode == "daemon" and running != "running":
-            warnings.append(
-                "the daemon is loaded but not running. If `launchctl print-disabled "
-                f"{target.rsplit('/', 1)[0]}` does not list it as disabled, {LOGIN_ITEMS_ADVICE}"
+            why = (
+                f"it is disabled: run `launchctl enable {target}`, then `service install`"
+                if self._disabled(target)
+                else f"launchctl does not list it as disabled, so {LOGIN_ITEMS_ADVICE}"
             )
+            warnings.append(f"the daemon is loaded but not running; {why}")
         return ServiceState("launchd", mode, running, detail, files=files, warnings=warnings)
 
     def agent_domain(self) -> str | None:

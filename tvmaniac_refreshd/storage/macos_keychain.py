@@ -40,8 +40,11 @@ class Keychain:
 
     def __init__(self) -> None:
         from keyring.backends import macOS  # noqa: PLC0415  # only on a Mac, or under the fake
-        from keyring.backends.macOS import api  # noqa: PLC0415
 
+        try:
+            from keyring.backends.macOS import api  # noqa: PLC0415
+        except ImportError as exc:  # keyring could not load Security.framework (not a Mac?)
+            raise RuntimeError(f"the macOS Security framework cannot be used: {exc}") from exc
         self._keyring: Any = macOS.Keyring()  # type: ignore[no-untyped-call]
         self._api: Any = api
 
