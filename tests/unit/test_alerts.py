@@ -415,7 +415,7 @@ def test_the_script_editor_caveat_says_how_it_gets_listed() -> None:
 
 
 def test_config_check_says_notifications_are_unavailable_in_the_user_domain() -> None:
-    from tvmaniac_refreshd.cli.doctor import macos_notification_check  # noqa: PLC0415
+    from tvmaniac_refreshd.cli.verbs.config_check import macos_notification_check  # noqa: PLC0415
 
     def which(name: str) -> str:
         return f"/opt/homebrew/bin/{name}"
