@@ -146,6 +146,10 @@ class Refresher:
                 return Fresh(current, Freshness.NOT_DUE)
             return Fresh(self._refresh_locked(current), Freshness.REFRESHED)
 
+    def due(self, document: TokenDocument) -> bool:
+        """Whether ``document``'s tokens are due for a refresh now."""
+        return self._due(document, None)
+
     def _due(self, document: TokenDocument, min_valid: int | None) -> bool:
         return needs_refresh(
             document.tokens,
