@@ -39,8 +39,15 @@ def start(environ: Mapping[str, str]) -> tuple[NetworkState, SignalWatch]:
             elif "OperationalState" in invalidated:
                 network.set(is_online(str(watch.get(PATH, INTERFACE, "OperationalState"))))
 
-        watch.start(path=PATH, interface=PROPERTIES, member="PropertiesChanged", on_signal=changed)
-        network.set(is_online(str(watch.get(PATH, INTERFACE, "OperationalState"))))
+        watch.start(
+            path=PATH,
+            interface=PROPERTIES,
+            member="PropertiesChanged",
+            on_signal=changed,
+            first=lambda: network.set(
+                is_online(str(watch.get(PATH, INTERFACE, "OperationalState")))
+            ),
+        )
     except BaseException:
         watch.close()
         raise

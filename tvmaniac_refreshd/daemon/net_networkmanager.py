@@ -35,8 +35,8 @@ def start(environ: Mapping[str, str]) -> tuple[NetworkState, SignalWatch]:
             interface=INTERFACE,
             member="StateChanged",
             on_signal=lambda body: network.set(is_online(int(body[0]))),
+            first=lambda: network.set(is_online(int(watch.get(PATH, INTERFACE, "State")))),
         )
-        network.set(is_online(int(watch.get(PATH, INTERFACE, "State"))))
     except BaseException:
         watch.close()
         raise

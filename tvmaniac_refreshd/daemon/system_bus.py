@@ -94,8 +94,15 @@ class SignalWatch:
         interface: str,
         member: str,
         on_signal: Callable[[tuple[Any, ...]], object],
+        first: Callable[[], object] = lambda: None,
     ) -> None:
-        """Call ``on_signal(body)`` for each such signal the service's owner emits."""
+        """Call ``on_signal(body)`` for each such signal the service's owner emits.
+
+        ``first`` runs once the match is in place and before the thread starts: the place to
+        read the initial state (a signal sent meanwhile waits in the queue). After that, only
+        the thread uses the connection: two readers of one connection would steal each
+        other's replies.
+        """
         from jeepney import DBusAddress, MatchRule, new_method_call  # noqa: PLC0415
         from jeepney.low_level import HeaderFields  # noqa: PLC0415
 
@@ -134,6 +141,7 @@ class SignalWatch:
                 except Exception as exc:  # a bug in a handler must not end the watch
                     log.exception("events.handler_failed", service=self.service, error=repr(exc))
 
+        first()
         self._thread = threading.Thread(target=run, name=f"watch {self.service}", daemon=True)
         self._thread.start()
 
