@@ -79,3 +79,27 @@ def start(environ: Mapping[str, str], on_resume: Callable[[], object]) -> Source
         sources.resume = resume_logind.NAME
         sources._closers.append(watch.close)
     return sources
+
+
+def wait_for_network(environ: Mapping[str, str], timeout: float) -> tuple[bool, str]:
+    """Wait up to ``timeout`` seconds for the network (the timer's oneshot, which a user timer
+    cannot order after network-online.target); return (online, the source's name)."""
+    sources = start({**environ}, on_resume=lambda: None)
+    try:
+        return sources.network.wait_online(timeout), sources.network.source
+    finally:
+        sources.close()
+
+
+def probe(environ: Mapping[str, str]) -> tuple[bool, str]:
+    """What `config check` says: whether the daemon could drop its tick, and which sources."""
+    sources = start({**environ}, on_resume=lambda: None)
+    try:
+        detail = sources.describe()
+        if not sources.complete:
+            detail += "; the daemon keeps its periodic tick"
+        else:
+            detail += "; no periodic tick"
+        return sources.complete, detail
+    finally:
+        sources.close()
