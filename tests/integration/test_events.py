@@ -282,3 +282,119 @@ def test_a_due_refresh_waits_for_the_link_and_runs_when_it_is_back(
     assert "daemon.waiting_for_network" in err
     assert "daemon.retry_planned" not in err
     assert "network: netlink" in err
+
+
+def _harness(emulator: Emulator, keyring: object, root: Path, url: str) -> Harness:
+    harness = Harness(
+        emulator=emulator,
+        keyring=keyring,  # type: ignore[arg-type]
+        root=root,
+        extra_config=DAEMON_CONFIG,
+    )
+    harness.write_config(harness.config_path.read_text().replace(emulator.url, url))
+    return harness
+
+
+@needs_netns
+def test_the_timer_waits_a_bounded_time_then_exits_75_saying_it_is_offline(
+    link: netns.Link,
+    far_emulator: Emulator,
+    relay: netns.Relay,
+    clean_keyring: object,
+    tmp_path: Path,
+) -> None:
+    harness = _harness(far_emulator, clean_keyring, tmp_path, f"http://127.0.0.1:{relay.port}")
+    harness.seed(age=600, expires_in=700)  # due
+    link.down()
+    env = harness.env(**NO_BUS)
+
+    run = harness.run(
+        "refresh", "--all", "--wait-for-network", "2s", prefix=link.exec_prefix(), env=env
+    )
+
+    assert run.code == 75, run.err
+    assert "offline" in run.err
+    assert "netlink" in run.err
+    assert status_of(harness)["last_result"] is None  # nothing was tried
+    assert far_emulator.counters()["refresh_success"] == 0
+
+    link.up()
+    run = harness.run(
+        "refresh", "--all", "--wait-for-network", "2s", prefix=link.exec_prefix(), env=env
+    )
+    assert run.code == 0, run.err
+    assert "default: refreshed" in run.out
+    assert harness.leaks() == []
+
+
+@needs_netns
+def test_the_timer_does_not_wait_when_nothing_is_due(
+    link: netns.Link,
+    far_emulator: Emulator,
+    relay: netns.Relay,
+    clean_keyring: object,
+    tmp_path: Path,
+) -> None:
+    harness = _harness(far_emulator, clean_keyring, tmp_path, f"http://127.0.0.1:{relay.port}")
+    harness.seed()  # a fresh week-long token
+    link.down()
+
+    run = harness.run(
+        "refresh", "--all", "--wait-for-network", "10m", prefix=link.exec_prefix(),
+        env=harness.env(**NO_BUS), timeout=120,
+    )  # fmt: skip
+
+    assert run.code == 0, run.err  # a 10-minute wait would have hit the 2-minute timeout
+    assert "not due" in run.out
+
+
+def test_the_daemon_on_networkmanager_and_logind(
+    bus: PrivateSystemBus, harness: Harness, tmp_path: Path
+) -> None:
+    """The whole daemon on the fakes: offline at start holds the due refresh, NetworkManager's
+    StateChanged releases it, logind's PrepareForSleep(false) re-plans at once, an impostor's
+    does not, and with both sources there is no tick."""
+    manager = bus.start("NetworkManager")
+    logind = bus.start("logind")
+    impostor = bus.start("logind", impostor=True)
+    manager.send("state 20")
+    harness.extra_config = DAEMON_CONFIG
+    harness.write_config()
+    harness.seed(age=600, expires_in=700)  # due at once
+    log = tmp_path / "daemon.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            harness.command("run"),
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=sink,
+            env=harness.env(**bus.env),
+        )
+    try:
+        wait_until(
+            lambda: status_of(harness).get("waiting_for") == "network",
+            timeout=BOUND,
+            what="waiting for the network",
+        )
+        assert harness.emulator.counters()["refresh_success"] == 0
+        manager.send("state 70")
+        wait_until(
+            lambda: harness.emulator.counters()["refresh_success"] >= 1,
+            timeout=BOUND,
+            what="the refresh once NetworkManager says connected",
+        )
+        impostor.send("sleep false")
+        logind.send("sleep false")
+        wait_until(
+            lambda: "daemon.resumed" in log.read_text(),
+            timeout=BOUND,
+            what="the re-plan after the resume",
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=BOUND)
+    text = log.read_text()
+    assert text.count("daemon.resumed") == 1  # the impostor's went unheard
+    assert "network: NetworkManager; resume: logind" in text
+    assert "daemon.retry_planned" not in text
+    assert status_of(harness)["consecutive_failures"] == 0
