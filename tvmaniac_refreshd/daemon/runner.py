@@ -293,7 +293,10 @@ def _schedule_ticks(
     interval = watchdog_interval(environ, os.getpid())
     if events:
         if interval is not None:
-            scheduler.every("watchdog", interval, notifier.watchdog)
+            # On the scheduler's thread: one wake-up per ping instead of two (scheduler and
+            # worker), which is most of what an idle daemon with event sources costs. A wedged
+            # scheduler still stops the pings.
+            scheduler.every("watchdog", interval, notifier.watchdog, inline=True)
         return
     if interval is None:
         scheduler.every("tick", config.daemon.tick, daemon.tick)
