@@ -89,6 +89,7 @@ class App:
             KeyringStore,
             default_backend,
         )
+        from tvmaniac_refreshd.storage.secret_service_owner import find_owner  # noqa: PLC0415
 
         environ = self.environ
         # No desktop to unlock the keyring in: the advice gives the shell recipe instead.
@@ -98,8 +99,9 @@ class App:
         timeout = self.config.store.timeout
         return KeyringStore(
             self.config.store,
-            lambda: default_backend(environ, timeout=timeout),
+            lambda: default_backend(environ, timeout=timeout, interactive=not headless),
             headless=headless,
+            owner=lambda: find_owner(environ, with_version=False),
         )
 
     @property
