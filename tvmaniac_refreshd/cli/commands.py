@@ -297,7 +297,7 @@ def cmd_status(app: App, options: StatusOptions) -> int:
     else:
         app.out.write(render_text(reports, now=now))
         running = f"running (pid {pid})" if pid else "not running"
-        app.out.write(f"\nstore: {store['backend']} ({store['protection']})\n")
+        app.out.write(_store_text(store))
         app.out.write(f"daemon: {running}\n")
         if service.get("error"):
             app.out.write(f"service: unknown ({service['error']})\n")
@@ -338,11 +338,23 @@ def _tell_daemon(app: App) -> None:
 
 def _store_summary(app: App) -> dict[str, object]:
     """Return which store holds the tokens, where, and what protects them."""
-    return {
+    from tvmaniac_refreshd.storage.secret_service_owner import owner_summary  # noqa: PLC0415
+
+    summary: dict[str, object] = {
         "backend": app.store.kind,
         "location": _file_store_dir(app),
         "protection": app.store.protection(),
     }
+    if app.store.kind == "keyring":
+        summary["secret_service"] = owner_summary(app.environ)
+    return summary
+
+
+def _store_text(store: dict[str, object]) -> str:
+    text = f"\nstore: {store['backend']} ({store['protection']})\n"
+    if store.get("secret_service"):
+        text += f"secret service: {store['secret_service']}\n"
+    return text
 
 
 def cmd_token(app: App, options: TokenOptions) -> int:

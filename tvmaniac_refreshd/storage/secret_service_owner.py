@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,7 @@ PROGRAMS = {
     "kwalletd6": KWALLET,
     "ksecretd": KWALLET,
 }
+NO_OWNER = f"nobody owns {BUS_NAME} on the session bus"
 VERSION_TIMEOUT = 3.0
 _VERSION = re.compile(r"\b(\d+(?:\.\d+)+)\b")
 _KWALLET_LIBRARY = re.compile(r"/lib(?:KF\dWallet|kwalletbackend\d)\.so\.(\d+(?:\.\d+)+)$")
@@ -204,3 +206,13 @@ def prompt_advice(owner: SecretServiceOwner | None) -> str:
         "the Secret Service shows a prompt that nobody can answer here: answer it in a desktop "
         "session"
     )
+
+
+def owner_summary(environ: Mapping[str, str], platform: str = sys.platform) -> str | None:
+    """Return who answers the Secret Service, for `config check` and `status` (None: macOS)."""
+    if not platform.startswith("linux"):
+        return None
+    owner = find_owner(environ)
+    if owner is None:
+        return NO_OWNER
+    return owner.describe()
