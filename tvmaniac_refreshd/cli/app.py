@@ -14,6 +14,7 @@ from tvmaniac_refreshd.config.settings import Account, Config, load_config
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import journal_prefix, shown
 from tvmaniac_refreshd.daemon.refresher import Refresher
+from tvmaniac_refreshd.daemon.unsaved import UnsavedPairs
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
 from tvmaniac_refreshd.storage.paths import config_path, lock_dir, state_dir
 from tvmaniac_refreshd.storage.state import StateFiles
@@ -56,6 +57,8 @@ class App:
         self._store: TokenStore | None = None
         self._http: httpx.Client | None = None
         self._http_lock = threading.Lock()
+        # New pairs the store could not keep yet, across every refresher of this process.
+        self.unsaved = UnsavedPairs()
 
     @property
     def config(self) -> Config:
@@ -145,6 +148,7 @@ class App:
             client=lambda: self.client(account),
             clock=self.clock,
             sleep=self.sleep,
+            unsaved=self.unsaved,
         )
 
     @contextlib.contextmanager
