@@ -19,6 +19,8 @@ import pytest
 
 from tests.integration.test_daemon import DAEMON_CONFIG, Daemon
 from tests.support.harness import Harness, wait_until
+from tests.support.secret_services import KeePassXCSession
+from trakt_emulator import Emulator
 
 pytestmark = pytest.mark.keyring
 
@@ -154,3 +156,19 @@ def test_daemon_with_short_lived_tokens(any_harness: Harness, tmp_path: Path) ->
     stored = harness.stored()
     assert stored is not None
     assert stored["refresh_token"] == current_grant(harness)["refresh_token"]
+
+
+def test_keepassxc_confirmations_get_keepassxc_advice(emulator: Emulator, tmp_path: Path) -> None:
+    """With KeePassXC's default confirmations, an item is locked to every new client until
+    someone answers its access dialog. Headless, nobody can: `token` dismisses the dialog and
+    exits 69 naming KeePassXC's confirmation, not gnome-keyring's unlock commands."""
+    with KeePassXCSession(confirmations=True) as keepassxc:
+        harness = Harness(emulator=emulator, keyring=keepassxc, root=tmp_path)
+        harness.seed()
+        run = harness.run("token")
+
+    assert run.code == 69, run.err
+    assert "confirm" in run.err
+    assert "gnome-keyring" not in run.err
+    assert emulator.counters()["requests"] == 0
+    assert harness.leaks() == []

@@ -94,7 +94,10 @@ def _exposing_database_xml() -> str:
 
 
 class KeePassXCSession(KeyringSession):
-    """A private bus with KeePassXC's Secret Service on a fresh database."""
+    """A private bus with KeePassXC's Secret Service on a fresh database.
+
+    ``confirmations``: KeePassXC's defaults, which ask before a client reads or deletes an item.
+    """
 
     program = "KeePassXC"
     required_tools = ("dbus-daemon", "keepassxc", "keepassxc-cli", "secret-tool")
@@ -104,6 +107,10 @@ class KeePassXCSession(KeyringSession):
         interface="org.keepassxc.KeePassXC.MainWindow",
     )
 
+    def __init__(self, *, confirmations: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.confirmations = confirmations
+
     @property
     def database(self) -> Path:
         return self.home / "tests.kdbx"
@@ -111,7 +118,11 @@ class KeePassXCSession(KeyringSession):
     def _start_keyring(self) -> None:
         config = self.home / ".config" / "keepassxc"
         config.mkdir(parents=True)
-        (config / "keepassxc.ini").write_text(_KEEPASSXC_INI)
+        ini = _KEEPASSXC_INI
+        if self.confirmations:
+            ini = ini.replace("ConfirmAccessItem=false", "ConfirmAccessItem=true")
+            ini = ini.replace("ConfirmDeleteItem=false", "ConfirmDeleteItem=true")
+        (config / "keepassxc.ini").write_text(ini)
         xml = self.home / "tests.xml"
         xml.write_text(_exposing_database_xml())
         # -t 100: a 100 ms key derivation, so that unlocking and saving stay quick.

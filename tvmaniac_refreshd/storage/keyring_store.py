@@ -325,7 +325,7 @@ class KeyringStore:
 
     def _who(self) -> str:
         owner = self._owner()
-        return "the Secret Service" if owner is None else owner.describe()
+        return "the Secret Service" if owner is None else owner.name
 
     def _get(self, username: str, what: str) -> str | None:
         return self._bounded(lambda: self._resolve().get_password(APP, username), what)

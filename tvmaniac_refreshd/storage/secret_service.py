@@ -41,6 +41,7 @@ the deadline raises ``NoAnswer`` and is *not* handed over: keyring's backend has
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -286,7 +287,8 @@ class _Caller:
             except TimeoutError:
                 if interactive:
                     raise
-                self(path, PROMPT_INTERFACE, "Dismiss", "")  # no dialog left behind
+                with contextlib.suppress(Exception):  # no dialog left behind, if it can
+                    self(path, PROMPT_INTERFACE, "Dismiss", "")
                 raise Unanswered from None
         dismissed, _ = signal.body
         return not dismissed

@@ -66,6 +66,13 @@ class SecretServiceOwner:
     pid: int
     version: str | None = None
 
+    @property
+    def name(self) -> str:
+        """``KeePassXC``, or ``another Secret Service, foo-secretd``, for messages."""
+        if self.program == ANOTHER:
+            return f"another Secret Service, {self.executable}"
+        return self.program
+
     def describe(self) -> str:
         """``KeePassXC 2.7.4 (keepassxc, pid 1234)``, for `config check` and `status`."""
         name = self.program if self.program != ANOTHER else "another Secret Service"
@@ -180,7 +187,9 @@ def locked_advice(owner: SecretServiceOwner | None, *, headless: bool) -> str:
         )
         return (
             f"KeePassXC serves secrets only from an unlocked database: {where}, and check that "
-            "Database Settings, Secret Service Integration exposes the group holding the items"
+            "Database Settings, Secret Service Integration exposes the group holding the items. "
+            "If it is unlocked, KeePassXC is asking to confirm this program's access: answer "
+            "it, or turn off the confirmations in Settings, Secret Service Integration"
         )
     if program == KWALLET:
         if headless:
