@@ -92,6 +92,10 @@ def login_by_browser(rig: Harness, oidc: OidcServer) -> tuple[Run, str, str]:
         if line.strip().startswith("http"):
             url = line.strip()
             break
+    # The printed link is our listener's start page: it sends the browser on, once.
+    started = httpx.get(url, timeout=30)
+    assert started.status_code == 302, started.text
+    url = started.headers["location"]
     redirect = oidc.authorize(url)
     httpx.get(redirect, timeout=30)
     out, err = process.communicate(timeout=60)

@@ -41,6 +41,10 @@ def browser_login(harness: Harness) -> tuple[Run, str]:
             url = line.strip()
             break
     with httpx.Client(timeout=30) as browser:
+        # The printed link is our listener's start page: it sends the browser on, once.
+        started = browser.get(url)
+        assert started.status_code == 302, started.text
+        url = started.headers["location"]
         approved = browser.get(url)  # the emulator approves as the configured user
         assert approved.status_code == 302, approved.text
         landed = browser.get(approved.headers["location"])

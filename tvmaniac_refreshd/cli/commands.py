@@ -55,7 +55,7 @@ from tvmaniac_refreshd.core.launchd_log import supervised_by_launchd, trim_launc
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import get_logger, register_secret, shown
 from tvmaniac_refreshd.core.policy import refresh_due_at
-from tvmaniac_refreshd.core.tokens import TokenDocument
+from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet
 from tvmaniac_refreshd.providers.factory import wording_for
 from tvmaniac_refreshd.storage import quick_record
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
@@ -63,6 +63,7 @@ from tvmaniac_refreshd.storage.paths import config_path, state_dir
 from tvmaniac_refreshd.storage.state import AccountRecord
 
 if TYPE_CHECKING:
+    from tvmaniac_refreshd.providers.base import Provider
     from tvmaniac_refreshd.service.base import ServiceManager
 
 # When several accounts fail differently, the exit code reports the one most in need of a human.
@@ -128,14 +129,28 @@ def cmd_login(app: App, options: LoginOptions) -> int:
         app.store.save(document)
         app.states.save(account.name, AccountRecord(last_success_at=int(app.clock())))
     _tell_daemon(app)
+    who = _who_logged_in(app, account, client, tokens)
     get_logger(account=account.name).info("login.finished", expires_at=iso(tokens.expires_at))
     left = format_duration(tokens.expires_at - app.clock())
+    as_whom = f" as {who!r}" if who else ""
     app.out.write(
-        f"Logged in: account {account.name!r} is stored in {app.store.where(account.name)}; "
-        "the access token is "
+        f"Logged in{as_whom}: account {account.name!r} is stored in "
+        f"{app.store.where(account.name)}; the access token is "
         f"valid for {left}.\nCheck it any time with `{APP} status`.\n"
     )
     return EXIT_OK
+
+
+def _who_logged_in(app: App, account: Account, client: Provider, tokens: TokenSet) -> str | None:
+    """Ask the provider whose tokens these are and remember it; the tokens are stored already,
+    so a failure here only costs the name."""
+    try:
+        who = client.identity(tokens, now=app.clock())
+    except RefreshdError as exc:
+        app.warn(f"logged in, but could not ask the provider who logged in: {exc}")
+        return None
+    app.states.update(account.name, logged_in_as=who)
+    return who
 
 
 def _require_client_secret(app: App, account: Account) -> None:

@@ -110,6 +110,7 @@ def account_report(
         "expires_at": iso(tokens.expires_at) if tokens else None,
         "refresh_due_at": iso(due) if usable else None,
         "obtained_at": iso(document.obtained_at) if document else None,
+        "logged_in_as": record.logged_in_as if document else None,
         "last_attempt_at": iso(record.last_attempt_at),
         "last_success_at": iso(record.last_success_at),
         "last_result": record.last_result,
@@ -132,6 +133,7 @@ def unknown_report(
         "expires_at": None,
         "refresh_due_at": None,
         "obtained_at": None,
+        "logged_in_as": record.logged_in_as,
         "last_attempt_at": iso(record.last_attempt_at),
         "last_success_at": iso(record.last_success_at),
         "last_result": record.last_result,
@@ -164,6 +166,8 @@ def render_text(reports: list[dict[str, Any]], *, now: float) -> str:
     blocks = []
     for report in reports:
         lines = [f"{report['name']}: {report['state']}"]
+        if report["logged_in_as"]:
+            lines.append(f"  logged in as:         {report['logged_in_as']}")
         if report["state"] == UNKNOWN:
             lines.append("  access token expires: unknown (the keyring cannot be read)")
         if report["expires_at"]:
