@@ -81,6 +81,7 @@ def cmd_login(app: App, options: LoginOptions) -> int:
             raise StoreCorrupt(f"{exc}; or run `login --replace` to overwrite it") from None
         previous = None
     _require_client_secret(app, account)
+    _warn_plaintext(app, account)
     if previous is not None:
         app.warn(f"account {account.name!r} is already logged in; this login replaces it")
     client = app.client(account)
@@ -216,7 +217,14 @@ def cmd_logout(app: App, options: LogoutOptions) -> int:
                 )
         existed = app.store.delete(account.name)
         app.states.delete(account.name)
+        leftovers = _delete_plaintext(app, account)
     _tell_daemon(app)
+    if leftovers:
+        app.out.write(f"Deleted the unencrypted copies {', '.join(leftovers)}.\n")
+        app.warn(
+            "a refresh token in an unencrypted copy may still be valid at the provider; revoke "
+            f"the app in {wording_for(account).manage_apps} if the copy may have been read"
+        )
     if existed:
         app.out.write(
             f"Logged out: account {account.name!r} was removed from "
@@ -225,6 +233,26 @@ def cmd_logout(app: App, options: LogoutOptions) -> int:
     else:
         app.out.write(f"Account {account.name!r} was not logged in; nothing to do.\n")
     return EXIT_OK
+
+
+def _warn_plaintext(app: App, account: Account) -> list[str]:
+    """Warn of plain-text copies an encrypted file store left behind; return their paths."""
+    from tvmaniac_refreshd.storage.file_store import (  # noqa: PLC0415
+        leftover_advice,
+        plaintext_leftovers,
+    )
+
+    found = plaintext_leftovers(app.store, account.name)
+    if found:
+        app.warn(leftover_advice(account.name, found))
+    return found
+
+
+def _delete_plaintext(app: App, account: Account) -> list[str]:
+    from tvmaniac_refreshd.storage.file_store import FileStore  # noqa: PLC0415
+
+    store = app.store
+    return store.delete_plaintext_leftovers(account.name) if isinstance(store, FileStore) else []
 
 
 def _selected(app: App, *, every: bool) -> list[Account]:
@@ -261,6 +289,7 @@ def cmd_status(app: App, options: StatusOptions) -> int:
     store = _store_summary(app)
     timer = service.get("mode") == "timer" and str(service.get("active", "")).startswith("active")
     reports: list[dict[str, Any]] = []
+    plaintext: list[str] = []  # unencrypted copies an encrypted file store left behind
     keyring_error: str | None = None
     now = app.clock()
     # Without a named account, status shows them all: it reads, it never refreshes.
@@ -280,6 +309,7 @@ def cmd_status(app: App, options: StatusOptions) -> int:
             )
             continue
         _know_secrets(app, account, document, record)
+        plaintext.extend(_warn_plaintext(app, account))
         if document is not None and document.fingerprint != account.fingerprint():
             problem = "the stored login was made with a different client_id or auth_url"
         keeper = keeper_advice(
@@ -297,6 +327,8 @@ def cmd_status(app: App, options: StatusOptions) -> int:
             )
         )
     daemon = {"running": pid is not None, "pid": pid}
+    if store["backend"] == "file":
+        store["plaintext_leftovers"] = plaintext
     if options.json:
         payload: dict[str, object] = {
             "format_version": FORMAT_VERSION,
@@ -311,26 +343,43 @@ def cmd_status(app: App, options: StatusOptions) -> int:
         app.out.write(json.dumps(payload, indent=2) + "\n")
     else:
         app.out.write(render_text(reports, now=now))
-        running = f"running (pid {pid})" if pid else "not running"
-        app.out.write(f"\nstore: {store['backend']} ({store['protection']})\n")
-        app.out.write(f"daemon: {running}\n")
-        if service.get("error"):
-            app.out.write(f"service: unknown ({service['error']})\n")
-        elif service["installed"]:
-            app.out.write(f"service: {service['mode']} mode, {service['active']}\n")
-            if service.get("detail"):
-                app.out.write(f"  {service['detail']}\n")
-        else:
-            app.out.write(f"service: not installed (`{APP} service install` sets it up)\n")
-        if keyring_error is not None:
-            label = "keyring" if store["backend"] == "keyring" else "file store"
-            app.out.write(f"{label}: unavailable: {keyring_error}\n")
+        _write_footer(
+            app, store, service, pid=pid, plaintext=plaintext, keyring_error=keyring_error
+        )
     # The exit code still says what failed, for scripts that only look at it.
     return (
         EXIT_STORE_UNAVAILABLE
         if keyring_error is not None
         else _health(app, reports, check=options.check)
     )
+
+
+def _write_footer(
+    app: App,
+    store: dict[str, object],
+    service: dict[str, object],
+    *,
+    pid: int | None,
+    plaintext: list[str],
+    keyring_error: str | None,
+) -> None:
+    """The text `status` prints below the accounts: the store, the daemon, the service."""
+    running = f"running (pid {pid})" if pid else "not running"
+    app.out.write(f"\nstore: {store['backend']} ({store['protection']})\n")
+    if plaintext:
+        app.out.write(f"  unencrypted copies left behind: {', '.join(plaintext)}\n")
+    app.out.write(f"daemon: {running}\n")
+    if service.get("error"):
+        app.out.write(f"service: unknown ({service['error']})\n")
+    elif service["installed"]:
+        app.out.write(f"service: {service['mode']} mode, {service['active']}\n")
+        if service.get("detail"):
+            app.out.write(f"  {service['detail']}\n")
+    else:
+        app.out.write(f"service: not installed (`{APP} service install` sets it up)\n")
+    if keyring_error is not None:
+        label = "keyring" if store["backend"] == "keyring" else "file store"
+        app.out.write(f"{label}: unavailable: {keyring_error}\n")
 
 
 def _health(app: App, reports: list[dict[str, Any]], *, check: bool) -> int:

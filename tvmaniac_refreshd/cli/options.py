@@ -109,4 +109,6 @@ class ConfigInitOptions:
 
 @dataclass(frozen=True)
 class StoreMigrateOptions:
-    to: Literal["file", "keyring"] = "keyring"  # required on the command line
+    to: Literal["file", "keyring"] | None = None  # this, or --encrypt, on the command line
+    encrypt: bool = False  # the file store's plain files into its encrypted ones, in place
+    force: bool = False  # both stores hold an account: keep the newer pair, delete the other

@@ -331,11 +331,24 @@ def build_parser() -> argparse.ArgumentParser:
         "Move the tokens between the keyring and the file store.",
         "migrate --to file|keyring moves every account's tokens and client secret from the\n"
         "other store, each under the account's lock, verified before the source is deleted.\n"
-        "Then set [store] backend in the config to match.",
+        "Then set [store] backend in the config to match. migrate --encrypt encrypts the\n"
+        'file store\'s plain files in place (encrypt = "systemd-creds"). Where both hold an\n'
+        "account's tokens, nothing moves; --force keeps the newer pair.",
     )
     store_verbs = store.add_subparsers(dest="store_verb", metavar="ACTION", required=True)
     migrate = action(store_verbs, "migrate", "move every account's items to the given store")
-    migrate.add_argument("--to", choices=("file", "keyring"), required=True, help="target store")
+    where = migrate.add_mutually_exclusive_group(required=True)
+    where.add_argument("--to", choices=("file", "keyring"), help="target store")
+    where.add_argument(
+        "--encrypt",
+        action="store_true",
+        help='encrypt the file store\'s plain files in place (encrypt = "systemd-creds")',
+    )
+    migrate.add_argument(
+        "--force",
+        action="store_true",
+        help="where both stores hold an account, keep the newer token pair, delete the other",
+    )
     _consumer_verbs(verb)
     return parser
 
