@@ -101,7 +101,8 @@ import http.client, sys, urllib.parse
 url = urllib.parse.urlsplit(sys.argv[1])
 connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
 try:
-    connection.request("GET", url.path + ("?" + url.query if url.query else ""))
+    target = url.path + ("?" + url.query if url.query else "")
+    connection.request("GET", target, headers={"User-Agent": "Mozilla/5.0 (intruder)"})
     answer = connection.getresponse()
     print(answer.status, answer.getheader("Location") or "")
 except OSError as exc:
