@@ -11,8 +11,12 @@ both stores hold an account's tokens and they differ, the newer pair is kept, an
 
 from __future__ import annotations
 
+import argparse
+from dataclasses import dataclass
+from typing import Literal
+
 from tvmaniac_refreshd.cli.app import App
-from tvmaniac_refreshd.cli.options import StoreMigrateOptions
+from tvmaniac_refreshd.cli.grammar import Verb
 from tvmaniac_refreshd.cli.status import iso
 from tvmaniac_refreshd.core.errors import (
     EXIT_OK,
@@ -28,6 +32,28 @@ from tvmaniac_refreshd.storage.file_store import FileStore
 from tvmaniac_refreshd.storage.store import TokenStore
 
 BACKENDS = ("file", "keyring")
+
+
+@dataclass(frozen=True)
+class StoreMigrateOptions:
+    to: Literal["file", "keyring"] | None = None  # this, or --encrypt, on the command line
+    encrypt: bool = False  # the file store's plain files into its encrypted ones, in place
+    force: bool = False  # both stores hold an account: keep the newer pair, delete the other
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--to", choices=BACKENDS, help="target store")
+    where.add_argument(
+        "--encrypt",
+        action="store_true",
+        help='encrypt the file store\'s plain files in place (encrypt = "systemd-creds")',
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="where both stores hold an account, keep the newer token pair, delete the other",
+    )
 
 
 def _age(document: TokenDocument) -> tuple[int, int]:
@@ -159,7 +185,7 @@ def _done(done: list[str], source: TokenStore, target: TokenStore, *, encrypt: b
     return "; ".join([what, *kept])
 
 
-def cmd_store_migrate(app: App, options: StoreMigrateOptions) -> int:
+def run(app: App, options: StoreMigrateOptions) -> int:
     source, target = _stores(app, options)
     codes = []
     for account in app.config.accounts.values():
@@ -180,3 +206,12 @@ def cmd_store_migrate(app: App, options: StoreMigrateOptions) -> int:
             "service if it runs): until then the commands still read the old store.\n"
         )
     return EXIT_OK
+
+
+VERB = Verb(
+    "store migrate",
+    "move every account's items to the given store, or encrypt the file store in place",
+    StoreMigrateOptions,
+    run,
+    arguments,
+)
