@@ -3,6 +3,7 @@ real command, the real keyring, and the daemon. Introspection is the server's ow
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import threading
@@ -130,6 +131,11 @@ class TestLogin:
         assert redirect.startswith("http://127.0.0.1:")
         assert run.code == 0, run.err
         assert "code_challenge_method=S256" in url
+        # Who logged in, from the ID token's sub (this server sends no preferred_username);
+        # the server logs its interactions in as "alice".
+        assert "Logged in as 'alice'" in run.out
+        status = json.loads(rig.run("status", "--json").out)
+        assert status["accounts"][0]["logged_in_as"] == "alice"
         assert oidc.introspect(str(stored_tokens(rig)["access_token"]))["active"] is True
 
 
