@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -504,6 +505,54 @@ class TestHardening:
             ["sh", "-c", "ls ~/written ~/.local/state/tvmaniac-refreshd/written"], user=USER
         )
         assert outside.stdout.split() == ["/home/tok/.local/state/tvmaniac-refreshd/written"]
+
+    def test_an_installation_under_the_home_still_starts(self, machine: Machine) -> None:
+        """ProtectHome=tmpfs hides the home, so `service install` binds a venv there back in
+        (as the README's install and pipx put it under ~/.local/share), and a --config there."""
+        venv = f"/home/{USER}/.local/share/tvmaniac-refreshd/venv"
+        site = next(Path(sys.prefix).glob("lib/python3*/site-packages"))
+        pth = f"{venv}/lib/python3.{sys.version_info.minor}/site-packages/refreshd-test.pth"
+        machine.container.run(
+            [
+                "sh",
+                "-c",
+                f"/usr/bin/python3 -m venv --without-pip {venv} && "
+                f"printf '%s\\n' {REPO} {site} > {pth} && "
+                "cp ~/.config/tvmaniac-refreshd/config.toml ~/elsewhere.toml",
+            ],
+            user=USER,
+            check=True,
+        )
+        python = f"{venv}/bin/python"
+        try:
+            install = machine.container.run(
+                [
+                    python,
+                    "-m",
+                    "tvmaniac_refreshd",
+                    "--config",
+                    f"/home/{USER}/elsewhere.toml",
+                    "service",
+                    "install",
+                ],
+                user=USER,
+            )
+            assert install.returncode == 0, install.stderr
+            unit = machine.container.run(
+                ["cat", f"{UNIT_DIR}/tvmaniac-refreshd.service"], user=USER, check=True
+            ).stdout
+            assert f"BindReadOnlyPaths=-{venv} -/home/{USER}/elsewhere.toml\n" in unit, unit
+            poll(
+                lambda: machine.show("tvmaniac-refreshd.service", "StatusText").startswith(
+                    "default: "
+                ),
+                timeout=60,
+                what="the daemon from the venv under the home to be ready",
+            )
+        finally:
+            machine.container.run(
+                [python, "-m", "tvmaniac_refreshd", "service", "uninstall"], user=USER
+            )
 
     def test_the_hardening_is_enforced(self, machine: Machine) -> None:
         """The control: the same transient unit refuses writable and executable memory."""

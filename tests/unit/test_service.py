@@ -134,6 +134,7 @@ class TestSystemdUnits:
                 ["/home/u/.local/lib/python3.11/site-packages"],
             ),
             (["/home/u", "/home/uv/x", "/home/u/my venv"], []),
+            (["/home/u/b/c", "/home/u/a", "/home/u/b", "/home/u/a"], ["/home/u/a", "/home/u/b"]),
         ],
     )
     def test_home_binds_name_the_outermost_paths(self, paths: list[str], binds: list[str]) -> None:

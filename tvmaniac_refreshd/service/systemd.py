@@ -79,12 +79,14 @@ def home_binds(paths: Sequence[str], home: str) -> list[str]:
     pipx, ``pip --user``, pyenv) or a config named with ``--config`` would vanish.
     """
     base = home.rstrip("/") + "/"
-    binds: list[str] = []
-    for path in sorted(set(paths), key=len):
-        inside = any(path == bind or path.startswith(bind + "/") for bind in binds)
-        if path.startswith(base) and _PLAIN.fullmatch(path) and not inside:
-            binds.append(path)
-    return binds
+    under = [
+        path for path in dict.fromkeys(paths) if path.startswith(base) and _PLAIN.fullmatch(path)
+    ]
+    return [
+        path
+        for path in under
+        if not any(path.startswith(other + "/") for other in under if other != path)
+    ]
 
 
 def _installation(argv: Sequence[str]) -> list[str]:
@@ -97,7 +99,7 @@ def _installation(argv: Sequence[str]) -> list[str]:
         str(Path(__file__).resolve().parents[2]),  # the package's own files
         sys.prefix,
         sys.base_prefix,
-        site.getusersitepackages(),
+        *([user_site] if Path(user_site := site.getusersitepackages()).is_dir() else []),
     ]
 
 
