@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Literal
 
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb
 from tvmaniac_refreshd.cli.status import iso
+from tvmaniac_refreshd.config.settings import StoreBackend
 from tvmaniac_refreshd.core.errors import (
     EXIT_OK,
     RefreshdError,
@@ -31,12 +31,12 @@ from tvmaniac_refreshd.core.tokens import TokenDocument, encode_document
 from tvmaniac_refreshd.storage.file_store import FileStore
 from tvmaniac_refreshd.storage.store import TokenStore
 
-BACKENDS = ("file", "keyring")
+BACKENDS: tuple[StoreBackend, ...] = ("file", "keyring")
 
 
 @dataclass(frozen=True)
 class StoreMigrateOptions:
-    to: Literal["file", "keyring"] | None = None  # this, or --encrypt, on the command line
+    to: StoreBackend | None = None  # this, or --encrypt, on the command line
     encrypt: bool = False  # the file store's plain files into its encrypted ones, in place
     force: bool = False  # both stores hold an account: keep the newer pair, delete the other
 
