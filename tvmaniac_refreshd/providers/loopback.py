@@ -156,7 +156,7 @@ class LoopbackServer:
         self._sockets = listen_loopback(host, port)
         self.port: int = self._sockets[0].getsockname()[1]
         self._lock = threading.Lock()
-        self.refused: list[int | None] = []  # the uids whose connections were turned away
+        self._refused: list[int | None] = []  # the uids whose connections were turned away
 
     def close(self) -> None:
         for sock in self._sockets:
@@ -201,7 +201,7 @@ class LoopbackServer:
                     uid = peer_uid((ours[0], ours[1]), (peer[0], peer[1]))
                     if uid != self._owner:
                         with self._lock:
-                            self.refused.append(uid)
+                            self._refused.append(uid)
                         connection.sendall(REFUSED)
                         return
                 _Handler(connection, peer, self)  # type: ignore[arg-type]
@@ -211,5 +211,5 @@ class LoopbackServer:
     def take_refused(self) -> list[int | None]:
         """Return the uids refused since the last call."""
         with self._lock:
-            refused, self.refused = self.refused, []
+            refused, self._refused = self._refused, []
         return refused
