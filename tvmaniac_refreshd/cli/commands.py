@@ -299,14 +299,7 @@ def cmd_status(app: App, options: StatusOptions) -> int:
         running = f"running (pid {pid})" if pid else "not running"
         app.out.write(f"\nstore: {store['backend']} ({store['protection']})\n")
         app.out.write(f"daemon: {running}\n")
-        if service.get("error"):
-            app.out.write(f"service: unknown ({service['error']})\n")
-        elif service["installed"]:
-            app.out.write(f"service: {service['mode']} mode, {service['active']}\n")
-            if service.get("detail"):
-                app.out.write(f"  {service['detail']}\n")
-        else:
-            app.out.write(f"service: not installed (`{APP} service install` sets it up)\n")
+        _write_service(app, service)
         if keyring_error is not None:
             label = "keyring" if store["backend"] == "keyring" else "file store"
             app.out.write(f"{label}: unavailable: {keyring_error}\n")
@@ -316,6 +309,19 @@ def cmd_status(app: App, options: StatusOptions) -> int:
         if keyring_error is not None
         else _health(app, reports, check=options.check)
     )
+
+
+def _write_service(app: App, service: dict[str, object]) -> None:
+    if service.get("error"):
+        app.out.write(f"service: unknown ({service['error']})\n")
+    elif service["installed"]:
+        app.out.write(f"service: {service['mode']} mode, {service['active']}\n")
+        if service.get("detail"):
+            app.out.write(f"  {service['detail']}\n")
+        if service.get("problem"):
+            app.out.write(f"  problem: {service['problem']}\n")
+    else:
+        app.out.write(f"service: not installed (`{APP} service install` sets it up)\n")
 
 
 def _health(app: App, reports: list[dict[str, Any]], *, check: bool) -> int:
@@ -454,6 +460,12 @@ def cmd_service_install(app: App, options: ServiceInstallOptions) -> int:
 
 def cmd_service_uninstall(app: App, options: ServiceUninstallOptions) -> int:
     _service_manager(app).uninstall(dry_run=options.dry_run, out=app.out)
+    if not options.dry_run:
+        config = config_path(app.common.config, app.environ)
+        app.out.write(
+            f"Kept on purpose: the config ({config}), the state ({state_dir(app.environ)}) "
+            f"and the tokens; `{APP} logout` removes an account's tokens and state.\n"
+        )
     return EXIT_OK
 
 
@@ -467,21 +479,25 @@ def cmd_service_status(app: App, options: ServiceStatusOptions) -> int:
         failure = {"format_version": FORMAT_VERSION, "installed": None, "error": str(exc)}
         app.out.write(json.dumps(failure, indent=2) + "\n")
         return exc.exit_code
+    # A failed service, or one that cannot start, is a failure for scripts too.
+    code = EXIT_FAILURE if state.failed or state.problem else EXIT_OK
     if options.json:
         app.out.write(json.dumps({"format_version": FORMAT_VERSION, **state.as_dict()}, indent=2))
         app.out.write("\n")
-        return EXIT_OK
+        return code
     if state.mode is None:
         app.out.write(f"{state.manager}: not installed (`{APP} service install` sets it up)\n")
     else:
         app.out.write(f"{state.manager}: {state.mode} mode; {state.active}\n")
     if state.detail:
         app.out.write(f"  {state.detail}\n")
+    if state.problem:
+        app.out.write(f"  problem: {state.problem}\n")
     for path in state.files:
         app.out.write(f"  {path}\n")
     if state.lingering is False:
         app.out.write("  lingering is off: the user manager stops when you log out\n")
-    return EXIT_OK
+    return code
 
 
 def cmd_config_check(app: App, options: ConfigCheckOptions) -> int:

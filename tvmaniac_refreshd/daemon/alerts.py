@@ -111,7 +111,8 @@ def _next_step(account: str, verb: str) -> str:
 
 
 def _output(data: bytes | None) -> str:
-    return (data or b"").decode(errors="replace")[:OUTPUT_LIMIT]
+    # Without the final newline, which would end the journal's MESSAGE in a dangling line.
+    return (data or b"").decode(errors="replace")[:OUTPUT_LIMIT].rstrip()
 
 
 def _osascript_quote(text: str) -> str:

@@ -54,11 +54,6 @@ def template(relative: str) -> Path:
     raise ServiceError(f"the packaged file {relative} is missing; reinstall tvmaniac-refreshd")
 
 
-def readme() -> Path:
-    """Return the README shipped with this installation (the units' Documentation=)."""
-    return template("README.md")
-
-
 def exec_argv(config: str | None) -> list[str]:
     """Return the absolute command that starts this installation.
 
@@ -123,6 +118,9 @@ class ServiceState:
     detail: str = ""  # e.g. the daemon's STATUS= text, the last result
     lingering: bool | None = None  # systemd: does the user manager outlive logins?
     files: tuple[str, ...] = ()
+    # What keeps the service from working and what to do, e.g. the unit's interpreter is gone.
+    problem: str = ""
+    failed: bool = False  # the manager counts the service as failed (`service status` exits 1)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -133,6 +131,8 @@ class ServiceState:
             "detail": self.detail,
             "lingering": self.lingering,
             "files": list(self.files),
+            "problem": self.problem or None,
+            "failed": self.failed,
         }
 
 
