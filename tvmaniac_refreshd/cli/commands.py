@@ -46,7 +46,6 @@ from tvmaniac_refreshd.core.errors import (
     ConfigError,
     NotLoggedIn,
     RefreshdError,
-    SessionRejected,
     StoreCorrupt,
     StoreUnavailable,
     UsageError,
@@ -63,6 +62,8 @@ from tvmaniac_refreshd.storage.paths import config_path, state_dir
 from tvmaniac_refreshd.storage.state import AccountRecord
 
 if TYPE_CHECKING:
+    from tvmaniac_refreshd.daemon.pass_alerts import PassAlerts
+    from tvmaniac_refreshd.daemon.refresher import Fresh
     from tvmaniac_refreshd.service.base import ServiceManager
 
 # When several accounts fail differently, the exit code reports the one most in need of a human.
@@ -383,36 +384,56 @@ def cmd_refresh(app: App, options: RefreshOptions) -> int:
     codes: list[int] = []
     changed = False
     accounts = _selected(app, every=options.all)
-    for account in accounts:
-        try:
-            fresh = app.refresher(account).ensure_fresh(force=options.force)
-        except SessionRejected as exc:
-            if isinstance(exc, NotLoggedIn) and len(accounts) > 1:
-                app.out.write(f"{account.name}: not logged in; skipped\n")
+    # The pass the timer (or cron) runs tells the user as the daemon would: [alerts].
+    alerts = _pass_alerts(app) if options.all else None
+    try:
+        for account in accounts:
+            try:
+                fresh = app.refresher(account).ensure_fresh(force=options.force)
+            except RefreshdError as exc:
+                if alerts is not None:
+                    alerts.outcome(account, exc)
+                if isinstance(exc, NotLoggedIn) and len(accounts) > 1:
+                    app.out.write(f"{account.name}: not logged in; skipped\n")
+                    continue
+                temporary = exc.exit_code == EXIT_TEMPORARY
+                app.problem(f"{account.name}: {exc}", temporary=temporary)
+                codes.append(exc.exit_code)
                 continue
-            app.problem(f"{account.name}: {exc}", temporary=False)
-            codes.append(exc.exit_code)
-            continue
-        except RefreshdError as exc:
-            app.problem(f"{account.name}: {exc}", temporary=exc.exit_code == EXIT_TEMPORARY)
-            codes.append(exc.exit_code)
-            continue
-        changed = changed or fresh.refreshed
-        tokens = fresh.document.tokens
-        due = refresh_due_at(tokens, account.refresh, salt=account.name)
-        if fresh.refreshed:
-            what = "refreshed"
-        elif fresh.by_other:
-            what = "refreshed by another process"
-        else:
-            what = "not due"
-        app.out.write(
-            f"{account.name}: {what}; expires {iso(tokens.expires_at)}, next refresh due "
-            f"{iso(due)} (in {format_duration(due - app.clock())})\n"
-        )
+            if alerts is not None:
+                alerts.outcome(account, fresh)
+            changed = _report_fresh(app, account, fresh) or changed
+    finally:
+        if alerts is not None:
+            alerts.close()
     if changed:
         _tell_daemon(app)
     return next((code for code in SEVERITY if code in codes), EXIT_OK)
+
+
+def _pass_alerts(app: App) -> PassAlerts:
+    from tvmaniac_refreshd.daemon.alerts import Alerter, current_unit  # noqa: PLC0415
+    from tvmaniac_refreshd.daemon.pass_alerts import PassAlerts, StateReminders  # noqa: PLC0415
+
+    alerter = Alerter(reminders=StateReminders(app.states), unit=current_unit(app.environ))
+    return PassAlerts(app.states, app.clock, alerter)
+
+
+def _report_fresh(app: App, account: Account, fresh: Fresh) -> bool:
+    """Print one account's result of `refresh`; return whether it was refreshed."""
+    tokens = fresh.document.tokens
+    due = refresh_due_at(tokens, account.refresh, salt=account.name)
+    if fresh.refreshed:
+        what = "refreshed"
+    elif fresh.by_other:
+        what = "refreshed by another process"
+    else:
+        what = "not due"
+    app.out.write(
+        f"{account.name}: {what}; expires {iso(tokens.expires_at)}, next refresh due "
+        f"{iso(due)} (in {format_duration(due - app.clock())})\n"
+    )
+    return fresh.refreshed
 
 
 def cmd_run(app: App, _: NoOptions) -> int:

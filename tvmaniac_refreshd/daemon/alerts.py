@@ -2,13 +2,23 @@
 
 ``Reminders`` decides, from the time passed in, whether an event is told at all; ``Alerter``
 does the telling on one worker thread, so the daemon never waits on a slow hook or notifier.
+
+Under systemd our units are sandboxed (a read-only home, a private /tmp), which suits the
+process that holds the tokens but not a user's hook: it is the user's own script, expected to
+write where the user can, as it would from cron. So a hook started from inside a systemd unit
+runs as a transient unit of the user's manager (``systemd-run --user``), outside the sandbox,
+with nothing of ours but three variables; without systemd-run it runs in the sandbox, and a
+failure that looks like the sandbox's says so and names the drop-in that lifts it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import queue
+import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -16,16 +26,98 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
 
 from tvmaniac_refreshd.config.settings import Alerts
+from tvmaniac_refreshd.core.durations import format_duration
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import get_logger, redact_text
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
 
 NOTIFY_TIMEOUT = 10  # a notifier stuck on a dead D-Bus session must not hold up later alerts
 OUTPUT_LIMIT = 500  # hook output is for debugging only; a chatty hook must not flood the log
 
 Runner = Callable[..., subprocess.CompletedProcess[bytes]]
 Job = Callable[[], None]
+# What the hook learns, as environment variables (never in an argv: see outside_sandbox).
+HOOK_VARIABLES = (
+    "TVMANIAC_REFRESHD_ACCOUNT",
+    "TVMANIAC_REFRESHD_EVENT",
+    "TVMANIAC_REFRESHD_MESSAGE",
+)
+# A transient unit takes a moment to start and to report back beyond the hook's own time.
+SYSTEMD_RUN_SLACK = 15
+# The unit a process of a user manager runs in: the last part of its cgroup v2 path.
+_UNIT_IN_CGROUP = re.compile(r"^0::/.*/user@\d+\.service/(?:.*/)?([^/]+\.service)$", re.MULTILINE)
+# What a hook's failure says when the sandbox stopped it (the C library's words for them).
+SANDBOX_ERRORS = (os.strerror(errno.EROFS), os.strerror(errno.ENOENT), os.strerror(errno.EACCES))
+
+
+def refreshed_message(provider: str) -> str:
+    """The REFRESHED alert's text, the same from the daemon and from a timer's pass."""
+    return f"The {provider} token was refreshed."
+
+
+def failing_message(seconds: float, error: object) -> str:
+    """The FAILING alert's text, the same from the daemon and from a timer's pass."""
+    return f"Refreshing has failed for {format_duration(seconds)}: {error}"
+
+
+def current_unit(environ: Mapping[str, str], cgroup_file: str = "/proc/self/cgroup") -> str | None:
+    """Return the user service this process runs in (systemd sets INVOCATION_ID), or None."""
+    if not environ.get("INVOCATION_ID"):
+        return None
+    try:
+        with open(cgroup_file, encoding="utf-8", errors="replace") as handle:
+            found = _UNIT_IN_CGROUP.search(handle.read())
+    except OSError:
+        return None
+    return found.group(1) if found else None
+
+
+def hook_unit_name() -> str:
+    """A fresh name for a hook's transient unit (shown in its log lines and the journal)."""
+    return f"{APP}-hook-{secrets.token_hex(4)}.service"
+
+
+def outside_sandbox(argv: Sequence[str], *, name: str, event: str, timeout: int) -> list[str]:
+    """Return the command that runs hook ``argv`` as the transient unit ``name`` of the user's
+    manager.
+
+    ``--setenv=NAME`` without a value passes our value of NAME, so the message never shows in
+    an argv. ``--pipe`` hands the hook our pipes, and ``--wait`` returns its exit status.
+    """
+    return [
+        "systemd-run",
+        "--user",
+        "--quiet",
+        "--collect",
+        "--wait",
+        "--pipe",
+        "--service-type=exec",
+        f"--unit={name}",
+        f"--description={APP} hook ({event})",
+        f"--property=RuntimeMaxSec={timeout}",
+        *(f"--setenv={variable}" for variable in HOOK_VARIABLES),
+        "--",
+        *argv,
+    ]
+
+
+def sandbox_hint(unit: str, problem: str) -> str | None:
+    """If ``problem`` (a hook's stderr or error) looks like the sandbox's doing, say how to
+    lift it for ``unit``; else None."""
+    if not any(words in problem for words in SANDBOX_ERRORS):
+        return None
+    return (
+        f"the hook ran inside {unit}'s sandbox, where the home is read-only "
+        "(ProtectHome=read-only), /tmp is the unit's own (PrivateTmp=yes) and the rest of the "
+        f"system read-only. To let it write a place, add a drop-in: `systemctl --user edit "
+        f"{unit}` with the lines `[Service]` and `ReadWritePaths=/the/path` (a directory or "
+        "file that exists), then restart the unit"
+    )
 
 
 class AlertEvent(StrEnum):
@@ -37,6 +129,14 @@ class AlertEvent(StrEnum):
 
 
 _STANDING = (AlertEvent.REAUTH_REQUIRED, AlertEvent.FAILING)
+
+
+class ReminderMemory(Protocol):
+    """Decides whether an event is told now (``Reminders`` in memory, or a state file's)."""
+
+    def should_tell(
+        self, account: str, event: AlertEvent, remind_every: float, now: float
+    ) -> bool: ...
 
 
 class Reminders:
@@ -187,11 +287,15 @@ class Alerter:
         runner: Runner = run_in_own_group,
         which: Callable[[str], str | None] = shutil.which,
         platform: str = sys.platform,
+        reminders: ReminderMemory | None = None,
+        unit: str | None = None,
     ) -> None:
+        """``unit``: the systemd unit we run in (see current_unit), whose sandbox hooks avoid."""
         self._runner = runner
         self._which = which
         self._platform = platform
-        self._reminders = Reminders()
+        self._reminders = reminders if reminders is not None else Reminders()
+        self._unit = unit
         self._lock = threading.Lock()  # accounts refresh concurrently; the reminders are shared
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._closed = False
@@ -263,12 +367,19 @@ class Alerter:
             "TVMANIAC_REFRESHD_EVENT": str(event),
             "TVMANIAC_REFRESHD_MESSAGE": message,
         }
+        command, wait = list(argv), timeout
+        outside = self._unit is not None and self._which("systemd-run") is not None
+        if outside:
+            name = hook_unit_name()
+            command = outside_sandbox(argv, name=name, event=str(event), timeout=timeout)
+            wait = timeout + SYSTEMD_RUN_SLACK
+            log = log.bind(unit=name)
         try:
             result = self._runner(
-                list(argv),
+                command,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
-                timeout=timeout,
+                timeout=wait,
                 env=env,
                 check=False,
             )
@@ -276,12 +387,31 @@ class Alerter:
             log.warning("hook.timed_out", timeout=timeout)
             return
         except OSError as exc:
-            log.warning("hook.failed", error=str(exc))
+            self._hook_failed(log, str(exc), sandboxed=not outside)
             return
         stdout, stderr = _output(result.stdout), _output(result.stderr)
         log.debug("hook.output", status=result.returncode, stdout=stdout, stderr=stderr)
         if result.returncode != 0:
-            log.warning("hook.failed", status=result.returncode, stderr=stderr)
+            self._hook_failed(log, stderr, sandboxed=not outside, status=result.returncode)
+        else:
+            log.info("hook.finished", status=0)
+
+    def _hook_failed(
+        self,
+        log: FilteringBoundLogger,
+        problem: str,
+        *,
+        sandboxed: bool,
+        status: int | None = None,
+    ) -> None:
+        """Log a failed hook; say so when the sandbox is the likely cause (see sandbox_hint)."""
+        fields: dict[str, object] = (
+            {"error": problem} if status is None else {"status": status, "stderr": problem}
+        )
+        hint = sandbox_hint(self._unit, problem) if sandboxed and self._unit else None
+        if hint:
+            fields["hint"] = hint
+        log.warning("hook.failed", **fields)
 
     def _notify(self, account: str, event: AlertEvent, message: str, provider: str | None) -> None:
         subject = f"{provider} " if provider else ""

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from tvmaniac_refreshd.config.settings import Account, Config
-from tvmaniac_refreshd.core.durations import format_duration
 from tvmaniac_refreshd.core.errors import (
     NotLoggedIn,
     RefreshdError,
@@ -25,7 +24,7 @@ from tvmaniac_refreshd.core.errors import (
 )
 from tvmaniac_refreshd.core.logs import get_logger
 from tvmaniac_refreshd.core.policy import refresh_due_at, retry_delay
-from tvmaniac_refreshd.daemon.alerts import Alerter, AlertEvent
+from tvmaniac_refreshd.daemon.alerts import Alerter, AlertEvent, failing_message, refreshed_message
 from tvmaniac_refreshd.daemon.refresher import Refresher
 from tvmaniac_refreshd.daemon.scheduler import Planner
 from tvmaniac_refreshd.providers.factory import wording_for
@@ -144,7 +143,7 @@ class Daemon:
                 if fresh.refreshed:
                     watch.last_result = RefreshResult.REFRESHED
                     name = wording_for(account).name
-                    self._alert(account, AlertEvent.REFRESHED, f"The {name} token was refreshed.")
+                    self._alert(account, AlertEvent.REFRESHED, refreshed_message(name))
             else:
                 document = refresher.load()
         except NotLoggedIn:
@@ -201,9 +200,7 @@ class Daemon:
         )
         if now - watch.failing_since >= account.alerts.failing_for:
             self._alert(
-                account,
-                AlertEvent.FAILING,
-                f"Refreshing has failed for {format_duration(now - watch.failing_since)}: {error}",
+                account, AlertEvent.FAILING, failing_message(now - watch.failing_since, error)
             )
 
     def _plan(self, account: Account, watch: Watch, condition: Condition, when: float) -> None:

@@ -21,7 +21,7 @@ from tvmaniac_refreshd.core.errors import EXIT_OK, AlreadyRunning, ConfigError
 from tvmaniac_refreshd.core.launchd_log import supervised_by_launchd, trim_launchd_logs
 from tvmaniac_refreshd.core.logs import get_logger
 from tvmaniac_refreshd.daemon import instance
-from tvmaniac_refreshd.daemon.alerts import Alerter
+from tvmaniac_refreshd.daemon.alerts import Alerter, current_unit
 from tvmaniac_refreshd.daemon.decisions import Daemon
 from tvmaniac_refreshd.daemon.notify import Notifier, watchdog_interval
 from tvmaniac_refreshd.daemon.scheduler import Scheduler
@@ -139,7 +139,7 @@ def run_daemon(app: Wiring) -> int:
             )
         notifier = Notifier(app.environ)
         scheduler = Scheduler(max_workers=config.daemon.max_concurrency)
-        alerter = Alerter()
+        alerter = Alerter(unit=current_unit(app.environ))
         daemon = Daemon(
             config,
             planner=scheduler,
