@@ -113,7 +113,7 @@ class TestTimerModeAlerts:
             machine.container.user_systemctl(USER, "start", ONESHOT)
             assert machine.journal(unit, "ACCOUNT=default", "REFRESH_RESULT=not_due")
 
-            machine.emulator.revoke_grant("alice")
+            machine.emulator.revoke_grant("demo")  # auto_approve_user
             wait_until_due(machine)
             machine.container.user_systemctl(USER, "start", ONESHOT)
             assert machine.show(ONESHOT, "ExecMainStatus") == "77"
@@ -343,14 +343,14 @@ class TestUnitWords:
         installed = machine.cli("service", "install", "--mode", "timer").stdout
         try:
             for unit in (ONESHOT, TIMER):
-                assert machine.show(unit, "Documentation") == "man:tvmaniac-refreshd(1)"
+                assert machine.show(unit, "Documentation").strip('"') == "man:tvmaniac-refreshd(1)"
                 assert "Trakt" not in machine.show(unit, "Description")
             assert f"systemctl --user edit {ONESHOT}" in installed
         finally:
             machine.cli("service", "uninstall")
         machine.cli("service", "install")
         try:
-            assert machine.show(DAEMON, "Documentation") == "man:tvmaniac-refreshd(1)"
+            assert machine.show(DAEMON, "Documentation").strip('"') == "man:tvmaniac-refreshd(1)"
             assert "Trakt" not in machine.show(DAEMON, "Description")
         finally:
             machine.cli("service", "uninstall")
