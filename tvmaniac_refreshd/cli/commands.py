@@ -220,6 +220,7 @@ def _selected(app: App, *, every: bool) -> list[Account]:
     return [app.account()]
 
 
+UNREADABLE = "the store is unavailable (why, and what to do: its line below, or `keyring.error`)"
 # States in which only a person running `login` helps (`status --check` exits 77).
 NEEDS_LOGIN = ("logged_out", "reauth_required")
 
@@ -262,7 +263,8 @@ def cmd_status(app: App, options: StatusOptions) -> int:
             # Still worth showing: the state file, the daemon and the service need no keyring.
             keyring_error = shown(str(exc))
             reports.append(
-                unknown_report(account, record, reason=keyring_error, daemon_plan=bool(pid))
+                # The store's error and its recipe are said once, after the accounts.
+                unknown_report(account, record, reason=UNREADABLE, daemon_plan=bool(pid))
             )
             continue
         _know_secrets(app, account, document, record)
