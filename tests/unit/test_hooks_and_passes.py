@@ -3,6 +3,7 @@ alerts of a timer's pass, with their reminders kept in the state file."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
@@ -11,13 +12,20 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from tests.unit.test_refresher import ACCOUNT, initial
-from tvmaniac_refreshd.config.settings import Alerts
-from tvmaniac_refreshd.core.errors import NotLoggedIn, SessionRejected, TransientError
+from tests.fakes import FakeClock, MemoryBackend
+from tests.unit.test_refresher import ACCOUNT, START, FakeTrakt, initial
+from tvmaniac_refreshd.config.settings import Alerts, StoreSettings
+from tvmaniac_refreshd.core.errors import (
+    NotLoggedIn,
+    RefreshdError,
+    SessionRejected,
+    TransientError,
+)
 from tvmaniac_refreshd.daemon.alerts import Alerter, AlertEvent, current_unit
 from tvmaniac_refreshd.daemon.pass_alerts import PassAlerts, StateReminders
-from tvmaniac_refreshd.daemon.refresher import Fresh, Freshness
-from tvmaniac_refreshd.storage.state import StateFiles
+from tvmaniac_refreshd.daemon.refresher import Fresh, Freshness, Refresher
+from tvmaniac_refreshd.storage.keyring_store import KeyringStore
+from tvmaniac_refreshd.storage.state import StateFiles, token_digest
 
 DAY = 86400
 T0 = 1_800_000_000.0
@@ -224,3 +232,65 @@ class TestPassAlerts:
         assert told == [True, False, False, True]
         assert StateReminders(states).should_tell("default", AlertEvent.REFRESHED, DAY, T0)
         assert states.load("default").told_reauth_at is None
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> tuple[Any, ...]:
+    """A refresher of a stored, not yet due token, with its fake provider, clock and files."""
+    clock = FakeClock(START)
+    trakt = FakeTrakt(clock)
+    memory = MemoryBackend()
+    store = KeyringStore(StoreSettings(), lambda: memory)
+    states = StateFiles(tmp_path / "state")
+    refresher = Refresher(
+        ACCOUNT,
+        store=store,
+        states=states,
+        lock_dir=tmp_path / "locks",
+        lock_timeout=1,
+        client=lambda: trakt,
+        clock=clock,
+    )
+    store.save(initial(START))
+    return refresher, trakt, clock, store, states
+
+
+class TestEveryResultIsLogged:
+    """#5: each `ensure_fresh` gives one `refresh.finished` with its outcome (REFRESH_RESULT=
+    in the journal), whether or not a request was sent."""
+
+    @pytest.mark.parametrize(
+        ("prepare", "outcome", "level"),
+        [
+            ("fresh", "not_due", "info"),
+            ("logged_out", "logged_out", "info"),
+            ("rejected", "reauth_required", "warning"),
+            ("due", "refreshed", "info"),
+        ],
+    )
+    def test_one_entry_per_call(
+        self,
+        world: tuple[Any, ...],
+        records: list[MutableMapping[str, Any]],
+        prepare: str,
+        outcome: str,
+        level: str,
+    ) -> None:
+        refresher, _, clock, store, states = world
+        if prepare == "logged_out":
+            store.delete("default")
+        elif prepare == "rejected":
+            document = store.load("default")
+            states.update(
+                "default",
+                reauth_token=token_digest(document.tokens.refresh_token),
+                reauth_reason="revoked",
+            )
+        elif prepare == "due":
+            clock.advance(604800)
+        with contextlib.suppress(RefreshdError):
+            refresher.ensure_fresh()
+
+        finished = [r for r in records if r["event"] == "refresh.finished"]
+        assert [(r["outcome"], r["log_level"]) for r in finished] == [(outcome, level)]
+        assert finished[0]["account"] == "default"
