@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tvmaniac_refreshd.cli.app import App
+from tvmaniac_refreshd.cli.grammar import Verb
 from tvmaniac_refreshd.config.settings import load_config
 from tvmaniac_refreshd.core.errors import (
     EXIT_CONFIG,
@@ -17,13 +21,25 @@ from tvmaniac_refreshd.core.errors import (
 )
 from tvmaniac_refreshd.core.logs import shown
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
-from tvmaniac_refreshd.storage.paths import config_path
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tvmaniac_refreshd.cli.app import App
     from tvmaniac_refreshd.config.settings import Config
+
+
+@dataclass(frozen=True)
+class ConfigCheckOptions:
+    only_config: bool = False  # the config file alone: what a service reload runs first
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--only-config",
+        action="store_true",
+        help="check the config file alone (what `systemctl --user reload` runs first)",
+    )
+
 
 # Any earlier wall clock is certainly wrong, and would make every token look fresh or expired.
 EARLIEST_SANE_TIME = dt.datetime(2025, 1, 1, tzinfo=dt.UTC).timestamp()
@@ -48,7 +64,7 @@ class _Report:
 
 def _check_config(report: _Report) -> Config | None:
     app = report.app
-    path = config_path(app.common.config, app.environ)
+    path = app.config_location
     try:
         # Loaded here, not through app.config, whose warnings this report lists itself.
         config = load_config(path)
@@ -203,3 +219,16 @@ def run_checks(app: App, *, only_config: bool = False) -> int:
     if config is not None:
         _check_accounts(report, config)
     return report.exit_code()
+
+
+def run(app: App, options: ConfigCheckOptions) -> int:
+    return run_checks(app, only_config=options.only_config)
+
+
+VERB = Verb(
+    "config check",
+    "validate the config and the environment, and say how to fix each problem",
+    ConfigCheckOptions,
+    run,
+    arguments,
+)
