@@ -220,6 +220,9 @@ class TestServiceStatus:
             assert f"start it with: systemctl --user start {DAEMON}" in stopped.stdout
             assert "next refresh at" not in stopped.stdout
             assert "service install" not in stopped.stdout
+            status = machine.cli("status").stdout
+            assert f"Start it with `systemctl --user start {DAEMON}`" in status
+            assert "service install" not in status
         finally:
             machine.remove_drop_in(drop_in)
             machine.cli("service", "uninstall")

@@ -121,6 +121,7 @@ class ServiceState:
     # What keeps the service from working and what to do, e.g. the unit's interpreter is gone.
     problem: str = ""
     failed: bool = False  # the manager counts the service as failed (`service status` exits 1)
+    start: str | None = None  # the command that starts it, when it is installed but not running
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -133,6 +134,7 @@ class ServiceState:
             "files": list(self.files),
             "problem": self.problem or None,
             "failed": self.failed,
+            "start": self.start,
         }
 
 

@@ -336,9 +336,13 @@ class Systemd:
         state = fields.get("ActiveState", "?")
         active = f"{state} ({fields.get('SubState', '?')})"
         failed = state == "failed"
+        running = state in ("active", "reloading", "activating", "deactivating")
+        start = None if running else f"systemctl --user start {ENTRY[mode]}"
         if mode == "timer":
             detail, run_failed = self._last_run()
             failed = failed or run_failed
+            if start:
+                detail = f"the timer is stopped; start it with: {start}; {detail}"
         else:
             detail = self._daemon_detail(fields)
         return ServiceState(
@@ -350,6 +354,7 @@ class Systemd:
             files,
             problem=self._interpreter_problem(mode),
             failed=failed,
+            start=start,
         )
 
     def _daemon_detail(self, fields: Mapping[str, str]) -> str:

@@ -102,7 +102,10 @@ def run(app: App, options: StatusOptions) -> int:
         if document is not None and document.fingerprint != account.fingerprint():
             problem = "the stored login was made with a different client_id or auth_url"
         keeper = keeper_advice(
-            daemon_pid=pid, planned=record.next_attempt_at is not None, timer=timer
+            daemon_pid=pid,
+            planned=record.next_attempt_at is not None,
+            timer=timer,
+            start=start if isinstance(start := service.get("start"), str) else None,
         )
         reports.append(
             account_report(
