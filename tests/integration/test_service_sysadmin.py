@@ -121,7 +121,9 @@ class TestTimerModeAlerts:
             assert machine.container.run(["cat", TMP_MARK]).stdout == "here\n"
             # The next pass reminds no sooner than remind_every (a day): nothing new.
             machine.container.user_systemctl(USER, "start", ONESHOT)
-            assert machine.show(ONESHOT, "ExecMainStatus") == "77"
+            assert machine.show(ONESHOT, "ExecMainStatus") == "77", machine.container.journal_text(
+                None, "-n", "60", output="short"
+            )
             assert alert_lines(machine) == ["refreshed default", "reauth_required default"]
             known = machine.journal(unit, "ACCOUNT=default", "REFRESH_RESULT=reauth_required")
             assert known, machine.container.journal_text(None, unit)
