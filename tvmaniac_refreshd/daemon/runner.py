@@ -17,7 +17,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tvmaniac_refreshd.core.errors import EXIT_OK, AlreadyRunning, ConfigError
-from tvmaniac_refreshd.core.launchd_log import supervised_by_launchd, trim_launchd_logs
+from tvmaniac_refreshd.core.launchd_log import (
+    in_background_session,
+    supervised_by_launchd,
+    trim_launchd_logs,
+)
 from tvmaniac_refreshd.core.logs import get_logger
 from tvmaniac_refreshd.daemon import instance
 from tvmaniac_refreshd.daemon.alerts import Alerter, current_unit
@@ -28,6 +32,7 @@ from tvmaniac_refreshd.storage.paths import state_dir
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
+    from pathlib import Path
 
     from tvmaniac_refreshd.config.settings import Account, Config
     from tvmaniac_refreshd.daemon.refresher import Refresher
@@ -137,6 +142,10 @@ def run_daemon(
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # before any thread exists
     log = get_logger()
     config = engines.config
+    if supervised_by_launchd(environ) and not wait_until_free(
+        instance.lock_path(state_dir(environ), config.source)
+    ):
+        return EXIT_OK
     with instance.hold(instance.lock_path(state_dir(environ), config.source)) as held:
         if not held:
             pid = instance.running_pid(instance.lock_path(state_dir(environ), config.source))
@@ -146,7 +155,7 @@ def run_daemon(
             )
         notifier = Notifier(environ)
         scheduler = Scheduler(max_workers=config.daemon.max_concurrency)
-        alerter = Alerter(unit=current_unit(environ))
+        alerter = Alerter(desktop=not in_background_session(environ), unit=current_unit(environ))
         daemon = Daemon(
             config,
             planner=scheduler,
@@ -200,6 +209,35 @@ def run_daemon(
         # Worker threads would otherwise be joined at exit, for as long as a slow server takes.
         os._exit(EXIT_OK)
     return EXIT_OK
+
+
+def wait_until_free(lock: Path) -> bool:
+    """Return True once no daemon holds ``lock``; False if a stop signal comes first.
+
+    Under launchd only: the other daemon is a `run` left open in Terminal, or our agent in the
+    other domain (gui/ and user/). Exiting 1 (AlreadyRunning) would be restarted every
+    ThrottleInterval, forever; exiting 0 would leave this agent down after the other one
+    stops. So it says so once and waits. Should a third process take the lock first, the
+    hold that follows fails as before, and launchd's next start waits here again.
+    """
+    pid = instance.running_pid(lock)
+    if pid is None:
+        return True
+    get_logger().warning(
+        "daemon.waiting_for_other_instance",
+        pid=pid,
+        lock=str(lock),
+        action=(
+            "another daemon serves this config (a `run` in Terminal, or the agent in the other "
+            "launchd domain); this one starts when it stops"
+        ),
+    )
+    with config_watch(lambda: instance.running_pid(lock)) as wait:
+        while instance.running_pid(lock) is not None:
+            # SIGHUP: the watcher saw the holder change; SIGTERM/SIGINT: bootout, or Ctrl-C.
+            if wait() in (signal.SIGTERM, signal.SIGINT):
+                return False
+    return True
 
 
 def _schedule_ticks(

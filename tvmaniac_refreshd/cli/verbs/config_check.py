@@ -98,8 +98,17 @@ def _check_environment(report: _Report, config: Config | None) -> None:
                 EXIT_STORE_UNAVAILABLE,
             )
     if sys.platform == "darwin":
-        ok, detail = macos_notification_check(_agent_which, str(app.environ.get("HOME", "")))
+        from tvmaniac_refreshd.service import manager_for  # noqa: PLC0415
+        from tvmaniac_refreshd.service.launchd import Launchd  # noqa: PLC0415
+        from tvmaniac_refreshd.storage.macos_keychain import running_executable  # noqa: PLC0415
+
+        manager = manager_for(app.environ)
+        domain = manager.agent_domain() if isinstance(manager, Launchd) else None
+        home = str(app.environ.get("HOME", ""))
+        ok, detail = macos_notification_check(_agent_which, home, domain)
         report.line(ok, "notifications", detail)
+        # What Keychain Access lists under Access Control, and what `codesign -dv` should check.
+        report.line(True, "keychain program", running_executable())
     clock = app.clock()
     if clock < EARLIEST_SANE_TIME:
         fix = (
@@ -114,24 +123,29 @@ def _check_environment(report: _Report, config: Config | None) -> None:
 
 
 def macos_notification_check(
-    which: Callable[[str], str | None], home: str
+    which: Callable[[str], str | None], home: str, domain: str | None = None
 ) -> tuple[bool | None, str]:
     """Return how the daemon's desktop alerts will reach a Mac user, and what to do if not.
 
-    What can be known from here: whether terminal-notifier is on the agent's PATH, and whether
-    Script Editor (osascript's sender) has an entry in the Notifications settings at all. Whether
-    a banner really shows cannot be asked; hooks are the reliable path.
+    What can be known from here: the domain the agent is loaded in (``user/UID`` can post
+    nothing), whether terminal-notifier is on the agent's PATH, and whether Script Editor
+    (osascript's sender) has an entry in the Notifications settings at all. Whether a banner
+    really shows cannot be asked; hooks are the reliable path.
     """
     from tvmaniac_refreshd.daemon.alerts import (  # noqa: PLC0415
+        BACKGROUND_CAVEAT,
         OSASCRIPT_CAVEAT,
         script_editor_listed,
     )
 
+    if domain is not None and domain.startswith("user/"):
+        return None, f"unavailable: {BACKGROUND_CAVEAT}"
     found = which("terminal-notifier")
     if found:
-        return True, (
-            f"terminal-notifier ({found}); if no banner shows, allow terminal-notifier in "
-            "System Settings > Notifications"
+        return None, (
+            f"terminal-notifier ({found}), best effort: unmaintained since 2017, with reports "
+            "of no banners on macOS 14; if none shows, allow terminal-notifier in System "
+            "Settings > Notifications, or set a hook (on_reauth_required), the reliable path"
         )
     if not which("osascript"):
         return None, "no notifier found; use a hook (on_reauth_required) to be told"
@@ -199,6 +213,8 @@ def _check_service(report: _Report) -> None:
     )
     if state.problem:
         report.line(False, "service", state.problem)
+    for warning in state.warnings:
+        report.line(None, "service", warning)
     if state.lingering is False:
         report.line(
             None,

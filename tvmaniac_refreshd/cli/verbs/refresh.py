@@ -20,7 +20,7 @@ from tvmaniac_refreshd.core.errors import (
     NotLoggedIn,
     RefreshdError,
 )
-from tvmaniac_refreshd.core.launchd_log import trim_launchd_logs
+from tvmaniac_refreshd.core.launchd_log import in_background_session, trim_launchd_logs
 from tvmaniac_refreshd.core.policy import refresh_due_at
 
 if TYPE_CHECKING:
@@ -81,7 +81,11 @@ def _pass_alerts(app: App) -> PassAlerts:
     from tvmaniac_refreshd.daemon.alerts import Alerter, current_unit  # noqa: PLC0415
     from tvmaniac_refreshd.daemon.pass_alerts import PassAlerts, StateReminders  # noqa: PLC0415
 
-    alerter = Alerter(reminders=StateReminders(app.states), unit=current_unit(app.environ))
+    alerter = Alerter(
+        desktop=not in_background_session(app.environ),
+        reminders=StateReminders(app.states),
+        unit=current_unit(app.environ),
+    )
     return PassAlerts(app.states, app.clock, alerter)
 
 

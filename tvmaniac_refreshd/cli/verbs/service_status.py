@@ -52,6 +52,8 @@ def run(app: App, options: ServiceStatusOptions) -> int:
         app.out.write(f"  {path}\n")
     if state.lingering is False:
         app.out.write("  lingering is off: the user manager stops when you log out\n")
+    for warning in state.warnings:
+        app.out.write(f"  warning: {warning}\n")
     return code
 
 
