@@ -21,7 +21,8 @@ from tvmaniac_refreshd.core.errors import (
     SessionRejected,
     TransientError,
 )
-from tvmaniac_refreshd.daemon.alerts import Alerter, AlertEvent, current_unit
+from tvmaniac_refreshd.daemon.alerts import Alerter, AlertEvent
+from tvmaniac_refreshd.daemon.hook_sandbox import current_unit
 from tvmaniac_refreshd.daemon.pass_alerts import PassAlerts, StateReminders
 from tvmaniac_refreshd.daemon.refresher import Fresh, Freshness, Refresher
 from tvmaniac_refreshd.storage.keyring_store import KeyringStore

@@ -5,7 +5,6 @@ from __future__ import annotations
 import getpass
 import os
 import re
-import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
@@ -20,7 +19,14 @@ from tvmaniac_refreshd.service.base import (
     template,
     write_atomically,
 )
+from tvmaniac_refreshd.service.systemd_words import (
+    REINSTALL,
+    exec_interpreter,
+    exit_reason,
+    replacing,
+)
 from tvmaniac_refreshd.storage.locks import remove_unheld
+from tvmaniac_refreshd.storage.paths import lock_dir
 from tvmaniac_refreshd.storage.safe_files import ensure_private_dir
 
 DAEMON_UNIT = f"{APP}.service"
@@ -33,35 +39,12 @@ ENTRY = {"daemon": DAEMON_UNIT, "timer": TIMER_UNIT}
 # that count (in timer mode `systemctl --user edit tvmaniac-refreshd` changes nothing).
 WORKER = {"daemon": DAEMON_UNIT, "timer": TIMER_SERVICE}
 ALL_UNITS = (DAEMON_UNIT, TIMER_SERVICE, TIMER_UNIT)
-# Lines `service install` fills in from this installation: a unit that differs from the one
-# rendered now only in these was written by another installation, not edited by the user.
-INSTALLATION_LINES = ("ExecStart=", "ExecReload=", "BindReadOnlyPaths=")
 # systemctl's words when there is no user manager: no bus at all, or a session bus on which
 # systemd (org.freedesktop.systemd1) cannot be found or started.
 # What PrivateTmp= replaces with directories of the unit's own (names, not places we write).
 PRIVATE_TMP_DIRS = ("/tmp/", "/var/tmp/")  # noqa: S108
 NO_MANAGER = ("Failed to connect to bus", "No medium found", "org.freedesktop.systemd1")
 _PLAIN = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
-REINSTALL = f"run `{APP} service install` from the current installation"
-# What our exit statuses mean (cli/parser.py's EXIT_CODES), and systemd's own 203, for
-# `service status` in both modes.
-EXIT_MEANINGS = {
-    "1": "failure",
-    "69": "keyring unavailable",
-    "75": "temporary failure, tokens kept",
-    "77": "login needed",
-    "78": f"invalid configuration: run `{APP} config check`",
-    "203": f"the interpreter could not be started (203/EXEC): {REINSTALL}",
-}
-# systemd's Result= words that are not an exit status of ours.
-RESULT_MEANINGS = {
-    "watchdog": "the watchdog stopped it: the daemon stopped answering",
-    "timeout": "it did not start or stop in time",
-    "start-limit-hit": "started too often in a row; systemd stopped trying",
-    "oom-kill": "killed for running out of memory",
-    "core-dump": "it crashed",
-    "signal": "killed by a signal",
-}
 
 
 def quote_exec(argument: str) -> str:
@@ -104,54 +87,6 @@ def render(name: str, argv: Sequence[str]) -> bytes:
             "\nPrivateTmp=yes\n", f"\nPrivateTmp=yes\nBindReadOnlyPaths={listed}\n", 1
         )
     return text.encode()
-
-
-def exec_interpreter(unit: bytes) -> str | None:
-    """Return the program of a unit's first ``ExecStart=`` (as quote_exec wrote it), if any."""
-    for line in unit.decode(errors="replace").splitlines():
-        if line.startswith("ExecStart="):
-            try:
-                words = shlex.split(line.removeprefix("ExecStart="))
-            except ValueError:
-                return None
-            return words[0].replace("%%", "%").replace("$$", "$") if words else None
-    return None
-
-
-def installation_only(old: bytes, new: bytes) -> bool:
-    """Whether two renderings of a unit differ only in what the installation fills in."""
-
-    def rest(content: bytes) -> list[str]:
-        lines = content.decode(errors="replace").splitlines()
-        return [line for line in lines if not line.startswith(INSTALLATION_LINES)]
-
-    return rest(old) == rest(new)
-
-
-def exit_reason(fields: Mapping[str, str]) -> str:
-    """Say why a service stopped, from `systemctl show`'s Result, ExecMain* fields."""
-    result = fields.get("Result", "")
-    status = fields.get("ExecMainStatus", "")
-    if fields.get("ExecMainCode") == "1" or result == "exit-code":  # CLD_EXITED
-        meaning = EXIT_MEANINGS.get(status)
-        reason = f"exit status {status}" + (f", {meaning}" if meaning else "")
-        return reason if result in ("exit-code", "success", "") else f"{reason}; {result}"
-    return RESULT_MEANINGS.get(result, f"result: {result or '?'}")
-
-
-def _replacing(path: Path, old: bytes, new: bytes, interpreter: str) -> str:
-    """What install says when it overwrites a unit of ours that differs from its rendering."""
-    if installation_only(old, new):
-        was = exec_interpreter(old)
-        if was is None or was == exec_interpreter(new):
-            return f"Updating {path.name} to this installation's paths\n"
-        return f"Updating {path.name} to this installation ({interpreter}; it ran {was})\n"
-    # Our units are regenerated on every install; edits belong in a drop-in.
-    return (
-        f"Replacing {path}, which differed from the packaged unit (an edit, or another "
-        f"version's unit). Keep local changes in a drop-in instead: systemctl --user edit "
-        f"{path.name}\n"
-    )
 
 
 def _unavailable(message: str) -> ServiceUnavailable:
@@ -227,7 +162,7 @@ class Systemd:
         try:
             for path, content in plan.write.items():
                 if path.exists() and (old := path.read_bytes()) != content:
-                    out.write(_replacing(path, old, content, argv[0]))
+                    out.write(replacing(path, old, content, argv[0]))
                 write_atomically(path, content)
             if stale:
                 self._systemctl(*commands[0], check=False)
@@ -308,19 +243,15 @@ class Systemd:
 
     def _remove_leftovers(self) -> list[str]:
         """Remove the stopped daemon's pid file and the lock files no process holds."""
-        candidates = sorted(self.state_dir.glob("daemon-*.pid"))
-        runtime = self._environ.get("XDG_RUNTIME_DIR")
-        locks = Path(runtime) / APP if runtime else None
-        if locks is not None and locks.is_dir():
-            candidates += sorted(locks.glob("*.lock"))
+        locks = lock_dir(self._environ)  # the runtime directory the units preserve
+        candidates = sorted(self.state_dir.glob("daemon-*.pid")) + sorted(locks.glob("*.lock"))
         removed = [str(path) for path in candidates if remove_unheld(path)]
-        if locks is not None:
-            try:
-                locks.rmdir()  # RuntimeDirectoryPreserve= kept it; only if nothing is left
-            except OSError:
-                pass
-            else:
-                removed.append(str(locks))
+        try:
+            locks.rmdir()  # RuntimeDirectoryPreserve= kept it; only if nothing is left
+        except OSError:
+            pass
+        else:
+            removed.append(str(locks))
         return removed
 
     def state(self) -> ServiceState:

@@ -78,7 +78,8 @@ def run(app: App, options: RefreshOptions) -> int:
 
 
 def _pass_alerts(app: App) -> PassAlerts:
-    from tvmaniac_refreshd.daemon.alerts import Alerter, current_unit  # noqa: PLC0415
+    from tvmaniac_refreshd.daemon.alerts import Alerter  # noqa: PLC0415
+    from tvmaniac_refreshd.daemon.hook_sandbox import current_unit  # noqa: PLC0415
     from tvmaniac_refreshd.daemon.pass_alerts import PassAlerts, StateReminders  # noqa: PLC0415
 
     alerter = Alerter(
