@@ -14,8 +14,10 @@ from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.service.base import (
     Plan,
     Runner,
+    ServiceMode,
     ServiceState,
     check_renderable,
+    other_mode,
     template,
     write_atomically,
 )
@@ -32,12 +34,15 @@ from tvmaniac_refreshd.storage.safe_files import ensure_private_dir
 DAEMON_UNIT = f"{APP}.service"
 TIMER_SERVICE = f"{APP}-refresh.service"
 TIMER_UNIT = f"{APP}-refresh.timer"
-UNITS = {"daemon": (DAEMON_UNIT,), "timer": (TIMER_SERVICE, TIMER_UNIT)}
+UNITS: dict[ServiceMode, tuple[str, ...]] = {
+    "daemon": (DAEMON_UNIT,),
+    "timer": (TIMER_SERVICE, TIMER_UNIT),
+}
 # What `enable` and `restart` act on in each mode.
-ENTRY = {"daemon": DAEMON_UNIT, "timer": TIMER_UNIT}
+ENTRY: dict[ServiceMode, str] = {"daemon": DAEMON_UNIT, "timer": TIMER_UNIT}
 # The service that runs our code in each mode: its drop-ins and its ExecStart= are the ones
 # that count (in timer mode `systemctl --user edit tvmaniac-refreshd` changes nothing).
-WORKER = {"daemon": DAEMON_UNIT, "timer": TIMER_SERVICE}
+WORKER: dict[ServiceMode, str] = {"daemon": DAEMON_UNIT, "timer": TIMER_SERVICE}
 ALL_UNITS = (DAEMON_UNIT, TIMER_SERVICE, TIMER_UNIT)
 # systemctl's words when there is no user manager: no bus at all, or a session bus on which
 # systemd (org.freedesktop.systemd1) cannot be found or started.
@@ -135,16 +140,18 @@ class Systemd:
         if result.returncode != 0:
             raise _unavailable((result.stderr or result.stdout).strip())
 
-    def installed_mode(self) -> str | None:
+    def installed_mode(self) -> ServiceMode | None:
         for mode, units in UNITS.items():
             if all((self.unit_dir / unit).exists() for unit in units):
                 return mode
         return None
 
-    def install(self, mode: str, argv: Sequence[str], *, dry_run: bool, out: TextIO) -> None:
+    def install(
+        self, mode: ServiceMode, argv: Sequence[str], *, dry_run: bool, out: TextIO
+    ) -> None:
         """Write the units of ``mode``, remove the other mode's, enable and (re)start."""
         plan = Plan(write={self.unit_dir / unit: render(unit, argv) for unit in UNITS[mode]})
-        other = "timer" if mode == "daemon" else "daemon"
+        other = other_mode(mode)
         stale = [unit for unit in UNITS[other] if (self.unit_dir / unit).exists()]
         plan.remove = [self.unit_dir / unit for unit in stale]
         commands = [["disable", "--now", *stale]] if stale else []
@@ -183,7 +190,7 @@ class Systemd:
         self._tell_where_settings_go(mode, out)
         self._warn_without_linger(out)
 
-    def _tell_where_settings_go(self, mode: str, out: TextIO) -> None:
+    def _tell_where_settings_go(self, mode: ServiceMode, out: TextIO) -> None:
         """Name the unit whose drop-ins count in ``mode``, and the drop-ins that no longer do."""
         worker = WORKER[mode]
         if mode == "daemon":
@@ -197,8 +204,7 @@ class Systemd:
                 "(not tvmaniac-refreshd.service: that is daemon mode's unit); they apply from "
                 "its next run, with no reload\n"
             )
-        other = WORKER["timer" if mode == "daemon" else "daemon"]
-        idle = self.unit_dir / f"{other}.d"
+        idle = self.unit_dir / f"{WORKER[other_mode(mode)]}.d"
         if idle.is_dir() and any(idle.iterdir()):
             out.write(
                 f"Note: your drop-ins in {idle} do not apply in {mode} mode; move what you "
@@ -257,7 +263,7 @@ class Systemd:
     def state(self) -> ServiceState:
         """Report the installed mode and what systemd says of it."""
         mode = self.installed_mode()
-        files = tuple(str(self.unit_dir / unit) for unit in UNITS.get(mode or "", ()))
+        files = tuple(str(self.unit_dir / unit) for unit in (UNITS[mode] if mode else ()))
         if mode is None:
             return ServiceState("systemd", None, "not installed", lingering=self._lingering())
         fields = self._show(
@@ -305,7 +311,7 @@ class Systemd:
             detail += f"; restarted {restarts} time{'' if restarts == '1' else 's'}"
         return detail
 
-    def _interpreter_problem(self, mode: str) -> str:
+    def _interpreter_problem(self, mode: ServiceMode) -> str:
         """Say so when the installed unit's interpreter is gone (a moved or removed venv)."""
         try:
             unit = (self.unit_dir / WORKER[mode]).read_bytes()
