@@ -107,6 +107,7 @@ class TestWhereHooksRun:
         (failed,) = [r for r in records if r["event"] == "hook.failed"]
         assert failed["stderr"] == "sh: 1: cannot create /home/u/x.log: Read-only file system"
         assert f"systemctl --user edit {UNIT}" in failed["hint"]
+        assert "BindPaths=" in failed["hint"]
         assert "ReadWritePaths=" in failed["hint"]
 
     def test_a_missing_hook_program_under_the_sandbox_gets_the_hint(

@@ -1,6 +1,6 @@
 """Where a hook runs when we run inside a systemd unit, and what to say when the sandbox bit it.
 
-Our units are sandboxed (a read-only home, a private /tmp), which suits the process that holds
+Our units are sandboxed (an empty home, a private /tmp), which suits the process that holds
 the tokens but not a user's hook: it is the user's own script, expected to write where the user
 can, as it would from cron. So a hook started from inside a systemd unit runs as a transient
 unit of the user's manager (``systemd-run --user``), outside the sandbox, with nothing of ours
@@ -79,9 +79,11 @@ def sandbox_hint(unit: str, problem: str) -> str | None:
     if not any(words in problem for words in SANDBOX_ERRORS):
         return None
     return (
-        f"the hook ran inside {unit}'s sandbox, where the home is read-only "
-        "(ProtectHome=read-only), /tmp is the unit's own (PrivateTmp=yes) and the rest of the "
-        f"system read-only. To let it write a place, add a drop-in: `systemctl --user edit "
-        f"{unit}` with the lines `[Service]` and `ReadWritePaths=/the/path` (a directory or "
+        f"the hook ran inside {unit}'s sandbox, where the home is an empty read-only tmpfs "
+        "but for what the unit binds in (ProtectHome=tmpfs), /tmp is the unit's own "
+        "(PrivateTmp=yes) and the rest of the system read-only. To let it write a place, add "
+        f"a drop-in: `systemctl --user edit {unit}` with the line `[Service]` and then "
+        "`BindPaths=/the/path` for a path in your home or `ReadWritePaths=/the/path` elsewhere "
+        "(a directory or "
         "file that exists), then restart the unit"
     )

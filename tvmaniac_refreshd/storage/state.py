@@ -62,6 +62,8 @@ class AccountRecord:
     failing_since: int | None = None
     told_reauth_at: int | None = None
     told_error_at: int | None = None
+    # Who the provider says logged in (its user name), asked right after the login.
+    logged_in_as: str | None = None
 
     def needs_reauth(self, refresh_token: str) -> bool:
         """Return whether ``refresh_token`` is the one the provider rejected."""
@@ -84,6 +86,7 @@ class RecordChanges(TypedDict, total=False):
     failing_since: int | None
     told_reauth_at: int | None
     told_error_at: int | None
+    logged_in_as: str | None
 
 
 class StateFiles:
