@@ -52,6 +52,9 @@ class StatusOptions:
     check: bool = False  # exit 77 if any account needs `login`
 
 
+UNREADABLE = "the store is unavailable (why, and what to do: its line below, or `keyring.error`)"
+
+
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help='machine-readable output ("format_version": 1)'
@@ -115,7 +118,8 @@ def gather(app: App) -> StatusReport:
             # Still worth showing: the state file, the daemon and the service need no keyring.
             keyring_error = shown(str(exc))
             reports.append(
-                unknown_report(account, record, reason=keyring_error, daemon_plan=bool(pid))
+                # The store's error and its recipe are said once, after the accounts.
+                unknown_report(account, record, reason=UNREADABLE, daemon_plan=bool(pid))
             )
             continue
         _know_secrets(app, account, document, record)
@@ -123,7 +127,10 @@ def gather(app: App) -> StatusReport:
         if document is not None and document.fingerprint != account.fingerprint():
             problem = "the stored login was made with a different client_id or auth_url"
         keeper = keeper_advice(
-            daemon_pid=pid, planned=record.next_attempt_at is not None, timer=timer
+            daemon_pid=pid,
+            planned=record.next_attempt_at is not None,
+            timer=timer,
+            start=service.start if service is not None else None,
         )
         reports.append(
             account_report(
@@ -166,6 +173,8 @@ def render(report: StatusReport, *, now: float) -> str:
         lines.append(f"service: {service.mode} mode, {service.active}\n")
         if service.detail:
             lines.append(f"  {service.detail}\n")
+        if service.problem:
+            lines.append(f"  problem: {service.problem}\n")
     else:
         lines.append(f"service: not installed (`{APP} service install` sets it up)\n")
     if report.keyring_error is not None:
