@@ -22,6 +22,7 @@ from tvmaniac_refreshd.storage.backend import SecretBackend
 from tvmaniac_refreshd.storage.locks import flocked
 from tvmaniac_refreshd.storage.secret_service import Locked, NoAnswer, Unanswered
 from tvmaniac_refreshd.storage.secret_service_owner import (
+    HEADLESS_UNLOCK,
     SecretServiceOwner,
     locked_advice,
     prompt_advice,
