@@ -59,6 +59,13 @@ class AccountRecord:
     next_attempt_at: int | None = None
     # Since when the daemon holds a due refresh until the network is back; None: it does not.
     waiting_for_network_since: int | None = None
+    # Alerts told by a pass of `refresh --all` (timer mode), kept between passes: when the
+    # current run of failures began, and when each standing alert was last told.
+    failing_since: int | None = None
+    told_reauth_at: int | None = None
+    told_error_at: int | None = None
+    # Who the provider says logged in (its user name), asked right after the login.
+    logged_in_as: str | None = None
 
     def needs_reauth(self, refresh_token: str) -> bool:
         """Return whether ``refresh_token`` is the one the provider rejected."""
@@ -79,6 +86,10 @@ class RecordChanges(TypedDict, total=False):
     in_flight_since: int | None
     next_attempt_at: int | None
     waiting_for_network_since: int | None
+    failing_since: int | None
+    told_reauth_at: int | None
+    told_error_at: int | None
+    logged_in_as: str | None
 
 
 class StateFiles:
