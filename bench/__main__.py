@@ -159,24 +159,24 @@ def table(report: dict[str, object]) -> str:
             (f"idle RSS, {many['accounts']} accounts", f"{many['rss_mib']} MiB", "", ""),
             ("  per extra account", per_account, "<= 20 KiB", yes(g["met_per_account"])),
             (
-                f"idle wake-ups/h as installed (WatchdogSec={i['unit_watchdog_sec']:.0f}s)",
+                f"idle wake-ups/h, no event source (WatchdogSec={i['unit_watchdog_sec']:.0f}s)",
                 str(one["wakeups_per_hour"]),
                 "<= 12",
                 yes(g["met_wakeups"]),
             ),
             ("  measured as", how, "", ""),
-            (
-                "idle wake-ups/h with NetworkManager + logind (no tick)",
-                str(i["one_events"]["wakeups_per_hour"]),
-                f"<= {IDLE_EVENTS_WAKEUPS_GOAL}",
-                yes(g["met_wakeups_with_events"]),
-            ),
             (f"  {many['accounts']} accounts, as installed", str(many["wakeups_per_hour"]), "", ""),
             (
                 "  without the watchdog",
                 f"{bare['wakeups_per_hour']} (it adds {i['watchdog_adds_wakeups_per_hour']})",
                 "",
                 "",
+            ),
+            (
+                "idle wake-ups/h with NetworkManager + logind (no tick)",
+                str(i["one_events"]["wakeups_per_hour"]),
+                f"<= {IDLE_EVENTS_WAKEUPS_GOAL}",
+                yes(g["met_wakeups_with_events"]),
             ),
         ]
     s = report["scale"]
