@@ -99,6 +99,27 @@ def test_networkmanager_is_preferred_and_followed(bus: PrivateSystemBus) -> None
         sources.close()
 
 
+def test_networkmanager_leaving_releases_and_a_new_one_is_followed(
+    bus: PrivateSystemBus,
+) -> None:
+    """A stopped NetworkManager must not hold refreshes for good: gone means online (as with
+    no source); a NetworkManager started again is believed, with its own state and signals."""
+    manager = bus.start("NetworkManager")
+    manager.send("state 20")
+    sources = events.start(bus.env, on_resume=lambda: None)
+    try:
+        assert sources.network.online is False
+        manager.stop()
+        wait_until(lambda: sources.network.online, timeout=BOUND, what="online once NM left")
+        again = bus.start("NetworkManager")
+        again.send("state 20")  # the new owner's signal (its first state may already be read)
+        wait_until(lambda: not sources.network.online, timeout=BOUND, what="the new NM's state")
+        again.send("state 70")
+        wait_until(lambda: sources.network.online, timeout=BOUND, what="the new NM's online")
+    finally:
+        sources.close()
+
+
 def test_networkmanager_offline_at_start(bus: PrivateSystemBus) -> None:
     manager = bus.start("NetworkManager")
     manager.send("state 50")  # CONNECTED_LOCAL: no default route

@@ -47,6 +47,10 @@ def start(environ: Mapping[str, str]) -> tuple[NetworkState, SignalWatch]:
             first=lambda: network.set(
                 is_online(str(watch.get(PATH, INTERFACE, "OperationalState")))
             ),
+            # Gone: as without a source (online), rather than holding refreshes for good.
+            on_owner=lambda owner: network.set(
+                not owner or is_online(str(watch.get(PATH, INTERFACE, "OperationalState")))
+            ),
         )
     except BaseException:
         watch.close()

@@ -36,6 +36,10 @@ def start(environ: Mapping[str, str]) -> tuple[NetworkState, SignalWatch]:
             member="StateChanged",
             on_signal=lambda body: network.set(is_online(int(body[0]))),
             first=lambda: network.set(is_online(int(watch.get(PATH, INTERFACE, "State")))),
+            # Gone: as without a source (online), rather than holding refreshes for good.
+            on_owner=lambda owner: network.set(
+                not owner or is_online(int(watch.get(PATH, INTERFACE, "State")))
+            ),
         )
     except BaseException:
         watch.close()

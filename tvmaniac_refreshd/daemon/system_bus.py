@@ -22,6 +22,7 @@ from tvmaniac_refreshd.core.logs import get_logger
 
 DEFAULT_ADDRESS = "unix:path=/var/run/dbus/system_bus_socket"
 PROPERTIES = "org.freedesktop.DBus.Properties"
+BUS = "org.freedesktop.DBus"
 # A call on the system bus that takes longer than this means the bus is not usable.
 CALL_TIMEOUT = 5.0
 
@@ -95,6 +96,7 @@ class SignalWatch:
         member: str,
         on_signal: Callable[[tuple[Any, ...]], object],
         first: Callable[[], object] = lambda: None,
+        on_owner: Callable[[str], object] | None = None,
     ) -> None:
         """Call ``on_signal(body)`` for each such signal the service's owner emits.
 
@@ -102,6 +104,9 @@ class SignalWatch:
         read the initial state (a signal sent meanwhile waits in the queue). After that, only
         the thread uses the connection: two readers of one connection would steal each
         other's replies.
+
+        ``on_owner(new_owner)``: the service's name changed hands ("" when it left the bus: a
+        stopped NetworkManager must not leave the last state standing for good).
         """
         from jeepney import DBusAddress, MatchRule, new_method_call  # noqa: PLC0415
         from jeepney.low_level import HeaderFields  # noqa: PLC0415
@@ -120,6 +125,17 @@ class SignalWatch:
             interface="org.freedesktop.DBus",
         )
         self._call(new_method_call(bus, "AddMatch", "s", (rule.serialise(),)))
+        if on_owner is not None:
+            owners = MatchRule(
+                type="signal",
+                sender=BUS,
+                interface=BUS,
+                member="NameOwnerChanged",
+                path="/org/freedesktop/DBus",
+            )
+            owners.add_arg_condition(0, self.service)
+            self._conn.filter(owners, queue=queue).__enter__()
+            self._call(new_method_call(bus, "AddMatch", "s", (owners.serialise(),)))
         log = get_logger()
 
         def run() -> None:
@@ -131,19 +147,28 @@ class SignalWatch:
                         log.warning("events.bus_lost", service=self.service, error=str(exc))
                     return
                 sender = message.header.fields.get(HeaderFields.sender)
+                if sender == BUS and on_owner is not None:  # only the bus has that name
+                    _name, _old, new = message.body
+                    self._owner = new or None
+                    log.info("events.owner_changed", service=self.service, owner=new or None)
+                    self._handle(on_owner, new)
+                    continue
                 if sender != self._owner and not self._owner_is(sender):
                     log.warning(
                         "events.foreign_signal", service=self.service, member=member, sender=sender
                     )
                     continue
-                try:
-                    on_signal(tuple(message.body))
-                except Exception as exc:  # a bug in a handler must not end the watch
-                    log.exception("events.handler_failed", service=self.service, error=repr(exc))
+                self._handle(on_signal, tuple(message.body))
 
         first()
         self._thread = threading.Thread(target=run, name=f"watch {self.service}", daemon=True)
         self._thread.start()
+
+    def _handle(self, handler: Callable[[Any], object], argument: object) -> None:
+        try:
+            handler(argument)
+        except Exception as exc:  # a bug in a handler, or the service gone mid-call
+            get_logger().exception("events.handler_failed", service=self.service, error=repr(exc))
 
     def _owner_is(self, sender: object) -> bool:
         """Whether ``sender`` owns the service now (it may have restarted since we asked)."""
