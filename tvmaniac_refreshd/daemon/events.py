@@ -17,6 +17,9 @@ from tvmaniac_refreshd.daemon import net_netlink, net_networkd, net_networkmanag
 from tvmaniac_refreshd.daemon.network import NetworkState
 from tvmaniac_refreshd.daemon.system_bus import BusUnavailable
 
+# Not there, or answering what its interface does not allow (a wrong type in a property):
+# either way the daemon goes on without that source.
+UNUSABLE = (BusUnavailable, ValueError, TypeError)
 # TVMANIAC_REFRESHD_EVENTS=off: no event source (the tick, as before); for a bench's baseline
 # and for a system whose sources mislead (a network manager that reports offline wrongly).
 EVENTS_ENV = "TVMANIAC_REFRESHD_EVENTS"
@@ -58,7 +61,7 @@ def start(environ: Mapping[str, str], on_resume: Callable[[], object]) -> Source
     for module in (net_networkmanager, net_networkd):
         try:
             network, watch = module.start(environ)
-        except BusUnavailable:
+        except UNUSABLE:
             continue
         sources.network = network
         sources._closers.append(watch.close)
@@ -73,7 +76,7 @@ def start(environ: Mapping[str, str], on_resume: Callable[[], object]) -> Source
             sources._closers.append(netlink.close)
     try:
         watch = resume_logind.start(environ, on_resume)
-    except BusUnavailable:
+    except UNUSABLE:
         pass
     else:
         sources.resume = resume_logind.NAME
