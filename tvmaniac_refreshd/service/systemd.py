@@ -31,6 +31,9 @@ ENTRY = {"daemon": DAEMON_UNIT, "timer": TIMER_UNIT}
 # systemd (org.freedesktop.systemd1) cannot be found or started.
 # What PrivateTmp= replaces with directories of the unit's own (names, not places we write).
 PRIVATE_TMP_DIRS = ("/tmp/", "/var/tmp/")  # noqa: S108
+# Where a distribution package installs the user units for every user (the .deb does): systemd
+# finds them there, and a unit of the same name in ~/.config/systemd/user overrides them.
+PACKAGED_UNIT_DIR = Path("/usr/lib/systemd/user")
 NO_MANAGER = ("Failed to connect to bus", "No medium found", "org.freedesktop.systemd1")
 _PLAIN = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 # What the oneshot's exit statuses mean (cli/parser.py's EXIT_CODES), for `service status`.
@@ -85,6 +88,13 @@ def render(name: str, argv: Sequence[str]) -> bytes:
     return text.replace("file://@README@", readme().as_uri()).encode()
 
 
+def _exec_start(unit: bytes) -> str | None:
+    for line in unit.decode().splitlines():
+        if line.startswith("ExecStart="):
+            return line
+    return None
+
+
 def _unavailable(message: str) -> ServiceUnavailable:
     return ServiceUnavailable(
         f"no systemd user manager is running for this user (`systemctl --user`: "
@@ -99,8 +109,15 @@ class Systemd:
 
     name = "systemd"
 
-    def __init__(self, environ: Mapping[str, str], runner: Runner) -> None:
+    def __init__(
+        self,
+        environ: Mapping[str, str],
+        runner: Runner,
+        *,
+        packaged_dir: Path = PACKAGED_UNIT_DIR,
+    ) -> None:
         self._environ = environ
+        self.packaged_dir = packaged_dir
         self._run = runner
         home = Path(environ.get("HOME") or Path.home())
         config = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
@@ -135,10 +152,48 @@ class Systemd:
         for mode, units in UNITS.items():
             if all((self.unit_dir / unit).exists() for unit in units):
                 return mode
+        return self._packaged_enabled()
+
+    def _packaged(self, mode: str) -> bool:
+        return all((self.packaged_dir / unit).exists() for unit in UNITS[mode])
+
+    def _packaged_enabled(self) -> str | None:
+        """The mode whose packaged unit this user enabled (`systemctl --user enable`), if any."""
+        for mode in UNITS:
+            if self._packaged(mode) and not (self.unit_dir / ENTRY[mode]).exists():
+                enabled = self._run(["systemctl", "--user", "is-enabled", ENTRY[mode]])
+                if enabled.stdout.strip() == "enabled":
+                    return mode
         return None
 
+    def _unit_file(self, unit: str) -> Path:
+        """The file systemd loads for ``unit``: the user's own, else the packaged one."""
+        own = self.unit_dir / unit
+        packaged = self.packaged_dir / unit
+        return packaged if not own.exists() and packaged.exists() else own
+
+    def _packaged_fits(self, mode: str, argv: Sequence[str]) -> bool:
+        """Whether the packaged units of ``mode`` run exactly what ``argv`` would (this
+        installation, no --config of its own), so enabling them is all an install needs."""
+        if not self._packaged(mode):
+            return False
+        for unit in UNITS[mode]:
+            wanted = _exec_start(render(unit, argv))
+            if wanted is not None and wanted != _exec_start(
+                (self.packaged_dir / unit).read_bytes()
+            ):
+                return False
+        return True
+
     def install(self, mode: str, argv: Sequence[str], *, dry_run: bool, out: TextIO) -> None:
-        """Write the units of ``mode``, remove the other mode's, enable and (re)start."""
+        """Write the units of ``mode``, remove the other mode's, enable and (re)start.
+
+        When the package installed units that run this very command, they are enabled as they
+        are, and a copy of ours that would override them is removed.
+        """
+        if self._packaged_fits(mode, argv):
+            self._install_packaged(mode, dry_run=dry_run, out=out)
+            return
         plan = Plan(write={self.unit_dir / unit: render(unit, argv) for unit in UNITS[mode]})
         other = "timer" if mode == "daemon" else "daemon"
         stale = [unit for unit in UNITS[other] if (self.unit_dir / unit).exists()]
@@ -177,6 +232,41 @@ class Systemd:
             raise
         what = "daemon service" if mode == "daemon" else "hourly timer"
         out.write(f"Installed and started the {what}: {ENTRY[mode]} in {self.unit_dir}\n")
+        if self._packaged(mode):
+            out.write(
+                f"It overrides the packaged {ENTRY[mode]} in {self.packaged_dir}, which runs "
+                "another command (the package's, without --config); `service uninstall` "
+                "removes the override.\n"
+            )
+        out.write("Follow it with: journalctl --user -u 'tvmaniac-refreshd*' -f\n")
+        self._warn_without_linger(out)
+
+    def _install_packaged(self, mode: str, *, dry_run: bool, out: TextIO) -> None:
+        """Enable and (re)start the packaged units of ``mode``; stop the other mode's."""
+        other = "timer" if mode == "daemon" else "daemon"
+        copies = [self.unit_dir / unit for unit in (*UNITS[mode], *UNITS[other])]
+        copies = [path for path in copies if path.exists()]
+        stale = [unit for unit in UNITS[other] if self._unit_file(unit).exists()]
+        commands = [["disable", "--now", *stale]] if stale else []
+        commands += [["daemon-reload"], ["enable", ENTRY[mode]], ["restart", ENTRY[mode]]]
+        if dry_run:
+            for path in copies:
+                out.write(f"would remove {path} (it overrides the packaged unit)\n")
+            for command in commands:
+                out.write(f"would run: systemctl --user {' '.join(command)}\n")
+            return
+        self.probe()
+        ensure_private_dir(self.state_dir)
+        if stale:
+            self._systemctl(*commands[0], check=False)
+        for path in copies:
+            path.unlink(missing_ok=True)
+        for command in commands[1 if stale else 0 :]:
+            self._systemctl(*command)
+        what = "daemon service" if mode == "daemon" else "hourly timer"
+        out.write(
+            f"Enabled and started the packaged {what}: {ENTRY[mode]} in {self.packaged_dir}\n"
+        )
         out.write("Follow it with: journalctl --user -u 'tvmaniac-refreshd*' -f\n")
         self._warn_without_linger(out)
 
@@ -185,13 +275,21 @@ class Systemd:
         present = [
             unit for units in UNITS.values() for unit in units if (self.unit_dir / unit).exists()
         ]
+        packaged = self._packaged_enabled()
         if dry_run:
             for unit in present:
                 out.write(f"would remove {self.unit_dir / unit}\n")
-            if present:
-                out.write(f"would run: systemctl --user disable --now {' '.join(present)}\n")
+            stopped = [*present, *([ENTRY[packaged]] if packaged else [])]
+            if stopped:
+                out.write(f"would run: systemctl --user disable --now {' '.join(stopped)}\n")
             out.write("would run: systemctl --user daemon-reload\n")
             return
+        if packaged is not None:
+            self._systemctl("disable", "--now", ENTRY[packaged], check=False)
+            out.write(
+                f"Disabled and stopped the packaged {ENTRY[packaged]}; its files stay in "
+                f"{self.packaged_dir} (the package's)\n"
+            )
         if present:
             self._systemctl("disable", "--now", *present, check=False)
             if TIMER_UNIT in present:
@@ -203,13 +301,13 @@ class Systemd:
         if present:
             self._systemctl("reset-failed", *present, check=False)
             out.write(f"Removed {', '.join(present)} from {self.unit_dir}\n")
-        else:
+        elif packaged is None:
             out.write("No tvmaniac-refreshd units were installed; nothing to do.\n")
 
     def state(self) -> ServiceState:
         """Report the installed mode and what systemd says of it."""
         mode = self.installed_mode()
-        files = tuple(str(self.unit_dir / unit) for unit in UNITS.get(mode or "", ()))
+        files = tuple(str(self._unit_file(unit)) for unit in UNITS.get(mode or "", ()))
         if mode is None:
             return ServiceState("systemd", None, "not installed", lingering=self._lingering())
         fields = self._show(ENTRY[mode], "ActiveState,SubState,Result,StatusText,NRestarts")
