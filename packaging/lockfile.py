@@ -15,7 +15,9 @@ lock makes and that the lock satisfies pyproject.toml's requirements.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -122,6 +124,15 @@ def formula_with_resources(formula: str, lock: dict[str, Any]) -> str:
     return formula[:start] + resources_text(lock) + formula[end:]
 
 
+def formula_with_release(formula: str, sdist: Path) -> str:
+    """Point the formula at the released ``sdist`` (as PyPI serves it) and its SHA-256."""
+    name, _ = parse_sdist_filename(sdist.name)
+    url = f"https://files.pythonhosted.org/packages/source/{name[0]}/{name}/{sdist.name}"
+    digest = hashlib.sha256(sdist.read_bytes()).hexdigest()
+    formula = re.sub(r'(?m)^  url ".*"$', f'  url "{url}"', formula, count=1)
+    return re.sub(r'(?m)^  sha256 ".*"$', f'  sha256 "{digest}"', formula, count=1)
+
+
 def update() -> None:
     """Resolve again with pip, on this machine's Python, and look the sdists up on PyPI.
 
@@ -190,9 +201,12 @@ def main(argv: list[str]) -> int:
     elif command == "requirements":
         sys.stdout.write(requirements_text(load()))
     elif command == "formula":
-        FORMULA.write_text(formula_with_resources(FORMULA.read_text(), load()))
+        formula = formula_with_resources(FORMULA.read_text(), load())
+        if argv[1:2] == ["--sdist"]:
+            formula = formula_with_release(formula, Path(argv[2]))
+        FORMULA.write_text(formula)
     else:
-        sys.stderr.write("usage: lockfile.py update|requirements|formula\n")
+        sys.stderr.write("usage: lockfile.py update|requirements|formula [--sdist SDIST]\n")
         return 2
     return 0
 

@@ -1,6 +1,7 @@
 # Homebrew formula for tvmaniac-refreshd, in homebrew-core's style for Python applications.
 # The resource blocks are generated from packaging/lock.json (`python packaging/lockfile.py
-# formula`); url and sha256 are the released sdist's (the same command with --sdist).
+# formula`); url and sha256 are the released sdist's, written by the same command with
+# `--sdist dist/tvmaniac_refreshd-VERSION.tar.gz` at release time (zeros until the first one).
 # tests/unit/test_packaging.py checks its syntax, its resources against the lock and that
 # `service do` runs what `tvmaniac-refreshd service install` writes into its plist.
 class TvmaniacRefreshd < Formula
