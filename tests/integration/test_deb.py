@@ -28,6 +28,7 @@ LIFETIME = 20  # seconds: the daemon refreshes every ~10 s
 UNIT = "tvmaniac-refreshd.service"
 PACKAGED = f"/usr/lib/systemd/user/{UNIT}"
 PROG = "tvmaniac-refreshd"
+OWN_UNIT = f".config/systemd/user/{UNIT}"
 
 
 class Machine:
@@ -135,7 +136,13 @@ def test_setup_login_and_systemctl_enable_give_a_refresh_in_the_journal(
 def test_service_status_and_install_work_with_the_packaged_unit(machine: Machine) -> None:
     status = machine.cli("service", "status").stdout
     assert PACKAGED in status, status
+    # With a --config of its own, the user's unit overrides the package's, and says so...
+    config = "/home/tok/.config/tvmaniac-refreshd/config.toml"
+    own = machine.cli("--config", config, "service", "install")
+    assert "overrides the packaged tvmaniac-refreshd.service" in own.stdout, own.stdout
+    assert machine.systemctl("show", "-P", "FragmentPath", UNIT) == f"/home/tok/{OWN_UNIT}"
 
+    # ...and a plain install goes back to the packaged unit, the copy and its link gone.
     install = machine.cli("service", "install")
 
     assert "Enabled and started the packaged daemon service" in install.stdout, install.stdout
@@ -143,6 +150,7 @@ def test_service_status_and_install_work_with_the_packaged_unit(machine: Machine
         ["ls", "-A", "/home/tok/.config/systemd/user"], user=USER
     ).stdout.split()
     assert UNIT not in listing  # no copy that would shadow the package's unit
+    assert machine.systemctl("is-enabled", UNIT) == "enabled"
     assert machine.systemctl("show", "-P", "FragmentPath", UNIT) == PACKAGED
     assert machine.systemctl("show", "-P", "ActiveState", UNIT) == "active"
 

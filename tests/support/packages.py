@@ -72,9 +72,10 @@ def deb() -> Path:
         env["HOME"] = os.environ.get("HOME", "/root")
         build = REPO / "packaging/debian/build.sh"
         run(["sh", str(build), str(staging), str(sdist)], env=env, timeout=DEB_TIMEOUT)
-        # Only a finished, lintian-clean build enters the cache.
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(cached, ignore_errors=True)
+        # Only a finished, lintian-clean build enters the cache, which keeps just the newest.
+        for old in DEB_CACHE.iterdir():
+            if old != staging:
+                shutil.rmtree(old, ignore_errors=True)
         staging.rename(cached)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

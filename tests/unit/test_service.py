@@ -409,9 +409,13 @@ class TestPackagedUnits:
         systemd.install("daemon", ARGV, dry_run=True, out=out)
         assert "overrides the packaged unit" in out.getvalue()
 
+        fake = UnitFileSystemctl()
+        systemd = Systemd(home, fake, packaged_dir=packaged)
         systemd.install("daemon", ARGV, dry_run=False, out=io.StringIO())
 
         assert not (systemd.unit_dir / DAEMON).exists()
+        commands = fake.systemctl()
+        assert commands.index(f"disable {DAEMON}") < commands.index(f"enable {DAEMON}")
 
     def test_another_command_gets_its_own_unit_that_says_it_overrides(
         self, home: dict[str, str], packaged: Path

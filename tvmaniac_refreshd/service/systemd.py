@@ -259,6 +259,9 @@ class Systemd:
         ensure_private_dir(self.state_dir)
         if stale:
             self._systemctl(*commands[0], check=False)
+        if copies:
+            # Their enablement links name the copies; the packaged unit gets its own.
+            self._systemctl("disable", *(path.name for path in copies), check=False)
         for path in copies:
             path.unlink(missing_ok=True)
         for command in commands[1 if stale else 0 :]:
