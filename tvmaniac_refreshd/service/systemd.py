@@ -13,8 +13,10 @@ from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.service.base import (
     Plan,
     Runner,
+    ServiceMode,
     ServiceState,
     check_renderable,
+    other_mode,
     readme,
     template,
     write_atomically,
@@ -24,9 +26,12 @@ from tvmaniac_refreshd.storage.safe_files import ensure_private_dir
 DAEMON_UNIT = f"{APP}.service"
 TIMER_SERVICE = f"{APP}-refresh.service"
 TIMER_UNIT = f"{APP}-refresh.timer"
-UNITS = {"daemon": (DAEMON_UNIT,), "timer": (TIMER_SERVICE, TIMER_UNIT)}
+UNITS: dict[ServiceMode, tuple[str, ...]] = {
+    "daemon": (DAEMON_UNIT,),
+    "timer": (TIMER_SERVICE, TIMER_UNIT),
+}
 # What `enable` and `restart` act on in each mode.
-ENTRY = {"daemon": DAEMON_UNIT, "timer": TIMER_UNIT}
+ENTRY: dict[ServiceMode, str] = {"daemon": DAEMON_UNIT, "timer": TIMER_UNIT}
 # systemctl's words when there is no user manager: no bus at all, or a session bus on which
 # systemd (org.freedesktop.systemd1) cannot be found or started.
 # What PrivateTmp= replaces with directories of the unit's own (names, not places we write).
@@ -148,16 +153,16 @@ class Systemd:
         if result.returncode != 0:
             raise _unavailable((result.stderr or result.stdout).strip())
 
-    def installed_mode(self) -> str | None:
+    def installed_mode(self) -> ServiceMode | None:
         for mode, units in UNITS.items():
             if all((self.unit_dir / unit).exists() for unit in units):
                 return mode
         return self._packaged_enabled()
 
-    def _packaged(self, mode: str) -> bool:
+    def _packaged(self, mode: ServiceMode) -> bool:
         return all((self.packaged_dir / unit).exists() for unit in UNITS[mode])
 
-    def _packaged_enabled(self) -> str | None:
+    def _packaged_enabled(self) -> ServiceMode | None:
         """The mode whose packaged unit this user enabled (`systemctl --user enable`), if any."""
         for mode in UNITS:
             if self._packaged(mode) and not (self.unit_dir / ENTRY[mode]).exists():
@@ -172,7 +177,7 @@ class Systemd:
         packaged = self.packaged_dir / unit
         return packaged if not own.exists() and packaged.exists() else own
 
-    def _packaged_fits(self, mode: str, argv: Sequence[str]) -> bool:
+    def _packaged_fits(self, mode: ServiceMode, argv: Sequence[str]) -> bool:
         """Whether the packaged units of ``mode`` run exactly what ``argv`` would (this
         installation, no --config of its own), so enabling them is all an install needs."""
         if not self._packaged(mode):
@@ -185,7 +190,9 @@ class Systemd:
                 return False
         return True
 
-    def install(self, mode: str, argv: Sequence[str], *, dry_run: bool, out: TextIO) -> None:
+    def install(
+        self, mode: ServiceMode, argv: Sequence[str], *, dry_run: bool, out: TextIO
+    ) -> None:
         """Write the units of ``mode``, remove the other mode's, enable and (re)start.
 
         When the package installed units that run this very command, they are enabled as they
@@ -195,7 +202,7 @@ class Systemd:
             self._install_packaged(mode, dry_run=dry_run, out=out)
             return
         plan = Plan(write={self.unit_dir / unit: render(unit, argv) for unit in UNITS[mode]})
-        other = "timer" if mode == "daemon" else "daemon"
+        other = other_mode(mode)
         stale = [unit for unit in UNITS[other] if (self.unit_dir / unit).exists()]
         plan.remove = [self.unit_dir / unit for unit in stale]
         commands = [["disable", "--now", *stale]] if stale else []
@@ -241,9 +248,9 @@ class Systemd:
         out.write("Follow it with: journalctl --user -u 'tvmaniac-refreshd*' -f\n")
         self._warn_without_linger(out)
 
-    def _install_packaged(self, mode: str, *, dry_run: bool, out: TextIO) -> None:
+    def _install_packaged(self, mode: ServiceMode, *, dry_run: bool, out: TextIO) -> None:
         """Enable and (re)start the packaged units of ``mode``; stop the other mode's."""
-        other = "timer" if mode == "daemon" else "daemon"
+        other = other_mode(mode)
         copies = [self.unit_dir / unit for unit in (*UNITS[mode], *UNITS[other])]
         copies = [path for path in copies if path.exists()]
         stale = [unit for unit in UNITS[other] if self._unit_file(unit).exists()]
@@ -310,7 +317,7 @@ class Systemd:
     def state(self) -> ServiceState:
         """Report the installed mode and what systemd says of it."""
         mode = self.installed_mode()
-        files = tuple(str(self._unit_file(unit)) for unit in UNITS.get(mode or "", ()))
+        files = tuple(str(self._unit_file(unit)) for unit in (UNITS[mode] if mode else ()))
         if mode is None:
             return ServiceState("systemd", None, "not installed", lingering=self._lingering())
         fields = self._show(ENTRY[mode], "ActiveState,SubState,Result,StatusText,NRestarts")
