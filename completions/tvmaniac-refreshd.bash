@@ -41,7 +41,7 @@ _tvmaniac_refreshd() {
         " service uninstall") words="--account --config --dry-run --help --verbose --version -V -h -v" ;;
         " status") words="--account --check --config --help --json --verbose --version -V -h -v" ;;
         " store") words="migrate --account --config --help --verbose --version -V -h -v" ;;
-        " store migrate") words="--account --config --help --to --verbose --version -V -h -v" ;;
+        " store migrate") words="--account --config --encrypt --force --help --to --verbose --version -V -h -v" ;;
         " token") words="--account --config --help --json --min-valid --verbose --version -V -h -v" ;;
     esac
     COMPREPLY=($(compgen -W "$words" -- "$cur"))
