@@ -10,6 +10,8 @@ does all of it; the unit's RestrictAddressFamilies= lets AF_NETLINK through for 
 from __future__ import annotations
 
 import contextlib
+import os
+import select
 import socket
 import struct
 import threading
@@ -100,6 +102,7 @@ class NetlinkWatch:
         except (OSError, AttributeError) as exc:  # AttributeError: no AF_NETLINK (macOS)
             raise NetlinkUnavailable(f"no route socket: {exc}") from None
         self.network = NetworkState(NAME, online=online)
+        self._wake_r, self._wake_w = os.pipe()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="watch netlink", daemon=True)
         self._thread.start()
@@ -108,6 +111,10 @@ class NetlinkWatch:
         log = get_logger()
         while not self._closed:
             try:
+                # A pipe to wake it for close: neither close nor shutdown wakes a netlink recv.
+                readable, _, _ = select.select([self._sock.fileno(), self._wake_r], [], [])
+                if self._closed or self._wake_r in readable:
+                    return
                 self._sock.recv(65536)  # what changed does not matter: the dump says the rest
                 self.network.set(has_default_route())
             except OSError as exc:
@@ -118,6 +125,10 @@ class NetlinkWatch:
     def close(self) -> None:
         self._closed = True
         with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
+            os.write(self._wake_w, b"x")
+        self._thread.join(5)
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
         with contextlib.suppress(OSError):
             self._sock.close()
