@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tvmaniac_refreshd.config import values
+from tvmaniac_refreshd.config import presets, values
 from tvmaniac_refreshd.core.errors import ConfigError, UsageError
 from tvmaniac_refreshd.core.policy import RefreshPolicy, RetryPolicy
 
@@ -91,6 +91,9 @@ class Account:
     authorization_url: str | None = None
     revocation_url: str | None = None
     scopes: tuple[str, ...] = ()
+    # Extra parameters of the browser login's authorization request (Google's access_type).
+    authorization_params: tuple[tuple[str, str], ...] = ()
+    preset: str | None = None  # config/presets.py: the settings it filled in, by name
     client_auth: str = "client_secret_basic"
     default_lifetime: int = 3600  # when a token response has no expires_in
     redirect_port: int = 0  # the loopback redirect's port; 0 picks a free one
@@ -243,6 +246,7 @@ OAUTH2_KEYS = {
     "authorization_url",
     "revocation_url",
     "scopes",
+    "authorization_params",
     "client_auth",
     "default_lifetime",
     "redirect_port",
@@ -252,6 +256,8 @@ OAUTH2_KEYS = {
 TRAKT_KEYS = {"auth_url", "api_url", "redirect_uri"}
 
 _ACCOUNT_KEYS = {
+    "preset",
+    "tenant",
     "provider",
     "client_id",
     "client_secret",
@@ -269,6 +275,7 @@ def _account(
     prefix = f"accounts.{name}."
     problems.unknown_keys(table, _ACCOUNT_KEYS, prefix)
     before = len(problems.items)
+    table = presets.apply_preset(table, prefix, problems)
     if not ACCOUNT_NAME.fullmatch(name):
         problems.add(f"accounts.{name}", "account names use letters, digits, '_', '.' and '-'")
     provider = values.get(table, "provider", prefix, values.text, "", problems)
@@ -297,6 +304,8 @@ def _account(
         **_oauth2_fields(table, prefix, problems),
     )
     _check_provider_keys(account, table, prefix, problems)
+    for key, explanation in presets.wrong_combinations(account):
+        problems.add(f"{prefix}{key}", explanation)
     return account if len(problems.items) == before else None
 
 
@@ -310,6 +319,8 @@ def _oauth2_fields(table: Mapping[str, Any], prefix: str, problems: values.Probl
         "authorization_url": get("authorization_url", values.endpoint_url, None),
         "revocation_url": get("revocation_url", values.endpoint_url, None),
         "scopes": get("scopes", values.scopes, ()),
+        "authorization_params": get("authorization_params", values.parameters, ()),
+        "preset": table.get("preset") if table.get("preset") in presets.PRESETS else None,
         "client_auth": get("client_auth", values.choice(CLIENT_AUTH), "client_secret_basic"),
         "default_lifetime": get("default_lifetime", values.positive_duration, 3600),
         "redirect_port": get("redirect_port", values.port, 0),
