@@ -508,6 +508,7 @@ def cmd_config_set_secret(app: App, _: NoOptions) -> int:
 
 def cmd_config_init(app: App, options: ConfigInitOptions) -> int:
     from tvmaniac_refreshd.config.starter import (  # noqa: PLC0415
+        WHERE_TO_REGISTER,
         already_exists,
         starter_config,
         write_new,
@@ -519,16 +520,18 @@ def cmd_config_init(app: App, options: ConfigInitOptions) -> int:
     account = app.account_name or "default"
     client_id = options.client_id
     if client_id is None:
+        register = WHERE_TO_REGISTER[options.preset]
         if not sys.stdin.isatty():
-            raise UsageError("no terminal to ask on: pass --client-id ID (trakt.tv/oauth/apps)")
-        client_id = input("Client ID of your Trakt app (from https://trakt.tv/oauth/apps): ")
-    write_new(path, starter_config(client_id, account))
+            raise UsageError(f"no terminal to ask on: pass --client-id ID ({register})")
+        client_id = input(f"Client ID of your app (from {register}): ")
+    write_new(path, starter_config(client_id, account, options.preset, options.tenant))
     where = "" if account == "default" else f" --account {account}"
+    secret = f"  {APP} config set-secret{where}   # the client secret, kept in the keyring\n"
     app.out.write(
         f"Wrote {path} (readable only by you).\n"
         "Next:\n"
-        f"  {APP} config set-secret{where}   # the client secret, kept in the keyring\n"
-        f"  {APP} login{where}\n"
+        + ("" if options.preset == "microsoft" else secret)  # a public client: no secret
+        + f"  {APP} login{where}\n"
     )
     return EXIT_OK
 

@@ -105,6 +105,8 @@ class ConfigCheckOptions:
 @dataclass(frozen=True)
 class ConfigInitOptions:
     client_id: str | None = None
+    preset: str | None = None  # config/presets.py: "google" or "microsoft"
+    tenant: str = "common"  # with preset "microsoft"
 
 
 @dataclass(frozen=True)

@@ -325,6 +325,17 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--client-id", metavar="ID", help="the client id of your Trakt app (trakt.tv/oauth/apps)"
     )
+    init.add_argument(
+        "--preset",
+        choices=("google", "microsoft"),
+        help="a Gmail or Outlook account instead of Trakt (see the README's mail recipes)",
+    )
+    init.add_argument(
+        "--tenant",
+        default="common",
+        metavar="TENANT",
+        help="with --preset microsoft: common (default), organizations, consumers, or a tenant id",
+    )
     action(config_verbs, "example", "print the shipped example config, every key explained")
     store = verb(
         "store",
