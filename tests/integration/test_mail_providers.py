@@ -42,34 +42,42 @@ def microsoft() -> Iterator[MicrosoftEmulator]:
 
 
 def gmail_config(google: GoogleEmulator, *, device: bool = False, **keys: str) -> str:
-    """preset = "google" with the endpoints moved to the emulator, as in the README."""
+    """The browser flow: preset = "google" with the endpoints moved to the emulator, as in the
+    README. The device flow: every key written out (for scopes Google allows there), as a
+    config without a preset would have it, so the test shows what the code alone reads."""
     client = google.tv if device else google.desktop
-    lines = [
-        "[accounts.default]",
-        'preset = "google"',
+    if device:
+        lines = [
+            "[accounts.default]",
+            'provider = "oauth2"',
+            'client_auth = "client_secret_post"',
+            f'device_authorization_url = "{google.device_authorization_url}"',
+            'scopes = ["openid", "email"]',
+        ]
+    else:
+        lines = ["[accounts.default]", 'preset = "google"']
+    lines += [
         f'client_id = "{client.client_id}"',
         f'client_secret = "{client.client_secret}"',
         f'token_url = "{google.token_url}"',
         f'authorization_url = "{google.authorization_url}"',
         f'revocation_url = "{google.revocation_url}"',
     ]
-    if device:
-        lines += [
-            f'device_authorization_url = "{google.device_authorization_url}"',
-            'scopes = ["openid", "email"]',
-        ]
     lines += [f"{key} = {value}" for key, value in keys.items()]
     return "\n".join(lines) + "\n" + TIMEOUTS
 
 
 def outlook_config(microsoft: MicrosoftEmulator) -> str:
+    """What preset = "microsoft" fills in, written out (the preset is tested by the recipe)."""
     return (
         "[accounts.default]\n"
-        'preset = "microsoft"\n'
-        f'tenant = "{microsoft.tenant}"\n'
+        'provider = "oauth2"\n'
         f'client_id = "{microsoft.client_id}"\n'
+        'client_auth = "none"\n'
         f'token_url = "{microsoft.token_url}"\n'
-        f'device_authorization_url = "{microsoft.device_authorization_url}"\n' + TIMEOUTS
+        f'device_authorization_url = "{microsoft.device_authorization_url}"\n'
+        'scopes = ["https://outlook.office.com/IMAP.AccessAsUser.All", '
+        '"https://outlook.office.com/SMTP.Send", "offline_access"]\n' + TIMEOUTS
     )
 
 
@@ -265,10 +273,14 @@ class TestCommand:
         assert harness.run("logout").code == 0
         assert all(grant.revoked for grant in google.grants)
 
-    def test_v1_string_lifetimes_keep_the_redeemed_grant(self, harness: Harness) -> None:
-        """Before: the 200 was called malformed, the tokens thrown away, the spent code polled
-        again, and `login` exited 1 with "the provider no longer accepts this code"."""
-        with MicrosoftEmulator(numbers_as_strings=True) as microsoft:
+    @pytest.mark.parametrize("endpoints", [("token",), ("devicecode", "token")])
+    def test_v1_string_lifetimes_keep_the_redeemed_grant(
+        self, harness: Harness, endpoints: tuple[str, ...]
+    ) -> None:
+        """Before: strings in the device answer were 75 at once; in the token answer, the 200
+        was called malformed, the tokens thrown away, the spent code polled again, and `login`
+        exited 1 with "the provider no longer accepts this code"."""
+        with MicrosoftEmulator(numbers_as_strings=endpoints) as microsoft:
             harness.write_config(outlook_config(microsoft))
             run = login_by_device(harness, microsoft.approve_device)
             harness.extra_secrets |= microsoft.secrets()

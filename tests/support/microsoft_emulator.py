@@ -15,7 +15,8 @@ From learn.microsoft.com/entra/identity-platform:
   400 ``invalid_grant`` AADSTS50173. A public client (no secret, "Allow public client flows")
   that sends a client_secret is refused with AADSTS700025. There is no revocation endpoint.
 * Azure AD v1 and AD FS send numbers as strings ("expires_in": "3599"), which
-  ``numbers_as_strings`` reproduces on these endpoints.
+  ``numbers_as_strings`` reproduces in the answers of the endpoints it names ("devicecode",
+  "token").
 """
 
 from __future__ import annotations
@@ -83,7 +84,11 @@ class MicrosoftEmulator(ServedEmulator):
     """login.microsoftonline.com for one public client registration."""
 
     def __init__(
-        self, *, tenant: str = "common", device_interval: int = 1, numbers_as_strings: bool = False
+        self,
+        *,
+        tenant: str = "common",
+        device_interval: int = 1,
+        numbers_as_strings: tuple[str, ...] = (),
     ) -> None:
         self.tenant = tenant
         self.device_interval = device_interval
@@ -140,8 +145,8 @@ class MicrosoftEmulator(ServedEmulator):
             found.update(grant.access_tokens, grant.refresh_tokens)
         return found
 
-    def _number(self, value: int) -> int | str:
-        return str(value) if self.numbers_as_strings else value
+    def _number(self, value: int, endpoint: str) -> int | str:
+        return str(value) if endpoint in self.numbers_as_strings else value
 
     def handle(self, request: Request) -> Reply:
         with self._lock:
@@ -203,8 +208,8 @@ class MicrosoftEmulator(ServedEmulator):
                 "user_code": user_code,
                 "device_code": device_code,
                 "verification_uri": "https://microsoft.com/devicelogin",
-                "expires_in": self._number(DEVICE_CODE_TTL),
-                "interval": self._number(self.device_interval),
+                "expires_in": self._number(DEVICE_CODE_TTL, "devicecode"),
+                "interval": self._number(self.device_interval, "devicecode"),
                 "message": (
                     "To sign in, use a web browser to open the page "
                     f"https://microsoft.com/devicelogin and enter the code {user_code} to "
@@ -274,8 +279,8 @@ class MicrosoftEmulator(ServedEmulator):
         body: dict[str, object] = {
             "token_type": "Bearer",
             "scope": grant.scope,
-            "expires_in": self._number(ACCESS_TOKEN_TTL),
-            "ext_expires_in": self._number(ACCESS_TOKEN_TTL),
+            "expires_in": self._number(ACCESS_TOKEN_TTL, "token"),
+            "ext_expires_in": self._number(ACCESS_TOKEN_TTL, "token"),
             "access_token": access,
         }
         if with_refresh:
