@@ -320,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
         "init",
         "write a starter config (0600) at the config path; never overwrites",
         "Asks for the Trakt app's client id on a terminal, or takes --client-id.\n"
+        "--preset google or microsoft writes a Gmail or Outlook account instead.\n"
         "Then store the client secret with `config set-secret` and run `login`.",
     )
     init.add_argument(

@@ -248,6 +248,10 @@ class OAuth2Client:
         response = self._send(self._token_url, form, what=what, client_id_in_body=True)
         if response.status == 200:
             return self._tokens(response, what=what, now=now)
+        # By the error word, whatever the status: RFC 8628 §3.5 says 400, Google answers 428
+        # authorization_pending and 403 slow_down/access_denied ("OAuth 2.0 for TV and
+        # Limited-Input Device Applications", "Poll Google's authorization server"), and
+        # Microsoft's words are translated by error_code (dialects.py).
         code = error_code(response)
         if code == "authorization_pending":
             return PollState.PENDING
