@@ -304,3 +304,26 @@ class TestGoogleRefreshToken:
 
         assert "access_type=offline" in url
         assert "prompt=consent" in url
+
+
+class TestErrorsWithStatus200:
+    """GitHub answers its token endpoint's errors with HTTP 200 and an error field."""
+
+    def test_pending_and_slow_down(self) -> None:
+        client = answering(
+            reply(200, {"error": "authorization_pending", "error_description": "pending"}),
+            reply(200, {"error": "slow_down", "interval": 10}),
+        )
+
+        assert client.poll_device_token(DEVICE, now=NOW) is PollState.PENDING
+        assert client.poll_device_token(DEVICE, now=NOW) is PollState.SLOW_DOWN
+
+    def test_a_bad_refresh_token_needs_login(self) -> None:
+        with pytest.raises(SessionRejected, match="invalid_grant"):
+            answering(reply(200, {"error": "bad_refresh_token"})).refresh("rt-0", now=NOW)
+
+    def test_an_unknown_error_is_a_refusal_naming_it(self) -> None:
+        with pytest.raises(ProviderRefused, match=r"HTTP 200 \(device_flow_disabled\)"):
+            answering(reply(200, {"error": "device_flow_disabled"})).poll_device_token(
+                DEVICE, now=NOW
+            )

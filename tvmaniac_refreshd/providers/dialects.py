@@ -27,6 +27,12 @@ ERROR_ALIASES = {
     # Google, "Using OAuth 2.0 to Access Google APIs", authorization errors: "deleted_client:
     # The OAuth client being used to make the request has been deleted".
     "deleted_client": "invalid_client",
+    # GitHub, "Authorizing OAuth apps" ("Error codes for the device flow", "Troubleshooting
+    # OAuth app access token request errors"), sent with HTTP 200: incorrect_device_code "The
+    # device_code provided is not valid"; bad_refresh_token; incorrect_client_credentials.
+    "incorrect_device_code": "invalid_grant",
+    "bad_refresh_token": "invalid_grant",
+    "incorrect_client_credentials": "invalid_client",
     # Outcomes that, like invalid_grant, mean "log in again" (see LOGIN_NEEDED).
     "consent_required": "interaction_required",
     "login_required": "interaction_required",

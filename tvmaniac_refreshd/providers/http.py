@@ -211,7 +211,7 @@ def raise_for_failure(response: Response, *, what: str, now: float) -> None:
     if 200 <= status < 300 and response.is_html:
         # A captive portal or a proxy's page: it passes once the network is the real one.
         raise TransientError(f"{what}: the provider answered with an HTML page (HTTP {status})")
-    if 200 <= status < 300:
+    if 200 <= status < 300 and code is None:
         # A server that answers, and answers something else: waiting does not change it.
         kind = "an empty body" if not response.body.strip() else "a body that is not JSON"
         raise ProviderIncompatible(

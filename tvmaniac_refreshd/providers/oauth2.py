@@ -87,6 +87,16 @@ def authorization_query(
     }
 
 
+def _is_tokens(response: Response) -> bool:
+    """Return whether the token endpoint answered with success: a 200 that names no error.
+
+    GitHub answers its token endpoint's errors with HTTP 200 and an ``error`` field
+    (docs.github.com, "Authorizing OAuth apps", "Error codes for the device flow"): that is an
+    error answer, not a malformed token response.
+    """
+    return response.status == 200 and error_code(response) is None
+
+
 class OAuth2Client:
     """One account's standard OAuth2 endpoints, with its client authentication."""
 
@@ -246,7 +256,7 @@ class OAuth2Client:
         # also with HTTP Basic, like the device authorization request that issued the code.
         form = {"grant_type": DEVICE_GRANT, "device_code": device.device_code}
         response = self._send(self._token_url, form, what=what, client_id_in_body=True)
-        if response.status == 200:
+        if _is_tokens(response):
             return self._tokens(response, what=what, now=now)
         # By the error word, whatever the status: RFC 8628 §3.5 says 400, Google answers 428
         # authorization_pending and 403 slow_down/access_denied ("OAuth 2.0 for TV and
@@ -298,7 +308,7 @@ class OAuth2Client:
             "code_verifier": verifier,
         }
         response = self._send(self._token_url, form, what=what)
-        if response.status != 200:
+        if not _is_tokens(response):
             raise_for_failure(response, what=what, now=now)
         return self._tokens(response, what=what, now=now)
 
@@ -312,7 +322,7 @@ class OAuth2Client:
         # fails with invalid_scope where the server granted less.
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         response = self._send(self._token_url, form, what=what, client_id_in_body=True)
-        if response.status != 200:
+        if not _is_tokens(response):
             raise_for_failure(response, what=what, now=now)
         return self._tokens(response, what=what, now=now, previous=refresh_token)
 
