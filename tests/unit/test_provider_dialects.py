@@ -327,3 +327,9 @@ class TestErrorsWithStatus200:
             answering(reply(200, {"error": "device_flow_disabled"})).poll_device_token(
                 DEVICE, now=NOW
             )
+
+    def test_a_device_code_error_with_200_is_not_the_wrong_endpoint(self) -> None:
+        with pytest.raises(ProviderRefused, match=r"HTTP 200 \(device_flow_disabled\)") as caught:
+            answering(reply(200, {"error": "device_flow_disabled"})).request_device_code(now=NOW)
+
+        assert not isinstance(caught.value, WrongEndpoint)

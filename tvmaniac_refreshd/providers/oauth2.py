@@ -87,10 +87,10 @@ def authorization_query(
     }
 
 
-def _is_tokens(response: Response) -> bool:
-    """Return whether the token endpoint answered with success: a 200 that names no error.
+def _succeeded(response: Response) -> bool:
+    """Return whether the endpoint answered with success: a 200 that names no error.
 
-    GitHub answers its token endpoint's errors with HTTP 200 and an ``error`` field
+    GitHub answers its device and token endpoints' errors with HTTP 200 and an ``error`` field
     (docs.github.com, "Authorizing OAuth apps", "Error codes for the device flow"): that is an
     error answer, not a malformed token response.
     """
@@ -205,7 +205,8 @@ class OAuth2Client:
         form = {"scope": " ".join(self._account.scopes)} if self._account.scopes else {}
         response = self._send(url, form, what=what, client_id_in_body=True)
         body = response.json()
-        if response.status != 200 or not isinstance(body, dict):
+        if not _succeeded(response) or not isinstance(body, dict):
+            # _succeeded: a 200 naming an error is an error answer here too (GitHub).
             self._device_refused(response, what=what, now=now)
         assert isinstance(body, dict)  # noqa: S101  # _device_refused raised otherwise
         if not {"device_code", "user_code"} & set(body):
@@ -256,7 +257,7 @@ class OAuth2Client:
         # also with HTTP Basic, like the device authorization request that issued the code.
         form = {"grant_type": DEVICE_GRANT, "device_code": device.device_code}
         response = self._send(self._token_url, form, what=what, client_id_in_body=True)
-        if _is_tokens(response):
+        if _succeeded(response):
             return self._tokens(response, what=what, now=now)
         # By the error word, whatever the status: RFC 8628 §3.5 says 400, Google answers 428
         # authorization_pending and 403 slow_down/access_denied ("OAuth 2.0 for TV and
@@ -308,7 +309,7 @@ class OAuth2Client:
             "code_verifier": verifier,
         }
         response = self._send(self._token_url, form, what=what)
-        if not _is_tokens(response):
+        if not _succeeded(response):
             raise_for_failure(response, what=what, now=now)
         return self._tokens(response, what=what, now=now)
 
@@ -322,7 +323,7 @@ class OAuth2Client:
         # fails with invalid_scope where the server granted less.
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         response = self._send(self._token_url, form, what=what, client_id_in_body=True)
-        if not _is_tokens(response):
+        if not _succeeded(response):
             raise_for_failure(response, what=what, now=now)
         return self._tokens(response, what=what, now=now, previous=refresh_token)
 
