@@ -8,6 +8,7 @@ import io
 import re
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -16,7 +17,13 @@ import pytest
 from tests.support.google_emulator import GMAIL_SCOPE, GoogleEmulator
 from tests.support.harness import Harness, Run
 from tests.support.microsoft_emulator import MicrosoftEmulator
-from tvmaniac_refreshd.config.settings import Account, HttpSettings, parse_config
+from tvmaniac_refreshd.config.settings import (
+    Account,
+    HttpSettings,
+    OAuth2Settings,
+    parse_config,
+    settings_of,
+)
 from tvmaniac_refreshd.core.errors import LoginFailed, ProviderRefused, SessionRejected
 from tvmaniac_refreshd.core.tokens import TokenSet
 from tvmaniac_refreshd.providers.base import PollState
@@ -86,6 +93,12 @@ def provider(text: str) -> OAuth2Client:
     return OAuth2Client(make_http_client(HttpSettings()), account, account.client_secret)
 
 
+def with_params(account: Account, params: tuple[tuple[str, str], ...]) -> Account:
+    """``account`` with other authorization_params: what a config without the preset sends."""
+    settings = settings_of(account, OAuth2Settings)
+    return replace(account, settings=replace(settings, authorization_params=params))
+
+
 def browse(url: str) -> None:
     """The user's browser: the provider's page (which consents), then the loopback redirect."""
     with httpx.Client(timeout=30) as browser:
@@ -136,12 +149,11 @@ class TestGoogleProvider:
         """Google answers invalid_scope; the message names the browser flow (the config
         check refuses this combination, so the account is built by hand here)."""
         account = parse_config(gmail_config(google)).select(None)
-        account = Account(
-            **{
-                **account.__dict__,
-                "client_id": google.tv.client_id,
-                "device_authorization_url": google.device_authorization_url,
-            }
+        settings = settings_of(account, OAuth2Settings)
+        account = replace(
+            account,
+            client_id=google.tv.client_id,
+            settings=replace(settings, device_authorization_url=google.device_authorization_url),
         )
         client = OAuth2Client(make_http_client(HttpSettings()), account, google.tv.client_secret)
         with pytest.raises(ProviderRefused, match="login --browser") as caught:
@@ -168,8 +180,7 @@ class TestGoogleProvider:
         self, google: GoogleEmulator
     ) -> None:
         """The 200 is still the only copy of the grant: the message says what to change."""
-        account = parse_config(gmail_config(google)).select(None)
-        account = Account(**{**account.__dict__, "authorization_params": ()})
+        account = with_params(parse_config(gmail_config(google)).select(None), ())
         client = OAuth2Client(make_http_client(HttpSettings()), account, account.client_secret)
         with pytest.raises(LoginFailed) as caught:
             browser_login(client, port=0, out=io.StringIO(), open_browser=in_background)
@@ -182,7 +193,7 @@ class TestGoogleProvider:
         """Consented before: no refresh token without prompt=consent, one with it."""
         offline_only = (("access_type", "offline"),)
         account = parse_config(gmail_config(google)).select(None)
-        without = Account(**{**account.__dict__, "authorization_params": offline_only})
+        without = with_params(account, offline_only)
         http = make_http_client(HttpSettings())
         first = browser_login(
             OAuth2Client(http, without, account.client_secret),

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tvmaniac_refreshd.config.settings import Account
+from tvmaniac_refreshd.config.settings import Account, OAuth2Settings
 from tvmaniac_refreshd.core.errors import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -33,10 +33,8 @@ PAIR = {"access_token": "at-1", "refresh_token": "rt-1", "token_type": "Bearer"}
 
 
 def account(**changes: object) -> Account:
+    """An oauth2 account; ``changes`` are OAuth2Settings fields."""
     fields: dict[str, object] = {
-        "name": "mail",
-        "provider": "oauth2",
-        "client_id": "cid",
         "client_auth": "none",
         "token_url": "https://idp.test/token",
         "device_authorization_url": "https://idp.test/device",
@@ -44,7 +42,8 @@ def account(**changes: object) -> Account:
         "scopes": ("openid", "offline_access"),
     }
     fields.update(changes)
-    return Account(**fields)  # type: ignore[arg-type]
+    settings = OAuth2Settings(**fields)  # type: ignore[arg-type]
+    return Account(name="mail", client_id="cid", settings=settings)
 
 
 def answering(

@@ -80,8 +80,8 @@ PRESETS: dict[str, Preset] = {
 DEFAULT_TENANT = "common"
 
 
-class Account(Protocol):
-    """What of an account (config/settings.py, which imports this module) is looked at."""
+class OAuth2Account(Protocol):
+    """What of an oauth2 account's settings (config/variants.py) is looked at."""
 
     @property
     def preset(self) -> str | None: ...
@@ -126,7 +126,7 @@ def apply_preset(table: Mapping[str, Any], prefix: str, problems: Problems) -> d
     return merged
 
 
-def preset_of(account: Account) -> Preset | None:
+def preset_of(account: OAuth2Account) -> Preset | None:
     """Return the account's preset, or the one whose endpoints a hand-written account uses."""
     if account.preset is not None:
         return PRESETS[account.preset]
@@ -138,7 +138,7 @@ def preset_of(account: Account) -> Preset | None:
     return None
 
 
-def wrong_combinations(account: Account) -> list[tuple[str, str]]:
+def wrong_combinations(account: OAuth2Account) -> list[tuple[str, str]]:
     """Return (key, explanation) for each setting the account's provider is known to refuse."""
     preset = preset_of(account)
     found: list[tuple[str, str]] = []
