@@ -67,6 +67,7 @@ class AccountReport:
     expires_at: str | None
     refresh_due_at: str | None
     obtained_at: str | None
+    logged_in_as: str | None  # the provider's user name, asked at `login`
     last_attempt_at: str | None
     last_success_at: str | None
     last_result: str | None
@@ -84,6 +85,8 @@ class StoreReport:
     backend: str
     location: str | None  # the file store's directory; None for the keyring
     protection: str
+    # Plain files an encrypted file store left behind (encrypt turned on later); None: keyring.
+    plaintext_leftovers: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,7 @@ def account_report(
         expires_at=iso(tokens.expires_at) if tokens else None,
         refresh_due_at=iso(due) if usable else None,
         obtained_at=iso(document.obtained_at) if document else None,
+        logged_in_as=record.logged_in_as if document else None,
         last_attempt_at=iso(record.last_attempt_at),
         last_success_at=iso(record.last_success_at),
         last_result=record.last_result,
@@ -207,6 +211,7 @@ def unknown_report(
         expires_at=None,
         refresh_due_at=None,
         obtained_at=None,
+        logged_in_as=record.logged_in_as,
         last_attempt_at=iso(record.last_attempt_at),
         last_success_at=iso(record.last_success_at),
         last_result=record.last_result,
@@ -239,6 +244,8 @@ def render_text(reports: list[AccountReport], *, now: float) -> str:
     blocks = []
     for report in reports:
         lines = [f"{report.name}: {report.state}"]
+        if report.logged_in_as:
+            lines.append(f"  logged in as:         {report.logged_in_as}")
         if report.state == UNKNOWN:
             lines.append("  access token expires: unknown (the keyring cannot be read)")
         if report.expires_at:

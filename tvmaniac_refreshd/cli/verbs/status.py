@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb
+from tvmaniac_refreshd.cli.plaintext import warn_plaintext
 from tvmaniac_refreshd.cli.status import (
     AccountReport,
     DaemonReport,
@@ -95,6 +97,7 @@ def gather(app: App) -> StatusReport:
     store = StoreReport(app.store.kind, file_store_dir(app), app.store.protection())
     timer = service is not None and service.timer_active
     reports: list[AccountReport] = []
+    plaintext: list[str] = []  # unencrypted copies an encrypted file store left behind
     keyring_error: str | None = None
     now = app.clock()
     # Without a named account, status shows them all: it reads, it never refreshes.
@@ -114,6 +117,7 @@ def gather(app: App) -> StatusReport:
             )
             continue
         _know_secrets(app, account, document, record)
+        plaintext.extend(warn_plaintext(app, account))
         if document is not None and document.fingerprint != account.fingerprint():
             problem = "the stored login was made with a different client_id or auth_url"
         keeper = keeper_advice(
@@ -130,6 +134,8 @@ def gather(app: App) -> StatusReport:
                 daemon_plan=bool(pid),
             )
         )
+    if store.backend == "file":
+        store = dataclasses.replace(store, plaintext_leftovers=plaintext)
     return StatusReport(
         generated_at=iso(now),
         store=store,
@@ -147,6 +153,8 @@ def render(report: StatusReport, *, now: float) -> str:
     store, daemon, service = report.store, report.daemon, report.service
     running = f"running (pid {daemon.pid})" if daemon.pid else "not running"
     lines.append(f"\nstore: {store.backend} ({store.protection})\n")
+    if store.plaintext_leftovers:
+        lines.append(f"  unencrypted copies left behind: {', '.join(store.plaintext_leftovers)}\n")
     lines.append(f"daemon: {running}\n")
     if service is None:
         lines.append(f"service: unknown ({report.service_error})\n")
