@@ -100,9 +100,12 @@ def with_params(account: Account, params: tuple[tuple[str, str], ...]) -> Accoun
 
 
 def browse(url: str) -> None:
-    """The user's browser: the provider's page (which consents), then the loopback redirect."""
+    """The user's browser: our listener's start link, the provider's page (which consents),
+    then the loopback redirect."""
     with httpx.Client(timeout=30) as browser:
-        consent = browser.get(url)
+        started = browser.get(url)
+        assert started.status_code == 302, started.text
+        consent = browser.get(started.headers["location"])
         assert consent.status_code == 302, consent.text
         browser.get(consent.headers["location"])
 

@@ -228,6 +228,10 @@ def test_gmail_from_config_init_through_the_browser_login(harness: Harness, tmp_
                 url = line.strip()
                 break
         with httpx.Client(timeout=30) as browser:
+            # The printed link is our listener's start page: it sends the browser on, once.
+            started = browser.get(url)
+            assert started.status_code == 302, started.text
+            url = started.headers["location"]
             consent = browser.get(url)
             assert consent.status_code == 302, consent.text
             browser.get(consent.headers["location"])
