@@ -16,9 +16,10 @@ import pytest
 from tests.fakes import MemoryBackend
 from tvmaniac_refreshd.config.settings import StoreSettings
 from tvmaniac_refreshd.core.errors import StoreCorrupt, StoreUnavailable, TransientError
-from tvmaniac_refreshd.core.locations import adopt_session_bus
 from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet
-from tvmaniac_refreshd.storage.keyring_store import KeyringStore, account_lock, is_insecure
+from tvmaniac_refreshd.storage.keyring_store import KeyringStore, is_insecure
+from tvmaniac_refreshd.storage.locks import account_lock
+from tvmaniac_refreshd.storage.session_bus import adopt_session_bus
 
 DOC = TokenDocument(
     account="default",
@@ -187,7 +188,7 @@ class TestAdoptSessionBus:
 HOLDER = """
 import sys, time
 from pathlib import Path
-from tvmaniac_refreshd.storage.keyring_store import account_lock
+from tvmaniac_refreshd.storage.locks import account_lock
 with account_lock(Path(sys.argv[1]), "default", timeout=5):
     print("held", flush=True)
     sys.stdin.readline()

@@ -11,7 +11,7 @@ from tvmaniac_refreshd.core.logs import get_logger
 from tvmaniac_refreshd.core.policy import refresh_due_at
 from tvmaniac_refreshd.core.tokens import TokenDocument, encode_document
 from tvmaniac_refreshd.storage import quick_record
-from tvmaniac_refreshd.storage.paths import config_path
+from tvmaniac_refreshd.storage.layout import config_path
 
 
 def valid_document(app: App, account: Account, min_valid: int | None) -> TokenDocument:

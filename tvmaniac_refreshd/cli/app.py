@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, TextIO
 
 from tvmaniac_refreshd.cli.options import Common
 from tvmaniac_refreshd.config.settings import Account, Config, load_config
-from tvmaniac_refreshd.core.locations import APP
+from tvmaniac_refreshd.core.locations import ACCOUNT_ENV, APP
 from tvmaniac_refreshd.core.logs import journal_prefix, shown
 from tvmaniac_refreshd.daemon.refresher import Refresher
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
-from tvmaniac_refreshd.storage.paths import config_path, lock_dir, state_dir
+from tvmaniac_refreshd.storage.layout import Layout, config_path
 from tvmaniac_refreshd.storage.state import StateFiles
 from tvmaniac_refreshd.storage.store import TokenStore
 
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ACCOUNT_ENV", "App"]
 
-ACCOUNT_ENV = "TVMANIAC_REFRESHD_ACCOUNT"  # the account when --account is not given
 
 # syslog priorities of the plain lines a oneshot writes to journald's stream (sd-daemon(3)).
 ERROR = 3
@@ -74,17 +73,14 @@ class App:
     def make_store(self, backend: str) -> TokenStore:
         """Return the store named ``backend`` ("keyring" or "file"), as the config would."""
         if backend == "file":
-            from tvmaniac_refreshd.storage.file_store import (  # noqa: PLC0415
-                FileStore,
-                token_directory,
-            )
+            from tvmaniac_refreshd.storage.file_store import FileStore  # noqa: PLC0415
 
             cipher = None
             if self.config.store.encrypt == "systemd-creds":
                 from tvmaniac_refreshd.storage.systemd_creds import SystemdCreds  # noqa: PLC0415
 
                 cipher = SystemdCreds()  # exit 78 here if this system cannot: no plain text
-            return FileStore(token_directory(state_dir(self.environ)), cipher=cipher)
+            return FileStore(self.layout.tokens, cipher=cipher)
         from tvmaniac_refreshd.storage.keyring_store import (  # noqa: PLC0415
             KeyringStore,
             default_backend,
@@ -103,8 +99,13 @@ class App:
         )
 
     @property
+    def layout(self) -> Layout:
+        """Where this user's state, locks and file store are (storage/layout.py)."""
+        return Layout.of(self.environ)
+
+    @property
     def states(self) -> StateFiles:
-        return StateFiles(state_dir(self.environ))
+        return StateFiles(self.layout.state)
 
     def warn(self, message: str) -> None:
         self.err.write(f"{journal_prefix(WARNING)}{APP}: warning: {shown(message)}\n")
@@ -138,7 +139,7 @@ class App:
             account,
             store=self.store,
             states=self.states,
-            lock_dir=lock_dir(self.environ),
+            lock_dir=self.layout.locks,
             lock_timeout=self.config.store.lock_timeout,
             client=lambda: self.client(account),
             clock=self.clock,
@@ -147,11 +148,9 @@ class App:
 
     @contextlib.contextmanager
     def lock(self, account: Account) -> Iterator[None]:
-        from tvmaniac_refreshd.storage.keyring_store import account_lock  # noqa: PLC0415
+        from tvmaniac_refreshd.storage.locks import account_lock  # noqa: PLC0415
 
-        with account_lock(
-            lock_dir(self.environ), account.name, timeout=self.config.store.lock_timeout
-        ):
+        with account_lock(self.layout.locks, account.name, timeout=self.config.store.lock_timeout):
             yield
 
     def adopt(self, config: Config) -> None:

@@ -59,7 +59,7 @@ from tvmaniac_refreshd.core.tokens import TokenDocument
 from tvmaniac_refreshd.providers.factory import wording_for
 from tvmaniac_refreshd.storage import quick_record
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
-from tvmaniac_refreshd.storage.paths import config_path, state_dir
+from tvmaniac_refreshd.storage.layout import config_path
 from tvmaniac_refreshd.storage.state import AccountRecord
 
 if TYPE_CHECKING:
@@ -240,7 +240,7 @@ def cmd_status(app: App, options: StatusOptions) -> int:
 
     # Who keeps the tokens fresh is known first, so that each account says only what is true
     # now: a plan left in the state file by an earlier daemon, in timer mode, is no plan.
-    pid = instance.running_pid(instance.lock_path(state_dir(app.environ), app.config.source))
+    pid = instance.running_pid(app.layout.daemon_pid(app.config.source))
     service = _service_summary(app)
     # Made first: a store this system cannot provide (encryption it lacks) is exit 78 here.
     store = _store_summary(app)
@@ -331,7 +331,7 @@ def _tell_daemon(app: App) -> None:
     """Tell a running daemon for this config that an account changed, so it re-plans at once."""
     from tvmaniac_refreshd.daemon import instance  # noqa: PLC0415
 
-    pid = instance.tell(instance.lock_path(state_dir(app.environ), app.config.source))
+    pid = instance.tell(app.layout.daemon_pid(app.config.source))
     if pid is not None:
         get_logger().debug("daemon.told", pid=pid)
 

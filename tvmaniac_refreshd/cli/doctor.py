@@ -17,7 +17,7 @@ from tvmaniac_refreshd.core.errors import (
 )
 from tvmaniac_refreshd.core.logs import shown
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
-from tvmaniac_refreshd.storage.paths import config_path
+from tvmaniac_refreshd.storage.layout import config_path
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -20,8 +20,10 @@ from tvmaniac_refreshd.core.errors import (
     NotLoggedIn,
     RefreshdError,
     SessionRejected,
+    StateUnwritable,
     StoreUnavailable,
     TransientError,
+    UnsafeLocation,
 )
 from tvmaniac_refreshd.core.logs import get_logger
 from tvmaniac_refreshd.core.policy import refresh_due_at, retry_delay
@@ -153,7 +155,7 @@ class Daemon:
             self._stop_planning(account, watch, Condition.LOGIN_NEEDED)
             self._alert(account, AlertEvent.REAUTH_REQUIRED, str(exc))
             return
-        except (TransientError, StoreUnavailable, RefreshdError) as exc:
+        except RefreshdError as exc:  # TransientError, StoreUnavailable, ... alike
             self._failed(account, watch, exc)
             return
         if watch.attempts and refresh:
@@ -215,7 +217,7 @@ class Daemon:
     def _record(self, name: str, when: float | None) -> None:
         try:
             self._states.update(name, next_attempt_at=None if when is None else int(when))
-        except OSError as exc:
+        except (StateUnwritable, UnsafeLocation) as exc:  # the plan stands; only `status` lags
             self._log.warning("daemon.state_not_written", account=name, error=str(exc))
 
     def _alert(self, account: Account, event: AlertEvent, message: str) -> None:
@@ -289,15 +291,15 @@ class Daemon:
             return self._summary(now)  # without formatting a line per account first
         parts = []
         for name, watch in sorted(self.watches.items()):
-            if watch.condition == "login_needed":
+            if watch.condition is Condition.LOGIN_NEEDED:
                 parts.append(f"{name}: login needed")
-            elif watch.condition == "logged_out":
+            elif watch.condition is Condition.LOGGED_OUT:
                 parts.append(f"{name}: not logged in")
-            elif watch.condition == "keyring_unavailable" and watch.next_at is not None:
+            elif watch.condition is Condition.KEYRING_UNAVAILABLE and watch.next_at is not None:
                 when = clock_time(watch.next_at, now)
                 parts.append(f"{name}: keyring locked or unavailable, retry at {when}")
             elif watch.next_at is not None:
-                verb = "next refresh" if watch.condition == "scheduled" else "retry"
+                verb = "next refresh" if watch.condition is Condition.SCHEDULED else "retry"
                 text = f"{name}: {verb} at {clock_time(watch.next_at, now)}"
                 if watch.last_result:
                     text += f", last {watch.last_result}"
@@ -312,7 +314,7 @@ class Daemon:
         upcoming = [
             watch.next_at
             for watch in self.watches.values()
-            if watch.condition == "scheduled" and watch.next_at is not None
+            if watch.condition is Condition.SCHEDULED and watch.next_at is not None
         ]
         text = f"{len(self.watches)} accounts: " + ", ".join(
             f"{count} {condition.replace('_', ' ')}" for condition, count in sorted(counts.items())

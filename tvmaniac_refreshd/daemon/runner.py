@@ -25,7 +25,7 @@ from tvmaniac_refreshd.daemon.alerts import Alerter
 from tvmaniac_refreshd.daemon.decisions import Daemon
 from tvmaniac_refreshd.daemon.notify import Notifier, watchdog_interval
 from tvmaniac_refreshd.daemon.scheduler import Scheduler
-from tvmaniac_refreshd.storage.paths import state_dir
+from tvmaniac_refreshd.storage.layout import Layout
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -130,9 +130,10 @@ def run_daemon(app: Wiring) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # before any thread exists
     log = get_logger()
     config = app.config
-    with instance.hold(instance.lock_path(state_dir(app.environ), config.source)) as held:
+    pid_file = Layout.of(app.environ).daemon_pid(config.source)
+    with instance.hold(pid_file) as held:
         if not held:
-            pid = instance.running_pid(instance.lock_path(state_dir(app.environ), config.source))
+            pid = instance.running_pid(pid_file)
             raise AlreadyRunning(
                 f"a daemon for {config.source} is already running (pid {pid}); "
                 f"stop it first, or see {_service_status_command()}"
