@@ -26,7 +26,7 @@ DUE_AGE = 0.9 * 604800  # a week-long token with most of its life behind it: due
 
 
 def state_file(harness: Harness) -> Path:
-    return harness.root / "state" / "tvmaniac-refreshd" / "default.json"
+    return harness.state_dir / "default.json"
 
 
 class TestLogoutToAnotherServer:

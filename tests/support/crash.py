@@ -385,7 +385,7 @@ class Worker:
 
     def stray_files(self) -> list[str]:
         """Files a kill left behind in the state and lock directories (temporaries)."""
-        roots = [self.harness.root / "state", self.harness.root / "runtime"]
+        roots = [self.harness.state_dir, self.harness.root / "runtime"]
         return sorted(
             str(path.relative_to(self.harness.root))
             for root in roots

@@ -53,6 +53,7 @@ class App:
         self.sleep = sleep
         self._config: Config | None = None
         self._store: TokenStore | None = None
+        self._states: StateFiles | None = None
         self._http: httpx.Client | None = None
         self._http_lock = threading.Lock()
 
@@ -75,6 +76,7 @@ class App:
         if backend == "file":
             from tvmaniac_refreshd.storage.file_store import FileStore  # noqa: PLC0415
 
+            self.states.check()  # the state directory, the file store's parent: exit 78 if unsafe
             cipher = None
             if self.config.store.encrypt == "systemd-creds":
                 from tvmaniac_refreshd.storage.systemd_creds import SystemdCreds  # noqa: PLC0415
@@ -105,7 +107,10 @@ class App:
 
     @property
     def states(self) -> StateFiles:
-        return StateFiles(self.layout.state)
+        """The state files, once the whole state directory is checked (exit 78 if unsafe)."""
+        if self._states is None:
+            self._states = StateFiles(self.layout.state).check()
+        return self._states
 
     def warn(self, message: str) -> None:
         self.err.write(f"{journal_prefix(WARNING)}{APP}: warning: {shown(message)}\n")

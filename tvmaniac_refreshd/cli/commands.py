@@ -59,7 +59,7 @@ from tvmaniac_refreshd.core.tokens import TokenDocument
 from tvmaniac_refreshd.providers.factory import wording_for
 from tvmaniac_refreshd.storage import quick_record
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
-from tvmaniac_refreshd.storage.layout import config_path
+from tvmaniac_refreshd.storage.layout import config_path, disagreements
 from tvmaniac_refreshd.storage.state import AccountRecord
 
 if TYPE_CHECKING:
@@ -73,6 +73,7 @@ def cmd_login(app: App, options: LoginOptions) -> int:
     from tvmaniac_refreshd.providers.device_login import show_code, wait_for_approval  # noqa: PLC0415
 
     account = app.account()
+    app.states.check()  # before the device flow: a login must not end with nowhere to go
     try:
         previous = app.store.load(account.name)
     except StoreCorrupt as exc:
@@ -235,9 +236,15 @@ def _know_secrets(
             resolve_client_secret(account, app.environ, app.store)  # registers it
 
 
+def _say_disagreements(app: App) -> None:
+    for note in disagreements(app.environ):  # another caller would look elsewhere
+        app.warn(note)
+
+
 def cmd_status(app: App, options: StatusOptions) -> int:
     from tvmaniac_refreshd.daemon import instance  # noqa: PLC0415
 
+    _say_disagreements(app)
     # Who keeps the tokens fresh is known first, so that each account says only what is true
     # now: a plan left in the state file by an earlier daemon, in timer mode, is no plan.
     pid = instance.running_pid(app.layout.daemon_pid(app.config.source))

@@ -19,6 +19,7 @@ from tvmaniac_refreshd.service.base import (
     template,
     write_atomically,
 )
+from tvmaniac_refreshd.storage import layout
 from tvmaniac_refreshd.storage.safe_files import ensure_private_dir
 
 DAEMON_UNIT = f"{APP}.service"
@@ -105,9 +106,9 @@ class Systemd:
         home = Path(environ.get("HOME") or Path.home())
         config = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
         self.unit_dir = config / "systemd" / "user"
-        # The units' ReadWritePaths=-%h/.local/state/tvmaniac-refreshd: the service's own
-        # environment has no XDG_STATE_HOME, so this is where it keeps its state.
-        self.state_dir = home / ".local" / "state" / APP
+        # The units' ReadWritePaths=-%h/.local/state/tvmaniac-refreshd: %h is the account's
+        # home, and the layout's rule puts every caller's state there.
+        self.state_dir = Path(layout.state_directory(environ, "linux"))
 
     def _systemctl(self, *args: str, check: bool = True) -> str:
         result = self._run(["systemctl", "--user", *args])

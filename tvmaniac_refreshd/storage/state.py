@@ -86,6 +86,18 @@ class StateFiles:
         self.directory = directory
         self._layout = Layout(str(directory))
 
+    def check(self) -> StateFiles:
+        """Check the directory and its parents (safe_files.py's policy), creating it if needed,
+        before anything is read or stored there; return self.
+
+        Raises:
+            UnsafeLocation: another user owns or can write it or a parent (exit 78).
+        """
+        # A directory that cannot be made (read-only, full) is StateUnwritable when written.
+        with contextlib.suppress(OSError):
+            ensure_private_dir(self.directory)
+        return self
+
     def _path(self, account: str) -> Path:
         return self._layout.state_file(account)
 
