@@ -6,12 +6,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps demo test check lint format bench clean man
+.PHONY: install system-deps demo test check lint format bench clean man docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=25.1"
-	$(BIN)/python -m pip install -q -e . --group test --group lint
+	$(BIN)/python -m pip install -q -e . --group test --group lint --group docs
 	touch $(STAMP)
 
 MANPAGE := man/tvmaniac-refreshd.1
@@ -24,9 +24,13 @@ $(VENV_MANPAGE): $(MANPAGE) $(STAMP)
 ## install: a virtual environment in .venv with the package, its dev tools and the man page
 install: $(STAMP) $(VENV_MANPAGE)
 
-## man: regenerate man/tvmaniac-refreshd.1 from the parser and README.md (a unit test checks it)
+## man: regenerate man/tvmaniac-refreshd.1 from the parser and docs/reference/ (a unit test checks it)
 man: $(STAMP)
-	$(BIN)/python -m tvmaniac_refreshd.cli.manpage README.md > $(MANPAGE)
+	$(BIN)/python -m tvmaniac_refreshd.cli.manpage docs > $(MANPAGE)
+
+## docs: build the documentation site into site/, strict: a broken link or anchor fails
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet
 
 system-deps:
 	sh scripts/install-system-deps.sh
@@ -40,11 +44,11 @@ tests/oidc/node_modules/.installed: tests/oidc/package-lock.json
 	cd tests/oidc && npm ci --no-audit --no-fund && touch node_modules/.installed
 
 ## test: install what the tests need, lint, then run the whole suite (CI runs this)
-test: system-deps install tests/oidc/node_modules/.installed lint
+test: system-deps install tests/oidc/node_modules/.installed lint docs
 	$(BIN)/python -m pytest
 
 ## check: the quick round for contributors: lint and the unit tests, no root, under a minute
-check: lint
+check: lint docs
 	$(BIN)/python -m pytest -q tests/unit
 
 ## lint: ruff and mypy --strict
@@ -64,4 +68,4 @@ format: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis site

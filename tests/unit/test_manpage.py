@@ -1,4 +1,5 @@
-"""The man page: the committed file is what the parser and README make, and man(1) reads it."""
+"""The man page: the committed file is what the parser and the reference pages make, and man(1)
+reads it."""
 
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ from pathlib import Path
 import pytest
 
 from tvmaniac_refreshd.cli.completion import model
-from tvmaniac_refreshd.cli.manpage import render
+from tvmaniac_refreshd.cli.manpage import reference_pages, render
 from tvmaniac_refreshd.cli.parser import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "man" / "tvmaniac-refreshd.1"
+DOCS = ROOT / "docs"
 
 
 def test_the_committed_page_is_up_to_date() -> None:
-    made = render(build_parser(), (ROOT / "README.md").read_text(encoding="utf-8"))
+    made = render(build_parser(), reference_pages(DOCS))
 
     assert PAGE.read_text(encoding="utf-8") == made, "run `make man` and commit the page"
 
@@ -37,7 +39,15 @@ def test_man_renders_it_without_warnings_and_it_names_every_verb() -> None:
 
     assert (result.returncode, result.stderr) == (0, "")
     text = result.stdout
-    for heading in ("NAME", "SYNOPSIS", "COMMANDS", "EXIT CODES", "SEE ALSO"):
+    for heading in (
+        "NAME",
+        "SYNOPSIS",
+        "COMMANDS",
+        "EXIT CODES",
+        "FILES",
+        "ENVIRONMENT",
+        "SEE ALSO",
+    ):
         assert f"\n{heading}\n" in text
     for path in model(build_parser()):
         assert path in text, path

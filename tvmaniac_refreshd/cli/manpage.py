@@ -1,7 +1,7 @@
-"""The man page tvmaniac-refreshd(1), made from the argument parser and the README's reference
-sections, so that it says what `--help` and the README say.
+"""The man page tvmaniac-refreshd(1), made from the argument parser and the reference pages of
+the documentation (docs/reference/), so that it says what `--help` and the documentation say.
 
-``python -m tvmaniac_refreshd.cli.manpage README.md > man/tvmaniac-refreshd.1`` (``make man``)
+``python -m tvmaniac_refreshd.cli.manpage docs > man/tvmaniac-refreshd.1`` (``make man``)
 writes it; a unit test fails when the committed page differs from what this makes.
 """
 
@@ -17,8 +17,8 @@ from tvmaniac_refreshd import __version__
 from tvmaniac_refreshd.cli.parser import build_parser
 from tvmaniac_refreshd.core.locations import APP
 
-# The README sections that are reference material (the rest is tutorial and development).
-README_SECTIONS = ("Exit codes", "When tokens are refreshed", "Files", "Environment")
+# The reference pages the man page carries, each as a section named by the page's title.
+REFERENCE_PAGES = ("exit-codes.md", "refresh-timing.md", "files.md", "environment.md")
 SUMMARY = "keep an OAuth session alive: tokens in the OS keyring, refreshed in time"
 SEE_ALSO = r"\fBgitcredentials\fR(7), \fBsystemd.timer\fR(5), \fBsecret-tool\fR(1)"
 
@@ -30,7 +30,9 @@ def escape(text: str) -> str:
 
 
 def inline(text: str) -> str:
-    """Markdown's `code` and **bold** as roff bold; the rest escaped."""
+    """Markdown's `code` and **bold** as roff bold, a [link](target) as its text; the rest
+    escaped."""
+    text = re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", text)
     parts = re.split(r"(`[^`]+`|\*\*[^*]+\*\*)", text)
     out = []
     for part in parts:
@@ -41,7 +43,12 @@ def inline(text: str) -> str:
     return "".join(out)
 
 
-def render(parser: argparse.ArgumentParser, readme: str) -> str:
+def reference_pages(docs: Path) -> list[str]:
+    """Return the text of each page in REFERENCE_PAGES, from the documentation at ``docs``."""
+    return [(docs / "reference" / name).read_text(encoding="utf-8") for name in REFERENCE_PAGES]
+
+
+def render(parser: argparse.ArgumentParser, pages: list[str]) -> str:
     """Return the whole page in roff (man macros)."""
     lines = [
         f'.TH {escape(APP.upper())} 1 "" "{escape(APP)} {__version__}" "User Commands"',
@@ -60,10 +67,9 @@ def render(parser: argparse.ArgumentParser, readme: str) -> str:
         lines += [".SS " + escape(path), ".nf", escape(_usage(child)), ".fi"]
         lines += _preformatted_paragraphs(child.description or "")
         lines += _options(child)
-    for title in README_SECTIONS:
-        body = _readme_section(readme, title)
-        if body is not None:
-            lines += [".SH " + escape(title.upper()), *_markdown(body)]
+    for page in pages:
+        title, body = _split_title(page)
+        lines += [".SH " + escape(title.upper()), *_markdown(body)]
     lines += [".SH SEE ALSO", SEE_ALSO, ""]
     return "\n".join(lines)
 
@@ -116,14 +122,16 @@ def _preformatted_paragraphs(text: str) -> list[str]:
     return lines
 
 
-def _readme_section(readme: str, title: str) -> str | None:
-    found = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", readme, re.M | re.S)
-    return found.group(1).strip() if found else None
+def _split_title(page: str) -> tuple[str, str]:
+    first, _, body = page.partition("\n")
+    if not first.startswith("# "):
+        raise ValueError(f"a reference page starts with its title: {first!r}")
+    return first[2:].strip(), body.strip()
 
 
 def _markdown(text: str) -> list[str]:
-    """The little Markdown the README's reference sections use: paragraphs, lists, tables,
-    code blocks, ### headings."""
+    """The little Markdown the reference pages use: paragraphs, lists, tables, code blocks,
+    ## headings."""
     lines: list[str] = []
     in_code = False
     for raw in text.splitlines():
@@ -135,8 +143,8 @@ def _markdown(text: str) -> list[str]:
             lines.append(escape(line) or "\\&")
         elif not line:
             lines.append(".PP")
-        elif line.startswith("### "):
-            lines.append(".SS " + escape(line[4:]))
+        elif line.startswith("## "):
+            lines.append(".SS " + escape(line[3:]))
         elif line.startswith("- "):
             lines += [".IP \\(bu 2", inline(line[2:])]
         elif line.startswith("|"):
@@ -151,8 +159,8 @@ def _markdown(text: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    readme = Path(args[0] if args else "README.md").read_text(encoding="utf-8")
-    sys.stdout.write(render(build_parser(), readme))
+    docs = Path(args[0] if args else "docs")
+    sys.stdout.write(render(build_parser(), reference_pages(docs)))
     return 0
 
 
