@@ -74,7 +74,7 @@ def test_a_full_disk_does_not_hide_a_valid_token(harness: Harness) -> None:
     assert run.code == 0, run.err
     assert run.out == f"{grant['access_token']}\n"
     assert "internal error" not in run.err
-    assert f"cannot write the state directory {harness.root / 'state'}" in run.err
+    assert f"cannot write the state directory {harness.state_dir}" in run.err
     # Nothing was spent: the state could not record the in-flight refresh, so none was sent.
     assert harness.emulator.counters().get("refresh_success", 0) == 0
 
