@@ -31,13 +31,18 @@ def may_choose_backend_explicitly(environ: Mapping[str, str], platform: str) -> 
     )
 
 
+def logind_runtime_dir() -> str:
+    """Return the runtime directory systemd-logind makes for this uid."""
+    return f"/run/user/{os.geteuid()}"
+
+
 def runtime_directories(environ: Mapping[str, str]) -> list[str]:
     """Return where this user's session bus may listen: ``$XDG_RUNTIME_DIR``, then the
     directory logind makes for the uid, ``/run/user/<uid>``, which cron and ``su -`` callers
     (with no ``XDG_RUNTIME_DIR``) share with the desktop session. Only directories of ours
     alone: ``export XDG_RUNTIME_DIR=/tmp`` setups exist, where another local user could run a
     bus of his own at ``bus``."""
-    candidates = [environ.get("XDG_RUNTIME_DIR") or "", f"/run/user/{os.geteuid()}"]
+    candidates = [environ.get("XDG_RUNTIME_DIR") or "", logind_runtime_dir()]
     found: list[str] = []
     for path in candidates:
         if path and path not in found and is_private_dir(path):
