@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 import time
 
@@ -254,7 +253,7 @@ def write_private_file(dir_fd: int, name: str, data: bytes, *, mode: int = FILE_
         OSError: the write failed (full disk, read-only file system...); the old file is intact.
     """
     _sweep(dir_fd, name)
-    temporary = f".{name}.{secrets.token_hex(6)}.tmp"
+    temporary = f".{name}.{os.urandom(6).hex()}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(temporary, flags, mode, dir_fd=dir_fd)
     if mode & ~FILE_MODE:
