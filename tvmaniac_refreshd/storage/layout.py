@@ -120,8 +120,9 @@ def lock_directory(state: str) -> str:
     return os.path.join(state, LOCKS)
 
 
-def account_lock_file(state: str, account: str) -> str:
-    return os.path.join(state, LOCKS, f"{account}.lock")
+def lock_file(locks: str, account: str) -> str:
+    """Return the refresh lock of ``account`` in the lock directory ``locks``."""
+    return os.path.join(locks, f"{account}.lock")
 
 
 def token_directory(state: str) -> str:
@@ -169,7 +170,7 @@ class Layout:
         return self.state / f".{account}.lock"
 
     def account_lock(self, account: str) -> Path:
-        return self.locks / f"{account}.lock"
+        return self.locks / os.path.basename(lock_file(str(self.locks), account))
 
     def daemon_pid(self, config_source: str) -> Path:
         return self.state / os.path.basename(daemon_pid_file(str(self.state), config_source))

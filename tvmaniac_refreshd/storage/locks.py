@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tvmaniac_refreshd.core.errors import TransientError, UnsafeLocation
+from tvmaniac_refreshd.storage.layout import lock_file
 from tvmaniac_refreshd.storage.safe_files import ensure_private_dir, open_private
 
 # How often a waiting process looks at the lock again: flock has no timeout of its own, and a
@@ -87,7 +88,7 @@ def account_lock(directory: Path, account: str, *, timeout: float) -> Iterator[N
         TransientError: another process held the lock for longer than ``timeout`` seconds.
         UnsafeLocation: the lock directory or file is not safely ours.
     """
-    with flocked(directory / f"{account}.lock", wait=timeout) as fd:
+    with flocked(Path(lock_file(str(directory), account)), wait=timeout) as fd:
         if fd is None:
             raise TransientError(
                 f"another tvmaniac-refreshd process has been refreshing account "
