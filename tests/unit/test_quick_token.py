@@ -210,6 +210,27 @@ def test_a_refreshed_or_new_login_is_not_the_remembered_token(machine: Machine, 
     assert machine.token() == (None, "")
 
 
+@pytest.mark.parametrize("where", ["state", "parent"])
+def test_a_directory_others_can_write_goes_to_the_full_command(
+    machine: Machine, where: str
+) -> None:
+    """Issue 22: the full command names the directory and exits 78; nothing is read there."""
+    machine.remember()
+    assert machine.token() == (0, "access-1\n")
+    (machine.state if where == "state" else machine.state.parent).chmod(0o777)
+
+    assert machine.token() == (None, "")
+    assert machine.reads == ["default"]  # only the first, trusted, read
+
+
+def test_a_fifo_as_the_record_goes_to_the_full_command(machine: Machine) -> None:
+    """A FIFO at the record's place is refused at once: `token` never hangs on it."""
+    machine.state.mkdir(parents=True, mode=0o700)
+    os.mkfifo(machine.state / layout.QUICK_RECORD, 0o600)
+
+    assert machine.token() == (None, "")
+
+
 def test_a_recorded_rejection_goes_to_the_full_command(machine: Machine) -> None:
     machine.remember()
     (machine.state / "default.json").write_text(
