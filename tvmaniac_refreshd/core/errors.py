@@ -8,6 +8,7 @@
     ├── ClientRejected            78  the provider rejected our client credentials (invalid_client)
     ├── StoreUnavailable          69  keyring missing, locked, hanging, or an insecure backend
     ├── StoreCorrupt              1   the keyring item is not ours or unreadable; never overwritten
+    ├── StoreConflict             1   both stores hold an account, differing; `--force` keeps newer
     ├── UnsafeLocation            78  a state/lock/runtime directory someone else owns or can write
     ├── TransientError            75  network, timeout, 408/429/5xx, HTML: try again; .retry_after
     │   └── StateUnwritable       75  the state directory cannot be written (full disk, quota)
@@ -86,6 +87,11 @@ class StoreMisconfigured(StoreUnavailable):
 
 class StoreCorrupt(RefreshdError):
     """The keyring holds something under our name that we cannot read; it is left alone."""
+
+
+class StoreConflict(RefreshdError):
+    """Both stores hold an account's item, and they differ: moving one over the other could
+    replace a live token pair with a spent one, so nothing moves without ``--force``."""
 
 
 class UnsafeLocation(RefreshdError):

@@ -7,14 +7,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tvmaniac_refreshd.config.settings import Account
+from tvmaniac_refreshd.config.settings import Account, TraktSettings, settings_of
 from tvmaniac_refreshd.core.errors import LoginFailed, TransientError
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.tokens import ResponseInvalid, TokenSet, parse_token_response
-from tvmaniac_refreshd.providers.base import BrowserLogin, DeviceCode, PollState, Wording
+from tvmaniac_refreshd.providers.base import (
+    BrowserLogin,
+    DeviceCode,
+    PollState,
+    Wording,
+    user_name,
+)
 from tvmaniac_refreshd.providers.http import (
     Response,
     error_code,
+    get,
     post,
     raise_for_failure,
     required_int,
@@ -37,6 +44,7 @@ class TraktClient:
     def __init__(self, http: httpx.Client, account: Account, client_secret: str | None) -> None:
         self._http = http
         self._account = account
+        self._settings = settings_of(account, TraktSettings)
         self._secret = client_secret
 
     @property
@@ -57,7 +65,7 @@ class TraktClient:
         headers = {"trakt-api-key": self._account.client_id, "trakt-api-version": "2"}
         return post(
             self._http,
-            f"{self._account.auth_url}{path}",
+            f"{self._settings.auth_url}{path}",
             what=what,
             json_body=payload,
             headers=headers,
@@ -134,7 +142,7 @@ class TraktClient:
             {
                 "refresh_token": refresh_token,
                 "client_id": self._account.client_id,
-                "redirect_uri": self._account.redirect_uri,
+                "redirect_uri": self._settings.redirect_uri,
                 "grant_type": "refresh_token",
             }
         )
@@ -156,6 +164,29 @@ class TraktClient:
         response = self._post("/oauth/revoke", payload, what=what)
         if not 200 <= response.status < 300:
             raise_for_failure(response, what=what, now=now)
+
+    def identity(self, tokens: TokenSet, *, now: float) -> str | None:
+        """Return the Trakt user name the tokens belong to (``GET /users/settings``).
+
+        Raises:
+            SessionRejected, ClientRejected, TransientError, RefreshdError.
+        """
+        what = "asking Trakt who logged in"
+        headers = {
+            "trakt-api-key": self._account.client_id,
+            "trakt-api-version": "2",
+            "Authorization": f"Bearer {tokens.access_token}",
+        }
+        response = get(
+            self._http, f"{self._settings.api_url}/users/settings", what=what, headers=headers
+        )
+        body = response.json()
+        if response.status != 200 or not isinstance(body, dict):
+            raise_for_failure(response, what=what, now=now)
+            return None
+        user = body.get("user")
+        name = user.get("username") if isinstance(user, dict) else None
+        return user_name(name)
 
     def _tokens(self, response: Response, *, what: str, now: float) -> TokenSet:
         body = response.json()

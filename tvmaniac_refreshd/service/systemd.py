@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import getpass
 import re
+import site
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
@@ -13,8 +15,10 @@ from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.service.base import (
     Plan,
     Runner,
+    ServiceMode,
     ServiceState,
     check_renderable,
+    other_mode,
     readme,
     template,
     write_atomically,
@@ -25,9 +29,12 @@ from tvmaniac_refreshd.storage.safe_files import ensure_private_dir
 DAEMON_UNIT = f"{APP}.service"
 TIMER_SERVICE = f"{APP}-refresh.service"
 TIMER_UNIT = f"{APP}-refresh.timer"
-UNITS = {"daemon": (DAEMON_UNIT,), "timer": (TIMER_SERVICE, TIMER_UNIT)}
+UNITS: dict[ServiceMode, tuple[str, ...]] = {
+    "daemon": (DAEMON_UNIT,),
+    "timer": (TIMER_SERVICE, TIMER_UNIT),
+}
 # What `enable` and `restart` act on in each mode.
-ENTRY = {"daemon": DAEMON_UNIT, "timer": TIMER_UNIT}
+ENTRY: dict[ServiceMode, str] = {"daemon": DAEMON_UNIT, "timer": TIMER_UNIT}
 # systemctl's words when there is no user manager: no bus at all, or a session bus on which
 # systemd (org.freedesktop.systemd1) cannot be found or started.
 # What PrivateTmp= replaces with directories of the unit's own (names, not places we write).
@@ -71,11 +78,48 @@ def private_tmp_binds(paths: Sequence[str]) -> list[str]:
     return binds
 
 
-def render(name: str, argv: Sequence[str]) -> bytes:
+def home_binds(paths: Sequence[str], home: str) -> list[str]:
+    """Return the paths under ``home`` that the unit must still see, outermost only.
+
+    ``ProtectHome=tmpfs`` gives the unit an empty home, so an installation there (a venv,
+    pipx, ``pip --user``, pyenv) or a config named with ``--config`` would vanish.
+    """
+    base = home.rstrip("/") + "/"
+    under = [
+        path for path in dict.fromkeys(paths) if path.startswith(base) and _PLAIN.fullmatch(path)
+    ]
+    return [
+        path
+        for path in under
+        if not any(path.startswith(other + "/") for other in under if other != path)
+    ]
+
+
+def _installation(argv: Sequence[str]) -> list[str]:
+    """The absolute paths this installation runs from: the interpreter's prefix, the package,
+    the running interpreter's prefixes and user site, and any path in the command line."""
+    interpreter = Path(argv[0])
+    return [
+        str(interpreter.parent.parent),
+        *(part for part in argv[1:] if part.startswith("/")),
+        str(Path(__file__).resolve().parents[2]),  # the package's own files
+        sys.prefix,
+        sys.base_prefix,
+        *([user_site] if Path(user_site := site.getusersitepackages()).is_dir() else []),
+    ]
+
+
+def render(name: str, argv: Sequence[str], *, home: Path | None = None) -> bytes:
     """Return unit ``name`` with this installation's command and README filled in."""
     check_renderable([*argv, str(readme())])
     text = template(f"systemd/{name}").read_text(encoding="utf-8")
     text = text.replace("@EXEC@", " ".join(quote_exec(part) for part in argv))
+    hidden = home_binds(_installation(argv), str(home or Path.home()))
+    if hidden and "\nProtectHome=tmpfs\n" in text:
+        listed = " ".join(f"-{bind.replace('%', '%%')}" for bind in hidden)
+        text = text.replace(
+            "\nProtectHome=tmpfs\n", f"\nProtectHome=tmpfs\nBindReadOnlyPaths={listed}\n", 1
+        )
     seen = [*argv, str(Path(__file__).resolve().parents[2])]  # the package's own files too
     binds = private_tmp_binds([part for part in seen if part.startswith("/")])
     if binds and "\nPrivateTmp=yes\n" in text:
@@ -104,6 +148,7 @@ class Systemd:
         self._environ = environ
         self._run = runner
         home = Path(environ.get("HOME") or Path.home())
+        self.home = home
         config = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
         self.unit_dir = config / "systemd" / "user"
         # The units' ReadWritePaths=-%h/.local/state/tvmaniac-refreshd: %h is the account's
@@ -132,16 +177,20 @@ class Systemd:
         if result.returncode != 0:
             raise _unavailable((result.stderr or result.stdout).strip())
 
-    def installed_mode(self) -> str | None:
+    def installed_mode(self) -> ServiceMode | None:
         for mode, units in UNITS.items():
             if all((self.unit_dir / unit).exists() for unit in units):
                 return mode
         return None
 
-    def install(self, mode: str, argv: Sequence[str], *, dry_run: bool, out: TextIO) -> None:
+    def install(
+        self, mode: ServiceMode, argv: Sequence[str], *, dry_run: bool, out: TextIO
+    ) -> None:
         """Write the units of ``mode``, remove the other mode's, enable and (re)start."""
-        plan = Plan(write={self.unit_dir / unit: render(unit, argv) for unit in UNITS[mode]})
-        other = "timer" if mode == "daemon" else "daemon"
+        plan = Plan(
+            write={self.unit_dir / unit: render(unit, argv, home=self.home) for unit in UNITS[mode]}
+        )
+        other = other_mode(mode)
         stale = [unit for unit in UNITS[other] if (self.unit_dir / unit).exists()]
         plan.remove = [self.unit_dir / unit for unit in stale]
         commands = [["disable", "--now", *stale]] if stale else []
@@ -210,7 +259,7 @@ class Systemd:
     def state(self) -> ServiceState:
         """Report the installed mode and what systemd says of it."""
         mode = self.installed_mode()
-        files = tuple(str(self.unit_dir / unit) for unit in UNITS.get(mode or "", ()))
+        files = tuple(str(self.unit_dir / unit) for unit in (UNITS[mode] if mode else ()))
         if mode is None:
             return ServiceState("systemd", None, "not installed", lingering=self._lingering())
         fields = self._show(ENTRY[mode], "ActiveState,SubState,Result,StatusText,NRestarts")

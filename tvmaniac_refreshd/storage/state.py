@@ -58,6 +58,8 @@ class AccountRecord:
     in_flight_since: int | None = None
     # When the daemon plans to try next (due time, or a retry after a failure).
     next_attempt_at: int | None = None
+    # Who the provider says logged in (its user name), asked right after the login.
+    logged_in_as: str | None = None
 
     def needs_reauth(self, refresh_token: str) -> bool:
         """Return whether ``refresh_token`` is the one the provider rejected."""
@@ -77,6 +79,7 @@ class RecordChanges(TypedDict, total=False):
     in_flight_token: str | None
     in_flight_since: int | None
     next_attempt_at: int | None
+    logged_in_as: str | None
 
 
 class StateFiles:

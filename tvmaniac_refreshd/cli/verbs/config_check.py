@@ -21,6 +21,7 @@ from tvmaniac_refreshd.core.errors import (
 )
 from tvmaniac_refreshd.core.logs import shown
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
+from tvmaniac_refreshd.storage.file_store import leftover_advice, plaintext_leftovers
 from tvmaniac_refreshd.storage.layout import disagreements
 
 if TYPE_CHECKING:
@@ -191,6 +192,9 @@ def _check_accounts(report: _Report, config: Config) -> None:
         report.line(
             True, subject, f"{account.endpoint}; client secret from {secret.source}; {login}"
         )
+        leftovers = plaintext_leftovers(app.store, account.name)
+        if leftovers:
+            report.line(None, subject, leftover_advice(account.name, leftovers))
         if secret.value is None and account.needs_client_secret():
             report.line(
                 None,
