@@ -56,7 +56,14 @@ def shared_config(harness: Harness) -> Harness:
     """The config at its default place under HOME, where every caller (cron too) finds it."""
     place = harness.root / ".config" / APP / "config.toml"
     place.parent.mkdir(parents=True, mode=0o700)
-    place.write_text(harness.config_path.read_text())
+    # The provider's 3 s must stay well inside the read timeout on a loaded machine: a lost
+    # response is a different story (the refresh token spent, the answer never read).
+    text = harness.config_path.read_text()
+    text = text.replace('read_timeout = "3s"', 'read_timeout = "60s"')
+    text = text.replace('lock_timeout = "30s"', 'lock_timeout = "120s"')
+    assert 'read_timeout = "60s"' in text
+    assert 'lock_timeout = "120s"' in text
+    place.write_text(text)
     place.chmod(0o600)
     return harness
 
