@@ -38,30 +38,74 @@ def flocked(path: Path, *, wait: float | None = None) -> Iterator[int | None]:
             away while we waited for its lock (a lock on a file nobody else opens is none).
         OSError: the lock file cannot be created.
     """
-    ensure_private_dir(path.parent)
-    fd = open_private(path, os.O_RDWR | os.O_CREAT)
+    deadline = None if wait is None else time.monotonic() + wait
+    while True:
+        ensure_private_dir(path.parent)
+        fd = open_private(path, os.O_RDWR | os.O_CREAT)
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        held = _acquire(fd, left)
+        if held and not _still_there(fd, path):
+            # `service uninstall` removed the file while we waited (remove_unheld): a lock on
+            # the removed file would not exclude a process that opens the path anew.
+            os.close(fd)
+            continue
+        break
     try:
-        held = _acquire(fd, wait)
-        if held:
-            _still_there(fd, path)
         yield fd if held else None
     finally:
         os.close(fd)  # closing the descriptor releases the flock
 
 
-def _still_there(fd: int, path: Path) -> None:
-    """Raise UnsafeLocation unless ``path`` still names the file locked through ``fd``."""
-    mine = os.fstat(fd)
+def _still_there(fd: int, path: Path) -> bool:
+    """Return whether ``path`` still names the file locked through ``fd``; False if that file
+    was removed (``remove_unheld``: lock the path anew).
+
+    Raises:
+        UnsafeLocation: the file was moved away or replaced, not removed: whoever did it can
+            write the directory, and could take a lock of his own on the path meanwhile.
+    """
+    opened = os.fstat(fd)
     try:
-        now = os.stat(path, follow_symlinks=False)
-    except OSError:
-        now = None
-    if now is None or (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
-        raise UnsafeLocation(
-            f"refusing to use {path.parent}: {path.name} was moved or replaced while this "
-            "process waited for its lock, so another process could take a lock of its own; "
-            "check who can write that directory and its parents"
-        )
+        named = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        named = None
+    if named is not None and (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino):
+        return True
+    if opened.st_nlink == 0:
+        return False
+    raise UnsafeLocation(
+        f"refusing to use {path.parent}: {path.name} was moved or replaced while this "
+        "process waited for its lock, so another process could take a lock of its own; "
+        "check who can write that directory and its parents"
+    )
+
+
+def remove_unheld(path: Path) -> bool:
+    """Remove the lock file ``path`` if no process holds it; return whether it was removed.
+
+    It is locked first and removed while locked, so a process that opened it meanwhile finds it
+    gone once it gets the lock, and locks the path anew (see ``flocked``).
+    """
+    try:
+        fd = open_private(path, os.O_RDWR)
+    except (OSError, UnsafeLocation):
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # A daemon's PID file is held by a record lock (record_locked), not an flock.
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # BlockingIOError, or EACCES as fcntl(2) allows for a record lock
+            return False
+        try:
+            if not _still_there(fd, path):
+                return False
+        except UnsafeLocation:
+            return False
+        path.unlink()
+        return True
+    finally:
+        os.close(fd)
 
 
 def _acquire(fd: int, wait: float | None) -> bool:
@@ -133,18 +177,31 @@ def record_locked(path: Path) -> Iterator[int | None]:
         UnsafeLocation: the directory or the file is not safely ours.
         OSError: the lock file cannot be created.
     """
-    ensure_private_dir(path.parent)
-    fd = open_private(path, os.O_RDWR | os.O_CREAT)
+    fd = _record_lock(path)
+    if fd is None:
+        yield None
+        return
     try:
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # EAGAIN or EACCES, as fcntl(2) allows either
-            yield None
-            return
-        _still_there(fd, path)
         yield fd
     finally:
-        os.close(fd)
+        os.close(fd)  # closing the descriptor releases the record lock
+
+
+def _record_lock(path: Path) -> int | None:
+    while True:
+        ensure_private_dir(path.parent)
+        fd = open_private(path, os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _still_there(fd, path):
+                return fd
+        except OSError:  # EAGAIN or EACCES, as fcntl(2) allows either: another holder
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # removed (remove_unheld) before we locked it: lock the path anew
 
 
 def record_holder(path: Path) -> int | None:

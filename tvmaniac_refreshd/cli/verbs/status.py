@@ -52,6 +52,9 @@ class StatusOptions:
     check: bool = False  # exit 77 if any account needs `login`
 
 
+UNREADABLE = "the store is unavailable (why, and what to do: its line below, or `keyring.error`)"
+
+
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help='machine-readable output ("format_version": 1)'
@@ -95,7 +98,9 @@ def gather(app: App) -> StatusReport:
     pid = app.daemon_pid()
     service, service_error = _service(app)
     # Made first: a store this system cannot provide (encryption it lacks) is exit 78 here.
-    store = StoreReport(app.store.kind, file_store_dir(app), app.store.protection())
+    store = StoreReport(
+        app.store.kind, file_store_dir(app), app.store.protection(), _secret_service(app)
+    )
     timer = service is not None and service.timer_active
     reports: list[AccountReport] = []
     plaintext: list[str] = []  # unencrypted copies an encrypted file store left behind
@@ -114,7 +119,8 @@ def gather(app: App) -> StatusReport:
             # Still worth showing: the state file, the daemon and the service need no keyring.
             keyring_error = shown(str(exc))
             reports.append(
-                unknown_report(account, record, reason=keyring_error, daemon_plan=bool(pid))
+                # The store's error and its recipe are said once, after the accounts.
+                unknown_report(account, record, reason=UNREADABLE, daemon_plan=bool(pid))
             )
             continue
         _know_secrets(app, account, document, record)
@@ -122,7 +128,10 @@ def gather(app: App) -> StatusReport:
         if document is not None and document.fingerprint != account.fingerprint():
             problem = "the stored login was made with a different client_id or auth_url"
         keeper = keeper_advice(
-            daemon_pid=pid, planned=record.next_attempt_at is not None, timer=timer
+            daemon_pid=pid,
+            planned=record.next_attempt_at is not None,
+            timer=timer,
+            start=service.start if service is not None else None,
         )
         reports.append(
             account_report(
@@ -154,6 +163,8 @@ def render(report: StatusReport, *, now: float) -> str:
     store, daemon, service = report.store, report.daemon, report.service
     running = f"running (pid {daemon.pid})" if daemon.pid else "not running"
     lines.append(f"\nstore: {store.backend} ({store.protection})\n")
+    if store.secret_service:
+        lines.append(f"secret service: {store.secret_service}\n")
     if store.plaintext_leftovers:
         lines.append(f"  unencrypted copies left behind: {', '.join(store.plaintext_leftovers)}\n")
     lines.append(f"daemon: {running}\n")
@@ -163,6 +174,8 @@ def render(report: StatusReport, *, now: float) -> str:
         lines.append(f"service: {service.mode} mode, {service.active}\n")
         if service.detail:
             lines.append(f"  {service.detail}\n")
+        if service.problem:
+            lines.append(f"  problem: {service.problem}\n")
     else:
         lines.append(f"service: not installed (`{APP} service install` sets it up)\n")
     if report.keyring_error is not None:
@@ -178,6 +191,14 @@ def _health(app: App, reports: tuple[AccountReport, ...], *, check: bool) -> int
         return EXIT_OK
     app.err.write(f"{APP}: needs `login`: {', '.join(waiting)}\n")
     return EXIT_REAUTH
+
+
+def _secret_service(app: App) -> str | None:
+    if app.store.kind != "keyring":
+        return None
+    from tvmaniac_refreshd.storage.secret_service_owner import owner_summary  # noqa: PLC0415
+
+    return owner_summary(app.environ)
 
 
 def _service(app: App) -> tuple[ServiceState | None, str | None]:
