@@ -180,4 +180,5 @@ def test_the_session_bus_never_carries_a_secret_in_clear(harness: Harness) -> No
     for secret in harness.secrets():
         assert secret not in seen
         assert " ".join(f"{byte:02x}" for byte in secret.encode()[:16]) not in seen
-    assert "CreateItem" in seen
+    # The write was on the bus too: in place, since the item exists (issue 23).
+    assert "SetSecret" in seen
