@@ -90,6 +90,7 @@ class Daemon:
         self._states = states
         self._alerter = alerter
         self._clock = clock
+        self.clock = clock
         self._monotonic = monotonic
         self._share = share
         self._on_change = on_change
@@ -99,6 +100,9 @@ class Daemon:
         self._last_clocks: tuple[float, float] | None = None
         self._busy = threading.Condition()
         self.in_flight = 0
+        # Until when a running job uses an account's access token (daemon/jobs.py): a refresh
+        # due meanwhile waits for it, since spending the refresh token replaces that token.
+        self.holding: Callable[[str], float | None] = lambda _account: None
 
     # -- planning -----------------------------------------------------------------------
 
@@ -136,6 +140,11 @@ class Daemon:
 
     def _attempt(self, account: Account, watch: Watch, *, refresh: bool) -> None:
         refresher = self._refresher(account)
+        held_until = self.holding(account.name) if refresh else None
+        if held_until is not None and held_until > self._clock():
+            self._log.info("daemon.refresh_after_job", account=account.name)
+            self._plan(account, watch, watch.condition, held_until)
+            return
         try:
             if refresh:
                 fresh = refresher.ensure_fresh()

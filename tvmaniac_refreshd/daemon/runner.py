@@ -27,8 +27,11 @@ from tvmaniac_refreshd.daemon import instance
 from tvmaniac_refreshd.daemon.alerts import Alerter
 from tvmaniac_refreshd.daemon.decisions import Daemon
 from tvmaniac_refreshd.daemon.hook_sandbox import current_unit
+from tvmaniac_refreshd.daemon.job_schedule import JobPlan
+from tvmaniac_refreshd.daemon.jobs import JobEngine
 from tvmaniac_refreshd.daemon.notify import Notifier, watchdog_interval
 from tvmaniac_refreshd.daemon.scheduler import Scheduler
+from tvmaniac_refreshd.storage.job_state import JobStates
 from tvmaniac_refreshd.storage.paths import state_dir
 
 if TYPE_CHECKING:
@@ -168,6 +171,7 @@ def run_daemon(
             share=random.random,  # jitter, not cryptography
             on_change=lambda: notifier.status(daemon.status_line()),
         )
+        jobs = _job_plan(daemon, scheduler, alerter, engines, environ)
         daemon.plan_all()
         _schedule_ticks(scheduler, daemon, notifier, config, environ)
         scheduler.every("check", config.daemon.check_interval, daemon.plan_all)
@@ -196,12 +200,13 @@ def run_daemon(
                 )
             else:
                 config = engines.config
-                daemon.reload(config, refresher=engines.refresher)
+                _adopt(engines, daemon, jobs)
                 log.info("daemon.reloaded", accounts=len(config.accounts))
             notifier.ready(daemon.status_line())
         notifier.stopping()
         log.info("daemon.stopping", signal=signal.Signals(received).name)
         scheduler.shutdown()
+        jobs.close()
         idle = daemon.wait_idle(STOP_GRACE_SECONDS)
         alerter.close(1.0)
     if not idle:
@@ -210,6 +215,35 @@ def run_daemon(
         # Worker threads would otherwise be joined at exit, for as long as a slow server takes.
         os._exit(EXIT_OK)
     return EXIT_OK
+
+
+def _adopt(engines: Engines, daemon: Daemon, jobs: JobPlan) -> None:
+    """A reload's new config and refreshers, for the accounts and for the jobs."""
+    daemon.reload(engines.config, refresher=engines.refresher)
+    jobs.reload(engines.config)
+
+
+def _job_plan(
+    daemon: Daemon,
+    scheduler: Scheduler,
+    alerter: Alerter,
+    engines: Engines,
+    environ: Mapping[str, str],
+) -> JobPlan:
+    """The jobs of the config on the daemon's scheduler, sharing its alerter and refreshers;
+    the daemon's refreshes wait for the jobs that use a token."""
+    engine = JobEngine(
+        refresher=engines.refresher,
+        states=JobStates(state_dir(environ) / "jobs"),
+        alerter=alerter,
+        clock=daemon.clock,
+        share=random.random,  # jitter, not cryptography
+        environ=environ,
+    )
+    daemon.holding = engine.holding
+    plan = JobPlan(daemon.config, planner=scheduler, engine=engine, clock=daemon.clock)
+    plan.plan_all()
+    return plan
 
 
 def wait_until_free(lock: Path) -> bool:

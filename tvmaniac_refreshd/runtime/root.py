@@ -22,6 +22,7 @@ from tvmaniac_refreshd.daemon.refresher import Refresher
 from tvmaniac_refreshd.daemon.unsaved import UnsavedPairs
 from tvmaniac_refreshd.providers.base import Provider
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
+from tvmaniac_refreshd.storage.job_state import JobStates
 from tvmaniac_refreshd.storage.paths import config_path, lock_dir, state_dir
 from tvmaniac_refreshd.storage.state import StateFiles
 from tvmaniac_refreshd.storage.store import TokenStore
@@ -142,6 +143,11 @@ class Runtime:
     @property
     def states(self) -> StateFiles:
         return StateFiles(state_dir(self.environ))
+
+    @property
+    def job_states(self) -> JobStates:
+        """Each job's last result and next run (`job list`), beside the accounts' state files."""
+        return JobStates(state_dir(self.environ) / "jobs")
 
     def warn(self, message: str) -> None:
         self.err.write(f"{journal_prefix(WARNING)}{APP}: warning: {shown(message)}\n")
