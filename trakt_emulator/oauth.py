@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlencode
 from trakt_emulator import activate
 from trakt_emulator.replies import HTML_TYPE, NO_STORE, Reply, empty_reply, json_reply
 from trakt_emulator.state import State
+from trakt_emulator.sync import SyncApp
 
 INVALID_CLIENT = {
     "error": "invalid_client",
@@ -38,6 +39,7 @@ class OAuthApp:
 
     def __init__(self, state: State) -> None:
         self._state = state
+        self.sync = SyncApp(state, state.clock.time)
         self._routes: dict[str, tuple[str, Handler]] = {
             "/oauth/device/code": ("POST", self._device_code),
             "/oauth/device/token": ("POST", self._device_token),
@@ -53,6 +55,8 @@ class OAuthApp:
         page = self._browser_page(method, path, headers, body, query)
         if page is not None:
             return page
+        if self.sync.handles(path):
+            return self.sync.handle(method, path, headers, query)
         route = self._routes.get(path)
         if route is None:
             if method == "POST" and not _is_json(headers):
