@@ -55,9 +55,9 @@ class OAuthApp:
         page = self._browser_page(method, path, headers, body, query)
         if page is not None:
             return page
-        if self.sync.handles(path):
-            return self.sync.handle(method, path, headers, query)
         route = self._routes.get(path)
+        if route is None and self.sync.handles(path) and (method != "POST" or _is_json(headers)):
+            return self.sync.handle(method, path, headers, query)
         if route is None:
             if method == "POST" and not _is_json(headers):
                 return empty_reply(412)
