@@ -103,6 +103,8 @@ class Daemon:
         # Until when a running job uses an account's access token (daemon/jobs.py): a refresh
         # due meanwhile waits for it, since spending the refresh token replaces that token.
         self.holding: Callable[[str], float | None] = lambda _account: None
+        # The jobs' part of STATUS= (daemon/job_schedule.py), after the accounts'.
+        self.jobs_status: Callable[[], str] = lambda: ""
 
     # -- planning -----------------------------------------------------------------------
 
@@ -303,6 +305,14 @@ class Daemon:
         Times are absolute (local, with the zone): systemctl shows STATUS= long after it was
         sent, and "in 28s" would be wrong a minute later.
         """
+        jobs = self.jobs_status()
+        return f"{self._accounts_status()}; {jobs}" if jobs else self._accounts_status()
+
+    def announce(self) -> None:
+        """Report the status now (a job has run: its part of STATUS= changed)."""
+        self._on_change()
+
+    def _accounts_status(self) -> str:
         now = self._clock()
         if sum(map(_listed, self.watches.values())) > MAX_STATUS_PARTS:
             return self._summary(now)  # without formatting a line per account first

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from tvmaniac_refreshd.config.settings import Config
 from tvmaniac_refreshd.core.errors import RefreshdError
 from tvmaniac_refreshd.core.logs import get_logger
+from tvmaniac_refreshd.daemon.decisions import clock_time
 from tvmaniac_refreshd.daemon.job_process import kill_running_jobs
 from tvmaniac_refreshd.daemon.jobs import JobEngine, JobResult, next_regular
 from tvmaniac_refreshd.daemon.scheduler import Planner
@@ -33,8 +34,12 @@ class JobPlan:
         planner: Planner,
         engine: JobEngine,
         clock: Callable[[], float],
+        on_change: Callable[[], object] = lambda: None,
     ) -> None:
         self.config = config
+        self._on_change = on_change
+        self.next_at: dict[str, float] = {}  # what is planned, for STATUS=
+        self.results: dict[str, JobResult] = {}  # the last run's, in this process
         self._planner = planner
         self.engine = engine
         self._clock = clock
@@ -52,6 +57,7 @@ class JobPlan:
             if record.last_result == JobResult.WAITING_FOR_NETWORK:
                 when = now  # it asks the network again, and waits again if need be
             self._planner.at(job_id(name), max(when, now), functools.partial(self.run, name))
+            self.next_at[name] = max(when, now)
             self._log.info("job.planned", job=name, next_run_at=int(max(when, now)))
 
     def run(self, name: str) -> None:
@@ -68,8 +74,12 @@ class JobPlan:
         except Exception as exc:  # a bug must not stop the other jobs
             self._log.exception("job.unexpected_error", job=name, error=repr(exc))
             return
+        self.next_at.pop(name, None)
         if outcome.next_at is not None:
             self._planner.at(job_id(name), outcome.next_at, functools.partial(self.run, name))
+            self.next_at[name] = outcome.next_at
+        self.results[name] = outcome.result
+        self._on_change()
 
     def _network_changed(self, online: bool) -> None:
         if not online:
@@ -79,6 +89,19 @@ class JobPlan:
             if self.engine.states.load(name).last_result == JobResult.WAITING_FOR_NETWORK:
                 self._log.info("job.network_returned", job=name)
                 self._planner.at(job_id(name), now, functools.partial(self.run, name))
+
+    def status_line(self) -> str:
+        """The jobs' part of STATUS=: each job's next run, or that it waits for the network."""
+        now = self._clock()
+        parts = []
+        for name in sorted(self.config.jobs):
+            result = self.results.get(name)
+            if result is JobResult.WAITING_FOR_NETWORK:
+                parts.append(f"job {name}: waiting for the network")
+            elif name in self.next_at:
+                text = f"job {name}: next run at {clock_time(self.next_at[name], now)}"
+                parts.append(text + (f" (last: {result})" if result else ""))
+        return "; ".join(parts)
 
     def reload(self, config: Config) -> None:
         for name in set(self.config.jobs) - set(config.jobs):

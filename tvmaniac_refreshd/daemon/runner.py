@@ -241,7 +241,14 @@ def _job_plan(
         environ=environ,
     )
     daemon.holding = engine.holding
-    plan = JobPlan(daemon.config, planner=scheduler, engine=engine, clock=daemon.clock)
+    plan = JobPlan(
+        daemon.config,
+        planner=scheduler,
+        engine=engine,
+        clock=daemon.clock,
+        on_change=daemon.announce,
+    )
+    daemon.jobs_status = plan.status_line
     plan.plan_all()
     return plan
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb
+from tvmaniac_refreshd.cli.job_report import job_reports, last_result
 from tvmaniac_refreshd.cli.status import iso
 from tvmaniac_refreshd.core.errors import EXIT_OK
 
@@ -21,26 +22,6 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object for scripts")
 
 
-def job_reports(app: App) -> list[dict[str, object]]:
-    """One dict per job: what `job list`, `status` and `status --json` show of it."""
-    reports: list[dict[str, object]] = []
-    for name, job in sorted(app.config.jobs.items()):
-        record = app.job_states.load(name)
-        reports.append(
-            {
-                "name": name,
-                "account": job.account or app.config.select(None).name,
-                "schedule": job.schedule,
-                "network": job.network,
-                "last_run_at": record.last_run_at,
-                "last_result": record.last_result,
-                "last_exit_code": record.last_code,
-                "next_run_at": record.next_run_at,
-            }
-        )
-    return reports
-
-
 def run(app: App, options: JobListOptions) -> int:
     reports = job_reports(app)
     if options.json:
@@ -51,16 +32,9 @@ def run(app: App, options: JobListOptions) -> int:
         return EXIT_OK
     for report in reports:
         app.out.write(f"{report['name']}: {report['schedule']}, account {report['account']}\n")
-        app.out.write(f"  last result: {_last(report)}\n")
+        app.out.write(f"  last result: {last_result(report)}\n")
         app.out.write(f"  next run:    {_when(report['next_run_at'], 'not planned')}\n")
     return EXIT_OK
-
-
-def _last(report: dict[str, object]) -> str:
-    if report["last_result"] is None:
-        return "never run"
-    when = _when(report["last_run_at"], "?")
-    return f"{report['last_result']} (exit {report['last_exit_code']}) at {when}"
 
 
 def _when(value: object, otherwise: str) -> str:
