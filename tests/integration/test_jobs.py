@@ -254,3 +254,16 @@ def test_the_daemon_retries_a_job_that_exits_75(harness: Harness, tmp_path: Path
         run = running.stop()
     assert run.code == 0
     assert "result=retry" in run.err
+
+
+def test_a_job_that_prints_its_token_has_it_redacted_in_the_log(harness: Harness) -> None:
+    harness.extra_config = (
+        '[jobs.leaky]\ncommand = ["sh", "-c", "echo token is $ACCESS_TOKEN"]\nevery = "1h"\n'
+    )
+    harness.write_config()
+    harness.seed()
+    run = harness.run("job", "run", "leaky")
+
+    assert run.code == 0, run.err
+    assert "token is" in run.err
+    # The harness's own check (no secret in any output) runs at the end of every test.
