@@ -8,7 +8,7 @@ _tvmaniac_refreshd() {
             COMPREPLY=($(compgen -c -- "$cur")); return
         fi
         [[ "$w" == -* ]] && continue
-        case "${COMP_WORDS[i-1]}" in --account|--client-id|--config|--env|--min-valid|--mode|--port|--to) continue ;; esac
+        case "${COMP_WORDS[i-1]}" in --account|--client-id|--config|--env|--min-valid|--mode|--port|--to|--wait-for-network) continue ;; esac
         case "$at $w" in " completion"|" config"|" config check"|" config example"|" config init"|" config set-secret"|" exec"|" git-credential"|" job"|" job list"|" job run"|" login"|" logout"|" refresh"|" run"|" service"|" service install"|" service status"|" service uninstall"|" status"|" store"|" store migrate"|" token") at="$at $w" ;; esac
     done
     case "$prev" in
@@ -20,6 +20,7 @@ _tvmaniac_refreshd() {
         --mode) COMPREPLY=($(compgen -W "daemon timer" -- "$cur")); return ;;
         --port) COMPREPLY=($(compgen -W "" -- "$cur")); return ;;
         --to) COMPREPLY=($(compgen -W "file keyring" -- "$cur")); return ;;
+        --wait-for-network) COMPREPLY=($(compgen -W "" -- "$cur")); return ;;
     esac
     case "$at" in
         "") words="completion config exec git-credential job login logout refresh run service status store token --account --config --help --verbose --version -V -h -v" ;;
@@ -36,7 +37,7 @@ _tvmaniac_refreshd() {
         " job run") words="--account --config --help --verbose --version -V -h -v" ;;
         " login") words="--account --browser --config --help --port --replace --verbose --version -V -h -v" ;;
         " logout") words="--account --config --help --local --verbose --version -V -h -v" ;;
-        " refresh") words="--account --all --config --force --help --verbose --version -V -h -v" ;;
+        " refresh") words="--account --all --config --force --help --verbose --version --wait-for-network -V -h -v" ;;
         " run") words="--account --config --help --verbose --version -V -h -v" ;;
         " service") words="install status uninstall --account --config --help --verbose --version -V -h -v" ;;
         " service install") words="--account --config --dry-run --help --mode --verbose --version -V -h -v" ;;

@@ -8,7 +8,7 @@ function ___tvmaniac_refreshd_path
             set skip 0
             continue
         end
-        if contains -- $w --account --client-id --config --env --min-valid --mode --port --to
+        if contains -- $w --account --client-id --config --env --min-valid --mode --port --to --wait-for-network
             set skip 1
             continue
         end
@@ -177,6 +177,7 @@ complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'refresh\'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'refresh\'' -l help -d 'show this help message and exit'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'refresh\'' -l verbose -d 'show log records on stderr, down to debug level'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'refresh\'' -l version -d 'print the version'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'refresh\'' -l wait-for-network -x -d 'when an account is due and the machine is offline, wait this long for the network first (the timer\'s unit: 2m); still offline: exit 75, nothing tried'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'refresh\'' -s V -d 'print the version'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'refresh\'' -s h -d 'show this help message and exit'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'refresh\'' -s v -d 'show log records on stderr, down to debug level'

@@ -124,7 +124,7 @@ class TestDaemonService:
         assert status.startswith("default: ")
         # Absolute, with the zone: "in 28s" would be stale as soon as systemctl shows it.
         assert re.search(r" at \d\d:\d\d [A-Z]", status), status
-        assert machine.show("tvmaniac-refreshd.service", "WatchdogUSec") == "30min"
+        assert machine.show("tvmaniac-refreshd.service", "WatchdogUSec") == "2h"
         # One planned line per account at start, so ACCOUNT=default matches from the first.
         planned = poll(
             lambda: machine.journal("EVENT=daemon.planned", "ACCOUNT=default"),
@@ -132,6 +132,24 @@ class TestDaemonService:
             what="the start's planned line",
         )
         assert "next_attempt_at=20" in str(planned[-1]["MESSAGE"])  # ISO, not epoch seconds
+
+    def test_the_unit_hears_logind_and_the_kernels_routes(self, machine: Machine) -> None:
+        """Issue 29, under the unit's sandbox: the system bus (logind) and a netlink socket
+        (AF_NETLINK in RestrictAddressFamilies=) are reachable, so the installed daemon has both
+        event sources and no tick; `config check` says so too."""
+        machine.cli("service", "install")
+        ready = poll(
+            lambda: machine.journal(
+                "_SYSTEMD_USER_UNIT=tvmaniac-refreshd.service", "EVENT=daemon.ready"
+            ),
+            timeout=60,
+            what="the daemon's ready line",
+        )
+        text = json.dumps(ready[-1])
+        assert "network: netlink" in text, text
+        assert "resume: logind" in text, text
+        check = machine.cli("config", "check")
+        assert "network: netlink; resume: logind; no periodic tick" in check.stdout
 
     def test_refreshes_and_logs_fields_to_journald(self, machine: Machine) -> None:
         """The installed daemon refreshes; journald has REFRESH_RESULT and ACCOUNT fields."""

@@ -76,6 +76,8 @@ class AccountReport:
     consecutive_failures: int
     next_attempt_at: str | None
     advice: str
+    # "network": the daemon holds this due refresh until the network is back; else None.
+    waiting_for: str | None = None
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,12 @@ def account_report(
         consecutive_failures=record.consecutive_failures,
         next_attempt_at=iso(record.next_attempt_at) if usable and daemon_plan else None,
         advice=(keeper or ADVICE[state]) if state is AccountState.ACTIVE else ADVICE[state],
+        waiting_for=_waiting_for(record) if daemon_plan else None,
     )
+
+
+def _waiting_for(record: AccountRecord) -> str | None:
+    return "network" if record.waiting_for_network_since is not None else None
 
 
 def unknown_report(
@@ -234,6 +241,7 @@ def unknown_report(
         consecutive_failures=record.consecutive_failures,
         next_attempt_at=iso(record.next_attempt_at) if daemon_plan else None,
         advice=f"The token cannot be read: {reason}",
+        waiting_for=_waiting_for(record) if daemon_plan else None,
     )
 
 
@@ -268,6 +276,8 @@ def render_text(reports: list[AccountReport], *, now: float) -> str:
             lines.append(f"  next refresh due:     {_when(report.refresh_due_at, now)}")
         if report.next_attempt_at and report.next_attempt_at != report.refresh_due_at:
             lines.append(f"  daemon's next try:    {_when(report.next_attempt_at, now)}")
+        if report.waiting_for == "network":
+            lines.append("  daemon:               waiting for the network (offline)")
         if report.last_result:
             lines.append(
                 f"  last attempt:         {report.last_result}, "

@@ -18,6 +18,7 @@ from apscheduler.events import (
     EVENT_JOB_MISSED,
     JobEvent,
 )
+from apscheduler.executors.debug import DebugExecutor
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -59,7 +60,12 @@ class Scheduler:
         self._scheduler = BackgroundScheduler(
             timezone=dt.UTC,
             job_defaults=JOB_DEFAULTS,
-            executors={"default": executor or ThreadPoolExecutor(max_workers=max_workers)},
+            executors={
+                "default": executor or ThreadPoolExecutor(max_workers=max_workers),
+                # On the scheduler's own thread: for a job that must not wait for a worker and
+                # costs no worker's wake-up (the watchdog ping), never for one that may block.
+                "inline": DebugExecutor(),
+            },
         )
         self._scheduler.add_listener(
             self._on_trouble, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
@@ -93,10 +99,17 @@ class Scheduler:
             func, DateTrigger(run_date=_utc(when)), id=job_id, replace_existing=True
         )
 
-    def every(self, job_id: str, seconds: float, func: Callable[[], object]) -> None:
-        """Run ``func`` every ``seconds``, starting one period from now."""
+    def every(
+        self, job_id: str, seconds: float, func: Callable[[], object], *, inline: bool = False
+    ) -> None:
+        """Run ``func`` every ``seconds``, starting one period from now; ``inline``: on the
+        scheduler's thread (a quick job that never blocks), not a worker's."""
         self._scheduler.add_job(
-            func, IntervalTrigger(seconds=seconds), id=job_id, replace_existing=True
+            func,
+            IntervalTrigger(seconds=seconds),
+            id=job_id,
+            replace_existing=True,
+            executor="inline" if inline else "default",
         )
 
     def cancel(self, job_id: str) -> None:
