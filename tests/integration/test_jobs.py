@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -267,3 +268,47 @@ def test_a_job_that_prints_its_token_has_it_redacted_in_the_log(harness: Harness
     assert run.code == 0, run.err
     assert "token is" in run.err
     # The harness's own check (no secret in any output) runs at the end of every test.
+
+
+def test_offline_the_daemon_defers_the_job_and_runs_it_when_the_link_returns(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """NetworkManager (issue 29's faithful fake on a private system bus) says disconnected:
+    the job waits without counting as a failure; its StateChanged to connected runs it."""
+    from tests.support.system_bus import private_system_bus  # noqa: PLC0415
+
+    with private_system_bus() as bus:
+        manager = bus.start("NetworkManager")
+        manager.send("state 20")  # NM_STATE_DISCONNECTED
+        log = tmp_path / "daemon.log"
+        with log.open("w") as sink:
+            process = subprocess.Popen(
+                rig.harness.command("run"),
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=sink,
+                env=rig.harness.env(**bus.env),
+            )
+        try:
+            wait_until(
+                lambda: rig.listed()["last_result"] == "waiting_for_network",
+                timeout=60,
+                what="the job to wait for the network",
+            )
+            assert rig.runs() == []
+            manager.send("state 70")  # NM_STATE_CONNECTED_GLOBAL
+            wait_until(
+                lambda: rig.listed()["last_result"] == "done",
+                timeout=60,
+                what="the job once NetworkManager says connected",
+            )
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+    text = log.read_text()
+    assert "job.waiting_for_network" in text
+    assert "job.network_returned" in text
+    [seen] = rig.runs()
+    assert seen["status"] == 200
+    assert rig.listed()["last_exit_code"] == 0
+    assert stored_access_token(rig.harness) not in text
