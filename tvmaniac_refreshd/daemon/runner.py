@@ -32,7 +32,7 @@ from tvmaniac_refreshd.daemon.jobs import JobEngine
 from tvmaniac_refreshd.daemon.notify import Notifier, watchdog_interval
 from tvmaniac_refreshd.daemon.scheduler import Scheduler
 from tvmaniac_refreshd.storage.job_state import JobStates
-from tvmaniac_refreshd.storage.paths import state_dir
+from tvmaniac_refreshd.storage.layout import Layout
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -146,13 +146,12 @@ def run_daemon(
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # before any thread exists
     log = get_logger()
     config = engines.config
-    if supervised_by_launchd(environ) and not wait_until_free(
-        instance.lock_path(state_dir(environ), config.source)
-    ):
+    pid_file = Layout.of(environ).daemon_pid(config.source)
+    if supervised_by_launchd(environ) and not wait_until_free(pid_file):
         return EXIT_OK
-    with instance.hold(instance.lock_path(state_dir(environ), config.source)) as held:
+    with instance.hold(pid_file) as held:
         if not held:
-            pid = instance.running_pid(instance.lock_path(state_dir(environ), config.source))
+            pid = instance.running_pid(pid_file)
             raise AlreadyRunning(
                 f"a daemon for {config.source} is already running (pid {pid}); "
                 f"stop it first, or see {_service_status_command()}"
@@ -216,8 +215,7 @@ def run_daemon(
         notifier.stopping()
         log.info("daemon.stopping", signal=signal.Signals(received).name)
         sources.close()
-        scheduler.shutdown()
-        jobs.close()
+        _stop_planning(scheduler, jobs)
         idle = daemon.wait_idle(STOP_GRACE_SECONDS)
         alerter.close(1.0)
     if not idle:
@@ -226,6 +224,12 @@ def run_daemon(
         # Worker threads would otherwise be joined at exit, for as long as a slow server takes.
         os._exit(EXIT_OK)
     return EXIT_OK
+
+
+def _stop_planning(scheduler: Scheduler, jobs: JobPlan) -> None:
+    """Start nothing more, and kill the jobs still running (a stop does not wait for them)."""
+    scheduler.shutdown()
+    jobs.close()
 
 
 def _adopt(engines: Engines, daemon: Daemon, jobs: JobPlan) -> None:
@@ -245,7 +249,7 @@ def _job_plan(
     the daemon's refreshes wait for the jobs that use a token."""
     engine = JobEngine(
         refresher=engines.refresher,
-        states=JobStates(state_dir(environ) / "jobs"),
+        states=JobStates(Layout.of(environ).jobs),
         alerter=alerter,
         clock=daemon.clock,
         share=random.random,  # jitter, not cryptography
