@@ -312,3 +312,22 @@ def test_offline_the_daemon_defers_the_job_and_runs_it_when_the_link_returns(
     assert seen["status"] == 200
     assert rig.listed()["last_exit_code"] == 0
     assert stored_access_token(rig.harness) not in text
+
+
+def test_job_run_offline_exits_75_without_running_and_runs_once_online(rig: Rig) -> None:
+    """What timer mode's oneshot does: NetworkManager says disconnected, so the job is not run
+    (75, recorded as waiting); connected again, the next firing runs it."""
+    from tests.support.system_bus import private_system_bus  # noqa: PLC0415
+
+    with private_system_bus() as bus:
+        manager = bus.start("NetworkManager")
+        manager.send("state 20")
+        offline = rig.harness.run("job", "run", "sync", env=rig.harness.env(**bus.env))
+        assert offline.code == 75, offline.err
+        assert rig.runs() == []
+        assert rig.listed()["last_result"] == "waiting_for_network"
+        manager.send("state 70")
+        online = rig.harness.run("job", "run", "sync", env=rig.harness.env(**bus.env))
+    assert online.code == 0, online.err
+    assert len(rig.runs()) == 1
+    assert rig.listed()["last_result"] == "done"

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 
 from tvmaniac_refreshd.config.jobs import Job
 from tvmaniac_refreshd.core.errors import UsageError
 from tvmaniac_refreshd.core.launchd_log import in_background_session
+from tvmaniac_refreshd.daemon import events
 from tvmaniac_refreshd.daemon.alerts import Alerter
 from tvmaniac_refreshd.daemon.hook_sandbox import current_unit
 from tvmaniac_refreshd.daemon.jobs import JobEngine
-from tvmaniac_refreshd.daemon.pass_alerts import StateReminders
+from tvmaniac_refreshd.daemon.pass_alerts import CLOSE_TIMEOUT, StateReminders
 from tvmaniac_refreshd.runtime.root import Runtime
 
 
@@ -27,11 +30,19 @@ def find_job(runtime: Runtime, name: str) -> Job:
     return jobs[name]
 
 
-def one_shot_engine(runtime: Runtime) -> tuple[JobEngine, Alerter]:
-    """An engine for one run in this process, and its alerter (close it before exiting).
+@contextlib.contextmanager
+def one_shot_engine(runtime: Runtime, job: Job) -> Iterator[JobEngine]:
+    """An engine for one run of ``job`` in this process; its alerts are waited for at the end.
 
     Reminders live in the state files, as for a timer's `refresh --all`: each run is a process.
+    A ``network = "connected"`` job asks the event sources (issue 29) whether the machine is
+    online, as the daemon does; without a source it counts as online.
     """
+    sources = (
+        events.start(runtime.environ, on_resume=lambda: None)
+        if job.network == "connected"
+        else None
+    )
     alerter = Alerter(
         desktop=not in_background_session(runtime.environ),
         reminders=StateReminders(runtime.states),
@@ -44,5 +55,11 @@ def one_shot_engine(runtime: Runtime) -> tuple[JobEngine, Alerter]:
         clock=runtime.clock,
         share=random.random,  # jitter, not cryptography
         environ=runtime.environ,
+        network=None if sources is None else sources.network,
     )
-    return engine, alerter
+    try:
+        yield engine
+    finally:
+        alerter.close(CLOSE_TIMEOUT)
+        if sources is not None:
+            sources.close()

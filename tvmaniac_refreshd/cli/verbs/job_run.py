@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb
-from tvmaniac_refreshd.daemon.pass_alerts import CLOSE_TIMEOUT
 from tvmaniac_refreshd.runtime.jobs import find_job, one_shot_engine
 
 
@@ -23,11 +22,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 def run(app: App, options: JobRunOptions) -> int:
     job = find_job(app, options.name)
     account = app.config.select(job.account)
-    engine, alerter = one_shot_engine(app)
-    try:
+    with one_shot_engine(app, job) as engine:
         outcome = engine.run(job, account)
-    finally:
-        alerter.close(CLOSE_TIMEOUT)
     app.out.write(f"{job.name}: {outcome.result} (exit {outcome.code})\n")
     return outcome.code
 
