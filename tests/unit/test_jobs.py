@@ -280,3 +280,14 @@ def test_the_job_process_has_its_own_group(tmp_path: Path) -> None:
     jobs.engine.run(own, ACCOUNT)
 
     assert int((tmp_path / "pgid").read_text()) != os.getpgid(0)
+
+
+def test_jobs_run_on_a_pool_of_their_own() -> None:
+    """A long job never takes a worker a refresh needs."""
+    from tvmaniac_refreshd.daemon.scheduler import Scheduler  # noqa: PLC0415
+
+    scheduler = Scheduler(max_workers=1, job_workers=1)
+    scheduler.at("job:sync", 4_000_000_000.0, lambda: None)
+    scheduler.at(JOB, 4_000_000_000.0, lambda: None)
+    jobs = {job.id: job.executor for job in scheduler._scheduler.get_jobs()}
+    assert jobs == {"job:sync": "jobs", JOB: "default"}

@@ -157,7 +157,9 @@ def run_daemon(
                 f"stop it first, or see {_service_status_command()}"
             )
         notifier = Notifier(environ)
-        scheduler = Scheduler(max_workers=config.daemon.max_concurrency)
+        scheduler = Scheduler(
+            max_workers=config.daemon.max_concurrency, job_workers=max(1, len(config.jobs))
+        )
         alerter = Alerter(desktop=not in_background_session(environ), unit=current_unit(environ))
         # Jobs added before scheduler.start() wait for it, by which time ``daemon`` exists.
         sources = events.start(
