@@ -4,6 +4,7 @@ the network constraint), the daemon's plan and STATUS=, and refreshes waiting fo
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -287,7 +288,25 @@ def test_jobs_run_on_a_pool_of_their_own() -> None:
     from tvmaniac_refreshd.daemon.scheduler import Scheduler  # noqa: PLC0415
 
     scheduler = Scheduler(max_workers=1, job_workers=1)
+    release = threading.Event()
+    refreshed = threading.Event()
+    started = threading.Event()
+
+    def long_job() -> None:
+        started.set()
+        release.wait(60)
+
     scheduler.at("job:sync", 4_000_000_000.0, lambda: None)
     scheduler.at(JOB, 4_000_000_000.0, lambda: None)
     jobs = {job.id: job.executor for job in scheduler._scheduler.get_jobs()}
     assert jobs == {"job:sync": "jobs", JOB: "default"}
+    # A job that blocks its worker, then a refresh: the refresh still runs.
+    scheduler.at("job:sync", 0.0, long_job)
+    scheduler.at(JOB, 0.0, refreshed.set)
+    scheduler.start()
+    try:
+        assert started.wait(60)  # the job runs on its pool
+        assert refreshed.wait(60)  # and the refresh is not kept waiting
+    finally:
+        release.set()
+        scheduler.shutdown()

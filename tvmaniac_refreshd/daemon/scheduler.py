@@ -72,6 +72,7 @@ class Scheduler:
             job_defaults=JOB_DEFAULTS,
             executors={
                 "default": executor or ThreadPoolExecutor(max_workers=max_workers),
+                JOBS_EXECUTOR: ThreadPoolExecutor(max_workers=job_workers),
                 # On the scheduler's own thread: for a job that must not wait for a worker and
                 # costs no worker's wake-up (the watchdog ping), never for one that may block.
                 "inline": DebugExecutor(),
