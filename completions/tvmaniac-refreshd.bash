@@ -9,7 +9,7 @@ _tvmaniac_refreshd() {
         fi
         [[ "$w" == -* ]] && continue
         case "${COMP_WORDS[i-1]}" in --account|--client-id|--config|--env|--min-valid|--mode|--port|--preset|--tenant|--to|--wait-for-network) continue ;; esac
-        case "$at $w" in " completion"|" config"|" config check"|" config example"|" config init"|" config set-secret"|" exec"|" git-credential"|" login"|" logout"|" refresh"|" run"|" service"|" service install"|" service status"|" service uninstall"|" status"|" store"|" store migrate"|" token") at="$at $w" ;; esac
+        case "$at $w" in " completion"|" config"|" config check"|" config example"|" config init"|" config set-secret"|" exec"|" git-credential"|" job"|" job list"|" job run"|" login"|" logout"|" refresh"|" run"|" service"|" service install"|" service status"|" service uninstall"|" status"|" store"|" store migrate"|" token") at="$at $w" ;; esac
     done
     case "$prev" in
         --account) COMPREPLY=($(compgen -W "" -- "$cur")); return ;;
@@ -25,7 +25,7 @@ _tvmaniac_refreshd() {
         --wait-for-network) COMPREPLY=($(compgen -W "" -- "$cur")); return ;;
     esac
     case "$at" in
-        "") words="completion config exec git-credential login logout refresh run service status store token --account --config --help --verbose --version -V -h -v" ;;
+        "") words="completion config exec git-credential job login logout refresh run service status store token --account --config --help --verbose --version -V -h -v" ;;
         " completion") words="bash fish zsh --account --config --help --verbose --version -V -h -v" ;;
         " config") words="check example init set-secret --account --config --help --verbose --version -V -h -v" ;;
         " config check") words="--account --config --help --only-config --verbose --version -V -h -v" ;;
@@ -34,6 +34,9 @@ _tvmaniac_refreshd() {
         " config set-secret") words="--account --config --help --verbose --version -V -h -v" ;;
         " exec") words="--account --config --env --help --min-valid --verbose --version -V -h -v" ;;
         " git-credential") words="erase get store --account --config --help --verbose --version -V -h -v" ;;
+        " job") words="list run --account --config --help --verbose --version -V -h -v" ;;
+        " job list") words="--account --config --help --json --verbose --version -V -h -v" ;;
+        " job run") words="--account --config --help --verbose --version -V -h -v" ;;
         " login") words="--account --browser --config --help --port --replace --verbose --version -V -h -v" ;;
         " logout") words="--account --config --help --local --verbose --version -V -h -v" ;;
         " refresh") words="--account --all --config --force --help --verbose --version --wait-for-network -V -h -v" ;;

@@ -7,6 +7,7 @@ test process, reachable from the container over the shared loopback.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -378,6 +379,58 @@ class TestTimerAndUninstall:
         assert [name for name in machine.unit_files() if name.startswith("tvmaniac")] == []
         listed = machine.systemctl("list-unit-files", "tvmaniac*", "--no-legend")
         assert listed == ""
+
+
+class TestJobTimers:
+    def test_timer_mode_runs_a_job_with_journal_fields(self, machine: Machine) -> None:
+        """A [jobs.sync] gets its own timer and oneshot; the run logs the job's output with
+        JOB=sync, the token reaches the job's environment, and uninstall removes them."""
+        config_path = "~/.config/tvmaniac-refreshd/config.toml"
+        before = machine.container.run(["sh", "-c", f"cat {config_path}"], user=USER).stdout
+        job = (
+            "[jobs.sync]\n"
+            'command = ["sh", "-c", "printf %s \\"$ACCESS_TOKEN\\" | sha256sum; echo job-ran"]\n'
+            # The fixture's tokens live 20 s: the default min_valid (the timeout) could not
+            # be met.
+            'every = "6h"\ntimeout = "2m"\nmin_valid = "5s"\n'
+        )
+        machine.container.run(
+            ["sh", "-c", f"umask 077 && cat >> {config_path}"], user=USER, input=job, check=True
+        )
+        try:
+            machine.cli("service", "install", "--mode", "timer")
+            ours = [name for name in machine.unit_files() if name.startswith("tvmaniac")]
+            assert "tvmaniac-refreshd-job-sync.service" in ours
+            assert "tvmaniac-refreshd-job-sync.timer" in ours
+            assert machine.show("tvmaniac-refreshd-job-sync.timer", "ActiveState") == "active"
+            # What the timer does when it fires; `start` waits for the oneshot to finish.
+            machine.systemctl("start", "tvmaniac-refreshd-job-sync.service")
+            unit = "_SYSTEMD_USER_UNIT=tvmaniac-refreshd-job-sync.service"
+            status = machine.show("tvmaniac-refreshd-job-sync.service", "ExecMainStatus")
+            assert status == "0", machine.container.journal_text(None, unit)
+
+            lines = machine.journal(unit, "JOB=sync", "EVENT=job.output")
+            texts = [str(entry.get("LINE")) for entry in lines]
+            assert "job-ran" in texts, machine.container.journal_text(None, unit)
+            token = machine.cli("token").stdout.strip()
+            assert hashlib.sha256(token.encode()).hexdigest() in " ".join(texts)
+            finished = machine.journal(unit, "JOB=sync", "EVENT=job.finished")
+            assert finished[-1]["RESULT"] == "done"
+            everything = json.dumps(machine.container.journal(None, unit))
+            assert token not in everything
+            listed = json.loads(machine.cli("job", "list", "--json").stdout)["jobs"][0]
+            assert listed["last_result"] == "done"
+
+            machine.cli("service", "uninstall")
+            assert not [n for n in machine.unit_files() if n.startswith("tvmaniac-refreshd-job")]
+        finally:
+            machine.container.run(
+                ["sh", "-c", f"umask 077 && cat > {config_path}"],
+                user=USER,
+                input=before,
+                check=True,
+            )
+            machine.cli("service", "uninstall")
 
 
 # Run inside a transient unit with the installed unit's hardening: keyring round trips (direct,

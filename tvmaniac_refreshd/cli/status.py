@@ -110,6 +110,7 @@ class StatusReport:
     accounts: tuple[AccountReport, ...]
     service_error: str | None = None  # why it could not
     keyring_error: str | None = None  # the store could not be read
+    jobs: tuple[dict[str, object], ...] = ()  # cli/job_report.py; in --json only when any
 
     @property
     def timer_active(self) -> bool:
@@ -128,6 +129,8 @@ class StatusReport:
             ),
             "accounts": [dataclasses.asdict(account) for account in self.accounts],
         }
+        if self.jobs:
+            payload["jobs"] = list(self.jobs)
         if self.keyring_error is not None:
             payload["keyring"] = {"available": False, "error": self.keyring_error}
         return payload

@@ -98,6 +98,7 @@ class Daemon:
         self._states = states
         self._alerter = alerter
         self._clock = clock
+        self.clock = clock
         self._monotonic = monotonic
         self._share = share
         self._on_change = on_change
@@ -109,6 +110,11 @@ class Daemon:
         self._last_clocks: tuple[float, float] | None = None
         self._busy = threading.Condition()
         self.in_flight = 0
+        # Until when a running job uses an account's access token (daemon/jobs.py): a refresh
+        # due meanwhile waits for it, since spending the refresh token replaces that token.
+        self.holding: Callable[[str], float | None] = lambda _account: None
+        # The jobs' part of STATUS= (daemon/job_schedule.py), after the accounts'.
+        self.jobs_status: Callable[[], str] = lambda: ""
 
     # -- planning -----------------------------------------------------------------------
 
@@ -146,6 +152,11 @@ class Daemon:
 
     def _attempt(self, account: Account, watch: Watch, *, refresh: bool) -> None:
         refresher = self._refresher(account)
+        held_until = self.holding(account.name) if refresh else None
+        if held_until is not None and held_until > self._clock():
+            self._log.info("daemon.refresh_after_job", account=account.name)
+            self._plan(account, watch, watch.condition, held_until)
+            return
         try:
             if refresh and not self.network.online:
                 document = refresher.load()
@@ -359,6 +370,14 @@ class Daemon:
         Times are absolute (local, with the zone): systemctl shows STATUS= long after it was
         sent, and "in 28s" would be wrong a minute later.
         """
+        jobs = self.jobs_status()
+        return f"{self._accounts_status()}; {jobs}" if jobs else self._accounts_status()
+
+    def announce(self) -> None:
+        """Report the status now (a job has run: its part of STATUS= changed)."""
+        self._on_change()
+
+    def _accounts_status(self) -> str:
         now = self._clock()
         if sum(map(_listed, self.watches.values())) > MAX_STATUS_PARTS:
             return self._summary(now)  # without formatting a line per account first

@@ -27,8 +27,11 @@ from tvmaniac_refreshd.daemon import events, instance
 from tvmaniac_refreshd.daemon.alerts import Alerter
 from tvmaniac_refreshd.daemon.decisions import Daemon
 from tvmaniac_refreshd.daemon.hook_sandbox import current_unit
+from tvmaniac_refreshd.daemon.job_schedule import JobPlan
+from tvmaniac_refreshd.daemon.jobs import JobEngine
 from tvmaniac_refreshd.daemon.notify import Notifier, watchdog_interval
 from tvmaniac_refreshd.daemon.scheduler import Scheduler
+from tvmaniac_refreshd.storage.job_state import JobStates
 from tvmaniac_refreshd.storage.layout import Layout
 
 if TYPE_CHECKING:
@@ -154,7 +157,9 @@ def run_daemon(
                 f"stop it first, or see {_service_status_command()}"
             )
         notifier = Notifier(environ)
-        scheduler = Scheduler(max_workers=config.daemon.max_concurrency)
+        scheduler = Scheduler(
+            max_workers=config.daemon.max_concurrency, job_workers=max(1, len(config.jobs))
+        )
         alerter = Alerter(desktop=not in_background_session(environ), unit=current_unit(environ))
         # Jobs added before scheduler.start() wait for it, by which time ``daemon`` exists.
         sources = events.start(
@@ -172,6 +177,7 @@ def run_daemon(
             on_change=lambda: notifier.status(daemon.status_line()),
             network=sources.network,
         )
+        jobs = _job_plan(daemon, scheduler, alerter, engines, environ)
         daemon.plan_all()
         _schedule_ticks(scheduler, daemon, notifier, config, environ, events=sources.complete)
         sources.network.subscribe(
@@ -205,13 +211,13 @@ def run_daemon(
                 )
             else:
                 config = engines.config
-                daemon.reload(config, refresher=engines.refresher)
+                _adopt(engines, daemon, jobs)
                 log.info("daemon.reloaded", accounts=len(config.accounts))
             notifier.ready(daemon.status_line())
         notifier.stopping()
         log.info("daemon.stopping", signal=signal.Signals(received).name)
         sources.close()
-        scheduler.shutdown()
+        _stop_planning(scheduler, jobs)
         idle = daemon.wait_idle(STOP_GRACE_SECONDS)
         alerter.close(1.0)
     if not idle:
@@ -220,6 +226,49 @@ def run_daemon(
         # Worker threads would otherwise be joined at exit, for as long as a slow server takes.
         os._exit(EXIT_OK)
     return EXIT_OK
+
+
+def _stop_planning(scheduler: Scheduler, jobs: JobPlan) -> None:
+    """Start nothing more, and kill the jobs still running (a stop does not wait for them)."""
+    scheduler.shutdown()
+    jobs.close()
+
+
+def _adopt(engines: Engines, daemon: Daemon, jobs: JobPlan) -> None:
+    """A reload's new config and refreshers, for the accounts and for the jobs."""
+    daemon.reload(engines.config, refresher=engines.refresher)
+    jobs.reload(engines.config)
+
+
+def _job_plan(
+    daemon: Daemon,
+    scheduler: Scheduler,
+    alerter: Alerter,
+    engines: Engines,
+    environ: Mapping[str, str],
+) -> JobPlan:
+    """The jobs of the config on the daemon's scheduler, sharing its alerter and refreshers;
+    the daemon's refreshes wait for the jobs that use a token."""
+    engine = JobEngine(
+        refresher=engines.refresher,
+        states=JobStates(Layout.of(environ).jobs),
+        alerter=alerter,
+        clock=daemon.clock,
+        share=random.random,  # jitter, not cryptography
+        environ=environ,
+        network=daemon.network,  # issue 29's NetworkState: a job may wait for the link
+    )
+    daemon.holding = engine.holding
+    plan = JobPlan(
+        daemon.config,
+        planner=scheduler,
+        engine=engine,
+        clock=daemon.clock,
+        on_change=daemon.announce,
+    )
+    daemon.jobs_status = plan.status_line
+    plan.plan_all()
+    return plan
 
 
 def wait_until_free(lock: Path) -> bool:

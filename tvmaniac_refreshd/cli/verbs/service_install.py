@@ -40,7 +40,35 @@ def run(app: App, options: ServiceInstallOptions) -> int:
         app.config  # noqa: B018  # refuse to install a service that would fail on its config
     manager = app.service_manager()
     manager.install(options.mode, exec_argv(config), dry_run=options.dry_run, out=app.out)
+    _install_jobs(app, manager, options, exec_argv(config))
     return EXIT_OK
+
+
+def _install_jobs(
+    app: App, manager: object, options: ServiceInstallOptions, argv: list[str]
+) -> None:
+    """Timer mode: a timer per [jobs.NAME]; daemon mode: none (the daemon runs them)."""
+    from tvmaniac_refreshd.service.job_units import JobTimer  # noqa: PLC0415
+
+    jobs = app.config.jobs.values() if options.mode == "timer" else ()
+    timers = [
+        JobTimer(
+            job.name,
+            job.every,
+            job.at.hour if job.at else None,
+            job.at.minute if job.at else None,
+            job.timeout,
+        )
+        for job in jobs
+    ]
+    install_jobs = getattr(manager, "install_jobs", None)
+    if install_jobs is not None:
+        install_jobs(timers, argv, dry_run=options.dry_run, out=app.out)
+    elif timers:
+        app.warn(
+            "this service manager gets no timer per job yet: in timer mode the jobs do not run "
+            "by themselves; use daemon mode (it runs them), or `job run NAME` from cron"
+        )
 
 
 VERB = Verb(
