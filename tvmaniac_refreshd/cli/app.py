@@ -56,6 +56,7 @@ class App:
         self._store: TokenStore | None = None
         self._http: httpx.Client | None = None
         self._http_lock = threading.Lock()
+        self._selected: str | None = None  # the account this command acts on, once chosen
 
     @property
     def config(self) -> Config:
@@ -106,13 +107,34 @@ class App:
     def states(self) -> StateFiles:
         return StateFiles(state_dir(self.environ))
 
-    def warn(self, message: str) -> None:
-        self.err.write(f"{journal_prefix(WARNING)}{APP}: warning: {shown(message)}\n")
+    def warn(self, message: str, *, account: str | None = None) -> None:
+        text = shown(self.hint(message, account))
+        self.err.write(f"{journal_prefix(WARNING)}{APP}: warning: {text}\n")
 
-    def problem(self, message: str, *, temporary: bool) -> None:
+    def problem(self, message: str, *, temporary: bool, account: str | None = None) -> None:
         """Print a failure on stderr; in the journal, a warning if temporary, else an error."""
         priority = WARNING if temporary else ERROR
-        self.err.write(f"{journal_prefix(priority)}{APP}: {shown(message)}\n")
+        self.err.write(f"{journal_prefix(priority)}{APP}: {shown(self.hint(message, account))}\n")
+
+    def hint(self, text: str, account: str | None = None) -> str:
+        """Return ``text`` with each command it suggests aimed at this config and ``account``
+        (default: the account this command acts on); see hints.py.
+
+        What the command line chose is repeated; what the environment chose applies again by
+        itself in the same shell.
+        """
+        from tvmaniac_refreshd.cli.hints import complete  # noqa: PLC0415
+
+        return complete(text, config=self.common.config, account=self._hint_account(account))
+
+    def _hint_account(self, account: str | None) -> str | None:
+        """The --account a suggested command needs: the one given, or any account of a config
+        with several, where the command would otherwise act on another account or ask which."""
+        name = account or self._selected
+        if name is None:
+            return None
+        several = self._config is not None and len(self._config.accounts) > 1
+        return name if self.common.account is not None or several else None
 
     @property
     def account_name(self) -> str | None:
@@ -121,7 +143,9 @@ class App:
 
     def account(self) -> Account:
         """The account to act on (config.select documents the order)."""
-        return self.config.select(self.account_name)
+        chosen = self.config.select(self.account_name)
+        self._selected = chosen.name
+        return chosen
 
     def client(self, account: Account) -> Provider:
         from tvmaniac_refreshd.providers.factory import make_provider  # noqa: PLC0415

@@ -34,6 +34,7 @@ from tvmaniac_refreshd.cli.status import (
     render_text,
     unknown_report,
 )
+from tvmaniac_refreshd.config.binding import mismatch, way_out
 from tvmaniac_refreshd.config.settings import Account
 from tvmaniac_refreshd.core.durations import format_duration
 from tvmaniac_refreshd.core.errors import (
@@ -44,9 +45,11 @@ from tvmaniac_refreshd.core.errors import (
     EXIT_STORE_UNAVAILABLE,
     EXIT_TEMPORARY,
     ConfigError,
+    LoginElsewhere,
     NotLoggedIn,
     RefreshdError,
     SessionRejected,
+    StateUnwritable,
     StoreCorrupt,
     StoreUnavailable,
     UsageError,
@@ -70,36 +73,39 @@ SEVERITY = (EXIT_CONFIG, EXIT_STORE_UNAVAILABLE, EXIT_REAUTH, EXIT_FAILURE, EXIT
 
 
 def cmd_login(app: App, options: LoginOptions) -> int:
+    from tvmaniac_refreshd.cli import login_checks  # noqa: PLC0415
     from tvmaniac_refreshd.providers.device_login import show_code, wait_for_approval  # noqa: PLC0415
 
     account = app.account()
-    try:
-        previous = app.store.load(account.name)
-    except StoreCorrupt as exc:
-        if not options.replace:
-            raise StoreCorrupt(f"{exc}; or run `login --replace` to overwrite it") from None
-        previous = None
+    previous = login_checks.login_to_replace(app.store, account, replace=options.replace)
     _require_client_secret(app, account)
-    if previous is not None:
-        app.warn(f"account {account.name!r} is already logged in; this login replaces it")
     client = app.client(account)
-    if options.browser or not client.has_device_login:
+    by_browser = options.browser or not client.has_device_login
+    login = client.browser() if by_browser else None
+    if by_browser and login is None:
+        wording = client.wording
+        raise UsageError(f"{wording.name} offers no browser login here; {wording.relogin}")
+    port = 0
+    fixed = None if login is None else login.registered_redirect_uri
+    if login is not None and fixed is None:
+        port = options.port if options.port is not None else account.redirect_port
+    elif fixed is not None:  # the provider accepts this very URI, so its port is the one
+        port = _registered_port(fixed, options.port)
+    # Said before anything is asked of the provider, and only what is true of this login.
+    for warning in (
+        login_checks.ignored_port(port=options.port, browser_login=by_browser),
+        login_checks.replace_warning(account, previous),
+    ):
+        if warning is not None:
+            app.warn(warning)
+    if login is not None:
         from tvmaniac_refreshd.providers.browser_login import (  # noqa: PLC0415
             browser_login,
             default_opener,
             has_display,
         )
 
-        login = client.browser()
-        if login is None:
-            wording = client.wording
-            raise UsageError(f"{wording.name} offers no browser login here; {wording.relogin}")
         opener = default_opener() if has_display(app.environ) else None
-        fixed = login.registered_redirect_uri
-        if fixed is None:
-            port = options.port if options.port is not None else account.redirect_port
-        else:  # the provider accepts this very URI, so its port is the one to listen on
-            port = _registered_port(fixed, options.port)
         tokens = browser_login(
             login, port=port, out=app.out, open_browser=opener, redirect_uri=fixed
         )
@@ -123,17 +129,23 @@ def cmd_login(app: App, options: LoginOptions) -> int:
         tokens=tokens,
         fingerprint=account.fingerprint(),
         obtained_at=int(app.clock()),
+        client_id=account.client_id,
+        endpoint=account.endpoint,
     )
     with app.lock(account):
         app.store.save(document)
-        app.states.save(account.name, AccountRecord(last_success_at=int(app.clock())))
+        try:
+            app.states.save(account.name, AccountRecord(last_success_at=int(app.clock())))
+        except StateUnwritable as exc:
+            # The tokens are stored: a "try again" here would spend another login for nothing.
+            app.warn(f"logged in, but the state could not be recorded: {exc}")
     _tell_daemon(app)
     get_logger(account=account.name).info("login.finished", expires_at=iso(tokens.expires_at))
     left = format_duration(tokens.expires_at - app.clock())
     app.out.write(
         f"Logged in: account {account.name!r} is stored in {app.store.where(account.name)}; "
         "the access token is "
-        f"valid for {left}.\nCheck it any time with `{APP} status`.\n"
+        f"valid for {left}.\n" + app.hint(f"Check it any time with `{APP} status`.\n")
     )
     return EXIT_OK
 
@@ -180,13 +192,13 @@ def cmd_logout(app: App, options: LogoutOptions) -> int:
                 "deleting the tokens locally without revoking them; the grant stays valid at "
                 "the provider until you revoke the app there"
             )
-        elif document is not None and document.fingerprint != account.fingerprint():
+        elif document is not None and (elsewhere := mismatch(account, document)) is not None:
             # The token and the client credentials go only where the login was made.
-            raise UsageError(
-                f"the stored login of {account.name!r} was made with another provider, client "
-                "or endpoint than the config now names; nothing was sent and nothing deleted. "
-                "Restore the config to revoke it, or run `logout --local` to delete it from "
-                "the keyring only"
+            raise LoginElsewhere(
+                f"{elsewhere}; nothing was sent and nothing deleted. Point the config back at "
+                "it to revoke it, or run `tvmaniac-refreshd logout --local` to delete it "
+                f"from {app.store.where(account.name)} only",
+                account=account.name,
             )
         elif document is not None:
             try:
@@ -252,11 +264,13 @@ def cmd_status(app: App, options: StatusOptions) -> int:
     for account in _selected(app, every=app.account_name is None):
         record = app.states.load(account.name)
         problem: str | None = None
+        problem_advice: str | None = None
         document: TokenDocument | None = None
         try:
             document = app.store.load(account.name)
         except StoreCorrupt as exc:
             problem = str(exc)
+            problem_advice = "The stored item cannot be used; the last error says what to do."
         except StoreUnavailable as exc:
             # Still worth showing: the state file, the daemon and the service need no keyring.
             keyring_error = shown(str(exc))
@@ -265,8 +279,8 @@ def cmd_status(app: App, options: StatusOptions) -> int:
             )
             continue
         _know_secrets(app, account, document, record)
-        if document is not None and document.fingerprint != account.fingerprint():
-            problem = "the stored login was made with a different client_id or auth_url"
+        if document is not None and (problem := mismatch(account, document)) is not None:
+            problem_advice = f"Nothing was sent. To use this config, {way_out(account)}."
         keeper = keeper_advice(
             daemon_pid=pid, planned=record.next_attempt_at is not None, timer=timer
         )
@@ -277,10 +291,13 @@ def cmd_status(app: App, options: StatusOptions) -> int:
                 record,
                 now=now,
                 problem=problem,
+                problem_advice=problem_advice,
                 keeper=keeper,
                 daemon_plan=bool(pid),
             )
         )
+    for report in reports:  # a suggested command must act on this config and account
+        report["advice"] = app.hint(report["advice"], account=report["name"])
     daemon = {"running": pid is not None, "pid": pid}
     if options.json:
         payload: dict[str, object] = {
@@ -296,26 +313,38 @@ def cmd_status(app: App, options: StatusOptions) -> int:
         app.out.write(json.dumps(payload, indent=2) + "\n")
     else:
         app.out.write(render_text(reports, now=now))
-        running = f"running (pid {pid})" if pid else "not running"
-        app.out.write(f"\nstore: {store['backend']} ({store['protection']})\n")
-        app.out.write(f"daemon: {running}\n")
-        if service.get("error"):
-            app.out.write(f"service: unknown ({service['error']})\n")
-        elif service["installed"]:
-            app.out.write(f"service: {service['mode']} mode, {service['active']}\n")
-            if service.get("detail"):
-                app.out.write(f"  {service['detail']}\n")
-        else:
-            app.out.write(f"service: not installed (`{APP} service install` sets it up)\n")
-        if keyring_error is not None:
-            label = "keyring" if store["backend"] == "keyring" else "file store"
-            app.out.write(f"{label}: unavailable: {keyring_error}\n")
+        _status_footer(app, store=store, pid=pid, service=service, keyring_error=keyring_error)
     # The exit code still says what failed, for scripts that only look at it.
     return (
         EXIT_STORE_UNAVAILABLE
         if keyring_error is not None
         else _health(app, reports, check=options.check)
     )
+
+
+def _status_footer(
+    app: App,
+    *,
+    store: dict[str, object],
+    pid: int | None,
+    service: dict[str, object],
+    keyring_error: str | None,
+) -> None:
+    """The lines under the accounts: the store, the daemon, the service."""
+    running = f"running (pid {pid})" if pid else "not running"
+    app.out.write(f"\nstore: {store['backend']} ({store['protection']})\n")
+    app.out.write(f"daemon: {running}\n")
+    if service.get("error"):
+        app.out.write(f"service: unknown ({service['error']})\n")
+    elif service["installed"]:
+        app.out.write(f"service: {service['mode']} mode, {service['active']}\n")
+        if service.get("detail"):
+            app.out.write(f"  {service['detail']}\n")
+    else:
+        app.out.write(app.hint(f"service: not installed (`{APP} service install` sets it up)\n"))
+    if keyring_error is not None:
+        label = "keyring" if store["backend"] == "keyring" else "file store"
+        app.out.write(f"{label}: unavailable: {keyring_error}\n")
 
 
 def _health(app: App, reports: list[dict[str, Any]], *, check: bool) -> int:
@@ -381,14 +410,17 @@ def cmd_refresh(app: App, options: RefreshOptions) -> int:
         try:
             fresh = app.refresher(account).ensure_fresh(force=options.force)
         except SessionRejected as exc:
-            if isinstance(exc, NotLoggedIn) and len(accounts) > 1:
+            # One rule, whatever the number of accounts: `--all` (the timer) skips an account
+            # nobody has logged in to; a rejected session still needs a human (77).
+            if isinstance(exc, NotLoggedIn) and options.all:
                 app.out.write(f"{account.name}: not logged in; skipped\n")
                 continue
-            app.problem(f"{account.name}: {exc}", temporary=False)
+            app.problem(f"{account.name}: {exc}", temporary=False, account=account.name)
             codes.append(exc.exit_code)
             continue
         except RefreshdError as exc:
-            app.problem(f"{account.name}: {exc}", temporary=exc.exit_code == EXIT_TEMPORARY)
+            temporary = exc.exit_code == EXIT_TEMPORARY
+            app.problem(f"{account.name}: {exc}", temporary=temporary, account=account.name)
             codes.append(exc.exit_code)
             continue
         changed = changed or fresh.refreshed
@@ -524,11 +556,14 @@ def cmd_config_init(app: App, options: ConfigInitOptions) -> int:
         client_id = input("Client ID of your Trakt app (from https://trakt.tv/oauth/apps): ")
     write_new(path, starter_config(client_id, account))
     where = "" if account == "default" else f" --account {account}"
+    set_secret, login = (
+        app.hint(f"`{APP} {verb}{where}`").strip("`") for verb in ("config set-secret", "login")
+    )
     app.out.write(
         f"Wrote {path} (readable only by you).\n"
         "Next:\n"
-        f"  {APP} config set-secret{where}   # the client secret, kept in the keyring\n"
-        f"  {APP} login{where}\n"
+        f"  {set_secret}   # the client secret, kept in the keyring\n"
+        f"  {login}\n"
     )
     return EXIT_OK
 

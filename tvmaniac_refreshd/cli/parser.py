@@ -498,7 +498,7 @@ def main(
     try:
         return VERBS[verb](app, args)
     except RefreshdError as exc:
-        app.problem(str(exc), temporary=exc.exit_code == EXIT_TEMPORARY)
+        app.problem(str(exc), temporary=exc.exit_code == EXIT_TEMPORARY, account=exc.account)
         return exc.exit_code
     except KeyboardInterrupt:
         err.write(f"{APP}: interrupted\n")

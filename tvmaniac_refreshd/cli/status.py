@@ -82,15 +82,17 @@ def account_report(
     *,
     now: float,
     problem: str | None = None,
+    problem_advice: str | None = None,
     keeper: str | None = None,
     daemon_plan: bool = True,
 ) -> dict[str, Any]:
     """Return the status of one account as the JSON contract describes it.
 
     ``problem`` is a reason the stored item cannot be used (corrupt, bound to another client):
-    such an account needs a new login. ``keeper`` replaces the advice for a valid token (see
-    ``keeper_advice``); ``daemon_plan`` is whether a running daemon's plan may be shown, for a
-    plan left in the state file by an earlier daemon is no plan at all.
+    such an account needs a new login, and ``problem_advice`` says what to do (the provider
+    rejected nothing, so the usual advice would be wrong). ``keeper`` replaces the advice for a
+    valid token (see ``keeper_advice``); ``daemon_plan`` is whether a running daemon's plan may
+    be shown, for a plan left in the state file by an earlier daemon is no plan at all.
     """
     tokens = document.tokens if document is not None else None
     reauth = problem is not None or (
@@ -117,8 +119,16 @@ def account_report(
         "reauth_reason": (problem or record.reauth_reason) if reauth else None,
         "consecutive_failures": record.consecutive_failures,
         "next_attempt_at": iso(record.next_attempt_at) if usable and daemon_plan else None,
-        "advice": (keeper or ADVICE[state]) if state == AccountState.ACTIVE else ADVICE[state],
+        "advice": _advice(state, keeper=keeper, problem_advice=problem_advice),
     }
+
+
+def _advice(state: AccountState, *, keeper: str | None, problem_advice: str | None) -> str:
+    if problem_advice is not None:
+        return problem_advice
+    if state == AccountState.ACTIVE and keeper is not None:
+        return keeper
+    return ADVICE[state]
 
 
 def unknown_report(

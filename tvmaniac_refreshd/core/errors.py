@@ -8,6 +8,7 @@
     ├── ClientRejected            78  the provider rejected our client credentials (invalid_client)
     ├── StoreUnavailable          69  keyring missing, locked, hanging, or an insecure backend
     ├── StoreCorrupt              1   the keyring item is not ours or unreadable; never overwritten
+    ├── LoginElsewhere            1   the stored login was made for another client or endpoint
     ├── UnsafeLocation            78  a state/lock/runtime directory someone else owns or can write
     ├── TransientError            75  network, timeout, 408/429/5xx, HTML: try again; .retry_after
     │   └── StateUnwritable       75  the state directory cannot be written (full disk, quota)
@@ -86,6 +87,11 @@ class StoreMisconfigured(StoreUnavailable):
 
 class StoreCorrupt(RefreshdError):
     """The keyring holds something under our name that we cannot read; it is left alone."""
+
+
+class LoginElsewhere(RefreshdError):
+    """The stored login was made for another client or endpoint than the config names; `login`
+    and `logout` leave it alone unless told (`--replace`, `--local`)."""
 
 
 class UnsafeLocation(RefreshdError):

@@ -176,27 +176,6 @@ def priority_line(_logger: object, method_name: str, event_dict: MutableMapping[
     return f"<{priority}>" + " ".join(words)
 
 
-def plain_line(_logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
-    """A structlog renderer for interactive commands: ``tvmaniac-refreshd: warning: event k=v``.
-
-    Without -v an interactive command shows only warnings and errors, in the same form as its
-    own messages, with no timestamp or level column.
-    """
-    from tvmaniac_refreshd.core.journal import (  # noqa: PLC0415  # deferred with structlog
-        format_value,
-        logfmt_pair,
-        ordered_items,
-    )
-
-    event = format_value(event_dict.pop("event", ""))
-    level = str(event_dict.pop("level", method_name)).lower()
-    event_dict.pop("timestamp", None)
-    words = [event] + [
-        logfmt_pair(key, format_value(value)) for key, value in ordered_items(event_dict)
-    ]
-    return f"tvmaniac-refreshd: {level}: " + " ".join(word for word in words if word)
-
-
 def _is_journal_stream(stream: TextIO, environ: Mapping[str, str]) -> bool:
     from tvmaniac_refreshd.core.journal import stderr_is_journal  # noqa: PLC0415
 
@@ -214,6 +193,11 @@ def _is_terminal(stream: TextIO) -> bool:
         return False
 
 
+# An interactive command without -v shows no log record: nothing here logs at CRITICAL, the
+# highest level structlog's filtering loggers know.
+QUIET = logging.CRITICAL
+
+
 def configure_logging(
     verbosity: int = 0,
     *,
@@ -225,8 +209,9 @@ def configure_logging(
 ) -> None:
     """Set up structlog for this process.
 
-    ``verbosity`` 0 shows info (when ``quiet``: warnings and errors only, as plain lines),
-    1 or more shows debug.
+    ``verbosity`` 0 shows info (when ``quiet``: no record at all, for an interactive command
+    says what happened in its own sentences; the journal and ``run`` keep them), 1 or more
+    shows debug.
     ``daemon`` picks the service outputs: native journald entries when ``stream`` is journald's
     (per ``$JOURNAL_STREAM`` in ``environ``), else ``<N>``-prefixed lines on ``stream``. Without
     ``daemon``, a ``stream`` that is journald's gets the native entries too.
@@ -241,7 +226,7 @@ def configure_logging(
     if verbosity > 0:
         level = logging.DEBUG
     elif quiet:
-        level = logging.WARNING
+        level = QUIET
     else:
         level = logging.INFO
     if daemon:
@@ -253,8 +238,7 @@ def configure_logging(
         _pending = lambda: _configure_daemon(out, level, env, journal)  # noqa: E731
         return
     tty = out.isatty()  # asked now: the stream may be closed or replaced by the first line
-    plain = quiet and verbosity <= 0
-    _pending = lambda: _configure_console(out, level, tty=tty, plain=plain)  # noqa: E731
+    _pending = lambda: _configure_console(out, level, tty=tty)  # noqa: E731
 
 
 def journal_prefix(priority: int) -> str:
@@ -266,13 +250,11 @@ def journal_prefix(priority: int) -> str:
     return f"<{priority}>" if _stderr_is_journal else ""
 
 
-def _configure_console(out: TextIO, level: int, *, tty: bool, plain: bool = False) -> None:
+def _configure_console(out: TextIO, level: int, *, tty: bool) -> None:
     import structlog  # noqa: PLC0415  # deferred: see the module docstring
 
     renderer: Any
-    if plain:
-        renderer = plain_line
-    elif tty:
+    if tty:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
     else:
         renderer = structlog.processors.LogfmtRenderer(

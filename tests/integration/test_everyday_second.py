@@ -1,0 +1,349 @@
+"""Everyday use, second round (issue 25), through the real command against the emulator and a
+private gnome-keyring: a try-out that keeps the real login, hints that work as printed, and one
+voice on the terminal."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import threading
+from pathlib import Path
+
+from tests.support.harness import CLIENT_ID, CLIENT_SECRET, Harness
+from trakt_emulator import Emulator
+
+OTHER_CLIENT = "try-out-client"
+OTHER_SECRET = "try-out-secret-0123456789"
+
+
+def account_table(
+    name: str, url: str, *, client: str = CLIENT_ID, secret: str = CLIENT_SECRET
+) -> str:
+    return (
+        f"[accounts.{name}]\n"
+        'provider = "trakt"\n'
+        f'client_id = "{client}"\n'
+        f'client_secret = "{secret}"\n'
+        f'auth_url = "{url}"\n'
+        f'api_url = "{url}"\n'
+    )
+
+
+def no_config_env(harness: Harness) -> dict[str, str]:
+    """The harness's environment without $TVMANIAC_REFRESHD_CONFIG: --config says which."""
+    env = harness.env()
+    env.pop("TVMANIAC_REFRESHD_CONFIG")
+    return env
+
+
+def suggested(text: str) -> list[list[str]]:
+    """Every command in backquotes that starts with the program's name, as argv words."""
+    return [shlex.split(found) for found in re.findall(r"`(tvmaniac-refreshd [^`]*)`", text)]
+
+
+def login(harness: Harness, *args: str, env: dict[str, str] | None = None) -> None:
+    harness.emulator.configure(auto_approve_after_polls=0)
+    run = harness.run(*args, "login", env=env)
+    assert run.code == 0, run.err
+
+
+class TestAnotherClientsLogin:
+    """Item 1: a config pointed at another client or server never silently ends a login."""
+
+    def other_config(self, harness: Harness) -> Path:
+        harness.emulator.add_client(OTHER_CLIENT, OTHER_SECRET)
+        path = harness.root / "try.toml"
+        path.write_text(
+            account_table("default", harness.emulator.url, client=OTHER_CLIENT, secret=OTHER_SECRET)
+        )
+        path.chmod(0o600)
+        return path
+
+    def test_login_refuses_and_names_the_owner(self, harness: Harness) -> None:
+        login(harness)
+        before = harness.item_text("default")
+        codes = len(harness.emulator.requests("/oauth/device/code"))
+        other = self.other_config(harness)
+
+        run = harness.run("login", env=harness.env(TVMANIAC_REFRESHD_CONFIG=str(other)))
+
+        assert (run.code, run.out) == (1, "")
+        assert run.err == (
+            "tvmaniac-refreshd: the stored login of 'default' was made for client "
+            f"'{CLIENT_ID}' at {harness.emulator.url}, but the config names client "
+            f"'{OTHER_CLIENT}' at {harness.emulator.url}; it was left as it is. To log in with "
+            "this config, point the config back at it, give this config another account "
+            "name, or run `tvmaniac-refreshd --account default login --replace` to replace "
+            "that login\n"
+        )
+        assert harness.item_text("default") == before
+        assert len(harness.emulator.requests("/oauth/device/code")) == codes  # nothing asked
+        assert harness.run("token").code == 0  # the real login still works
+
+    def test_replace_replaces_it(self, harness: Harness) -> None:
+        login(harness)
+        other = self.other_config(harness)
+        env = harness.env(TVMANIAC_REFRESHD_CONFIG=str(other))
+
+        run = harness.run("login", "--replace", env=env)
+
+        assert run.code == 0, run.err
+        assert run.err == (
+            "tvmaniac-refreshd: warning: account 'default' is already logged in; if this login "
+            "succeeds, it replaces that one\n"
+        )
+        assert harness.run("token", env=env).code == 0
+        stored = json.loads(harness.item_text("default") or "{}")
+        assert (stored["client_id"], stored["endpoint"]) == (OTHER_CLIENT, harness.emulator.url)
+
+    def test_an_account_name_of_its_own_keeps_both(self, harness: Harness) -> None:
+        """The README's try-out: its own config file and account name."""
+        login(harness)
+        harness.emulator.add_client(OTHER_CLIENT, OTHER_SECRET)
+        path = harness.root / "try.toml"
+        path.write_text(
+            account_table("try", harness.emulator.url, client=OTHER_CLIENT, secret=OTHER_SECRET)
+        )
+        path.chmod(0o600)
+        env = harness.env(TVMANIAC_REFRESHD_CONFIG=str(path))
+
+        run = harness.run("login", env=env)
+
+        assert (run.code, run.err) == (0, "")
+        assert harness.run("token").code == 0
+        assert harness.run("token", env=env).code == 0
+
+
+class TestLoginForAnotherClient:
+    """Item 2: a login that no longer matches the config is named as such, everywhere."""
+
+    def mismatched(self, harness: Harness) -> str:
+        login(harness)
+        harness.emulator.add_client(OTHER_CLIENT, OTHER_SECRET)
+        harness.write_config(
+            account_table("default", harness.emulator.url, client=OTHER_CLIENT, secret=OTHER_SECRET)
+        )
+        return (
+            f"the stored login of 'default' was made for client '{CLIENT_ID}' at "
+            f"{harness.emulator.url}, but the config names client '{OTHER_CLIENT}' at "
+            f"{harness.emulator.url}"
+        )
+
+    def test_config_check_fails_and_names_it(self, harness: Harness) -> None:
+        sentence = self.mismatched(harness)
+
+        run = harness.run("config", "check")
+
+        assert run.code == 77
+        lines = [line for line in run.out.splitlines() if line.startswith("FAIL account default")]
+        assert lines == [
+            f"FAIL account default: {harness.emulator.url}; client secret from the config file; "
+            f"{sentence}. To use this config, point the config back at it, give this config "
+            "another account name, or run `tvmaniac-refreshd --account default login --replace` "
+            "to replace that login"
+        ]
+        assert "logged in" not in run.out.replace("logged in; if", "")
+
+    def test_status_does_not_blame_the_provider(self, harness: Harness) -> None:
+        sentence = self.mismatched(harness)
+
+        run = harness.run("status", "--json")
+
+        assert run.code == 0
+        report = json.loads(run.out)["accounts"][0]
+        assert report["state"] == "reauth_required"
+        assert report["reauth_reason"] == sentence
+        assert report["advice"].startswith("Nothing was sent. To use this config, point")
+        text = harness.run("status").out
+        assert "no longer accepts" not in text
+        assert sentence in text
+
+    def test_token_and_logout_name_it(self, harness: Harness) -> None:
+        sentence = self.mismatched(harness)
+
+        token = harness.run("token")
+        logout = harness.run("logout")
+
+        assert token.code == 77
+        assert sentence in token.err
+        assert logout.code == 1  # not 2: nothing is wrong with the command line
+        assert logout.err == (
+            f"tvmaniac-refreshd: {sentence}; nothing was sent and nothing deleted. Point the "
+            "config back at it to revoke it, or run `tvmaniac-refreshd logout --local` to "
+            "delete it from the keyring only\n"
+        )
+
+
+class TestRefreshAllSkipsLoggedOut:
+    """Item 3: one rule for `refresh --all`, whatever the number of accounts."""
+
+    def test_one_logged_out_account(self, harness: Harness) -> None:
+        run = harness.run("refresh", "--all")
+
+        assert (run.code, run.out, run.err) == (0, "default: not logged in; skipped\n", "")
+
+    def test_two_logged_out_accounts(self, harness: Harness) -> None:
+        url = harness.emulator.url
+        harness.write_config(account_table("work", url) + account_table("home", url))
+
+        run = harness.run("refresh", "--all")
+
+        assert (run.code, run.err) == (0, "")
+        assert run.out == "work: not logged in; skipped\nhome: not logged in; skipped\n"
+
+    def test_a_named_logged_out_account_still_needs_login(self, harness: Harness) -> None:
+        run = harness.run("refresh")
+
+        assert run.code == 77
+        assert "not logged in" in run.err
+
+    def test_a_rejected_session_still_fails_the_timer(self, harness: Harness) -> None:
+        harness.seed()
+        harness.emulator.revoke_grant("alice")
+
+        run = harness.run("refresh", "--all", "--force")
+
+        assert run.code == 77
+
+
+# Runs the command in a private mount namespace where the state directory turns read-only once
+# the test says so (the device code has been shown), then tells the test it has.
+_READ_ONLY_LATER = """\
+set -eu
+state=$1 go=$2 done=$3; shift 3
+mount --bind "$state" "$state"
+( while [ ! -e "$go" ]; do sleep 0.05; done
+  mount -o remount,bind,ro "$state" && touch "$done" ) &
+"$@"
+"""
+
+
+class TestLoginWithUnwritableState:
+    """Item 4: the tokens are stored, so the login succeeded; the state is a warning."""
+
+    def test_logged_in_but_the_state_could_not_be_recorded(self, harness: Harness) -> None:
+        state = harness.root / "state"
+        go, done = harness.root / "go", harness.root / "done"
+        prefix = ["unshare", "--mount", "--propagation", "private", "sh", "-c"]
+        prefix += [_READ_ONLY_LATER, "sh", str(state), str(go), str(done)]
+
+        def approve_once_read_only() -> None:
+            code = harness.emulator.wait_for_user_code(timeout=60)
+            go.touch()
+            for _ in range(1200):  # a bounded poll for the remount, not a wait for time
+                if done.exists():
+                    break
+                threading.Event().wait(0.05)
+            harness.emulator.approve(code)
+
+        helper = threading.Thread(target=approve_once_read_only, daemon=True)
+        helper.start()
+        run = harness.run("login", prefix=prefix, timeout=120)
+        helper.join(30)
+
+        assert done.exists()
+        assert run.code == 0, run.err
+        assert run.out.startswith("To log in, open ")
+        assert "Logged in: account 'default' is stored in the keyring" in run.out
+        assert run.err.startswith(
+            "tvmaniac-refreshd: warning: logged in, but the state could not be recorded: "
+        )
+        assert str(state) in run.err
+        assert harness.run("token").code == 0
+
+
+class TestHintsWorkAsPrinted:
+    """Item 5: every suggested command repeats the --config and --account that were passed."""
+
+    def two_accounts(self, harness: Harness) -> Path:
+        url = harness.emulator.url
+        path = harness.root / "two.toml"
+        path.write_text(account_table("work", url) + account_table("home", url))
+        path.chmod(0o600)
+        return path
+
+    def test_status_with_two_accounts(self, harness: Harness) -> None:
+        path = self.two_accounts(harness)
+        env = no_config_env(harness)
+
+        run = harness.run("--config", str(path), "status", env=env)
+
+        assert run.code == 0
+        advice = [line.strip() for line in run.out.splitlines() if "Not logged in" in line]
+        assert advice == [
+            f"Not logged in. Run `tvmaniac-refreshd --config {path} --account work login`.",
+            f"Not logged in. Run `tvmaniac-refreshd --config {path} --account home login`.",
+        ]
+        # Followed as printed, the first one logs in `work` of that config.
+        harness.emulator.configure(auto_approve_after_polls=0)
+        command = suggested(advice[0])[0]
+        followed = harness.run(*command[1:], env=env)
+        assert followed.code == 0, followed.err
+        after = harness.run("--config", str(path), "status", "--json", env=env)
+        states = {a["name"]: a["state"] for a in json.loads(after.out)["accounts"]}
+        assert states == {"work": "active", "home": "logged_out"}
+
+    def test_token_of_a_named_account(self, harness: Harness) -> None:
+        path = self.two_accounts(harness)
+        run = harness.run(
+            "--config", str(path), "--account", "home", "token", env=no_config_env(harness)
+        )
+
+        assert run.code == 77
+        assert suggested(run.err) == [
+            ["tvmaniac-refreshd", "--config", str(path), "--account", "home", "login"]
+        ]
+
+    def test_a_missing_config_file(self, harness: Harness) -> None:
+        path = harness.root / "elsewhere" / "config.toml"
+        run = harness.run("--config", str(path), "status", env=no_config_env(harness))
+
+        assert run.code == 78
+        assert suggested(run.err) == [
+            ["tvmaniac-refreshd", "--config", str(path), "config", "init"]
+        ]
+
+    def test_git_credential_names_the_account(self, harness: Harness, emulator: Emulator) -> None:
+        url = harness.emulator.url
+        path = harness.root / "git.toml"
+        path.write_text(
+            account_table("default", url) + "[accounts.gitlab]\n"
+            'provider = "oauth2"\n'
+            'client_id = "git-client"\n'
+            'client_auth = "none"\n'
+            f'token_url = "{url}/oauth/token"\n'
+            f'device_authorization_url = "{url}/oauth/device/code"\n'
+            'git_host = ["gitlab.example.com"]\n'
+        )
+        path.chmod(0o600)
+        run = harness.run(
+            "--config",
+            str(path),
+            "git-credential",
+            "get",
+            stdin="protocol=https\nhost=gitlab.example.com\n\n",
+            env=no_config_env(harness),
+        )
+
+        assert run.out == ""
+        assert suggested(run.err) == [
+            ["tvmaniac-refreshd", "--config", str(path), "--account", "gitlab", "login"]
+        ]
+
+
+class TestOneVoice:
+    """Item 10: without -v, no log record on stderr: only the command's own sentence."""
+
+    def test_refresh_of_a_revoked_grant(self, harness: Harness) -> None:
+        harness.seed()
+        harness.emulator.revoke_grant("alice")
+
+        run = harness.run("refresh", "--force")
+
+        assert run.code == 77
+        assert len(run.err.splitlines()) == 1, run.err
+        assert "refresh.finished" not in run.err
+        assert run.err.startswith("tvmaniac-refreshd: ")
+        verbose = harness.run("-v", "refresh", "--force")
+        assert "refresh" in verbose.err and len(verbose.err.splitlines()) >= 1
