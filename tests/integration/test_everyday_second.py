@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import signal
 import threading
 from pathlib import Path
 
-from tests.support.harness import CLIENT_ID, CLIENT_SECRET, Harness
+from tests.integration.test_everyday import Terminal
+from tests.support.harness import CLIENT_ID, CLIENT_SECRET, Harness, wait_until
 from trakt_emulator import Emulator
 
 OTHER_CLIENT = "try-out-client"
@@ -349,3 +351,48 @@ class TestOneVoice:
         harness.emulator.revoke_grant("bob")
         verbose = harness.run("-v", "refresh", "--force")
         assert "refresh.finished" in verbose.err  # -v still shows the records
+
+
+class TestTimes:
+    """Item 11: people read local time with its zone; JSON and the journal carry ISO 8601."""
+
+    LOCAL = r"\d{4}-\d\d-\d\d \d\d:\d\d CET"  # December in Berlin
+
+    def test_refresh_shows_local_time(self, harness: Harness) -> None:
+        harness.seed(age=0.9 * 604800)
+        env = harness.env(TZ="Europe/Berlin")
+
+        run = harness.run("refresh", env=env)
+
+        assert run.code == 0, run.err
+        assert re.fullmatch(
+            rf"default: refreshed; expires {self.LOCAL}, next refresh due {self.LOCAL} "
+            r"\(in \d+d \d+h\)\n",
+            run.out,
+        ), run.out
+
+    def test_run_on_a_terminal_shows_local_time(self, harness: Harness) -> None:
+        harness.seed()
+        terminal = Terminal(harness, "run", env=harness.env(TZ="Europe/Berlin"))
+        seen = terminal.read_until(r"daemon\.ready")
+        terminal.process.send_signal(signal.SIGTERM)
+        code, seen = terminal.finish()
+
+        planned = [line for line in seen.splitlines() if "daemon.planned" in line]
+        assert code == 0
+        assert planned, seen
+        assert planned[0].startswith(tuple("0123456789")), planned[0]
+        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d CET ", planned[0]), planned[0]
+        assert re.search(rf"next_attempt_at=.?{self.LOCAL}", planned[0]), planned[0]
+        assert not re.search(r"_at=\d{9,}", seen), seen
+
+    def test_a_captured_stream_gets_iso_8601(self, harness: Harness) -> None:
+        harness.seed()
+        process = harness.spawn("run")
+        wait_until(lambda: harness.run("status", "--json").out.count('"running": true'), timeout=60)
+        process.send_signal(signal.SIGTERM)
+        run = harness.finish(process, ("run",))
+
+        planned = [line for line in run.err.splitlines() if "daemon.planned" in line]
+        assert planned, run.err
+        assert re.search(r"next_attempt_at=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", planned[0])

@@ -58,6 +58,7 @@ from tvmaniac_refreshd.core.launchd_log import supervised_by_launchd, trim_launc
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import get_logger, register_secret, shown
 from tvmaniac_refreshd.core.policy import refresh_due_at
+from tvmaniac_refreshd.core.times import local_time
 from tvmaniac_refreshd.core.tokens import TokenDocument
 from tvmaniac_refreshd.providers.factory import wording_for
 from tvmaniac_refreshd.storage import quick_record
@@ -433,8 +434,8 @@ def cmd_refresh(app: App, options: RefreshOptions) -> int:
         else:
             what = "not due"
         app.out.write(
-            f"{account.name}: {what}; expires {iso(tokens.expires_at)}, next refresh due "
-            f"{iso(due)} (in {format_duration(due - app.clock())})\n"
+            f"{account.name}: {what}; expires {local_time(tokens.expires_at)}, next refresh "
+            f"due {local_time(due)} (in {format_duration(due - app.clock())})\n"
         )
     if changed:
         _tell_daemon(app)

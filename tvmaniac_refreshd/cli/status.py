@@ -14,6 +14,7 @@ from tvmaniac_refreshd.core.durations import format_duration
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import shown
 from tvmaniac_refreshd.core.policy import AccountState, account_state, refresh_due_at
+from tvmaniac_refreshd.core.times import iso_utc, local_time
 from tvmaniac_refreshd.core.tokens import TokenDocument
 from tvmaniac_refreshd.storage.state import AccountRecord
 
@@ -41,10 +42,7 @@ ADVICE = {
 
 def iso(timestamp: float | None) -> str | None:
     """Return ``timestamp`` as ISO 8601 UTC with a ``Z``, or None."""
-    if timestamp is None:
-        return None
-    moment = dt.datetime.fromtimestamp(int(timestamp), tz=dt.UTC)
-    return moment.isoformat().replace("+00:00", "Z")
+    return None if timestamp is None else iso_utc(timestamp)
 
 
 # The state of an account whose token could not be read (the keyring is locked or gone).
@@ -160,13 +158,6 @@ def _when(text: str | None, now: float) -> str:
     delta = moment.timestamp() - now
     relative = f"in {format_duration(delta)}" if delta >= 0 else f"{format_duration(-delta)} ago"
     return f"{local_time(moment)} ({relative})"
-
-
-def local_time(moment: dt.datetime) -> str:
-    """Return ``moment`` in the local time zone, with the zone's name (`--json` keeps UTC)."""
-    local = moment.astimezone()
-    zone = local.tzname() or local.strftime("UTC%z")
-    return f"{local:%Y-%m-%d %H:%M} {zone}"
 
 
 def render_text(reports: list[dict[str, Any]], *, now: float) -> str:

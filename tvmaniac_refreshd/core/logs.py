@@ -250,8 +250,18 @@ def journal_prefix(priority: int) -> str:
     return f"<{priority}>" if _stderr_is_journal else ""
 
 
+def _timestamper(*, for_people: bool) -> Any:  # noqa: ANN401  # a structlog processor
+    import structlog  # noqa: PLC0415  # deferred: see the module docstring
+
+    from tvmaniac_refreshd.core.times import stamp_for_people  # noqa: PLC0415
+
+    return stamp_for_people if for_people else structlog.processors.TimeStamper(fmt="iso", utc=True)
+
+
 def _configure_console(out: TextIO, level: int, *, tty: bool) -> None:
     import structlog  # noqa: PLC0415  # deferred: see the module docstring
+
+    from tvmaniac_refreshd.core.times import moment_fields  # noqa: PLC0415
 
     renderer: Any
     if tty:
@@ -263,8 +273,9 @@ def _configure_console(out: TextIO, level: int, *, tty: bool) -> None:
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _timestamper(for_people=tty),
             redact,
+            moment_fields(for_people=tty),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
@@ -307,16 +318,19 @@ def _configure_daemon(
             cache_logger_on_first_use=False,
         )
         return
-    # A person watching `run` on a terminal reads lines, not journald's <N> priority prefixes.
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=False) if _is_terminal(out) else priority_line
-    )
+    from tvmaniac_refreshd.core.times import moment_fields  # noqa: PLC0415
+
+    # A person watching `run` on a terminal reads lines, not journald's <N> priority prefixes,
+    # and local times; a log collector reads ISO 8601.
+    terminal = _is_terminal(out)
+    renderer: Any = structlog.dev.ConsoleRenderer(colors=False) if terminal else priority_line
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _timestamper(for_people=terminal),
             structlog.processors.format_exc_info,
             redact,
+            moment_fields(for_people=terminal),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
