@@ -5,15 +5,22 @@ voice on the terminal."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import signal
+import subprocess
 import threading
 from pathlib import Path
 
+import pytest
+
 from tests.integration.test_everyday import Terminal
-from tests.support.harness import CLIENT_ID, CLIENT_SECRET, Harness, wait_until
+from tests.support.harness import CLIENT_ID, CLIENT_SECRET, REPO, Harness, wait_until
+from tests.support.keyring_session import KeyringSession, processes_with_home
+from tests.support.kr_ctl import KeyringControlError
 from trakt_emulator import Emulator
+from tvmaniac_refreshd.core.locations import systemd_booted
 
 OTHER_CLIENT = "try-out-client"
 OTHER_SECRET = "try-out-secret-0123456789"
@@ -396,3 +403,101 @@ class TestTimes:
         planned = [line for line in run.err.splitlines() if "daemon.planned" in line]
         assert planned, run.err
         assert re.search(r"next_attempt_at=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", planned[0])
+
+
+def test_one_place_to_create_a_trakt_app(harness: Harness, tmp_path: Path) -> None:
+    """Item 12: `config init`, its help, `login --browser` and the guide name the same page."""
+    page = "https://app.trakt.tv/settings/apps"
+    init = harness.run(
+        "config", "init", env=harness.env(TVMANIAC_REFRESHD_CONFIG=str(tmp_path / "n"))
+    )
+    browser = harness.run("login", "--browser")
+    helped = harness.run("config", "init", "--help")
+
+    assert (init.code, browser.code) == (2, 2)
+    assert page in init.err
+    assert page in browser.err
+    assert page in helped.out
+    assert page in (REPO / "docs" / "guide" / "first-run.md").read_text()
+    everything = "".join(
+        path.read_text()
+        for path in [*REPO.glob("tvmaniac_refreshd/**/*.py"), *REPO.glob("docs/**/*.md")]
+    )
+    assert "trakt.tv/oauth/apps" not in everything
+    assert "Your API Apps" not in everything
+
+
+def unlocked(session: KeyringSession) -> bool:
+    """Whether the collection is unlocked; False while the new daemon takes over the bus name."""
+    try:
+        return not session.is_locked()
+    except KeyringControlError:
+        return False
+
+
+class TestKeyringLocked:
+    """Item 13: a short sentence, then the recipe that fits this machine, indented."""
+
+    def test_headless_and_no_daemon(self, harness: Harness) -> None:
+        harness.seed()
+        harness.keyring.lock()
+        env = harness.env()
+        for variable in ("DISPLAY", "WAYLAND_DISPLAY"):
+            env.pop(variable, None)
+        try:
+            run = harness.run("token", env=env)
+        finally:
+            harness.keyring.unlock()
+
+        assert run.code == 69
+        first, *rest = run.err.splitlines()
+        assert (
+            first
+            == "tvmaniac-refreshd: the keyring is locked; unlock it from a shell (ssh is fine):"
+        )
+        assert "  then run the command again." in rest
+        assert all(line.startswith("  ") for line in rest), rest
+        assert max(len(line) for line in run.err.splitlines()) <= 100
+        recipe = [line.strip() for line in rest if line.startswith("    ")]
+        if systemd_booted():
+            assert recipe[0].startswith("systemctl --user stop gnome-keyring-daemon.socket")
+        else:
+            assert recipe == [
+                "read -rs PW",
+                'printf %s "$PW" | gnome-keyring-daemon --replace --unlock --components=secrets',
+                "unset PW",
+            ]
+            assert "systemctl" not in run.err
+        assert "daemon recovers" not in run.err
+
+    def test_the_printed_recipe_unlocks_it(self, emulator: Emulator, tmp_path: Path) -> None:
+        """Followed as printed (the password on stdin, as `read` takes it), in a session of its
+        own: the recipe replaces that session's gnome-keyring-daemon."""
+        if systemd_booted():
+            pytest.skip("the systemd recipe is run by test_headless_reboot in a real systemd")
+        with KeyringSession() as session:
+            rig = Harness(emulator=emulator, keyring=session, root=tmp_path)
+            rig.seed()
+            session.lock()
+            env = {k: v for k, v in rig.env().items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+            run = rig.run("token", env=env)
+            recipe = [line.strip() for line in run.err.splitlines() if line.startswith("    ")]
+            try:
+                unlock = subprocess.run(
+                    ["bash", "-c", "\n".join(recipe)],
+                    input=session.password + "\n",
+                    env=session.env,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
+                assert run.code == 69
+                assert unlock.returncode == 0, unlock.stderr
+                wait_until(lambda: unlocked(session), timeout=60, what="the unlock")
+                assert rig.run("token").code == 0
+                assert rig.leaks() == []
+            finally:
+                # The daemon the recipe started in place of the session's own.
+                for pid in set(processes_with_home(session.home)) - set(session.pids):
+                    os.kill(pid, signal.SIGKILL)

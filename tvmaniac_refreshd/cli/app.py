@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from tvmaniac_refreshd.cli.options import Common
 from tvmaniac_refreshd.config.settings import Account, Config, load_config
-from tvmaniac_refreshd.core.locations import APP
+from tvmaniac_refreshd.core.locations import APP, systemd_booted
 from tvmaniac_refreshd.core.logs import journal_prefix, shown
 from tvmaniac_refreshd.daemon.refresher import Refresher
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
@@ -90,6 +90,7 @@ class App:
             KeyringStore,
             default_backend,
         )
+        from tvmaniac_refreshd.storage.unlock_advice import Machine  # noqa: PLC0415
 
         environ = self.environ
         # No desktop to unlock the keyring in: the advice gives the shell recipe instead.
@@ -100,8 +101,18 @@ class App:
         return KeyringStore(
             self.config.store,
             lambda: default_backend(environ, timeout=timeout),
-            headless=headless,
+            machine=Machine(
+                headless=headless,
+                systemd=systemd_booted(),
+                daemon_running=lambda: self.daemon_pid() is not None,
+            ),
         )
+
+    def daemon_pid(self) -> int | None:
+        """The PID of the daemon that serves this config, if one runs (this one, under `run`)."""
+        from tvmaniac_refreshd.daemon import instance  # noqa: PLC0415
+
+        return instance.running_pid(instance.lock_path(state_dir(self.environ), self.config.source))
 
     @property
     def states(self) -> StateFiles:

@@ -55,7 +55,7 @@ from tvmaniac_refreshd.core.errors import (
     UsageError,
 )
 from tvmaniac_refreshd.core.launchd_log import supervised_by_launchd, trim_launchd_logs
-from tvmaniac_refreshd.core.locations import APP
+from tvmaniac_refreshd.core.locations import APP, TRAKT_APPS
 from tvmaniac_refreshd.core.logs import get_logger, register_secret, shown
 from tvmaniac_refreshd.core.policy import refresh_due_at
 from tvmaniac_refreshd.core.times import local_time
@@ -553,8 +553,8 @@ def cmd_config_init(app: App, options: ConfigInitOptions) -> int:
     client_id = options.client_id
     if client_id is None:
         if not sys.stdin.isatty():
-            raise UsageError("no terminal to ask on: pass --client-id ID (trakt.tv/oauth/apps)")
-        client_id = input("Client ID of your Trakt app (from https://trakt.tv/oauth/apps): ")
+            raise UsageError(f"no terminal to ask on: pass --client-id ID (from {TRAKT_APPS})")
+        client_id = input(f"Client ID of your Trakt app (from {TRAKT_APPS}): ")
     write_new(path, starter_config(client_id, account))
     where = "" if account == "default" else f" --account {account}"
     set_secret, login = (

@@ -59,7 +59,7 @@ from tvmaniac_refreshd.core.errors import (
     EXIT_USAGE,
     RefreshdError,
 )
-from tvmaniac_refreshd.core.locations import APP, adopt_session_bus
+from tvmaniac_refreshd.core.locations import APP, TRAKT_APPS, adopt_session_bus
 from tvmaniac_refreshd.core.logs import configure_logging, journal_prefix, redact_text, shown
 
 DESCRIPTION = """\
@@ -323,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Then store the client secret with `config set-secret` and run `login`.",
     )
     init.add_argument(
-        "--client-id", metavar="ID", help="the client id of your Trakt app (trakt.tv/oauth/apps)"
+        "--client-id", metavar="ID", help=f"the client id of your Trakt app ({TRAKT_APPS})"
     )
     action(config_verbs, "example", "print the shipped example config, every key explained")
     store = verb(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tvmaniac_refreshd.config.settings import ACCOUNT_NAME, parse_config
 from tvmaniac_refreshd.core.errors import RefreshdError, UsageError
+from tvmaniac_refreshd.core.locations import TRAKT_APPS
 
 TEMPLATE = """\
 # tvmaniac-refreshd configuration, written by `tvmaniac-refreshd config init`.
@@ -31,7 +32,7 @@ def starter_config(client_id: str, account: str = "default") -> str:
     """
     client_id = client_id.strip()
     if not client_id or any(ch in client_id for ch in "\r\n\0"):
-        raise UsageError("the client id must be one non-empty line (trakt.tv/oauth/apps)")
+        raise UsageError(f"the client id must be one non-empty line (from {TRAKT_APPS})")
     if not ACCOUNT_NAME.fullmatch(account):
         raise UsageError(f"account names use letters, digits, '_', '.' and '-', not {account!r}")
     # A JSON string with ASCII escapes is also a TOML basic string.

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Mapping
 
 APP = "tvmaniac-refreshd"
+# The one place every message and page names for creating and editing a Trakt API app.
+TRAKT_APPS = "https://app.trakt.tv/settings/apps"
 
 
 def _home(environ: Mapping[str, str]) -> str:
@@ -102,3 +104,9 @@ def adopt_session_bus(environ: dict[str, str] | os._Environ[str]) -> None:
         return
     if stat.S_ISSOCK(info.st_mode) and info.st_uid == os.geteuid():
         environ["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={runtime}/bus"
+
+
+def systemd_booted(run: str = "/run") -> bool:
+    """Return whether systemd is this machine's service manager (sd_booted(3): the directory
+    systemd makes at boot). Not so in most containers, WSL without systemd, or a chroot."""
+    return os.path.isdir(os.path.join(run, "systemd", "system"))

@@ -18,10 +18,12 @@ from tvmaniac_refreshd.config.settings import StoreSettings
 from tvmaniac_refreshd.core.errors import StoreCorrupt, StoreUnavailable, TransientError
 from tvmaniac_refreshd.core.locations import APP, may_choose_backend_explicitly
 from tvmaniac_refreshd.core.tokens import TokenDocument, decode_document, encode_document
+from tvmaniac_refreshd.storage import unlock_advice
 from tvmaniac_refreshd.storage.backend import SecretBackend
 from tvmaniac_refreshd.storage.locks import flocked
 from tvmaniac_refreshd.storage.secret_service import NoAnswer
 from tvmaniac_refreshd.storage.two_phase import describe, safe_writes
+from tvmaniac_refreshd.storage.unlock_advice import Machine
 
 # The keyring item's service name is the application's name (design.md); tests name it so.
 SERVICE = APP
@@ -69,27 +71,6 @@ def default_backend(
     return SecretServiceKeyring(environ, timeout=timeout)
 
 
-# What unlocks gnome-keyring from a shell on a machine nobody logged in to graphically (after a
-# reboot, say). `gnome-keyring-daemon --unlock` alone starts a second daemon next to the
-# socket-activated one and the collection stays locked: stop that one first (README, Headless
-# machines). `read -rs` keeps the password out of argv and the shell history.
-HEADLESS_UNLOCK = (
-    "systemctl --user stop gnome-keyring-daemon.socket gnome-keyring-daemon.service; "
-    'read -rs PW; printf %s "$PW" | gnome-keyring-daemon --unlock --components=secrets; '
-    "unset PW"
-)
-
-
-def _locked_advice(headless: bool) -> str:
-    if headless:
-        return (
-            "unlock it from a shell of this user (ssh is fine), then the daemon recovers by "
-            f"itself: {HEADLESS_UNLOCK}. A machine that nobody unlocks after each reboot is "
-            'better served by [store] backend = "file" (README: Headless machines)'
-        )
-    return "unlock it (log in to the desktop session, or open Passwords and Keys / seahorse)"
-
-
 # The macOS Keychain's statuses (SecBase.h) that keyring passes on, each with what to do.
 KEYCHAIN_ADVICE = {
     -25308: (
@@ -132,7 +113,7 @@ def _keychain_status(exc: BaseException) -> int | None:
     return None
 
 
-def _unavailable(exc: BaseException, *, headless: bool = False) -> StoreUnavailable:
+def _unavailable(exc: BaseException, *, machine: Machine | None = None) -> StoreUnavailable:
     """Translate a keyring/secretstorage/D-Bus/Keychain exception into a fix-it message."""
     name = type(exc).__name__
     text = str(exc)
@@ -146,9 +127,7 @@ def _unavailable(exc: BaseException, *, headless: bool = False) -> StoreUnavaila
             )
         )
     if name == "KeyringLocked" or "locked" in text.lower():
-        return StoreUnavailable(
-            f"the keyring is locked; {_locked_advice(headless)}, and run the command again"
-        )
+        return StoreUnavailable(unlock_advice.locked(machine or Machine()))
     if name == "InitError" or "Prompt dismissed" in text:
         return StoreUnavailable(
             "the keyring has no default collection and could not create one (the prompt was "
@@ -211,11 +190,13 @@ class KeyringStore:
         backend_factory: Callable[[], SecretBackend],
         *,
         headless: bool = False,
+        machine: Machine | None = None,
     ) -> None:
-        """``headless``: no desktop session to unlock the keyring in; advice says so."""
+        """``machine``: where the advice for a locked keyring will be followed (``headless``:
+        no desktop session to unlock it in, on a systemd machine with no daemon running)."""
         self._settings = settings
         self._factory = backend_factory
-        self._headless = headless
+        self._machine = machine or Machine(headless=headless)
         self._backend: SecretBackend | None = None
 
     def _resolve(self) -> SecretBackend:
@@ -281,7 +262,7 @@ class KeyringStore:
                 # Known only now, so that a read that never imported keyring does not pay for
                 # importing its exception classes; anything else is a bug, re-raised below.
                 if isinstance(exc, _store_exceptions()):
-                    outcome["error"] = _unavailable(exc, headless=self._headless)
+                    outcome["error"] = _unavailable(exc, machine=self._machine)
                 else:
                     outcome["bug"] = exc
 
@@ -306,13 +287,13 @@ class KeyringStore:
 
     def _no_answer(self, what: str) -> StoreUnavailable:
         if sys.platform == "darwin":
-            waiting = "(a Keychain prompt waiting for an answer?); answer it with Always Allow"
-        else:
-            advice = _locked_advice(self._headless) if self._headless else "unlock it"
-            waiting = f"(a locked collection waiting for an unlock prompt?); {advice},"
+            return StoreUnavailable(
+                f"the keyring did not answer within {self._settings.timeout:.0f}s while {what} "
+                "(a Keychain prompt waiting for an answer?); answer it with Always Allow and "
+                "try again"
+            )
         return StoreUnavailable(
-            f"the keyring did not answer within {self._settings.timeout:.0f}s while {what} "
-            f"{waiting} and try again"
+            unlock_advice.no_answer(self._machine, seconds=self._settings.timeout, what=what)
         )
 
     def _get(self, username: str, what: str) -> str | None:
