@@ -101,10 +101,9 @@ def refresh_body(refresh_token: str) -> dict[str, str]:
 
 def measure_in_process(r: Rig, runs: int) -> dict[str, object]:
     """The daemon's refresh and its floor, both timed in this process (see the docstring)."""
-    from tvmaniac_refreshd.cli.app import App  # noqa: PLC0415
-    from tvmaniac_refreshd.cli.options import Common  # noqa: PLC0415
     from tvmaniac_refreshd.core.logs import configure_logging  # noqa: PLC0415
     from tvmaniac_refreshd.providers.http import make_http_client  # noqa: PLC0415
+    from tvmaniac_refreshd.runtime.root import Runtime  # noqa: PLC0415
     from tvmaniac_refreshd.storage.secret_service import write_item  # noqa: PLC0415
 
     refresh_token = str(r.emulator.seed_grant("in-process floor", expires_in=WEEK)["refresh_token"])
@@ -113,8 +112,7 @@ def measure_in_process(r: Rig, runs: int) -> dict[str, object]:
     with applied(r.env):
         # As `run` sets itself up: the daemon's log format and wiring.
         configure_logging(daemon=True, stream=io.StringIO(), environ={})
-        app = App(Common(), environ=r.env, out=io.StringIO(),
-                  err=io.StringIO())  # fmt: skip
+        app = Runtime(environ=r.env, err=io.StringIO())
         refresher = app.refresher(app.config.accounts["default"])
         http = make_http_client(app.config.http)
         url = f"{r.emulator.url}/oauth/token"

@@ -127,19 +127,16 @@ def _full_path(
 ) -> Token:
     import sys  # noqa: PLC0415
 
-    from tvmaniac_refreshd.cli.access import valid_document  # noqa: PLC0415
-    from tvmaniac_refreshd.cli.app import App  # noqa: PLC0415
-    from tvmaniac_refreshd.cli.options import Common  # noqa: PLC0415
     from tvmaniac_refreshd.core.logs import configure_logging  # noqa: PLC0415
+    from tvmaniac_refreshd.runtime.access import valid_document  # noqa: PLC0415
+    from tvmaniac_refreshd.runtime.root import Runtime  # noqa: PLC0415
 
     # Warnings to stderr; a program that set up structlog itself keeps its own setup.
     configure_logging(0, stream=sys.stderr, quiet=True)
-    app = App(
-        Common(config=config, account=account), environ=environ, out=sys.stdout, err=sys.stderr
-    )
+    runtime = Runtime(config_file=config, account=account, environ=environ, err=sys.stderr)
     try:
-        chosen = app.account()
-        tokens = valid_document(app, chosen, min_valid).tokens
+        chosen = runtime.account()
+        tokens = valid_document(runtime, chosen, min_valid).tokens
     finally:
-        app.close()
+        runtime.close()
     return Token(chosen.name, tokens.access_token, tokens.token_type, tokens.expires_at)

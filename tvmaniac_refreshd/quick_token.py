@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 # A hung keyring sends `token` to the full command, which waits its configured timeout.
 READ_TIMEOUT = 2.0
 MAX_TOKEN_LENGTH = 4096  # = tokens.MAX_TOKEN_LENGTH
-ACCOUNT_ENV = "TVMANIAC_REFRESHD_ACCOUNT"  # = cli.app.ACCOUNT_ENV
+ACCOUNT_ENV = "TVMANIAC_REFRESHD_ACCOUNT"  # = runtime.root.ACCOUNT_ENV
 GLOBAL_OPTIONS = ("--config", "--account")  # on either side of the verb, as the parser takes them
 
 

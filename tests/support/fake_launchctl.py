@@ -6,12 +6,26 @@ give (the sources are in /work/shared/reference/macos.md and the README's macOS 
 
 - bootstrap of a disabled label: 5 ("Bootstrap failed: 5: Input/output error");
 - bootstrap of a loaded label: 5, or 37 ("Operation already in progress") while it is stopping;
-- bootstrap into ``gui/UID`` without a GUI login: 5; of an Aqua-only plist into ``user/UID``: 5;
+- without a GUI login there is no ``gui/UID`` domain: every verb aimed at it answers 125
+  ("Domain does not support specified action"), as launchd does over ssh;
+- ``LimitLoadToSessionType``: a plist without the key is an Aqua agent (launchd.plist(5)'s
+  default). ``user/UID`` loads only a plain ``Background`` agent (Aqua, or an ``[Aqua,
+  Background]`` array, is refused with 5, as reported over ssh); ``gui/UID`` refuses an agent
+  whose session types do not include Aqua (5);
 - bootout of a label that is not loaded: 113 ("Could not find specified service");
 - bootout of a running job: 36 (EINPROGRESS; or 0 with ``bootout_code``) and the job stays in
   ``print`` as ``state = SIGTERMed`` for ``stop_ticks`` further launchctl calls. Time here is
   counted in launchctl calls, so no test depends on the wall clock;
 - ``kickstart -k`` of a running job kills it (counted in ``kills``) and starts another;
+- jobs exit (``exited``) and are started again per their ``KeepAlive``: ``true`` always,
+  ``{SuccessfulExit = false}`` after a non-zero exit only; each restart counts in ``runs``;
+- a spawn whose program does not exist (or is not executable) fails: the job stays loaded as
+  ``spawn scheduled`` with ``last exit code = 78: EX_CONFIG``, retried at each start, and
+  nothing reaches the job's own log (launchd reports it only in its own);
+- Background Task Management (System Settings > General > Login Items, macOS 13+): a label
+  switched off there (``btm_off``) is bootstrapped but never spawned, or, with
+  ``btm_bootstrap_code``, refused with that code. ``enable`` does not clear it and
+  ``print-disabled`` does not show it; only the user can switch it back on;
 - ``print`` and ``print-disabled`` in launchd's format; the legacy verbs (load/unload) are
   refused as usage errors (64), so code that falls back to them fails.
 
@@ -33,7 +47,13 @@ from typing import Any
 STATE_VARIABLE = "FAKE_LAUNCHCTL_STATE"
 
 
-def new_state(*, gui: bool = True, stop_ticks: int = 3, bootout_code: int = 36) -> dict[str, Any]:
+def new_state(
+    *,
+    gui: bool = True,
+    stop_ticks: int = 3,
+    bootout_code: int = 36,
+    btm_bootstrap_code: int | None = None,
+) -> dict[str, Any]:
     uid = os.getuid()
     domains: dict[str, Any] = {f"user/{uid}": {"loaded": {}, "disabled": {}}}
     if gui:
@@ -43,6 +63,8 @@ def new_state(*, gui: bool = True, stop_ticks: int = 3, bootout_code: int = 36) 
         "bootout_code": bootout_code,
         "domains": domains,
         "kills": 0,
+        "btm_off": [],
+        "btm_bootstrap_code": btm_bootstrap_code,
         "calls": [],
     }
 
@@ -86,43 +108,115 @@ class Exit(Exception):  # an exit status, not an error of the fake
         self.message = message
 
 
+NO_DOMAIN = "Could not find domain for port identifier."
+NO_GUI = 125  # what launchd answers for gui/UID when that user has no GUI login
+FAILED_5 = "Bootstrap failed: 5: Input/output error"
+
+
 def _domain(state: dict[str, Any], name: str) -> dict[str, Any]:
     if name not in state["domains"]:
-        raise Exit(113, "Bad request.\nCould not find domain for port identifier.")
+        if name.startswith("gui/"):
+            raise Exit(NO_GUI, f"Bad request.\n{NO_DOMAIN}")
+        raise Exit(113, f"Bad request.\n{NO_DOMAIN}")
     domain: dict[str, Any] = state["domains"][name]
     return domain
 
 
+def session_types(plist: dict[str, Any]) -> list[str]:
+    """Return the plist's session types; without the key, an agent is an Aqua agent."""
+    value = plist.get("LimitLoadToSessionType", "Aqua")
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _loads_in(domain_name: str, plist: dict[str, Any]) -> bool:
+    types = session_types(plist)
+    if domain_name.startswith("user/"):
+        return types == ["Background"]
+    return "Aqua" in types
+
+
+def _spawn(job: dict[str, Any]) -> None:
+    """Start the job's program, as launchd would: a missing program fails to spawn."""
+    job["runs"] += 1
+    if not os.access(job["program"], os.X_OK):
+        job["state"] = "spawn scheduled"
+        job["pid"] = None
+        job["last_exit"] = "78: EX_CONFIG"
+        job["spawn_failures"] += 1
+        return
+    job["state"] = "running"
+    job["pid"] = 1000 + job["runs"]
+
+
 def bootstrap(state: dict[str, Any], domain_name: str, path: str) -> str:
-    if domain_name not in state["domains"]:
-        raise Exit(5, "Bootstrap failed: 5: Input/output error")
-    domain = state["domains"][domain_name]
+    domain = _domain(state, domain_name)
     try:
         with open(path, "rb") as handle:
             plist = plistlib.load(handle)
     except (OSError, plistlib.InvalidFileException):
-        raise Exit(5, "Bootstrap failed: 5: Input/output error") from None
+        raise Exit(5, FAILED_5) from None
     label = plist["Label"]
     if domain["disabled"].get(label):
-        raise Exit(5, "Bootstrap failed: 5: Input/output error")
-    if domain_name.startswith("user/") and plist.get("LimitLoadToSessionType") == "Aqua":
-        raise Exit(5, "Bootstrap failed: 5: Input/output error")
+        raise Exit(5, FAILED_5)
+    if not _loads_in(domain_name, plist):
+        raise Exit(5, FAILED_5)
     job = domain["loaded"].get(label)
     if job is not None:
         if job["state"] == "SIGTERMed":
             raise Exit(37, "Bootstrap failed: 37: Operation already in progress")
-        raise Exit(5, "Bootstrap failed: 5: Input/output error")
-    running = bool(plist.get("RunAtLoad"))
-    domain["loaded"][label] = {
+        raise Exit(5, FAILED_5)
+    switched_off = label in state["btm_off"]
+    if switched_off and state["btm_bootstrap_code"] is not None:
+        code = state["btm_bootstrap_code"]
+        raise Exit(code, f"Bootstrap failed: {code}: Input/output error")
+    job = {
         "path": path,
         "program": plist["ProgramArguments"][0],
         "arguments": plist["ProgramArguments"],
-        "state": "running" if running else "waiting",
-        "runs": 1 if running else 0,
-        "pid": 1000 if running else None,
+        "keep_alive": plist.get("KeepAlive", False),
+        "state": "waiting",
+        "runs": 0,
+        "pid": None,
         "left": 0,
+        "last_exit": "(never exited)",
+        "spawn_failures": 0,
     }
+    domain["loaded"][label] = job
+    if plist.get("RunAtLoad") and not switched_off:
+        _spawn(job)
     return ""
+
+
+def _restarts(keep_alive: object, code: int) -> bool:
+    """Whether launchd starts a job again after it exited with ``code`` (launchd.plist(5))."""
+    if isinstance(keep_alive, dict):
+        if "SuccessfulExit" in keep_alive:
+            return (code == 0) == bool(keep_alive["SuccessfulExit"])
+        return False
+    return bool(keep_alive)
+
+
+def exited(state: dict[str, Any], target: str, code: int) -> None:
+    """The job's process exited with ``code``: record it, and restart it per KeepAlive.
+
+    launchd waits ThrottleInterval before the restart; time is not modelled, the restart is
+    (each one counts in ``runs``).
+    """
+    domain_name, label = _split(target)
+    job = _domain(state, domain_name)["loaded"][label]
+    assert job["state"] == "running", f"{target} is not running ({job['state']})"
+    job["last_exit"] = str(code)
+    job["state"] = "not running"
+    job["pid"] = None
+    if _restarts(job["keep_alive"], code):
+        _spawn(job)
+
+
+def job_exited(state_file: Path, target: str, code: int) -> None:
+    """``exited`` on the table in ``state_file``."""
+    state = load(state_file)
+    exited(state, target, code)
+    state_file.write_text(json.dumps(state))
 
 
 def bootout(state: dict[str, Any], target: str) -> str:
@@ -160,9 +254,8 @@ def kickstart(state: dict[str, Any], args: list[str]) -> str:
         if not kill:
             return ""
         state["kills"] += 1
-    job["state"] = "running"
-    job["runs"] += 1
-    job["pid"] = 1000 + job["runs"]
+    if label not in state["btm_off"]:
+        _spawn(job)
     return ""
 
 
@@ -177,7 +270,7 @@ def print_target(state: dict[str, Any], target: str) -> str:
         raise Exit(113, f'Could not find service "{label}" in domain for port')
     lines = [
         f"{target} = {{",
-        "\tactive count = " + ("1" if job["state"] != "waiting" else "0"),
+        "\tactive count = " + ("1" if job["state"] in ("running", "SIGTERMed") else "0"),
         f"\tpath = {job['path']}",
         "\ttype = LaunchAgent",
         f"\tstate = {job['state']}",
@@ -190,7 +283,7 @@ def print_target(state: dict[str, Any], target: str) -> str:
     ]
     if job["state"] != "waiting" and job["pid"] is not None:
         lines.append(f"\tpid = {job['pid']}")
-    lines += ["\tlast exit code = (never exited)", "}"]
+    lines += [f"\truns = {job['runs']}", f"\tlast exit code = {job['last_exit']}", "}"]
     return "\n".join(lines) + "\n"
 
 

@@ -383,3 +383,47 @@ def test_script_editor_entry_in_notification_settings(tmp_path: Path) -> None:
         )
     )
     assert script_editor_listed(str(tmp_path)) is True
+
+
+def test_an_agent_outside_any_session_runs_hooks_but_posts_nothing(
+    captured: list[MutableMapping[str, Any]],
+) -> None:
+    """In the user/UID domain nothing reaches a screen: say so once, run the hooks (issue 27
+    finding 7)."""
+    runner = FakeRunner()
+    alerter = Alerter(
+        runner=runner, which=lambda name: f"/usr/bin/{name}", platform="darwin", desktop=False
+    )
+    for event in (AlertEvent.REAUTH_REQUIRED, AlertEvent.FAILING):
+        alerter.emit("default", event, ALL_HOOKS, "revoked", now=T0, provider="Trakt")
+    assert alerter.close(timeout=60)
+
+    assert runner.notifications() == []
+    assert len(runner.hooks()) == 2
+    notes = [r for r in captured if r["event"] == "desktop.unavailable"]
+    assert len(notes) == 1
+    assert "user/UID" in notes[0]["reason"]
+    assert "on_reauth_required" in notes[0]["reason"]
+
+
+def test_the_script_editor_caveat_says_how_it_gets_listed() -> None:
+    """Script Editor is listed in Notifications only after it notified itself once (7)."""
+    from tvmaniac_refreshd.daemon.alerts import OSASCRIPT_CAVEAT  # noqa: PLC0415
+
+    assert "inside Script Editor.app" in OSASCRIPT_CAVEAT
+    assert "best effort" in OSASCRIPT_CAVEAT
+
+
+def test_config_check_says_notifications_are_unavailable_in_the_user_domain() -> None:
+    from tvmaniac_refreshd.cli.verbs.config_check import macos_notification_check  # noqa: PLC0415
+
+    def which(name: str) -> str:
+        return f"/opt/homebrew/bin/{name}"
+
+    ok, detail = macos_notification_check(which, "/Users/me", "user/501")
+    assert ok is None
+    assert detail.startswith("unavailable")
+    assert "hook" in detail
+    ok, detail = macos_notification_check(which, "/Users/me", "gui/501")
+    assert ok is None  # terminal-notifier: best effort, a warning
+    assert "best effort" in detail

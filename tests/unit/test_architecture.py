@@ -21,9 +21,10 @@ RANKS = {
     "storage": 2,
     "daemon": 3,
     "service": 3,
-    "cli": 4,
+    "runtime": 4,
+    "cli": 5,
 }
-TOP = 5  # entry.py, quick_token.py, api.py, __main__.py, __init__.py
+TOP = 6  # entry.py, quick_token.py, api.py, __main__.py, __init__.py
 
 
 def module_name(path: Path) -> str:

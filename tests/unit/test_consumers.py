@@ -14,8 +14,8 @@ import pytest
 
 from tests.unit.test_quick_token import DOCUMENT, NOW, Machine
 from tvmaniac_refreshd.cli.completion import model, script
-from tvmaniac_refreshd.cli.git_credential import StanzaInvalid, parse_stanza
 from tvmaniac_refreshd.cli.parser import build_parser, main, split_exec
+from tvmaniac_refreshd.cli.verbs.git_credential import StanzaInvalid, parse_stanza
 from tvmaniac_refreshd.config.settings import Account, parse_config
 from tvmaniac_refreshd.core.errors import ConfigError, UsageError
 from tvmaniac_refreshd.core.token_json import json_line

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import MemoryBackend
-from tvmaniac_refreshd.cli.migrate import move_account
+from tvmaniac_refreshd.cli.verbs.store_migrate import move_account
 from tvmaniac_refreshd.config.settings import StoreSettings, parse_config
 from tvmaniac_refreshd.core.errors import (
     ConfigError,

@@ -5,8 +5,11 @@ delete + add loses nothing when the process is killed at any point of it."""
 from __future__ import annotations
 
 import copy
+import ctypes
 import dataclasses
 import importlib
+import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,11 +18,15 @@ import pytest
 
 from tests.fakes import FakeClock
 from tests.support.fake_keychain import (
+    CLI,
+    DENY,
     ERR_AUTH_FAILED,
     ERR_INTERACTION_NOT_ALLOWED,
     ERR_USER_CANCELED,
+    NO_UI,
     FakeKeychain,
     Killed,
+    bind,
     macos_keyring,
 )
 from tests.unit.test_refresher import ACCOUNT, START, FakeTrakt, initial
@@ -27,7 +34,7 @@ from tvmaniac_refreshd.config.settings import StoreSettings
 from tvmaniac_refreshd.core.errors import EXIT_STORE_UNAVAILABLE, StoreUnavailable
 from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet
 from tvmaniac_refreshd.daemon.refresher import Refresher
-from tvmaniac_refreshd.storage.keyring_store import SERVICE, KeyringStore
+from tvmaniac_refreshd.storage.keyring_store import SERVICE, KeyringStore, default_backend
 from tvmaniac_refreshd.storage.state import StateFiles
 from tvmaniac_refreshd.storage.two_phase import PENDING_SUFFIX, TwoPhaseWrites
 
@@ -66,10 +73,7 @@ def _bound(backend: Any, keychain: FakeKeychain) -> Any:
     # The fake api module is shared; point it at this test's keychain.
     macos: Any = importlib.import_module("keyring.backends.macOS")
 
-    macos.api.SecItemCopyMatching = keychain.copy_matching
-    macos.api.SecItemAdd = keychain.add
-    macos.api.SecItemDelete = keychain.delete
-    macos.api.cfstr_to_str = keychain.data
+    bind(macos.api, keychain)
     return backend
 
 
@@ -293,3 +297,176 @@ class TestRefresherKilledWhileStoring:
 def test_documents_differ() -> None:
     """The checks above can fail: the three generations are told apart."""
     assert len({dataclasses.astuple(doc) for doc in (OLD, NEW, NEWER)}) == 3
+
+
+AGENT = "/Users/me/.local/pipx/venvs/tvmaniac-refreshd/bin/python (Python 3.13, ad hoc)"
+
+
+def default_store(keychain: FakeKeychain) -> KeyringStore:
+    """The store a Mac opens by default (no backend chosen), over the fake Security calls."""
+
+    def backend() -> Any:
+        macos: Any = importlib.import_module("keyring.backends.macOS")
+        bind(macos.api, keychain)
+        return default_backend({}, "darwin")
+
+    return KeyringStore(StoreSettings(timeout=5), backend)
+
+
+class TestInPlaceWrites:
+    """The default macOS backend updates items in place (issue 27 finding 2)."""
+
+    def test_a_write_by_one_program_keeps_the_others_grant(self, keyring_class: Any) -> None:
+        """The CLI logs in; the agent (another Python) is allowed once and refreshes; the CLI
+        then reads without a prompt. keyring's delete + add would make a new item trusting
+        only the agent: the CLI's prompt would return at every refresh."""
+        keychain = FakeKeychain()
+        default_store(keychain).save(OLD)  # `login` in Terminal
+        keychain.binary = AGENT
+        agent = default_store(keychain)
+        assert agent.load("default") == OLD  # its first read asks once: Always Allow
+        assert keychain.prompts == [(AGENT, (SERVICE, "default"))]
+
+        keychain.calls.clear()
+        agent.save(NEW)  # the agent's refresh
+        keychain.binary = CLI
+        assert default_store(keychain).load("default") == NEW  # `token` in Terminal
+
+        assert keychain.lost_grants == []
+        assert keychain.prompts == [(AGENT, (SERVICE, "default"))]  # no second prompt
+        assert keychain.trusted[(SERVICE, "default")] == {CLI, AGENT}
+        assert set(keychain.items) == {(SERVICE, "default")}
+
+    def test_the_backend_is_atomic_without_pending_items(self, keyring_class: Any) -> None:
+        keychain = FakeKeychain()
+        store = default_store(keychain)
+
+        assert store.backend_name() == "tvmaniac_refreshd.storage.macos_keychain.Keychain"
+        assert not isinstance(store._resolve(), TwoPhaseWrites)
+        store.save(OLD)
+        keychain.calls.clear()
+        store.save(NEW)
+        # One update and the read-back: no delete, no `:pending` item.
+        assert keychain.calls == ["SecItemUpdate", "SecItemCopyMatching"]
+        assert set(keychain.items) == {(SERVICE, "default")}
+
+    @pytest.mark.parametrize("before", [None, OLD])
+    def test_a_kill_at_every_point_leaves_the_old_or_the_new_pair(
+        self, keyring_class: Any, before: TokenDocument | None
+    ) -> None:
+        start = FakeKeychain()
+        if before is not None:
+            default_store(start).save(before)
+        probe = copy.deepcopy(start)
+        probe.calls.clear()
+        default_store(probe).save(NEW)
+        calls = list(probe.calls)
+        durable = 1  # the first call (update, or add of a new item) is the whole write
+        if before is None:
+            durable = calls.index("SecItemAdd") + 1
+
+        for point in range(len(calls)):
+            keychain = copy.deepcopy(start)
+            keychain.calls.clear()
+            keychain.kill_after = point
+            with pytest.raises(Killed):
+                default_store(keychain).save(NEW)
+            keychain.kill_after = None
+            loaded = default_store(keychain).load("default")
+            assert loaded == (before if point < durable else NEW), f"killed after {calls[:point]}"
+
+    def test_an_item_added_by_another_process_meanwhile_is_updated(
+        self, keyring_class: Any
+    ) -> None:
+        """Two first writes race: the loser's add answers -25299, and it updates instead."""
+        keychain = FakeKeychain()
+        update = keychain.update
+        raced = [False]
+
+        def update_then_race(query: dict[str, Any], attributes: dict[str, Any]) -> int:
+            status = update(query, attributes)
+            if not raced[0]:
+                raced[0] = True
+                keychain.items[(SERVICE, "default")] = "written by the other process"
+                keychain.trusted[(SERVICE, "default")] = {CLI}
+            return status
+
+        keychain.update = update_then_race  # type: ignore[method-assign]
+        store = default_store(keychain)
+        store.save(OLD)
+
+        assert store.load("default") == OLD
+        assert keychain.calls[:3] == ["SecItemUpdate", "SecItemAdd", "SecItemUpdate"]
+
+    @pytest.mark.parametrize(
+        ("answer", "words"),
+        [(DENY, ("-128", "Always Allow", AGENT)), (NO_UI, ("-25308", "security unlock-keychain"))],
+    )
+    def test_a_refused_update_loses_nothing(
+        self,
+        keyring_class: Any,
+        monkeypatch: pytest.MonkeyPatch,
+        answer: str,
+        words: tuple[str, ...],
+    ) -> None:
+        keychain = FakeKeychain()
+        default_store(keychain).save(OLD)
+        keychain.binary, keychain.answer = AGENT, answer
+        monkeypatch.setattr(
+            "tvmaniac_refreshd.storage.macos_keychain.running_executable", lambda: AGENT
+        )
+
+        with pytest.raises(StoreUnavailable) as caught:
+            default_store(keychain).save(NEW)
+
+        for word in words:
+            assert word in str(caught.value)
+        assert caught.value.exit_code == EXIT_STORE_UNAVAILABLE
+        keychain.binary = CLI
+        assert default_store(keychain).load("default") == OLD
+
+
+@pytest.fixture
+def macos_keychain() -> Any:
+    # Imported here, so that the rest of this file runs (and fails) on code without it.
+    return importlib.import_module("tvmaniac_refreshd.storage.macos_keychain")
+
+
+class TestAdvice:
+    """Findings 3 and 9: the program the Keychain names, and the order of the advice."""
+
+    def test_the_access_list_advice_names_the_real_executable(self, macos_keychain: Any) -> None:
+        framework = (
+            "/opt/homebrew/Cellar/python@3.13/3.13.1/Frameworks/Python.framework/Versions/3.13/"
+            "Resources/Python.app/Contents/MacOS/Python"
+        )
+        for status in (-128, -25293):
+            advice = macos_keychain.keychain_advice(status, executable=lambda: framework)
+            assert framework in advice
+            assert "codesign" not in advice
+
+    def test_proc_pidpath_is_asked_on_macos(self, macos_keychain: Any) -> None:
+        path = b"/Library/Frameworks/Python.framework/Versions/3.13/Resources/Python.app/x"
+        asked: list[int] = []
+
+        class Libproc:
+            def proc_pidpath(self, pid: int, buffer: Any, size: int) -> int:
+                asked.append(pid)
+                ctypes.memmove(buffer, path, len(path))
+                return len(path)
+
+        found = macos_keychain.running_executable("darwin", lambda _name: Libproc())
+
+        assert found == path.decode()
+        assert asked == [os.getpid()]
+        assert macos_keychain.running_executable("linux") == os.path.realpath(sys.executable)
+
+    def test_auth_failed_says_lock_and_unlock_first(self, macos_keychain: Any) -> None:
+        advice = macos_keychain.keychain_advice(-25293, executable=lambda: "/x")
+        assert advice.index("lock and unlock the login keychain") < advice.index("access list")
+        assert "restart" in advice
+
+    def test_no_codesign_advice(self, macos_keychain: Any) -> None:
+        """Re-signing changes the cdhash, and the next upgrade undoes it (finding 3)."""
+        for status in (-25308, -128, -25293, -67030, -25300, -50):
+            assert "codesign" not in macos_keychain.keychain_advice(status, lambda: "/x")

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import fake_launchctl
 from tvmaniac_refreshd.core.errors import ConfigError
 from tvmaniac_refreshd.core.launchd_log import SUPERVISOR_VARIABLE, trim_launchd_logs, trim_log
 from tvmaniac_refreshd.daemon.runner import config_watch, wait_for_valid_config
+from tvmaniac_refreshd.service.launchd import LABELS, render
 
 VALID = '[accounts.default]\nprovider = "trakt"\nclient_id = "abc"\n'
 INVALID = '[accounts.default]\nprovider = "trakt"\nclient_id = 5\nbogus = 1\n'
@@ -77,6 +79,7 @@ def _lines(stream: object) -> tuple[queue.Queue[str], threading.Thread]:
     def pump() -> None:
         for line in stream:  # type: ignore[attr-defined]
             lines.put(line)
+        lines.put("")  # the end of the stream: the process exited
 
     thread = threading.Thread(target=pump, daemon=True)
     thread.start()
@@ -90,9 +93,95 @@ def _wait_for(lines: queue.Queue[str], text: str) -> str:
             line = lines.get(timeout=30)  # bounded: a daemon that never says it fails the test
         except queue.Empty:
             pytest.fail(f"never saw {text!r}; saw {seen}")
+        if not line:
+            pytest.fail(f"the stream ended before {text!r}; saw {seen}")
         seen.append(line)
         if text in line:
             return line
+
+
+def _wait_for_any(lines: queue.Queue[str], *texts: str) -> str:
+    """Return the first line with one of ``texts``, or "" if the stream ends first."""
+    seen: list[str] = []
+    while True:
+        try:
+            line = lines.get(timeout=60)  # bounded
+        except queue.Empty:
+            pytest.fail(f"never saw any of {texts}; saw {seen}")
+        if not line or any(text in line for text in texts):
+            return line
+        seen.append(line)
+
+
+def _daemon(config: Path, tmp_path: Path, *, launchd: bool) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+    }
+    env.pop(SUPERVISOR_VARIABLE, None)
+    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+    if launchd:
+        env[SUPERVISOR_VARIABLE] = "launchd"
+    return subprocess.Popen(
+        [sys.executable, "-m", "tvmaniac_refreshd", "--config", str(config), "run"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def test_agent_waits_for_a_daemon_already_running(tmp_path: Path) -> None:
+    """A `run` left open in Terminal holds the lock when launchd starts the agent. An exit 1
+    would be restarted every ThrottleInterval, forever (KeepAlive={SuccessfulExit=false}, the
+    fake launchd does as the real one); the agent waits instead, takes over when the other
+    stops, and a bootout (SIGTERM) leaves it down (issue 27 finding 4)."""
+    config = tmp_path / "config.toml"
+    config.write_text(VALID)
+    state = fake_launchctl.new_state()
+    target = f"gui/{os.getuid()}/{LABELS['daemon']}"
+    plist = tmp_path / "agent.plist"
+    argv = [sys.executable, "-m", "tvmaniac_refreshd", "--config", str(config)]
+    plist.write_bytes(render("daemon", argv, tmp_path / "logs"))
+    fake_launchctl.bootstrap(state, target.rsplit("/", 1)[0], str(plist))
+    job = state["domains"][target.rsplit("/", 1)[0]]["loaded"][LABELS["daemon"]]
+
+    terminal = _daemon(config, tmp_path, launchd=False)
+    terminal_lines, terminal_pump = _lines(terminal.stderr)
+    agent = None
+    try:
+        _wait_for(terminal_lines, "daemon.ready")
+        agent = _daemon(config, tmp_path, launchd=True)  # what launchd's RunAtLoad starts
+        lines, pump = _lines(agent.stderr)
+        said = _wait_for_any(lines, "daemon.waiting_for_other_instance", "daemon.ready")
+        if not said:  # it exited: tell the fake launchd, which applies KeepAlive
+            fake_launchctl.exited(state, target, agent.wait(timeout=30))
+        assert (job["runs"], job["state"]) == (1, "running"), "launchd would restart it forever"
+        assert "waiting_for_other_instance" in said
+        assert str(terminal.pid) in said
+
+        terminal.send_signal(signal.SIGTERM)
+        assert terminal.wait(timeout=30) == 0
+        _wait_for(lines, "daemon.ready")  # the watcher sees the lock free (within 5 s)
+
+        agent.send_signal(signal.SIGTERM)
+        fake_launchctl.exited(state, target, agent.wait(timeout=30))
+        assert (job["runs"], job["state"]) == (1, "not running")
+    finally:
+        for process in (terminal, agent):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+        terminal_pump.join(10)
+        assert terminal.stderr is not None
+        terminal.stderr.close()
+        if agent is not None:
+            pump.join(10)
+            assert agent.stderr is not None
+            agent.stderr.close()
 
 
 def test_daemon_under_launchd_waits_on_a_bad_config_and_recovers(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
-"""The command line: the parser and exit codes (``parser``), each verb's typed options
-(``options``), the verbs (``commands``), the wiring of settings to collaborators (``app``), and
-the text of ``status`` and ``config check``.
+"""The command line: the parser and exit codes (``parser``), what every verb's parser shares
+(``grammar``, ``options``), one module per verb (``verbs``), what a verb is handed (``app``: the
+composition root with the command line's options and stdout), and the text of ``status``,
+``completion`` and the man page.
 
 May import every other layer; nothing imports it but ``entry``.
 """

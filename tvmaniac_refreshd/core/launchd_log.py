@@ -19,6 +19,9 @@ from tvmaniac_refreshd.core.locations import APP
 
 # Set in the agent plists' EnvironmentVariables: this process was started by our launchd agent.
 SUPERVISOR_VARIABLE = "TVMANIAC_REFRESHD_SUPERVISOR"
+# Set in the plist rendered for the user/UID domain (no GUI login at install): the agent runs
+# outside any login session, where nothing it posts reaches the screen.
+SESSION_VARIABLE = "TVMANIAC_REFRESHD_LAUNCHD_SESSION"
 LIMIT = 5 * 1024 * 1024
 STREAMS = {1: "stdout.log", 2: "stderr.log"}
 
@@ -26,6 +29,11 @@ STREAMS = {1: "stdout.log", 2: "stderr.log"}
 def supervised_by_launchd(environ: Mapping[str, str]) -> bool:
     """Return whether our launchd agent started this process."""
     return environ.get(SUPERVISOR_VARIABLE) == "launchd"
+
+
+def in_background_session(environ: Mapping[str, str]) -> bool:
+    """Return whether our launchd agent runs in the user/UID domain (a Background agent)."""
+    return supervised_by_launchd(environ) and environ.get(SESSION_VARIABLE) == "Background"
 
 
 def launchd_log_dir(environ: Mapping[str, str]) -> Path:

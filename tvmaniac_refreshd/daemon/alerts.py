@@ -121,9 +121,18 @@ def _osascript_quote(text: str) -> str:
 # What `config check`, the log and the README say about osascript's notifications.
 OSASCRIPT_CAVEAT = (
     "osascript's notifications come from Script Editor, and macOS drops them silently "
-    "(osascript still exits 0) unless Script Editor may post notifications (System Settings > "
-    "Notifications > Script Editor). Install terminal-notifier (`brew install terminal-notifier`)"
-    ", or set a hook (on_reauth_required), the reliable path"
+    "(osascript still exits 0) unless Script Editor may post notifications. Script Editor "
+    "appears in System Settings > Notifications only once `display notification` has been run "
+    "inside Script Editor.app and allowed there: open Script Editor, run "
+    '`display notification "test"`, click Allow. terminal-notifier '
+    "(`brew install terminal-notifier`) is best effort: unmaintained since 2017, with reports "
+    "of no banners on macOS 14. A hook (on_reauth_required) is the reliable path"
+)
+# Under launchd in the user/UID domain (installed with no GUI login): nothing reaches a screen.
+BACKGROUND_CAVEAT = (
+    "the agent runs in the user/UID launchd domain (installed with no GUI login), outside the "
+    "login session, where it can post no notification; set a hook (on_reauth_required), or "
+    "run `tvmaniac-refreshd service install` at the Mac to move the agent into gui/UID"
 )
 SCRIPT_EDITOR = "com.apple.ScriptEditor2"
 
@@ -186,10 +195,14 @@ class Alerter:
         runner: Runner = run_in_own_group,
         which: Callable[[str], str | None] = shutil.which,
         platform: str = sys.platform,
+        desktop: bool = True,
     ) -> None:
+        """``desktop=False``: no notification can reach a screen (an agent outside any login
+        session); only hooks run."""
         self._runner = runner
         self._which = which
         self._platform = platform
+        self._desktop = desktop
         self._reminders = Reminders()
         self._lock = threading.Lock()  # accounts refresh concurrently; the reminders are shared
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
@@ -283,6 +296,11 @@ class Alerter:
             log.warning("hook.failed", status=result.returncode, stderr=stderr)
 
     def _notify(self, account: str, event: AlertEvent, message: str, provider: str | None) -> None:
+        if not self._desktop:
+            if not self._told_no_notifier:
+                self._told_no_notifier = True
+                get_logger().warning("desktop.unavailable", reason=BACKGROUND_CAVEAT)
+            return
         subject = f"{provider} " if provider else ""
         if event is AlertEvent.REAUTH_REQUIRED:
             title = f"{subject}login needed ({account})"

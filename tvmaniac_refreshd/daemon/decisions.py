@@ -266,12 +266,17 @@ class Daemon:
                 next_attempt_at=None if watch.next_at is None else int(watch.next_at),
             )
 
-    def reload(self, config: Config) -> None:
-        """Adopt a new config: plan new accounts, drop removed ones, re-plan the rest."""
+    def reload(
+        self, config: Config, *, refresher: Callable[[Account], Refresher] | None = None
+    ) -> None:
+        """Adopt a new config (and the refreshers built from it): plan new accounts, drop
+        removed ones, re-plan the rest."""
         for name in set(self.config.accounts) - set(config.accounts):
             self._planner.cancel(f"refresh:{name}")
             self.watches.pop(name, None)
         self.config = config
+        if refresher is not None:
+            self._refresher = refresher
         # On the scheduler's pool, not the caller's thread: with many accounts re-planning
         # takes a while, and the main thread must stay free for the next signal.
         self._planner.at("replan", self._clock(), self.plan_all)

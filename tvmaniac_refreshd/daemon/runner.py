@@ -13,12 +13,15 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from tvmaniac_refreshd.config.settings import load_config
 from tvmaniac_refreshd.core.errors import EXIT_OK, AlreadyRunning, ConfigError
-from tvmaniac_refreshd.core.launchd_log import supervised_by_launchd, trim_launchd_logs
+from tvmaniac_refreshd.core.launchd_log import (
+    in_background_session,
+    supervised_by_launchd,
+    trim_launchd_logs,
+)
 from tvmaniac_refreshd.core.logs import get_logger
 from tvmaniac_refreshd.daemon import instance
 from tvmaniac_refreshd.daemon.alerts import Alerter
@@ -29,6 +32,7 @@ from tvmaniac_refreshd.storage.paths import state_dir
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
+    from pathlib import Path
 
     from tvmaniac_refreshd.config.settings import Account, Config
     from tvmaniac_refreshd.daemon.refresher import Refresher
@@ -99,21 +103,21 @@ def config_watch(
         stop.set()
 
 
-class Wiring(Protocol):
-    """What the daemon needs from the command that starts it (cli.app.App is one)."""
+@dataclass(frozen=True)
+class Engines:
+    """What the daemon runs with, as the composition root built it from one config."""
 
-    environ: Mapping[str, str]
-    clock: Callable[[], float]
+    config: Config
+    refreshers: Mapping[str, Refresher]  # one per account of ``config``
+    # For an account the map does not hold as it is now: a worker that picked it from the
+    # config before a reload swapped the engines.
+    build: Callable[[Account], Refresher]
 
-    @property
-    def config(self) -> Config: ...
-
-    @property
-    def states(self) -> StateFiles: ...
-
-    def refresher(self, account: Account) -> Refresher: ...
-
-    def adopt(self, config: Config) -> None: ...
+    def refresher(self, account: Account) -> Refresher:
+        found = self.refreshers.get(account.name)
+        if found is None or found.account != account:
+            return self.build(account)
+        return found
 
 
 def _service_status_command() -> str:
@@ -122,41 +126,53 @@ def _service_status_command() -> str:
     return "`systemctl --user status tvmaniac-refreshd`"
 
 
-def run_daemon(app: Wiring) -> int:
-    """Run until SIGTERM or SIGINT; SIGHUP re-reads the config. Return the exit code.
+def run_daemon(
+    engines: Engines,
+    *,
+    reload: Callable[[], Engines],
+    states: StateFiles,
+    environ: Mapping[str, str],
+    clock: Callable[[], float],
+) -> int:
+    """Run until SIGTERM or SIGINT; SIGHUP calls ``reload`` for new engines. Return the exit code.
 
+    ``reload`` raises ConfigError for an invalid config, which is logged and the old one kept.
     SIGUSR1 re-plans the accounts the CLI changed (login, logout, refresh) without a reload.
     """
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # before any thread exists
     log = get_logger()
-    config = app.config
-    with instance.hold(instance.lock_path(state_dir(app.environ), config.source)) as held:
+    config = engines.config
+    if supervised_by_launchd(environ) and not wait_until_free(
+        instance.lock_path(state_dir(environ), config.source)
+    ):
+        return EXIT_OK
+    with instance.hold(instance.lock_path(state_dir(environ), config.source)) as held:
         if not held:
-            pid = instance.running_pid(instance.lock_path(state_dir(app.environ), config.source))
+            pid = instance.running_pid(instance.lock_path(state_dir(environ), config.source))
             raise AlreadyRunning(
                 f"a daemon for {config.source} is already running (pid {pid}); "
                 f"stop it first, or see {_service_status_command()}"
             )
-        notifier = Notifier(app.environ)
+        notifier = Notifier(environ)
         scheduler = Scheduler(max_workers=config.daemon.max_concurrency)
-        alerter = Alerter()
+        alerter = Alerter(desktop=not in_background_session(environ))
         daemon = Daemon(
             config,
             planner=scheduler,
-            refresher=app.refresher,
-            states=app.states,
+            refresher=engines.refresher,
+            states=states,
             alerter=alerter,
-            clock=app.clock,
+            clock=clock,
             monotonic=time.monotonic,
             share=random.random,  # jitter, not cryptography
             on_change=lambda: notifier.status(daemon.status_line()),
         )
         daemon.plan_all()
-        _schedule_ticks(scheduler, daemon, notifier, config, app.environ)
+        _schedule_ticks(scheduler, daemon, notifier, config, environ)
         scheduler.every("check", config.daemon.check_interval, daemon.plan_all)
-        if supervised_by_launchd(app.environ):
+        if supervised_by_launchd(environ):
             # launchd never rotates the job's log files: keep them small ourselves.
-            scheduler.every("logs", LOG_TRIM_SECONDS, lambda: trim_launchd_logs(app.environ))
+            scheduler.every("logs", LOG_TRIM_SECONDS, lambda: trim_launchd_logs(environ))
         scheduler.start()
         notifier.ready(daemon.status_line())
         log.info("daemon.ready", accounts=len(config.accounts), status=daemon.status_line())
@@ -165,21 +181,21 @@ def run_daemon(app: Wiring) -> int:
             received = signal.sigwait(SIGNALS)
             if received == instance.CHANGED:
                 # On the scheduler's pool: the main thread stays free for the next signal.
-                scheduler.at("cli-change", app.clock(), daemon.notice_changes)
+                scheduler.at("cli-change", clock(), daemon.notice_changes)
                 continue
             if received != signal.SIGHUP:
                 break
             notifier.reloading()
             try:
-                config = load_config(Path(config.source))
+                engines = reload()
             except ConfigError as exc:
                 # Not .exception(): the message lists every problem; a traceback adds nothing.
                 log.error(  # noqa: TRY400
                     "daemon.reload_rejected", error=str(exc), action="kept the old config"
                 )
             else:
-                app.adopt(config)
-                daemon.reload(config)
+                config = engines.config
+                daemon.reload(config, refresher=engines.refresher)
                 log.info("daemon.reloaded", accounts=len(config.accounts))
             notifier.ready(daemon.status_line())
         notifier.stopping()
@@ -193,6 +209,35 @@ def run_daemon(app: Wiring) -> int:
         # Worker threads would otherwise be joined at exit, for as long as a slow server takes.
         os._exit(EXIT_OK)
     return EXIT_OK
+
+
+def wait_until_free(lock: Path) -> bool:
+    """Return True once no daemon holds ``lock``; False if a stop signal comes first.
+
+    Under launchd only: the other daemon is a `run` left open in Terminal, or our agent in the
+    other domain (gui/ and user/). Exiting 1 (AlreadyRunning) would be restarted every
+    ThrottleInterval, forever; exiting 0 would leave this agent down after the other one
+    stops. So it says so once and waits. Should a third process take the lock first, the
+    hold that follows fails as before, and launchd's next start waits here again.
+    """
+    pid = instance.running_pid(lock)
+    if pid is None:
+        return True
+    get_logger().warning(
+        "daemon.waiting_for_other_instance",
+        pid=pid,
+        lock=str(lock),
+        action=(
+            "another daemon serves this config (a `run` in Terminal, or the agent in the other "
+            "launchd domain); this one starts when it stops"
+        ),
+    )
+    with config_watch(lambda: instance.running_pid(lock)) as wait:
+        while instance.running_pid(lock) is not None:
+            # SIGHUP: the watcher saw the holder change; SIGTERM/SIGINT: bootout, or Ctrl-C.
+            if wait() in (signal.SIGTERM, signal.SIGINT):
+                return False
+    return True
 
 
 def _schedule_ticks(

@@ -7,6 +7,8 @@ into them, writes them atomically and drives the service manager through an inje
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 import unicodedata
@@ -65,10 +67,32 @@ def exec_argv(config: str | None) -> list[str]:
     The interpreter itself is the main process (no wrapper script, no shell), which is what
     ``NotifyAccess=main`` and launchd's process tracking need.
     """
-    argv = [sys.executable, "-m", "tvmaniac_refreshd"]
+    argv = [stable_path(sys.executable), "-m", "tvmaniac_refreshd"]
     if config:
         argv += ["--config", str(Path(config).resolve())]
     return argv
+
+
+# Homebrew keeps each version of a formula in PREFIX/Cellar/NAME/VERSION and points
+# PREFIX/opt/NAME at the current one: `brew upgrade` and `brew cleanup` delete the old version.
+_CELLAR = re.compile(r"(?P<prefix>/.+)/Cellar/(?P<name>[^/]+)/[^/]+/(?P<rest>.+)")
+
+
+def stable_path(executable: str) -> str:
+    """Return ``executable`` by a path that survives upgrades: Homebrew's ``opt/`` link for a
+    versioned ``Cellar/`` path, when it leads to the same file; else ``executable`` as it is.
+
+    A unit or plist that names ``Cellar/python@3.12/3.12.4/...`` breaks at the next upgrade.
+    """
+    match = _CELLAR.fullmatch(executable)
+    if match is None:
+        return executable
+    stable = f"{match['prefix']}/opt/{match['name']}/{match['rest']}"
+    try:
+        same = os.path.samefile(stable, executable)
+    except OSError:
+        return executable
+    return stable if same else executable
 
 
 def write_atomically(path: Path, content: bytes) -> None:
@@ -123,6 +147,8 @@ class ServiceState:
     detail: str = ""  # e.g. the daemon's STATUS= text, the last result
     lingering: bool | None = None  # systemd: does the user manager outlive logins?
     files: tuple[str, ...] = ()
+    # Not failures, but worth saying: e.g. the agent runs another installation's program.
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -133,6 +159,7 @@ class ServiceState:
             "detail": self.detail,
             "lingering": self.lingering,
             "files": list(self.files),
+            "warnings": list(self.warnings),
         }
 
 

@@ -12,7 +12,11 @@ the one a real launchd accepts in every state, as Homebrew's `brew services` dri
   would kill that instance mid-refresh.
 - no ``disable`` on uninstall: the disabled state outlives the plist and blocks the next install.
 - the ``gui/UID`` domain when there is a GUI login, else ``user/UID`` (ssh without a console
-  login), where ``LimitLoadToSessionType = Aqua`` must go since that domain has no Aqua session.
+  login). launchd loads only a ``LimitLoadToSessionType = Background`` agent there: without
+  the key an agent is an Aqua agent, and ``user/UID`` refuses it ("Bootstrap failed: 5"), as
+  it does an ``[Aqua, Background]`` array. Without a GUI login ``gui/UID`` answers 125.
+- 125 from ``bootout`` is "not loaded", as Homebrew treats it: the domain went away (the user
+  logged out) and took the job with it.
 """
 
 from __future__ import annotations
@@ -26,19 +30,21 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tvmaniac_refreshd.core.errors import ServiceError
-from tvmaniac_refreshd.core.launchd_log import launchd_log_dir
+from tvmaniac_refreshd.core.launchd_log import SESSION_VARIABLE, launchd_log_dir
 from tvmaniac_refreshd.service.base import (
     Plan,
     Runner,
     ServiceState,
     check_renderable,
+    exec_argv,
     template,
     write_atomically,
 )
 
 LABELS = {"daemon": "com.tvmaniac.refreshd", "timer": "com.tvmaniac.refreshd.refresh"}
-# launchctl's "not loaded" answers: ESRCH, "Could not find specified service".
-NOT_LOADED = (3, 113)
+# launchctl's "not loaded" answers: ESRCH, "Could not find specified service", and 125 for a
+# gui/UID domain that does not exist (no GUI login, or no longer).
+NOT_LOADED = (3, 113, 125)
 # bootout of a running job: 0, or 36 (EINPROGRESS) while it is still exiting.
 STOPPING = (0, 36)
 # launchd sends SIGKILL ExitTimeOut (20 s, the plist) after SIGTERM; a job still listed well
@@ -54,18 +60,31 @@ AGENT_PATH = "/opt/homebrew/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 
 USER_DOMAIN_NOTE = (
     "There is no GUI login for this user (ssh?), so the agent was loaded in the {domain} domain "
-    "instead of gui/{uid}. There it runs outside the login session: it can read the login "
-    "keychain only while that keychain is unlocked, and it can never show a Keychain prompt "
-    "(such a read fails with -25308 and exit 69). Log in at the Mac and run "
-    "`tvmaniac-refreshd service install` again to move it into the GUI session.\n"
+    "instead of gui/{uid}, as a Background agent. There it runs outside the login session: it "
+    "can read the login keychain only while that keychain is unlocked, it can never show a "
+    "Keychain prompt (such a read fails with -25308 and exit 69), and it can post no "
+    "notification (set a hook, on_reauth_required). It stays in {domain} until you run "
+    "`tvmaniac-refreshd service install` at the Mac, in a Terminal of your desktop session, "
+    "which moves it into gui/{uid}. After a reboot it does not start until you open a session "
+    "(log in at the Mac, or over ssh).\n"
 )
+# When launchd refuses or never runs the job although `print-disabled` is clean: the switch in
+# Background Task Management (macOS 13+), which launchctl does not show and `enable` does not
+# clear.
+LOGIN_ITEMS_ADVICE = (
+    "check System Settings > General > Login Items > Allow in the Background: switched off "
+    "there, the agent (listed under its Python) never runs; `sfltool dumpbtm` lists what "
+    "macOS recorded. Switch it on, then run `service install` again"
+)
+# What `launchctl print` says of a job whose program could not be started.
+SPAWN_FAILED = ("78: EX_CONFIG", "spawn scheduled")
 
 
 def render(mode: str, argv: Sequence[str], logs: Path, *, gui: bool = True) -> bytes:
     """Return the agent plist of ``mode`` with this installation's command and log paths.
 
-    ``gui=False`` renders it for the ``user/UID`` domain, which has no Aqua session: a plist
-    limited to Aqua would not load there.
+    ``gui=False`` renders it for the ``user/UID`` domain, which loads only Background agents
+    (a plist without the key is an Aqua agent, and refused there).
     """
     check_renderable([*argv, str(logs)])
     with template(f"launchd/{LABELS[mode]}.plist").open("rb") as handle:
@@ -76,7 +95,8 @@ def render(mode: str, argv: Sequence[str], logs: Path, *, gui: bool = True) -> b
         agent[key] = agent[key].replace("@LOGS@", str(logs))
     agent["EnvironmentVariables"]["PATH"] = AGENT_PATH
     if not gui:
-        agent.pop("LimitLoadToSessionType", None)
+        agent["LimitLoadToSessionType"] = "Background"
+        agent["EnvironmentVariables"][SESSION_VARIABLE] = "Background"
     return plistlib.dumps(agent)
 
 
@@ -223,7 +243,8 @@ class Launchd:
             )
         return (
             f"`launchctl bootstrap` failed ({result.returncode}): {said}. If the job is still "
-            f"loaded, see `launchctl print {target}`; then run `service install` again"
+            f"loaded, see `launchctl print {target}`; else {LOGIN_ITEMS_ADVICE}. launchd's own "
+            f"log says why: {launchd_log_command()}"
         )
 
     def _disabled(self, target: str) -> bool:
@@ -255,24 +276,104 @@ class Launchd:
             out.write("No tvmaniac-refreshd agents were installed; nothing to do.\n")
 
     def state(self) -> ServiceState:
-        """Report the installed agent from `launchctl print` (shown, not decided on)."""
+        """Report the installed agent: its plist's program, and `launchctl print` (shown, not
+        decided on)."""
         mode = next((mode for mode in LABELS if self._path(mode).exists()), None)
         if mode is None:
             return ServiceState("launchd", None, "not installed")
-        target = f"{self.domain}/{LABELS[mode]}"
         files = (str(self._path(mode)),)
-        result = self._run(["launchctl", "print", target])
-        if result.returncode != 0:
-            if self._disabled(target):
-                detail = f"disabled: run `launchctl enable {target}`, then `service install`"
-                return ServiceState("launchd", mode, "failed (disabled)", detail, files=files)
-            detail = f"not loaded in {self.domain}: run `service install`"
-            return ServiceState("launchd", mode, "failed (not loaded)", detail, files=files)
-        fields = parse_print(result.stdout)
-        detail = f"{target}; last exit code {fields.get('last exit code', 'unknown')}"
+        missing, warnings = self._program_problems(mode)
+        target = next(
+            (t for d in self._domains() if self._loaded(t := f"{d}/{LABELS[mode]}")), None
+        )
+        if target is None:
+            return self._unloaded_state(mode, missing, warnings)
+        fields = parse_print(self._run(["launchctl", "print", target]).stdout)
+        last_exit = fields.get("last exit code", "unknown")
+        running = fields.get("state", "loaded")
+        detail = f"{target}; last exit code {last_exit}"
         if "pid" in fields:
             detail += f"; pid {fields['pid']}"
-        return ServiceState("launchd", mode, fields.get("state", "loaded"), detail, files=files)
+        if missing:
+            detail = f"{missing} ({detail})"
+            return ServiceState("launchd", mode, "failed (program missing)", detail, files=files)
+        if "pid" not in fields and (last_exit in SPAWN_FAILED or running in SPAWN_FAILED):
+            detail += f". launchd cannot start it; its own log says why: {launchd_log_command()}"
+            return ServiceState("launchd", mode, "failed (cannot start)", detail, files=files)
+        if mode == "daemon" and running != "running":
+            why = (
+                f"it is disabled: run `launchctl enable {target}`, then `service install`"
+                if self._disabled(target)
+                else f"launchctl does not list it as disabled, so {LOGIN_ITEMS_ADVICE}"
+            )
+            warnings.append(f"the daemon is loaded but not running; {why}")
+        return ServiceState("launchd", mode, running, detail, files=files, warnings=warnings)
+
+    def agent_domain(self) -> str | None:
+        """Return the domain our agent (either mode) is loaded in, or None."""
+        for domain in self._domains():
+            if any(self._loaded(f"{domain}/{label}") for label in LABELS.values()):
+                return domain
+        return None
+
+    def _unloaded_state(self, mode: str, missing: str, warnings: list[str]) -> ServiceState:
+        target = f"{self.domain}/{LABELS[mode]}"
+        files = (str(self._path(mode)),)
+        if missing:
+            return ServiceState("launchd", mode, "failed (program missing)", missing, files=files)
+        if self._disabled(target):
+            detail = f"disabled: run `launchctl enable {target}`, then `service install`"
+            return ServiceState("launchd", mode, "failed (disabled)", detail, files=files)
+        detail = f"not loaded in {self.domain}: run `service install`"
+        return ServiceState(
+            "launchd", mode, "failed (not loaded)", detail, files=files, warnings=warnings
+        )
+
+    def _program_problems(self, mode: str) -> tuple[str, list[str]]:
+        """Return why the installed plist's program cannot run (or ""), and what else is off.
+
+        launchd bootstraps a plist whose program is gone and only its own log says the spawn
+        failed (every ThrottleInterval, forever); the agent's stderr.log stays silent.
+        """
+        try:
+            with self._path(mode).open("rb") as handle:
+                program = str(plistlib.load(handle)["ProgramArguments"][0])
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            IndexError,
+            TypeError,
+            plistlib.InvalidFileException,
+        ):
+            return (
+                f"{self._path(mode)} is unreadable or not ours: run `service install` again",
+                [],
+            )
+        if not os.access(program, os.X_OK):
+            return (
+                f"the agent runs {program}, which no longer exists (a Python upgrade followed "
+                "by `brew cleanup`, or a deleted venv?); launchd retries it every 30 s and says "
+                "so only in its own log. Run `tvmaniac-refreshd service install` again from the "
+                "installation you use",
+                [],
+            )
+        mine = exec_argv(None)[0]
+        if program != mine:
+            return "", [
+                f"the agent runs {program}, not this installation's {mine}: run `service "
+                "install` from the installation the agent should use"
+            ]
+        return "", []
+
+
+def launchd_log_command() -> str:
+    """Return the command that shows launchd's own messages about our agents (spawn failures,
+    throttling), which never reach the agent's stderr.log."""
+    return (
+        'log show --last 1h --predicate \'subsystem == "com.apple.xpc.launchd" AND '
+        f'eventMessage CONTAINS "{LABELS["daemon"]}"\''
+    )
 
 
 def _said(result: Any) -> str:  # noqa: ANN401

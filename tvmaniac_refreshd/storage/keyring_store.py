@@ -63,42 +63,13 @@ def default_backend(
         if explicit is not None:
             return explicit
     if platform == "darwin":
-        from keyring.backends import macOS  # noqa: PLC0415
+        # keyring's own backend, but writing in place: its delete + add drops the access list.
+        from tvmaniac_refreshd.storage.macos_keychain import Keychain  # noqa: PLC0415
 
-        return macOS.Keyring()  # type: ignore[no-untyped-call]
+        return Keychain()
     from tvmaniac_refreshd.storage.secret_service import SecretServiceKeyring  # noqa: PLC0415
 
     return SecretServiceKeyring(environ, timeout=timeout)
-
-
-# The macOS Keychain's statuses (SecBase.h) that keyring passes on, each with what to do.
-KEYCHAIN_ADVICE = {
-    -25308: (
-        "the macOS Keychain is locked, or may not show its prompt here (errSecInteractionNotAllowed"
-        ", -25308): unlock it (`security unlock-keychain`, or log in at the Mac) and run the "
-        "command again. Over ssh, or from an agent outside the GUI session, the Keychain can "
-        "never ask: run the command once in Terminal at the Mac and click Always Allow"
-    ),
-    -128: (
-        "access to the Keychain item was denied (-128: Deny was clicked, or the prompt was "
-        "cancelled): run the command again and click Always Allow; or in Keychain Access open "
-        f"the '{APP}' item, Access Control, and allow this Python"
-    ),
-    -25293: (
-        "the Keychain refused this program (errSecAuthFailed, -25293): a wrong keychain "
-        "password, or a Python the item's access list does not name (after a Python upgrade "
-        f"or a new venv base). In Keychain Access open the '{APP}' item, Access Control, and "
-        "add this Python, or delete the item and run `tvmaniac-refreshd login` again"
-    ),
-    -67030: (
-        "the Keychain cannot check this Python's code signature (-67030); use a signed Python "
-        "(python.org's or Homebrew's) or sign this one with `codesign -s - PATH/TO/python3`"
-    ),
-    -25300: (
-        "the Keychain item went missing while it was being used (errSecItemNotFound, -25300; "
-        "another program removed it?): run the command again"
-    ),
-}
 
 
 def _keychain_status(exc: BaseException) -> int | None:
@@ -119,13 +90,9 @@ def _unavailable(exc: BaseException, *, machine: Machine | None = None) -> Store
     text = str(exc)
     status = _keychain_status(exc)
     if status is not None:
-        return StoreUnavailable(
-            KEYCHAIN_ADVICE.get(
-                status,
-                f"the macOS Keychain failed (status {status}); see `security error {status}`, "
-                "and `tvmaniac-refreshd config check`",
-            )
-        )
+        from tvmaniac_refreshd.storage.macos_keychain import keychain_advice  # noqa: PLC0415
+
+        return StoreUnavailable(keychain_advice(status))
     if name == "KeyringLocked" or "locked" in text.lower():
         return StoreUnavailable(unlock_advice.locked(machine or Machine()))
     if name == "InitError" or "Prompt dismissed" in text:

@@ -1,8 +1,10 @@
 """Writes that lose nothing on a store whose replace is not one atomic call.
 
-keyring's macOS backend replaces an item by deleting it and then adding the new one (two
-``SecItem*`` calls). A kill, or a Keychain prompt left unanswered, between the two leaves no item
-at all: the rotated pair the provider just issued is gone and the old one is already spent.
+keyring's own macOS backend (used only when chosen explicitly; the default on a Mac is
+macos_keychain.py, which updates in place and is atomic) replaces an item by deleting it and
+then adding the new one (two ``SecItem*`` calls). A kill, or a Keychain prompt left
+unanswered, between the two leaves no item at all: the rotated pair the provider just issued
+is gone and the old one is already spent.
 
 ``TwoPhaseWrites`` wraps such a backend. A write of item ``U``:
 

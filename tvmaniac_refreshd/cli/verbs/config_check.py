@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tvmaniac_refreshd.cli.app import App
+from tvmaniac_refreshd.cli.grammar import Verb
 from tvmaniac_refreshd.config.binding import mismatch, way_out
 from tvmaniac_refreshd.config.settings import load_config
 from tvmaniac_refreshd.core.errors import (
@@ -19,13 +23,25 @@ from tvmaniac_refreshd.core.errors import (
 )
 from tvmaniac_refreshd.core.logs import shown
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
-from tvmaniac_refreshd.storage.paths import config_path
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tvmaniac_refreshd.cli.app import App
     from tvmaniac_refreshd.config.settings import Config
+
+
+@dataclass(frozen=True)
+class ConfigCheckOptions:
+    only_config: bool = False  # the config file alone: what a service reload runs first
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--only-config",
+        action="store_true",
+        help="check the config file alone (what `systemctl --user reload` runs first)",
+    )
+
 
 # Any earlier wall clock is certainly wrong, and would make every token look fresh or expired.
 EARLIEST_SANE_TIME = dt.datetime(2025, 1, 1, tzinfo=dt.UTC).timestamp()
@@ -58,7 +74,7 @@ class _Report:
 
 def _check_config(report: _Report) -> Config | None:
     app = report.app
-    path = config_path(app.common.config, app.environ)
+    path = app.config_location
     try:
         # Loaded here, not through app.config, whose warnings this report lists itself.
         config = load_config(path)
@@ -93,8 +109,17 @@ def _check_environment(report: _Report, config: Config | None) -> None:
                 EXIT_STORE_UNAVAILABLE,
             )
     if sys.platform == "darwin":
-        ok, detail = macos_notification_check(_agent_which, str(app.environ.get("HOME", "")))
+        from tvmaniac_refreshd.service import manager_for  # noqa: PLC0415
+        from tvmaniac_refreshd.service.launchd import Launchd  # noqa: PLC0415
+        from tvmaniac_refreshd.storage.macos_keychain import running_executable  # noqa: PLC0415
+
+        manager = manager_for(app.environ)
+        domain = manager.agent_domain() if isinstance(manager, Launchd) else None
+        home = str(app.environ.get("HOME", ""))
+        ok, detail = macos_notification_check(_agent_which, home, domain)
         report.line(ok, "notifications", detail)
+        # What Keychain Access lists under Access Control, and what `codesign -dv` should check.
+        report.line(True, "keychain program", running_executable())
     clock = app.clock()
     if clock < EARLIEST_SANE_TIME:
         fix = (
@@ -109,24 +134,29 @@ def _check_environment(report: _Report, config: Config | None) -> None:
 
 
 def macos_notification_check(
-    which: Callable[[str], str | None], home: str
+    which: Callable[[str], str | None], home: str, domain: str | None = None
 ) -> tuple[bool | None, str]:
     """Return how the daemon's desktop alerts will reach a Mac user, and what to do if not.
 
-    What can be known from here: whether terminal-notifier is on the agent's PATH, and whether
-    Script Editor (osascript's sender) has an entry in the Notifications settings at all. Whether
-    a banner really shows cannot be asked; hooks are the reliable path.
+    What can be known from here: the domain the agent is loaded in (``user/UID`` can post
+    nothing), whether terminal-notifier is on the agent's PATH, and whether Script Editor
+    (osascript's sender) has an entry in the Notifications settings at all. Whether a banner
+    really shows cannot be asked; hooks are the reliable path.
     """
     from tvmaniac_refreshd.daemon.alerts import (  # noqa: PLC0415
+        BACKGROUND_CAVEAT,
         OSASCRIPT_CAVEAT,
         script_editor_listed,
     )
 
+    if domain is not None and domain.startswith("user/"):
+        return None, f"unavailable: {BACKGROUND_CAVEAT}"
     found = which("terminal-notifier")
     if found:
-        return True, (
-            f"terminal-notifier ({found}); if no banner shows, allow terminal-notifier in "
-            "System Settings > Notifications"
+        return None, (
+            f"terminal-notifier ({found}), best effort: unmaintained since 2017, with reports "
+            "of no banners on macOS 14; if none shows, allow terminal-notifier in System "
+            "Settings > Notifications, or set a hook (on_reauth_required), the reliable path"
         )
     if not which("osascript"):
         return None, "no notifier found; use a hook (on_reauth_required) to be told"
@@ -206,6 +236,8 @@ def _check_service(report: _Report) -> None:
     report.line(
         ok, "service", f"{state.manager}: {state.mode} mode, {state.active}; {state.detail}"
     )
+    for warning in state.warnings:
+        report.line(None, "service", warning)
     if state.lingering is False:
         report.line(
             None,
@@ -226,3 +258,16 @@ def run_checks(app: App, *, only_config: bool = False) -> int:
     if config is not None:
         _check_accounts(report, config)
     return report.exit_code()
+
+
+def run(app: App, options: ConfigCheckOptions) -> int:
+    return run_checks(app, only_config=options.only_config)
+
+
+VERB = Verb(
+    "config check",
+    "validate the config and the environment, and say how to fix each problem",
+    ConfigCheckOptions,
+    run,
+    arguments,
+)

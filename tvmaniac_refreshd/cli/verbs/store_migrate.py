@@ -7,8 +7,12 @@ item that was not yet verified in the target; running the command again finishes
 
 from __future__ import annotations
 
+import argparse
+from dataclasses import dataclass
+from typing import Literal
+
 from tvmaniac_refreshd.cli.app import App
-from tvmaniac_refreshd.cli.options import StoreMigrateOptions
+from tvmaniac_refreshd.cli.grammar import Verb
 from tvmaniac_refreshd.core.errors import EXIT_OK, RefreshdError, StoreCorrupt
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import redact_text, register_secret
@@ -16,6 +20,15 @@ from tvmaniac_refreshd.core.tokens import encode_document
 from tvmaniac_refreshd.storage.store import TokenStore
 
 BACKENDS = ("file", "keyring")
+
+
+@dataclass(frozen=True)
+class StoreMigrateOptions:
+    to: Literal["file", "keyring"] = "keyring"  # required on the command line
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--to", choices=BACKENDS, required=True, help="target store")
 
 
 def move_account(account: str, source: TokenStore, target: TokenStore) -> list[str]:
@@ -56,7 +69,7 @@ def move_account(account: str, source: TokenStore, target: TokenStore) -> list[s
     return moved
 
 
-def cmd_store_migrate(app: App, options: StoreMigrateOptions) -> int:
+def run(app: App, options: StoreMigrateOptions) -> int:
     to = options.to
     source = app.make_store(BACKENDS[1 - BACKENDS.index(to)])
     target = app.make_store(to)
@@ -80,3 +93,12 @@ def cmd_store_migrate(app: App, options: StoreMigrateOptions) -> int:
             "if it runs): until then the commands still read the old store.\n"
         )
     return EXIT_OK
+
+
+VERB = Verb(
+    "store migrate",
+    "move every account's items to the given store",
+    StoreMigrateOptions,
+    run,
+    arguments,
+)

@@ -9,19 +9,31 @@ asks its next helper. ``store`` and ``erase`` are no-ops: the keyring item belon
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
 
-from tvmaniac_refreshd.cli.access import valid_document
 from tvmaniac_refreshd.cli.app import App
-from tvmaniac_refreshd.cli.options import GitCredentialOptions
+from tvmaniac_refreshd.cli.grammar import Verb
 from tvmaniac_refreshd.config.settings import Account
 from tvmaniac_refreshd.config.values import LOOPBACK_HOSTS
 from tvmaniac_refreshd.core.errors import EXIT_OK
+from tvmaniac_refreshd.runtime.access import valid_document
 
 # git may hold a credential for the length of a fetch; a minute covers a slow one.
 MIN_VALID = 60
 MAX_STANZA = 64 * 1024  # git's stanzas are a few lines; more is not git talking
+
+
+@dataclass(frozen=True)
+class GitCredentialOptions:
+    action: Literal["get", "store", "erase"] = "get"
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=("get", "store", "erase"), help="what git asks for")
 
 
 class StanzaInvalid(ValueError):
@@ -64,7 +76,7 @@ def matching_account(app: App, protocol: str, host: str) -> Account | None:
     return None
 
 
-def answer(app: App, options: GitCredentialOptions) -> int:
+def run(app: App, options: GitCredentialOptions) -> int:
     """Run one helper action; git reads stdout, so only an answer ever goes there."""
     action = options.action
     try:
@@ -99,3 +111,18 @@ def _bounded(stream: Iterable[str]) -> Iterable[str]:
         if total > MAX_STANZA:
             raise StanzaInvalid("the input is far longer than a credential request")
         yield line
+
+
+VERB = Verb(
+    "git-credential",
+    "A git credential helper for oauth2 accounts that name a git_host.",
+    GitCredentialOptions,
+    run,
+    arguments,
+    "Speaks gitcredentials(7) on stdin/stdout. `get` answers username (git_username),\n"
+    "password (the access token, valid for at least a minute) and password_expiry_utc\n"
+    "for a matching https host, and nothing for any other host, so git asks its next\n"
+    "helper. `store` and `erase` do nothing.\n\n"
+    "setup: git config --global credential.https://HOST.helper "
+    "'!tvmaniac-refreshd git-credential'",
+)

@@ -1,0 +1,89 @@
+"""`refresh`: refresh each selected account that is due, then exit (what the timer runs)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from tvmaniac_refreshd.cli.app import App
+from tvmaniac_refreshd.cli.grammar import Verb
+from tvmaniac_refreshd.core.durations import format_duration
+from tvmaniac_refreshd.core.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_REAUTH,
+    EXIT_STORE_UNAVAILABLE,
+    EXIT_TEMPORARY,
+    NotLoggedIn,
+    RefreshdError,
+    SessionRejected,
+)
+from tvmaniac_refreshd.core.launchd_log import trim_launchd_logs
+from tvmaniac_refreshd.core.policy import refresh_due_at
+from tvmaniac_refreshd.core.times import local_time
+
+# When several accounts fail differently, the exit code reports the one most in need of a human.
+SEVERITY = (EXIT_CONFIG, EXIT_STORE_UNAVAILABLE, EXIT_REAUTH, EXIT_FAILURE, EXIT_TEMPORARY)
+
+
+@dataclass(frozen=True)
+class RefreshOptions:
+    force: bool = False
+    all: bool = False
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true", help="refresh even if not due")
+    parser.add_argument(
+        "--all", action="store_true", help="every configured account, not just --account"
+    )
+
+
+def run(app: App, options: RefreshOptions) -> int:
+    trim_launchd_logs(app.environ)  # the timer agent's log files, which launchd never rotates
+    codes: list[int] = []
+    changed = False
+    accounts = app.selected(every=options.all)
+    for account in accounts:
+        try:
+            fresh = app.refresher(account).ensure_fresh(force=options.force)
+        except SessionRejected as exc:
+            # One rule, whatever the number of accounts: `--all` (the timer) skips an account
+            # nobody has logged in to; a rejected session still needs a human (77).
+            if isinstance(exc, NotLoggedIn) and options.all:
+                app.out.write(f"{account.name}: not logged in; skipped\n")
+                continue
+            app.problem(f"{account.name}: {exc}", temporary=False, account=account.name)
+            codes.append(exc.exit_code)
+            continue
+        except RefreshdError as exc:
+            temporary = exc.exit_code == EXIT_TEMPORARY
+            app.problem(f"{account.name}: {exc}", temporary=temporary, account=account.name)
+            codes.append(exc.exit_code)
+            continue
+        changed = changed or fresh.refreshed
+        tokens = fresh.document.tokens
+        due = refresh_due_at(tokens, account.refresh, salt=account.name)
+        if fresh.refreshed:
+            what = "refreshed"
+        elif fresh.by_other:
+            what = "refreshed by another process"
+        else:
+            what = "not due"
+        app.out.write(
+            f"{account.name}: {what}; expires {local_time(tokens.expires_at)}, next refresh "
+            f"due {local_time(due)} (in {format_duration(due - app.clock())})\n"
+        )
+    if changed:
+        app.tell_daemon()
+    return next((code for code in SEVERITY if code in codes), EXIT_OK)
+
+
+VERB = Verb(
+    "refresh",
+    "Refresh each selected account that is due, then exit (what the timer runs).",
+    RefreshOptions,
+    run,
+    arguments,
+)
