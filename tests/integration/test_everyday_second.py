@@ -4,19 +4,23 @@ voice on the terminal."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import re
+import select
 import shlex
 import signal
 import subprocess
+import termios
 import threading
 from pathlib import Path
 
 import pytest
 
 from tests.integration.test_everyday import Terminal
-from tests.support.harness import CLIENT_ID, CLIENT_SECRET, REPO, Harness, wait_until
+from tests.support.harness import CLIENT_ID, CLIENT_SECRET, REPO, Harness, Run, wait_until
 from tests.support.keyring_session import KeyringSession, processes_with_home
 from tests.support.kr_ctl import KeyringControlError
 from trakt_emulator import Emulator
@@ -501,3 +505,86 @@ class TestKeyringLocked:
                 # The daemon the recipe started in place of the session's own.
                 for pid in set(processes_with_home(session.home)) - set(session.pids):
                     os.kill(pid, signal.SIGKILL)
+
+
+def on_a_terminal(
+    harness: Harness, *args: str, prompt: str, env: dict[str, str]
+) -> tuple[int, str]:
+    """Run the command with a terminal for stdin and stdout; answer ``prompt`` with Ctrl-D."""
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        harness.command(*args),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        start_new_session=True,
+        # getpass reads /dev/tty: the terminal must be the controlling one, as a login's is.
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # noqa: PLW1509
+    )
+    os.close(slave)
+    seen = b""
+    try:
+        while prompt.encode() not in seen:
+            ready, _, _ = select.select([master], [], [], 30)
+            assert ready, seen
+            seen += os.read(master, 4096)
+        os.write(master, b"\x04")  # Ctrl-D
+        code = process.wait(timeout=30)
+        while select.select([master], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+    text = seen.decode(errors="replace")
+    harness.transcript.append(Run(tuple(args), code, text, ""))
+    return code, text
+
+
+class TestCtrlD:
+    """Item 6: Ctrl-D at a prompt is an empty answer: its message, exit 2."""
+
+    def test_set_secret(self, harness: Harness) -> None:
+        code, text = on_a_terminal(
+            harness, "config", "set-secret", prompt="Client secret", env=harness.env()
+        )
+
+        assert code == 2, text
+        assert "no client secret was given" in text
+        assert "internal error" not in text
+
+    def test_config_init(self, harness: Harness, tmp_path: Path) -> None:
+        env = harness.env(TVMANIAC_REFRESHD_CONFIG=str(tmp_path / "new.toml"))
+        code, text = on_a_terminal(harness, "config", "init", prompt="Client ID", env=env)
+
+        assert code == 2, text
+        assert "the client id must be one non-empty line" in text
+        assert "internal error" not in text
+        assert not (tmp_path / "new.toml").exists()
+
+
+class TestLoginWarnings:
+    """Item 9: said before anything happens, and only what is true of this login."""
+
+    def test_port_without_browser(self, harness: Harness) -> None:
+        harness.emulator.configure(auto_approve_after_polls=0)
+        run = harness.run("login", "--port", "8765")
+
+        assert run.code == 0, run.err
+        assert run.err == (
+            "tvmaniac-refreshd: warning: --port is used only by a browser login (--browser); "
+            "this is a device-code login\n"
+        )
+
+    def test_no_replace_warning_before_a_login_that_cannot_start(self, harness: Harness) -> None:
+        login(harness)
+        run = harness.run("login", "--browser")  # Trakt: no loopback redirect_uri configured
+
+        assert run.code == 2
+        assert "already logged in" not in run.err
+        assert "redirect_uri" in run.err

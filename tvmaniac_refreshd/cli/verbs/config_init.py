@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb
+from tvmaniac_refreshd.cli.prompts import ask
 from tvmaniac_refreshd.core.errors import EXIT_OK, UsageError
 from tvmaniac_refreshd.core.locations import APP, TRAKT_APPS
 
@@ -38,7 +39,7 @@ def run(app: App, options: ConfigInitOptions) -> int:
     if client_id is None:
         if not sys.stdin.isatty():
             raise UsageError(f"no terminal to ask on: pass --client-id ID (from {TRAKT_APPS})")
-        client_id = input(f"Client ID of your Trakt app (from {TRAKT_APPS}): ")
+        client_id = ask(f"Client ID of your Trakt app (from {TRAKT_APPS}): ", err=app.err)
     write_new(path, starter_config(client_id, account))
     where = "" if account == "default" else f" --account {account}"
     set_secret, login = (
