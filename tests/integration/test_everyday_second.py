@@ -588,3 +588,71 @@ class TestLoginWarnings:
         assert run.code == 2
         assert "already logged in" not in run.err
         assert "redirect_uri" in run.err
+
+
+# The command on a machine where systemd is not PID 1, whatever this host is: a private mount
+# namespace hides /run/systemd (sd_booted(3) looks for /run/systemd/system).
+_NO_SYSTEMD = 'if [ -d /run/systemd ]; then mount -t tmpfs none /run/systemd; fi; exec "$@"'
+NO_SYSTEMD = ["unshare", "--mount", "--propagation", "private", "sh", "-c", _NO_SYSTEMD, "sh"]
+
+
+class TestWithoutSystemd:
+    """Item 14: no `service install` recommendation where it cannot work, and say why."""
+
+    def env(self, harness: Harness, tmp_path: Path) -> dict[str, str]:
+        return harness.env(XDG_CONFIG_HOME=str(tmp_path / "xdg"))
+
+    def test_config_check_and_status(self, harness: Harness, tmp_path: Path) -> None:
+        harness.seed()
+        env = self.env(harness, tmp_path)
+        check = harness.run("config", "check", env=env, prefix=NO_SYSTEMD)
+        status = harness.run("status", env=env, prefix=NO_SYSTEMD)
+
+        assert "service install" not in check.out + check.err
+        assert "warn service: systemd: not running as the service manager; PID 1 is" in check.out
+        assert status.code == 0, status.err
+        assert "service install" not in status.out
+        assert "service: systemd: not running as the service manager\n" in status.out
+        assert "`tvmaniac-refreshd run` under the supervisor you have" in status.out
+
+    def test_service_status(self, harness: Harness, tmp_path: Path) -> None:
+        env = self.env(harness, tmp_path)
+        text = harness.run("service", "status", env=env, prefix=NO_SYSTEMD)
+        data = harness.run("service", "status", "--json", env=env, prefix=NO_SYSTEMD)
+
+        assert text.code == 0
+        assert text.out.startswith("systemd: not running as the service manager\n  PID 1 is")
+        assert "not installed" not in text.out
+        report = json.loads(data.out)
+        assert (report["available"], report["installed"]) == (False, False)
+        assert report["detail"].startswith("PID 1 is another init")
+
+    def test_uninstall_with_nothing_installed(self, harness: Harness, tmp_path: Path) -> None:
+        run = harness.run(
+            "service", "uninstall", env=self.env(harness, tmp_path), prefix=NO_SYSTEMD
+        )
+
+        assert (run.code, run.err) == (0, "")
+        assert run.out == "No tvmaniac-refreshd units are installed; nothing to do.\n"
+
+    def test_dry_run_warns(self, harness: Harness, tmp_path: Path) -> None:
+        run = harness.run(
+            "service", "install", "--dry-run", env=self.env(harness, tmp_path), prefix=NO_SYSTEMD
+        )
+
+        assert run.code == 0
+        assert run.err.startswith(
+            "tvmaniac-refreshd: warning: a real install cannot work here: systemd is not running "
+            "as the service manager: PID 1 is another init"
+        )
+        assert "would write" in run.out
+        assert not (tmp_path / "xdg" / "systemd").exists()
+
+    def test_install_says_why(self, harness: Harness, tmp_path: Path) -> None:
+        run = harness.run("service", "install", env=self.env(harness, tmp_path), prefix=NO_SYSTEMD)
+
+        assert run.code == 69
+        assert "systemd is not running as the service manager" in run.err
+        assert not (tmp_path / "xdg" / "systemd" / "user").exists() or not any(
+            (tmp_path / "xdg" / "systemd" / "user").iterdir()
+        )

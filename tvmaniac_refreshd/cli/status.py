@@ -49,7 +49,9 @@ def iso(timestamp: float | None) -> str | None:
 UNKNOWN = "unknown"
 
 
-def keeper_advice(*, daemon_pid: int | None, planned: bool, timer: bool) -> str:
+def keeper_advice(
+    *, daemon_pid: int | None, planned: bool, timer: bool, installable: bool = True
+) -> str:
     """What `status` says of a valid token: who will refresh it, as far as that is true now.
 
     ``planned``: the running daemon has written its plan for the account since the CLI last
@@ -67,6 +69,12 @@ def keeper_advice(*, daemon_pid: int | None, planned: bool, timer: bool) -> str:
         )
     if timer:
         return "Nothing to do: the token is valid, and the hourly timer will refresh it when due."
+    if not installable:  # no service manager to install into (systemd is not PID 1)
+        return (
+            "The token is valid, but no daemon or timer is running: only the next `token` or "
+            f"`refresh` renews it. `{APP} run` under the supervisor you have, or "
+            f"`{APP} refresh --all` from cron, keeps it fresh."
+        )
     return (
         "The token is valid, but no daemon or timer is running: only the next `token` or "
         f"`refresh` renews it. `{APP} service install` keeps it fresh."

@@ -149,10 +149,14 @@ class ServiceState:
     files: tuple[str, ...] = ()
     # Not failures, but worth saying: e.g. the agent runs another installation's program.
     warnings: list[str] = field(default_factory=list)
+    # False where the manager cannot run our units at all (systemd is not PID 1): nothing to
+    # recommend installing; ``detail`` says why and what to do instead.
+    available: bool = True
 
     def as_dict(self) -> dict[str, object]:
         return {
             "manager": self.manager,
+            "available": self.available,
             "installed": self.mode is not None,
             "mode": self.mode,
             "active": self.active,
@@ -173,3 +177,6 @@ class ServiceManager(Protocol):
     def uninstall(self, *, dry_run: bool, out: TextIO) -> None: ...
 
     def state(self) -> ServiceState: ...
+
+    def probe(self) -> None:
+        """Raise ServiceUnavailable if this user has no service manager to install into."""

@@ -85,6 +85,18 @@ def render(name: str, argv: Sequence[str]) -> bytes:
     return text.replace("file://@README@", readme().as_uri()).encode()
 
 
+# Containers, WSL without systemd, a chroot: `systemctl --user` has nothing to talk to, and no
+# amount of logging in or lingering changes that.
+NOT_BOOTED = (
+    "PID 1 is another init (a container, WSL without systemd, a chroot), so no systemd user "
+    "manager runs here and no user unit can"
+)
+INSTEAD = (
+    "run `tvmaniac-refreshd run` under the supervisor you have, or `tvmaniac-refreshd refresh "
+    "--all` from cron"
+)
+
+
 def _unavailable(message: str) -> ServiceUnavailable:
     return ServiceUnavailable(
         f"no systemd user manager is running for this user (`systemctl --user`: "
@@ -99,9 +111,11 @@ class Systemd:
 
     name = "systemd"
 
-    def __init__(self, environ: Mapping[str, str], runner: Runner) -> None:
+    def __init__(self, environ: Mapping[str, str], runner: Runner, *, booted: bool = True) -> None:
+        """``booted``: systemd is PID 1 (sd_booted); without it no user unit can ever run."""
         self._environ = environ
         self._run = runner
+        self._booted = booted
         home = Path(environ.get("HOME") or Path.home())
         config = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
         self.unit_dir = config / "systemd" / "user"
@@ -127,6 +141,10 @@ class Systemd:
         Raises:
             ServiceUnavailable: if no user manager answers.
         """
+        if not self._booted:
+            raise ServiceUnavailable(
+                f"systemd is not running as the service manager: {NOT_BOOTED}; {INSTEAD}"
+            )
         result = self._run(["systemctl", "--user", "show", "--property=Version"])
         if result.returncode != 0:
             raise _unavailable((result.stderr or result.stdout).strip())
@@ -185,31 +203,33 @@ class Systemd:
         present = [
             unit for units in UNITS.values() for unit in units if (self.unit_dir / unit).exists()
         ]
+        if not present:  # nothing to stop or forget: no need to ask a manager, which may be absent
+            out.write("No tvmaniac-refreshd units are installed; nothing to do.\n")
+            return
         if dry_run:
             for unit in present:
                 out.write(f"would remove {self.unit_dir / unit}\n")
-            if present:
-                out.write(f"would run: systemctl --user disable --now {' '.join(present)}\n")
+            out.write(f"would run: systemctl --user disable --now {' '.join(present)}\n")
             out.write("would run: systemctl --user daemon-reload\n")
             return
-        if present:
-            self._systemctl("disable", "--now", *present, check=False)
-            if TIMER_UNIT in present:
-                # Forget Persistent=true's "last run" stamp, so nothing is left behind.
-                self._systemctl("clean", "--what=state", TIMER_UNIT, check=False)
+        self._systemctl("disable", "--now", *present, check=False)
+        if TIMER_UNIT in present:
+            # Forget Persistent=true's "last run" stamp, so nothing is left behind.
+            self._systemctl("clean", "--what=state", TIMER_UNIT, check=False)
         for unit in present:
             (self.unit_dir / unit).unlink(missing_ok=True)
         self._systemctl("daemon-reload")
-        if present:
-            self._systemctl("reset-failed", *present, check=False)
-            out.write(f"Removed {', '.join(present)} from {self.unit_dir}\n")
-        else:
-            out.write("No tvmaniac-refreshd units were installed; nothing to do.\n")
+        self._systemctl("reset-failed", *present, check=False)
+        out.write(f"Removed {', '.join(present)} from {self.unit_dir}\n")
 
     def state(self) -> ServiceState:
         """Report the installed mode and what systemd says of it."""
         mode = self.installed_mode()
         files = tuple(str(self.unit_dir / unit) for unit in UNITS.get(mode or "", ()))
+        if mode is None and not self._booted:
+            return ServiceState(
+                "systemd", None, "unavailable", f"{NOT_BOOTED}; {INSTEAD}", available=False
+            )
         if mode is None:
             return ServiceState("systemd", None, "not installed", lingering=self._lingering())
         fields = self._show(ENTRY[mode], "ActiveState,SubState,Result,StatusText,NRestarts")

@@ -21,6 +21,7 @@ from tvmaniac_refreshd.core.errors import (
     RefreshdError,
     StoreUnavailable,
 )
+from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import shown
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
 
@@ -229,8 +230,15 @@ def _check_service(report: _Report) -> None:
     except RefreshdError as exc:
         report.line(None, "service", str(exc))
         return
+    if not state.available:
+        report.line(
+            None, "service", f"{state.manager}: not running as the service manager; {state.detail}"
+        )
+        return
     if state.mode is None:
-        report.line(None, "service", f"{state.manager}: not installed (run `service install`)")
+        report.line(
+            None, "service", f"{state.manager}: not installed (`{APP} service install` sets it up)"
+        )
         return
     ok = not state.active.startswith("failed")
     report.line(

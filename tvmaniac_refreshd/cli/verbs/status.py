@@ -101,7 +101,10 @@ def run(app: App, options: StatusOptions) -> int:
         if document is not None and (problem := mismatch(account, document)) is not None:
             problem_advice = f"Nothing was sent. To use this config, {way_out(account)}."
         keeper = keeper_advice(
-            daemon_pid=pid, planned=record.next_attempt_at is not None, timer=timer
+            daemon_pid=pid,
+            planned=record.next_attempt_at is not None,
+            timer=timer,
+            installable=service.get("available") is not False,
         )
         reports.append(
             account_report(
@@ -155,6 +158,9 @@ def _footer(
     app.out.write(f"daemon: {running}\n")
     if service.get("error"):
         app.out.write(f"service: unknown ({service['error']})\n")
+    elif service.get("available") is False:
+        app.out.write(f"service: {service['manager']}: not running as the service manager\n")
+        app.out.write(f"  {service['detail']}\n")
     elif service["installed"]:
         app.out.write(f"service: {service['mode']} mode, {service['active']}\n")
         if service.get("detail"):
