@@ -656,3 +656,57 @@ class TestWithoutSystemd:
         assert not (tmp_path / "xdg" / "systemd" / "user").exists() or not any(
             (tmp_path / "xdg" / "systemd" / "user").iterdir()
         )
+
+
+class TestUsageErrors:
+    """Item 8: the verb's own usage, and the nearest verb, option or config key."""
+
+    def test_exec_without_the_separator(self, harness: Harness) -> None:
+        run = harness.run("exec", "env")
+
+        assert run.code == 2
+        assert run.err.startswith("usage: tvmaniac-refreshd exec ")
+        assert run.err.endswith(
+            "tvmaniac-refreshd exec: error: the command to run goes after `--`: "
+            "tvmaniac-refreshd exec -- env\n"
+        )
+
+    def test_a_misspelt_option_of_a_verb(self, harness: Harness) -> None:
+        run = harness.run("token", "--jsn")
+
+        assert run.code == 2
+        assert run.err.startswith("usage: tvmaniac-refreshd token ")
+        assert run.err.endswith(
+            "tvmaniac-refreshd token: error: unknown option --jsn; did you mean --json?\n"
+        )
+
+    def test_a_misspelt_global_option_is_blamed_not_its_value(self, harness: Harness) -> None:
+        run = harness.run("--acount", "x", "token")
+
+        assert run.code == 2
+        assert run.err.endswith(
+            "tvmaniac-refreshd: error: unknown option --acount; did you mean --account?\n"
+        )
+        assert "'x'" not in run.err
+
+    def test_a_misspelt_verb(self, harness: Harness) -> None:
+        run = harness.run("logn")
+
+        assert run.code == 2
+        assert "error: unknown verb 'logn'; did you mean 'login'?" in run.err
+
+    def test_a_misspelt_action(self, harness: Harness) -> None:
+        run = harness.run("service", "instal")
+
+        assert run.code == 2
+        assert run.err.startswith("usage: tvmaniac-refreshd service ")
+        assert "error: unknown action 'instal'; did you mean 'install'?" in run.err
+
+    def test_a_misspelt_config_key(self, harness: Harness) -> None:
+        harness.extra_config = '[refresh]\nthreshhold = "20%"\n'
+        harness.write_config()
+
+        run = harness.run("config", "check")
+
+        assert run.code == 78
+        assert "refresh.threshhold: unknown key (did you mean 'threshold'?)" in run.out

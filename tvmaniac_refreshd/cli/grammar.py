@@ -69,13 +69,13 @@ def duration_arg(text: str) -> int:
 
 
 def action(
-    group: argparse._SubParsersAction[argparse.ArgumentParser],
+    group: argparse._SubParsersAction[Any],
     name: str,
     summary: str,
     details: str = "",
 ) -> argparse.ArgumentParser:
     """Add verb (or a verb's action) ``name`` to ``group``, with the global options."""
-    parser = group.add_parser(
+    parser: argparse.ArgumentParser = group.add_parser(
         name,
         help=summary,
         description=f"{summary}\n\n{details}".strip(),

@@ -11,11 +11,12 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import EXIT_CODES, action, add_global_options
 from tvmaniac_refreshd.cli.options import Common, from_namespace
+from tvmaniac_refreshd.cli.usage import UsageParser
 from tvmaniac_refreshd.cli.verbs import GROUPS, VERBS
 from tvmaniac_refreshd.core.errors import (
     EXIT_FAILURE,
@@ -48,7 +49,7 @@ BY_NAME = {verb.name: verb for verb in VERBS}
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser with every verb and its help, in the registry's order."""
-    parser = argparse.ArgumentParser(
+    parser = UsageParser(
         prog=APP,
         description=DESCRIPTION,
         epilog=EXIT_CODES,
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_global_options(parser, top=True)
     # Not required: no arguments at all print the help (main does that).
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
-    actions: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
+    actions: dict[str, argparse._SubParsersAction[Any]] = {}
     for verb in VERBS:
         group_name, _, action_name = verb.name.rpartition(" ")
         if not group_name:
