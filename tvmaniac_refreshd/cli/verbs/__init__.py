@@ -10,6 +10,7 @@ from typing import Any
 from tvmaniac_refreshd.cli.grammar import Group, Verb
 from tvmaniac_refreshd.cli.verbs import (
     completion,
+    config_accounts,
     config_check,
     config_example,
     config_init,
@@ -66,6 +67,7 @@ VERBS: tuple[Verb[Any], ...] = (
     config_set_secret.VERB,
     config_init.VERB,
     config_example.VERB,
+    config_accounts.VERB,
     store_migrate.VERB,
     exec.VERB,
     git_credential.VERB,
