@@ -13,6 +13,7 @@ import select
 import shlex
 import signal
 import subprocess
+import sys
 import termios
 import threading
 from pathlib import Path
@@ -710,3 +711,106 @@ class TestUsageErrors:
 
         assert run.code == 78
         assert "refresh.threshhold: unknown key (did you mean 'threshold'?)" in run.out
+
+
+class TestSmallOnes:
+    """Item 15, each through the real command (or the API)."""
+
+    def test_a_public_client_is_not_said_to_have_a_secret_from_nowhere(
+        self, harness: Harness
+    ) -> None:
+        url = harness.emulator.url
+        harness.write_config(
+            "[accounts.public]\n"
+            'provider = "oauth2"\n'
+            'client_id = "p"\n'
+            'client_auth = "none"\n'
+            f'token_url = "{url}/oauth/token"\n'
+            f'device_authorization_url = "{url}/oauth/device/code"\n'
+        )
+        run = harness.run("config", "check")
+
+        assert "a public client (no client secret)" in run.out
+        assert "nowhere" not in run.out
+        assert "(1 account: public)" in run.out
+        assert "account(s)" not in run.out
+
+    def test_a_fresh_7_day_token_is_valid_for_7d(self, harness: Harness) -> None:
+        harness.emulator.configure(auto_approve_after_polls=0)
+        run = harness.run("login")
+
+        assert "the access token is valid for 7d.\n" in run.out
+
+    def test_no_config_show_in_the_help(self, harness: Harness) -> None:
+        assert "show" not in harness.run("config", "--help").out.split("options:")[0]
+
+    def test_no_keyring_in_file_store_mode(self, harness: Harness) -> None:
+        url = harness.emulator.url
+        harness.write_config(
+            "[accounts.default]\n"
+            'provider = "trakt"\n'
+            f'client_id = "{CLIENT_ID}"\n'
+            f'auth_url = "{url}"\n'
+            f'api_url = "{url}"\n'
+            '[store]\nbackend = "file"\n'
+        )
+        run = harness.run("login")
+
+        assert run.code == 78
+        assert "store it in the file store with" in run.err
+        assert "the keyring" not in run.err
+
+    def test_off_a_terminal_login_says_it_waits(self, harness: Harness) -> None:
+        harness.emulator.configure(auto_approve_after_polls=0)
+        run = harness.run("login")
+
+        assert "\nWaiting for approval...\n" in run.out
+
+    def test_no_qr(self, harness: Harness) -> None:
+        harness.emulator.configure(auto_approve_after_polls=0)
+        terminal = Terminal(harness, "login", "--no-qr")
+        terminal.read_until(r"Logged in")
+        code, seen = terminal.finish()
+
+        assert code == 0
+        assert "QR code" not in seen
+        assert not {"\u2580", "\u2584", "\u2588"} & set(seen)  # no block characters
+
+    def test_status_check_is_quiet_unless_verbose(self, harness: Harness) -> None:
+        harness.seed()
+        quiet = harness.run("status", "--check")
+        verbose = harness.run("-v", "status", "--check")
+
+        assert (quiet.code, quiet.out, quiet.err) == (0, "", "")
+        assert verbose.out.startswith("default: active\n")
+
+    def test_status_json_with_a_broken_config(self, harness: Harness) -> None:
+        harness.write_config("[accounts.default]\nprovider = 1\n")
+        run = harness.run("status", "--json")
+
+        assert run.code == 78
+        report = json.loads(run.out)
+        assert report["format_version"] == 1
+        assert "invalid configuration" in report["error"]
+        assert any("provider" in problem for problem in report["problems"])
+
+    def test_api_errors_name_the_api_s_arguments(self, harness: Harness) -> None:
+        url = harness.emulator.url
+        harness.write_config(account_table("work", url) + account_table("home", url))
+        script = (
+            "from tvmaniac_refreshd.api import RefreshdError, get_token\n"
+            "try:\n"
+            "    get_token()\n"
+            "except RefreshdError as exc:\n"
+            "    print(exc)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            env=harness.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+
+        assert result.stdout == "several accounts: pass account=NAME (home, work)\n"

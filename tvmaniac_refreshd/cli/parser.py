@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from tvmaniac_refreshd.cli.app import App
-from tvmaniac_refreshd.cli.grammar import EXIT_CODES, action, add_global_options
+from tvmaniac_refreshd.cli.grammar import EXIT_CODES, HelpFormatter, action, add_global_options
 from tvmaniac_refreshd.cli.options import Common, from_namespace
 from tvmaniac_refreshd.cli.usage import UsageParser
 from tvmaniac_refreshd.cli.verbs import GROUPS, VERBS
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=APP,
         description=DESCRIPTION,
         epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_global_options(parser, top=True)
     # Not required: no arguments at all print the help (main does that).

@@ -174,7 +174,7 @@ def render_text(reports: list[dict[str, Any]], *, now: float) -> str:
     for report in reports:
         lines = [f"{report['name']}: {report['state']}"]
         if report["state"] == UNKNOWN:
-            lines.append("  access token expires: unknown (the keyring cannot be read)")
+            lines.append("  access token expires: unknown (the token cannot be read)")
         if report["expires_at"]:
             lines.append(f"  access token expires: {_when(report['expires_at'], now)}")
         if report["refresh_due_at"]:

@@ -37,6 +37,36 @@ EXIT_TEMPORARY = 75
 EXIT_REAUTH = 77
 EXIT_CONFIG = 78
 
+# What each exit code means: the one table `--help`, the man page and docs/reference/exit-codes.md
+# show (a unit test keeps the page's table equal to this one).
+EXIT_MEANINGS: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, 'success (including "nothing was due")'),
+    (
+        EXIT_FAILURE,
+        "other failure (denied login, damaged keyring item, a login made for another client or "
+        "endpoint, account locked at Trakt)",
+    ),
+    (EXIT_USAGE, "usage error"),
+    (
+        EXIT_STORE_UNAVAILABLE,
+        "the keyring is unavailable or locked (the message says how to fix it)",
+    ),
+    (
+        EXIT_TEMPORARY,
+        "temporary failure (network, DNS, TLS, timeout, 408, 429, 5xx, Cloudflare 52x, HTML "
+        "instead of JSON): try again later; tokens kept",
+    ),
+    (
+        EXIT_REAUTH,
+        "the provider rejected the session (`invalid_grant`, `invalid_token`), none is stored, "
+        "or the stored one was made for another client or endpoint: run `login`",
+    ),
+    (
+        EXIT_CONFIG,
+        "invalid configuration, or Trakt rejected the client credentials (`invalid_client`)",
+    ),
+)
+
 
 class RefreshdError(Exception):
     """Base of every expected failure; the message is meant for the user."""

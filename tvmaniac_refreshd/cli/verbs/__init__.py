@@ -42,7 +42,11 @@ GROUPS = {
             "should stay resident.\nThen control it with systemctl --user / launchctl; logs: "
             "journalctl --user -u 'tvmaniac-refreshd*'.",
         ),
-        Group("config", "Create, show or check the configuration, or store a client secret."),
+        Group(
+            "config",
+            "Create or check the configuration, print the example or the account names, or "
+            "store a client secret.",
+        ),
         Group(
             "store",
             "Move the tokens between the keyring and the file store.",

@@ -86,7 +86,8 @@ def _check_config(report: _Report) -> Config | None:
         return None
     app.adopt(config)  # so that the hints know how many accounts there are
     names = ", ".join(config.accounts)
-    report.line(True, "config", f"{path} ({len(config.accounts)} account(s): {names})")
+    count = len(config.accounts)
+    report.line(True, "config", f"{path} ({count} account{'' if count == 1 else 's'}: {names})")
     for warning in config.warnings:
         report.line(None, "config", warning)
     app.adopt(config)

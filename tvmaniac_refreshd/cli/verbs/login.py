@@ -24,6 +24,7 @@ class LoginOptions:
     browser: bool = False
     port: int | None = None
     replace: bool = False
+    no_qr: bool = False
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +41,11 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="with --browser: listen for the redirect on this port (e.g. to forward it over "
         "ssh -L); default: the account's redirect_port, else a free one",
+    )
+    parser.add_argument(
+        "--no-qr",
+        action="store_true",
+        help="do not draw the QR code of the URL (a terminal that cannot show it, a screen reader)",
     )
     parser.add_argument(
         "--replace",
@@ -88,7 +94,7 @@ def run(app: App, options: LoginOptions) -> int:
     else:
         device = client.request_device_code(now=app.clock())
         tty = app.out.isatty()
-        show_code(device, app.out, tty=tty)
+        show_code(device, app.out, tty=tty, qr=not options.no_qr)
         tokens = wait_for_approval(
             client,
             device,
@@ -134,11 +140,15 @@ def _require_client_secret(app: App, account: Account) -> None:
         raise ConfigError(
             app.config.source,
             [
-                f"accounts.{account.name}: no client secret; store it in the keyring with "
+                f"accounts.{account.name}: no client secret; store it in {_store_name(app)} with "
                 f"`{APP} config set-secret --account {account.name}` (or set client_secret "
                 "in the file)"
             ],
         )
+
+
+def _store_name(app: App) -> str:
+    return "the keyring" if app.store.kind == "keyring" else "the file store"
 
 
 def _registered_port(redirect_uri: str, asked: int | None) -> int:

@@ -24,6 +24,7 @@ from tvmaniac_refreshd.core.errors import (
     EXIT_OK,
     EXIT_REAUTH,
     EXIT_STORE_UNAVAILABLE,
+    ConfigError,
     RefreshdError,
     StoreCorrupt,
     StoreUnavailable,
@@ -69,6 +70,20 @@ def _know_secrets(
 
 
 def run(app: App, options: StatusOptions) -> int:
+    if not options.json:
+        return _status(app, options)
+    try:
+        return _status(app, options)
+    except RefreshdError as exc:
+        # Scripts parse stdout: what failed goes inside the JSON, and the exit code says it.
+        failure: dict[str, object] = {"format_version": FORMAT_VERSION, "error": shown(str(exc))}
+        if isinstance(exc, ConfigError):
+            failure["problems"] = [shown(problem) for problem in exc.problems]
+        app.out.write(json.dumps(failure, indent=2) + "\n")
+        return exc.exit_code
+
+
+def _status(app: App, options: StatusOptions) -> int:
     # Who keeps the tokens fresh is known first, so that each account says only what is true
     # now: a plan left in the state file by an earlier daemon, in timer mode, is no plan.
     pid = app.daemon_pid()
@@ -133,7 +148,7 @@ def run(app: App, options: StatusOptions) -> int:
         if keyring_error is not None:
             payload["keyring"] = {"available": False, "error": keyring_error}
         app.out.write(json.dumps(payload, indent=2) + "\n")
-    else:
+    elif not options.check or app.common.verbose:  # a health check is quiet unless -v
         app.out.write(render_text(reports, now=now))
         _footer(app, store=store, pid=pid, service=service, keyring_error=keyring_error)
     # The exit code still says what failed, for scripts that only look at it.
