@@ -272,3 +272,35 @@ def test_the_readme_s_first_run_as_printed(
     # The try-out's own account: nothing under the real login's name.
     assert clean_keyring.lookup("tvmaniac-refreshd", "default") is None
     assert clean_keyring.lookup("tvmaniac-refreshd", "try") is not None
+
+
+# The guide's recipe for `man tvmaniac-refreshd` after pipx or the venv recipe (Install).
+MAN_RECIPE = [
+    'page="$(dirname "$(readlink -f "$(command -v tvmaniac-refreshd)")")/../share/man/man1/'
+    'tvmaniac-refreshd.1"',
+    'mkdir -p ~/.local/share/man/man1 && ln -sf "$(realpath "$page")" ~/.local/share/man/man1/',
+]
+
+
+def test_the_man_page_after_a_venv_or_pipx_install(installed: Path, tmp_path: Path) -> None:
+    """As pipx 1.1 leaves it: only the command linked into ~/.local/bin; then the recipe."""
+    guide = (REPO / "docs" / "guide" / "first-run.md").read_text(encoding="utf-8")
+    assert "\n".join(MAN_RECIPE) in guide
+    home = tmp_path / "home"
+    (home / ".local" / "bin").mkdir(parents=True)
+    (home / ".local" / "bin" / "tvmaniac-refreshd").symlink_to(installed)
+    env = {
+        "HOME": str(home),
+        "PATH": f"{home}/.local/bin:/usr/bin:/bin",
+        "MANPAGER": "cat",
+        "MANWIDTH": "80",
+    }
+    man = ["man", "tvmaniac-refreshd"]
+    before = subprocess.run(man, env=env, capture_output=True, text=True, timeout=60, check=False)
+    subprocess.run(["bash", "-e", "-c", "\n".join(MAN_RECIPE)], env=env, check=True, timeout=60)
+    after = subprocess.run(man, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+    assert before.returncode != 0  # what a pipx user meets on Debian 12
+    assert after.returncode == 0, after.stderr
+    assert "EXIT CODES" in after.stdout
+    assert "ENVIRONMENT" in after.stdout
