@@ -26,7 +26,7 @@ install: $(STAMP) $(VENV_MANPAGE)
 
 ## man: regenerate man/tvmaniac-refreshd.1 from the parser and docs/reference/ (a unit test checks it)
 man: $(STAMP)
-	$(BIN)/python -m tvmaniac_refreshd.cli.manpage docs > $(MANPAGE)
+	$(BIN)/python scripts/manpage.py docs > $(MANPAGE)
 
 ## docs: build the documentation site into site/, strict: a broken link or anchor fails
 docs: $(STAMP)

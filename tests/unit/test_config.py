@@ -6,12 +6,21 @@ import contextlib
 import math
 import os
 from pathlib import Path
+from typing import get_args, get_type_hints
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tvmaniac_refreshd.config.settings import Account, canonical_url, load_config, parse_config
+from tvmaniac_refreshd.config.settings import (
+    Account,
+    OAuth2Settings,
+    TraktSettings,
+    canonical_url,
+    load_config,
+    parse_config,
+    settings_of,
+)
 from tvmaniac_refreshd.core.errors import ConfigError, UsageError
 from tvmaniac_refreshd.core.tokens import decode_document
 
@@ -37,7 +46,7 @@ class TestParseConfig:
 
         account = config.select(None)
         assert account.name == "default"
-        assert account.auth_url == "https://auth.trakt.tv"
+        assert settings_of(account, TraktSettings).auth_url == "https://auth.trakt.tv"
         assert account.refresh.threshold == 0.25
         assert account.client_secret is None
 
@@ -89,9 +98,8 @@ class TestParseConfig:
             "accounts.default.auth_url: must use https (plain http is only allowed to a "
             "loopback address)"
         ]
-        assert parse_config(MINIMAL + 'auth_url = "http://127.0.0.1:8080/"\n').select(
-            None
-        ).auth_url == ("http://127.0.0.1:8080")
+        account = parse_config(MINIMAL + 'auth_url = "http://127.0.0.1:8080/"\n').select(None)
+        assert settings_of(account, TraktSettings).auth_url == ("http://127.0.0.1:8080")
 
     def test_no_accounts(self) -> None:
         """An empty file says what to add."""
@@ -316,7 +324,7 @@ class TestUrls:
         """Django and Rails servers end endpoints with '/' and answer 404 without it."""
         account = oauth2_account(**{key: "https://idp.example/o/token/"})
 
-        assert getattr(account, key) == "https://idp.example/o/token/"
+        assert getattr(account.settings, key) == "https://idp.example/o/token/"
 
     @pytest.mark.parametrize("key", ENDPOINT_KEYS)
     def test_endpoint_keeps_its_query(self, key: str) -> None:
@@ -324,7 +332,7 @@ class TestUrls:
         url = "https://idp.example/tfp/oauth2/v2.0/token?p=B2C_1_signin&x=%2F"
         account = oauth2_account(**{key: url})
 
-        assert getattr(account, key) == url
+        assert getattr(account.settings, key) == url
 
     @pytest.mark.parametrize(
         ("url", "problem"),
@@ -354,7 +362,7 @@ class TestUrls:
     def test_plain_http_to_loopback_keeps_slash_and_query(self, host: str) -> None:
         url = f"http://{host}/o/token/?p=x"
 
-        assert oauth2_account(token_url=url).token_url == url
+        assert settings_of(oauth2_account(token_url=url), OAuth2Settings).token_url == url
 
     @pytest.mark.parametrize("key", ["auth_url", "api_url"])
     @pytest.mark.parametrize(
@@ -365,7 +373,10 @@ class TestUrls:
         """Trakt's auth_url is a base that paths are appended to: normalized, one slash."""
         account = parse_config(MINIMAL + f'{key} = "{written}"\n').select(None)
 
-        assert getattr(account, key) + "/oauth/token" == "https://auth.example/base/oauth/token"
+        assert (
+            getattr(account.settings, key) + "/oauth/token"
+            == "https://auth.example/base/oauth/token"
+        )
 
     @pytest.mark.parametrize("key", ["auth_url", "api_url"])
     def test_base_url_refuses_a_query(self, key: str) -> None:
@@ -382,7 +393,7 @@ class TestUrls:
         stored = decode_document(STORED_BEFORE, "mail")
         account = oauth2_account(token_url="https://idp.example/o/token/")
 
-        assert account.token_url == "https://idp.example/o/token/"
+        assert settings_of(account, OAuth2Settings).token_url == "https://idp.example/o/token/"
         assert account.fingerprint() == stored.fingerprint
 
     @pytest.mark.parametrize(
@@ -451,7 +462,7 @@ class TestExampleDefaults:
 
         config = parse_config(self.TEXT)
         account = config.accounts["default"]
-        bare = Account(name="default", provider="trakt", client_id=account.client_id)
+        bare = Account(name="default", client_id=account.client_id, settings=TraktSettings())
 
         assert (config.http, config.store, config.daemon) == (
             HttpSettings(),
@@ -466,11 +477,12 @@ class TestExampleDefaults:
         import dataclasses  # noqa: PLC0415
         import re  # noqa: PLC0415
 
-        from tvmaniac_refreshd.config.settings import TRAKT_KEYS, Account  # noqa: PLC0415
+        from tvmaniac_refreshd.config.settings import TRAKT_KEYS  # noqa: PLC0415
 
         defaults = {
             field.name: field.default
-            for field in dataclasses.fields(Account)
+            for variant in (TraktSettings, OAuth2Settings)
+            for field in dataclasses.fields(variant)
             if field.default not in (None, (), dataclasses.MISSING)
             and not dataclasses.is_dataclass(field.default)
         }
@@ -488,10 +500,63 @@ class TestExampleDefaults:
             )
             parsed = parse_config(f"{text}{key} = {value}\n").accounts["a"]
             checked.append(key)
-            assert getattr(parsed, key) == defaults[key], key
+            assert getattr(parsed.settings, key) == defaults[key], key
 
         assert checked  # the example does show commented defaults
 
     @pytest.mark.parametrize("stale", ["only provider so far", "is the only provider"])
     def test_no_stale_wording(self, stale: str) -> None:
         assert stale not in self.TEXT
+
+
+class TestProviderVariants:
+    """Each provider's settings are a typed variant of their own, with their own defaults."""
+
+    def test_an_account_holds_only_its_own_providers_keys(self) -> None:
+        trakt = parse_config(MINIMAL).select(None)
+        oauth2 = oauth2_account(token_url="https://idp.example/token")
+
+        assert type(trakt.settings) is TraktSettings
+        assert type(oauth2.settings) is OAuth2Settings
+        assert not hasattr(trakt.settings, "token_url")
+        assert not hasattr(oauth2.settings, "auth_url")
+
+    def test_the_defaults_are_stated_once(self) -> None:
+        """Parsing an account that sets only the required keys gives the class's defaults."""
+        parsed = oauth2_account()
+
+        url = "https://idp.example/o/{}".format
+        assert parsed.settings == OAuth2Settings(
+            token_url=url("token_url"),
+            device_authorization_url=url("device_authorization_url"),
+            authorization_url=url("authorization_url"),
+            revocation_url=url("revocation_url"),
+        )
+        assert parse_config(MINIMAL).select(None).settings == TraktSettings()
+
+    def test_each_variant_says_what_it_binds_and_needs(self) -> None:
+        trakt = TraktSettings(auth_url="https://auth.test")
+        public = OAuth2Settings(token_url="https://idp.test/t", client_auth="none")
+
+        assert (trakt.endpoint, trakt.needs_client_secret()) == ("https://auth.test", True)
+        assert (public.endpoint, public.needs_client_secret()) == ("https://idp.test/t", False)
+        assert OAuth2Settings(
+            token_url="https://idp.test/t", revocation_url="https://other.test/r"
+        ).bound_beyond_endpoint() == ("https://other.test/r",)
+
+    def test_closed_sets_are_literal_types(self) -> None:
+        from tvmaniac_refreshd.config.settings import StoreSettings  # noqa: PLC0415
+        from tvmaniac_refreshd.service.base import ServiceState  # noqa: PLC0415
+
+        store = get_type_hints(StoreSettings)
+        assert get_args(store["backend"]) == ("keyring", "file")
+        assert get_args(store["encrypt"]) == ("none", "systemd-creds")
+        assert get_args(get_type_hints(OAuth2Settings)["client_auth"]) == (
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        )
+        mode, _ = get_args(get_type_hints(ServiceState)["mode"])
+        assert get_args(mode) == ("daemon", "timer")
+        provider = vars(Account)["provider"].fget
+        assert get_args(get_type_hints(provider)["return"]) == ("trakt", "oauth2")

@@ -16,7 +16,7 @@ from tests.unit.test_quick_token import DOCUMENT, NOW, Machine
 from tvmaniac_refreshd.cli.completion import model, script
 from tvmaniac_refreshd.cli.parser import build_parser, main, split_exec
 from tvmaniac_refreshd.cli.verbs.git_credential import StanzaInvalid, parse_stanza
-from tvmaniac_refreshd.config.settings import Account, parse_config
+from tvmaniac_refreshd.config.settings import Account, OAuth2Settings, parse_config, settings_of
 from tvmaniac_refreshd.core.errors import ConfigError, UsageError
 from tvmaniac_refreshd.core.token_json import json_line
 from tvmaniac_refreshd.providers.trakt_browser import TraktBrowserLogin
@@ -123,8 +123,12 @@ class TestGitHostKeys:
         one = parse_config(OAUTH2 + 'git_host = "GitLab.example.com"\n').accounts["git"]
         many = parse_config(OAUTH2 + 'git_host = ["a.example", "b.example:8443"]\n')
 
-        assert (one.git_hosts, one.git_username) == (("gitlab.example.com",), "oauth2")
-        assert many.accounts["git"].git_hosts == ("a.example", "b.example:8443")
+        first = settings_of(one, OAuth2Settings)
+        assert (first.git_hosts, first.git_username) == (("gitlab.example.com",), "oauth2")
+        assert settings_of(many.accounts["git"], OAuth2Settings).git_hosts == (
+            "a.example",
+            "b.example:8443",
+        )
 
     @pytest.mark.parametrize(
         "value", ['"https://gitlab.example.com"', "[]", "3", '"user@host"', '["a", 1]']

@@ -47,12 +47,20 @@ def test_the_exit_codes_page_shows_the_table_help_shows() -> None:
 
 def test_help_lines_fit_a_terminal() -> None:
     """Prose in --help is wrapped to the width; only usage lines and examples may be longer."""
+    import argparse  # noqa: PLC0415
     import contextlib  # noqa: PLC0415
     import io  # noqa: PLC0415
     import os  # noqa: PLC0415
 
-    from tvmaniac_refreshd.cli.manpage import _verbs  # noqa: PLC0415
     from tvmaniac_refreshd.cli.parser import build_parser  # noqa: PLC0415
+
+    def _verbs(node: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
+        found = []
+        for action in node._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    found += [(name, child), *_verbs(child)]
+        return found
 
     os.environ["COLUMNS"] = "80"
     try:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from scripts.manpage import reference_pages, render
 from tvmaniac_refreshd.cli.completion import model
-from tvmaniac_refreshd.cli.manpage import reference_pages, render
 from tvmaniac_refreshd.cli.parser import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tvmaniac_refreshd.config.settings import Account
+from tvmaniac_refreshd.config.settings import Account, TraktSettings
 from tvmaniac_refreshd.core.errors import (
     AccountLocked,
     ClientRejected,
@@ -26,7 +26,9 @@ from tvmaniac_refreshd.providers.http import USER_AGENT, parse_retry_after
 from tvmaniac_refreshd.providers.trakt import TraktClient
 
 NOW = 1_800_000_000
-ACCOUNT = Account(name="default", provider="trakt", client_id="cid", auth_url="https://auth.test")
+ACCOUNT = Account(
+    name="default", client_id="cid", settings=TraktSettings(auth_url="https://auth.test")
+)
 TOKEN_BODY = {
     "access_token": "a" * 64,
     "token_type": "bearer",

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tvmaniac_refreshd.config.settings import Account, parse_config
+from tvmaniac_refreshd.config.settings import Account, OAuth2Settings, parse_config
 from tvmaniac_refreshd.core.errors import (
     ClientRejected,
     LoginFailed,
@@ -30,9 +30,9 @@ DEVICE = DeviceCode("d" * 40, "WDJB-MJHT", "https://idp.test/device", 600, 5)
 
 
 def account(**changes: object) -> Account:
+    """An oauth2 account; ``changes`` are OAuth2Settings fields, or name/client_id."""
     fields: dict[str, object] = {
         "name": "mail",
-        "provider": "oauth2",
         "client_id": "cid:with/odd chars",
         "token_url": "https://idp.test/token",
         "device_authorization_url": "https://idp.test/device",
@@ -41,7 +41,9 @@ def account(**changes: object) -> Account:
         "scopes": ("openid", "offline_access"),
     }
     fields.update(changes)
-    return Account(**fields)  # type: ignore[arg-type]
+    name, client_id = str(fields.pop("name")), str(fields.pop("client_id"))
+    settings = OAuth2Settings(**fields)  # type: ignore[arg-type]
+    return Account(name=name, client_id=client_id, settings=settings)
 
 
 def recording(seen: list[httpx.Request], answer: httpx.Response) -> httpx.Client:

@@ -8,18 +8,19 @@ import re
 import httpx
 import pytest
 
-from tvmaniac_refreshd.config.settings import Account
+from tvmaniac_refreshd.config.settings import Account, OAuth2Settings, TraktSettings
 from tvmaniac_refreshd.providers.factory import make_provider, wording_for
 from tvmaniac_refreshd.providers.oauth2 import OAuth2Client
 from tvmaniac_refreshd.providers.trakt import TraktClient
 
-TRAKT = Account(name="default", provider="trakt", client_id="cid")
+TRAKT = Account(name="default", client_id="cid", settings=TraktSettings())
 OAUTH2 = Account(
     name="mail",
-    provider="oauth2",
     client_id="cid",
-    token_url="https://login.idp.example/oauth2/token",
-    authorization_url="https://login.idp.example/oauth2/authorize",
+    settings=OAuth2Settings(
+        token_url="https://login.idp.example/oauth2/token",
+        authorization_url="https://login.idp.example/oauth2/authorize",
+    ),
 )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import FakeClock, MemoryBackend, ProviderParts
-from tvmaniac_refreshd.config.settings import Account, StoreSettings
+from tvmaniac_refreshd.config.settings import Account, StoreSettings, TraktSettings
 from tvmaniac_refreshd.core.errors import RefreshdError, SessionRejected, TransientError
 from tvmaniac_refreshd.core.policy import RefreshPolicy
 from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet
@@ -17,7 +17,7 @@ from tvmaniac_refreshd.storage.state import StateFiles
 
 START = 1_800_000_000.0
 ACCOUNT = Account(
-    name="default", provider="trakt", client_id="cid", refresh=RefreshPolicy(jitter=0)
+    name="default", client_id="cid", settings=TraktSettings(), refresh=RefreshPolicy(jitter=0)
 )
 
 
@@ -240,7 +240,9 @@ class TestEnsureFresh:
         """Tokens from another client or host are never sent to the configured one."""
         _, trakt, clock, store, states = world
         moved = Account(
-            name="default", provider="trakt", client_id="cid", auth_url="https://other.example"
+            name="default",
+            client_id="cid",
+            settings=TraktSettings(auth_url="https://other.example"),
         )
         refresher = Refresher(
             moved,

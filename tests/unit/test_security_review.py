@@ -30,6 +30,7 @@ from tvmaniac_refreshd.core.errors import (
 from tvmaniac_refreshd.core.locations import adopt_session_bus
 from tvmaniac_refreshd.daemon import instance
 from tvmaniac_refreshd.providers.http import Response, error_code, post, raise_for_failure
+from tvmaniac_refreshd.service.base import ServiceMode
 from tvmaniac_refreshd.service.launchd import render as render_plist
 from tvmaniac_refreshd.service.systemd import UNITS, render
 from tvmaniac_refreshd.storage.keyring_store import account_lock
@@ -195,7 +196,7 @@ class TestRenderedValues:
             render(name, self.ARGV)
 
     @pytest.mark.parametrize("mode", ["daemon", "timer"])
-    def test_a_plist_refuses_control_characters(self, mode: str, tmp_path: Path) -> None:
+    def test_a_plist_refuses_control_characters(self, mode: ServiceMode, tmp_path: Path) -> None:
         with pytest.raises(UsageError, match="control characters"):
             render_plist(mode, ("/usr/bin/python3", "--config", "/a\x1b[2Jb"), tmp_path)
 

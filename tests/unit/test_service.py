@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tvmaniac_refreshd.core.errors import ServiceUnavailable
-from tvmaniac_refreshd.service.base import exec_argv
+from tvmaniac_refreshd.service.base import ServiceMode, exec_argv
 from tvmaniac_refreshd.service.launchd import render as render_plist
 from tvmaniac_refreshd.service.systemd import (
     UNITS,
@@ -393,7 +393,7 @@ ALLOWED_PLIST_KEYS = {
 
 class TestLaunchd:
     @pytest.mark.parametrize("mode", ["daemon", "timer"])
-    def test_plist_schema(self, mode: str, tmp_path: Path) -> None:
+    def test_plist_schema(self, mode: ServiceMode, tmp_path: Path) -> None:
         """The agent plist has only known keys of the right types and absolute paths (R28)."""
         agent = plistlib.loads(render_plist(mode, ARGV, tmp_path / "Logs"))
 

@@ -34,12 +34,12 @@ def test_unknown_report_keeps_what_the_state_file_knows() -> None:
     )
     report = unknown_report(ACCOUNT, record, reason="the keyring is locked", daemon_plan=False)
 
-    assert (report["state"], report["expires_at"], report["last_result"]) == (
+    assert (report.state, report.expires_at, report.last_result) == (
         "unknown",
         None,
         "refreshed",
     )
-    assert report["next_attempt_at"] is None  # no daemon: its old plan is no promise
+    assert report.next_attempt_at is None  # no daemon: its old plan is no promise
     text = render_text([report], now=START)
     assert "access token expires: unknown" in text
     assert "the keyring is locked" in text

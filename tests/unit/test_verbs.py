@@ -6,16 +6,22 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.fakes import FakeClock, MemoryBackend, ProviderParts
+from tvmaniac_refreshd.cli import verbs
 from tvmaniac_refreshd.cli.app import App
-from tvmaniac_refreshd.cli.options import Common, from_namespace
+from tvmaniac_refreshd.cli.completion import model
+from tvmaniac_refreshd.cli.grammar import Verb, no_arguments
+from tvmaniac_refreshd.cli.options import Common, NoOptions, from_namespace
 from tvmaniac_refreshd.cli.parser import build_parser, execute, parse
+from tvmaniac_refreshd.cli.verbs import VERBS
 from tvmaniac_refreshd.config.settings import Account, Config, parse_config
 from tvmaniac_refreshd.core.errors import (
     EXIT_OK,
@@ -182,3 +188,21 @@ def test_logout_revokes_then_deletes(world: World) -> None:
 def test_an_unknown_account_is_a_usage_error_not_a_traceback(world: World) -> None:
     assert world.run("token", "--account", "nobody") == 2
     assert "no account named 'nobody'" in world.err.getvalue()
+
+
+# -- one module per verb -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("verb", VERBS, ids=lambda verb: verb.name)
+def test_each_verb_is_one_module_with_its_options_arguments_and_run(verb: Verb[Any]) -> None:
+    """Adding a verb is one module and one line in the registry: nothing else names it."""
+    module = verb.run.__module__
+    assert module == f"{verbs.__name__}.{verb.name.replace(' ', '_').replace('-', '_')}"
+    assert verb.arguments.__module__ in (module, no_arguments.__module__)
+    assert verb.options is NoOptions or verb.options.__module__ == module
+    assert sys.modules[module].VERB is verb
+
+
+def test_the_parser_offers_exactly_the_registered_verbs_and_groups() -> None:
+    offered = set(model(build_parser())) - {""}
+    assert offered == {verb.name for verb in VERBS} | set(verbs.GROUPS)

@@ -3,5 +3,6 @@
 composition root with the command line's options and stdout), and the text of ``status``,
 ``completion`` and the man page.
 
-May import every other layer; nothing imports it but ``entry``.
+May import ``core``, ``config``, ``providers``, ``storage``, ``daemon``, ``service`` and
+``runtime``; nothing imports it but ``entry``.
 """

@@ -9,10 +9,10 @@ from typing import TextIO
 
 from tvmaniac_refreshd.cli.options import Common
 from tvmaniac_refreshd.config.settings import Account, Config
-from tvmaniac_refreshd.runtime.root import ACCOUNT_ENV, ProviderFactory, Runtime
+from tvmaniac_refreshd.runtime.root import ProviderFactory, Runtime
 from tvmaniac_refreshd.storage.store import TokenStore
 
-__all__ = ["ACCOUNT_ENV", "App"]
+__all__ = ["App"]
 
 
 class App(Runtime):

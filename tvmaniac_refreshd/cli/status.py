@@ -1,13 +1,16 @@
 """What `status` says about each account: a report built from stored facts, then rendered.
 
-``account_report`` is pure (facts and ``now`` in, a dict out) so that the JSON contract and the
-human text come from the same place.
+``account_report`` is pure (facts and ``now`` in, an ``AccountReport`` out) so that the JSON
+contract and the human text come from the same place. The report objects are typed; their
+fields, in order, are the keys of `status --json` (``as_json``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tvmaniac_refreshd.config.settings import Account
 from tvmaniac_refreshd.core.durations import format_duration
@@ -17,6 +20,9 @@ from tvmaniac_refreshd.core.policy import AccountState, account_state, refresh_d
 from tvmaniac_refreshd.core.times import iso_utc, local_time
 from tvmaniac_refreshd.core.tokens import TokenDocument
 from tvmaniac_refreshd.storage.state import AccountRecord
+
+if TYPE_CHECKING:  # the service modules load only when a verb asks the service manager
+    from tvmaniac_refreshd.service.base import ServiceState
 
 FORMAT_VERSION = 1
 
@@ -47,6 +53,75 @@ def iso(timestamp: float | None) -> str | None:
 
 # The state of an account whose token could not be read (the keyring is locked or gone).
 UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class AccountReport:
+    """One account in `status`; the fields, in this order, are its `--json` object."""
+
+    name: str
+    provider: str
+    state: str  # an AccountState value, or UNKNOWN
+    expires_at: str | None
+    refresh_due_at: str | None
+    obtained_at: str | None
+    last_attempt_at: str | None
+    last_success_at: str | None
+    last_result: str | None
+    last_error: str | None
+    reauth_reason: str | None
+    consecutive_failures: int
+    next_attempt_at: str | None
+    advice: str
+
+
+@dataclass(frozen=True)
+class StoreReport:
+    """Which store holds the tokens, where, and what protects them."""
+
+    backend: str
+    location: str | None  # the file store's directory; None for the keyring
+    protection: str
+
+
+@dataclass(frozen=True)
+class DaemonReport:
+    running: bool
+    pid: int | None
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """Everything `status` shows; ``as_json`` is the `--json` contract (format_version 1)."""
+
+    generated_at: str | None
+    store: StoreReport
+    daemon: DaemonReport
+    service: ServiceState | None  # None: the service manager could not be asked
+    accounts: tuple[AccountReport, ...]
+    service_error: str | None = None  # why it could not
+    keyring_error: str | None = None  # the store could not be read
+
+    @property
+    def timer_active(self) -> bool:
+        return self.service is not None and self.service.timer_active
+
+    def as_json(self) -> dict[str, object]:
+        payload: dict[str, object] = {
+            "format_version": FORMAT_VERSION,
+            "generated_at": self.generated_at,
+            "store": dataclasses.asdict(self.store),
+            "daemon": dataclasses.asdict(self.daemon),
+            "service": (
+                self.service.as_dict()
+                if self.service is not None
+                else {"installed": None, "error": self.service_error}
+            ),
+            "accounts": [dataclasses.asdict(account) for account in self.accounts],
+        }
+        if self.keyring_error is not None:
+            payload["keyring"] = {"available": False, "error": self.keyring_error}
+        return payload
 
 
 def keeper_advice(
@@ -91,7 +166,7 @@ def account_report(
     problem_advice: str | None = None,
     keeper: str | None = None,
     daemon_plan: bool = True,
-) -> dict[str, Any]:
+) -> AccountReport:
     """Return the status of one account as the JSON contract describes it.
 
     ``problem`` is a reason the stored item cannot be used (corrupt, bound to another client):
@@ -111,52 +186,52 @@ def account_report(
         state = AccountState.REAUTH_REQUIRED
     due = refresh_due_at(tokens, account.refresh, salt=account.name) if tokens else None
     usable = state in (AccountState.ACTIVE, AccountState.REFRESH_DUE, AccountState.EXPIRED)
-    return {
-        "name": account.name,
-        "provider": account.provider,
-        "state": state.value,
-        "expires_at": iso(tokens.expires_at) if tokens else None,
-        "refresh_due_at": iso(due) if usable else None,
-        "obtained_at": iso(document.obtained_at) if document else None,
-        "last_attempt_at": iso(record.last_attempt_at),
-        "last_success_at": iso(record.last_success_at),
-        "last_result": record.last_result,
-        "last_error": shown(problem or record.last_error or "") or None,
-        "reauth_reason": (problem or record.reauth_reason) if reauth else None,
-        "consecutive_failures": record.consecutive_failures,
-        "next_attempt_at": iso(record.next_attempt_at) if usable and daemon_plan else None,
-        "advice": _advice(state, keeper=keeper, problem_advice=problem_advice),
-    }
+    return AccountReport(
+        name=account.name,
+        provider=account.provider,
+        state=state.value,
+        expires_at=iso(tokens.expires_at) if tokens else None,
+        refresh_due_at=iso(due) if usable else None,
+        obtained_at=iso(document.obtained_at) if document else None,
+        last_attempt_at=iso(record.last_attempt_at),
+        last_success_at=iso(record.last_success_at),
+        last_result=record.last_result,
+        last_error=shown(problem or record.last_error or "") or None,
+        reauth_reason=(problem or record.reauth_reason) if reauth else None,
+        consecutive_failures=record.consecutive_failures,
+        next_attempt_at=iso(record.next_attempt_at) if usable and daemon_plan else None,
+        advice=_advice(state, keeper=keeper, problem_advice=problem_advice),
+    )
 
 
 def _advice(state: AccountState, *, keeper: str | None, problem_advice: str | None) -> str:
     if problem_advice is not None:
         return problem_advice
-    if state == AccountState.ACTIVE and keeper is not None:
+    if state is AccountState.ACTIVE and keeper is not None:
         return keeper
     return ADVICE[state]
 
 
 def unknown_report(
     account: Account, record: AccountRecord, *, reason: str, daemon_plan: bool
-) -> dict[str, Any]:
+) -> AccountReport:
     """The status of an account whose token cannot be read: what the state file knows."""
-    return {
-        "name": account.name,
-        "provider": account.provider,
-        "state": UNKNOWN,
-        "expires_at": None,
-        "refresh_due_at": None,
-        "obtained_at": None,
-        "last_attempt_at": iso(record.last_attempt_at),
-        "last_success_at": iso(record.last_success_at),
-        "last_result": record.last_result,
-        "last_error": shown(record.last_error or "") or None,
-        "reauth_reason": None,
-        "consecutive_failures": record.consecutive_failures,
-        "next_attempt_at": iso(record.next_attempt_at) if daemon_plan else None,
-        "advice": f"The token cannot be read: {reason}",
-    }
+    return AccountReport(
+        name=account.name,
+        provider=account.provider,
+        state=UNKNOWN,
+        expires_at=None,
+        refresh_due_at=None,
+        obtained_at=None,
+        last_attempt_at=iso(record.last_attempt_at),
+        last_success_at=iso(record.last_success_at),
+        last_result=record.last_result,
+        last_error=shown(record.last_error or "") or None,
+        reauth_reason=None,
+        consecutive_failures=record.consecutive_failures,
+        next_attempt_at=iso(record.next_attempt_at) if daemon_plan else None,
+        advice=f"The token cannot be read: {reason}",
+    )
 
 
 def _when(text: str | None, now: float) -> str:
@@ -168,26 +243,26 @@ def _when(text: str | None, now: float) -> str:
     return f"{local_time(moment)} ({relative})"
 
 
-def render_text(reports: list[dict[str, Any]], *, now: float) -> str:
+def render_text(reports: list[AccountReport], *, now: float) -> str:
     """Return the human-readable status of every account."""
     blocks = []
     for report in reports:
-        lines = [f"{report['name']}: {report['state']}"]
-        if report["state"] == UNKNOWN:
+        lines = [f"{report.name}: {report.state}"]
+        if report.state == UNKNOWN:
             lines.append("  access token expires: unknown (the token cannot be read)")
-        if report["expires_at"]:
-            lines.append(f"  access token expires: {_when(report['expires_at'], now)}")
-        if report["refresh_due_at"]:
-            lines.append(f"  next refresh due:     {_when(report['refresh_due_at'], now)}")
-        if report["next_attempt_at"] and report["next_attempt_at"] != report["refresh_due_at"]:
-            lines.append(f"  daemon's next try:    {_when(report['next_attempt_at'], now)}")
-        if report["last_result"]:
+        if report.expires_at:
+            lines.append(f"  access token expires: {_when(report.expires_at, now)}")
+        if report.refresh_due_at:
+            lines.append(f"  next refresh due:     {_when(report.refresh_due_at, now)}")
+        if report.next_attempt_at and report.next_attempt_at != report.refresh_due_at:
+            lines.append(f"  daemon's next try:    {_when(report.next_attempt_at, now)}")
+        if report.last_result:
             lines.append(
-                f"  last attempt:         {report['last_result']}, "
-                f"{_when(report['last_attempt_at'], now)}"
+                f"  last attempt:         {report.last_result}, "
+                f"{_when(report.last_attempt_at, now)}"
             )
-        if report["last_error"]:
-            lines.append(f"  last error:           {report['last_error']}")
-        lines.append(f"  {report['advice']}")
+        if report.last_error:
+            lines.append(f"  last error:           {report.last_error}")
+        lines.append(f"  {report.advice}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"

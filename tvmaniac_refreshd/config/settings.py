@@ -12,20 +12,46 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Literal, TypeVar, get_args
 
 from tvmaniac_refreshd.config import values
+from tvmaniac_refreshd.config.variants import (
+    PROVIDERS,
+    VARIANTS,
+    OAuth2Settings,
+    ProviderName,
+    ProviderSettings,
+    TraktSettings,
+    canonical_url,
+)
 from tvmaniac_refreshd.core.errors import ConfigError, UsageError
 from tvmaniac_refreshd.core.policy import RefreshPolicy, RetryPolicy
 
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-PROVIDERS = ("trakt", "oauth2")
-CLIENT_AUTH = ("client_secret_basic", "client_secret_post", "none")
 # Where tokens live: the OS keyring (the default, never changed silently) or private files.
-STORE_BACKENDS = ("keyring", "file")
+StoreBackend = Literal["keyring", "file"]
+STORE_BACKENDS: tuple[StoreBackend, ...] = get_args(StoreBackend)
 # Encryption at rest of the file store: none (permissions only) or systemd-creds (systemd 256+).
-STORE_ENCRYPTION = ("none", "systemd-creds")
+Encryption = Literal["none", "systemd-creds"]
+STORE_ENCRYPTION: tuple[Encryption, ...] = get_args(Encryption)
+
+__all__ = [
+    "PROVIDERS",
+    "STORE_BACKENDS",
+    "STORE_ENCRYPTION",
+    "Account",
+    "Config",
+    "Encryption",
+    "OAuth2Settings",
+    "ProviderName",
+    "ProviderSettings",
+    "StoreBackend",
+    "TraktSettings",
+    "canonical_url",
+    "load_config",
+    "parse_config",
+    "settings_of",
+]
 
 
 @dataclass(frozen=True)
@@ -40,8 +66,8 @@ class HttpSettings:
 class StoreSettings:
     """Which store holds the tokens, and how it and the per-account lock are used."""
 
-    backend: str = "keyring"  # or "file": one 0600 file per account, for headless machines
-    encrypt: str = "none"  # file store only: "systemd-creds" encrypts each file for this user
+    backend: StoreBackend = "keyring"  # or "file": one 0600 file per account, for headless
+    encrypt: Encryption = "none"  # file store only: "systemd-creds" encrypts each file
 
     timeout: float = 10.0  # a locked collection can otherwise block a keyring call forever
     lock_timeout: float = 60.0  # how long a command waits for another process's refresh
@@ -72,38 +98,29 @@ class DaemonSettings:
 
 @dataclass(frozen=True)
 class Account:
-    """One OAuth session to keep alive.
+    """One OAuth session to keep alive: its client, its provider's settings, its policies.
 
-    If you add a field that changes where tokens are sent, update ``fingerprint()``.
+    If you add a setting that changes where tokens are sent, bind it in the variant's
+    ``bound_beyond_endpoint`` (config/variants.py).
     """
 
     name: str
-    provider: str
     client_id: str
+    settings: ProviderSettings = TraktSettings()
     client_secret: str | None = field(default=None, repr=False)
-    auth_url: str = "https://auth.trakt.tv"
-    # Part of the documented config and checked, but nothing calls Trakt's API yet.
-    api_url: str = "https://api.trakt.tv"
-    redirect_uri: str = "urn:ietf:wg:oauth:2.0:oob"
-    # provider = "oauth2" only: standard endpoints (RFC 6749, 8628, 7009) and client auth.
-    token_url: str | None = None
-    device_authorization_url: str | None = None
-    authorization_url: str | None = None
-    revocation_url: str | None = None
-    scopes: tuple[str, ...] = ()
-    client_auth: str = "client_secret_basic"
-    default_lifetime: int = 3600  # when a token response has no expires_in
-    redirect_port: int = 0  # the loopback redirect's port; 0 picks a free one
-    git_hosts: tuple[str, ...] = ()  # `git-credential get` answers for these hosts
-    git_username: str = "oauth2"  # the user name git sends with the token (GitLab's choice)
     refresh: RefreshPolicy = RefreshPolicy()
     retry: RetryPolicy = RetryPolicy()
     alerts: Alerts = Alerts()
 
     @property
+    def provider(self) -> ProviderName:
+        """The config's ``provider = ...``: which variant ``settings`` is."""
+        return self.settings.name
+
+    @property
     def endpoint(self) -> str:
         """Return the URL a stored token is bound to: where it was issued and is refreshed."""
-        return (self.token_url if self.provider == "oauth2" else self.auth_url) or ""
+        return self.settings.endpoint
 
     def fingerprint(self) -> str:
         """Return a digest of the settings a stored token is bound to.
@@ -111,46 +128,23 @@ class Account:
         A token is only ever sent back to the provider and client it came from: if the config
         now points elsewhere, the stored token is not used.
         """
-        endpoint = self.endpoint
-        parts = [self.provider, canonical_url(endpoint), self.client_id]
-        # `logout` sends the token to revocation_url: a server of another origin must not get a
-        # token issued elsewhere. One of the token endpoint's origin is the same party, and
-        # leaving it out keeps the logins made before revocation_url was bound (Trakt's revoke
-        # endpoint lives under auth_url, which is bound already).
-        revocation = canonical_url(self.revocation_url or "")
-        if self.provider == "oauth2" and revocation and _origin(revocation) != _origin(endpoint):
-            parts.append(revocation)
+        parts = [self.provider, canonical_url(self.endpoint), self.client_id]
+        parts.extend(self.settings.bound_beyond_endpoint())
         material = "\n".join(parts)
         return "sha256:" + hashlib.sha256(material.encode()).hexdigest()[:32]
 
     def needs_client_secret(self) -> bool:
-        """Return whether logging in and refreshing need a client secret.
+        """Return whether logging in and refreshing need a client secret."""
+        return self.settings.needs_client_secret()
 
-        Trakt's device flow sends one with every token request. An oauth2 account with
-        ``client_auth = "none"`` is a public client (PKCE) and has none.
-        """
-        if self.provider == "oauth2":
-            return self.client_auth != "none"
-        return True
+    @property
+    def redirect_port(self) -> int:
+        """The loopback redirect's port for a browser login; 0 picks a free one."""
+        return self.settings.redirect_port
 
-
-def canonical_url(address: str) -> str:
-    """Return the form of an endpoint URL that the fingerprint compares.
-
-    Trailing slashes of the path are dropped, the query is kept, the rest is as written.
-    Endpoint URLs used to be stored with their trailing slashes stripped (and a query was
-    refused), and fingerprints were made from that form; comparing in it means that using
-    endpoints byte for byte invalidated no existing login. ``/token`` and ``/token/`` are one
-    endpoint here on purpose; a different query is a different endpoint (B2C's ``?p=``).
-    """
-    path, mark, query = address.partition("?")
-    return path.rstrip("/") + mark + query
-
-
-def _origin(url: str | None) -> tuple[str, str]:
-    """Return the scheme and host:port a URL's requests go to."""
-    parts = urlsplit(url or "")
-    return parts.scheme.lower(), parts.netloc.lower()
+    def git_username_for(self, host: str) -> str | None:
+        """The user name git gets with this account's token for ``host``; None: not ours."""
+        return self.settings.git_username_for(host)
 
 
 @dataclass(frozen=True)
@@ -190,8 +184,7 @@ class Config:
 
 
 # One converter per key of each section; a section's table may only hold these keys.
-Converter = values.Converter
-SECTIONS: dict[str, dict[str, Converter]] = {
+SECTIONS: dict[str, dict[str, values.Converter[object]]] = {
     "refresh": {"threshold": values.fraction, "margin": values.duration, "jitter": values.duration},
     "retry": {"initial": values.positive_duration, "maximum": values.positive_duration},
     "alerts": {
@@ -237,29 +230,14 @@ def _section(
     return replace(base, **changes)  # type: ignore[type-var]
 
 
-OAUTH2_KEYS = {
-    "token_url",
-    "device_authorization_url",
-    "authorization_url",
-    "revocation_url",
-    "scopes",
-    "client_auth",
-    "default_lifetime",
-    "redirect_port",
-    "git_host",
-    "git_username",
-}
-TRAKT_KEYS = {"auth_url", "api_url", "redirect_uri"}
-
+OAUTH2_KEYS = OAuth2Settings.keys
+TRAKT_KEYS = TraktSettings.keys
 _ACCOUNT_KEYS = {
     "provider",
     "client_id",
     "client_secret",
-    "auth_url",
-    "api_url",
-    "redirect_uri",
     *ACCOUNT_SECTIONS,
-    *OAUTH2_KEYS,
+    *(key for variant in VARIANTS.values() for key in variant.keys),
 }
 
 
@@ -272,71 +250,36 @@ def _account(
     if not ACCOUNT_NAME.fullmatch(name):
         problems.add(f"accounts.{name}", "account names use letters, digits, '_', '.' and '-'")
     provider = values.get(table, "provider", prefix, values.text, "", problems)
+    variant = next((v for v in VARIANTS.values() if v.name == provider), None)
     if "provider" not in table:
         problems.add(f"{prefix}provider", f"missing; set it to one of: {', '.join(PROVIDERS)}")
-    elif provider and provider not in PROVIDERS:
+    elif provider and variant is None:
         problems.add(f"{prefix}provider", f"{provider!r} is not one of: {', '.join(PROVIDERS)}")
     client_id = values.get(table, "client_id", prefix, values.text, "", problems)
     if "client_id" not in table:
-        # The one place config names a provider's site: its own check, before any provider exists.
-        where = "the app registration" if provider == "oauth2" else "your Trakt app's settings page"
+        where = (variant or TraktSettings).client_id_source
         problems.add(f"{prefix}client_id", f"missing; copy it from {where}")
+    client_secret = values.get(table, "client_secret", prefix, values.text, None, problems)
+    refresh = _section(table, "refresh", prefix, defaults.refresh, problems)
+    retry = _section(table, "retry", prefix, defaults.retry, problems)
+    alerts = _section(table, "alerts", prefix, defaults.alerts, problems)
+    if variant is None:
+        return None
+    settings = variant.parse(table, prefix, problems)
+    # Keys of one provider kind are mistakes in the other: say so instead of ignoring them.
+    for other in VARIANTS.values():
+        for key in sorted((other.keys - variant.keys) & set(table)):
+            problems.add(f"{prefix}{key}", f'only used with provider = "{other.name}"')
     account = Account(
         name=name,
-        provider=provider,
         client_id=client_id,
-        client_secret=values.get(table, "client_secret", prefix, values.text, None, problems),
-        auth_url=values.get(table, "auth_url", prefix, values.base_url, Account.auth_url, problems),
-        api_url=values.get(table, "api_url", prefix, values.base_url, Account.api_url, problems),
-        redirect_uri=values.get(
-            table, "redirect_uri", prefix, values.text, Account.redirect_uri, problems
-        ),
-        refresh=_section(table, "refresh", prefix, defaults.refresh, problems),
-        retry=_section(table, "retry", prefix, defaults.retry, problems),
-        alerts=_section(table, "alerts", prefix, defaults.alerts, problems),
-        **_oauth2_fields(table, prefix, problems),
+        settings=settings,
+        client_secret=client_secret,
+        refresh=refresh,
+        retry=retry,
+        alerts=alerts,
     )
-    _check_provider_keys(account, table, prefix, problems)
     return account if len(problems.items) == before else None
-
-
-def _oauth2_fields(table: Mapping[str, Any], prefix: str, problems: values.Problems) -> Any:  # noqa: ANN401
-    def get(key: str, convert: values.Converter, default: object) -> object:
-        return values.get(table, key, prefix, convert, default, problems)
-
-    return {
-        "token_url": get("token_url", values.endpoint_url, None),
-        "device_authorization_url": get("device_authorization_url", values.endpoint_url, None),
-        "authorization_url": get("authorization_url", values.endpoint_url, None),
-        "revocation_url": get("revocation_url", values.endpoint_url, None),
-        "scopes": get("scopes", values.scopes, ()),
-        "client_auth": get("client_auth", values.choice(CLIENT_AUTH), "client_secret_basic"),
-        "default_lifetime": get("default_lifetime", values.positive_duration, 3600),
-        "redirect_port": get("redirect_port", values.port, 0),
-        "git_hosts": get("git_host", values.hosts, ()),
-        "git_username": get("git_username", values.text, "oauth2"),
-    }
-
-
-def _check_provider_keys(
-    account: Account, table: Mapping[str, Any], prefix: str, problems: values.Problems
-) -> None:
-    """Keys of one provider kind are mistakes in the other; say so instead of ignoring them."""
-    if account.provider == "trakt":
-        for key in sorted(OAUTH2_KEYS & set(table)):
-            problems.add(f"{prefix}{key}", 'only used with provider = "oauth2"')
-    elif account.provider == "oauth2":
-        for key in sorted(TRAKT_KEYS & set(table)):
-            problems.add(f"{prefix}{key}", 'only used with provider = "trakt"')
-        if "token_url" not in table:
-            problems.add(f"{prefix}token_url", "missing; the provider's OAuth2 token endpoint")
-        if not ({"device_authorization_url", "authorization_url"} & set(table)):
-            problems.add(
-                f"{prefix}device_authorization_url",
-                "missing; set it (device login) or authorization_url (browser login), or both",
-            )
-        if account.client_auth == "none" and "client_secret" in table:
-            problems.add(f"{prefix}client_auth", '"none" sends no client_secret; remove one')
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:
@@ -354,7 +297,6 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     # Global defaults live on a template account; each account starts from them.
     template = Account(
         name="",
-        provider="",
         client_id="",
         refresh=_section(document, "refresh", "", RefreshPolicy(), problems),
         retry=_section(document, "retry", "", RetryPolicy(), problems),
@@ -424,3 +366,18 @@ def load_config(path: Path) -> Config:
             f"{path} holds a client_secret and other users can read it; run: chmod 600 {path}"
         )
     return replace(config, warnings=tuple(warnings))
+
+
+Variant = TypeVar("Variant", TraktSettings, OAuth2Settings)
+
+
+def settings_of(account: Account, variant: type[Variant]) -> Variant:
+    """Return ``account``'s provider settings as ``variant``, which a dialect requires.
+
+    Raises:
+        TypeError: the account is of another provider (a bug: the factory picks by variant).
+    """
+    settings = account.settings
+    if not isinstance(settings, variant):
+        raise TypeError(f"account {account.name!r} is a {account.provider} account")
+    return settings

@@ -14,6 +14,9 @@ from urllib.parse import urlsplit
 from tvmaniac_refreshd.core.durations import parse_duration
 
 T = TypeVar("T")
+Choice = TypeVar("Choice", bound=str)
+# Turns a TOML value into a T, or raises TypeError/ValueError saying what was expected.
+Converter = Callable[[object], T]
 
 # The only hosts allowed over plain http: a local emulator or test server, never the internet.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -184,9 +187,6 @@ def count(value: object) -> int:
     return value
 
 
-Converter = Callable[[object], object]
-
-
 def scopes(value: object) -> tuple[str, ...]:
     """Accept a list of scope names, or one space-separated string as OAuth2 sends them."""
     if isinstance(value, str):
@@ -200,13 +200,14 @@ def scopes(value: object) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def choice(options: tuple[str, ...]) -> Converter:
-    """Return a converter that accepts exactly one of ``options``."""
+def choice(options: tuple[Choice, ...]) -> Converter[Choice]:
+    """Return a converter that accepts exactly one of ``options`` (a Literal's values)."""
 
-    def convert(value: object) -> str:
-        if value not in options:
-            raise ValueError(f"{value!r} is not one of: {', '.join(options)}")
-        return str(value)
+    def convert(value: object) -> Choice:
+        for option in options:
+            if value == option:
+                return option
+        raise ValueError(f"{value!r} is not one of: {', '.join(options)}")
 
     return convert
 

@@ -294,15 +294,15 @@ class Daemon:
             return self._summary(now)  # without formatting a line per account first
         parts = []
         for name, watch in sorted(self.watches.items()):
-            if watch.condition == "login_needed":
+            if watch.condition is Condition.LOGIN_NEEDED:
                 parts.append(f"{name}: login needed")
-            elif watch.condition == "logged_out":
+            elif watch.condition is Condition.LOGGED_OUT:
                 parts.append(f"{name}: not logged in")
-            elif watch.condition == "keyring_unavailable" and watch.next_at is not None:
+            elif watch.condition is Condition.KEYRING_UNAVAILABLE and watch.next_at is not None:
                 when = clock_time(watch.next_at, now)
                 parts.append(f"{name}: keyring locked or unavailable, retry at {when}")
             elif watch.next_at is not None:
-                verb = "next refresh" if watch.condition == "scheduled" else "retry"
+                verb = "next refresh" if watch.condition is Condition.SCHEDULED else "retry"
                 text = f"{name}: {verb} at {clock_time(watch.next_at, now)}"
                 if watch.last_result:
                     text += f", last {watch.last_result}"
@@ -317,7 +317,7 @@ class Daemon:
         upcoming = [
             watch.next_at
             for watch in self.watches.values()
-            if watch.condition == "scheduled" and watch.next_at is not None
+            if watch.condition is Condition.SCHEDULED and watch.next_at is not None
         ]
         text = f"{len(self.watches)} accounts: " + ", ".join(
             f"{count} {condition.replace('_', ' ')}" for condition, count in sorted(counts.items())

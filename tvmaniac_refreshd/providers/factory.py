@@ -1,4 +1,4 @@
-"""The one place that picks a provider dialect, by the account's ``provider`` key.
+"""The one place that picks a provider dialect, by the variant of the account's settings.
 
 The dialects (and with them httpx) are imported on first use, so a command that never talks
 to the provider never loads them.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tvmaniac_refreshd.config.settings import Account
+from tvmaniac_refreshd.config.settings import Account, OAuth2Settings
 
 if TYPE_CHECKING:
     import httpx
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def make_provider(http: httpx.Client, account: Account, client_secret: str | None) -> Provider:
     """Return ``account``'s provider over the shared ``http`` client."""
-    if account.provider == "oauth2":
+    if isinstance(account.settings, OAuth2Settings):
         from tvmaniac_refreshd.providers.oauth2 import OAuth2Client  # noqa: PLC0415
 
         return OAuth2Client(http, account, client_secret)
@@ -29,7 +29,7 @@ def make_provider(http: httpx.Client, account: Account, client_secret: str | Non
 
 def wording_for(account: Account) -> Wording:
     """Return how ``account``'s provider is named to the user, without building a client."""
-    if account.provider == "oauth2":
+    if isinstance(account.settings, OAuth2Settings):
         from tvmaniac_refreshd.providers.oauth2 import wording  # noqa: PLC0415
 
         return wording(account)

@@ -12,7 +12,7 @@ import secrets
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode, urlsplit
 
-from tvmaniac_refreshd.config.settings import Account
+from tvmaniac_refreshd.config.settings import Account, OAuth2Settings, settings_of
 from tvmaniac_refreshd.core.errors import (
     ClientRejected,
     LoginFailed,
@@ -42,7 +42,8 @@ DEFAULT_INTERVAL = 5
 
 def wording(account: Account) -> Wording:
     """Name a generic server by its host: the config has no other name for it."""
-    url = account.authorization_url or account.token_url or account.device_authorization_url
+    settings = settings_of(account, OAuth2Settings)
+    url = settings.authorization_url or settings.token_url or settings.device_authorization_url
     host = urlsplit(url).hostname if url else None
     name = host or "the OAuth2 provider"
     return Wording(
@@ -79,12 +80,14 @@ class OAuth2Client:
     """One account's standard OAuth2 endpoints, with its client authentication."""
 
     def __init__(self, http: httpx.Client, account: Account, client_secret: str | None) -> None:
-        if account.token_url is None:
+        settings = settings_of(account, OAuth2Settings)
+        if not settings.token_url:
             raise NotConfigured(f"account {account.name!r} has no token_url")
         self._http = http
         self._account = account
+        self._settings = settings
         self._secret = client_secret
-        self._token_url = account.token_url
+        self._token_url = settings.token_url
         self._log = get_logger(account=account.name)
 
     @property
@@ -93,7 +96,7 @@ class OAuth2Client:
 
     @property
     def has_device_login(self) -> bool:
-        return self._account.device_authorization_url is not None
+        return self._settings.device_authorization_url is not None
 
     def browser(self) -> BrowserLogin | None:
         # Always offered: without an authorization_url, authorization_request says so.
@@ -112,7 +115,7 @@ class OAuth2Client:
         ``client_id_in_body``: send ``client_id`` in the body even with HTTP Basic, where the
         RFC's example does (RFC 8628 §3.1, §3.4) or common servers rely on it (RFC 6749 §6).
         """
-        method = self._account.client_auth
+        method = self._settings.client_auth
         if method != "none" and not self._secret:
             raise ClientRejected(
                 f"account {self._account.name!r} uses {method} but has no client secret; store "
@@ -140,7 +143,7 @@ class OAuth2Client:
         if isinstance(body, dict) and "expires_in" not in body:
             self._log.warning(
                 "token.no_expiry",
-                assumed_lifetime_s=self._account.default_lifetime,
+                assumed_lifetime_s=self._settings.default_lifetime,
                 hint="set default_lifetime for this account",
             )
         try:
@@ -149,7 +152,7 @@ class OAuth2Client:
                 now=now,
                 generic=True,
                 previous_refresh=previous,
-                default_lifetime=self._account.default_lifetime,
+                default_lifetime=self._settings.default_lifetime,
             )
         except ResponseInvalid as exc:
             hint = ""
@@ -162,7 +165,7 @@ class OAuth2Client:
 
     def request_device_code(self, *, now: float) -> DeviceCode:
         """Start an RFC 8628 device login."""
-        url = self._account.device_authorization_url
+        url = self._settings.device_authorization_url
         if url is None:
             raise LoginFailed(
                 f"account {self._account.name!r} has no device_authorization_url; "
@@ -172,7 +175,7 @@ class OAuth2Client:
         # RFC 8628 §3.1: client_id and scope, as its example shows. client_id goes in the body
         # even with HTTP Basic: the section allows leaving it out then, but oauthlib-based
         # servers (Django OAuth Toolkit among them) answer 400 "Missing client_id parameter".
-        form = {"scope": " ".join(self._account.scopes)} if self._account.scopes else {}
+        form = {"scope": " ".join(self._settings.scopes)} if self._settings.scopes else {}
         response = self._send(url, form, what=what, client_id_in_body=True)
         body = response.json()
         if response.status != 200 or not isinstance(body, dict):
@@ -216,18 +219,18 @@ class OAuth2Client:
 
     def authorization_request(self, redirect_uri: str, state: str, challenge: str) -> str:
         """Return the URL the browser opens for an authorization-code login with PKCE."""
-        if self._account.authorization_url is None:
+        if self._settings.authorization_url is None:
             raise LoginFailed(
                 f"account {self._account.name!r} has no authorization_url; use the device login"
             )
         query = authorization_query(self._account.client_id, redirect_uri, state, challenge)
-        if self._account.scopes:
-            query["scope"] = " ".join(self._account.scopes)
-        if "offline_access" in self._account.scopes:
+        if self._settings.scopes:
+            query["scope"] = " ".join(self._settings.scopes)
+        if "offline_access" in self._settings.scopes:
             # OpenID Connect Core §11: offline_access is ignored unless consent is prompted.
             query["prompt"] = "consent"
-        separator = "&" if "?" in self._account.authorization_url else "?"
-        return f"{self._account.authorization_url}{separator}{urlencode(query)}"
+        separator = "&" if "?" in self._settings.authorization_url else "?"
+        return f"{self._settings.authorization_url}{separator}{urlencode(query)}"
 
     def exchange_code(self, code: str, *, verifier: str, redirect_uri: str, now: float) -> TokenSet:
         """Trade an authorization code for tokens (RFC 6749 §4.1.3 with RFC 7636)."""
@@ -264,7 +267,7 @@ class OAuth2Client:
 
     def revoke(self, tokens: TokenSet, *, now: float) -> None:
         """Revoke the refresh token (RFC 7009), which at most servers ends the whole grant."""
-        url = self._account.revocation_url
+        url = self._settings.revocation_url
         if url is None:
             raise NotConfigured(
                 "the provider has no revocation_url configured, so the grant stays valid there"

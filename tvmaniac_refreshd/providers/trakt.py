@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tvmaniac_refreshd.config.settings import Account
+from tvmaniac_refreshd.config.settings import Account, TraktSettings, settings_of
 from tvmaniac_refreshd.core.errors import LoginFailed, TransientError
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.tokens import ResponseInvalid, TokenSet, parse_token_response
@@ -37,6 +37,7 @@ class TraktClient:
     def __init__(self, http: httpx.Client, account: Account, client_secret: str | None) -> None:
         self._http = http
         self._account = account
+        self._settings = settings_of(account, TraktSettings)
         self._secret = client_secret
 
     @property
@@ -57,7 +58,7 @@ class TraktClient:
         headers = {"trakt-api-key": self._account.client_id, "trakt-api-version": "2"}
         return post(
             self._http,
-            f"{self._account.auth_url}{path}",
+            f"{self._settings.auth_url}{path}",
             what=what,
             json_body=payload,
             headers=headers,
@@ -134,7 +135,7 @@ class TraktClient:
             {
                 "refresh_token": refresh_token,
                 "client_id": self._account.client_id,
-                "redirect_uri": self._account.redirect_uri,
+                "redirect_uri": self._settings.redirect_uri,
                 "grant_type": "refresh_token",
             }
         )

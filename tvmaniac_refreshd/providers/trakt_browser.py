@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 
-from tvmaniac_refreshd.config.settings import Account
+from tvmaniac_refreshd.config.settings import Account, TraktSettings, settings_of
 from tvmaniac_refreshd.config.values import LOOPBACK_HOSTS
 from tvmaniac_refreshd.core.errors import LoginFailed, TransientError, UsageError
 from tvmaniac_refreshd.core.locations import TRAKT_APPS
@@ -32,7 +32,7 @@ def loopback_redirect(account: Account) -> tuple[int, str]:
     Raises:
         UsageError: the redirect URI is not a loopback http URL with a fixed port.
     """
-    parts = urlsplit(account.redirect_uri)
+    parts = urlsplit(settings_of(account, TraktSettings).redirect_uri)
     try:
         port = parts.port
     except ValueError:
@@ -52,6 +52,7 @@ class TraktBrowserLogin:
     def __init__(self, http: httpx.Client, account: Account) -> None:
         self._http = http
         self._account = account
+        self._settings = settings_of(account, TraktSettings)
 
     @property
     def registered_redirect_uri(self) -> str:
@@ -61,12 +62,12 @@ class TraktBrowserLogin:
             UsageError: it is not a loopback http URI with a fixed port.
         """
         loopback_redirect(self._account)
-        return self._account.redirect_uri
+        return self._settings.redirect_uri
 
     def authorization_request(self, redirect_uri: str, state: str, challenge: str) -> str:
         """Return the URL the browser opens, on the OAuth host (``auth_url``)."""
         query = authorization_query(self._account.client_id, redirect_uri, state, challenge)
-        return f"{self._account.auth_url}/oauth/authorize?{urlencode(query)}"
+        return f"{self._settings.auth_url}/oauth/authorize?{urlencode(query)}"
 
     def exchange_code(self, code: str, *, verifier: str, redirect_uri: str, now: float) -> TokenSet:
         """Trade the code for tokens: the verifier instead of a client secret (Trakt's PKCE)."""
@@ -81,7 +82,7 @@ class TraktBrowserLogin:
         headers = {"trakt-api-key": self._account.client_id, "trakt-api-version": "2"}
         response = post(
             self._http,
-            f"{self._account.auth_url}/oauth/token",
+            f"{self._settings.auth_url}/oauth/token",
             what=what,
             json_body=payload,
             headers=headers,

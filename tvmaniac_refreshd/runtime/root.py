@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from tvmaniac_refreshd.config.settings import Account, Config, load_config
+from tvmaniac_refreshd.config.settings import Account, Config, StoreBackend, load_config
 from tvmaniac_refreshd.core.locations import APP, systemd_booted
 from tvmaniac_refreshd.core.logs import get_logger, journal_prefix, shown
 from tvmaniac_refreshd.daemon.refresher import Refresher
+from tvmaniac_refreshd.providers.base import Provider
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
 from tvmaniac_refreshd.storage.paths import config_path, lock_dir, state_dir
 from tvmaniac_refreshd.storage.state import StateFiles
@@ -27,7 +28,6 @@ from tvmaniac_refreshd.storage.store import TokenStore
 if TYPE_CHECKING:
     import httpx
 
-    from tvmaniac_refreshd.providers.base import Provider
     from tvmaniac_refreshd.service.base import ServiceManager
 
 __all__ = ["ACCOUNT_ENV", "ProviderFactory", "Runtime"]
@@ -39,7 +39,7 @@ ERROR = 3
 WARNING = 4
 
 # Builds the provider of one account, given its client secret (None: the account has none).
-ProviderFactory = Callable[[Account, "str | None"], "Provider"]
+ProviderFactory = Callable[[Account, str | None], Provider]
 
 
 class Runtime:
@@ -103,7 +103,7 @@ class Runtime:
             self._store = self.make_store(self.config.store.backend)
         return self._store
 
-    def make_store(self, backend: str) -> TokenStore:
+    def make_store(self, backend: StoreBackend) -> TokenStore:
         """Return the store named ``backend`` ("keyring" or "file"), as the config would."""
         if backend == "file":
             from tvmaniac_refreshd.storage.file_store import (  # noqa: PLC0415

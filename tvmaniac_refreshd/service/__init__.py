@@ -1,8 +1,9 @@
 """The OS service: systemd user units on Linux, launchd agents on macOS.
 
-``base`` holds what both share (templates, rendering, the runner, atomic writes); ``systemd``
-and ``launchd`` each implement ``ServiceManager``; ``manager_for`` picks one. May import
-``core`` and ``config``; never ``cli`` or ``daemon``.
+``base`` holds what both share (templates, rendering, the runner); ``systemd`` and
+``launchd`` each implement ``ServiceManager``; ``manager_for`` picks one. May import ``core``
+and ``storage`` (its safe, atomic file writes); never ``config``, ``daemon``, ``runtime`` or
+``cli``: the unit runs the command, which reads the config itself.
 """
 
 from __future__ import annotations

@@ -15,14 +15,13 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Literal, Protocol, TextIO
 
 from tvmaniac_refreshd.core.errors import ServiceError, UsageError
 from tvmaniac_refreshd.core.shipped import shipped_file
 from tvmaniac_refreshd.storage import safe_files
 
 Runner = Callable[[Sequence[str]], subprocess.CompletedProcess[str]]
-MODES = ("daemon", "timer")
 # A service manager that has not answered in this long is not going to.
 COMMAND_TIMEOUT = 60
 
@@ -137,12 +136,22 @@ class Plan:
             out.write(f"would remove {path}\n")
 
 
+# daemon: a long-running `run`; timer: `refresh --all` every hour.
+ServiceMode = Literal["daemon", "timer"]
+MODES: tuple[ServiceMode, ...] = ("daemon", "timer")
+
+
+def other_mode(mode: ServiceMode) -> ServiceMode:
+    """The mode that installing ``mode`` replaces."""
+    return "timer" if mode == "daemon" else "daemon"
+
+
 @dataclass(frozen=True)
 class ServiceState:
     """What `service status`, `status` and `config check` report."""
 
     manager: str  # "systemd" or "launchd"
-    mode: str | None  # "daemon", "timer", or None when not installed
+    mode: ServiceMode | None  # None when not installed
     active: str  # the manager's own word: active, inactive, failed, running, ...
     detail: str = ""  # e.g. the daemon's STATUS= text, the last result
     lingering: bool | None = None  # systemd: does the user manager outlive logins?
@@ -152,6 +161,11 @@ class ServiceState:
     # False where the manager cannot run our units at all (systemd is not PID 1): nothing to
     # recommend installing; ``detail`` says why and what to do instead.
     available: bool = True
+
+    @property
+    def timer_active(self) -> bool:
+        """In timer mode, with the timer running: it will refresh what is due."""
+        return self.mode == "timer" and self.active.startswith("active")
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -172,7 +186,9 @@ class ServiceManager(Protocol):
 
     name: str
 
-    def install(self, mode: str, argv: Sequence[str], *, dry_run: bool, out: TextIO) -> None: ...
+    def install(
+        self, mode: ServiceMode, argv: Sequence[str], *, dry_run: bool, out: TextIO
+    ) -> None: ...
 
     def uninstall(self, *, dry_run: bool, out: TextIO) -> None: ...
 

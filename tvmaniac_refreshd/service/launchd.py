@@ -34,14 +34,19 @@ from tvmaniac_refreshd.core.launchd_log import SESSION_VARIABLE, launchd_log_dir
 from tvmaniac_refreshd.service.base import (
     Plan,
     Runner,
+    ServiceMode,
     ServiceState,
     check_renderable,
     exec_argv,
+    other_mode,
     template,
     write_atomically,
 )
 
-LABELS = {"daemon": "com.tvmaniac.refreshd", "timer": "com.tvmaniac.refreshd.refresh"}
+LABELS: dict[ServiceMode, str] = {
+    "daemon": "com.tvmaniac.refreshd",
+    "timer": "com.tvmaniac.refreshd.refresh",
+}
 # launchctl's "not loaded" answers: ESRCH, "Could not find specified service", and 125 for a
 # gui/UID domain that does not exist (no GUI login, or no longer).
 NOT_LOADED = (3, 113, 125)
@@ -80,7 +85,7 @@ LOGIN_ITEMS_ADVICE = (
 SPAWN_FAILED = ("78: EX_CONFIG", "spawn scheduled")
 
 
-def render(mode: str, argv: Sequence[str], logs: Path, *, gui: bool = True) -> bytes:
+def render(mode: ServiceMode, argv: Sequence[str], logs: Path, *, gui: bool = True) -> bytes:
     """Return the agent plist of ``mode`` with this installation's command and log paths.
 
     ``gui=False`` renders it for the ``user/UID`` domain, which loads only Background agents
@@ -166,7 +171,7 @@ class Launchd:
         """Every domain our agents may be loaded in (an earlier install may have used either)."""
         return [f"gui/{self.uid}", f"user/{self.uid}"] if self.has_gui else [f"user/{self.uid}"]
 
-    def _path(self, mode: str) -> Path:
+    def _path(self, mode: ServiceMode) -> Path:
         return self.agent_dir / f"{LABELS[mode]}.plist"
 
     def _launchctl(self, *args: str) -> None:
@@ -203,9 +208,11 @@ class Launchd:
                 self._sleep(POLL_INTERVAL)
         return was_loaded
 
-    def install(self, mode: str, argv: Sequence[str], *, dry_run: bool, out: TextIO) -> None:
+    def install(
+        self, mode: ServiceMode, argv: Sequence[str], *, dry_run: bool, out: TextIO
+    ) -> None:
         """Write the agent of ``mode``, replace the other mode's, and (re)start it."""
-        other = "timer" if mode == "daemon" else "daemon"
+        other = other_mode(mode)
         domain = self.domain
         path = self._path(mode)
         plan = Plan(write={path: render(mode, argv, self.logs, gui=self.has_gui)})
@@ -319,7 +326,7 @@ class Launchd:
                 return domain
         return None
 
-    def _unloaded_state(self, mode: str, missing: str, warnings: list[str]) -> ServiceState:
+    def _unloaded_state(self, mode: ServiceMode, missing: str, warnings: list[str]) -> ServiceState:
         target = f"{self.domain}/{LABELS[mode]}"
         files = (str(self._path(mode)),)
         if missing:
@@ -332,7 +339,7 @@ class Launchd:
             "launchd", mode, "failed (not loaded)", detail, files=files, warnings=warnings
         )
 
-    def _program_problems(self, mode: str) -> tuple[str, list[str]]:
+    def _program_problems(self, mode: ServiceMode) -> tuple[str, list[str]]:
         """Return why the installed plist's program cannot run (or ""), and what else is off.
 
         launchd bootstraps a plist whose program is gone and only its own log says the spawn

@@ -13,8 +13,10 @@ from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.service.base import (
     Plan,
     Runner,
+    ServiceMode,
     ServiceState,
     check_renderable,
+    other_mode,
     readme,
     template,
     write_atomically,
@@ -24,9 +26,12 @@ from tvmaniac_refreshd.storage.safe_files import ensure_private_dir
 DAEMON_UNIT = f"{APP}.service"
 TIMER_SERVICE = f"{APP}-refresh.service"
 TIMER_UNIT = f"{APP}-refresh.timer"
-UNITS = {"daemon": (DAEMON_UNIT,), "timer": (TIMER_SERVICE, TIMER_UNIT)}
+UNITS: dict[ServiceMode, tuple[str, ...]] = {
+    "daemon": (DAEMON_UNIT,),
+    "timer": (TIMER_SERVICE, TIMER_UNIT),
+}
 # What `enable` and `restart` act on in each mode.
-ENTRY = {"daemon": DAEMON_UNIT, "timer": TIMER_UNIT}
+ENTRY: dict[ServiceMode, str] = {"daemon": DAEMON_UNIT, "timer": TIMER_UNIT}
 # systemctl's words when there is no user manager: no bus at all, or a session bus on which
 # systemd (org.freedesktop.systemd1) cannot be found or started.
 # What PrivateTmp= replaces with directories of the unit's own (names, not places we write).
@@ -149,16 +154,18 @@ class Systemd:
         if result.returncode != 0:
             raise _unavailable((result.stderr or result.stdout).strip())
 
-    def installed_mode(self) -> str | None:
+    def installed_mode(self) -> ServiceMode | None:
         for mode, units in UNITS.items():
             if all((self.unit_dir / unit).exists() for unit in units):
                 return mode
         return None
 
-    def install(self, mode: str, argv: Sequence[str], *, dry_run: bool, out: TextIO) -> None:
+    def install(
+        self, mode: ServiceMode, argv: Sequence[str], *, dry_run: bool, out: TextIO
+    ) -> None:
         """Write the units of ``mode``, remove the other mode's, enable and (re)start."""
         plan = Plan(write={self.unit_dir / unit: render(unit, argv) for unit in UNITS[mode]})
-        other = "timer" if mode == "daemon" else "daemon"
+        other = other_mode(mode)
         stale = [unit for unit in UNITS[other] if (self.unit_dir / unit).exists()]
         plan.remove = [self.unit_dir / unit for unit in stale]
         commands = [["disable", "--now", *stale]] if stale else []
@@ -225,11 +232,10 @@ class Systemd:
     def state(self) -> ServiceState:
         """Report the installed mode and what systemd says of it."""
         mode = self.installed_mode()
-        files = tuple(str(self.unit_dir / unit) for unit in UNITS.get(mode or "", ()))
+        files = tuple(str(self.unit_dir / unit) for unit in (UNITS[mode] if mode else ()))
         if mode is None and not self._booted:
-            return ServiceState(
-                "systemd", None, "unavailable", f"{NOT_BOOTED}; {INSTEAD}", available=False
-            )
+            detail = f"{NOT_BOOTED}; {INSTEAD}"
+            return ServiceState("systemd", None, "unavailable", detail, available=False)
         if mode is None:
             return ServiceState("systemd", None, "not installed", lingering=self._lingering())
         fields = self._show(ENTRY[mode], "ActiveState,SubState,Result,StatusText,NRestarts")

@@ -71,7 +71,7 @@ def matching_account(app: App, protocol: str, host: str) -> Account | None:
     else:
         candidates = list(app.config.accounts.values())
     for account in candidates:
-        if account.provider == "oauth2" and host in account.git_hosts:
+        if account.git_username_for(host) is not None:
             return account
     return None
 
@@ -92,11 +92,12 @@ def run(app: App, options: GitCredentialOptions) -> int:
         return EXIT_OK
     account = matching_account(app, stanza.get("protocol", ""), host)
     asked_for = stanza.get("username")
-    if account is None or asked_for not in (None, account.git_username):
+    username = None if account is None else account.git_username_for(host.lower())
+    if account is None or username is None or asked_for not in (None, username):
         return EXIT_OK  # not ours: git asks the next helper
     tokens = valid_document(app, account, MIN_VALID).tokens
     app.out.write(
-        f"username={account.git_username}\n"
+        f"username={username}\n"
         f"password={tokens.access_token}\n"
         f"password_expiry_utc={tokens.expires_at}\n"
     )

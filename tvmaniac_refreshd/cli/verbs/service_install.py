@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING
 
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb
 from tvmaniac_refreshd.core.errors import EXIT_OK, ServiceUnavailable
 from tvmaniac_refreshd.service.base import ServiceManager
 
+if TYPE_CHECKING:  # the service modules load only when the verb runs
+    from tvmaniac_refreshd.service.base import ServiceMode
+
 
 @dataclass(frozen=True)
 class ServiceInstallOptions:
-    mode: Literal["daemon", "timer"] = "daemon"
+    mode: ServiceMode = "daemon"
     dry_run: bool = False
 
 

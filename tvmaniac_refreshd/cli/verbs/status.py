@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb
 from tvmaniac_refreshd.cli.status import (
     FORMAT_VERSION,
+    AccountReport,
+    DaemonReport,
+    StatusReport,
+    StoreReport,
     account_report,
     iso,
     keeper_advice,
@@ -35,6 +40,9 @@ from tvmaniac_refreshd.core.tokens import TokenDocument
 from tvmaniac_refreshd.runtime.access import file_store_dir
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
 from tvmaniac_refreshd.storage.state import AccountRecord
+
+if TYPE_CHECKING:
+    from tvmaniac_refreshd.service.base import ServiceState
 
 # States in which only a person running `login` helps (`status --check` exits 77).
 NEEDS_LOGIN = ("logged_out", "reauth_required")
@@ -70,28 +78,37 @@ def _know_secrets(
 
 
 def run(app: App, options: StatusOptions) -> int:
-    if not options.json:
-        return _status(app, options)
     try:
-        return _status(app, options)
+        report = gather(app)
     except RefreshdError as exc:
+        if not options.json:
+            raise
         # Scripts parse stdout: what failed goes inside the JSON, and the exit code says it.
         failure: dict[str, object] = {"format_version": FORMAT_VERSION, "error": shown(str(exc))}
         if isinstance(exc, ConfigError):
             failure["problems"] = [shown(problem) for problem in exc.problems]
         app.out.write(json.dumps(failure, indent=2) + "\n")
         return exc.exit_code
+    if options.json:
+        app.out.write(json.dumps(report.as_json(), indent=2) + "\n")
+    elif not options.check or app.common.verbose:  # a health check is quiet unless -v
+        app.out.write(app.hint(render(report, now=app.clock())))
+    # The exit code still says what failed, for scripts that only look at it.
+    if report.keyring_error is not None:
+        return EXIT_STORE_UNAVAILABLE
+    return _health(app, report.accounts, check=options.check)
 
 
-def _status(app: App, options: StatusOptions) -> int:
+def gather(app: App) -> StatusReport:
+    """Read what `status` shows: the daemon, the service, the store and every account."""
     # Who keeps the tokens fresh is known first, so that each account says only what is true
     # now: a plan left in the state file by an earlier daemon, in timer mode, is no plan.
     pid = app.daemon_pid()
-    service = service_summary(app)
+    service, service_error = _service(app)
     # Made first: a store this system cannot provide (encryption it lacks) is exit 78 here.
-    store = _store_summary(app)
-    timer = service.get("mode") == "timer" and str(service.get("active", "")).startswith("active")
-    reports: list[dict[str, Any]] = []
+    store = StoreReport(app.store.kind, file_store_dir(app), app.store.protection())
+    timer = service is not None and service.timer_active
+    reports: list[AccountReport] = []
     keyring_error: str | None = None
     now = app.clock()
     # Without a named account, status shows them all: it reads, it never refreshes.
@@ -119,98 +136,70 @@ def _status(app: App, options: StatusOptions) -> int:
             daemon_pid=pid,
             planned=record.next_attempt_at is not None,
             timer=timer,
-            installable=service.get("available") is not False,
+            installable=service is None or service.available,
         )
-        reports.append(
-            account_report(
-                account,
-                document,
-                record,
-                now=now,
-                problem=problem,
-                problem_advice=problem_advice,
-                keeper=keeper,
-                daemon_plan=bool(pid),
-            )
+        found = account_report(
+            account,
+            document,
+            record,
+            now=now,
+            problem=problem,
+            problem_advice=problem_advice,
+            keeper=keeper,
+            daemon_plan=bool(pid),
         )
-    for report in reports:  # a suggested command must act on this config and account
-        report["advice"] = app.hint(report["advice"], account=report["name"])
-    daemon = {"running": pid is not None, "pid": pid}
-    if options.json:
-        payload: dict[str, object] = {
-            "format_version": FORMAT_VERSION,
-            "generated_at": iso(now),
-            "store": store,
-            "daemon": daemon,
-            "service": service,
-            "accounts": reports,
-        }
-        if keyring_error is not None:
-            payload["keyring"] = {"available": False, "error": keyring_error}
-        app.out.write(json.dumps(payload, indent=2) + "\n")
-    elif not options.check or app.common.verbose:  # a health check is quiet unless -v
-        app.out.write(render_text(reports, now=now))
-        _footer(app, store=store, pid=pid, service=service, keyring_error=keyring_error)
-    # The exit code still says what failed, for scripts that only look at it.
-    return (
-        EXIT_STORE_UNAVAILABLE
-        if keyring_error is not None
-        else _health(app, reports, check=options.check)
+        # A suggested command must act on this config and account.
+        reports.append(dataclasses.replace(found, advice=app.hint(found.advice, account.name)))
+    return StatusReport(
+        generated_at=iso(now),
+        store=store,
+        daemon=DaemonReport(running=pid is not None, pid=pid),
+        service=service,
+        service_error=service_error,
+        accounts=tuple(reports),
+        keyring_error=keyring_error,
     )
 
 
-def _footer(
-    app: App,
-    *,
-    store: dict[str, object],
-    pid: int | None,
-    service: dict[str, object],
-    keyring_error: str | None,
-) -> None:
-    """The lines under the accounts: the store, the daemon, the service."""
-    running = f"running (pid {pid})" if pid else "not running"
-    app.out.write(f"\nstore: {store['backend']} ({store['protection']})\n")
-    app.out.write(f"daemon: {running}\n")
-    if service.get("error"):
-        app.out.write(f"service: unknown ({service['error']})\n")
-    elif service.get("available") is False:
-        app.out.write(f"service: {service['manager']}: not running as the service manager\n")
-        app.out.write(f"  {service['detail']}\n")
-    elif service["installed"]:
-        app.out.write(f"service: {service['mode']} mode, {service['active']}\n")
-        if service.get("detail"):
-            app.out.write(f"  {service['detail']}\n")
+def render(report: StatusReport, *, now: float) -> str:
+    """The text of `status`: each account, then the store, the daemon and the service."""
+    lines = [render_text(list(report.accounts), now=now)]
+    store, daemon, service = report.store, report.daemon, report.service
+    running = f"running (pid {daemon.pid})" if daemon.pid else "not running"
+    lines.append(f"\nstore: {store.backend} ({store.protection})\n")
+    lines.append(f"daemon: {running}\n")
+    if service is None:
+        lines.append(f"service: unknown ({report.service_error})\n")
+    elif not service.available:
+        lines.append(f"service: {service.manager}: not running as the service manager\n")
+        lines.append(f"  {service.detail}\n")
+    elif service.mode is not None:
+        lines.append(f"service: {service.mode} mode, {service.active}\n")
+        if service.detail:
+            lines.append(f"  {service.detail}\n")
     else:
-        app.out.write(app.hint(f"service: not installed (`{APP} service install` sets it up)\n"))
-    if keyring_error is not None:
-        label = "keyring" if store["backend"] == "keyring" else "file store"
-        app.out.write(f"{label}: unavailable: {keyring_error}\n")
+        lines.append(f"service: not installed (`{APP} service install` sets it up)\n")
+    if report.keyring_error is not None:
+        label = "keyring" if store.backend == "keyring" else "file store"
+        lines.append(f"{label}: unavailable: {report.keyring_error}\n")
+    return "".join(lines)
 
 
-def _health(app: App, reports: list[dict[str, Any]], *, check: bool) -> int:
+def _health(app: App, reports: tuple[AccountReport, ...], *, check: bool) -> int:
     """With `--check`: 77 (and who) when any account needs `login`, else 0."""
-    waiting = [report["name"] for report in reports if report["state"] in NEEDS_LOGIN]
+    waiting = [report.name for report in reports if report.state in NEEDS_LOGIN]
     if not check or not waiting:
         return EXIT_OK
     app.err.write(f"{APP}: needs `login`: {', '.join(waiting)}\n")
     return EXIT_REAUTH
 
 
-def _store_summary(app: App) -> dict[str, object]:
-    """Return which store holds the tokens, where, and what protects them."""
-    return {
-        "backend": app.store.kind,
-        "location": file_store_dir(app),
-        "protection": app.store.protection(),
-    }
-
-
-def service_summary(app: App) -> dict[str, object]:
-    """Return the service state for `status`, or the reason it cannot be known."""
+def _service(app: App) -> tuple[ServiceState | None, str | None]:
+    """Return the service state for `status`, or None and the reason it cannot be known."""
     try:
-        return app.service_manager().state().as_dict()
+        return app.service_manager().state(), None
     except RefreshdError as exc:
-        return {"installed": None, "error": str(exc)}
+        return None, str(exc)
 
 
 VERB = Verb(

@@ -9,22 +9,22 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Literal
 
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb
+from tvmaniac_refreshd.config.settings import StoreBackend
 from tvmaniac_refreshd.core.errors import EXIT_OK, RefreshdError, StoreCorrupt
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import redact_text, register_secret
 from tvmaniac_refreshd.core.tokens import encode_document
 from tvmaniac_refreshd.storage.store import TokenStore
 
-BACKENDS = ("file", "keyring")
+BACKENDS: tuple[StoreBackend, ...] = ("file", "keyring")
 
 
 @dataclass(frozen=True)
 class StoreMigrateOptions:
-    to: Literal["file", "keyring"] = "keyring"  # required on the command line
+    to: StoreBackend = "keyring"  # required on the command line
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:

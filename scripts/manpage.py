@@ -1,8 +1,9 @@
 """The man page tvmaniac-refreshd(1), made from the argument parser and the reference pages of
 the documentation (docs/reference/), so that it says what `--help` and the documentation say.
 
-``python -m tvmaniac_refreshd.cli.manpage docs > man/tvmaniac-refreshd.1`` (``make man``)
-writes it; a unit test fails when the committed page differs from what this makes.
+``python scripts/manpage.py docs > man/tvmaniac-refreshd.1`` (``make man``) writes it; a unit
+test fails when the committed page differs from what this makes. A build script, not part of
+the installed package: the wheel ships the page, not the code that writes it.
 """
 
 from __future__ import annotations

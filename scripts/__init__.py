@@ -1,0 +1,1 @@
+"""Build scripts run from a checkout (`make man`); not part of the installed package."""
