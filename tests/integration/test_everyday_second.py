@@ -814,3 +814,24 @@ class TestSmallOnes:
         )
 
         assert result.stdout == "several accounts: pass account=NAME (home, work)\n"
+
+
+def test_a_reader_that_went_away_is_not_an_internal_error(harness: Harness) -> None:
+    """`tvmaniac-refreshd completion bash | head -1`: the reader may be gone before the write."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            harness.command("completion", "bash"),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=harness.env(),
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+    assert result.stderr == ""
+    assert result.returncode == 141

@@ -130,6 +130,11 @@ def execute(app: App, verb: str, namespace: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         app.err.write(f"{APP}: interrupted\n")
         return 130
+    except BrokenPipeError:
+        # The reader went away (`status --json | head -1`): as a shell tool does, end quietly;
+        # stdout is pointed at /dev/null so that the interpreter's last flush cannot fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE
     except Exception as exc:  # a bug: report it in one line, without a traceback or secret
         if namespace.verbose:
             import traceback  # noqa: PLC0415
