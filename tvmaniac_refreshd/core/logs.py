@@ -209,9 +209,9 @@ def configure_logging(
 ) -> None:
     """Set up structlog for this process.
 
-    ``verbosity`` 0 shows info (when ``quiet``: no record at all, for an interactive command
-    says what happened in its own sentences; the journal and ``run`` keep them), 1 or more
-    shows debug.
+    ``verbosity`` 0 shows info (when ``quiet``: no record at all on a terminal or a pipe, for an
+    interactive command says what happened in its own sentences; warnings and errors when
+    stderr is the journal's), 1 or more shows debug.
     ``daemon`` picks the service outputs: native journald entries when ``stream`` is journald's
     (per ``$JOURNAL_STREAM`` in ``environ``), else ``<N>``-prefixed lines on ``stream``. Without
     ``daemon``, a ``stream`` that is journald's gets the native entries too.
@@ -225,6 +225,10 @@ def configure_logging(
     _stderr_is_journal = "JOURNAL_STREAM" in env and _is_journal_stream(out, env)
     if verbosity > 0:
         level = logging.DEBUG
+    elif quiet and _stderr_is_journal:
+        # A oneshot under systemd (the timer's `refresh --all`): the journal is where its
+        # warnings and errors are read, with their fields, as the daemon's are.
+        level = logging.WARNING
     elif quiet:
         level = QUIET
     else:
