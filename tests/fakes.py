@@ -85,3 +85,6 @@ class ProviderParts:
 
     def revoke(self, tokens: TokenSet, *, now: float) -> None:
         raise AssertionError("this fake provider does not revoke")
+
+    def identity(self, tokens: TokenSet, *, now: float) -> str | None:
+        raise AssertionError("this fake provider does not say who logged in")

@@ -262,7 +262,7 @@ class TestOutput:
 
         assert run.code == 0, run.err
         assert run.err == ""
-        assert "Logged in: account 'default' is stored in the keyring" in run.out
+        assert "Logged in as 'demo': account 'default' is stored in the keyring" in run.out
         assert "login.finished" not in run.out + run.err
         assert "timestamp=" not in run.out + run.err
 

@@ -171,7 +171,9 @@ def test_from_a_wheel_to_a_token(
         f"To log in, open {url}/activate and enter the code: {code}\n"
         "The code is valid for 10m.\n"
         "Waiting for approval...\n"
-        "Logged in: account 'default' is stored in the keyring; the access token is valid for "
+        # Who logged in, as Trakt's /users/settings names the user who approved the code.
+        "Logged in as 'alice': account 'default' is stored in the keyring; the access token is "
+        "valid for "
         f"{lifetime}.\n"
         "Check it any time with `tvmaniac-refreshd status`.\n"
     )

@@ -3,6 +3,7 @@ real command, the real keyring, and the daemon. Introspection is the server's ow
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import threading
@@ -92,6 +93,10 @@ def login_by_browser(rig: Harness, oidc: OidcServer) -> tuple[Run, str, str]:
         if line.strip().startswith("http"):
             url = line.strip()
             break
+    # The printed link is our listener's start page: it sends the browser on, once.
+    started = httpx.get(url, timeout=30)
+    assert started.status_code == 302, started.text
+    url = started.headers["location"]
     redirect = oidc.authorize(url)
     httpx.get(redirect, timeout=30)
     out, err = process.communicate(timeout=60)
@@ -126,6 +131,11 @@ class TestLogin:
         assert redirect.startswith("http://127.0.0.1:")
         assert run.code == 0, run.err
         assert "code_challenge_method=S256" in url
+        # Who logged in, from the ID token's sub (this server sends no preferred_username);
+        # the server logs its interactions in as "alice".
+        assert "Logged in as 'alice'" in run.out
+        status = json.loads(rig.run("status", "--json").out)
+        assert status["accounts"][0]["logged_in_as"] == "alice"
         assert oidc.introspect(str(stored_tokens(rig)["access_token"]))["active"] is True
 
 

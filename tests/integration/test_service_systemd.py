@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -290,8 +291,10 @@ class TestTimerJournalAndStatus:
                 "systemd",
             }
 
-            shown = machine.cli("service", "status").stdout
+            status = machine.cli("service", "status", check=False)
+            shown = status.stdout
             assert "last run: failed (exit status 75, temporary failure" in shown
+            assert status.returncode == 1  # the oneshot is failed: scripts see it too
             # In timer mode no daemon plans anything: status promises only the timer.
             account = json.loads(machine.cli("status", "--json").stdout)["accounts"][0]
             assert account["next_attempt_at"] is None
@@ -458,16 +461,33 @@ class TestHardening:
         assert "default: refreshed" in result.stdout
 
     def test_the_sandbox_is_enforced(self, machine: Machine) -> None:
-        """The control: the home is read-only, /tmp private, no capability left, own user ns."""
+        """The control: the home is hidden but for the config (read-only) and the state,
+        /tmp private, no capability left, own user ns. Issue 24: with ProtectHome=read-only
+        the daemon and its hooks could read ~/.ssh and ~/.gnupg."""
         marker = "/tmp/outside-the-sandbox"  # noqa: S108  # the container's /tmp, on purpose
         machine.container.run(["touch", marker], user=USER, check=True)
+        machine.container.run(
+            [
+                "sh",
+                "-c",
+                "mkdir -p ~/.ssh ~/.local/state/tvmaniac-refreshd && umask 077 && "
+                "echo private > ~/.ssh/id_test && rm -f ~/written",
+            ],
+            user=USER,
+            check=True,
+        )
         result = hardened(
             machine,
             "import os\n"
+            "home = os.path.expanduser('~')\n"
+            "print('ssh', os.path.exists(home + '/.ssh/id_test'))\n"
+            "print('config', os.path.exists(home + '/.config/tvmaniac-refreshd/config.toml'))\n"
             "try:\n"
-            "    open(os.path.expanduser('~/written'), 'w')\n"
+            "    open(home + '/.config/tvmaniac-refreshd/written', 'w')\n"
             "except OSError as exc:\n"
-            "    print('home', exc.errno)\n"
+            "    print('config', exc.errno)\n"
+            "open(home + '/.local/state/tvmaniac-refreshd/written', 'w').close()\n"
+            "open(home + '/written', 'w').close()  # into the unit's own tmpfs\n"
             "print('tmp', os.path.exists('/tmp/outside-the-sandbox'))\n"
             "status = dict(line.split(':', 1) for line in open('/proc/self/status'))\n"
             "print('capabilities', status['CapBnd'].strip())\n"
@@ -475,11 +495,66 @@ class TestHardening:
         )
 
         assert result.returncode == 0, result.stderr[-3000:]
-        lines = result.stdout.splitlines()
-        assert lines[0] == "home 30"  # EROFS
-        assert lines[1] == "tmp False"
-        assert lines[2] == "capabilities 0000000000000000"
-        assert lines[3] == f"users {machine.uid} {machine.uid} 1"
+        assert result.stdout.splitlines() == [
+            "ssh False",
+            "config True",
+            "config 30",  # EROFS
+            "tmp False",
+            "capabilities 0000000000000000",
+            f"users {machine.uid} {machine.uid} 1",
+        ]
+        outside = machine.container.run(
+            ["sh", "-c", "ls ~/written ~/.local/state/tvmaniac-refreshd/written"], user=USER
+        )
+        assert outside.stdout.split() == ["/home/tok/.local/state/tvmaniac-refreshd/written"]
+
+    def test_an_installation_under_the_home_still_starts(self, machine: Machine) -> None:
+        """ProtectHome=tmpfs hides the home, so `service install` binds a venv there back in
+        (as the README's install and pipx put it under ~/.local/share), and a --config there."""
+        venv = f"/home/{USER}/.local/share/tvmaniac-refreshd/venv"
+        site = next(Path(sys.prefix).glob("lib/python3*/site-packages"))
+        pth = f"{venv}/lib/python3.{sys.version_info.minor}/site-packages/refreshd-test.pth"
+        machine.container.run(
+            [
+                "sh",
+                "-c",
+                f"/usr/bin/python3 -m venv --without-pip {venv} && "
+                f"printf '%s\\n' {REPO} {site} > {pth} && "
+                "cp ~/.config/tvmaniac-refreshd/config.toml ~/elsewhere.toml",
+            ],
+            user=USER,
+            check=True,
+        )
+        python = f"{venv}/bin/python"
+        try:
+            install = machine.container.run(
+                [
+                    python,
+                    "-m",
+                    "tvmaniac_refreshd",
+                    "--config",
+                    f"/home/{USER}/elsewhere.toml",
+                    "service",
+                    "install",
+                ],
+                user=USER,
+            )
+            assert install.returncode == 0, install.stderr
+            unit = machine.container.run(
+                ["cat", f"{UNIT_DIR}/tvmaniac-refreshd.service"], user=USER, check=True
+            ).stdout
+            assert f"BindReadOnlyPaths=-{venv} -/home/{USER}/elsewhere.toml\n" in unit, unit
+            poll(
+                lambda: machine.show("tvmaniac-refreshd.service", "StatusText").startswith(
+                    "default: "
+                ),
+                timeout=60,
+                what="the daemon from the venv under the home to be ready",
+            )
+        finally:
+            machine.container.run(
+                [python, "-m", "tvmaniac_refreshd", "service", "uninstall"], user=USER
+            )
 
     def test_the_hardening_is_enforced(self, machine: Machine) -> None:
         """The control: the same transient unit refuses writable and executable memory."""

@@ -136,3 +136,71 @@ def test_an_older_systemd_exits_78_and_stores_nothing(harness: Harness) -> None:
         assert run.code == 78, (args, run.out, run.err)
         assert "systemd 256 or newer" in run.out + run.err
     assert not (harness.root / "state" / "tvmaniac-refreshd" / "tokens").exists()
+
+
+def test_plain_files_left_from_before_encryption(trixie: Trixie) -> None:
+    """Issue 24: turning `encrypt = "systemd-creds"` on left the plain ACCOUNT.json and
+    ACCOUNT.client_secret on disk for good, unread and unmentioned. Now status, config check
+    and login name them, `store migrate --encrypt` encrypts them in place, and `logout`
+    deletes them."""
+    user = "pat"
+    trixie.container.create_user(user)
+    tokens = f"/home/{user}/.local/state/tvmaniac-refreshd/tokens"
+    plain = config(trixie.emulator).replace('encrypt = "systemd-creds"\n', "")
+
+    def write_config(text: str) -> None:
+        trixie.container.run(
+            [
+                "sh",
+                "-c",
+                "mkdir -p ~/.config/tvmaniac-refreshd && umask 077 && "
+                "cat > ~/.config/tvmaniac-refreshd/config.toml",
+            ],
+            user=user,
+            input=text,
+            check=True,
+        )
+
+    def listing() -> list[str]:
+        return trixie.container.run(["ls", "-A", tokens], user=user).stdout.split()
+
+    write_config(plain)
+    assert trixie.cli("login", user=user).returncode == 0
+    secret = trixie.container.run(
+        [interpreter(), "-m", "tvmaniac_refreshd", "config", "set-secret"],
+        user=user,
+        env={"PYTHONPATH": python_path(trixie.container.repo)},
+        input=f"{CLIENT_SECRET}\n",
+    )
+    assert secret.returncode == 0, secret.stderr
+    assert listing() == ["default.client_secret", "default.json"]
+    before = trixie.cli("token", user=user).stdout.strip()
+
+    write_config(config(trixie.emulator))
+    leftovers = [f"{tokens}/default.json", f"{tokens}/default.client_secret"]
+    status = trixie.cli("status", "--json", user=user)
+    assert json.loads(status.stdout)["store"]["plaintext_leftovers"] == leftovers
+    assert "store migrate --encrypt" in status.stderr
+    check = trixie.cli("config", "check", user=user)
+    assert "unencrypted copies of 'default' from before encrypt" in check.stdout
+    assert "store migrate --encrypt" in check.stdout
+
+    migrate = trixie.cli("store", "migrate", "--encrypt", user=user)
+    assert migrate.returncode == 0, migrate.stderr
+    assert "encrypted tokens and client secret in place" in migrate.stdout
+    assert listing() == ["default.client_secret.cred", "default.json.cred"]
+    assert trixie.cli("token", user=user).stdout.strip() == before
+    status = trixie.cli("status", "--json", user=user)
+    assert json.loads(status.stdout)["store"]["plaintext_leftovers"] == []
+
+    # Plain files again (a login made while the config was switched back), then logout.
+    write_config(plain)
+    assert trixie.cli("login", user=user).returncode == 0
+    write_config(config(trixie.emulator))
+    login = trixie.cli("login", user=user)
+    assert login.returncode == 0, login.stderr
+    assert f"{tokens}/default.json" in login.stderr
+    logout = trixie.cli("logout", user=user)
+    assert logout.returncode == 0, logout.stderr
+    assert f"Deleted the unencrypted copies {tokens}/default.json" in logout.stdout
+    assert listing() == ["default.client_secret.cred"]

@@ -15,6 +15,7 @@ from tvmaniac_refreshd.cli.verbs.store_migrate import move_account
 from tvmaniac_refreshd.config.settings import StoreSettings, parse_config
 from tvmaniac_refreshd.core.errors import (
     ConfigError,
+    StoreConflict,
     StoreCorrupt,
     StoreMisconfigured,
     StoreUnavailable,
@@ -311,9 +312,149 @@ class TestMigrate:
         files.save(document())
 
         class Shadowed(KeyringStore):
+            """Empty until written; then another program's item stands in its place."""
+
+            written = False
+
+            def save(self, document: TokenDocument) -> None:
+                self.written = True
+
             def load(self, account: str) -> TokenDocument | None:
-                return document("z" * 64)
+                return document("z" * 64) if self.written else None
 
         with pytest.raises(StoreCorrupt, match="still in"):
             move_account("default", files, Shadowed(StoreSettings(), MemoryBackend))
         assert files.load("default") == document()
+
+
+def issued(at: int, access: str) -> TokenDocument:
+    """A token pair the provider issued at ``at``."""
+    return TokenDocument(
+        account="default",
+        provider="trakt",
+        tokens=TokenSet(access, access.replace("a", "r"), at, 604800, at + 604800),
+        fingerprint="sha256:x",
+        obtained_at=at,
+    )
+
+
+OLDER, NEWER = issued(1000, "a" * 60 + "old1"), issued(2000, "a" * 60 + "new2")
+
+
+class TestMigrateOverAnotherPair:
+    """Both stores hold the account (migrated before the config was switched, or back and
+    forth): the spent pair must not replace the live one."""
+
+    @pytest.mark.parametrize("newer_in", ["source", "target"])
+    def test_without_force_nothing_moves(self, directory: Path, newer_in: str) -> None:
+        source, target = keyring_store(MemoryBackend()), FileStore(directory)
+        source.save(NEWER if newer_in == "source" else OLDER)
+        target.save(OLDER if newer_in == "source" else NEWER)
+
+        with pytest.raises(StoreConflict, match="--force") as caught:
+            move_account("default", source, target)
+
+        assert str(target.where("default") if newer_in == "target" else "keyring") in str(
+            caught.value
+        )
+        assert source.load("default") == (NEWER if newer_in == "source" else OLDER)
+        assert target.load("default") == (OLDER if newer_in == "source" else NEWER)
+
+    def test_force_keeps_the_newer_pair_already_in_the_target(self, directory: Path) -> None:
+        source, target = keyring_store(MemoryBackend()), FileStore(directory)
+        source.save(OLDER)
+        target.save(NEWER)
+
+        done = move_account("default", source, target, force=True)
+
+        assert target.load("default") == NEWER
+        assert source.load("default") is None
+        assert done == [
+            f"kept the newer tokens in {target.where('default')} (issued 1970-01-01T00:33:20Z) "
+            "and deleted the older ones from the keyring"
+        ]
+
+    def test_force_moves_a_newer_pair_over_an_older_one(self, directory: Path) -> None:
+        source, target = keyring_store(MemoryBackend()), FileStore(directory)
+        source.save(NEWER)
+        target.save(OLDER)
+
+        done = move_account("default", source, target, force=True)
+
+        assert target.load("default") == NEWER
+        assert source.load("default") is None
+        assert "kept the newer tokens from the keyring" in done[0]
+
+    def test_the_same_pair_in_both_is_no_conflict(self, directory: Path) -> None:
+        """A migration killed between the verified copy and the deletion, run again."""
+        source, target = keyring_store(MemoryBackend()), FileStore(directory)
+        source.save(NEWER)
+        target.save(NEWER)
+
+        assert move_account("default", source, target) == ["tokens"]
+        assert source.load("default") is None
+
+
+class Showing:
+    """Stands in for systemd-creds: an 'encryption' that tells which name it was made for."""
+
+    def encrypt(self, name: str, data: bytes) -> bytes:
+        return f"CRED[{name}]".encode() + bytes(reversed(data))
+
+    def decrypt(self, name: str, data: bytes) -> bytes:
+        prefix = f"CRED[{name}]".encode()
+        assert data.startswith(prefix)
+        return bytes(reversed(data[len(prefix) :]))
+
+
+def encrypted(directory: Path) -> FileStore:
+    return FileStore(directory, cipher=Showing())  # type: ignore[arg-type]
+
+
+class TestPlaintextLeftovers:
+    """`encrypt = "systemd-creds"` turned on over a plain file store: the plain files are
+    named, can be encrypted in place, and `logout` deletes them."""
+
+    def test_the_plain_files_are_named(self, directory: Path) -> None:
+        plain = FileStore(directory)
+        plain.save(document())
+        plain.save_client_secret("default", "s3cret")
+        store = encrypted(directory)
+
+        assert store.load("default") is None  # never read again: the account looks logged out
+        assert store.plaintext_leftovers("default") == [
+            str(directory / "default.json"),
+            str(directory / "default.client_secret"),
+        ]
+        assert plain.plaintext_leftovers("default") == []  # without encryption they are the store
+
+    def test_migrate_encrypt_in_place(self, directory: Path) -> None:
+        plain = FileStore(directory)
+        plain.save(document())
+        plain.save_client_secret("default", "s3cret")
+        store = encrypted(directory)
+
+        assert move_account("default", store.unencrypted(), store) == ["tokens", "client secret"]
+        assert store.load("default") == document()
+        assert store.load_client_secret("default") == "s3cret"
+        assert store.plaintext_leftovers("default") == []
+        assert sorted(path.name for path in directory.iterdir()) == [
+            "default.client_secret.cred",
+            "default.json.cred",
+        ]
+        assert b"tvmaniac-refreshd/tokens" not in (directory / "default.json.cred").read_bytes()
+
+    def test_logout_deletes_both_names(self, directory: Path) -> None:
+        plain = FileStore(directory)
+        plain.save(document())
+        plain.save_client_secret("default", "s3cret")
+        store = encrypted(directory)
+        store.save(document("b" * 64))
+
+        deleted = store.delete_plaintext_leftovers("default")
+
+        assert deleted == [
+            str(directory / "default.json"),
+            str(directory / "default.client_secret"),
+        ]
+        assert sorted(path.name for path in directory.iterdir()) == ["default.json.cred"]

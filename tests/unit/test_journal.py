@@ -481,7 +481,6 @@ def test_a_quiet_oneshot_still_logs_warnings_to_the_journal(
         environ={"JOURNAL_STREAM": journal_stream_of(stderr_stream.fileno())},
         journal=sender,
     )
-    get_logger(account="default").info("refresh.planned")  # below the level: dropped
     get_logger(account="default").warning("refresh.finished", outcome="transient")
     entry = journal.receive()
     sender.close()

@@ -22,7 +22,7 @@ from tvmaniac_refreshd.core.errors import (
 )
 from tvmaniac_refreshd.core.tokens import TokenSet
 from tvmaniac_refreshd.providers.base import DeviceCode, PollState
-from tvmaniac_refreshd.providers.oauth2 import DEVICE_GRANT, OAuth2Client, pkce_pair
+from tvmaniac_refreshd.providers.oauth2 import DEVICE_GRANT, OAuth2Client, id_token_user, pkce_pair
 from tvmaniac_refreshd.providers.trakt import TraktClient
 
 NOW = 1_800_000_000
@@ -384,3 +384,42 @@ class TestTraktBaseUrl:
         TraktClient(http, parse_config(text).select(None), None).refresh("rt", now=NOW)
 
         assert str(seen[0].url) == "https://auth.test/base/oauth/token"
+
+
+def id_token(claims: object) -> str:
+    """An unsigned JWT with ``claims``: only the payload is read."""
+    payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"eyJhbGciOiJub25lIn0.{payload}.sig"
+
+
+class TestWhoLoggedIn:
+    @pytest.mark.parametrize(
+        ("token", "user"),
+        [
+            (id_token({"sub": "248289761001", "preferred_username": "j.doe"}), "j.doe"),
+            (id_token({"sub": "248289761001"}), "248289761001"),
+            (id_token({"sub": "evil\x1b[2Jname"}), "evil[2Jname"),  # no terminal escapes
+            (id_token(["not", "claims"]), None),
+            ("not-a-jwt", None),
+            ("a.%%%.c", None),
+            (None, None),
+        ],
+    )
+    def test_the_id_token_names_the_user(self, token: object, user: str | None) -> None:
+        assert id_token_user(token) == user
+
+    def test_identity_is_the_last_token_responses(self) -> None:
+        """After the code exchange, `identity` names whom the ID token named."""
+        body = {
+            "access_token": "at-1",
+            "refresh_token": "rt-1",
+            "expires_in": 3600,
+            "token_type": "Bearer",
+            "id_token": id_token({"sub": "s-1", "preferred_username": "alice"}),
+        }
+        subject = client(httpx.Response(200, json=body), [])
+        tokens = subject.exchange_code(
+            "code-1", verifier="v" * 43, redirect_uri="http://127.0.0.1:5/callback", now=NOW
+        )
+
+        assert subject.identity(tokens, now=NOW) == "alice"

@@ -20,6 +20,7 @@ from tvmaniac_refreshd.service.launchd import render as render_plist
 from tvmaniac_refreshd.service.systemd import (
     UNITS,
     Systemd,
+    home_binds,
     private_tmp_binds,
     quote_exec,
     render,
@@ -104,7 +105,40 @@ class TestSystemdUnits:
         text = render(unit, ["/tmp/ci/.venv/bin/python", "-m", "tvmaniac_refreshd"]).decode()
 
         assert "\nPrivateTmp=yes\nBindReadOnlyPaths=/tmp/ci" in text
-        assert text.count("BindReadOnlyPaths=") == 1
+        assert text.count("BindReadOnlyPaths=/tmp/ci") == 1
+
+    @pytest.mark.parametrize(
+        "unit", ["tvmaniac-refreshd.service", "tvmaniac-refreshd-refresh.service"]
+    )
+    def test_the_home_is_hidden_but_for_the_installation_and_config(self, unit: str) -> None:
+        """ProtectHome=tmpfs: a venv under the home and a --config there are bound back in,
+        read-only; nothing else of the home is (issue 24: ~/.ssh was readable)."""
+        argv = ["/home/u/.venv/bin/python", "-m", "tvmaniac_refreshd", "--config", "/home/u/c.toml"]
+        lines = render(unit, argv, home=Path("/home/u")).decode().splitlines()
+
+        assert "ProtectHome=tmpfs" in lines
+        assert "BindReadOnlyPaths=-/home/u/.venv -/home/u/c.toml" in lines
+        assert (
+            "BindReadOnlyPaths=-%h/.config/tvmaniac-refreshd -%h/.config/python_keyring %t/bus "
+            "%t/systemd/notify"
+        ) in lines
+        assert "BindPaths=-%h/.local/state/tvmaniac-refreshd" in lines
+        assert not any(line.startswith("ProtectHome=read-only") for line in lines)
+
+    @pytest.mark.parametrize(
+        ("paths", "binds"),
+        [
+            (["/home/u/.venv", "/home/u/.venv/lib/python3.11/site-packages"], ["/home/u/.venv"]),
+            (
+                ["/usr", "/home/u/.local/lib/python3.11/site-packages"],
+                ["/home/u/.local/lib/python3.11/site-packages"],
+            ),
+            (["/home/u", "/home/uv/x", "/home/u/my venv"], []),
+            (["/home/u/b/c", "/home/u/a", "/home/u/b", "/home/u/a"], ["/home/u/a", "/home/u/b"]),
+        ],
+    )
+    def test_home_binds_name_the_outermost_paths(self, paths: list[str], binds: list[str]) -> None:
+        assert home_binds(paths, "/home/u") == binds
 
     def test_verify_would_catch_an_unknown_key(self, tmp_path: Path) -> None:
         """The check above can fail: an unknown key shows up on stderr."""

@@ -65,6 +65,7 @@ class AccountReport:
     expires_at: str | None
     refresh_due_at: str | None
     obtained_at: str | None
+    logged_in_as: str | None  # the provider's user name, asked at `login`
     last_attempt_at: str | None
     last_success_at: str | None
     last_result: str | None
@@ -82,6 +83,10 @@ class StoreReport:
     backend: str
     location: str | None  # the file store's directory; None for the keyring
     protection: str
+    # Who answers org.freedesktop.secrets, and its version (Linux keyring store only).
+    secret_service: str | None = None
+    # Plain files an encrypted file store left behind (encrypt turned on later); None: keyring.
+    plaintext_leftovers: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -125,12 +130,19 @@ class StatusReport:
 
 
 def keeper_advice(
-    *, daemon_pid: int | None, planned: bool, timer: bool, installable: bool = True
+    *,
+    daemon_pid: int | None,
+    planned: bool,
+    timer: bool,
+    start: str | None = None,
+    installable: bool = True,
 ) -> str:
     """What `status` says of a valid token: who will refresh it, as far as that is true now.
 
     ``planned``: the running daemon has written its plan for the account since the CLI last
     changed it (a login resets the plan; the daemon, told at once, writes a new one).
+    ``start``: the command that starts an installed service that is not running.
+    ``installable``: False where no service can be installed (systemd is not PID 1).
     """
     if daemon_pid:
         if planned:
@@ -144,6 +156,12 @@ def keeper_advice(
         )
     if timer:
         return "Nothing to do: the token is valid, and the hourly timer will refresh it when due."
+    if start:
+        return (
+            "The token is valid, but the installed service is not running, so only the next "
+            f"`token` or `refresh` renews it. Start it with `{start}` (`{APP} service status` "
+            "says why it stopped)."
+        )
     if not installable:  # no service manager to install into (systemd is not PID 1)
         return (
             "The token is valid, but no daemon or timer is running: only the next `token` or "
@@ -193,6 +211,7 @@ def account_report(
         expires_at=iso(tokens.expires_at) if tokens else None,
         refresh_due_at=iso(due) if usable else None,
         obtained_at=iso(document.obtained_at) if document else None,
+        logged_in_as=record.logged_in_as if document else None,
         last_attempt_at=iso(record.last_attempt_at),
         last_success_at=iso(record.last_success_at),
         last_result=record.last_result,
@@ -223,6 +242,7 @@ def unknown_report(
         expires_at=None,
         refresh_due_at=None,
         obtained_at=None,
+        logged_in_as=record.logged_in_as,
         last_attempt_at=iso(record.last_attempt_at),
         last_success_at=iso(record.last_success_at),
         last_result=record.last_result,
@@ -248,6 +268,8 @@ def render_text(reports: list[AccountReport], *, now: float) -> str:
     blocks = []
     for report in reports:
         lines = [f"{report.name}: {report.state}"]
+        if report.logged_in_as:
+            lines.append(f"  logged in as:         {report.logged_in_as}")
         if report.state == UNKNOWN:
             lines.append("  access token expires: unknown (the token cannot be read)")
         if report.expires_at:

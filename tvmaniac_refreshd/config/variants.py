@@ -49,7 +49,7 @@ class TraktSettings:
     client_id_source: ClassVar[str] = "your Trakt app's settings page"
 
     auth_url: str = "https://auth.trakt.tv"
-    # Part of the documented config and checked, but nothing calls Trakt's API yet.
+    # Asked once, right after a login, who logged in (GET /users/settings).
     api_url: str = "https://api.trakt.tv"
     redirect_uri: str = "urn:ietf:wg:oauth:2.0:oob"
 

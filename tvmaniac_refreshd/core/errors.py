@@ -9,6 +9,7 @@
     ├── StoreUnavailable          69  keyring missing, locked, hanging, or an insecure backend
     ├── StoreCorrupt              1   the keyring item is not ours or unreadable; never overwritten
     ├── LoginElsewhere            1   the stored login was made for another client or endpoint
+    ├── StoreConflict             1   both stores hold an account, differing; `--force` keeps newer
     ├── UnsafeLocation            78  a state/lock/runtime directory someone else owns or can write
     ├── TransientError            75  network, timeout, 408/429/5xx, HTML: try again; .retry_after
     │   └── StateUnwritable       75  the state directory cannot be written (full disk, quota)
@@ -122,6 +123,11 @@ class StoreCorrupt(RefreshdError):
 class LoginElsewhere(RefreshdError):
     """The stored login was made for another client or endpoint than the config names; `login`
     and `logout` leave it alone unless told (`--replace`, `--local`)."""
+
+
+class StoreConflict(RefreshdError):
+    """Both stores hold an account's item, and they differ: moving one over the other could
+    replace a live token pair with a spent one, so nothing moves without ``--force``."""
 
 
 class UnsafeLocation(RefreshdError):

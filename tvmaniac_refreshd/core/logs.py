@@ -209,9 +209,10 @@ def configure_logging(
 ) -> None:
     """Set up structlog for this process.
 
-    ``verbosity`` 0 shows info (when ``quiet``: no record at all on a terminal or a pipe, for an
-    interactive command says what happened in its own sentences; warnings and errors when
-    stderr is the journal's), 1 or more shows debug.
+    ``verbosity`` 0 shows info (when ``quiet`` and not on journald's stream: no record at all,
+    for an interactive command says what happened in its own sentences; on journald's stream,
+    a timer's oneshot, every info entry is kept as the record of what happened), 1 or more
+    shows debug.
     ``daemon`` picks the service outputs: native journald entries when ``stream`` is journald's
     (per ``$JOURNAL_STREAM`` in ``environ``), else ``<N>``-prefixed lines on ``stream``. Without
     ``daemon``, a ``stream`` that is journald's gets the native entries too.
@@ -225,11 +226,10 @@ def configure_logging(
     _stderr_is_journal = "JOURNAL_STREAM" in env and _is_journal_stream(out, env)
     if verbosity > 0:
         level = logging.DEBUG
-    elif quiet and _stderr_is_journal:
-        # A oneshot under systemd (the timer's `refresh --all`): the journal is where its
-        # warnings and errors are read, with their fields, as the daemon's are.
-        level = logging.WARNING
-    elif quiet:
+    elif quiet and not _stderr_is_journal:
+        # On a terminal or a pipe an interactive command speaks in its own sentences. In the
+        # journal (a timer's oneshot), info entries are the record of what happened: a
+        # refresh's REFRESH_RESULT= must be there in timer mode as it is in daemon mode.
         level = QUIET
     else:
         level = logging.INFO

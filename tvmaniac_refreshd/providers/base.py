@@ -45,6 +45,19 @@ class Wording:
     relogin: str
 
 
+# A user name longer than this is not one; the rest is cut before it is stored or shown.
+MAX_USER_NAME = 128
+
+
+def user_name(value: object) -> str | None:
+    """Return a provider's user name fit to store and show (visible characters, capped), or
+    None if ``value`` is none."""
+    if not isinstance(value, str):
+        return None
+    shown = "".join(ch for ch in value if ch.isprintable())[:MAX_USER_NAME].strip()
+    return shown or None
+
+
 class BrowserLogin(Protocol):
     """The authorization-code login with PKCE (RFC 7636), for providers that offer it.
 
@@ -104,4 +117,13 @@ class Provider(Protocol):
 
     def revoke(self, tokens: TokenSet, *, now: float) -> None:
         """End the grant at the provider."""
+        ...
+
+    def identity(self, tokens: TokenSet, *, now: float) -> str | None:
+        """Return who logged in with ``tokens`` (the provider's user name), or None where the
+        provider does not say; shown after a login so that a wrong account is visible.
+
+        Raises:
+            TransientError, SessionRejected, RefreshdError: the question could not be asked.
+        """
         ...

@@ -1,15 +1,21 @@
 """Authorization-code login with PKCE and a one-shot loopback redirect (RFC 8252), for
 providers without a device flow, as pizauth and git-credential-oauth do.
 
-A listener on 127.0.0.1 (a random port, or a fixed one to forward over ``ssh -L``) waits for
-the single redirect that carries our random ``state``; anything else gets a 404 and is ignored.
+The listener (``loopback.py``) takes exactly the addresses the redirect URI names, on a fixed
+port (to forward over ``ssh -L``) or a free one, and answers only this user's connections.
+Neither ``state`` nor the PKCE challenge ever stands in an argv, where every local user can
+read it (``/proc/PID/cmdline`` of the browser): the browser is given
+``http://HOST:PORT/start/NONCE``, which the listener answers, once, with a redirect to the
+authorization URL. Then it waits for the one redirect back that carries our ``state``.
 """
 
 from __future__ import annotations
 
-import http.server
+import hmac
+import os
 import secrets
 import sys
+import threading
 import time
 import webbrowser
 from collections.abc import Callable, Mapping
@@ -20,6 +26,7 @@ from tvmaniac_refreshd.core.errors import LoginFailed
 from tvmaniac_refreshd.core.logs import strip_controls
 from tvmaniac_refreshd.core.tokens import TokenSet
 from tvmaniac_refreshd.providers.base import BrowserLogin
+from tvmaniac_refreshd.providers.loopback import LoopbackServer, Page, url_host
 from tvmaniac_refreshd.providers.oauth2 import pkce_pair
 
 # An error and its description worth showing fit in this; the rest is cut.
@@ -31,34 +38,38 @@ DONE_PAGE = b"""<!doctype html><meta charset="utf-8"><title>tvmaniac-refreshd</t
 <p>Logged in. You can close this window and return to the terminal.</p>"""
 
 
-class _Callback(http.server.BaseHTTPRequestHandler):
-    """Answers the redirect; the server object collects what it carried."""
+class _Flow:
+    """What the listener answers: the start link once, then the callback with our state once."""
 
-    server: _OneShot
-
-    def do_GET(self) -> None:
-        parts = urlsplit(self.path)
-        query = {key: values[0] for key, values in parse_qs(parts.query).items()}
-        if parts.path != self.server.callback_path or query.get("state") != self.server.state:
-            self.send_error(404)
-            return
-        self.server.result = query
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(DONE_PAGE)))
-        self.end_headers()
-        self.wfile.write(DONE_PAGE)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Stay quiet: the query string holds the authorization code."""
-
-
-class _OneShot(http.server.HTTPServer):
-    def __init__(self, port: int, state: str, path: str) -> None:
-        super().__init__(("127.0.0.1", port), _Callback)
-        self.state = state
-        self.callback_path = path
+    def __init__(self, nonce: str, authorization_url: str, callback_path: str, state: str) -> None:
+        self._start_path = f"/start/{nonce}"
+        self._authorization_url = authorization_url
+        self._callback_path = callback_path
+        self._state = state
+        self._lock = threading.Lock()
+        self._started = False
         self.result: dict[str, str] | None = None
+        self.done = threading.Event()
+
+    def answer(self, target: str) -> Page:
+        parts = urlsplit(target)
+        with self._lock:
+            if parts.path == self._start_path and not self._started:
+                self._started = True
+                return Page(302, location=self._authorization_url)
+            if parts.path == self._callback_path and self.result is None:
+                query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+                if hmac.compare_digest(query.get("state", ""), self._state):
+                    self.result = query
+                    self.done.set()
+                    return Page(200, DONE_PAGE)
+        return Page(404)
+
+
+def owner_uid() -> int | None:
+    """The uid whose connections the listener answers: ours on Linux; None (no check) where
+    the kernel lists no socket owners (macOS)."""
+    return os.getuid() if sys.platform.startswith("linux") else None
 
 
 def has_display(environ: Mapping[str, str]) -> bool:
@@ -89,31 +100,34 @@ def browser_login(
         LoginFailed: the provider returned an error, or nobody completed the login in time.
     """
     state = secrets.token_urlsafe(24)
+    nonce = secrets.token_urlsafe(24)
     verifier, challenge = pkce_pair()
-    try:
-        server = _OneShot(port, state, urlsplit(redirect_uri).path if redirect_uri else "/callback")
-    except OSError as exc:
-        raise LoginFailed(f"cannot listen on 127.0.0.1:{port} for the redirect: {exc}") from None
-    with server:
-        redirect_uri = redirect_uri or f"http://127.0.0.1:{server.server_address[1]}/callback"
+    parts = urlsplit(redirect_uri) if redirect_uri else None
+    host = parts.hostname if parts is not None and parts.hostname else "127.0.0.1"
+    flow: _Flow | None = None
+
+    def answer(target: str) -> Page:
+        return flow.answer(target) if flow is not None else Page(404)
+
+    with LoopbackServer(host, port, answer, owner_uid=owner_uid()) as server:
+        redirect_uri = redirect_uri or f"http://127.0.0.1:{server.port}/callback"
         url = client.authorization_request(redirect_uri, state, challenge)
-        out.write(f"To log in, open this URL in a browser:\n\n  {url}\n\n")
+        flow = _Flow(nonce, url, (parts.path or "/") if parts else "/callback", state)
+        start = f"http://{url_host(host)}:{server.port}/start/{nonce}"
+        out.write(f"To log in, open this URL in a browser:\n\n  {start}\n\n")
         out.write(
             f"Waiting for the redirect to {redirect_uri} (from another machine, forward the "
-            f"port first: ssh -L {server.server_address[1]}:127.0.0.1:"
-            f"{server.server_address[1]} ...)\n"
+            f"port first: ssh -L {server.port}:{url_host(host)}:{server.port} ...)\n"
         )
         out.flush()
         if open_browser is not None:
-            open_browser(url)
+            open_browser(start)
         deadline = clock() + timeout
-        while server.result is None:
-            left = deadline - clock()
-            if left <= 0:
-                raise LoginFailed("nobody completed the browser login in time; run `login` again")
-            server.timeout = min(left, 1.0)
-            server.handle_request()
-        result = server.result
+        finished = server.serve_until(flow.done, deadline=deadline, clock=clock)
+        _report_refused(server, out)
+        result = flow.result
+        if not finished or result is None:
+            raise LoginFailed("nobody completed the browser login in time; run `login` again")
     if "error" in result:
         # The redirect's text is the server's (or anyone's who can reach the loopback port).
         detail = strip_controls(f"{result['error']} {result.get('error_description', '')}")
@@ -123,6 +137,15 @@ def browser_login(
     return client.exchange_code(
         result["code"], verifier=verifier, redirect_uri=redirect_uri, now=now()
     )
+
+
+def _report_refused(server: LoopbackServer, out: TextIO) -> None:
+    for uid in server.take_refused():
+        who = "an unknown process" if uid is None else f"a process of uid {uid}"
+        out.write(
+            f"Refused a connection to the login listener from {who}: only this user's "
+            "browser may complete the login\n"
+        )
 
 
 def default_opener() -> Callable[[str], object]:

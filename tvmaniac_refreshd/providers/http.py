@@ -232,17 +232,40 @@ def post(
         TransientError: for every transport failure, an oversized, compressed or too slow
             answer.
     """
-    deadline = overall_deadline(http)
-    started = time.monotonic()
     body = json.dumps(json_body).encode() if json_body is not None else None
     request_headers = dict(headers or {})
-    request_headers["Accept-Encoding"] = "identity"
     if body is not None:
         request_headers["Content-Type"] = "application/json"
+    return _exchange(http, "POST", url, what=what, body=body, form=form, headers=request_headers)
+
+
+def get(http: httpx.Client, url: str, *, what: str, headers: Mapping[str, str]) -> Response:
+    """GET ``url`` with the same size cap, deadline and error translation as ``post``.
+
+    Raises:
+        TransientError: for every transport failure, an oversized, compressed or too slow
+            answer.
+    """
+    return _exchange(http, "GET", url, what=what, headers=dict(headers))
+
+
+def _exchange(
+    http: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    what: str,
+    headers: dict[str, str],
+    body: bytes | None = None,
+    form: Mapping[str, str] | None = None,
+) -> Response:
+    deadline = overall_deadline(http)
+    started = time.monotonic()
+    headers["Accept-Encoding"] = "identity"
     with (
         _transport_errors(url),
         http.stream(
-            "POST", url, content=body, data=dict(form) if form else None, headers=request_headers
+            method, url, content=body, data=dict(form) if form else None, headers=headers
         ) as stream,
     ):
         encoding = stream.headers.get("content-encoding", "identity").strip().lower()

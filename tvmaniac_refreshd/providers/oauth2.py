@@ -8,6 +8,8 @@ the same ``raise_for_failure`` as Trakt's, so an ``invalid_grant`` means the sam
 from __future__ import annotations
 
 import base64
+import binascii
+import json
 import secrets
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode, urlsplit
@@ -22,7 +24,13 @@ from tvmaniac_refreshd.core.errors import (
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import get_logger
 from tvmaniac_refreshd.core.tokens import ResponseInvalid, TokenSet, parse_token_response
-from tvmaniac_refreshd.providers.base import BrowserLogin, DeviceCode, PollState, Wording
+from tvmaniac_refreshd.providers.base import (
+    BrowserLogin,
+    DeviceCode,
+    PollState,
+    Wording,
+    user_name,
+)
 from tvmaniac_refreshd.providers.http import (
     Response,
     error_code,
@@ -76,6 +84,25 @@ def authorization_query(
     }
 
 
+def id_token_user(id_token: object) -> str | None:
+    """Return who an OpenID Connect ID token names: ``preferred_username``, else ``sub``.
+
+    The signature is not checked: the token came straight from the token endpoint over TLS,
+    which OpenID Connect Core §3.1.3.7 (6) accepts in place of it, and the name is only shown
+    to the user, never trusted for a decision.
+    """
+    if not isinstance(id_token, str) or id_token.count(".") != 2:
+        return None
+    payload = id_token.split(".")[1]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    if not isinstance(claims, dict):
+        return None
+    return user_name(claims.get("preferred_username")) or user_name(claims.get("sub"))
+
+
 class OAuth2Client:
     """One account's standard OAuth2 endpoints, with its client authentication."""
 
@@ -89,6 +116,8 @@ class OAuth2Client:
         self._secret = client_secret
         self._token_url = settings.token_url
         self._log = get_logger(account=account.name)
+        # Who the last token response's ID token named (OpenID Connect), for `identity`.
+        self._id_token_user: str | None = None
 
     @property
     def wording(self) -> Wording:
@@ -140,6 +169,8 @@ class OAuth2Client:
         body = response.json()
         if body is None:
             raise_for_failure(response, what=what, now=now)
+        if isinstance(body, dict):
+            self._id_token_user = id_token_user(body.get("id_token"))
         if isinstance(body, dict) and "expires_in" not in body:
             self._log.warning(
                 "token.no_expiry",
@@ -264,6 +295,11 @@ class OAuth2Client:
         if response.status != 200:
             raise_for_failure(response, what=what, now=now)
         return self._tokens(response, what=what, now=now, previous=refresh_token)
+
+    def identity(self, tokens: TokenSet, *, now: float) -> str | None:
+        """Return the user the ID token of the last token response named, or None (a server
+        that is not OpenID Connect, or no ``openid`` scope)."""
+        return self._id_token_user
 
     def revoke(self, tokens: TokenSet, *, now: float) -> None:
         """Revoke the refresh token (RFC 7009), which at most servers ends the whole grant."""

@@ -11,10 +11,17 @@ from tvmaniac_refreshd.config.settings import Account, TraktSettings, settings_o
 from tvmaniac_refreshd.core.errors import LoginFailed, TransientError
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.tokens import ResponseInvalid, TokenSet, parse_token_response
-from tvmaniac_refreshd.providers.base import BrowserLogin, DeviceCode, PollState, Wording
+from tvmaniac_refreshd.providers.base import (
+    BrowserLogin,
+    DeviceCode,
+    PollState,
+    Wording,
+    user_name,
+)
 from tvmaniac_refreshd.providers.http import (
     Response,
     error_code,
+    get,
     post,
     raise_for_failure,
     required_int,
@@ -157,6 +164,29 @@ class TraktClient:
         response = self._post("/oauth/revoke", payload, what=what)
         if not 200 <= response.status < 300:
             raise_for_failure(response, what=what, now=now)
+
+    def identity(self, tokens: TokenSet, *, now: float) -> str | None:
+        """Return the Trakt user name the tokens belong to (``GET /users/settings``).
+
+        Raises:
+            SessionRejected, ClientRejected, TransientError, RefreshdError.
+        """
+        what = "asking Trakt who logged in"
+        headers = {
+            "trakt-api-key": self._account.client_id,
+            "trakt-api-version": "2",
+            "Authorization": f"Bearer {tokens.access_token}",
+        }
+        response = get(
+            self._http, f"{self._settings.api_url}/users/settings", what=what, headers=headers
+        )
+        body = response.json()
+        if response.status != 200 or not isinstance(body, dict):
+            raise_for_failure(response, what=what, now=now)
+            return None
+        user = body.get("user")
+        name = user.get("username") if isinstance(user, dict) else None
+        return user_name(name)
 
     def _tokens(self, response: Response, *, what: str, now: float) -> TokenSet:
         body = response.json()

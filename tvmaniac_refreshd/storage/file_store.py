@@ -62,6 +62,29 @@ def _reason(exc: OSError, directory: Path) -> str:
     return f"{exc.strerror or exc} in {directory}"
 
 
+def _exists(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def plaintext_leftovers(store: object, account: str) -> list[str]:
+    """The plain files an encrypted file ``store`` still holds for ``account`` (see
+    ``FileStore.plaintext_leftovers``); none for any other store."""
+    return store.plaintext_leftovers(account) if isinstance(store, FileStore) else []
+
+
+def leftover_advice(account: str, paths: list[str]) -> str:
+    """What to say of plain-text files left behind when encryption was turned on."""
+    return (
+        f'unencrypted copies of {account!r} from before encrypt = "systemd-creds" are still '
+        f"on disk and never read: {', '.join(paths)}. `tvmaniac-refreshd store migrate "
+        "--encrypt` encrypts them in place; `logout` deletes them"
+    )
+
+
 class FileStore:
     """One private file per account under ``directory``."""
 
@@ -155,6 +178,33 @@ class FileStore:
             f"deleting the tokens of {account!r}",
             lambda fd: delete_private_file(fd, self._name(account, DOCUMENT_SUFFIX)),
         )
+
+    def unencrypted(self) -> FileStore:
+        """The same directory read as a store without encryption: its plain-text files."""
+        return FileStore(self.directory)
+
+    def plaintext_leftovers(self, account: str) -> list[str]:
+        """With encryption on, the paths of the plain files an unencrypted store left for
+        ``account`` (its tokens, its client secret): never read again, but readable to anyone
+        who can read this user's files, and their refresh token stays valid at the provider."""
+        if not self.encrypted:
+            return []
+        names = [f"{account}{suffix}" for suffix in (DOCUMENT_SUFFIX, SECRET_SUFFIX)]
+        found = self._call(
+            "looking for plain-text files", lambda fd: [n for n in names if _exists(fd, n)]
+        )
+        return [str(self.directory / name) for name in found]
+
+    def delete_plaintext_leftovers(self, account: str) -> list[str]:
+        """Delete what ``plaintext_leftovers`` names; return the paths deleted."""
+        found = self.plaintext_leftovers(account)
+        plain = self.unencrypted()
+        for path in found:
+            if path.endswith(SECRET_SUFFIX):
+                plain.delete_client_secret(account)
+            else:
+                plain.delete(account)
+        return found
 
     def load_client_secret(self, account: str) -> str | None:
         text = self._read(

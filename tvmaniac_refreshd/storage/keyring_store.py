@@ -21,7 +21,14 @@ from tvmaniac_refreshd.core.tokens import TokenDocument, decode_document, encode
 from tvmaniac_refreshd.storage import unlock_advice
 from tvmaniac_refreshd.storage.backend import SecretBackend
 from tvmaniac_refreshd.storage.locks import flocked
-from tvmaniac_refreshd.storage.secret_service import NoAnswer
+from tvmaniac_refreshd.storage.secret_service import Locked, NoAnswer, Unanswered
+from tvmaniac_refreshd.storage.secret_service_owner import (
+    GNOME_KEYRING,
+    HEADLESS_UNLOCK,
+    SecretServiceOwner,
+    locked_advice,
+    prompt_advice,
+)
 from tvmaniac_refreshd.storage.two_phase import describe, safe_writes
 from tvmaniac_refreshd.storage.unlock_advice import Machine
 
@@ -44,7 +51,11 @@ def is_insecure(backend: object) -> bool:
 
 
 def default_backend(
-    environ: Mapping[str, str], platform: str = sys.platform, *, timeout: float | None = None
+    environ: Mapping[str, str],
+    platform: str = sys.platform,
+    *,
+    timeout: float | None = None,
+    interactive: bool = False,
 ) -> SecretBackend:
     """Return the keyring backend to use: the user's explicit choice, else the platform's own.
 
@@ -53,7 +64,8 @@ def default_backend(
     On Linux, the Secret Service backend reads its items without importing keyring when it can
     (see secret_service.py); keyring itself is imported only for an explicit choice (its
     environment variable or its config file) or for what the direct read does not cover.
-    ``timeout`` bounds each of its direct calls, so that a hung service frees the worker.
+    ``timeout`` bounds each of its direct calls, so that a hung service frees the worker;
+    ``interactive``: a person may answer the Secret Service's prompts (a desktop session).
     """
     if may_choose_backend_explicitly(environ, platform):
         import keyring.core  # noqa: PLC0415  # deferred: heavy, and not needed by every command
@@ -69,7 +81,7 @@ def default_backend(
         return Keychain()
     from tvmaniac_refreshd.storage.secret_service import SecretServiceKeyring  # noqa: PLC0415
 
-    return SecretServiceKeyring(environ, timeout=timeout)
+    return SecretServiceKeyring(environ, timeout=timeout, interactive=interactive)
 
 
 def _keychain_status(exc: BaseException) -> int | None:
@@ -84,8 +96,11 @@ def _keychain_status(exc: BaseException) -> int | None:
     return None
 
 
-def _unavailable(exc: BaseException, *, machine: Machine | None = None) -> StoreUnavailable:
-    """Translate a keyring/secretstorage/D-Bus/Keychain exception into a fix-it message."""
+def _unavailable(exc: BaseException, *, locked: Callable[[], str]) -> StoreUnavailable:
+    """Translate a keyring/secretstorage/D-Bus/Keychain exception into a fix-it message.
+
+    ``locked``: the whole message for a locked Secret Service (asked only when it is locked).
+    """
     name = type(exc).__name__
     text = str(exc)
     status = _keychain_status(exc)
@@ -94,11 +109,14 @@ def _unavailable(exc: BaseException, *, machine: Machine | None = None) -> Store
 
         return StoreUnavailable(keychain_advice(status))
     if name == "KeyringLocked" or "locked" in text.lower():
-        return StoreUnavailable(unlock_advice.locked(machine or Machine()))
+        return StoreUnavailable(locked())
     if name == "InitError" or "Prompt dismissed" in text:
         return StoreUnavailable(
             "the keyring has no default collection and could not create one (the prompt was "
-            "dismissed or no display is available); create a 'login' keyring, then try again"
+            "dismissed or no display is available). Create the 'login' keyring, then try again: "
+            "on a desktop, in Passwords and Keys (seahorse), + > Password keyring, named login "
+            "(then right-click > Set as default); from a shell (gnome-keyring), "
+            f"{HEADLESS_UNLOCK}, which creates it with the password you type"
         )
     if name == "NoKeyringError" or "DBUS_SESSION_BUS_ADDRESS" in text or isinstance(exc, OSError):
         return StoreUnavailable(
@@ -157,12 +175,19 @@ class KeyringStore:
         backend_factory: Callable[[], SecretBackend],
         *,
         headless: bool = False,
+        owner: Callable[[], SecretServiceOwner | None] = lambda: None,
         machine: Machine | None = None,
     ) -> None:
-        """``machine``: where the advice for a locked keyring will be followed (``headless``:
-        no desktop session to unlock it in, on a systemd machine with no daemon running)."""
+        """``headless``: no desktop session to unlock the keyring in; advice says so.
+
+        ``owner`` names the program behind the Secret Service (secret_service_owner.py), asked
+        only when advice depends on it; ``machine`` says where gnome-keyring's recipe will be
+        followed (whether systemd runs, whether a daemon does; unlock_advice.py).
+        """
         self._settings = settings
         self._factory = backend_factory
+        self._headless = headless
+        self._owner = owner
         self._machine = machine or Machine(headless=headless)
         self._backend: SecretBackend | None = None
 
@@ -225,11 +250,17 @@ class KeyringStore:
                 outcome["error"] = exc
             except NoAnswer:
                 outcome["error"] = self._no_answer(what)
+            except Locked:
+                outcome["error"] = StoreUnavailable(self._locked_message(what))
+            except Unanswered:
+                outcome["error"] = StoreUnavailable(
+                    f"{prompt_advice(self._owner())} ({what}); then run the command again"
+                )
             except Exception as exc:
                 # Known only now, so that a read that never imported keyring does not pay for
                 # importing its exception classes; anything else is a bug, re-raised below.
                 if isinstance(exc, _store_exceptions()):
-                    outcome["error"] = _unavailable(exc, machine=self._machine)
+                    outcome["error"] = _unavailable(exc, locked=self._locked_message)
                 else:
                     outcome["bug"] = exc
 
@@ -259,9 +290,38 @@ class KeyringStore:
                 "(a Keychain prompt waiting for an answer?); answer it with Always Allow and "
                 "try again"
             )
+        if not self._gnome_keyring():
+            advice = self._locked_advice() if self._headless else "unlock it"
+            return StoreUnavailable(
+                f"the keyring did not answer within {self._settings.timeout:.0f}s while {what} "
+                f"(a locked collection waiting for an unlock prompt?); {advice}, and try again"
+            )
         return StoreUnavailable(
             unlock_advice.no_answer(self._machine, seconds=self._settings.timeout, what=what)
         )
+
+    def _locked_advice(self) -> str:
+        return locked_advice(self._owner(), headless=self._headless)
+
+    def _gnome_keyring(self) -> bool:
+        owner = self._owner()
+        return owner is None or owner.program == GNOME_KEYRING
+
+    def _locked_message(self, what: str | None = None) -> str:
+        """The whole message for a locked Secret Service: gnome-keyring's is a short sentence
+        and the recipe that fits this machine (unlock_advice.py); any other's is its own."""
+        if self._gnome_keyring():
+            owner = self._owner()
+            return unlock_advice.locked(self._machine, who=None if owner is None else owner.name)
+        during = f" while {what}" if what else ""
+        return (
+            f"the keyring is locked ({self._who()}){during}; {self._locked_advice()}; then run "
+            "the command again"
+        )
+
+    def _who(self) -> str:
+        owner = self._owner()
+        return "the Secret Service" if owner is None else owner.name
 
     def _get(self, username: str, what: str) -> str | None:
         return self._bounded(lambda: self._resolve().get_password(APP, username), what)
@@ -274,6 +334,11 @@ class KeyringStore:
             StoreCorrupt: the item exists but is not a document of ours.
         """
         text = self._get(account, f"reading the tokens of {account!r}")
+        if text == "":  # an empty item is never ours; KWallet's locked answer
+            raise StoreUnavailable(
+                f"the keyring gave an empty secret for {account!r} ({self._who()}): a locked "
+                f"store answers so; {self._locked_advice()}; then run the command again"
+            )
         return None if text is None else decode_document(text, account)
 
     def save(self, document: TokenDocument) -> None:

@@ -64,14 +64,15 @@ def _recipe(machine: Machine, lead: str) -> str:
     )
 
 
-def locked(machine: Machine) -> str:
-    """The message for a locked keyring."""
+def locked(machine: Machine, *, who: str | None = None) -> str:
+    """The message for a locked gnome-keyring (``who``: the program's name, if known)."""
+    subject = f"the keyring is locked ({who})" if who else "the keyring is locked"
     if not machine.headless:
         return (
-            "the keyring is locked: unlock it (log in to the desktop session, or open Passwords "
-            f"and Keys / seahorse), then {_then(machine)}"
+            f"{subject}: unlock it (log in to the desktop session, or open Passwords and Keys / "
+            f"seahorse), then {_then(machine)}"
         )
-    return _recipe(machine, "the keyring is locked; unlock it from a shell (ssh is fine):")
+    return _recipe(machine, f"{subject}; unlock it from a shell (ssh is fine):")
 
 
 def no_answer(machine: Machine, *, seconds: float, what: str) -> str:

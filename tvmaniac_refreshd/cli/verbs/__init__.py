@@ -52,7 +52,9 @@ GROUPS = {
             "Move the tokens between the keyring and the file store.",
             "migrate --to file|keyring moves every account's tokens and client secret from the\n"
             "other store, each under the account's lock, verified before the source is deleted.\n"
-            "Then set [store] backend in the config to match.",
+            "Then set [store] backend in the config to match. migrate --encrypt encrypts the\n"
+            'file store\'s plain files in place (encrypt = "systemd-creds"). Where both hold an\n'
+            "account's tokens, nothing moves; --force keeps the newer pair.",
         ),
     )
 }

@@ -24,6 +24,7 @@ from tvmaniac_refreshd.core.errors import (
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import shown
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
+from tvmaniac_refreshd.storage.file_store import leftover_advice, plaintext_leftovers
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -182,6 +183,12 @@ def _agent_which(name: str) -> str | None:
 
 def _check_accounts(report: _Report, config: Config) -> None:
     app = report.app
+    if app.store.kind == "keyring":
+        from tvmaniac_refreshd.storage import secret_service_owner as ss  # noqa: PLC0415
+
+        owner = ss.owner_summary(app.environ)
+        if owner is not None:
+            report.line(owner != ss.NO_OWNER or None, "secret service", owner)
     subject = f"store ({app.store.kind})"
     try:
         report.line(True, subject, f"{app.store.backend_name()}; {app.store.protection()}")
@@ -213,6 +220,11 @@ def _check_accounts(report: _Report, config: Config) -> None:
             continue
         login = "logged in" if document is not None else "not logged in (`tvmaniac-refreshd login`)"
         report.line(True, subject, f"{account.endpoint}; {where}; {login}", account=account.name)
+        leftovers = plaintext_leftovers(app.store, account.name)
+        if leftovers:
+            report.line(
+                None, subject, leftover_advice(account.name, leftovers), account=account.name
+            )
         if secret.value is None and account.needs_client_secret():
             report.line(
                 None,
@@ -245,6 +257,8 @@ def _check_service(report: _Report) -> None:
     report.line(
         ok, "service", f"{state.manager}: {state.mode} mode, {state.active}; {state.detail}"
     )
+    if state.problem:
+        report.line(False, "service", state.problem)
     for warning in state.warnings:
         report.line(None, "service", warning)
     if state.lingering is False:

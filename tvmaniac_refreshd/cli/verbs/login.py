@@ -8,13 +8,21 @@ from urllib.parse import urlsplit
 
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb
+from tvmaniac_refreshd.cli.plaintext import warn_plaintext
 from tvmaniac_refreshd.cli.status import iso
 from tvmaniac_refreshd.config.settings import Account
 from tvmaniac_refreshd.core.durations import format_duration
-from tvmaniac_refreshd.core.errors import EXIT_OK, ConfigError, StateUnwritable, UsageError
+from tvmaniac_refreshd.core.errors import (
+    EXIT_OK,
+    ConfigError,
+    RefreshdError,
+    StateUnwritable,
+    UsageError,
+)
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import get_logger, register_secret
-from tvmaniac_refreshd.core.tokens import TokenDocument
+from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet
+from tvmaniac_refreshd.providers.base import Provider
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
 from tvmaniac_refreshd.storage.state import AccountRecord
 
@@ -61,6 +69,7 @@ def run(app: App, options: LoginOptions) -> int:
     account = app.account()
     previous = login_checks.login_to_replace(app.store, account, replace=options.replace)
     _require_client_secret(app, account)
+    warn_plaintext(app, account)
     client = app.client(account)
     by_browser = options.browser or not client.has_device_login
     login = client.browser() if by_browser else None
@@ -122,14 +131,28 @@ def run(app: App, options: LoginOptions) -> int:
             # The tokens are stored: a "try again" here would spend another login for nothing.
             app.warn(f"logged in, but the state could not be recorded: {exc}")
     app.tell_daemon()
+    who = _who_logged_in(app, account, client, tokens)
     get_logger(account=account.name).info("login.finished", expires_at=iso(tokens.expires_at))
     left = format_duration(tokens.expires_at - app.clock())
+    as_whom = f" as {who!r}" if who else ""
     app.out.write(
-        f"Logged in: account {account.name!r} is stored in {app.store.where(account.name)}; "
-        f"the access token is valid for {left}.\n"
+        f"Logged in{as_whom}: account {account.name!r} is stored in "
+        f"{app.store.where(account.name)}; the access token is valid for {left}.\n"
         + app.hint(f"Check it any time with `{APP} status`.\n")
     )
     return EXIT_OK
+
+
+def _who_logged_in(app: App, account: Account, client: Provider, tokens: TokenSet) -> str | None:
+    """Ask the provider whose tokens these are and remember it; the tokens are stored already,
+    so a failure here only costs the name."""
+    try:
+        who = client.identity(tokens, now=app.clock())
+    except RefreshdError as exc:
+        app.warn(f"logged in, but could not ask the provider who logged in: {exc}")
+        return None
+    app.states.update(account.name, logged_in_as=who)
+    return who
 
 
 def _require_client_secret(app: App, account: Account) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb
+from tvmaniac_refreshd.cli.plaintext import delete_plaintext
 from tvmaniac_refreshd.config.binding import mismatch
 from tvmaniac_refreshd.core.errors import (
     EXIT_OK,
@@ -70,7 +71,14 @@ def run(app: App, options: LogoutOptions) -> int:
                 )
         existed = app.store.delete(account.name)
         app.states.delete(account.name)
+        leftovers = delete_plaintext(app, account)
     app.tell_daemon()
+    if leftovers:
+        app.out.write(f"Deleted the unencrypted copies {', '.join(leftovers)}.\n")
+        app.warn(
+            "a refresh token in an unencrypted copy may still be valid at the provider; revoke "
+            f"the app in {wording_for(account).manage_apps} if the copy may have been read"
+        )
     if existed:
         app.out.write(
             f"Logged out: account {account.name!r} was removed from "

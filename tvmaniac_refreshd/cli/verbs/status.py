@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb
+from tvmaniac_refreshd.cli.plaintext import warn_plaintext
 from tvmaniac_refreshd.cli.status import (
     FORMAT_VERSION,
     AccountReport,
@@ -52,6 +53,9 @@ NEEDS_LOGIN = ("logged_out", "reauth_required")
 class StatusOptions:
     json: bool = False
     check: bool = False  # exit 77 if any account needs `login`
+
+
+UNREADABLE = "the store is unavailable (why, and what to do: its line below, or `keyring.error`)"
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,9 +110,12 @@ def gather(app: App) -> StatusReport:
     pid = app.daemon_pid()
     service, service_error = _service(app)
     # Made first: a store this system cannot provide (encryption it lacks) is exit 78 here.
-    store = StoreReport(app.store.kind, file_store_dir(app), app.store.protection())
+    store = StoreReport(
+        app.store.kind, file_store_dir(app), app.store.protection(), _secret_service(app)
+    )
     timer = service is not None and service.timer_active
     reports: list[AccountReport] = []
+    plaintext: list[str] = []  # unencrypted copies an encrypted file store left behind
     keyring_error: str | None = None
     now = app.clock()
     # Without a named account, status shows them all: it reads, it never refreshes.
@@ -126,16 +133,19 @@ def gather(app: App) -> StatusReport:
             # Still worth showing: the state file, the daemon and the service need no keyring.
             keyring_error = shown(str(exc))
             reports.append(
-                unknown_report(account, record, reason=keyring_error, daemon_plan=bool(pid))
+                # The store's error and its recipe are said once, after the accounts.
+                unknown_report(account, record, reason=UNREADABLE, daemon_plan=bool(pid))
             )
             continue
         _know_secrets(app, account, document, record)
+        plaintext.extend(warn_plaintext(app, account))
         if document is not None and (problem := mismatch(account, document)) is not None:
             problem_advice = f"Nothing was sent. To use this config, {way_out(account)}."
         keeper = keeper_advice(
             daemon_pid=pid,
             planned=record.next_attempt_at is not None,
             timer=timer,
+            start=service.start if service is not None else None,
             installable=service is None or service.available,
         )
         found = account_report(
@@ -150,6 +160,8 @@ def gather(app: App) -> StatusReport:
         )
         # A suggested command must act on this config and account.
         reports.append(dataclasses.replace(found, advice=app.hint(found.advice, account.name)))
+    if store.backend == "file":
+        store = dataclasses.replace(store, plaintext_leftovers=plaintext)
     return StatusReport(
         generated_at=iso(now),
         store=store,
@@ -167,6 +179,10 @@ def render(report: StatusReport, *, now: float) -> str:
     store, daemon, service = report.store, report.daemon, report.service
     running = f"running (pid {daemon.pid})" if daemon.pid else "not running"
     lines.append(f"\nstore: {store.backend} ({store.protection})\n")
+    if store.secret_service:
+        lines.append(f"secret service: {store.secret_service}\n")
+    if store.plaintext_leftovers:
+        lines.append(f"  unencrypted copies left behind: {', '.join(store.plaintext_leftovers)}\n")
     lines.append(f"daemon: {running}\n")
     if service is None:
         lines.append(f"service: unknown ({report.service_error})\n")
@@ -177,6 +193,8 @@ def render(report: StatusReport, *, now: float) -> str:
         lines.append(f"service: {service.mode} mode, {service.active}\n")
         if service.detail:
             lines.append(f"  {service.detail}\n")
+        if service.problem:
+            lines.append(f"  problem: {service.problem}\n")
     else:
         lines.append(f"service: not installed (`{APP} service install` sets it up)\n")
     if report.keyring_error is not None:
@@ -192,6 +210,14 @@ def _health(app: App, reports: tuple[AccountReport, ...], *, check: bool) -> int
         return EXIT_OK
     app.err.write(f"{APP}: needs `login`: {', '.join(waiting)}\n")
     return EXIT_REAUTH
+
+
+def _secret_service(app: App) -> str | None:
+    if app.store.kind != "keyring":
+        return None
+    from tvmaniac_refreshd.storage.secret_service_owner import owner_summary  # noqa: PLC0415
+
+    return owner_summary(app.environ)
 
 
 def _service(app: App) -> tuple[ServiceState | None, str | None]:
