@@ -266,7 +266,7 @@ def test_the_readme_s_first_run_as_printed(
     assert len(grants) == 1
     out = result.stdout
     assert f"To log in, open http://127.0.0.1:{port}/activate and enter the code: " in out
-    assert "Logged in: account 'try' is stored in the keyring" in out
+    assert "Logged in as 'alice': account 'try' is stored in the keyring" in out
     assert f"\n{grants[0]['access_token']}\n" in out  # `token`
     assert "\ntry: active\n" in f"\n{out}"  # `status`
     config = user.home / "tvmaniac-try.toml"

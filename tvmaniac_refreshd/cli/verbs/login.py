@@ -123,6 +123,7 @@ def run(app: App, options: LoginOptions) -> int:
         client_id=account.client_id,
         endpoint=account.endpoint,
     )
+    recorded = True
     with app.lock(account):
         app.store.save(document)
         try:
@@ -130,8 +131,9 @@ def run(app: App, options: LoginOptions) -> int:
         except StateUnwritable as exc:
             # The tokens are stored: a "try again" here would spend another login for nothing.
             app.warn(f"logged in, but the state could not be recorded: {exc}")
+            recorded = False
     app.tell_daemon()
-    who = _who_logged_in(app, account, client, tokens)
+    who = _who_logged_in(app, account, client, tokens, record=recorded)
     get_logger(account=account.name).info("login.finished", expires_at=iso(tokens.expires_at))
     left = format_duration(tokens.expires_at - app.clock())
     as_whom = f" as {who!r}" if who else ""
@@ -143,15 +145,21 @@ def run(app: App, options: LoginOptions) -> int:
     return EXIT_OK
 
 
-def _who_logged_in(app: App, account: Account, client: Provider, tokens: TokenSet) -> str | None:
-    """Ask the provider whose tokens these are and remember it; the tokens are stored already,
-    so a failure here only costs the name."""
+def _who_logged_in(
+    app: App, account: Account, client: Provider, tokens: TokenSet, *, record: bool
+) -> str | None:
+    """Ask the provider whose tokens these are and remember it (``record``: the state could be
+    written); the tokens are stored already, so a failure here only costs the name."""
     try:
         who = client.identity(tokens, now=app.clock())
     except RefreshdError as exc:
         app.warn(f"logged in, but could not ask the provider who logged in: {exc}")
         return None
-    app.states.update(account.name, logged_in_as=who)
+    if record:
+        try:
+            app.states.update(account.name, logged_in_as=who)
+        except StateUnwritable as exc:
+            app.warn(f"logged in, but the state could not be recorded: {exc}")
     return who
 
 
