@@ -131,9 +131,11 @@ def _executable(pid: int) -> str:
     except OSError:  # another user's process, or a kernel without /proc: its comm, if readable
         try:
             with open(f"/proc/{pid}/comm", encoding="utf-8") as comm:
-                return comm.read().strip() or "unknown"
+                name = comm.read().strip()
         except OSError:
             return "unknown"
+        # comm is cut to 15 characters ("gnome-keyring-d"): the known program it begins.
+        return next((known for known in PROGRAMS if name and known[:15] == name), name or "unknown")
 
 
 def _version(program: str, pid: int) -> str | None:
