@@ -21,7 +21,7 @@ import pytest
 
 from tests.support.harness import CLIENT_ID, CLIENT_SECRET, REPO, Harness, Run
 from tvmaniac_refreshd import __version__
-from tvmaniac_refreshd.core.locations import systemd_booted
+from tvmaniac_refreshd.service.base import systemd_booted
 
 LIFETIME = 604800
 

@@ -25,7 +25,7 @@ from tests.support.harness import CLIENT_ID, CLIENT_SECRET, REPO, Harness, Run, 
 from tests.support.keyring_session import KeyringSession, processes_with_home
 from tests.support.kr_ctl import KeyringControlError
 from trakt_emulator import Emulator
-from tvmaniac_refreshd.core.locations import systemd_booted
+from tvmaniac_refreshd.service.base import systemd_booted
 
 OTHER_CLIENT = "try-out-client"
 OTHER_SECRET = "try-out-secret-0123456789"

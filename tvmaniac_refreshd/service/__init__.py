@@ -28,7 +28,7 @@ def manager_for(
 
         return Launchd(environ, runner)
     if platform.startswith("linux"):
-        from tvmaniac_refreshd.core.locations import systemd_booted  # noqa: PLC0415
+        from tvmaniac_refreshd.service.base import systemd_booted  # noqa: PLC0415
         from tvmaniac_refreshd.service.systemd import Systemd  # noqa: PLC0415
 
         return Systemd(environ, runner, booted=systemd_booted())

@@ -198,3 +198,9 @@ class ServiceManager(Protocol):
 
     def probe(self) -> None:
         """Raise ServiceUnavailable if this user has no service manager to install into."""
+
+
+def systemd_booted(run: str = "/run") -> bool:
+    """Return whether systemd is this machine's service manager (sd_booted(3): the directory
+    systemd makes at boot). Not so in most containers, WSL without systemd, or a chroot."""
+    return os.path.isdir(os.path.join(run, "systemd", "system"))

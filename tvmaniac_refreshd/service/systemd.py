@@ -29,8 +29,8 @@ from tvmaniac_refreshd.service.systemd_words import (
     exit_reason,
     replacing,
 )
+from tvmaniac_refreshd.storage import layout
 from tvmaniac_refreshd.storage.locks import remove_unheld
-from tvmaniac_refreshd.storage.paths import lock_dir
 from tvmaniac_refreshd.storage.safe_files import ensure_private_dir
 
 DAEMON_UNIT = f"{APP}.service"
@@ -186,9 +186,9 @@ class Systemd:
         self.home = home
         config = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
         self.unit_dir = config / "systemd" / "user"
-        # The units' ReadWritePaths=-%h/.local/state/tvmaniac-refreshd: the service's own
-        # environment has no XDG_STATE_HOME, so this is where it keeps its state.
-        self.state_dir = home / ".local" / "state" / APP
+        # The units' ReadWritePaths=-%h/.local/state/tvmaniac-refreshd: %h is the account's
+        # home, and the layout's rule puts every caller's state there.
+        self.state_dir = Path(layout.state_directory(environ, "linux"))
 
     def _systemctl(self, *args: str, check: bool = True) -> str:
         result = self._run(["systemctl", "--user", *args])
@@ -436,11 +436,11 @@ class Systemd:
 
     def _remove_leftovers(self) -> list[str]:
         """Remove the stopped daemon's pid file and the lock files no process holds."""
-        locks = lock_dir(self._environ)  # the runtime directory the units preserve
+        locks = Path(layout.lock_directory(str(self.state_dir)))
         candidates = sorted(self.state_dir.glob("daemon-*.pid")) + sorted(locks.glob("*.lock"))
         removed = [str(path) for path in candidates if remove_unheld(path)]
         try:
-            locks.rmdir()  # RuntimeDirectoryPreserve= kept it; only if nothing is left
+            locks.rmdir()  # only if nothing is left: a held lock stays, and so does its directory
         except OSError:
             pass
         else:

@@ -67,6 +67,7 @@ def run(app: App, options: LoginOptions) -> int:
     from tvmaniac_refreshd.providers.device_login import show_code, wait_for_approval  # noqa: PLC0415
 
     account = app.account()
+    app.states.check()  # before the device flow: a login must not end with nowhere to go
     previous = login_checks.login_to_replace(app.store, account, replace=options.replace)
     _require_client_secret(app, account)
     warn_plaintext(app, account)
