@@ -3,9 +3,12 @@ and which of the options given it would ignore."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from tvmaniac_refreshd.config.binding import mismatch, way_out
 from tvmaniac_refreshd.config.settings import Account
-from tvmaniac_refreshd.core.errors import LoginElsewhere, StoreCorrupt
+from tvmaniac_refreshd.core.errors import LoginElsewhere, StateUnwritable, StoreCorrupt
 from tvmaniac_refreshd.core.tokens import TokenDocument
 from tvmaniac_refreshd.storage.store import TokenStore
 
@@ -48,3 +51,17 @@ def ignored_port(*, port: int | None, browser_login: bool) -> str | None:
     if port is None or browser_login:
         return None
     return "--port is used only by a browser login (--browser); this is a device-code login"
+
+
+def state_writable(directory: Path) -> None:
+    """Refuse to start a login whose state could not be recorded (a read-only home): the
+    provider would approve it and nothing could be stored.
+
+    Raises:
+        StateUnwritable: the directory cannot be written (access(2) sees a read-only mount).
+    """
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise StateUnwritable(
+            f"cannot write the state directory {directory}, so a login could not be stored; "
+            "make it writable (a read-only home or mount?), then run login again"
+        )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -68,6 +70,7 @@ def run(app: App, options: LoginOptions) -> int:
 
     account = app.account()
     app.states.check()  # before the device flow: a login must not end with nowhere to go
+    login_checks.state_writable(app.states.directory)
     previous = login_checks.login_to_replace(app.store, account, replace=options.replace)
     _require_client_secret(app, account)
     warn_plaintext(app, account)
@@ -125,7 +128,7 @@ def run(app: App, options: LoginOptions) -> int:
         endpoint=account.endpoint,
     )
     recorded = True
-    with app.lock(account):
+    with _stored_or_said(account), app.lock(account):
         app.store.save(document)
         try:
             app.states.save(account.name, AccountRecord(last_success_at=int(app.clock())))
@@ -144,6 +147,18 @@ def run(app: App, options: LoginOptions) -> int:
         + app.hint(f"Check it any time with `{APP} status`.\n")
     )
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _stored_or_said(account: Account) -> Iterator[None]:
+    """A login approved at the provider whose tokens cannot be stored says so (75)."""
+    try:
+        yield
+    except StateUnwritable as exc:
+        raise StateUnwritable(
+            f"the login of {account.name!r} was approved, but nothing was stored: {exc}",
+            account=account.name,
+        ) from None
 
 
 def _who_logged_in(
