@@ -17,7 +17,9 @@
     │   └── NotLoggedIn           77  no tokens are stored for the account
     ├── LoginFailed               1   the device login was denied, expired or abandoned
     ├── ProviderRefused           1   any other refusal by the provider; the tokens are kept
-    │   └── AccountLocked         1   the provider locked or deactivated the user's account
+    │   ├── AccountLocked         1   the provider locked or deactivated the user's account
+    │   └── ProviderIncompatible  1   a 2xx answer we cannot read: a dialect we do not speak
+    │       └── WrongEndpoint     78  ... that is no answer of this kind at all: fix the URL
     ├── NotConfigured             1   the config lacks what this step needs (e.g. revocation_url)
     ├── AlreadyRunning            1   another daemon serves the same config
     └── ServiceError              1   systemctl/launchctl failed
@@ -45,7 +47,8 @@ EXIT_MEANINGS: tuple[tuple[int, str], ...] = (
     (
         EXIT_FAILURE,
         "other failure (denied login, damaged keyring item, a login made for another client or "
-        "endpoint, account locked at Trakt)",
+        "endpoint, account locked at Trakt, a provider answer that does not fit: the message "
+        "names the field and what was received)",
     ),
     (EXIT_USAGE, "usage error"),
     (
@@ -55,16 +58,19 @@ EXIT_MEANINGS: tuple[tuple[int, str], ...] = (
     (
         EXIT_TEMPORARY,
         "temporary failure (network, DNS, TLS, timeout, 408, 429, 5xx, Cloudflare 52x, HTML "
-        "instead of JSON): try again later; tokens kept",
+        "instead of JSON, `temporarily_unavailable`): try again later; tokens kept",
     ),
     (
         EXIT_REAUTH,
-        "the provider rejected the session (`invalid_grant`, `invalid_token`), none is stored, "
-        "or the stored one was made for another client or endpoint: run `login`",
+        "the provider rejected the session (`invalid_grant`, `invalid_token`, "
+        "`interaction_required`, `consent_required`), none is stored, or the stored one was "
+        "made for another client or endpoint: run `login`",
     ),
     (
         EXIT_CONFIG,
-        "invalid configuration, or Trakt rejected the client credentials (`invalid_client`)",
+        "invalid configuration (including a combination the provider refuses), the provider "
+        "rejected the client credentials (`invalid_client`), or an endpoint answered with "
+        "something else than its kind of answer",
     ),
 )
 
@@ -171,6 +177,18 @@ class ProviderRefused(RefreshdError):
 
 class AccountLocked(ProviderRefused):
     """The provider reports the user's account as locked or deactivated (Trakt's 423)."""
+
+
+class ProviderIncompatible(ProviderRefused):
+    """The provider answered 2xx with JSON we cannot use: a compatibility problem, which
+    waiting does not fix. The message names each field and what was received."""
+
+
+class WrongEndpoint(ProviderIncompatible):
+    """The answer has none of the fields of the answer asked for: the config points the
+    request at another endpoint."""
+
+    exit_code = EXIT_CONFIG
 
 
 class NotConfigured(RefreshdError):
