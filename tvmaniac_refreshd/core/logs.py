@@ -193,9 +193,9 @@ def _is_terminal(stream: TextIO) -> bool:
         return False
 
 
-# An interactive command without -v shows no log record: nothing here logs at CRITICAL, the
-# highest level structlog's filtering loggers know.
-QUIET = logging.CRITICAL
+# An interactive command without -v shows no log record, only the human sentence (``say=``)
+# a warning or an error carries for the person at the terminal.
+QUIET = logging.WARNING
 
 
 def configure_logging(
@@ -242,7 +242,8 @@ def configure_logging(
         _pending = lambda: _configure_daemon(out, level, env, journal)  # noqa: E731
         return
     tty = out.isatty()  # asked now: the stream may be closed or replaced by the first line
-    _pending = lambda: _configure_console(out, level, tty=tty)  # noqa: E731
+    spoken = quiet and verbosity <= 0
+    _pending = lambda: _configure_console(out, level, tty=tty, spoken=spoken)  # noqa: E731
 
 
 def journal_prefix(priority: int) -> str:
@@ -262,13 +263,28 @@ def _timestamper(*, for_people: bool) -> Any:  # noqa: ANN401  # a structlog pro
     return stamp_for_people if for_people else structlog.processors.TimeStamper(fmt="iso", utc=True)
 
 
-def _configure_console(out: TextIO, level: int, *, tty: bool) -> None:
+def spoken_line(_logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
+    """A structlog renderer for interactive commands without -v: a record's ``say`` sentence as
+    one of the command's own lines (``tvmaniac-refreshd: warning: ...``); a record without one
+    is not shown."""
+    import structlog  # noqa: PLC0415  # deferred with the renderer
+
+    say = event_dict.get("say")
+    if not say:
+        raise structlog.DropEvent
+    level = str(event_dict.get("level", method_name)).lower()
+    return f"tvmaniac-refreshd: {level}: {say}"
+
+
+def _configure_console(out: TextIO, level: int, *, tty: bool, spoken: bool = False) -> None:
     import structlog  # noqa: PLC0415  # deferred: see the module docstring
 
     from tvmaniac_refreshd.core.times import moment_fields  # noqa: PLC0415
 
     renderer: Any
-    if tty:
+    if spoken:
+        renderer = spoken_line
+    elif tty:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
     else:
         renderer = structlog.processors.LogfmtRenderer(
