@@ -15,13 +15,20 @@ phases scale too, so jobs that coincide as installed coincide here. A wake-up th
 scale (a timer of a fixed length) would be counted 1/scale times too often: the figure is an
 upper bound.
 
-usage: python -m bench.idle [--window 60] [--accounts 1] [--no-watchdog]
+With ``--events`` (issue 29) the daemon runs with both event sources it looks for on Linux:
+NetworkManager and logind, as the faithful fakes of tests/support/system_bus.py on a private
+system bus. It then has no tick: only the re-check and the watchdog ping wake it. Without
+``--events`` the sources are turned off (TVMANIAC_REFRESHD_EVENTS=off), which is the daemon as
+it was, and as it is where no source exists.
+
+usage: python -m bench.idle [--window 60] [--accounts 1] [--no-watchdog] [--events]
 """
 
 from __future__ import annotations
 
 import argparse
 import configparser
+import contextlib
 import json
 import math
 import os
@@ -34,7 +41,9 @@ from fractions import Fraction
 from pathlib import Path
 
 from bench.common import REPO, rig, rss_kib, start_daemon, switches
+from tests.support.system_bus import private_system_bus
 from tvmaniac_refreshd.config.settings import DaemonSettings
+from tvmaniac_refreshd.daemon.events import EVENTS_ENV
 
 UNIT = REPO / "systemd" / "tvmaniac-refreshd.service"
 # systemd.time(7) time-span units, in seconds.
@@ -106,13 +115,22 @@ def _lcm(values: list[Fraction]) -> Fraction:
     return Fraction(math.lcm(*(int(value * denominator) for value in values)), denominator)
 
 
-def measure(accounts: int, *, watchdog: Fraction, target_window: float) -> dict[str, object]:
+def measure(
+    accounts: int, *, watchdog: Fraction, target_window: float, events: bool = False
+) -> dict[str, object]:
     rhythm = Rhythm.fit(watchdog, target_window)
     tick, check = rhythm.scaled(rhythm.tick), rhythm.scaled(rhythm.check)
     extra = f'[daemon]\ntick = "{int(tick)}s"\ncheck_interval = "{int(check)}s"\n'
-    with rig(accounts, extra) as r:
+    with rig(accounts, extra) as r, contextlib.ExitStack() as stack:
         r.seed()
         env = dict(r.env)
+        if events:
+            bus = stack.enter_context(private_system_bus())
+            bus.start("NetworkManager")
+            bus.start("logind")
+            env.update(bus.env)
+        else:
+            env[EVENTS_ENV] = "off"
         if rhythm.ping:
             env["WATCHDOG_USEC"] = str(int(rhythm.scaled(rhythm.ping) * 2 * 1_000_000))
         daemon, notify, ready_s = start_daemon(env, r.root, timeout=600)
@@ -128,6 +146,7 @@ def measure(accounts: int, *, watchdog: Fraction, target_window: float) -> dict[
     window = rhythm.window
     return {
         "accounts": accounts,
+        "events": "NetworkManager and logind (fakes)" if events else "off (the periodic tick)",
         "installed": {
             "tick_s": float(rhythm.tick),
             "check_interval_s": float(rhythm.check),
@@ -137,7 +156,7 @@ def measure(accounts: int, *, watchdog: Fraction, target_window: float) -> dict[
         "scale": f"1/{1 / rhythm.scale}",
         "window_s": float(window),
         "window_holds": {
-            "ticks": float(window / tick),
+            "ticks": 0.0 if events else float(window / tick),
             "checks": float(window / check),
             "pings": float(window / rhythm.scaled(rhythm.ping)) if rhythm.ping else 0,
         },
@@ -156,10 +175,14 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=60, help="seconds of the scaled run")
     parser.add_argument("--accounts", type=int, default=1)
     parser.add_argument("--no-watchdog", action="store_true", help="as if WatchdogSec= were 0")
+    parser.add_argument("--events", action="store_true", help="NetworkManager and logind fakes")
     args = parser.parse_args()
     os.umask(0o077)
     watchdog = Fraction(0) if args.no_watchdog else unit_watchdog()
-    print(json.dumps(measure(args.accounts, watchdog=watchdog, target_window=args.window)))
+    result = measure(
+        args.accounts, watchdog=watchdog, target_window=args.window, events=args.events
+    )
+    print(json.dumps(result))
     return 0
 
 

@@ -16,8 +16,8 @@ _tvmaniac_refreshd() {
             COMPREPLY=($(compgen -c -- "$cur")); return
         fi
         [[ "$w" == -* ]] && continue
-        case "${COMP_WORDS[i-1]}" in --account|--client-id|--config|--env|--min-valid|--mode|--port|--preset|--tenant|--to) continue ;; esac
-        case "$at $w" in " completion"|" config"|" config accounts"|" config check"|" config example"|" config init"|" config set-secret"|" exec"|" git-credential"|" login"|" logout"|" refresh"|" run"|" service"|" service install"|" service status"|" service uninstall"|" status"|" store"|" store migrate"|" token") at="$at $w" ;; esac
+        case "${COMP_WORDS[i-1]}" in --account|--client-id|--config|--env|--min-valid|--mode|--port|--preset|--tenant|--to|--wait-for-network) continue ;; esac
+        case "$at $w" in " completion"|" config"|" config accounts"|" config check"|" config example"|" config init"|" config set-secret"|" exec"|" git-credential"|" job"|" job list"|" job run"|" login"|" logout"|" refresh"|" run"|" service"|" service install"|" service status"|" service uninstall"|" status"|" store"|" store migrate"|" token") at="$at $w" ;; esac
     done
     case "$prev" in
         --account) COMPREPLY=($(compgen -W "$(_tvmaniac_refreshd_accounts)" -- "$cur")); return ;;
@@ -30,9 +30,10 @@ _tvmaniac_refreshd() {
         --preset) COMPREPLY=($(compgen -W "google microsoft" -- "$cur")); return ;;
         --tenant) COMPREPLY=($(compgen -W "" -- "$cur")); return ;;
         --to) COMPREPLY=($(compgen -W "file keyring" -- "$cur")); return ;;
+        --wait-for-network) COMPREPLY=($(compgen -W "" -- "$cur")); return ;;
     esac
     case "$at" in
-        "") words="completion config exec git-credential login logout refresh run service status store token --account --config --help --verbose --version -V -h -v" ;;
+        "") words="completion config exec git-credential job login logout refresh run service status store token --account --config --help --verbose --version -V -h -v" ;;
         " completion") words="bash fish zsh --account --config --help --verbose --version -V -h -v" ;;
         " config") words="accounts check example init set-secret --account --config --help --verbose --version -V -h -v" ;;
         " config accounts") words="--account --config --help --verbose --version -V -h -v" ;;
@@ -42,9 +43,12 @@ _tvmaniac_refreshd() {
         " config set-secret") words="--account --config --help --verbose --version -V -h -v" ;;
         " exec") words="--account --config --env --help --min-valid --verbose --version -V -h -v" ;;
         " git-credential") words="erase get store --account --config --help --verbose --version -V -h -v" ;;
+        " job") words="list run --account --config --help --verbose --version -V -h -v" ;;
+        " job list") words="--account --config --help --json --verbose --version -V -h -v" ;;
+        " job run") words="--account --config --help --verbose --version -V -h -v" ;;
         " login") words="--account --browser --config --help --no-qr --port --replace --verbose --version -V -h -v" ;;
         " logout") words="--account --config --help --local --verbose --version -V -h -v" ;;
-        " refresh") words="--account --all --config --force --help --verbose --version -V -h -v" ;;
+        " refresh") words="--account --all --config --force --help --verbose --version --wait-for-network -V -h -v" ;;
         " run") words="--account --config --help --verbose --version -V -h -v" ;;
         " service") words="install status uninstall --account --config --help --verbose --version -V -h -v" ;;
         " service install") words="--account --config --dry-run --help --mode --verbose --version -V -h -v" ;;

@@ -18,7 +18,7 @@ function ___tvmaniac_refreshd_path
             set skip 0
             continue
         end
-        if contains -- $w --account --client-id --config --env --min-valid --mode --port --preset --tenant --to
+        if contains -- $w --account --client-id --config --env --min-valid --mode --port --preset --tenant --to --wait-for-network
             set skip 1
             continue
         end
@@ -28,7 +28,7 @@ function ___tvmaniac_refreshd_path
         end
         string match -q -- '-*' $w; and continue
         set -l next (string trim -- "$at $w")
-        contains -- $next 'completion' 'config' 'config accounts' 'config check' 'config example' 'config init' 'config set-secret' 'exec' 'git-credential' 'login' 'logout' 'refresh' 'run' 'service' 'service install' 'service status' 'service uninstall' 'status' 'store' 'store migrate' 'token'; and set at $next
+        contains -- $next 'completion' 'config' 'config accounts' 'config check' 'config example' 'config init' 'config set-secret' 'exec' 'git-credential' 'job' 'job list' 'job run' 'login' 'logout' 'refresh' 'run' 'service' 'service install' 'service status' 'service uninstall' 'status' 'store' 'store migrate' 'token'; and set at $next
     end
     echo "$at"
 end
@@ -38,6 +38,7 @@ complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'\'' -a 'c
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'\'' -a 'config' -d 'Create or check the configuration, print the example or the account names, or store a client secret.'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'\'' -a 'exec' -d 'Run a command with a valid access token in its environment.'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'\'' -a 'git-credential' -d 'A git credential helper for oauth2 accounts that name a git_host.'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'\'' -a 'job' -d 'Run or list the background jobs: commands run with a fresh token ([jobs.NAME]).'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'\'' -a 'login' -d 'Log in with the device-code flow and store the tokens in the keyring.'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'\'' -a 'logout' -d 'Revoke the token at the provider and delete it from the keyring.'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'\'' -a 'refresh' -d 'Refresh each selected account that is due, then exit (what the timer runs).'
@@ -143,6 +144,33 @@ complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'git-crede
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'git-credential\'' -s V -d 'print the version'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'git-credential\'' -s h -d 'show this help message and exit'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'git-credential\'' -s v -d 'show log records on stderr, down to debug level'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job\'' -a 'list' -d 'List the configured jobs: schedule, last result, next run.'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job\'' -a 'run' -d 'Run a job now, in the foreground, with a fresh token.'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job\'' -l account -x -a '(___tvmaniac_refreshd_accounts)' -d 'account to act on (default: $TVMANIAC_REFRESHD_ACCOUNT, else the config\'s default_account, else the only account, else \'default\')'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job\'' -l config -r -F -d 'config file (default: $TVMANIAC_REFRESHD_CONFIG, else $XDG_CONFIG_HOME/tvmaniac-refreshd/config.toml)'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job\'' -l help -d 'show this help message and exit'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job\'' -l verbose -d 'show log records on stderr, down to debug level'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job\'' -l version -d 'print the version'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job\'' -s V -d 'print the version'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job\'' -s h -d 'show this help message and exit'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job\'' -s v -d 'show log records on stderr, down to debug level'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job list\'' -l account -x -a '(___tvmaniac_refreshd_accounts)' -d 'account to act on (default: $TVMANIAC_REFRESHD_ACCOUNT, else the config\'s default_account, else the only account, else \'default\')'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job list\'' -l config -r -F -d 'config file (default: $TVMANIAC_REFRESHD_CONFIG, else $XDG_CONFIG_HOME/tvmaniac-refreshd/config.toml)'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job list\'' -l help -d 'show this help message and exit'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job list\'' -l json -d 'one JSON object for scripts'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job list\'' -l verbose -d 'show log records on stderr, down to debug level'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job list\'' -l version -d 'print the version'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job list\'' -s V -d 'print the version'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job list\'' -s h -d 'show this help message and exit'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job list\'' -s v -d 'show log records on stderr, down to debug level'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job run\'' -l account -x -a '(___tvmaniac_refreshd_accounts)' -d 'account to act on (default: $TVMANIAC_REFRESHD_ACCOUNT, else the config\'s default_account, else the only account, else \'default\')'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job run\'' -l config -r -F -d 'config file (default: $TVMANIAC_REFRESHD_CONFIG, else $XDG_CONFIG_HOME/tvmaniac-refreshd/config.toml)'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job run\'' -l help -d 'show this help message and exit'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job run\'' -l verbose -d 'show log records on stderr, down to debug level'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job run\'' -l version -d 'print the version'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job run\'' -s V -d 'print the version'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job run\'' -s h -d 'show this help message and exit'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'job run\'' -s v -d 'show log records on stderr, down to debug level'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'login\'' -l account -x -a '(___tvmaniac_refreshd_accounts)' -d 'account to act on (default: $TVMANIAC_REFRESHD_ACCOUNT, else the config\'s default_account, else the only account, else \'default\')'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'login\'' -l browser -d 'log in through the browser (authorization code with PKCE and a loopback redirect) instead of a device code; Trakt: needs a redirect_uri such as http://127.0.0.1:8765/callback, registered in the Trakt app'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'login\'' -l config -r -F -d 'config file (default: $TVMANIAC_REFRESHD_CONFIG, else $XDG_CONFIG_HOME/tvmaniac-refreshd/config.toml)'
@@ -171,6 +199,7 @@ complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'refresh\'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'refresh\'' -l help -d 'show this help message and exit'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'refresh\'' -l verbose -d 'show log records on stderr, down to debug level'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'refresh\'' -l version -d 'print the version'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'refresh\'' -l wait-for-network -x -d 'when an account is due and the machine is offline, wait this long for the network first (the timer\'s unit: 2m); still offline: exit 75, nothing tried'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'refresh\'' -s V -d 'print the version'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'refresh\'' -s h -d 'show this help message and exit'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'refresh\'' -s v -d 'show log records on stderr, down to debug level'

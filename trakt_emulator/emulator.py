@@ -13,6 +13,7 @@ from trakt_emulator.oauth import OAuthApp
 from trakt_emulator.options import Options
 from trakt_emulator.server import Backend, EmulatorServer
 from trakt_emulator.state import State
+from trakt_emulator.sync import SyncApp
 
 DEFAULT_CLIENT_ID = "tvmaniac-emulator-client"
 DEFAULT_CLIENT_SECRET = "tvmaniac-emulator-secret"
@@ -228,6 +229,11 @@ class Emulator:
             for entry in self._state.request_log()
             if path is None or str(entry["path"]).startswith(path)
         ]
+
+    @property
+    def sync(self) -> SyncApp:
+        """The users' libraries behind the sync endpoints: add shows, watchlist items, plays."""
+        return self._app.sync
 
     def counters(self) -> dict[str, int]:
         """Counters such as ``invalid_grant`` and ``refresh_success``."""

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlencode
 from trakt_emulator import activate
 from trakt_emulator.replies import HTML_TYPE, NO_STORE, Reply, empty_reply, json_reply
 from trakt_emulator.state import State
+from trakt_emulator.sync import SyncApp
 
 INVALID_CLIENT = {
     "error": "invalid_client",
@@ -38,6 +39,7 @@ class OAuthApp:
 
     def __init__(self, state: State) -> None:
         self._state = state
+        self.sync = SyncApp(state, state.clock.time)
         self._routes: dict[str, tuple[str, Handler]] = {
             "/oauth/device/code": ("POST", self._device_code),
             "/oauth/device/token": ("POST", self._device_token),
@@ -54,6 +56,8 @@ class OAuthApp:
         if page is not None:
             return page
         route = self._routes.get(path)
+        if route is None and self.sync.handles(path) and (method != "POST" or _is_json(headers)):
+            return self.sync.handle(method, path, headers, query)
         if route is None:
             if method == "POST" and not _is_json(headers):
                 return empty_reply(412)

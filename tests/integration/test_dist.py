@@ -73,7 +73,10 @@ def test_make_check_passes_in_the_unpacked_sdist(tmp_path: Path) -> None:
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in ("VIRTUAL_ENV", "PYTHONPATH") and not key.startswith("PYTEST")
+        # MAKEFLAGS/MAKELEVEL from `make test` would make this a sub-make of it (and its last
+        # line "make[1]: Leaving directory").
+        if key not in ("VIRTUAL_ENV", "PYTHONPATH", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")
+        and not key.startswith("PYTEST")
     }
     env["PATH"] = SYSTEM_PATH
 

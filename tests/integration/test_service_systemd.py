@@ -7,6 +7,7 @@ test process, reachable from the container over the shared loopback.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -123,7 +124,7 @@ class TestDaemonService:
         assert status.startswith("default: ")
         # Absolute, with the zone: "in 28s" would be stale as soon as systemctl shows it.
         assert re.search(r" at \d\d:\d\d [A-Z]", status), status
-        assert machine.show("tvmaniac-refreshd.service", "WatchdogUSec") == "30min"
+        assert machine.show("tvmaniac-refreshd.service", "WatchdogUSec") == "2h"
         # One planned line per account at start, so ACCOUNT=default matches from the first.
         planned = poll(
             lambda: machine.journal("EVENT=daemon.planned", "ACCOUNT=default"),
@@ -131,6 +132,24 @@ class TestDaemonService:
             what="the start's planned line",
         )
         assert "next_attempt_at=20" in str(planned[-1]["MESSAGE"])  # ISO, not epoch seconds
+
+    def test_the_unit_hears_logind_and_the_kernels_routes(self, machine: Machine) -> None:
+        """Issue 29, under the unit's sandbox: the system bus (logind) and a netlink socket
+        (AF_NETLINK in RestrictAddressFamilies=) are reachable, so the installed daemon has both
+        event sources and no tick; `config check` says so too."""
+        machine.cli("service", "install")
+        ready = poll(
+            lambda: machine.journal(
+                "_SYSTEMD_USER_UNIT=tvmaniac-refreshd.service", "EVENT=daemon.ready"
+            ),
+            timeout=60,
+            what="the daemon's ready line",
+        )
+        text = json.dumps(ready[-1])
+        assert "network: netlink" in text, text
+        assert "resume: logind" in text, text
+        check = machine.cli("config", "check")
+        assert "network: netlink; resume: logind; no periodic tick" in check.stdout
 
     def test_refreshes_and_logs_fields_to_journald(self, machine: Machine) -> None:
         """The installed daemon refreshes; journald has REFRESH_RESULT and ACCOUNT fields."""
@@ -360,6 +379,58 @@ class TestTimerAndUninstall:
         assert [name for name in machine.unit_files() if name.startswith("tvmaniac")] == []
         listed = machine.systemctl("list-unit-files", "tvmaniac*", "--no-legend")
         assert listed == ""
+
+
+class TestJobTimers:
+    def test_timer_mode_runs_a_job_with_journal_fields(self, machine: Machine) -> None:
+        """A [jobs.sync] gets its own timer and oneshot; the run logs the job's output with
+        JOB=sync, the token reaches the job's environment, and uninstall removes them."""
+        config_path = "~/.config/tvmaniac-refreshd/config.toml"
+        before = machine.container.run(["sh", "-c", f"cat {config_path}"], user=USER).stdout
+        job = (
+            "[jobs.sync]\n"
+            'command = ["sh", "-c", "printf %s \\"$ACCESS_TOKEN\\" | sha256sum; echo job-ran"]\n'
+            # The fixture's tokens live 20 s: the default min_valid (the timeout) could not
+            # be met.
+            'every = "6h"\ntimeout = "2m"\nmin_valid = "5s"\n'
+        )
+        machine.container.run(
+            ["sh", "-c", f"umask 077 && cat >> {config_path}"], user=USER, input=job, check=True
+        )
+        try:
+            machine.cli("service", "install", "--mode", "timer")
+            ours = [name for name in machine.unit_files() if name.startswith("tvmaniac")]
+            assert "tvmaniac-refreshd-job-sync.service" in ours
+            assert "tvmaniac-refreshd-job-sync.timer" in ours
+            assert machine.show("tvmaniac-refreshd-job-sync.timer", "ActiveState") == "active"
+            # What the timer does when it fires; `start` waits for the oneshot to finish.
+            machine.systemctl("start", "tvmaniac-refreshd-job-sync.service")
+            unit = "_SYSTEMD_USER_UNIT=tvmaniac-refreshd-job-sync.service"
+            status = machine.show("tvmaniac-refreshd-job-sync.service", "ExecMainStatus")
+            assert status == "0", machine.container.journal_text(None, unit)
+
+            lines = machine.journal(unit, "JOB=sync", "EVENT=job.output")
+            texts = [str(entry.get("LINE")) for entry in lines]
+            assert "job-ran" in texts, machine.container.journal_text(None, unit)
+            token = machine.cli("token").stdout.strip()
+            assert hashlib.sha256(token.encode()).hexdigest() in " ".join(texts)
+            finished = machine.journal(unit, "JOB=sync", "EVENT=job.finished")
+            assert finished[-1]["RESULT"] == "done"
+            everything = json.dumps(machine.container.journal(None, unit))
+            assert token not in everything
+            listed = json.loads(machine.cli("job", "list", "--json").stdout)["jobs"][0]
+            assert listed["last_result"] == "done"
+
+            machine.cli("service", "uninstall")
+            assert not [n for n in machine.unit_files() if n.startswith("tvmaniac-refreshd-job")]
+        finally:
+            machine.container.run(
+                ["sh", "-c", f"umask 077 && cat > {config_path}"],
+                user=USER,
+                input=before,
+                check=True,
+            )
+            machine.cli("service", "uninstall")
 
 
 # Run inside a transient unit with the installed unit's hardening: keyring round trips (direct,

@@ -40,7 +40,9 @@ class FakePlanner:
     def at(self, job_id: str, when: float, func: Callable[[], object]) -> None:
         self.jobs[job_id] = (when, func)
 
-    def every(self, job_id: str, seconds: float, func: Callable[[], object]) -> None:
+    def every(
+        self, job_id: str, seconds: float, func: Callable[[], object], *, inline: bool = False
+    ) -> None:
         self.periodic[job_id] = seconds
 
     def cancel(self, job_id: str) -> None:

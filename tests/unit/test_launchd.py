@@ -580,3 +580,35 @@ class TestBrewServices:
         assert code == 0
         assert "brew services stop tvmaniac-refreshd" in output
         assert mac.loaded() == {self.BREW: "running"}
+
+
+def test_timer_mode_loads_an_agent_per_job_and_uninstall_removes_it(mac: Mac) -> None:
+    """[jobs.NAME] in timer mode: `job run NAME` on StartInterval (every) or
+    StartCalendarInterval (at), not at load; daemon mode and uninstall remove the agents."""
+    mac.config.write_text(
+        mac.config.read_text()
+        + '[jobs.sync]\ncommand = ["my-sync"]\nevery = "6h"\n'
+        + '[jobs.nightly]\ncommand = ["my-prefetch"]\nat = "03:30"\n'
+    )
+    code, output = mac.cli("install", "--mode", "timer")
+
+    assert code == 0, output
+    sync, nightly = "com.tvmaniac.refreshd.job.sync", "com.tvmaniac.refreshd.job.nightly"
+    assert set(mac.loaded()) == {TIMER, sync, nightly}
+    every = plistlib.loads(mac.plist(sync).read_bytes())
+    assert every["ProgramArguments"][-3:] == ["job", "run", "sync"]
+    assert (every["StartInterval"], every["RunAtLoad"]) == (6 * 3600, False)
+    assert "StartCalendarInterval" not in every
+    at = plistlib.loads(mac.plist(nightly).read_bytes())
+    assert at["StartCalendarInterval"] == [{"Hour": 3, "Minute": 30}]
+
+    code, output = mac.cli("install")  # daemon mode: the daemon runs the jobs itself
+    assert code == 0, output
+    assert set(mac.loaded()) == {DAEMON}
+    assert not mac.plist(sync).exists()
+
+    assert mac.cli("install", "--mode", "timer")[0] == 0
+    code, output = mac.cli("uninstall")
+    assert code == 0, output
+    assert mac.loaded() == {}
+    assert not mac.plist(nightly).exists()

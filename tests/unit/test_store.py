@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +29,8 @@ from tvmaniac_refreshd.storage.secret_service_owner import (
     KWALLET,
     SecretServiceOwner,
 )
+from tvmaniac_refreshd.storage.secret_service_owner import _executable as executable_of
+from tvmaniac_refreshd.storage.secret_service_owner import _program as owner_program
 from tvmaniac_refreshd.storage.session_bus import adopt_session_bus
 
 DOC = TokenDocument(
@@ -286,3 +290,42 @@ class TestAccountLock:
             acquired = True
         assert acquired
         assert oct((tmp_path / "default.lock").stat().st_mode & 0o777) == "0o600"
+
+
+class TestNamingTheSecretService:
+    """A sandboxed daemon cannot read /proc/PID/exe of the keyring: seen in the unit's container,
+    where gnome-keyring was then named "another Secret Service, gnome-keyring-d"."""
+
+    @pytest.mark.parametrize(
+        ("executable", "program"),
+        [
+            ("gnome-keyring-daemon", GNOME_KEYRING),
+            ("gnome-keyring-d", GNOME_KEYRING),  # its comm: 15 bytes
+            ("keepassxc", KEEPASSXC),
+            ("kwalletd5", KWALLET),
+            ("gnome-keyring", ANOTHER),  # a prefix that is not a cut comm
+            ("secretd", ANOTHER),
+        ],
+    )
+    def test_known_programs_by_executable_or_comm(self, executable: str, program: str) -> None:
+        assert owner_program(executable) == program
+
+    def test_argv0_names_a_process_whose_exe_cannot_be_read(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        child = subprocess.Popen(["sleep", "60"])
+        try:
+            # Until it has exec'd, the child is a copy of this interpreter.
+            for _ in range(1000):
+                if os.readlink(f"/proc/{child.pid}/exe").endswith("/sleep"):
+                    break
+                time.sleep(0.01)
+
+            def refused(path: str) -> str:
+                raise PermissionError(13, "Permission denied", path)
+
+            monkeypatch.setattr("os.readlink", refused)
+            assert executable_of(child.pid) == "sleep"
+        finally:
+            child.kill()
+            child.wait()

@@ -178,7 +178,8 @@ def main(
     configure_logging(
         args.verbose,
         stream=err,
-        quiet=parsed.verb != "run",
+        # `job run` logs its job's output: the point of running it in the foreground.
+        quiet=parsed.verb not in ("run", "job run"),
         daemon=parsed.verb == "run",
         environ=environ,
     )

@@ -74,6 +74,8 @@ class AccountReport:
     consecutive_failures: int
     next_attempt_at: str | None
     advice: str
+    # "network": the daemon holds this due refresh until the network is back; else None.
+    waiting_for: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class StatusReport:
     accounts: tuple[AccountReport, ...]
     service_error: str | None = None  # why it could not
     keyring_error: str | None = None  # the store could not be read
+    jobs: tuple[dict[str, object], ...] = ()  # cli/job_report.py; in --json only when any
 
     @property
     def timer_active(self) -> bool:
@@ -124,6 +127,8 @@ class StatusReport:
             ),
             "accounts": [dataclasses.asdict(account) for account in self.accounts],
         }
+        if self.jobs:
+            payload["jobs"] = list(self.jobs)
         if self.keyring_error is not None:
             payload["keyring"] = {"available": False, "error": self.keyring_error}
         return payload
@@ -220,6 +225,7 @@ def account_report(
         consecutive_failures=record.consecutive_failures,
         next_attempt_at=iso(record.next_attempt_at) if usable and daemon_plan else None,
         advice=_advice(state, keeper=keeper, problem_advice=problem_advice),
+        waiting_for=_waiting_for(record) if daemon_plan else None,
     )
 
 
@@ -229,6 +235,10 @@ def _advice(state: AccountState, *, keeper: str | None, problem_advice: str | No
     if state is AccountState.ACTIVE and keeper is not None:
         return keeper
     return ADVICE[state]
+
+
+def _waiting_for(record: AccountRecord) -> str | None:
+    return "network" if record.waiting_for_network_since is not None else None
 
 
 def unknown_report(
@@ -251,6 +261,7 @@ def unknown_report(
         consecutive_failures=record.consecutive_failures,
         next_attempt_at=iso(record.next_attempt_at) if daemon_plan else None,
         advice=f"The token cannot be read: {reason}",
+        waiting_for=_waiting_for(record) if daemon_plan else None,
     )
 
 
@@ -278,6 +289,8 @@ def render_text(reports: list[AccountReport], *, now: float) -> str:
             lines.append(f"  next refresh due:     {_when(report.refresh_due_at, now)}")
         if report.next_attempt_at and report.next_attempt_at != report.refresh_due_at:
             lines.append(f"  daemon's next try:    {_when(report.next_attempt_at, now)}")
+        if report.waiting_for == "network":
+            lines.append("  daemon:               waiting for the network (offline)")
         if report.last_result:
             lines.append(
                 f"  last attempt:         {report.last_result}, "

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
 from tvmaniac_refreshd.config import presets, values
+from tvmaniac_refreshd.config.jobs import Job, parse_jobs
 from tvmaniac_refreshd.config.variants import (
     PROVIDERS,
     VARIANTS,
@@ -158,6 +159,7 @@ class Config:
     daemon: DaemonSettings = DaemonSettings()
     warnings: tuple[str, ...] = ()
     default_account: str | None = None  # the top-level key: the account when none is named
+    jobs: Mapping[str, Job] = field(default_factory=dict)  # [jobs.NAME]: config/jobs.py
 
     def select(self, name: str | None) -> Account:
         """Return the account named ``name`` (--account, else $TVMANIAC_REFRESHD_ACCOUNT).
@@ -297,7 +299,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
     problems = values.Problems()
-    problems.unknown_keys(document, {"accounts", "default_account", *SECTIONS}, "")
+    problems.unknown_keys(document, {"accounts", "default_account", "jobs", *SECTIONS}, "")
     # Global defaults live on a template account; each account starts from them.
     template = Account(
         name="",
@@ -327,9 +329,11 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     if default_account is not None and default_account not in accounts_table:
         known = ", ".join(sorted(accounts_table)) or "none"
         problems.add("default_account", f"no account named {default_account!r} ({known})")
+    jobs = parse_jobs(document, accounts_table, default_account, problems)
     if problems.items:
         raise ConfigError(source, problems.items)
     return Config(
+        jobs=jobs,
         source=source,
         accounts=accounts,
         http=http,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from tvmaniac_refreshd.core.errors import (
 from tvmaniac_refreshd.core.logs import get_logger
 from tvmaniac_refreshd.core.policy import refresh_due_at, retry_delay
 from tvmaniac_refreshd.daemon.alerts import Alerter, AlertEvent, failing_message, refreshed_message
+from tvmaniac_refreshd.daemon.network import NetworkState
 from tvmaniac_refreshd.daemon.refresher import Refresher
 from tvmaniac_refreshd.daemon.scheduler import Planner
 from tvmaniac_refreshd.providers.factory import wording_for
@@ -48,6 +50,7 @@ class Condition(StrEnum):
     KEYRING_UNAVAILABLE = "keyring_unavailable"  # retrying until the keyring answers
     LOGIN_NEEDED = "login_needed"  # not planned until a new login
     LOGGED_OUT = "logged_out"  # no tokens; not planned
+    WAITING_FOR_NETWORK = "waiting_for_network"  # due, offline: tried when the network is back
 
 
 @dataclass
@@ -65,9 +68,11 @@ class Watch:
 
 def _listed(watch: Watch) -> bool:
     """Whether ``Daemon.status_line`` gives ``watch`` a part of its own."""
-    return watch.condition in (Condition.LOGIN_NEEDED, Condition.LOGGED_OUT) or (
-        watch.next_at is not None
-    )
+    return watch.condition in (
+        Condition.LOGIN_NEEDED,
+        Condition.LOGGED_OUT,
+        Condition.WAITING_FOR_NETWORK,
+    ) or (watch.next_at is not None)
 
 
 class Daemon:
@@ -85,6 +90,7 @@ class Daemon:
         monotonic: Callable[[], float],
         share: Callable[[], float],
         on_change: Callable[[], object] = lambda: None,
+        network: NetworkState | None = None,
     ) -> None:
         self.config = config
         self._planner = planner
@@ -92,15 +98,23 @@ class Daemon:
         self._states = states
         self._alerter = alerter
         self._clock = clock
+        self.clock = clock
         self._monotonic = monotonic
         self._share = share
         self._on_change = on_change
+        # Without an event source the network counts as always there: nothing is deferred.
+        self.network = network or NetworkState()
         self._log = get_logger()
         self._locks: dict[str, threading.Lock] = {}
         self.watches: dict[str, Watch] = {}
         self._last_clocks: tuple[float, float] | None = None
         self._busy = threading.Condition()
         self.in_flight = 0
+        # Until when a running job uses an account's access token (daemon/jobs.py): a refresh
+        # due meanwhile waits for it, since spending the refresh token replaces that token.
+        self.holding: Callable[[str], float | None] = lambda _account: None
+        # The jobs' part of STATUS= (daemon/job_schedule.py), after the accounts'.
+        self.jobs_status: Callable[[], str] = lambda: ""
 
     # -- planning -----------------------------------------------------------------------
 
@@ -138,7 +152,20 @@ class Daemon:
 
     def _attempt(self, account: Account, watch: Watch, *, refresh: bool) -> None:
         refresher = self._refresher(account)
+        held_until = self.holding(account.name) if refresh else None
+        if held_until is not None and held_until > self._clock():
+            self._log.info("daemon.refresh_after_job", account=account.name)
+            self._plan(account, watch, watch.condition, held_until)
+            return
         try:
+            if refresh and not self.network.online:
+                document = refresher.load()
+                # Due (or a retry): defer it, as WorkManager holds work that needs the network.
+                # No attempt is made, so nothing counts as a failure and the backoff stays.
+                if watch.attempts or refresher.due(document):
+                    self._wait_for_network(account, watch)
+                    return
+                refresh = False  # not due after all: plan it as usual
             if refresh:
                 fresh = refresher.ensure_fresh()
                 document = fresh.document
@@ -205,6 +232,49 @@ class Daemon:
                 account, AlertEvent.FAILING, failing_message(now - watch.failing_since, error)
             )
 
+    def _wait_for_network(self, account: Account, watch: Watch) -> None:
+        if watch.condition is not Condition.WAITING_FOR_NETWORK:
+            self._log.info(
+                "daemon.waiting_for_network",
+                account=account.name,
+                source=self.network.source,
+                attempts=watch.attempts,
+            )
+        watch.condition = Condition.WAITING_FOR_NETWORK
+        watch.next_at = None
+        self._planner.cancel(f"refresh:{account.name}")
+        try:
+            self._states.update(
+                account.name,
+                next_attempt_at=None,
+                waiting_for_network_since=int(self._clock()),
+            )
+        except OSError as exc:
+            self._log.warning("daemon.state_not_written", account=account.name, error=str(exc))
+        if self.network.online:
+            # It came back while we were deciding, and network_returned may have run already.
+            self._planner.at(
+                f"refresh:{account.name}", self._clock(), lambda: self.run_account(account.name)
+            )
+
+    def network_returned(self) -> None:
+        """The network is back: run every account that was waiting for it, now."""
+        waiting = [
+            name
+            for name, watch in list(self.watches.items())
+            if watch.condition is Condition.WAITING_FOR_NETWORK
+        ]
+        self._log.info("daemon.network_returned", source=self.network.source, waiting=len(waiting))
+        now = self._clock()
+        for name in waiting:
+            self._planner.at(f"refresh:{name}", now, functools.partial(self.run_account, name))
+
+    def resumed(self) -> None:
+        """The machine woke from sleep (logind said so): re-plan every account at once."""
+        self._log.info("daemon.resumed")
+        self._last_clocks = None  # the jump is known; the next tick must not report it again
+        self.plan_all()
+
     def _plan(self, account: Account, watch: Watch, condition: Condition, when: float) -> None:
         watch.condition = condition
         watch.next_at = when
@@ -221,7 +291,11 @@ class Daemon:
 
     def _record(self, name: str, when: float | None) -> None:
         try:
-            self._states.update(name, next_attempt_at=None if when is None else int(when))
+            self._states.update(
+                name,
+                next_attempt_at=None if when is None else int(when),
+                waiting_for_network_since=None,
+            )
         except (StateUnwritable, UnsafeLocation) as exc:  # the plan stands; only `status` lags
             self._log.warning("daemon.state_not_written", account=name, error=str(exc))
 
@@ -296,6 +370,14 @@ class Daemon:
         Times are absolute (local, with the zone): systemctl shows STATUS= long after it was
         sent, and "in 28s" would be wrong a minute later.
         """
+        jobs = self.jobs_status()
+        return f"{self._accounts_status()}; {jobs}" if jobs else self._accounts_status()
+
+    def announce(self) -> None:
+        """Report the status now (a job has run: its part of STATUS= changed)."""
+        self._on_change()
+
+    def _accounts_status(self) -> str:
         now = self._clock()
         if sum(map(_listed, self.watches.values())) > MAX_STATUS_PARTS:
             return self._summary(now)  # without formatting a line per account first
@@ -303,6 +385,8 @@ class Daemon:
         for name, watch in sorted(self.watches.items()):
             if watch.condition is Condition.LOGIN_NEEDED:
                 parts.append(f"{name}: login needed")
+            elif watch.condition is Condition.WAITING_FOR_NETWORK:
+                parts.append(f"{name}: waiting for the network")
             elif watch.condition is Condition.LOGGED_OUT:
                 parts.append(f"{name}: not logged in")
             elif watch.condition is Condition.KEYRING_UNAVAILABLE and watch.next_at is not None:

@@ -201,6 +201,10 @@ class Refresher:
         else:
             self._log.error("refresh.finished", outcome=RefreshResult.FAILED, error=str(exc))
 
+    def due(self, document: TokenDocument) -> bool:
+        """Whether ``document``'s tokens are due for a refresh now."""
+        return self._due(document, None)
+
     def _due(self, document: TokenDocument, min_valid: int | None) -> bool:
         return needs_refresh(
             document.tokens,

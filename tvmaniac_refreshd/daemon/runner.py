@@ -23,12 +23,15 @@ from tvmaniac_refreshd.core.launchd_log import (
     trim_launchd_logs,
 )
 from tvmaniac_refreshd.core.logs import get_logger
-from tvmaniac_refreshd.daemon import instance
+from tvmaniac_refreshd.daemon import events, instance
 from tvmaniac_refreshd.daemon.alerts import Alerter
 from tvmaniac_refreshd.daemon.decisions import Daemon
 from tvmaniac_refreshd.daemon.hook_sandbox import current_unit
+from tvmaniac_refreshd.daemon.job_schedule import JobPlan
+from tvmaniac_refreshd.daemon.jobs import JobEngine
 from tvmaniac_refreshd.daemon.notify import Notifier, watchdog_interval
 from tvmaniac_refreshd.daemon.scheduler import Scheduler
+from tvmaniac_refreshd.storage.job_state import JobStates
 from tvmaniac_refreshd.storage.layout import Layout
 
 if TYPE_CHECKING:
@@ -154,8 +157,14 @@ def run_daemon(
                 f"stop it first, or see {_service_status_command()}"
             )
         notifier = Notifier(environ)
-        scheduler = Scheduler(max_workers=config.daemon.max_concurrency)
+        scheduler = Scheduler(
+            max_workers=config.daemon.max_concurrency, job_workers=max(1, len(config.jobs))
+        )
         alerter = Alerter(desktop=not in_background_session(environ), unit=current_unit(environ))
+        # Jobs added before scheduler.start() wait for it, by which time ``daemon`` exists.
+        sources = events.start(
+            environ, on_resume=lambda: scheduler.at("resume", clock(), daemon.resumed)
+        )
         daemon = Daemon(
             config,
             planner=scheduler,
@@ -166,16 +175,23 @@ def run_daemon(
             monotonic=time.monotonic,
             share=random.random,  # jitter, not cryptography
             on_change=lambda: notifier.status(daemon.status_line()),
+            network=sources.network,
         )
+        jobs = _job_plan(daemon, scheduler, alerter, engines, environ)
         daemon.plan_all()
-        _schedule_ticks(scheduler, daemon, notifier, config, environ)
-        scheduler.every("check", config.daemon.check_interval, daemon.plan_all)
-        if supervised_by_launchd(environ):
-            # launchd never rotates the job's log files: keep them small ourselves.
-            scheduler.every("logs", LOG_TRIM_SECONDS, lambda: trim_launchd_logs(environ))
+        _schedule_ticks(scheduler, daemon, notifier, config, environ, events=sources.complete)
+        sources.network.subscribe(
+            lambda online: _network_changed(online, scheduler, daemon, clock, notifier)
+        )
         scheduler.start()
         notifier.ready(daemon.status_line())
-        log.info("daemon.ready", accounts=len(config.accounts), status=daemon.status_line())
+        log.info(
+            "daemon.ready",
+            accounts=len(config.accounts),
+            status=daemon.status_line(),
+            events=sources.describe(),
+            online=sources.network.online,
+        )
         daemon.log_plan()
         while True:
             received = signal.sigwait(SIGNALS)
@@ -195,12 +211,13 @@ def run_daemon(
                 )
             else:
                 config = engines.config
-                daemon.reload(config, refresher=engines.refresher)
+                _adopt(engines, daemon, jobs)
                 log.info("daemon.reloaded", accounts=len(config.accounts))
             notifier.ready(daemon.status_line())
         notifier.stopping()
         log.info("daemon.stopping", signal=signal.Signals(received).name)
-        scheduler.shutdown()
+        sources.close()
+        _stop_planning(scheduler, jobs)
         idle = daemon.wait_idle(STOP_GRACE_SECONDS)
         alerter.close(1.0)
     if not idle:
@@ -209,6 +226,49 @@ def run_daemon(
         # Worker threads would otherwise be joined at exit, for as long as a slow server takes.
         os._exit(EXIT_OK)
     return EXIT_OK
+
+
+def _stop_planning(scheduler: Scheduler, jobs: JobPlan) -> None:
+    """Start nothing more, and kill the jobs still running (a stop does not wait for them)."""
+    scheduler.shutdown()
+    jobs.close()
+
+
+def _adopt(engines: Engines, daemon: Daemon, jobs: JobPlan) -> None:
+    """A reload's new config and refreshers, for the accounts and for the jobs."""
+    daemon.reload(engines.config, refresher=engines.refresher)
+    jobs.reload(engines.config)
+
+
+def _job_plan(
+    daemon: Daemon,
+    scheduler: Scheduler,
+    alerter: Alerter,
+    engines: Engines,
+    environ: Mapping[str, str],
+) -> JobPlan:
+    """The jobs of the config on the daemon's scheduler, sharing its alerter and refreshers;
+    the daemon's refreshes wait for the jobs that use a token."""
+    engine = JobEngine(
+        refresher=engines.refresher,
+        states=JobStates(Layout.of(environ).jobs),
+        alerter=alerter,
+        clock=daemon.clock,
+        share=random.random,  # jitter, not cryptography
+        environ=environ,
+        network=daemon.network,  # issue 29's NetworkState: a job may wait for the link
+    )
+    daemon.holding = engine.holding
+    plan = JobPlan(
+        daemon.config,
+        planner=scheduler,
+        engine=engine,
+        clock=daemon.clock,
+        on_change=daemon.announce,
+    )
+    daemon.jobs_status = plan.status_line
+    plan.plan_all()
+    return plan
 
 
 def wait_until_free(lock: Path) -> bool:
@@ -240,21 +300,53 @@ def wait_until_free(lock: Path) -> bool:
     return True
 
 
+def _network_changed(
+    online: bool,
+    scheduler: Scheduler,
+    daemon: Daemon,
+    clock: Callable[[], float],
+    notifier: Notifier,
+) -> None:
+    """From the source's thread: log it, and run what waited for the network on the pool."""
+    get_logger().info("daemon.network_changed", online=online, source=daemon.network.source)
+    if online:
+        scheduler.at("network", clock(), daemon.network_returned)
+    else:
+        notifier.status(daemon.status_line())
+
+
 def _schedule_ticks(
     scheduler: Scheduler,
     daemon: Daemon,
     notifier: Notifier,
     config: Config,
     environ: Mapping[str, str],
+    *,
+    events: bool = False,
 ) -> None:
-    """Plan the tick, and the watchdog ping on the same wake-up when the tick is often enough.
+    """Plan the periodic jobs: the re-check, the tick, and the watchdog ping on the same wake-up
+    as the tick when the tick is often enough.
+
+    ``events``: logind tells of a resume and a network source of the network, so no tick is
+    needed (the CLI signals its changes); only the watchdog ping wakes the idle daemon.
 
     The ping comes from a scheduler job either way, so a wedged scheduler stops pinging and
     systemd restarts it. Riding on the tick saves the idle daemon its own wake-ups (the
     shipped WatchdogSec= is twice the default tick); a tick too rare for the watchdog's
     period gets a ping job of its own instead.
     """
+    scheduler.every("check", config.daemon.check_interval, daemon.plan_all)
+    if supervised_by_launchd(environ):
+        # launchd never rotates the job's log files: keep them small ourselves.
+        scheduler.every("logs", LOG_TRIM_SECONDS, lambda: trim_launchd_logs(environ))
     interval = watchdog_interval(environ, os.getpid())
+    if events:
+        if interval is not None:
+            # On the scheduler's thread: one wake-up per ping instead of two (scheduler and
+            # worker), which is most of what an idle daemon with event sources costs. A wedged
+            # scheduler still stops the pings.
+            scheduler.every("watchdog", interval, notifier.watchdog, inline=True)
+        return
     if interval is None:
         scheduler.every("tick", config.daemon.tick, daemon.tick)
         return

@@ -18,6 +18,7 @@ from apscheduler.events import (
     EVENT_JOB_MISSED,
     JobEvent,
 )
+from apscheduler.executors.debug import DebugExecutor
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -30,6 +31,10 @@ from tvmaniac_refreshd.core.logs import get_logger
 # reached") and, for a one-shot date job, drop it for good. The daemon's per-account lock
 # serializes the two instances instead.
 JOB_DEFAULTS = {"misfire_grace_time": None, "coalesce": True, "max_instances": 2}
+# Background jobs ([jobs.NAME], ids "job:NAME") run for minutes on a pool of their own, so that
+# they never take the workers the refreshes need.
+JOBS_EXECUTOR = "jobs"
+JOB_PREFIX = "job:"
 
 
 class Planner(Protocol):
@@ -49,7 +54,13 @@ def _utc(timestamp: float) -> dt.datetime:
 class Scheduler:
     """A background scheduler whose jobs run on a bounded pool of worker threads."""
 
-    def __init__(self, *, max_workers: int, executor: Any = None) -> None:  # noqa: ANN401
+    def __init__(
+        self,
+        *,
+        max_workers: int,
+        executor: Any = None,  # noqa: ANN401
+        job_workers: int = 2,
+    ) -> None:
         # APScheduler logs through stdlib logging, which would bypass our format and redaction;
         # what matters of it reaches the listener below and is logged by us.
         apscheduler_log = logging.getLogger("apscheduler")
@@ -59,7 +70,13 @@ class Scheduler:
         self._scheduler = BackgroundScheduler(
             timezone=dt.UTC,
             job_defaults=JOB_DEFAULTS,
-            executors={"default": executor or ThreadPoolExecutor(max_workers=max_workers)},
+            executors={
+                "default": executor or ThreadPoolExecutor(max_workers=max_workers),
+                JOBS_EXECUTOR: ThreadPoolExecutor(max_workers=job_workers),
+                # On the scheduler's own thread: for a job that must not wait for a worker and
+                # costs no worker's wake-up (the watchdog ping), never for one that may block.
+                "inline": DebugExecutor(),
+            },
         )
         self._scheduler.add_listener(
             self._on_trouble, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
@@ -90,13 +107,24 @@ class Scheduler:
     def at(self, job_id: str, when: float, func: Callable[[], object]) -> None:
         """Run ``func`` once at unix time ``when`` (at once if that has passed)."""
         self._scheduler.add_job(
-            func, DateTrigger(run_date=_utc(when)), id=job_id, replace_existing=True
+            func,
+            DateTrigger(run_date=_utc(when)),
+            id=job_id,
+            replace_existing=True,
+            executor=JOBS_EXECUTOR if job_id.startswith(JOB_PREFIX) else "default",
         )
 
-    def every(self, job_id: str, seconds: float, func: Callable[[], object]) -> None:
-        """Run ``func`` every ``seconds``, starting one period from now."""
+    def every(
+        self, job_id: str, seconds: float, func: Callable[[], object], *, inline: bool = False
+    ) -> None:
+        """Run ``func`` every ``seconds``, starting one period from now; ``inline``: on the
+        scheduler's thread (a quick job that never blocks), not a worker's."""
         self._scheduler.add_job(
-            func, IntervalTrigger(seconds=seconds), id=job_id, replace_existing=True
+            func,
+            IntervalTrigger(seconds=seconds),
+            id=job_id,
+            replace_existing=True,
+            executor="inline" if inline else "default",
         )
 
     def cancel(self, job_id: str) -> None:

@@ -22,6 +22,7 @@ from tvmaniac_refreshd.daemon.refresher import Refresher
 from tvmaniac_refreshd.daemon.unsaved import UnsavedPairs
 from tvmaniac_refreshd.providers.base import Provider
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
+from tvmaniac_refreshd.storage.job_state import JobStates
 from tvmaniac_refreshd.storage.layout import Layout, config_path, disagreements
 from tvmaniac_refreshd.storage.state import StateFiles
 from tvmaniac_refreshd.storage.store import TokenStore
@@ -158,6 +159,11 @@ class Runtime:
         """Warn where another caller of this user would look for the state (layout.py)."""
         for note in disagreements(self.environ):
             self.warn(note)
+
+    @property
+    def job_states(self) -> JobStates:
+        """Each job's last result and next run (`job list`), beside the accounts' state files."""
+        return JobStates(self.layout.jobs)
 
     def warn(self, message: str) -> None:
         self.err.write(f"{journal_prefix(WARNING)}{APP}: warning: {shown(message)}\n")

@@ -42,6 +42,7 @@ from tvmaniac_refreshd.service.base import (
     template,
     write_atomically,
 )
+from tvmaniac_refreshd.service.job_units import JobTimer
 
 LABELS: dict[ServiceMode, str] = {
     "daemon": "com.tvmaniac.refreshd",
@@ -105,6 +106,28 @@ def render(mode: ServiceMode, argv: Sequence[str], logs: Path, *, gui: bool = Tr
     if not gui:
         agent["LimitLoadToSessionType"] = "Background"
         agent["EnvironmentVariables"][SESSION_VARIABLE] = "Background"
+    return plistlib.dumps(agent)
+
+
+JOB_LABEL = "com.tvmaniac.refreshd.job."
+
+
+def render_job(job: JobTimer, argv: Sequence[str], logs: Path, *, gui: bool = True) -> bytes:
+    """Return the agent plist of one job in timer mode: `job run NAME` at its time.
+
+    The refresh agent's plist, with its own label and program, not started at load, and
+    StartCalendarInterval (a daily ``at``) or StartInterval (``every``; launchd's calendar
+    cannot say "every 90 minutes"). Its output goes to the same log files, trimmed by us.
+    """
+    agent: dict[str, Any] = plistlib.loads(render("timer", argv, logs, gui=gui))
+    agent["Label"] = f"{JOB_LABEL}{job.name}"
+    agent["ProgramArguments"] = [*argv, "job", "run", job.name]
+    agent["RunAtLoad"] = False
+    if job.every is None:
+        agent["StartCalendarInterval"] = [{"Hour": job.hour or 0, "Minute": job.minute or 0}]
+    else:
+        del agent["StartCalendarInterval"]
+        agent["StartInterval"] = job.every
     return plistlib.dumps(agent)
 
 
@@ -248,6 +271,37 @@ class Launchd:
         if not self.has_gui:
             out.write(USER_DOMAIN_NOTE.format(domain=domain, uid=self.uid))
 
+    def install_jobs(
+        self, jobs: Sequence[JobTimer], argv: Sequence[str], *, dry_run: bool, out: TextIO
+    ) -> None:
+        """Timer mode: an agent per job (none in daemon mode: the daemon runs them itself);
+        the agents of jobs no longer configured are booted out and removed."""
+        wanted = {f"{JOB_LABEL}{job.name}" for job in jobs}
+        present = sorted(path.stem for path in self.agent_dir.glob(f"{JOB_LABEL}*.plist"))
+        stale = [label for label in present if label not in wanted]
+        if dry_run:
+            for job in jobs:
+                out.write(f"would write {self.agent_dir / (JOB_LABEL + job.name)}.plist\n")
+            for label in stale:
+                out.write(f"would remove {self.agent_dir / label}.plist\n")
+            return
+        for label in (*stale, *wanted):
+            for domain in self._domains():
+                self._stop(f"{domain}/{label}")
+        for label in stale:
+            (self.agent_dir / f"{label}.plist").unlink(missing_ok=True)
+        for job in jobs:
+            label = f"{JOB_LABEL}{job.name}"
+            path = self.agent_dir / f"{label}.plist"
+            write_atomically(path, render_job(job, argv, self.logs, gui=self.has_gui))
+            self._launchctl("enable", f"{self.domain}/{label}")
+            result = self._run(["launchctl", "bootstrap", self.domain, str(path)])
+            if result.returncode != 0:
+                raise ServiceError(self._bootstrap_failure(result, f"{self.domain}/{label}"))
+        if jobs:
+            names = ", ".join(job.name for job in jobs)
+            out.write(f"Installed an agent for each job ({names}): {JOB_LABEL}NAME\n")
+
     def _brew_plist(self) -> Path:
         return self.agent_dir / f"{BREW_LABEL}.plist"
 
@@ -298,6 +352,8 @@ class Launchd:
 
         Never `launchctl disable`: that state outlives the plist and would block a later install.
         """
+        if not dry_run:
+            self.install_jobs([], [], dry_run=False, out=out)
         done = False
         for mode, label in LABELS.items():
             targets = [f"{domain}/{label}" for domain in self._domains()]

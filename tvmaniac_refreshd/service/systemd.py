@@ -23,6 +23,7 @@ from tvmaniac_refreshd.service.base import (
     template,
     write_atomically,
 )
+from tvmaniac_refreshd.service.job_units import JobTimer, SystemdJobUnits
 from tvmaniac_refreshd.service.systemd_words import (
     REINSTALL,
     exec_interpreter,
@@ -366,6 +367,16 @@ class Systemd:
                 f"still need to {self.unit_dir / (worker + '.d')}\n"
             )
 
+    def install_jobs(
+        self, jobs: Sequence[JobTimer], argv: Sequence[str], *, dry_run: bool, out: TextIO
+    ) -> None:
+        """Timer mode: a timer per job (none in daemon mode: the daemon runs them itself)."""
+        check_renderable(argv)
+        exec_start = " ".join(quote_exec(part) for part in argv)
+        SystemdJobUnits(self.unit_dir, self._systemctl).install(
+            jobs, exec_start, dry_run=dry_run, out=out
+        )
+
     def uninstall(self, *, dry_run: bool, out: TextIO) -> None:
         """Stop, disable and remove whichever units are installed, and what they left behind
         (a failed unit, the daemon's pid file, free locks); fine if none are, also where no
@@ -376,6 +387,7 @@ class Systemd:
             self._show_uninstall(present, packaged, out)
             return
         self._disable_packaged(packaged, out)
+        SystemdJobUnits(self.unit_dir, self._systemctl).uninstall(out)
         if present:
             self._systemctl("disable", "--now", *present, check=False)
             if TIMER_UNIT in present:

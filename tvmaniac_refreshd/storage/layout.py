@@ -20,6 +20,7 @@ is measured in milliseconds.
     <state>/_quick-token.json       the quick `token` path's record (storage/quick_record.py)
     <state>/daemon-<digest>.pid     the lock and PID of the daemon serving one config
     <state>/locks/<account>.lock    the account's refresh lock, shared by every process
+    <state>/jobs/<job>.json         each [jobs.NAME]'s last result and next run (job_state.py)
     <state>/tokens/<account>.json   the file store (storage/file_store.py), and beside it
                  <account>.client_secret, each with ".cred" when encrypted
 """
@@ -157,6 +158,7 @@ class Layout:
         self.locks = Path(lock_directory(state))
         self.tokens = Path(token_directory(state))
         self.quick_record = Path(quick_record(state))
+        self.jobs = self.state / "jobs"
 
     @classmethod
     def of(cls, environ: Mapping[str, str], platform: str = sys.platform) -> Layout:

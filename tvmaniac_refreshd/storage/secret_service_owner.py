@@ -37,6 +37,8 @@ PROGRAMS = {
     "kwalletd6": KWALLET,
     "ksecretd": KWALLET,
 }
+# /proc/PID/comm keeps the first 15 bytes of a name (TASK_COMM_LEN 16, with the NUL).
+COMM_LENGTH = 15
 NO_OWNER = f"nobody owns {BUS_NAME} on the session bus"
 VERSION_TIMEOUT = 3.0
 _VERSION = re.compile(r"\b(\d+(?:\.\d+)+)\b")
@@ -97,7 +99,7 @@ def find_owner(
     except Exception:  # no bus, no owner, or a bus that does not answer: nobody to name
         return None
     executable = _executable(pid)
-    program = PROGRAMS.get(executable, ANOTHER)
+    program = _program(executable)
     version = _version(program, pid) if with_version else None
     return SecretServiceOwner(program, executable, pid, version)
 
@@ -128,14 +130,30 @@ def _executable(pid: int) -> str:
     try:
         # A program upgraded while running shows as "/usr/bin/x (deleted)".
         return os.path.basename(os.readlink(f"/proc/{pid}/exe")).removesuffix(" (deleted)")
-    except OSError:  # another user's process, or a kernel without /proc: its comm, if readable
-        try:
-            with open(f"/proc/{pid}/comm", encoding="utf-8") as comm:
-                name = comm.read().strip()
-        except OSError:
-            return "unknown"
-        # comm is cut to 15 characters ("gnome-keyring-d"): the known program it begins.
-        return next((known for known in PROGRAMS if name and known[:15] == name), name or "unknown")
+    except OSError:
+        # Not ours to inspect: a sandboxed unit (PrivateUsers=) or another user's process. Its
+        # argv[0] is readable where /proc is not mounted with hidepid=; comm is cut to 15 bytes.
+        pass
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            first = cmdline.read(4096).split(b"\0", 1)[0].decode("utf-8", "replace")
+        if first:
+            return os.path.basename(first)
+    except OSError:
+        pass
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8") as comm:
+            return comm.read().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _program(executable: str) -> str:
+    """The known program behind an executable name, also when it is a comm cut to 15 bytes."""
+    for name, program in PROGRAMS.items():
+        if executable == name or (len(executable) == COMM_LENGTH and name.startswith(executable)):
+            return program
+    return ANOTHER
 
 
 def _version(program: str, pid: int) -> str | None:

@@ -17,6 +17,8 @@ from tvmaniac_refreshd.cli.verbs import (
     config_set_secret,
     exec,  # the verb's name; the builtin is never needed here
     git_credential,
+    job_list,
+    job_run,
     login,
     logout,
     refresh,
@@ -41,6 +43,10 @@ GROUPS = {
             "Persistent=true, or launchd\nStartCalendarInterval), for machines where nothing "
             "should stay resident.\nThen control it with systemctl --user / launchctl; logs: "
             "journalctl --user -u 'tvmaniac-refreshd*'.",
+        ),
+        Group(
+            "job",
+            "Run or list the background jobs: commands run with a fresh token ([jobs.NAME]).",
         ),
         Group(
             "config",
@@ -76,6 +82,8 @@ VERBS: tuple[Verb[Any], ...] = (
     config_accounts.VERB,
     store_migrate.VERB,
     exec.VERB,
+    job_list.VERB,
+    job_run.VERB,
     git_credential.VERB,
     completion.VERB,
 )

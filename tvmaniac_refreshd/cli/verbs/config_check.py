@@ -23,6 +23,7 @@ from tvmaniac_refreshd.core.errors import (
 )
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import shown
+from tvmaniac_refreshd.daemon.events import probe as probe_events
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
 from tvmaniac_refreshd.storage.file_store import leftover_advice, plaintext_leftovers
 from tvmaniac_refreshd.storage.layout import disagreements
@@ -115,6 +116,8 @@ def _check_environment(report: _Report, config: Config | None) -> None:
                 "log in to a desktop session, or install dbus-user-session",
                 EXIT_STORE_UNAVAILABLE,
             )
+    complete, sources = probe_events(app.environ)
+    report.line(True if complete else None, "events", sources)
     if sys.platform == "darwin":
         from tvmaniac_refreshd.service import manager_for  # noqa: PLC0415
         from tvmaniac_refreshd.service.launchd import Launchd  # noqa: PLC0415

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tvmaniac_refreshd.cli.app import App
-from tvmaniac_refreshd.cli.grammar import Verb
+from tvmaniac_refreshd.cli.grammar import Verb, duration_arg
 from tvmaniac_refreshd.core.durations import format_duration
 from tvmaniac_refreshd.core.errors import (
     EXIT_CONFIG,
@@ -36,12 +36,20 @@ SEVERITY = (EXIT_CONFIG, EXIT_STORE_UNAVAILABLE, EXIT_REAUTH, EXIT_FAILURE, EXIT
 class RefreshOptions:
     force: bool = False
     all: bool = False
+    wait_for_network: int | None = None
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="refresh even if not due")
     parser.add_argument(
         "--all", action="store_true", help="every configured account, not just --account"
+    )
+    parser.add_argument(
+        "--wait-for-network",
+        type=duration_arg,
+        metavar="DURATION",
+        help="when an account is due and the machine is offline, wait this long for the "
+        "network first (the timer's unit: 2m); still offline: exit 75, nothing tried",
     )
 
 
@@ -50,6 +58,8 @@ def run(app: App, options: RefreshOptions) -> int:
     codes: list[int] = []
     changed = False
     accounts = app.selected(every=options.all)
+    if options.wait_for_network is not None and _offline(app, accounts, options):
+        return EXIT_TEMPORARY
     # The pass the timer (or cron) runs tells the user as the daemon would: [alerts].
     alerts = _pass_alerts(app) if options.all else None
     try:
@@ -77,6 +87,33 @@ def run(app: App, options: RefreshOptions) -> int:
     if changed:
         app.tell_daemon()
     return next((code for code in SEVERITY if code in codes), EXIT_OK)
+
+
+def _offline(app: App, accounts: list[Account], options: RefreshOptions) -> bool:
+    """Whether a due account finds the machine offline for all of ``--wait-for-network``."""
+    due = []
+    for account in accounts:
+        try:
+            document = app.refresher(account).load()
+        except RefreshdError:
+            continue  # the loop below reports it, as before
+        if options.force or app.refresher(account).due(document):
+            due.append(account.name)
+    if not due:
+        return False
+    from tvmaniac_refreshd.daemon.events import wait_for_network  # noqa: PLC0415
+
+    seconds = options.wait_for_network or 0
+    online, source = wait_for_network(app.environ, seconds)
+    if online:
+        return False
+    app.problem(
+        f"offline: no network (as {source} says) after waiting "
+        f"{format_duration(seconds)}; due and not tried: {', '.join(due)}; "
+        "the next timer run tries again",
+        temporary=True,
+    )
+    return True
 
 
 def _pass_alerts(app: App) -> PassAlerts:

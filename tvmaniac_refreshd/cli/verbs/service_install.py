@@ -43,6 +43,7 @@ def run(app: App, options: ServiceInstallOptions) -> int:
     if options.dry_run:
         _warn_if_it_cannot_work(app, manager)
     manager.install(options.mode, exec_argv(config), dry_run=options.dry_run, out=app.out)
+    _install_jobs(app, manager, options, exec_argv(config))
     return EXIT_OK
 
 
@@ -52,6 +53,33 @@ def _warn_if_it_cannot_work(app: App, manager: ServiceManager) -> None:
         manager.probe()
     except ServiceUnavailable as exc:
         app.warn(f"a real install cannot work here: {exc}")
+
+
+def _install_jobs(
+    app: App, manager: object, options: ServiceInstallOptions, argv: list[str]
+) -> None:
+    """Timer mode: a timer per [jobs.NAME]; daemon mode: none (the daemon runs them)."""
+    from tvmaniac_refreshd.service.job_units import JobTimer  # noqa: PLC0415
+
+    jobs = app.config.jobs.values() if options.mode == "timer" else ()
+    timers = [
+        JobTimer(
+            job.name,
+            job.every,
+            job.at.hour if job.at else None,
+            job.at.minute if job.at else None,
+            job.timeout,
+        )
+        for job in jobs
+    ]
+    install_jobs = getattr(manager, "install_jobs", None)
+    if install_jobs is not None:
+        install_jobs(timers, argv, dry_run=options.dry_run, out=app.out)
+    elif timers:
+        app.warn(
+            "this service manager gets no timer per job yet: in timer mode the jobs do not run "
+            "by themselves; use daemon mode (it runs them), or `job run NAME` from cron"
+        )
 
 
 VERB = Verb(

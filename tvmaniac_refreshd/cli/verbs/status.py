@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb
+from tvmaniac_refreshd.cli.job_report import job_reports, render_jobs
 from tvmaniac_refreshd.cli.plaintext import warn_plaintext
 from tvmaniac_refreshd.cli.status import (
     FORMAT_VERSION,
@@ -171,12 +172,13 @@ def gather(app: App) -> StatusReport:
         service_error=service_error,
         accounts=tuple(reports),
         keyring_error=keyring_error,
+        jobs=tuple(job_reports(app)),
     )
 
 
 def render(report: StatusReport, *, now: float) -> str:
     """The text of `status`: each account, then the store, the daemon and the service."""
-    lines = [render_text(list(report.accounts), now=now)]
+    lines = [render_text(list(report.accounts), now=now), render_jobs(list(report.jobs))]
     store, daemon, service = report.store, report.daemon, report.service
     running = f"running (pid {daemon.pid})" if daemon.pid else "not running"
     lines.append(f"\nstore: {store.backend} ({store.protection})\n")

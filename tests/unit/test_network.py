@@ -1,0 +1,218 @@
+"""Waiting for the network (issue 29): a due refresh is held while offline, without a failure,
+and runs as soon as the network is back; a resume re-plans at once; no tick with both sources.
+
+Driven like test_daemon: a fake planner and clock, and a NetworkState set by hand (the event
+sources themselves are tested against a private system bus and a real netlink socket in
+tests/integration/test_events.py).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.unit.test_daemon import JOB, FakePlanner, World
+from tvmaniac_refreshd.cli.status import account_report, render_text
+from tvmaniac_refreshd.core.errors import TransientError
+from tvmaniac_refreshd.core.policy import retry_delay
+from tvmaniac_refreshd.daemon import net_netlink
+from tvmaniac_refreshd.daemon.decisions import Condition
+from tvmaniac_refreshd.daemon.events import Sources
+from tvmaniac_refreshd.daemon.network import NetworkState
+from tvmaniac_refreshd.daemon.runner import _schedule_ticks
+
+
+@pytest.fixture
+def offline(tmp_path: Path) -> World:
+    world = World(tmp_path)
+    world.daemon.network = NetworkState("test", online=False)
+    world.daemon.plan_all()
+    return world
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+def go_online(world: World) -> None:
+    world.daemon.network.set(True)
+    world.daemon.network_returned()
+
+
+class TestWaitingForTheNetwork:
+    def test_a_due_refresh_sends_nothing_while_offline(self, offline: World) -> None:
+        offline.advance_to(offline.due())
+
+        assert offline.trakt.spent == []
+        watch = offline.daemon.watches["default"]
+        assert watch.condition is Condition.WAITING_FOR_NETWORK
+        assert watch.attempts == 0
+        assert JOB not in offline.planner.jobs  # nothing wakes the daemon until the network
+
+    def test_it_shows_in_status_line_state_file_and_status(self, offline: World) -> None:
+        offline.advance_to(offline.due())
+
+        assert offline.daemon.status_line() == "default: waiting for the network"
+        record = offline.states.load("default")
+        assert record.waiting_for_network_since == int(offline.clock())
+        assert record.next_attempt_at is None
+        report = account_report(
+            offline.account,  # type: ignore[arg-type]
+            offline.store.load("default"),
+            record,
+            now=offline.clock(),
+        )
+        assert report.waiting_for == "network"
+        assert "waiting for the network" in render_text([report], now=offline.clock())
+
+    def test_it_runs_at_once_when_the_network_is_back(self, offline: World) -> None:
+        offline.advance_to(offline.due())
+        go_online(offline)
+
+        assert offline.planned() == offline.clock()  # now, not at the next tick
+        offline.planner.run_due(offline.clock())
+        assert offline.trakt.spent == ["refresh-0000-xxxxxxxx"]
+        assert offline.daemon.watches["default"].condition is Condition.SCHEDULED
+        assert offline.states.load("default").waiting_for_network_since is None
+
+    def test_the_backoff_does_not_grow_while_offline(self, offline: World) -> None:
+        offline.daemon.network.set(True)
+        offline.trakt.fail_with = [TransientError("unreachable"), TransientError("unreachable")]
+        offline.advance_to(offline.due())
+        assert offline.daemon.watches["default"].attempts == 1
+        offline.daemon.network.set(False)
+        retry = offline.planned()
+        assert retry is not None
+        for step in range(5):  # the retry falls due, and the daemon wakes, while offline
+            offline.advance_to(retry + step * 3600)
+        assert offline.daemon.watches["default"].attempts == 1
+        assert len(offline.trakt.spent) == 1
+
+        go_online(offline)
+        offline.planner.run_due(offline.clock())
+
+        # The second failure is attempt 2: its delay is the second step, not the sixth.
+        watch = offline.daemon.watches["default"]
+        assert watch.attempts == 2
+        retry_policy = offline.daemon.config.accounts["default"].retry
+        assert offline.planned() == offline.clock() + retry_delay(
+            2, retry_policy, retry_after=None, share=0.0
+        )
+
+    def test_unreachable_while_online_still_backs_off(self, tmp_path: Path) -> None:
+        world = World(tmp_path)
+        world.daemon.network = NetworkState("test", online=True)
+        world.daemon.plan_all()
+        world.trakt.fail_with = [TransientError("unreachable")]
+
+        world.advance_to(world.due())
+
+        watch = world.daemon.watches["default"]
+        assert (watch.condition, watch.attempts) == (Condition.RETRYING, 1)
+
+    def test_not_due_while_offline_is_planned_as_usual(self, offline: World) -> None:
+        due = offline.due()
+        offline.daemon.run_account("default")  # early (a CLI change, a resume)
+
+        assert offline.planned() == due
+        assert offline.daemon.watches["default"].condition is Condition.SCHEDULED
+
+    def test_back_while_deciding_is_not_lost(self, offline: World) -> None:
+        """The source says online after the job read offline but before it recorded it."""
+        original = offline.daemon._wait_for_network
+
+        def back_in_between(*args: object) -> None:
+            offline.daemon.network.set(True)
+            offline.daemon.network_returned()  # sees no waiting account yet
+            original(*args)  # type: ignore[arg-type]
+
+        offline.daemon._wait_for_network = back_in_between  # type: ignore[method-assign,assignment]
+        offline.advance_to(offline.due())
+
+        assert offline.planned() == offline.clock()
+
+    def test_a_resume_replans_at_once(self, world: World) -> None:
+        world.daemon.plan_all()
+        world.trakt.fail_with = []
+        world.clock.advance(world.due() - world.clock() + 60)  # slept past the due time
+        world.daemon.resumed()
+
+        assert world.planned() == world.due()  # in the past: runs at once
+        world.planner.run_due(world.clock())
+        assert world.trakt.spent == ["refresh-0000-xxxxxxxx"]
+
+
+class TestNetworkState:
+    def test_listeners_hear_changes_not_repeats(self) -> None:
+        state = NetworkState("test", online=True)
+        heard: list[bool] = []
+        cancel = state.subscribe(heard.append)
+        state.set(True)
+        state.set(False)
+        state.set(False)
+        state.set(True)
+        cancel()
+        state.set(False)
+        assert heard == [False, True]
+
+    def test_wait_online(self) -> None:
+        state = NetworkState("test", online=False)
+        assert state.wait_online(0) is False
+        threading.Thread(target=state.set, args=(True,)).start()
+        assert state.wait_online(60) is True
+
+    def test_no_source_is_always_online(self) -> None:
+        assert NetworkState().online is True
+        assert Sources(NetworkState()).complete is False
+
+
+class PingCounter:
+    def __init__(self) -> None:
+        self.pings = 0
+
+    def watchdog(self) -> None:
+        self.pings += 1
+
+
+class TestNoTickWithEvents:
+    def _jobs(self, world: World, *, events: bool, watchdog: bool) -> dict[str, float]:
+        planner = FakePlanner()
+        environ = {"WATCHDOG_USEC": "7200000000", "WATCHDOG_PID": str(os.getpid())}
+        _schedule_ticks(
+            planner,  # type: ignore[arg-type]
+            world.daemon,
+            notifier=PingCounter(),  # type: ignore[arg-type]
+            config=world.daemon.config,
+            environ=environ if watchdog else {},
+            events=events,
+        )
+        return planner.periodic
+
+    def test_both_sources_drop_the_tick_and_keep_the_watchdog(self, world: World) -> None:
+        jobs = self._jobs(world, events=True, watchdog=True)
+        assert "tick" not in jobs
+        assert jobs["watchdog"] == 3600
+
+    def test_without_sources_the_tick_stays(self, world: World) -> None:
+        assert "tick" in self._jobs(world, events=False, watchdog=False)
+
+
+def route(dst_len: int, table: int = 254, kind: int = 1, flags: int = 0) -> bytes:
+    return struct.pack("=BBBBBBBBI", 2, dst_len, 0, 0, table, 3, 0, kind, flags)
+
+
+class TestNetlinkParsing:
+    def test_a_default_route(self) -> None:
+        assert net_netlink.is_default_route(route(0))
+
+    def test_not_a_default_route(self) -> None:
+        assert not net_netlink.is_default_route(route(24))
+        assert not net_netlink.is_default_route(route(0, table=255))  # local table
+        assert not net_netlink.is_default_route(route(0, kind=7))  # unreachable
+        assert not net_netlink.is_default_route(route(0, flags=net_netlink.RTNH_F_LINKDOWN))
+        assert not net_netlink.is_default_route(b"\x02")

@@ -1,0 +1,269 @@
+"""The rules of one job run, the same for `job run` and the daemon: a token that outlives the
+run, the network constraint, what the exit code leads to, the alerts, the record for `job list`.
+
+Exit codes follow sysexits as the CLI's own do: 0 done, 75 (EX_TEMPFAIL) try again with
+backoff, 77 (EX_NOPERM) a login is needed, anything else an error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from tvmaniac_refreshd.config.jobs import Job
+from tvmaniac_refreshd.config.settings import Account
+from tvmaniac_refreshd.core.durations import format_duration
+from tvmaniac_refreshd.core.errors import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_REAUTH,
+    EXIT_TEMPORARY,
+    NotLoggedIn,
+    RefreshdError,
+    SessionRejected,
+    TransientError,
+    UsageError,
+)
+from tvmaniac_refreshd.core.logs import get_logger
+from tvmaniac_refreshd.core.policy import refresh_due_at, retry_delay
+from tvmaniac_refreshd.daemon.alerts import Alerter, AlertEvent
+from tvmaniac_refreshd.daemon.job_process import Finished, run_command
+from tvmaniac_refreshd.daemon.refresher import Refresher
+from tvmaniac_refreshd.providers.factory import wording_for
+from tvmaniac_refreshd.storage.job_state import JobRecord, JobStates
+
+
+class JobResult(StrEnum):
+    """How a run ended; the value is what `job list`, `status` and the journal show."""
+
+    DONE = "done"
+    RETRY = "retry"  # the command exited 75, or no token could be had for a passing reason
+    LOGIN_NEEDED = "login_needed"  # the command exited 77, or the account needs `login`
+    FAILED = "failed"  # any other exit code
+    TIMED_OUT = "timed_out"
+    WAITING_FOR_NETWORK = "waiting_for_network"  # deferred: not run, not a failure
+
+
+class Online(Protocol):
+    """What the job needs to know of the network (issue 29's NetworkState has this shape)."""
+
+    @property
+    def online(self) -> bool: ...
+
+    def subscribe(self, listener: Callable[[bool], object]) -> Callable[[], None]: ...
+
+
+class AlwaysOnline:
+    """No event source: the network counts as always there, and nothing is ever deferred."""
+
+    online = True
+
+    def subscribe(self, listener: Callable[[bool], object]) -> Callable[[], None]:
+        return lambda: None
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """One run's outcome: the result, the exit code `job run` returns, when to run next."""
+
+    result: JobResult
+    code: int
+    next_at: float | None
+
+
+def next_regular(job: Job, after: float) -> float:
+    """Return the job's next regular run after ``after``: one period on, or the next ``at``."""
+    if job.at is None:
+        return after + float(job.every or 0)
+    moment = dt.datetime.fromtimestamp(after).astimezone()
+    when = moment.replace(hour=job.at.hour, minute=job.at.minute, second=0, microsecond=0)
+    if when.timestamp() <= after:
+        when = (when + dt.timedelta(days=1)).replace(hour=job.at.hour, minute=job.at.minute)
+    return when.timestamp()
+
+
+def token_window(job: Job, account: Account, refresher: Refresher, now: float) -> int:
+    """Return the min_valid to ask the refresher for, so the token serves the whole run.
+
+    Beyond the job's own ``min_valid``: the token's refresh must not fall due before the
+    timeout, or the daemon (or a timer) would spend the refresh token while the job still uses
+    the access token it replaces. Capped at half the lifetime, so that a job whose timeout is
+    longer than a token lives does not refresh on every run.
+
+    Raises:
+        UsageError: ``min_valid`` is longer than the provider's tokens live (exit 2).
+    """
+    tokens = refresher.load().tokens
+    lifetime = tokens.expires_in
+    if job.min_valid > lifetime:
+        raise UsageError(
+            f"job {job.name!r}: min_valid {format_duration(job.min_valid)} cannot be met: the "
+            f"provider issues tokens valid for {format_duration(lifetime)}"
+        )
+    lead = tokens.expires_at - refresh_due_at(tokens, account.refresh, salt=account.name)
+    del now  # the lead is a property of the pair; the refresher compares with its own clock
+    return max(job.min_valid, min(lead + job.timeout, lifetime // 2))
+
+
+class JobEngine:
+    """Runs jobs by the rules above; the daemon and `job run` each hold one."""
+
+    def __init__(
+        self,
+        *,
+        refresher: Callable[[Account], Refresher],
+        states: JobStates,
+        alerter: Alerter,
+        clock: Callable[[], float],
+        share: Callable[[], float],
+        environ: Mapping[str, str],
+        network: Online | None = None,
+    ) -> None:
+        self._refresher = refresher
+        self.states = states
+        self._alerter = alerter
+        self._clock = clock
+        self._share = share
+        self._environ = environ
+        self.network: Online = network or AlwaysOnline()
+        self._running: dict[str, float] = {}  # account -> latest deadline of its running jobs
+        self._running_count: dict[str, int] = {}
+        self._guard = threading.Lock()
+
+    def holding(self, account: str) -> float | None:
+        """Return until when a running job holds ``account``'s access token; None: none does."""
+        with self._guard:
+            return self._running.get(account)
+
+    @contextmanager
+    def _hold(self, account: str, until: float) -> Iterator[None]:
+        with self._guard:
+            self._running[account] = max(until, self._running.get(account, until))
+            self._running_count[account] = self._running_count.get(account, 0) + 1
+        try:
+            yield
+        finally:
+            with self._guard:
+                self._running_count[account] -= 1
+                if not self._running_count[account]:
+                    del self._running_count[account]
+                    del self._running[account]
+
+    def run(self, job: Job, account: Account) -> JobRun:
+        """Run ``job`` now with ``account``'s token; record and alert; never raise."""
+        log = get_logger(job=job.name, account=account.name)
+        started = self._clock()
+        if job.network == "connected" and not self.network.online:
+            log.info("job.waiting_for_network")
+            return self._record(job, JobResult.WAITING_FOR_NETWORK, EXIT_TEMPORARY, None, started)
+        refresher = self._refresher(account)
+        try:
+            window = token_window(job, account, refresher, started)
+            with self._hold(account.name, started + job.timeout):
+                document = refresher.ensure_fresh(min_valid=window).document
+                log.info("job.started", command=job.command[0], timeout_s=job.timeout)
+                finished = run_command(job, document.tokens.access_token, self._environ)
+        except SessionRejected as exc:
+            if not isinstance(exc, NotLoggedIn):
+                self._alert(account, AlertEvent.REAUTH_REQUIRED, str(exc))
+            log.warning("job.finished", result=JobResult.LOGIN_NEEDED, error=str(exc))
+            return self._record(job, JobResult.LOGIN_NEEDED, EXIT_REAUTH, account, started)
+        except TransientError as exc:
+            log.warning("job.finished", result=JobResult.RETRY, error=str(exc))
+            return self._record(job, JobResult.RETRY, EXIT_TEMPORARY, account, started, exc)
+        except RefreshdError as exc:
+            log.error("job.finished", result=JobResult.FAILED, error=str(exc))  # noqa: TRY400
+            return self._record(job, JobResult.FAILED, exc.exit_code, account, started, exc)
+        result, code = classify(finished)
+        level = log.info if result is JobResult.DONE else log.warning
+        level("job.finished", result=result, exit_code=finished.code)
+        if result is JobResult.LOGIN_NEEDED:
+            self._alert(
+                account,
+                AlertEvent.REAUTH_REQUIRED,
+                f"job {job.name!r} says the {wording_for(account).name} login is needed "
+                f"(exit 77); run `tvmaniac-refreshd login --account {account.name}`",
+            )
+        return self._record(job, result, code, account, started)
+
+    def _record(
+        self,
+        job: Job,
+        result: JobResult,
+        code: int,
+        account: Account | None,
+        started: float,
+        error: object = None,
+    ) -> JobRun:
+        now = self._clock()
+        previous = self.states.load(job.name)
+        failing = result in (JobResult.RETRY, JobResult.FAILED, JobResult.TIMED_OUT)
+        attempts = previous.attempts + 1 if failing else 0
+        failing_since = (previous.failing_since or int(started)) if failing else None
+        regular = next_regular(job, now)
+        next_at: float | None = regular
+        if result is JobResult.WAITING_FOR_NETWORK:
+            next_at = None  # runs when the link returns
+            attempts, failing_since = previous.attempts, previous.failing_since
+        elif result is JobResult.RETRY and account is not None:
+            retry_after = error.retry_after if isinstance(error, TransientError) else None
+            share = self._share()
+            delay = retry_delay(attempts, account.retry, retry_after=retry_after, share=share)
+            next_at = min(regular, now + delay)
+        if (
+            failing
+            and account is not None
+            and failing_since is not None
+            and now - failing_since >= account.alerts.failing_for
+        ):
+            message = (
+                f"job {job.name!r} has failed for {format_duration(now - failing_since)}: "
+                f"{result} (exit {code})"
+            )
+            self._alert(account, AlertEvent.FAILING, message)
+        run_at = previous.last_run_at if result is JobResult.WAITING_FOR_NETWORK else int(started)
+        try:
+            self.states.update(
+                job.name,
+                last_run_at=run_at,
+                last_result=str(result),
+                last_code=code,
+                next_run_at=None if next_at is None else int(next_at),
+                attempts=attempts,
+                failing_since=failing_since,
+            )
+        except OSError as exc:
+            get_logger(job=job.name).warning("job.state_not_written", error=str(exc))
+        return JobRun(result, code, next_at)
+
+    def _alert(self, account: Account, event: AlertEvent, message: str) -> None:
+        self._alerter.emit(
+            account.name,
+            event,
+            account.alerts,
+            message,
+            now=self._clock(),
+            provider=wording_for(account).name,
+        )
+
+    def record(self, name: str) -> JobRecord:
+        return self.states.load(name)
+
+
+def classify(finished: Finished) -> tuple[JobResult, int]:
+    """Return the result of a command's exit, and the exit code `job run` passes on."""
+    if finished.timed_out:
+        return JobResult.TIMED_OUT, EXIT_FAILURE
+    if finished.code == EXIT_OK:
+        return JobResult.DONE, EXIT_OK
+    if finished.code == EXIT_TEMPORARY:
+        return JobResult.RETRY, EXIT_TEMPORARY
+    if finished.code == EXIT_REAUTH:
+        return JobResult.LOGIN_NEEDED, EXIT_REAUTH
+    # A signal's death (negative) is an error, reported as a shell would (128 + N).
+    return JobResult.FAILED, finished.code if finished.code > 0 else 128 - finished.code

@@ -1,0 +1,47 @@
+"""NetworkManager as the network event source: its ``State`` and the ``StateChanged`` signal.
+
+Online means NM_STATE_CONNECTED_SITE (60) or NM_STATE_CONNECTED_GLOBAL (70): a default route
+exists. CONNECTED_LOCAL (50) has no default route, and a captive portal or a failed
+connectivity check shows as SITE, where a provider on the local network may still answer, so
+SITE counts: the refresh is tried, and a failure there is an ordinary transient failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from tvmaniac_refreshd.daemon.network import NetworkState
+from tvmaniac_refreshd.daemon.system_bus import SignalWatch
+
+SERVICE = "org.freedesktop.NetworkManager"
+PATH = "/org/freedesktop/NetworkManager"
+INTERFACE = "org.freedesktop.NetworkManager"
+NM_STATE_CONNECTED_SITE = 60
+NAME = "NetworkManager"
+
+
+def is_online(state: int) -> bool:
+    return state >= NM_STATE_CONNECTED_SITE
+
+
+def start(environ: Mapping[str, str]) -> tuple[NetworkState, SignalWatch]:
+    """Watch NetworkManager; BusUnavailable if it is not running."""
+    watch = SignalWatch(environ, SERVICE)
+    try:
+        watch.owner()
+        network = NetworkState(NAME, online=True)
+        watch.start(
+            path=PATH,
+            interface=INTERFACE,
+            member="StateChanged",
+            on_signal=lambda body: network.set(is_online(int(body[0]))),
+            first=lambda: network.set(is_online(int(watch.get(PATH, INTERFACE, "State")))),
+            # Gone: as without a source (online), rather than holding refreshes for good.
+            on_owner=lambda owner: network.set(
+                not owner or is_online(int(watch.get(PATH, INTERFACE, "State")))
+            ),
+        )
+    except BaseException:
+        watch.close()
+        raise
+    return network, watch
