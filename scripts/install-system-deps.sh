@@ -5,8 +5,9 @@ set -eu
 
 # debootstrap: a Debian 13 tree (systemd 257) for the systemd-creds tests, built once per machine.
 # git: the credential-helper tests; zsh, fish: the completion tests; man-db: `man -l` of the man
-# page; msmtp: the mail recipe's test.
-PACKAGES="gnome-keyring libsecret-tools dbus-daemon dbus-user-session python3-venv systemd-container curl time debootstrap git zsh fish man-db msmtp"
+# page; msmtp: the mail recipe's test. keepassxc, libkf5wallet-bin (kwalletd5) and
+# libqca-qt5-2-plugins (KWallet's encrypted sessions): the Secret Services besides gnome-keyring.
+PACKAGES="gnome-keyring libsecret-tools dbus-daemon dbus-user-session python3-venv systemd-container curl time debootstrap git zsh fish man-db msmtp keepassxc libkf5wallet-bin libqca-qt5-2-plugins"
 
 missing=""
 for package in $PACKAGES; do

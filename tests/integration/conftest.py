@@ -29,3 +29,13 @@ def harness(emulator: Emulator, clean_keyring: KeyringSession, tmp_path: Path) -
     rig = Harness(emulator=emulator, keyring=clean_keyring, root=tmp_path)
     yield rig
     assert rig.leaks() == []
+
+
+@pytest.fixture
+def any_harness(
+    emulator: Emulator, clean_any_keyring: KeyringSession, tmp_path: Path
+) -> Iterator[Harness]:
+    """``harness`` on gnome-keyring, KeePassXC and KWallet in turn."""
+    rig = Harness(emulator=emulator, keyring=clean_any_keyring, root=tmp_path)
+    yield rig
+    assert rig.leaks() == []

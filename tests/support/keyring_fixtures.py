@@ -2,16 +2,20 @@
 
 ``keyring_session`` starts one gnome-keyring for the whole test run (about 0.1 s);
 ``clean_keyring`` hands it to a test with no items of the daemon's service and an
-unlocked collection, and restores that state afterwards.
+unlocked collection, and restores that state afterwards. ``any_secret_service`` and
+``clean_any_keyring`` do the same for each of gnome-keyring, KeePassXC and KWallet in turn
+(secret_services.py): a test that takes them runs once per Secret Service.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.keyring_session import KeyringSession, missing_tools
+from tests.support.secret_services import SESSIONS
 
 # The keyring service name the daemon stores its tokens under.
 SERVICE = "tvmaniac-refreshd"
@@ -46,3 +50,26 @@ def clean_keyring(keyring_session: KeyringSession) -> Iterator[KeyringSession]:
     yield keyring_session
     # A test that locked the collection must not make the next one fail with exit 69.
     _reset(keyring_session)
+
+
+@pytest.fixture(scope="session", params=list(SESSIONS))
+def any_secret_service(request: pytest.FixtureRequest) -> Iterator[KeyringSession]:
+    """Run one private bus with gnome-keyring, KeePassXC or KWallet for the whole run."""
+    kind = SESSIONS[request.param]
+    missing = [tool for tool in kind.required_tools if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(
+            f"the {request.param} tests need {', '.join(missing)}; run "
+            "scripts/install-system-deps.sh",
+            pytrace=False,
+        )
+    with kind() as session:
+        yield session
+
+
+@pytest.fixture
+def clean_any_keyring(any_secret_service: KeyringSession) -> Iterator[KeyringSession]:
+    """``clean_keyring`` for each Secret Service in turn."""
+    _reset(any_secret_service)
+    yield any_secret_service
+    _reset(any_secret_service)

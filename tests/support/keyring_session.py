@@ -220,11 +220,15 @@ class KeyringSession:
         """PIDs of the daemons still running (dbus-daemon first)."""
         return [proc.pid for proc in self._procs if proc.poll() is None]
 
+    # Which Secret Service this is, as secret_service_owner.py names it.
+    program = "gnome-keyring"
+    required_tools: tuple[str, ...] = REQUIRED_TOOLS
+
     def start(self) -> Self:
         """Start the bus and (unless disabled) gnome-keyring; return self."""
         if self.root is not None:
             raise KeyringSessionError("the keyring session is already running")
-        missing = missing_tools()
+        missing = [tool for tool in self.required_tools if shutil.which(tool) is None]
         if missing:
             raise KeyringSessionError(f"missing programs: {', '.join(missing)}")
         began = time.monotonic()
@@ -286,7 +290,12 @@ class KeyringSession:
         self.log_dir.mkdir()
 
     def _spawn(
-        self, argv: list[str], env: Mapping[str, str], log_name: str, **kwargs: Any
+        self,
+        argv: list[str],
+        env: Mapping[str, str],
+        log_name: str,
+        stdin: int = subprocess.DEVNULL,
+        **kwargs: Any,
     ) -> subprocess.Popen[bytes]:
         log = (self.log_dir / log_name).open("ab")
         self._logs.append(log)
@@ -294,7 +303,7 @@ class KeyringSession:
             argv,
             env=dict(env),
             cwd=self.home,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=log,
             stderr=log,
             start_new_session=True,
@@ -380,19 +389,21 @@ class KeyringSession:
             if self.start_locked:
                 kr_ctl.lock(conn, path)
 
-    def _wait_for_secret_service(self, proc: subprocess.Popen[bytes]) -> None:
+    def _wait_for_secret_service(
+        self, proc: subprocess.Popen[bytes], log_name: str = "gnome-keyring-daemon.log"
+    ) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         with kr_ctl.connect(self.address) as conn:
             while not kr_ctl.name_has_owner(conn):
                 if proc.poll() is not None:
                     raise KeyringSessionError(
-                        f"gnome-keyring-daemon exited with {proc.returncode}:\n"
-                        + self._log_tail("gnome-keyring-daemon.log")
+                        f"{log_name.removesuffix('.log')} exited with {proc.returncode}:\n"
+                        + self._log_tail(log_name)
                     )
                 if time.monotonic() >= deadline:
                     raise KeyringSessionError(
                         f"{kr_ctl.SECRETS_BUS_NAME} not owned within {START_TIMEOUT}s:\n"
-                        + self._log_tail("gnome-keyring-daemon.log")
+                        + self._log_tail(log_name)
                     )
                 time.sleep(0.02)
 

@@ -22,6 +22,7 @@ from tvmaniac_refreshd.daemon.alerts import AlertEvent
 from tvmaniac_refreshd.daemon.decisions import Daemon
 from tvmaniac_refreshd.daemon.refresher import Refresher
 from tvmaniac_refreshd.daemon.scheduler import Scheduler
+from tvmaniac_refreshd.daemon.unsaved import UnsavedPairs
 from tvmaniac_refreshd.storage.keyring_store import KeyringStore
 from tvmaniac_refreshd.storage.state import StateFiles
 
@@ -80,6 +81,7 @@ class World:
         self.alerter = FakeAlerter()
         self.account = account
         self.tmp_path = tmp_path
+        self.unsaved = UnsavedPairs()  # one per process, as the composition root makes it
         self.store.save(initial(START))
         self.daemon = Daemon(
             Config(source="test", accounts={"default": account}),  # type: ignore[dict-item]
@@ -101,6 +103,8 @@ class World:
             lock_timeout=1,
             client=lambda: self.trakt,
             clock=self.clock,
+            sleep=self.clock.sleep,
+            unsaved=self.unsaved,
         )
 
     def planned(self) -> float | None:
@@ -225,6 +229,34 @@ class TestFailures:
         assert retry is not None
         world.backend.fail_with = None
         world.advance_to(retry)
+        assert world.planned() == world.due()
+
+    def test_a_pair_the_keyring_cannot_store_is_kept_and_stored_later(self, world: World) -> None:
+        """The keyring goes away right after the provider rotated the pair: the daemon keeps
+        the new pair, retries storing it, and neither drops it nor spends again (issue 23)."""
+        world.daemon.plan_all()
+        real_set = world.backend.set_password
+
+        def gone_after_the_answer(service: str, username: str, password: str) -> None:
+            if world.trakt.spent:  # the write probe before the request still works
+                raise StoreUnavailable("the keyring went away")
+            real_set(service, username, password)
+
+        world.backend.set_password = gone_after_the_answer  # type: ignore[method-assign]
+        world.advance_to(world.due())
+
+        assert world.trakt.spent == ["refresh-0000-xxxxxxxx"]
+        assert world.daemon.watches["default"].condition == "keyring_unavailable"
+        retry = world.planned()
+        assert retry is not None
+        world.backend.set_password = real_set  # type: ignore[method-assign]
+        world.advance_to(retry)
+
+        stored = world.store.load("default")
+        assert stored is not None
+        assert stored.tokens.refresh_token == "refresh-0001-xxxxxxxx"
+        assert world.trakt.spent == ["refresh-0000-xxxxxxxx"]
+        assert world.daemon.watches["default"].condition == "scheduled"
         assert world.planned() == world.due()
 
     def test_long_failure_alerts(self, tmp_path: Path) -> None:

@@ -185,13 +185,15 @@ class TestEnsureFresh:
         assert store.load("default") is not None
         assert states.load("default").reauth_token is None
 
-    @pytest.mark.parametrize(("failures", "kept"), [(6, True), (7, False)])
+    @pytest.mark.parametrize(("failures", "stored_at_once"), [(6, True), (7, False)])
     def test_store_failure_after_rotation_is_retried(
-        self, tmp_path: Path, failures: int, kept: bool
+        self, tmp_path: Path, failures: int, stored_at_once: bool
     ) -> None:
         """The new pair is stored even if the keyring fails a few times (it may be restarting);
-        only a keyring gone for good loses the session, and then it says so."""
+        a keyring that stays down does not lose it either: it is kept, with the account's lock,
+        and stored by the next try, without spending anything again."""
         from tvmaniac_refreshd.core.errors import StoreUnavailable  # noqa: PLC0415
+        from tvmaniac_refreshd.storage.keyring_store import account_lock  # noqa: PLC0415
 
         clock = FakeClock(START)
         trakt = FakeTrakt(clock)
@@ -202,7 +204,8 @@ class TestEnsureFresh:
         real_set = memory.set_password
 
         def set_password(service: str, username: str, password: str) -> None:
-            if flaky["left"]:
+            # Fails only once the provider has answered: the write probe before it passes.
+            if trakt.spent and flaky["left"]:
                 flaky["left"] -= 1
                 raise StoreUnavailable("keyring restarting")
             real_set(service, username, password)
@@ -218,15 +221,43 @@ class TestEnsureFresh:
             clock=clock,
             sleep=clock.sleep,
         )
-        if kept:
+        if stored_at_once:
             assert refresher.ensure_fresh(force=True).refreshed
-            stored = store.load("default")
-            assert stored is not None
-            assert stored.tokens.refresh_token == "refresh-0001-xxxxxxxx"
         else:
-            with pytest.raises(StoreUnavailable, match="session is probably lost"):
+            with pytest.raises(StoreUnavailable, match="keeps them"):
                 refresher.ensure_fresh(force=True)
+            # Nobody else may spend the old, already spent, token meanwhile.
+            with (
+                pytest.raises(TransientError),
+                account_lock(tmp_path / "locks", "default", timeout=0.01),
+            ):
+                pass
+            assert refresher.ensure_fresh().refreshed  # the kept pair, stored now
+        stored = store.load("default")
+        assert stored is not None
+        assert stored.tokens.refresh_token == "refresh-0001-xxxxxxxx"
+        assert trakt.spent == ["refresh-0000-xxxxxxxx"]
         assert sum(clock.sleeps) <= 16
+        with account_lock(tmp_path / "locks", "default", timeout=0.01):
+            pass  # released once stored
+
+    def test_store_that_cannot_write_spends_nothing(self, world: World) -> None:
+        """A store that fails to write before the refresh is found out by the write probe:
+        exit 69 with the refresh token unspent, not a spent token and a lost pair."""
+        from tvmaniac_refreshd.core.errors import StoreUnavailable  # noqa: PLC0415
+
+        refresher, trakt, _, store, states = world
+        memory = store._resolve()
+        assert isinstance(memory, MemoryBackend)
+
+        def refuse(service: str, username: str, password: str) -> None:
+            raise StoreUnavailable("the keyring is locked")
+
+        memory.set_password = refuse  # type: ignore[method-assign]
+        with pytest.raises(StoreUnavailable):
+            refresher.ensure_fresh(force=True)
+        assert trakt.spent == []
+        assert states.load("default").in_flight_token is None
 
     def test_not_logged_in(self, world: World) -> None:
         """No stored tokens is a rejection telling the user to log in."""

@@ -19,6 +19,14 @@ from tvmaniac_refreshd.core.errors import StoreCorrupt, StoreUnavailable, Transi
 from tvmaniac_refreshd.core.locations import adopt_session_bus
 from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet
 from tvmaniac_refreshd.storage.keyring_store import KeyringStore, account_lock, is_insecure
+from tvmaniac_refreshd.storage.secret_service import Locked
+from tvmaniac_refreshd.storage.secret_service_owner import (
+    ANOTHER,
+    GNOME_KEYRING,
+    KEEPASSXC,
+    KWALLET,
+    SecretServiceOwner,
+)
 
 DOC = TokenDocument(
     account="default",
@@ -112,6 +120,41 @@ class TestKeyringStore:
         assert not_advice not in str(caught.value)
         if headless:
             assert "gnome-keyring-daemon.socket" in str(caught.value)
+
+    @pytest.mark.parametrize(
+        ("program", "advice", "not_advice"),
+        [
+            (GNOME_KEYRING, "gnome-keyring-daemon --unlock", "KeePassXC"),
+            (KEEPASSXC, "keepassxc --pw-stdin", "gnome-keyring-daemon"),
+            (KWALLET, "pam_kwallet", "gnome-keyring-daemon"),
+            (ANOTHER, "secretd's own tool", "gnome-keyring-daemon"),
+        ],
+    )
+    def test_locked_advice_is_the_owners_own(
+        self, program: str, advice: str, not_advice: str
+    ) -> None:
+        """Each Secret Service is told its own way to unlock (issue 23, finding 4)."""
+        owner = SecretServiceOwner(program, "secretd", 42)
+        locked = MemoryBackend(fail_with=Locked())
+        store = KeyringStore(StoreSettings(), lambda: locked, headless=True, owner=lambda: owner)
+
+        with pytest.raises(StoreUnavailable, match="locked") as caught:
+            store.load("default")
+        assert advice in str(caught.value)
+        assert not_advice not in str(caught.value)
+
+    def test_an_empty_secret_is_a_locked_store_not_a_corrupt_item(self) -> None:
+        """KWallet answers a closed wallet's GetSecret with an empty secret: 69 and how to
+        unlock, never "remove it and log in again" (issue 23, finding 3)."""
+        backend = MemoryBackend(items={("tvmaniac-refreshd", "default"): ""})
+        owner = SecretServiceOwner(KWALLET, "kwalletd5", 42, "5.103.0")
+        store = KeyringStore(StoreSettings(), lambda: backend, owner=lambda: owner)
+
+        with pytest.raises(StoreUnavailable, match="empty secret") as caught:
+            store.load("default")
+        assert "KWallet" in str(caught.value)
+        assert "logout" not in str(caught.value)
+        assert backend.items[("tvmaniac-refreshd", "default")] == ""
 
     def test_hanging_call_times_out(self) -> None:
         """A keyring call that never returns is abandoned after the timeout."""

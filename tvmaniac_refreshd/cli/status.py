@@ -87,6 +87,8 @@ class StoreReport:
     protection: str
     # Plain files an encrypted file store left behind (encrypt turned on later); None: keyring.
     plaintext_leftovers: list[str] | None = None
+    # Who answers org.freedesktop.secrets, and its version (Linux keyring store only).
+    secret_service: str | None = None
 
 
 @dataclass(frozen=True)

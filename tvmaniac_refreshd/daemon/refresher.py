@@ -1,12 +1,23 @@
 """Keep one account's tokens fresh: lock, re-read, spend the refresh token once, store first.
 
 This is the only place that spends a refresh token. The sequence under the account lock is:
-re-read the keyring (another process may have refreshed), mark the refresh as in flight, POST,
-store the new pair, and only then record the outcome and hand the token out.
+re-read the keyring (another process may have refreshed), prove the store can write now, mark
+the refresh as in flight, POST, store the new pair, and only then record the outcome and hand
+the token out.
+
+The write probe writes the current document back in place: the very call the new pair will
+take a moment later, so a locked store, a read-only one, or one that prompts on writes (KeePassXC
+2.7.4 on ``CreateItem`` with replace) fails here, before anything is spent. It costs one write and
+its read-back per refresh (docs/guide/secret-services.md). What remains is the irreducible
+window: from the provider's answer to the end of the store's write call, the new pair exists only
+in this process; a kill then loses it, and the in-flight marker names that afterwards. A store
+that fails in that window no longer loses it: it is retried, then kept in memory with the
+account's lock held (unsaved.py) and stored by the next run of the account.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +34,8 @@ from tvmaniac_refreshd.core.errors import (
 )
 from tvmaniac_refreshd.core.logs import get_logger, register_secret, shown
 from tvmaniac_refreshd.core.policy import needs_refresh, refresh_due_at
-from tvmaniac_refreshd.core.tokens import TokenDocument, with_tokens
+from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet, with_tokens
+from tvmaniac_refreshd.daemon.unsaved import Unsaved, UnsavedPairs
 from tvmaniac_refreshd.providers.base import Provider
 from tvmaniac_refreshd.storage.keyring_store import account_lock
 from tvmaniac_refreshd.storage.state import (
@@ -78,8 +90,11 @@ class Refresher:
         client: Callable[[], Provider],
         clock: Callable[[], float],
         sleep: Callable[[float], None] = time.sleep,
+        unsaved: UnsavedPairs | None = None,
     ) -> None:
+        """``unsaved``: where new pairs the store could not keep wait (shared per process)."""
         self.account = account
+        self._unsaved = unsaved if unsaved is not None else UnsavedPairs()
         self._sleep = sleep
         self._store = store
         self._states = states
@@ -97,6 +112,10 @@ class Refresher:
                 provider already rejected.
             StoreUnavailable, StoreCorrupt: the keyring cannot be used or read.
         """
+        kept = self._store_unsaved()
+        return kept if kept is not None else self._load()
+
+    def _load(self) -> TokenDocument:
         document = self._store.load(self.account.name)
         if document is None:
             raise NotLoggedIn(
@@ -133,18 +152,24 @@ class Refresher:
             TransientError: try again later; the stored tokens are unchanged.
             ClientRejected, StoreUnavailable, StoreCorrupt, RefreshdError.
         """
-        document = self.load()
+        kept = self._store_unsaved()
+        if kept is not None:
+            return Fresh(kept, Freshness.REFRESHED)
+        document = self._load()
         if not force and not self._due(document, min_valid):
             return Fresh(document, Freshness.NOT_DUE)
-        with account_lock(self._lock_dir, self.account.name, timeout=self._lock_timeout):
-            current = self.load()
+        with contextlib.ExitStack() as held:
+            held.enter_context(
+                account_lock(self._lock_dir, self.account.name, timeout=self._lock_timeout)
+            )
+            current = self._load()
             if current.tokens.refresh_token != document.tokens.refresh_token:
                 # Another process refreshed while we waited: its pair is as fresh as a pair can
                 # be, and refreshing again would only spend a token for nothing.
                 return Fresh(current, Freshness.BY_OTHER)
             if not force and not self._due(current, min_valid):
                 return Fresh(current, Freshness.NOT_DUE)
-            return Fresh(self._refresh_locked(current), Freshness.REFRESHED)
+            return Fresh(self._refresh_locked(current, held), Freshness.REFRESHED)
 
     def _due(self, document: TokenDocument, min_valid: int | None) -> bool:
         return needs_refresh(
@@ -155,11 +180,13 @@ class Refresher:
             min_valid=min_valid,
         )
 
-    def _refresh_locked(self, document: TokenDocument) -> TokenDocument:
+    def _refresh_locked(self, document: TokenDocument, held: contextlib.ExitStack) -> TokenDocument:
         name = self.account.name
         spent = token_digest(document.tokens.refresh_token)
         previous = self._states.load(name)
         interrupted = previous.in_flight_token == spent
+        # The write probe (see the module docstring): raises StoreUnavailable, nothing spent.
+        self._store.save(document)
         started = self._clock()
         self._states.update(name, in_flight_token=spent, in_flight_since=int(started))
         try:
@@ -189,7 +216,12 @@ class Refresher:
         register_secret(tokens.access_token)
         register_secret(tokens.refresh_token)
         fresh = with_tokens(document, tokens, now=self._clock())
-        self._save_new_pair(fresh)
+        self._save_new_pair(fresh, started, held)
+        self._record_success(tokens, started)
+        return fresh
+
+    def _record_success(self, tokens: TokenSet, started: float) -> None:
+        name = self.account.name
         finished = self._clock()
         self._states.update(
             name,
@@ -210,9 +242,11 @@ class Refresher:
             next_due_at=refresh_due_at(tokens, self.account.refresh, salt=name),
             duration_ms=round((finished - started) * 1000),
         )
-        return fresh
 
-    def _save_new_pair(self, fresh: TokenDocument) -> None:
+    def _save_new_pair(
+        self, fresh: TokenDocument, started: float, held: contextlib.ExitStack
+    ) -> None:
+        name = self.account.name
         waits = (*SAVE_WAITS, None)
         for attempt, wait in enumerate(waits, start=1):
             try:
@@ -220,16 +254,44 @@ class Refresher:
             except StoreUnavailable as exc:
                 self._log.error("refresh.store_failed", attempt=attempt, error=str(exc))
                 if wait is None:
-                    raise StoreUnavailable(
-                        f"the provider issued new tokens for {self.account.name!r} but "
-                        f"{self._store.where(self.account.name)} could not store them ({exc}); "
-                        "the session is probably lost: run `tvmaniac-refreshd login` once the "
-                        "store works again",
-                        account=self.account.name,
-                    ) from None
+                    # Kept, never dropped: the lock stays held with it (unsaved.py).
+                    self._unsaved.keep(Unsaved(fresh, started), held.pop_all())
+                    message = (
+                        f"the provider issued new tokens for {name!r} but "
+                        f"{self._store.where(name)} could not store them ({exc}); this process "
+                        "keeps them and stores them at its next try (the daemon retries by "
+                        "itself); if it ends first they are lost: then run "
+                        "`tvmaniac-refreshd login` once the store works again"
+                    )
+                    self._record_failure(RefreshResult.FAILED, message, keep_in_flight=True)
+                    raise StoreUnavailable(message, account=name) from None
                 self._sleep(wait)
             else:
                 return
+
+    def _store_unsaved(self) -> TokenDocument | None:
+        """Store the pair an earlier refresh could not, if any; return it once stored.
+
+        Raises:
+            StoreUnavailable: the store still fails; the pair stays kept, the lock held.
+        """
+        name = self.account.name
+        unsaved = self._unsaved.get(name)
+        if unsaved is None:
+            return None
+        try:
+            self._store.save(unsaved.document)
+        except StoreUnavailable as exc:
+            self._log.error("refresh.store_failed", attempt="kept", error=str(exc))
+            raise StoreUnavailable(
+                f"the new tokens of {name!r} are still not stored ({exc}); this process keeps "
+                "them and tries again",
+                account=name,
+            ) from None
+        self._unsaved.stored(name)
+        self._log.info("refresh.kept_pair_stored")
+        self._record_success(unsaved.document.tokens, unsaved.started)
+        return unsaved.document
 
     def _record_failure(
         self,

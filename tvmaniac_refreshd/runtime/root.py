@@ -19,6 +19,7 @@ from tvmaniac_refreshd.config.settings import Account, Config, StoreBackend, loa
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import get_logger, journal_prefix, shown
 from tvmaniac_refreshd.daemon.refresher import Refresher
+from tvmaniac_refreshd.daemon.unsaved import UnsavedPairs
 from tvmaniac_refreshd.providers.base import Provider
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
 from tvmaniac_refreshd.storage.paths import config_path, lock_dir, state_dir
@@ -68,6 +69,8 @@ class Runtime:
         self._store = store
         self._provider = provider
         self._http: httpx.Client | None = None
+        # New pairs the store could not keep yet, across every refresher of this process.
+        self.unsaved = UnsavedPairs()
         self._http_lock = threading.Lock()
 
     @property
@@ -121,6 +124,7 @@ class Runtime:
             KeyringStore,
             default_backend,
         )
+        from tvmaniac_refreshd.storage.secret_service_owner import find_owner  # noqa: PLC0415
 
         environ = self.environ
         # No desktop to unlock the keyring in: the advice gives the shell recipe instead.
@@ -130,8 +134,9 @@ class Runtime:
         timeout = self.config.store.timeout
         return KeyringStore(
             self.config.store,
-            lambda: default_backend(environ, timeout=timeout),
+            lambda: default_backend(environ, timeout=timeout, interactive=not headless),
             headless=headless,
+            owner=lambda: find_owner(environ, with_version=False),
         )
 
     @property
@@ -185,6 +190,7 @@ class Runtime:
             client=lambda: self.client(account),
             clock=self.clock,
             sleep=self.sleep,
+            unsaved=self.unsaved,
         )
 
     def refreshers(self) -> dict[str, Refresher]:

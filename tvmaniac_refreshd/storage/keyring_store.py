@@ -20,7 +20,12 @@ from tvmaniac_refreshd.core.locations import APP, may_choose_backend_explicitly
 from tvmaniac_refreshd.core.tokens import TokenDocument, decode_document, encode_document
 from tvmaniac_refreshd.storage.backend import SecretBackend
 from tvmaniac_refreshd.storage.locks import flocked
-from tvmaniac_refreshd.storage.secret_service import NoAnswer
+from tvmaniac_refreshd.storage.secret_service import Locked, NoAnswer, Unanswered
+from tvmaniac_refreshd.storage.secret_service_owner import (
+    SecretServiceOwner,
+    locked_advice,
+    prompt_advice,
+)
 from tvmaniac_refreshd.storage.two_phase import describe, safe_writes
 
 # The keyring item's service name is the application's name (design.md); tests name it so.
@@ -42,7 +47,11 @@ def is_insecure(backend: object) -> bool:
 
 
 def default_backend(
-    environ: Mapping[str, str], platform: str = sys.platform, *, timeout: float | None = None
+    environ: Mapping[str, str],
+    platform: str = sys.platform,
+    *,
+    timeout: float | None = None,
+    interactive: bool = False,
 ) -> SecretBackend:
     """Return the keyring backend to use: the user's explicit choice, else the platform's own.
 
@@ -51,7 +60,8 @@ def default_backend(
     On Linux, the Secret Service backend reads its items without importing keyring when it can
     (see secret_service.py); keyring itself is imported only for an explicit choice (its
     environment variable or its config file) or for what the direct read does not cover.
-    ``timeout`` bounds each of its direct calls, so that a hung service frees the worker.
+    ``timeout`` bounds each of its direct calls, so that a hung service frees the worker;
+    ``interactive``: a person may answer the Secret Service's prompts (a desktop session).
     """
     if may_choose_backend_explicitly(environ, platform):
         import keyring.core  # noqa: PLC0415  # deferred: heavy, and not needed by every command
@@ -67,28 +77,7 @@ def default_backend(
         return Keychain()
     from tvmaniac_refreshd.storage.secret_service import SecretServiceKeyring  # noqa: PLC0415
 
-    return SecretServiceKeyring(environ, timeout=timeout)
-
-
-# What unlocks gnome-keyring from a shell on a machine nobody logged in to graphically (after a
-# reboot, say). `gnome-keyring-daemon --unlock` alone starts a second daemon next to the
-# socket-activated one and the collection stays locked: stop that one first (README, Headless
-# machines). `read -rs` keeps the password out of argv and the shell history.
-HEADLESS_UNLOCK = (
-    "systemctl --user stop gnome-keyring-daemon.socket gnome-keyring-daemon.service; "
-    'read -rs PW; printf %s "$PW" | gnome-keyring-daemon --unlock --components=secrets; '
-    "unset PW"
-)
-
-
-def _locked_advice(headless: bool) -> str:
-    if headless:
-        return (
-            "unlock it from a shell of this user (ssh is fine), then the daemon recovers by "
-            f"itself: {HEADLESS_UNLOCK}. A machine that nobody unlocks after each reboot is "
-            'better served by [store] backend = "file" (README: Headless machines)'
-        )
-    return "unlock it (log in to the desktop session, or open Passwords and Keys / seahorse)"
+    return SecretServiceKeyring(environ, timeout=timeout, interactive=interactive)
 
 
 def _keychain_status(exc: BaseException) -> int | None:
@@ -103,8 +92,11 @@ def _keychain_status(exc: BaseException) -> int | None:
     return None
 
 
-def _unavailable(exc: BaseException, *, headless: bool = False) -> StoreUnavailable:
-    """Translate a keyring/secretstorage/D-Bus/Keychain exception into a fix-it message."""
+def _unavailable(exc: BaseException, *, locked: Callable[[], str]) -> StoreUnavailable:
+    """Translate a keyring/secretstorage/D-Bus/Keychain exception into a fix-it message.
+
+    ``locked``: the advice that unlocks this Secret Service (asked only when it is locked).
+    """
     name = type(exc).__name__
     text = str(exc)
     status = _keychain_status(exc)
@@ -113,9 +105,7 @@ def _unavailable(exc: BaseException, *, headless: bool = False) -> StoreUnavaila
 
         return StoreUnavailable(keychain_advice(status))
     if name == "KeyringLocked" or "locked" in text.lower():
-        return StoreUnavailable(
-            f"the keyring is locked; {_locked_advice(headless)}, and run the command again"
-        )
+        return StoreUnavailable(f"the keyring is locked; {locked()}; then run the command again")
     if name == "InitError" or "Prompt dismissed" in text:
         return StoreUnavailable(
             "the keyring has no default collection and could not create one (the prompt was "
@@ -178,11 +168,17 @@ class KeyringStore:
         backend_factory: Callable[[], SecretBackend],
         *,
         headless: bool = False,
+        owner: Callable[[], SecretServiceOwner | None] = lambda: None,
     ) -> None:
-        """``headless``: no desktop session to unlock the keyring in; advice says so."""
+        """``headless``: no desktop session to unlock the keyring in; advice says so.
+
+        ``owner`` names the program behind the Secret Service (secret_service_owner.py), asked
+        only when advice depends on it.
+        """
         self._settings = settings
         self._factory = backend_factory
         self._headless = headless
+        self._owner = owner
         self._backend: SecretBackend | None = None
 
     def _resolve(self) -> SecretBackend:
@@ -244,11 +240,20 @@ class KeyringStore:
                 outcome["error"] = exc
             except NoAnswer:
                 outcome["error"] = self._no_answer(what)
+            except Locked:
+                outcome["error"] = StoreUnavailable(
+                    f"the keyring is locked ({self._who()}) while {what}; "
+                    f"{self._locked_advice()}; then run the command again"
+                )
+            except Unanswered:
+                outcome["error"] = StoreUnavailable(
+                    f"{prompt_advice(self._owner())} ({what}); then run the command again"
+                )
             except Exception as exc:
                 # Known only now, so that a read that never imported keyring does not pay for
                 # importing its exception classes; anything else is a bug, re-raised below.
                 if isinstance(exc, _store_exceptions()):
-                    outcome["error"] = _unavailable(exc, headless=self._headless)
+                    outcome["error"] = _unavailable(exc, locked=self._locked_advice)
                 else:
                     outcome["bug"] = exc
 
@@ -275,12 +280,19 @@ class KeyringStore:
         if sys.platform == "darwin":
             waiting = "(a Keychain prompt waiting for an answer?); answer it with Always Allow"
         else:
-            advice = _locked_advice(self._headless) if self._headless else "unlock it"
+            advice = self._locked_advice() if self._headless else "unlock it"
             waiting = f"(a locked collection waiting for an unlock prompt?); {advice},"
         return StoreUnavailable(
             f"the keyring did not answer within {self._settings.timeout:.0f}s while {what} "
             f"{waiting} and try again"
         )
+
+    def _locked_advice(self) -> str:
+        return locked_advice(self._owner(), headless=self._headless)
+
+    def _who(self) -> str:
+        owner = self._owner()
+        return "the Secret Service" if owner is None else owner.name
 
     def _get(self, username: str, what: str) -> str | None:
         return self._bounded(lambda: self._resolve().get_password(APP, username), what)
@@ -293,6 +305,11 @@ class KeyringStore:
             StoreCorrupt: the item exists but is not a document of ours.
         """
         text = self._get(account, f"reading the tokens of {account!r}")
+        if text == "":  # an empty item is never ours; KWallet's locked answer
+            raise StoreUnavailable(
+                f"the keyring gave an empty secret for {account!r} ({self._who()}): a locked "
+                f"store answers so; {self._locked_advice()}; then run the command again"
+            )
         return None if text is None else decode_document(text, account)
 
     def save(self, document: TokenDocument) -> None:

@@ -5,8 +5,20 @@ plugin discovery, the ``cryptography`` import, and a 1024-bit Diffie-Hellman exc
 in pure Python (two ``pow`` calls, 16 ms here), again for every call. Scripts call `token` all
 the time and a daemon may hold a thousand accounts, so this module reads, writes and deletes the
 very items keyring's backend does (the default collection, keyring's label and attributes, the
-first match, replace on write) with jeepney, the D-Bus library secretstorage is built on, over a
-session the Secret Service encrypts.
+first match) with jeepney, the D-Bus library secretstorage is built on, over a session the Secret
+Service encrypts.
+
+Writes go in place: an existing item gets ``Item.SetSecret``, and ``CreateItem`` runs only when
+there is none. ``CreateItem`` with ``replace`` on an existing item opens an access prompt on
+KeePassXC 2.7.4 for every new client (its issue 9255), and every command is a new client: each
+refresh would wait for a dialog nobody answers. KeePassXC answers every ``CreateItem`` and
+``Delete`` with a prompt, which completes by itself when nothing needs asking; those prompts
+are run here, within the deadline.
+
+Locked means locked: the collection's and the item's ``Locked`` are read before a secret is
+trusted. KWallet 5 finds the items of a closed wallet and answers ``GetSecret`` with an empty
+secret instead of an ``IsLocked`` error; read as a document, that empty string once looked like
+a corrupt item.
 
 Which session, and what ``plain`` exposes to whom: over ``plain`` every secret crosses the
 session bus in clear, so a ``dbus-monitor`` (or ``busctl monitor``) of the same user or root
@@ -17,15 +29,19 @@ the daemon, every full command, every write. Only the quick `token` path (quick_
 reads over ``plain``: it prints the access token a moment later anyway, and there the
 exchange's cost (measured by ``make bench``) would be most of its run time.
 
-The direct calls handle the simple case only: a session bus, an unlocked default collection, no
-prompt, no ``KEYRING_PROPERTY_*`` overrides. Anything else (no bus, no Secret Service, a locked
-or missing collection, a prompt, any D-Bus error) raises ``Unsure`` and is handed to keyring's
-own backend, which prompts, raises and is translated exactly as before. Running out of the
-deadline raises ``NoAnswer`` and is *not* handed over: keyring's backend has no deadline.
+The direct calls handle the usual case: a session bus, a default collection, no
+``KEYRING_PROPERTY_*`` overrides. A locked collection or item is asked to unlock, each Secret
+Service in its own way, through the prompt ``Unlock`` returns; it raises ``Locked`` when it
+stays locked. Where nobody can answer a prompt (not ``interactive``), one that does not complete
+by itself soon is dismissed. Anything else (no bus, no Secret Service, a
+missing collection, a dismissed prompt, any D-Bus error) raises ``Unsure`` and is handed to
+keyring's backend, which prompts, raises and is translated exactly as before. Running out of
+the deadline raises ``NoAnswer`` and is *not* handed over: keyring's backend has no deadline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -40,10 +56,14 @@ SERVICE_PATH = "/org/freedesktop/secrets"
 SERVICE_INTERFACE = "org.freedesktop.Secret.Service"
 COLLECTION_INTERFACE = "org.freedesktop.Secret.Collection"
 ITEM_INTERFACE = "org.freedesktop.Secret.Item"
+PROMPT_INTERFACE = "org.freedesktop.Secret.Prompt"
 PROPERTIES_INTERFACE = "org.freedesktop.DBus.Properties"
 # keyring's label and attributes for its default scheme (keyring.backends.SecretService).
 KEYRING_APPLICATION = "Python keyring library"
 T = TypeVar("T")
+# Where nobody can answer a prompt, how long one may take to complete by itself (KWallet's unlock
+# of a wallet PAM already opened, KeePassXC's CreateItem) before it is taken to need a person.
+UNATTENDED_PROMPT_SECONDS = 2.0
 
 
 class Unsure(Exception):  # not an error: "let keyring decide"
@@ -58,11 +78,28 @@ class NoAnswer(Unsure):
     """
 
 
+class Locked(Unsure):
+    """The collection or the item is locked and stays so: its owner must unlock it.
+
+    Not handed to keyring: its backend would only ask again, after a slow import.
+    """
+
+
+class Unanswered(Unsure):
+    """The Secret Service showed a prompt that only a person can answer, and nobody can here.
+
+    Not handed to keyring, which would show the same prompt and wait for it without a deadline.
+    """
+
+
 class SecretServiceKeyring:
     """Reads like ``keyring.backends.SecretService.Keyring``, faster; writes through it.
 
     ``timeout`` bounds each get, set or delete (all its D-Bus calls together); ``encrypted``
-    moves secrets over a Diffie-Hellman session instead of ``plain`` (see the module docstring).
+    moves secrets over a Diffie-Hellman session instead of ``plain`` (see the module docstring);
+    ``interactive``: someone may answer a prompt (a desktop session), so one may take until
+    the deadline; otherwise a prompt that does not complete by itself within
+    ``UNATTENDED_PROMPT_SECONDS`` is dismissed (``Locked`` or ``Unanswered``).
     """
 
     # What `config check` and the insecure-backend check see: the items are keyring's.
@@ -74,11 +111,13 @@ class SecretServiceKeyring:
         *,
         timeout: float | None = None,
         encrypted: bool = True,
+        interactive: bool = False,
     ) -> None:
         self._keyring: SecretBackend | None = None
         self._environ = environ
         self._timeout = timeout
         self._encrypted = encrypted
+        self._interactive = interactive
 
     def _full(self) -> SecretBackend:
         if self._keyring is None:
@@ -95,24 +134,38 @@ class SecretServiceKeyring:
                 timeout=self._timeout,
                 environ=self._environ,
                 encrypted=self._encrypted,
+                interactive=self._interactive,
             )
-        except NoAnswer:
+        except (NoAnswer, Locked, Unanswered):
             raise
         except Unsure:
             return self._full().get_password(service, username)
 
     def set_password(self, service: str, username: str, password: str) -> None:
         try:
-            write_item(service, username, password, timeout=self._timeout, environ=self._environ)
-        except NoAnswer:
+            write_item(
+                service,
+                username,
+                password,
+                timeout=self._timeout,
+                environ=self._environ,
+                interactive=self._interactive,
+            )
+        except (NoAnswer, Locked, Unanswered):
             raise
         except Unsure:
             self._full().set_password(service, username, password)
 
     def delete_password(self, service: str, username: str) -> None:
         try:
-            delete_item(service, username, timeout=self._timeout, environ=self._environ)
-        except NoAnswer:
+            delete_item(
+                service,
+                username,
+                timeout=self._timeout,
+                environ=self._environ,
+                interactive=self._interactive,
+            )
+        except (NoAnswer, Locked, Unanswered):
             raise
         except Unsure:
             self._full().delete_password(service, username)
@@ -125,13 +178,17 @@ def read_item(
     timeout: float | None = None,
     environ: Mapping[str, str] = os.environ,
     encrypted: bool = False,
+    interactive: bool = False,
 ) -> str | None:
     """Return the secret keyring's SecretService backend would return, or raise ``Unsure``.
 
     ``timeout`` bounds all the D-Bus calls together; running out of it raises ``NoAnswer``.
-    ``environ`` names the session bus (and any ``KEYRING_PROPERTY_*`` override).
+    ``environ`` names the session bus (and any ``KEYRING_PROPERTY_*`` override). A locked
+    collection or item raises ``Locked`` (after its unlock prompt, if ``interactive``).
     """
-    return _direct(lambda call: _first_match(call, service, username, encrypted), timeout, environ)
+    return _direct(
+        lambda call: _read(call, service, username, encrypted, interactive), timeout, environ
+    )
 
 
 def write_item(
@@ -141,13 +198,14 @@ def write_item(
     *,
     timeout: float | None = None,
     environ: Mapping[str, str] = os.environ,
+    interactive: bool = False,
 ) -> None:
     """Store ``secret`` as keyring's backend would (its label and attributes), or raise ``Unsure``.
 
-    The item replaces the one with the same attributes, in a single CreateItem call, always
-    over an encrypted session.
+    An existing item is updated in place (``SetSecret``); a new one is created only when there
+    is none. Always over an encrypted session.
     """
-    _direct(lambda call: _create(call, service, username, secret), timeout, environ)
+    _direct(lambda call: _write(call, service, username, secret, interactive), timeout, environ)
 
 
 def delete_item(
@@ -156,9 +214,10 @@ def delete_item(
     *,
     timeout: float | None = None,
     environ: Mapping[str, str] = os.environ,
+    interactive: bool = False,
 ) -> None:
     """Delete the first item keyring's backend would find, or raise ``Unsure``."""
-    _direct(lambda call: _delete(call, service, username), timeout, environ)
+    _direct(lambda call: _delete(call, service, username, interactive), timeout, environ)
 
 
 def _direct(work: Callable[[_Caller], T], timeout: float | None, environ: Mapping[str, str]) -> T:
@@ -187,28 +246,92 @@ class _Caller:
         self._connection = connection
         self._deadline = deadline
 
+    def _remaining(self) -> float | None:
+        if self._deadline is None:
+            return None
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        return remaining
+
     def __call__(self, path: str, interface: str, method: str, signature: str, *body: Any) -> Any:  # noqa: ANN401
         from jeepney import DBusAddress, new_method_call  # noqa: PLC0415
         from jeepney.wrappers import unwrap_msg  # noqa: PLC0415
 
-        timeout = None
-        if self._deadline is not None:
-            timeout = self._deadline - time.monotonic()
-            if timeout <= 0:
-                raise TimeoutError
         address = DBusAddress(path, bus_name=BUS_NAME, interface=interface)
         message = new_method_call(address, method, signature, body)
-        return unwrap_msg(self._connection.send_and_get_reply(message, timeout=timeout))
+        reply = self._connection.send_and_get_reply(message, timeout=self._remaining())
+        return unwrap_msg(reply)
+
+    def prompt(self, path: str, *, interactive: bool) -> bool:
+        """Run the prompt at ``path``; return whether it completed (False: it was dismissed).
+
+        Until it completes nothing is done. ``interactive``: a person may answer it, up to the
+        deadline (then ``NoAnswer``); otherwise it is dismissed after
+        ``UNATTENDED_PROMPT_SECONDS`` and ``Unanswered`` is raised.
+        """
+        from jeepney import MatchRule, message_bus  # noqa: PLC0415
+        from jeepney.wrappers import unwrap_msg  # noqa: PLC0415
+
+        rule = MatchRule(type="signal", interface=PROMPT_INTERFACE, member="Completed", path=path)
+        connection = self._connection
+        with connection.filter(rule) as completions:
+            match = message_bus.AddMatch(rule)
+            unwrap_msg(connection.send_and_get_reply(match, timeout=self._remaining()))
+            self(path, PROMPT_INTERFACE, "Prompt", "s", "")
+            wait = self._remaining()
+            if not interactive:
+                wait = min(wait or UNATTENDED_PROMPT_SECONDS, UNATTENDED_PROMPT_SECONDS)
+            try:
+                signal = connection.recv_until_filtered(completions, timeout=wait)
+            except TimeoutError:
+                if interactive:
+                    raise
+                with contextlib.suppress(Exception):  # no dialog left behind, if it can
+                    self(path, PROMPT_INTERFACE, "Dismiss", "")
+                raise Unanswered from None
+        dismissed, _ = signal.body
+        return not dismissed
 
 
-def _default_collection(call: _Caller) -> str:
+def _locked(call: _Caller, path: str, interface: str) -> bool:
+    ((_, locked),) = call(path, PROPERTIES_INTERFACE, "Get", "ss", interface, "Locked")
+    return bool(locked)
+
+
+def _ensure_unlocked(call: _Caller, path: str, interface: str, interactive: bool) -> None:
+    """Raise ``Locked`` unless ``path`` is unlocked or its unlock prompt unlocks it.
+
+    Each Secret Service unlocks in its own way, all through ``Unlock`` and the prompt it
+    returns: gnome-keyring asks for the login password; KeePassXC shows its database unlock
+    dialog; KWallet opens the wallet, which completes by itself when PAM opened it at login
+    (its collection stays locked for each new kwalletd until some client unlocks it), and
+    otherwise asks for the wallet password.
+    """
+    if not _locked(call, path, interface):
+        return
+    _, prompt = call(SERVICE_PATH, SERVICE_INTERFACE, "Unlock", "ao", [path])
+    try:
+        if prompt != "/" and not call.prompt(prompt, interactive=interactive):
+            raise Locked  # dismissed
+    except Unanswered:
+        raise Locked from None  # an unlock dialog nobody can answer here
+    if _locked(call, path, interface):
+        raise Locked
+
+
+def _default_collection(call: _Caller, interactive: bool) -> str:
     (collection,) = call(SERVICE_PATH, SERVICE_INTERFACE, "ReadAlias", "s", "default")
     if collection == "/":
         raise Unsure  # no default collection: keyring creates one (with a prompt) or reports it
+    # A locked collection may hide its items, or (KWallet) show them with empty secrets.
+    _ensure_unlocked(call, collection, COLLECTION_INTERFACE, interactive)
     return str(collection)
 
 
-def _search(call: _Caller, collection: str, service: str, username: str) -> list[str]:
+def _find(call: _Caller, service: str, username: str, interactive: bool) -> tuple[str, str | None]:
+    """Return the default collection and keyring's first match in it (unlocked), if any."""
+    collection = _default_collection(call, interactive)
     # keyring's query for its default scheme; keyring uses the first match.
     (items,) = call(
         collection,
@@ -218,13 +341,10 @@ def _search(call: _Caller, collection: str, service: str, username: str) -> list
         {"username": username, "service": service},
     )
     if not items:
-        # A locked collection may hide its items; only an unlocked one can say "none".
-        ((_, locked),) = call(
-            collection, PROPERTIES_INTERFACE, "Get", "ss", COLLECTION_INTERFACE, "Locked"
-        )
-        if locked:
-            raise Unsure  # unlocking may prompt: keyring's job
-    return list(items)
+        return collection, None
+    item = str(items[0])
+    _ensure_unlocked(call, item, ITEM_INTERFACE, interactive)
+    return collection, item
 
 
 def _plain_session(call: _Caller) -> str:
@@ -232,15 +352,18 @@ def _plain_session(call: _Caller) -> str:
     return str(session)
 
 
-def _first_match(call: _Caller, service: str, username: str, encrypted: bool) -> str | None:
-    items = _search(call, _default_collection(call), service, username)
-    if not items:
+def _read(
+    call: _Caller, service: str, username: str, encrypted: bool, interactive: bool
+) -> str | None:
+    _, item = _find(call, service, username, interactive)
+    if item is None:
         return None
     session = _EncryptedSession.open(call) if encrypted else None
     path = session.path if session else _plain_session(call)
-    # A locked item answers GetSecret with an IsLocked error, which is Unsure like any other.
-    ((_, parameters, value, _),) = call(items[0], ITEM_INTERFACE, "GetSecret", "o", path)
+    ((_, parameters, value, _),) = call(item, ITEM_INTERFACE, "GetSecret", "o", path)
     plain = session.decrypt(bytes(parameters), bytes(value)) if session else bytes(value)
+    if not plain and _locked(call, item, ITEM_INTERFACE):
+        raise Locked  # locked in between: KWallet answers with an empty secret, not an error
     return plain.decode("utf-8")
 
 
@@ -298,8 +421,14 @@ class _EncryptedSession:
         return unpadder.update(padded) + unpadder.finalize()
 
 
-def _create(call: _Caller, service: str, username: str, secret: str) -> None:
-    collection = _default_collection(call)
+def _write(call: _Caller, service: str, username: str, secret: str, interactive: bool) -> None:
+    collection, item = _find(call, service, username, interactive)
+    session = _EncryptedSession.open(call)
+    iv, ciphertext = session.encrypt(secret.encode("utf-8"))
+    value = (session.path, iv, ciphertext, "text/plain")
+    if item is not None:
+        call(item, ITEM_INTERFACE, "SetSecret", "(oayays)", value)
+        return
     properties = {
         "org.freedesktop.Secret.Item.Label": ("s", f"Password for '{username}' on '{service}'"),
         "org.freedesktop.Secret.Item.Attributes": (
@@ -307,20 +436,18 @@ def _create(call: _Caller, service: str, username: str, secret: str) -> None:
             {"username": username, "service": service, "application": KEYRING_APPLICATION},
         ),
     }
-    session = _EncryptedSession.open(call)
-    iv, ciphertext = session.encrypt(secret.encode("utf-8"))
-    value = (session.path, iv, ciphertext, "text/plain")
+    # No item matched in an unlocked collection, so replace has nothing to replace.
     _, prompt = call(
-        collection, COLLECTION_INTERFACE, "CreateItem", "a{sv}(oayays)b", properties, value, True
+        collection, COLLECTION_INTERFACE, "CreateItem", "a{sv}(oayays)b", properties, value, False
     )
-    if prompt != "/":
-        raise Unsure  # nothing is stored until a prompt is answered: keyring's job
+    if prompt != "/" and not call.prompt(prompt, interactive=interactive):
+        raise Unsure  # dismissed: nothing was stored; keyring's backend asks again or reports it
 
 
-def _delete(call: _Caller, service: str, username: str) -> None:
-    items = _search(call, _default_collection(call), service, username)
-    if not items:
+def _delete(call: _Caller, service: str, username: str, interactive: bool) -> None:
+    _, item = _find(call, service, username, interactive)
+    if item is None:
         raise Unsure  # keyring raises its own "no such password"
-    (prompt,) = call(items[0], ITEM_INTERFACE, "Delete", "")
-    if prompt != "/":
+    (prompt,) = call(item, ITEM_INTERFACE, "Delete", "")
+    if prompt != "/" and not call.prompt(prompt, interactive=interactive):
         raise Unsure

@@ -170,6 +170,12 @@ def _agent_which(name: str) -> str | None:
 
 def _check_accounts(report: _Report, config: Config) -> None:
     app = report.app
+    if app.store.kind == "keyring":
+        from tvmaniac_refreshd.storage import secret_service_owner as ss  # noqa: PLC0415
+
+        owner = ss.owner_summary(app.environ)
+        if owner is not None:
+            report.line(owner != ss.NO_OWNER or None, "secret service", owner)
     subject = f"store ({app.store.kind})"
     try:
         report.line(True, subject, f"{app.store.backend_name()}; {app.store.protection()}")

@@ -94,7 +94,12 @@ def gather(app: App) -> StatusReport:
     pid = app.daemon_pid()
     service, service_error = _service(app)
     # Made first: a store this system cannot provide (encryption it lacks) is exit 78 here.
-    store = StoreReport(app.store.kind, file_store_dir(app), app.store.protection())
+    store = StoreReport(
+        app.store.kind,
+        file_store_dir(app),
+        app.store.protection(),
+        secret_service=_secret_service(app),
+    )
     timer = service is not None and service.timer_active
     reports: list[AccountReport] = []
     plaintext: list[str] = []  # unencrypted copies an encrypted file store left behind
@@ -155,6 +160,8 @@ def render(report: StatusReport, *, now: float) -> str:
     lines.append(f"\nstore: {store.backend} ({store.protection})\n")
     if store.plaintext_leftovers:
         lines.append(f"  unencrypted copies left behind: {', '.join(store.plaintext_leftovers)}\n")
+    if store.secret_service:
+        lines.append(f"secret service: {store.secret_service}\n")
     lines.append(f"daemon: {running}\n")
     if service is None:
         lines.append(f"service: unknown ({report.service_error})\n")
@@ -177,6 +184,14 @@ def _health(app: App, reports: tuple[AccountReport, ...], *, check: bool) -> int
         return EXIT_OK
     app.err.write(f"{APP}: needs `login`: {', '.join(waiting)}\n")
     return EXIT_REAUTH
+
+
+def _secret_service(app: App) -> str | None:
+    if app.store.kind != "keyring":
+        return None
+    from tvmaniac_refreshd.storage.secret_service_owner import owner_summary  # noqa: PLC0415
+
+    return owner_summary(app.environ)
 
 
 def _service(app: App) -> tuple[ServiceState | None, str | None]:
