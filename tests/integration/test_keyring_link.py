@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.keyring_session import KeyringSession
 from tvmaniac_refreshd.config.settings import StoreSettings
+from tvmaniac_refreshd.core.errors import StoreUnavailable
 from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet
 from tvmaniac_refreshd.storage import secret_service
 from tvmaniac_refreshd.storage.keyring_store import KeyringStore, default_backend
@@ -142,3 +143,35 @@ def test_a_closed_session_is_opened_again_encrypted(
     assert store.load("default") == document("default", 2)
     algorithms = traffic.calls("OpenSession")
     assert algorithms == [(secret_service._EncryptedSession.ALGORITHM,)] * 2
+
+
+def test_planning_reads_every_account_with_one_get_secrets(
+    clean_keyring: KeyringSession, traffic: Traffic
+) -> None:
+    """The daemon's plan: one GetSecrets for all, over the encrypted session; none one by one."""
+    store = store_for(clean_keyring)
+    names = [f"account{n}" for n in range(5)]
+    for n, name in enumerate(names):
+        store.save(document(name, n))
+    sent_before = len(traffic.connections[0])
+
+    with store.read_ahead([*names, "nobody"]):
+        loaded = [store.load(name) for name in [*names, "nobody"]]
+
+    assert loaded == [document(name, n) for n, name in enumerate(names)] + [None]
+    planning = [member for member, _ in traffic.connections[0][sent_before:]]
+    assert planning.count("GetSecrets") == 1
+    assert "GetSecret" not in planning
+    assert traffic.calls("OpenSession") == [(secret_service._EncryptedSession.ALGORITHM,)]
+
+
+def test_planning_a_locked_keyring_reads_nothing_in_bulk(
+    clean_keyring: KeyringSession, traffic: Traffic
+) -> None:
+    """Locked: the bulk read gives nothing, and each load reports the lock as it always did."""
+    store = store_for(clean_keyring)
+    store.save(document("default", 1))
+    clean_keyring.lock()
+
+    with store.read_ahead(["default"]), pytest.raises(StoreUnavailable, match="locked"):
+        store.load("default")

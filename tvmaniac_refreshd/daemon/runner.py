@@ -31,7 +31,8 @@ from tvmaniac_refreshd.daemon.scheduler import Scheduler
 from tvmaniac_refreshd.storage.paths import state_dir
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Collection, Iterator, Mapping
+    from contextlib import AbstractContextManager
     from pathlib import Path
 
     from tvmaniac_refreshd.config.settings import Account, Config
@@ -112,6 +113,10 @@ class Engines:
     # For an account the map does not hold as it is now: a worker that picked it from the
     # config before a reload swapped the engines.
     build: Callable[[Account], Refresher]
+    # The store's bulk read for planning every account (TokenStore.read_ahead).
+    read_ahead: Callable[[Collection[str]], AbstractContextManager[None]] = lambda _: (
+        contextlib.nullcontext()
+    )
 
     def refresher(self, account: Account) -> Refresher:
         found = self.refreshers.get(account.name)
@@ -166,6 +171,7 @@ def run_daemon(
             monotonic=time.monotonic,
             share=random.random,  # jitter, not cryptography
             on_change=lambda: notifier.status(daemon.status_line()),
+            read_ahead=engines.read_ahead,
         )
         daemon.plan_all()
         _schedule_ticks(scheduler, daemon, notifier, config, environ)

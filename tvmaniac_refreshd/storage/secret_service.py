@@ -53,7 +53,7 @@ import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from tvmaniac_refreshd.storage.backend import SecretBackend
 
@@ -147,6 +147,23 @@ class SecretServiceKeyring:
         except Unsure:
             return self._full().get_password(service, username)
 
+    def get_passwords(self, service: str, usernames: Iterable[str]) -> dict[str, str | None]:
+        """Return what ``get_password`` would for each of ``usernames``, read with one
+        ``GetSecrets``; any it cannot vouch for (or all, where the direct read cannot be used)
+        are left out, for the caller to read one by one."""
+        try:
+            return read_items(
+                service,
+                usernames,
+                timeout=self._timeout,
+                environ=self._environ,
+                interactive=self._interactive,
+            )
+        except (NoAnswer, Locked, Unanswered):
+            raise
+        except Unsure:
+            return {}
+
     def set_password(self, service: str, username: str, password: str) -> None:
         try:
             write_item(
@@ -195,6 +212,23 @@ def read_item(
     return _direct(
         lambda call: _read(call, service, username, encrypted, interactive), timeout, environ
     )
+
+
+def read_items(
+    service: str,
+    usernames: Iterable[str],
+    *,
+    timeout: float | None = None,
+    environ: Mapping[str, str] = os.environ,
+    interactive: bool = False,
+) -> dict[str, str | None]:
+    """Return ``read_item``'s answer for many users at once: one search each, one ``GetSecrets``.
+
+    Always over the encrypted session. A user whose item the answer leaves out or gives an
+    empty secret (a locked item, on KWallet) is left out: ``read_item`` reads it with its checks.
+    """
+    names = list(usernames)
+    return _direct(lambda call: _read_many(call, service, names, interactive), timeout, environ)
 
 
 def write_item(
@@ -441,6 +475,39 @@ def _read(
     if not plain and _locked(call, item, ITEM_INTERFACE):
         raise Locked  # locked in between: KWallet answers with an empty secret, not an error
     return plain.decode("utf-8")
+
+
+def _read_many(
+    call: _Caller, service: str, usernames: list[str], interactive: bool
+) -> dict[str, str | None]:
+    collection = _default_collection(call, interactive)
+    found: dict[str, str | None] = {}
+    paths: dict[str, str] = {}
+    for username in usernames:
+        (items,) = call(
+            collection,
+            COLLECTION_INTERFACE,
+            "SearchItems",
+            "a{ss}",
+            {"username": username, "service": service},
+        )
+        if items:
+            paths[username] = str(items[0])  # keyring's first match, as in _find
+        else:
+            found[username] = None
+    if not paths:
+        return found
+    session = call.session()
+    (secrets,) = call(
+        SERVICE_PATH, SERVICE_INTERFACE, "GetSecrets", "aoo", list(paths.values()), session.path
+    )
+    for username, path in paths.items():
+        if path in secrets:
+            _, parameters, value, _ = secrets[path]
+            plain = session.decrypt(bytes(parameters), bytes(value))
+            if plain:
+                found[username] = plain.decode("utf-8")
+    return found
 
 
 class _EncryptedSession:

@@ -120,10 +120,14 @@ class StateFiles:
 
         The read-modify-write holds a lock on the file, so that the daemon recording its plan
         cannot undo an in-flight marker or a rejection that a CLI refresh wrote meanwhile.
+        Nothing is written when nothing changes: the daemon records its plan for every account
+        at each plan, and at a thousand accounts the writes (each synced) were most of it.
         """
         with self._writing(), flocked(self.directory / f".{account}.lock"):
-            record = replace(self.load(account), **changes)
-            self.save(account, record)
+            current = self.load(account)
+            record = replace(current, **changes)
+            if record != current or not self._path(account).exists():
+                self.save(account, record)
             return record
 
     @contextlib.contextmanager
