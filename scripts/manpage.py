@@ -19,7 +19,13 @@ from tvmaniac_refreshd.cli.parser import build_parser
 from tvmaniac_refreshd.core.locations import APP
 
 # The reference pages the man page carries, each as a section named by the page's title.
-REFERENCE_PAGES = ("exit-codes.md", "refresh-timing.md", "files.md", "environment.md")
+REFERENCE_PAGES = (
+    "exit-codes.md",
+    "refresh-timing.md",
+    "alerts.md",
+    "files.md",
+    "environment.md",
+)
 SUMMARY = "keep an OAuth session alive: tokens in the OS keyring, refreshed in time"
 SEE_ALSO = r"\fBgitcredentials\fR(7), \fBsystemd.timer\fR(5), \fBsecret-tool\fR(1)"
 

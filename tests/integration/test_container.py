@@ -22,13 +22,13 @@ KEYRING_PASSWORD = "container-test-password"
 # its own so that a failed test cannot leave it running for long.
 NOTIFY_SCRIPT = """\
 import time
-import sdnotify
-notifier = sdnotify.SystemdNotifier()
-notifier.notify("READY=1")
-notifier.notify("STATUS=hello")
+from tvmaniac_refreshd.daemon.notify import Notifier
+notifier = Notifier()
+notifier.ready()
+notifier.status("hello")
 deadline = time.monotonic() + 120
 while time.monotonic() < deadline:
-    notifier.notify("WATCHDOG=1")
+    notifier.watchdog()
     time.sleep(1)
 """
 

@@ -291,8 +291,10 @@ class TestTimerJournalAndStatus:
                 "systemd",
             }
 
-            shown = machine.cli("service", "status").stdout
+            status = machine.cli("service", "status", check=False)
+            shown = status.stdout
             assert "last run: failed (exit status 75, temporary failure" in shown
+            assert status.returncode == 1  # the oneshot is failed: scripts see it too
             # In timer mode no daemon plans anything: status promises only the timer.
             account = json.loads(machine.cli("status", "--json").stdout)["accounts"][0]
             assert account["next_attempt_at"] is None

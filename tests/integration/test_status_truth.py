@@ -33,6 +33,8 @@ def test_locked_keyring_shows_what_is_known_and_still_exits_69(harness: Harness)
     assert "last attempt:         refreshed" in text.out
     assert "daemon: not running" in text.out
     assert "keyring: unavailable" in text.out
+    # Issue 26 #12: the recipe once, on the keyring's line, not again in each account's advice.
+    assert text.out.count("the keyring is locked") == 1
     assert data.code == 69
     status = json.loads(data.out)
     account = status["accounts"][0]

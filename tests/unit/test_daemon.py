@@ -355,6 +355,41 @@ class TestFailures:
 
         assert AlertEvent.FAILING in [event for _, event, _ in world.alerter.events]
 
+    def test_cli_refresh_during_backoff_replans_from_the_new_tokens(self, world: World) -> None:
+        """Issue 26 #3: new tokens stored by the CLI while the daemon backs off end the
+        backoff: the daemon plans from their due time, not the old retry."""
+        world.daemon.plan_all()
+        world.trakt.fail_with.extend([TransientError("503")] * 3)
+        world.advance_to(world.due())
+        world.advance_to(world.planned())  # type: ignore[arg-type]
+        retry = world.planned()
+        assert retry is not None
+        assert world.daemon.watches["default"].attempts == 2
+        # A CLI `refresh` stores a short-lived pair that falls due before the old retry.
+        now = int(world.clock())
+        short = TokenSet("access-cli-xxxxxxxx", "refresh-cli-xxxxxxxx", now, 40, now + 40)
+        document = world.store.load("default")
+        assert document is not None
+        world.store.save(document.__class__(**{**document.__dict__, "tokens": short}))
+        world.states.update("default", last_success_at=int(world.clock()))
+        world.daemon.notice_changes()
+
+        assert world.planned() == world.due()
+        assert world.due() < retry
+        assert world.daemon.watches["default"].attempts == 0
+        assert world.daemon.watches["default"].condition == "scheduled"
+
+    def test_status_line_names_a_failure_in_statuss_words(self, world: World) -> None:
+        """Issue 26 #4: STATUS= says "last attempt: transient" as `status` does, never a
+        Python class name."""
+        world.daemon.plan_all()
+        world.trakt.fail_with.append(TransientError("503"))
+        world.advance_to(world.due())
+
+        line = world.daemon.status_line()
+        assert line.endswith("(last attempt: transient)"), line
+        assert "Error" not in line
+
 
 class TestTick:
     def test_clock_jump_replans_at_once(self, world: World) -> None:

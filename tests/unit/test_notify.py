@@ -145,7 +145,7 @@ class TestNotifier:
     def test_status_with_newline_and_non_latin1_arrives_as_one_line(
         self, listener: Listener
     ) -> None:
-        """A STATUS that sdnotify could not encode still arrives, as one ASCII line."""
+        """A STATUS with a newline and non-Latin-1 text still arrives, as one ASCII line."""
         with notifier_for(listener) as notifier:
             assert notifier.status("next refresh → in 5h\nx")
             assert notifier.ready("café\r\tok")

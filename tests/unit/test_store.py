@@ -100,6 +100,16 @@ class TestKeyringStore:
             store.load("default")
         assert caught.value.exit_code == 69
 
+    def test_no_login_keyring_says_how_to_create_one(self) -> None:
+        """Issue 26 #12: "create a 'login' keyring" comes with the ways to do it."""
+        failing = keyring.errors.InitError("Failed to create the collection: Prompt dismissed..")
+        store = store_with(MemoryBackend(fail_with=failing))
+
+        with pytest.raises(StoreUnavailable) as caught:
+            store.load("default")
+        assert "Passwords and Keys (seahorse), + > Password keyring" in str(caught.value)
+        assert "gnome-keyring-daemon --unlock --components=secrets" in str(caught.value)
+
     @pytest.mark.parametrize(
         ("headless", "advice", "not_advice"),
         [

@@ -85,10 +85,10 @@ class StoreReport:
     backend: str
     location: str | None  # the file store's directory; None for the keyring
     protection: str
-    # Plain files an encrypted file store left behind (encrypt turned on later); None: keyring.
-    plaintext_leftovers: list[str] | None = None
     # Who answers org.freedesktop.secrets, and its version (Linux keyring store only).
     secret_service: str | None = None
+    # Plain files an encrypted file store left behind (encrypt turned on later); None: keyring.
+    plaintext_leftovers: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -131,11 +131,14 @@ class StatusReport:
         return payload
 
 
-def keeper_advice(*, daemon_pid: int | None, planned: bool, timer: bool) -> str:
+def keeper_advice(
+    *, daemon_pid: int | None, planned: bool, timer: bool, start: str | None = None
+) -> str:
     """What `status` says of a valid token: who will refresh it, as far as that is true now.
 
     ``planned``: the running daemon has written its plan for the account since the CLI last
     changed it (a login resets the plan; the daemon, told at once, writes a new one).
+    ``start``: the command that starts an installed service that is not running.
     """
     if daemon_pid:
         if planned:
@@ -149,6 +152,12 @@ def keeper_advice(*, daemon_pid: int | None, planned: bool, timer: bool) -> str:
         )
     if timer:
         return "Nothing to do: the token is valid, and the hourly timer will refresh it when due."
+    if start:
+        return (
+            "The token is valid, but the installed service is not running, so only the next "
+            f"`token` or `refresh` renews it. Start it with `{start}` (`{APP} service status` "
+            "says why it stopped)."
+        )
     return (
         "The token is valid, but no daemon or timer is running: only the next `token` or "
         f"`refresh` renews it. `{APP} service install` keeps it fresh."

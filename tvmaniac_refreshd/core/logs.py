@@ -225,8 +225,8 @@ def configure_logging(
 ) -> None:
     """Set up structlog for this process.
 
-    ``verbosity`` 0 shows info (when ``quiet``: warnings and errors only, as plain lines),
-    1 or more shows debug.
+    ``verbosity`` 0 shows info (when ``quiet`` and not on journald's stream: warnings and
+    errors only, as plain lines), 1 or more shows debug.
     ``daemon`` picks the service outputs: native journald entries when ``stream`` is journald's
     (per ``$JOURNAL_STREAM`` in ``environ``), else ``<N>``-prefixed lines on ``stream``. Without
     ``daemon``, a ``stream`` that is journald's gets the native entries too.
@@ -240,7 +240,9 @@ def configure_logging(
     _stderr_is_journal = "JOURNAL_STREAM" in env and _is_journal_stream(out, env)
     if verbosity > 0:
         level = logging.DEBUG
-    elif quiet:
+    elif quiet and not _stderr_is_journal:
+        # In the journal (a timer's oneshot), info entries are the record of what happened:
+        # a refresh's REFRESH_RESULT= must be there in timer mode as it is in daemon mode.
         level = logging.WARNING
     else:
         level = logging.INFO

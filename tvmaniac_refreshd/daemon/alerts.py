@@ -2,6 +2,8 @@
 
 ``Reminders`` decides, from the time passed in, whether an event is told at all; ``Alerter``
 does the telling on one worker thread, so the daemon never waits on a slow hook or notifier.
+
+Where a hook runs under systemd (outside our units' sandbox) is hook_sandbox.py's to say.
 """
 
 from __future__ import annotations
@@ -16,16 +18,37 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
 
 from tvmaniac_refreshd.config.settings import Alerts
+from tvmaniac_refreshd.core.durations import format_duration
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import get_logger, redact_text
+from tvmaniac_refreshd.daemon.hook_sandbox import (
+    SYSTEMD_RUN_SLACK,
+    hook_unit_name,
+    outside_sandbox,
+    sandbox_hint,
+)
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
 
 NOTIFY_TIMEOUT = 10  # a notifier stuck on a dead D-Bus session must not hold up later alerts
 OUTPUT_LIMIT = 500  # hook output is for debugging only; a chatty hook must not flood the log
 
 Runner = Callable[..., subprocess.CompletedProcess[bytes]]
 Job = Callable[[], None]
+
+
+def refreshed_message(provider: str) -> str:
+    """The REFRESHED alert's text, the same from the daemon and from a timer's pass."""
+    return f"The {provider} token was refreshed."
+
+
+def failing_message(seconds: float, error: object) -> str:
+    """The FAILING alert's text, the same from the daemon and from a timer's pass."""
+    return f"Refreshing has failed for {format_duration(seconds)}: {error}"
 
 
 class AlertEvent(StrEnum):
@@ -37,6 +60,14 @@ class AlertEvent(StrEnum):
 
 
 _STANDING = (AlertEvent.REAUTH_REQUIRED, AlertEvent.FAILING)
+
+
+class ReminderMemory(Protocol):
+    """Decides whether an event is told now (``Reminders`` in memory, or a state file's)."""
+
+    def should_tell(
+        self, account: str, event: AlertEvent, remind_every: float, now: float
+    ) -> bool: ...
 
 
 class Reminders:
@@ -111,7 +142,8 @@ def _next_step(account: str, verb: str) -> str:
 
 
 def _output(data: bytes | None) -> str:
-    return (data or b"").decode(errors="replace")[:OUTPUT_LIMIT]
+    # Without the final newline, which would end the journal's MESSAGE in a dangling line.
+    return (data or b"").decode(errors="replace")[:OUTPUT_LIMIT].rstrip()
 
 
 def _osascript_quote(text: str) -> str:
@@ -196,14 +228,18 @@ class Alerter:
         which: Callable[[str], str | None] = shutil.which,
         platform: str = sys.platform,
         desktop: bool = True,
+        reminders: ReminderMemory | None = None,
+        unit: str | None = None,
     ) -> None:
         """``desktop=False``: no notification can reach a screen (an agent outside any login
-        session); only hooks run."""
+        session); only hooks run. ``unit``: the systemd unit we run in (see current_unit),
+        whose sandbox hooks avoid."""
         self._runner = runner
         self._which = which
         self._platform = platform
         self._desktop = desktop
-        self._reminders = Reminders()
+        self._reminders = reminders if reminders is not None else Reminders()
+        self._unit = unit
         self._lock = threading.Lock()  # accounts refresh concurrently; the reminders are shared
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._closed = False
@@ -275,12 +311,19 @@ class Alerter:
             "TVMANIAC_REFRESHD_EVENT": str(event),
             "TVMANIAC_REFRESHD_MESSAGE": message,
         }
+        command, wait = list(argv), timeout
+        outside = self._unit is not None and self._which("systemd-run") is not None
+        if outside:
+            name = hook_unit_name()
+            command = outside_sandbox(argv, name=name, event=str(event), timeout=timeout)
+            wait = timeout + SYSTEMD_RUN_SLACK
+            log = log.bind(unit=name)
         try:
             result = self._runner(
-                list(argv),
+                command,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
-                timeout=timeout,
+                timeout=wait,
                 env=env,
                 check=False,
             )
@@ -288,12 +331,31 @@ class Alerter:
             log.warning("hook.timed_out", timeout=timeout)
             return
         except OSError as exc:
-            log.warning("hook.failed", error=str(exc))
+            self._hook_failed(log, str(exc), sandboxed=not outside)
             return
         stdout, stderr = _output(result.stdout), _output(result.stderr)
         log.debug("hook.output", status=result.returncode, stdout=stdout, stderr=stderr)
         if result.returncode != 0:
-            log.warning("hook.failed", status=result.returncode, stderr=stderr)
+            self._hook_failed(log, stderr, sandboxed=not outside, status=result.returncode)
+        else:
+            log.info("hook.finished", status=0)
+
+    def _hook_failed(
+        self,
+        log: FilteringBoundLogger,
+        problem: str,
+        *,
+        sandboxed: bool,
+        status: int | None = None,
+    ) -> None:
+        """Log a failed hook; say so when the sandbox is the likely cause (see sandbox_hint)."""
+        fields: dict[str, object] = (
+            {"error": problem} if status is None else {"status": status, "stderr": problem}
+        )
+        hint = sandbox_hint(self._unit, problem) if sandboxed and self._unit else None
+        if hint:
+            fields["hint"] = hint
+        log.warning("hook.failed", **fields)
 
     def _notify(self, account: str, event: AlertEvent, message: str, provider: str | None) -> None:
         if not self._desktop:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from tvmaniac_refreshd.config.settings import Account, Config
-from tvmaniac_refreshd.core.durations import format_duration
 from tvmaniac_refreshd.core.errors import (
     NotLoggedIn,
     RefreshdError,
@@ -26,11 +25,11 @@ from tvmaniac_refreshd.core.errors import (
 )
 from tvmaniac_refreshd.core.logs import get_logger
 from tvmaniac_refreshd.core.policy import refresh_due_at, retry_delay
-from tvmaniac_refreshd.daemon.alerts import Alerter, AlertEvent
+from tvmaniac_refreshd.daemon.alerts import Alerter, AlertEvent, failing_message, refreshed_message
 from tvmaniac_refreshd.daemon.refresher import Refresher
 from tvmaniac_refreshd.daemon.scheduler import Planner
 from tvmaniac_refreshd.providers.factory import wording_for
-from tvmaniac_refreshd.storage.state import StateFiles
+from tvmaniac_refreshd.storage.state import RefreshResult, StateFiles, token_digest
 
 # Wall and monotonic clocks drifting apart by more than this means a suspend or a clock change.
 CLOCK_JUMP_SECONDS = 5.0
@@ -58,8 +57,9 @@ class Watch:
     next_at: float | None = None
     attempts: int = 0  # consecutive failures
     failing_since: float | None = None
-    last_result: str | None = None
+    last_result: str | None = None  # in `status`'s words (RefreshResult), for STATUS=
     stamp: int | None = None  # state file's mtime after we last looked, to notice the CLI
+    token: str | None = None  # digest of the refresh token last seen, to notice new tokens
 
 
 def _listed(watch: Watch) -> bool:
@@ -149,9 +149,9 @@ class Daemon:
                 fresh = refresher.ensure_fresh()
                 document = fresh.document
                 if fresh.refreshed:
-                    watch.last_result = "refreshed"
+                    watch.last_result = RefreshResult.REFRESHED
                     name = wording_for(account).name
-                    self._alert(account, AlertEvent.REFRESHED, f"The {name} token was refreshed.")
+                    self._alert(account, AlertEvent.REFRESHED, refreshed_message(name))
             else:
                 document = refresher.load()
         except NotLoggedIn:
@@ -164,9 +164,14 @@ class Daemon:
         except (TransientError, StoreUnavailable, RefreshdError) as exc:
             self._failed(account, watch, exc)
             return
-        if watch.attempts and refresh:
+        seen = token_digest(document.tokens.refresh_token)
+        # New tokens stored by another process (a CLI `refresh` or `login`) end the backoff:
+        # waiting out a retry planned for the old ones could let the new ones expire.
+        replaced = watch.token is not None and watch.token != seen
+        watch.token = seen
+        if watch.attempts and (refresh or replaced):
             self._log.info("daemon.recovered", account=account.name, after=watch.attempts)
-        if watch.attempts and not refresh and watch.next_at and watch.next_at > self._clock():
+        elif watch.attempts and watch.next_at and watch.next_at > self._clock():
             return  # a retry is already planned; planning again must not skip the backoff
         watch.attempts = 0
         watch.failing_since = None
@@ -181,7 +186,9 @@ class Daemon:
         now = self._clock()
         watch.attempts += 1
         watch.failing_since = watch.failing_since or now
-        watch.last_result = type(error).__name__
+        watch.last_result = (
+            RefreshResult.TRANSIENT if isinstance(error, TransientError) else RefreshResult.FAILED
+        )
         retry_after = error.retry_after if isinstance(error, TransientError) else None
         delay = retry_delay(
             watch.attempts, account.retry, retry_after=retry_after, share=self._share()
@@ -201,9 +208,7 @@ class Daemon:
         )
         if now - watch.failing_since >= account.alerts.failing_for:
             self._alert(
-                account,
-                AlertEvent.FAILING,
-                f"Refreshing has failed for {format_duration(now - watch.failing_since)}: {error}",
+                account, AlertEvent.FAILING, failing_message(now - watch.failing_since, error)
             )
 
     def _plan(self, account: Account, watch: Watch, condition: Condition, when: float) -> None:
@@ -313,7 +318,7 @@ class Daemon:
                 verb = "next refresh" if watch.condition is Condition.SCHEDULED else "retry"
                 text = f"{name}: {verb} at {clock_time(watch.next_at, now)}"
                 if watch.last_result:
-                    text += f", last {watch.last_result}"
+                    text += f" (last attempt: {watch.last_result})"
                 parts.append(text)
         return "; ".join(parts) or "no accounts"
 

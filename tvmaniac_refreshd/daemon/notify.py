@@ -1,8 +1,10 @@
 """sd_notify for the daemon under systemd ``Type=notify``: readiness, status, watchdog, stopping.
 
-Sending goes through ``sdnotify``. Its quirks are handled here: it reads ``os.environ`` itself,
-connects once at construction and swallows every exception, and it encodes Latin-1, so a STATUS
-it cannot encode is dropped without a trace. Every STATUS is therefore sanitized before sending.
+The protocol is one datagram on the AF_UNIX socket named by ``$NOTIFY_SOCKET``, which systemd
+guarantees stable (sd_notify(3), systemd.io/PORTABILITY_AND_STABILITY). It is sent here in a
+few lines instead of through the ``sdnotify`` package, which shipped only as a source archive
+(a "legacy setup.py install" warning with Debian 12's pip, an error once pip stops building
+without ``wheel``), read ``os.environ`` itself, encoded Latin-1 and swallowed every error.
 
 ``WATCHDOG=1`` is sent by a job of the daemon's own scheduler (see runner.py), so a wedged
 scheduler stops the pings and systemd restarts the service.
@@ -20,8 +22,6 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Protocol
 
-import sdnotify
-
 from tvmaniac_refreshd.core.logs import get_logger, redact_text
 
 STATUS_MAX_CHARS = 200
@@ -38,20 +38,15 @@ class NotifySender(Protocol):
         """Release the socket."""
 
 
-class _SdnotifySender(sdnotify.SystemdNotifier):  # type: ignore[misc]  # sdnotify is untyped
-    """``sdnotify.SystemdNotifier``, connected to an address we choose.
+class _SocketSender:
+    """A datagram socket connected to the notify socket at ``address``.
 
-    Why a subclass: the library's constructor reads ``NOTIFY_SOCKET`` from ``os.environ`` rather
-    than the environ we were given, opens a blocking socket that hooks would inherit (no
-    ``SOCK_NONBLOCK``, no ``SOCK_CLOEXEC``), and hides connect errors. So this constructor
-    connects the socket itself and does not call the library's; ``notify`` (the library's
-    Latin-1 encoding and send, see ``sanitize_status``) is inherited, with ``debug`` on so that
-    a failed send raises and is logged instead of vanishing.
+    Non-blocking: if nobody reads the socket (a stuck manager, a test), a message is dropped
+    and logged rather than freezing the scheduler thread or shutdown. Close-on-exec, so that
+    hooks and other children never inherit it.
     """
 
-    def __init__(self, address: str) -> None:  # not super().__init__: see the class docstring
-        # Non-blocking: if nobody reads the socket (a stuck manager, a test), a message is
-        # dropped and logged rather than freezing the scheduler thread or shutdown.
+    def __init__(self, address: str) -> None:
         sock = socket.socket(
             socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
         )
@@ -61,7 +56,9 @@ class _SdnotifySender(sdnotify.SystemdNotifier):  # type: ignore[misc]  # sdnoti
             sock.close()
             raise
         self.socket = sock
-        self.debug = True
+
+    def notify(self, state: str) -> None:
+        self.socket.send(state.encode("utf-8"))
 
     def close(self) -> None:
         self.socket.close()
@@ -81,8 +78,8 @@ def sanitize_status(text: str) -> str:
     """Return ``text`` as one short ASCII line that systemd will accept as a STATUS."""
     # Before truncation, so that no cut could leave part of a secret behind.
     text = redact_text(text)
-    # sdnotify encodes Latin-1 and systemd drops a STATUS that is not valid UTF-8, so only ASCII
-    # survives both; accents are folded (é -> e) before the rest becomes '?'.
+    # One ASCII line reads the same in every terminal, locale and log that shows it (systemctl
+    # status, scripts reading StatusText=); accents are folded (é -> e), the rest becomes '?'.
     folded = "".join(
         ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch)
     )
@@ -112,7 +109,7 @@ class Notifier:
         self,
         environ: Mapping[str, str] | None = None,
         *,
-        factory: Callable[[str], NotifySender] = _SdnotifySender,
+        factory: Callable[[str], NotifySender] = _SocketSender,
         monotonic_ns: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         env = os.environ if environ is None else environ

@@ -152,24 +152,53 @@ class Refresher:
             TransientError: try again later; the stored tokens are unchanged.
             ClientRejected, StoreUnavailable, StoreCorrupt, RefreshdError.
         """
-        kept = self._store_unsaved()
-        if kept is not None:
-            return Fresh(kept, Freshness.REFRESHED)
-        document = self._load()
-        if not force and not self._due(document, min_valid):
-            return Fresh(document, Freshness.NOT_DUE)
-        with contextlib.ExitStack() as held:
-            held.enter_context(
-                account_lock(self._lock_dir, self.account.name, timeout=self._lock_timeout)
-            )
-            current = self._load()
-            if current.tokens.refresh_token != document.tokens.refresh_token:
-                # Another process refreshed while we waited: its pair is as fresh as a pair can
-                # be, and refreshing again would only spend a token for nothing.
-                return Fresh(current, Freshness.BY_OTHER)
-            if not force and not self._due(current, min_valid):
-                return Fresh(current, Freshness.NOT_DUE)
-            return Fresh(self._refresh_locked(current, held), Freshness.REFRESHED)
+        spending = False
+        try:
+            kept = self._store_unsaved()
+            if kept is not None:
+                return Fresh(kept, Freshness.REFRESHED)
+            document = self._load()
+            if not force and not self._due(document, min_valid):
+                return self._kept(Fresh(document, Freshness.NOT_DUE))
+            with contextlib.ExitStack() as held:
+                held.enter_context(
+                    account_lock(self._lock_dir, self.account.name, timeout=self._lock_timeout)
+                )
+                current = self._load()
+                if current.tokens.refresh_token != document.tokens.refresh_token:
+                    # Another process refreshed while we waited: its pair is as fresh as a pair
+                    # can be, and refreshing again would only spend a token for nothing.
+                    return self._kept(Fresh(current, Freshness.BY_OTHER))
+                if not force and not self._due(current, min_valid):
+                    return self._kept(Fresh(current, Freshness.NOT_DUE))
+                spending = True  # from here on, _refresh_locked logs the outcome itself
+                return Fresh(self._refresh_locked(current, held), Freshness.REFRESHED)
+        except RefreshdError as exc:
+            if not spending:
+                self._log_unsent(exc)
+            raise
+
+    def _kept(self, fresh: Fresh) -> Fresh:
+        """Log a call that sent nothing, with the fields of a refresh (REFRESH_RESULT=)."""
+        self._log.info(
+            "refresh.finished",
+            outcome=fresh.how.value,
+            expires_at=fresh.document.tokens.expires_at,
+        )
+        return fresh
+
+    def _log_unsent(self, exc: RefreshdError) -> None:
+        """Log why nothing was sent: every call gets one entry with REFRESH_RESULT=."""
+        if isinstance(exc, NotLoggedIn):
+            self._log.info("refresh.finished", outcome="logged_out")
+        elif isinstance(exc, SessionRejected):
+            self._log.warning("refresh.finished", outcome="reauth_required", error=str(exc))
+        elif isinstance(exc, StoreUnavailable):
+            self._log.warning("refresh.finished", outcome="store_unavailable", error=str(exc))
+        elif isinstance(exc, TransientError):
+            self._log.warning("refresh.finished", outcome=RefreshResult.TRANSIENT, error=str(exc))
+        else:
+            self._log.error("refresh.finished", outcome=RefreshResult.FAILED, error=str(exc))
 
     def _due(self, document: TokenDocument, min_valid: int | None) -> bool:
         return needs_refresh(

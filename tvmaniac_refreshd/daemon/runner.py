@@ -26,6 +26,7 @@ from tvmaniac_refreshd.core.logs import get_logger
 from tvmaniac_refreshd.daemon import instance
 from tvmaniac_refreshd.daemon.alerts import Alerter
 from tvmaniac_refreshd.daemon.decisions import Daemon
+from tvmaniac_refreshd.daemon.hook_sandbox import current_unit
 from tvmaniac_refreshd.daemon.notify import Notifier, watchdog_interval
 from tvmaniac_refreshd.daemon.scheduler import Scheduler
 from tvmaniac_refreshd.storage.paths import state_dir
@@ -160,7 +161,7 @@ def run_daemon(
             )
         notifier = Notifier(environ)
         scheduler = Scheduler(max_workers=config.daemon.max_concurrency)
-        alerter = Alerter(desktop=not in_background_session(environ))
+        alerter = Alerter(desktop=not in_background_session(environ), unit=current_unit(environ))
         daemon = Daemon(
             config,
             planner=scheduler,

@@ -55,11 +55,6 @@ def template(relative: str) -> Path:
     raise ServiceError(f"the packaged file {relative} is missing; reinstall tvmaniac-refreshd")
 
 
-def readme() -> Path:
-    """Return the README shipped with this installation (the units' Documentation=)."""
-    return template("README.md")
-
-
 def exec_argv(config: str | None) -> list[str]:
     """Return the absolute command that starts this installation.
 
@@ -156,6 +151,10 @@ class ServiceState:
     detail: str = ""  # e.g. the daemon's STATUS= text, the last result
     lingering: bool | None = None  # systemd: does the user manager outlive logins?
     files: tuple[str, ...] = ()
+    # What keeps the service from working and what to do, e.g. the unit's interpreter is gone.
+    problem: str = ""
+    failed: bool = False  # the manager counts the service as failed (`service status` exits 1)
+    start: str | None = None  # the command that starts it, when it is installed but not running
     # Not failures, but worth saying: e.g. the agent runs another installation's program.
     warnings: list[str] = field(default_factory=list)
 
@@ -173,6 +172,9 @@ class ServiceState:
             "detail": self.detail,
             "lingering": self.lingering,
             "files": list(self.files),
+            "problem": self.problem or None,
+            "failed": self.failed,
+            "start": self.start,
             "warnings": list(self.warnings),
         }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import re
 import site
 import sys
@@ -19,10 +20,17 @@ from tvmaniac_refreshd.service.base import (
     ServiceState,
     check_renderable,
     other_mode,
-    readme,
     template,
     write_atomically,
 )
+from tvmaniac_refreshd.service.systemd_words import (
+    REINSTALL,
+    exec_interpreter,
+    exit_reason,
+    replacing,
+)
+from tvmaniac_refreshd.storage.locks import remove_unheld
+from tvmaniac_refreshd.storage.paths import lock_dir
 from tvmaniac_refreshd.storage.safe_files import ensure_private_dir
 
 DAEMON_UNIT = f"{APP}.service"
@@ -34,20 +42,16 @@ UNITS: dict[ServiceMode, tuple[str, ...]] = {
 }
 # What `enable` and `restart` act on in each mode.
 ENTRY: dict[ServiceMode, str] = {"daemon": DAEMON_UNIT, "timer": TIMER_UNIT}
+# The service that runs our code in each mode: its drop-ins and its ExecStart= are the ones
+# that count (in timer mode `systemctl --user edit tvmaniac-refreshd` changes nothing).
+WORKER: dict[ServiceMode, str] = {"daemon": DAEMON_UNIT, "timer": TIMER_SERVICE}
+ALL_UNITS = (DAEMON_UNIT, TIMER_SERVICE, TIMER_UNIT)
 # systemctl's words when there is no user manager: no bus at all, or a session bus on which
 # systemd (org.freedesktop.systemd1) cannot be found or started.
 # What PrivateTmp= replaces with directories of the unit's own (names, not places we write).
 PRIVATE_TMP_DIRS = ("/tmp/", "/var/tmp/")  # noqa: S108
 NO_MANAGER = ("Failed to connect to bus", "No medium found", "org.freedesktop.systemd1")
 _PLAIN = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
-# What the oneshot's exit statuses mean (cli/parser.py's EXIT_CODES), for `service status`.
-EXIT_MEANINGS = {
-    "1": "failure",
-    "69": "keyring unavailable",
-    "75": "temporary failure, tokens kept",
-    "77": "login needed",
-    "78": "invalid config",
-}
 
 
 def quote_exec(argument: str) -> str:
@@ -109,8 +113,8 @@ def _installation(argv: Sequence[str]) -> list[str]:
 
 
 def render(name: str, argv: Sequence[str], *, home: Path | None = None) -> bytes:
-    """Return unit ``name`` with this installation's command and README filled in."""
-    check_renderable([*argv, str(readme())])
+    """Return unit ``name`` with this installation's command filled in."""
+    check_renderable(argv)
     text = template(f"systemd/{name}").read_text(encoding="utf-8")
     text = text.replace("@EXEC@", " ".join(quote_exec(part) for part in argv))
     hidden = home_binds(_installation(argv), str(home or Path.home()))
@@ -126,7 +130,7 @@ def render(name: str, argv: Sequence[str], *, home: Path | None = None) -> bytes
         text = text.replace(
             "\nPrivateTmp=yes\n", f"\nPrivateTmp=yes\nBindReadOnlyPaths={listed}\n", 1
         )
-    return text.replace("file://@README@", readme().as_uri()).encode()
+    return text.encode()
 
 
 def _unavailable(message: str) -> ServiceUnavailable:
@@ -206,15 +210,13 @@ class Systemd:
         created = [path for path in plan.write if not path.exists()]
         try:
             for path, content in plan.write.items():
-                if path.exists() and path.read_bytes() != content:
-                    # Our units are regenerated on every install; edits belong in a drop-in.
-                    out.write(
-                        f"Replacing {path}, which differed from the packaged unit. Keep local "
-                        f"changes in a drop-in instead: systemctl --user edit {path.name}\n"
-                    )
+                if path.exists() and (old := path.read_bytes()) != content:
+                    out.write(replacing(path, old, content, argv[0]))
                 write_atomically(path, content)
             if stale:
                 self._systemctl(*commands[0], check=False)
+                # A failed unit outlives its file ("not-found failed", a degraded manager).
+                self._systemctl("reset-failed", *stale, check=False)
             for path in plan.remove:
                 path.unlink(missing_ok=True)
             for command in commands[1 if stale else 0 :]:
@@ -227,19 +229,41 @@ class Systemd:
         what = "daemon service" if mode == "daemon" else "hourly timer"
         out.write(f"Installed and started the {what}: {ENTRY[mode]} in {self.unit_dir}\n")
         out.write("Follow it with: journalctl --user -u 'tvmaniac-refreshd*' -f\n")
+        self._tell_where_settings_go(mode, out)
         self._warn_without_linger(out)
 
+    def _tell_where_settings_go(self, mode: ServiceMode, out: TextIO) -> None:
+        """Name the unit whose drop-ins count in ``mode``, and the drop-ins that no longer do."""
+        worker = WORKER[mode]
+        if mode == "daemon":
+            out.write(
+                f"Local settings (Environment=, BindPaths=): systemctl --user edit "
+                f"{worker}; then systemctl --user restart {worker}\n"
+            )
+        else:
+            out.write(
+                f"Local settings (Environment=, BindPaths=): systemctl --user edit {worker} "
+                "(not tvmaniac-refreshd.service: that is daemon mode's unit); they apply from "
+                "its next run, with no reload\n"
+            )
+        idle = self.unit_dir / f"{WORKER[other_mode(mode)]}.d"
+        if idle.is_dir() and any(idle.iterdir()):
+            out.write(
+                f"Note: your drop-ins in {idle} do not apply in {mode} mode; move what you "
+                f"still need to {self.unit_dir / (worker + '.d')}\n"
+            )
+
     def uninstall(self, *, dry_run: bool, out: TextIO) -> None:
-        """Stop, disable and remove whichever units are installed; fine if none are."""
-        present = [
-            unit for units in UNITS.values() for unit in units if (self.unit_dir / unit).exists()
-        ]
+        """Stop, disable and remove whichever units are installed, and what they left behind
+        (a failed unit, the daemon's pid file, free locks); fine if none are."""
+        present = [unit for unit in ALL_UNITS if (self.unit_dir / unit).exists()]
         if dry_run:
             for unit in present:
                 out.write(f"would remove {self.unit_dir / unit}\n")
             if present:
                 out.write(f"would run: systemctl --user disable --now {' '.join(present)}\n")
             out.write("would run: systemctl --user daemon-reload\n")
+            out.write(f"would run: systemctl --user reset-failed {' '.join(ALL_UNITS)}\n")
             return
         if present:
             self._systemctl("disable", "--now", *present, check=False)
@@ -249,11 +273,34 @@ class Systemd:
         for unit in present:
             (self.unit_dir / unit).unlink(missing_ok=True)
         self._systemctl("daemon-reload")
+        # Every name, not only the files found: a unit that failed before an earlier uninstall
+        # or a mode switch stays "not-found failed" (and the manager "degraded") until this.
+        for unit in ALL_UNITS:
+            self._systemctl("reset-failed", unit, check=False)
+        leftovers = self._remove_leftovers()
         if present:
-            self._systemctl("reset-failed", *present, check=False)
             out.write(f"Removed {', '.join(present)} from {self.unit_dir}\n")
         else:
             out.write("No tvmaniac-refreshd units were installed; nothing to do.\n")
+        if leftovers:
+            out.write(f"Removed what the service left behind: {', '.join(leftovers)}\n")
+        drop_ins = [self.unit_dir / f"{unit}.d" for unit in ALL_UNITS]
+        for directory in drop_ins:
+            if directory.is_dir():
+                out.write(f"Kept your drop-ins in {directory} (delete them yourself if unwanted)\n")
+
+    def _remove_leftovers(self) -> list[str]:
+        """Remove the stopped daemon's pid file and the lock files no process holds."""
+        locks = lock_dir(self._environ)  # the runtime directory the units preserve
+        candidates = sorted(self.state_dir.glob("daemon-*.pid")) + sorted(locks.glob("*.lock"))
+        removed = [str(path) for path in candidates if remove_unheld(path)]
+        try:
+            locks.rmdir()  # RuntimeDirectoryPreserve= kept it; only if nothing is left
+        except OSError:
+            pass
+        else:
+            removed.append(str(locks))
+        return removed
 
     def state(self) -> ServiceState:
         """Report the installed mode and what systemd says of it."""
@@ -261,42 +308,91 @@ class Systemd:
         files = tuple(str(self.unit_dir / unit) for unit in (UNITS[mode] if mode else ()))
         if mode is None:
             return ServiceState("systemd", None, "not installed", lingering=self._lingering())
-        fields = self._show(ENTRY[mode], "ActiveState,SubState,Result,StatusText,NRestarts")
-        active = f"{fields.get('ActiveState', '?')} ({fields.get('SubState', '?')})"
+        fields = self._show(
+            ENTRY[mode],
+            "ActiveState,SubState,Result,StatusText,NRestarts,ExecMainStatus,ExecMainCode",
+        )
+        state = fields.get("ActiveState", "?")
+        active = f"{state} ({fields.get('SubState', '?')})"
+        failed = state == "failed"
+        running = state in ("active", "reloading", "activating", "deactivating")
+        start = None if running else f"systemctl --user start {ENTRY[mode]}"
         if mode == "timer":
-            detail = self._last_run()
+            detail, run_failed = self._last_run()
+            failed = failed or run_failed
+            if start:
+                detail = f"the timer is stopped; start it with: {start}; {detail}"
         else:
-            detail = fields.get("StatusText", "") or f"result: {fields.get('Result', '?')}"
-            if fields.get("NRestarts", "0") not in ("", "0"):
-                detail += f"; restarted {fields['NRestarts']} times"
-        return ServiceState("systemd", mode, active, detail, self._lingering(), files)
+            detail = self._daemon_detail(fields)
+        return ServiceState(
+            "systemd",
+            mode,
+            active,
+            detail,
+            self._lingering(),
+            files,
+            problem=self._interpreter_problem(mode),
+            failed=failed,
+            start=start,
+        )
+
+    def _daemon_detail(self, fields: Mapping[str, str]) -> str:
+        """What the daemon says (only while it runs: a dead one's STATUS= is stale), or why it
+        stopped and what to do."""
+        state = fields.get("ActiveState")
+        if state in ("active", "reloading", "activating", "deactivating"):
+            detail = fields.get("StatusText", "") or state or ""
+        elif state == "failed":
+            detail = (
+                f"failed: {exit_reason(fields)}; once fixed: systemctl --user restart {DAEMON_UNIT}"
+            )
+        else:
+            detail = f"stopped; start it with: systemctl --user start {DAEMON_UNIT}"
+        restarts = fields.get("NRestarts", "0")
+        if restarts not in ("", "0"):
+            detail += f"; restarted {restarts} time{'' if restarts == '1' else 's'}"
+        return detail
+
+    def _interpreter_problem(self, mode: ServiceMode) -> str:
+        """Say so when the installed unit's interpreter is gone (a moved or removed venv)."""
+        try:
+            unit = (self.unit_dir / WORKER[mode]).read_bytes()
+        except OSError:
+            return ""
+        program = exec_interpreter(unit)
+        if program is None or os.path.exists(program):
+            return ""
+        return (
+            f"the unit's interpreter {program} is missing (its installation was moved or "
+            f"removed), so the service cannot start: {REINSTALL}"
+        )
 
     def _show(self, unit: str, properties: str) -> dict[str, str]:
         shown = self._systemctl("show", "-p", properties, unit)
         return dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
 
-    def _last_run(self) -> str:
-        """The oneshot's last run (its result, exit status and time) and the timer's next one.
+    def _last_run(self) -> tuple[str, bool]:
+        """The oneshot's last run (its result, exit status and time) and the timer's next one,
+        and whether that run failed.
 
         The timer's own Result= says nothing about the runs it started, so it is the service
         that is asked; a service that never started since the user manager did has no exit time.
         """
-        run = self._show(TIMER_SERVICE, "ActiveState,Result,ExecMainStatus,ExecMainExitTimestamp")
+        run = self._show(
+            TIMER_SERVICE,
+            "ActiveState,Result,ExecMainStatus,ExecMainCode,ExecMainExitTimestamp",
+        )
         timer = self._show(TIMER_UNIT, "NextElapseUSecRealtime")
+        failed = run.get("ActiveState") == "failed"
         if run.get("ActiveState") in ("activating", "deactivating"):
             last = "last run: running now"
         elif not run.get("ExecMainExitTimestamp"):
             last = "last run: never ran"
         else:
-            status = run.get("ExecMainStatus", "?")
             outcome = "succeeded" if run.get("Result") == "success" else "failed"
-            meaning = EXIT_MEANINGS.get(status)
-            code = f"exit status {status}" + (f", {meaning}" if meaning else "")
-            if run.get("Result") not in ("success", "exit-code", None):
-                code += f"; {run['Result']}"
-            last = f"last run: {outcome} ({code}) at {run['ExecMainExitTimestamp']}"
+            last = f"last run: {outcome} ({exit_reason(run)}) at {run['ExecMainExitTimestamp']}"
         following = timer.get("NextElapseUSecRealtime")
-        return f"{last}; next run: {following}" if following else last
+        return (f"{last}; next run: {following}" if following else last), failed
 
     def _lingering(self) -> bool | None:
         user = self._environ.get("USER") or getpass.getuser()

@@ -22,6 +22,7 @@ from tvmaniac_refreshd.storage.backend import SecretBackend
 from tvmaniac_refreshd.storage.locks import flocked
 from tvmaniac_refreshd.storage.secret_service import Locked, NoAnswer, Unanswered
 from tvmaniac_refreshd.storage.secret_service_owner import (
+    HEADLESS_UNLOCK,
     SecretServiceOwner,
     locked_advice,
     prompt_advice,
@@ -109,7 +110,10 @@ def _unavailable(exc: BaseException, *, locked: Callable[[], str]) -> StoreUnava
     if name == "InitError" or "Prompt dismissed" in text:
         return StoreUnavailable(
             "the keyring has no default collection and could not create one (the prompt was "
-            "dismissed or no display is available); create a 'login' keyring, then try again"
+            "dismissed or no display is available). Create the 'login' keyring, then try again: "
+            "on a desktop, in Passwords and Keys (seahorse), + > Password keyring, named login "
+            "(then right-click > Set as default); from a shell (gnome-keyring), "
+            f"{HEADLESS_UNLOCK}, which creates it with the password you type"
         )
     if name == "NoKeyringError" or "DBUS_SESSION_BUS_ADDRESS" in text or isinstance(exc, OSError):
         return StoreUnavailable(

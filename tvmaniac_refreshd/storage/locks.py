@@ -33,12 +33,54 @@ def flocked(path: Path, *, wait: float | None = None) -> Iterator[int | None]:
         UnsafeLocation: the directory or the file is not safely ours.
         OSError: the lock file cannot be created.
     """
-    ensure_private_dir(path.parent)
-    fd = open_private(path, os.O_RDWR | os.O_CREAT)
+    deadline = None if wait is None else time.monotonic() + wait
+    while True:
+        ensure_private_dir(path.parent)
+        fd = open_private(path, os.O_RDWR | os.O_CREAT)
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        held = _acquire(fd, left)
+        if held and not _still_there(fd, path):
+            # `service uninstall` removed the file while we waited (remove_unheld): a lock on
+            # the removed file would not exclude a process that opens the path anew.
+            os.close(fd)
+            continue
+        break
     try:
-        yield fd if _acquire(fd, wait) else None
+        yield fd if held else None
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def _still_there(fd: int, path: Path) -> bool:
+    try:
+        named = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def remove_unheld(path: Path) -> bool:
+    """Remove the lock file ``path`` if no process holds it; return whether it was removed.
+
+    It is locked first and removed while locked, so a process that opened it meanwhile finds it
+    gone once it gets the lock, and locks the path anew (see ``flocked``).
+    """
+    try:
+        fd = open_private(path, os.O_RDWR)
+    except (OSError, UnsafeLocation):
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        if not _still_there(fd, path):
+            return False
+        path.unlink()
+        return True
+    finally:
+        os.close(fd)
 
 
 def _acquire(fd: int, wait: float | None) -> bool:

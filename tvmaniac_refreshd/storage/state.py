@@ -57,6 +57,11 @@ class AccountRecord:
     in_flight_since: int | None = None
     # When the daemon plans to try next (due time, or a retry after a failure).
     next_attempt_at: int | None = None
+    # Alerts told by a pass of `refresh --all` (timer mode), kept between passes: when the
+    # current run of failures began, and when each standing alert was last told.
+    failing_since: int | None = None
+    told_reauth_at: int | None = None
+    told_error_at: int | None = None
     # Who the provider says logged in (its user name), asked right after the login.
     logged_in_as: str | None = None
 
@@ -78,6 +83,9 @@ class RecordChanges(TypedDict, total=False):
     in_flight_token: str | None
     in_flight_since: int | None
     next_attempt_at: int | None
+    failing_since: int | None
+    told_reauth_at: int | None
+    told_error_at: int | None
     logged_in_as: str | None
 
 

@@ -221,6 +221,8 @@ def _check_service(report: _Report) -> None:
     report.line(
         ok, "service", f"{state.manager}: {state.mode} mode, {state.active}; {state.detail}"
     )
+    if state.problem:
+        report.line(False, "service", state.problem)
     for warning in state.warnings:
         report.line(None, "service", warning)
     if state.lingering is False:

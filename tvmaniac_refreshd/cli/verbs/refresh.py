@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb
@@ -18,10 +19,14 @@ from tvmaniac_refreshd.core.errors import (
     EXIT_TEMPORARY,
     NotLoggedIn,
     RefreshdError,
-    SessionRejected,
 )
-from tvmaniac_refreshd.core.launchd_log import trim_launchd_logs
+from tvmaniac_refreshd.core.launchd_log import in_background_session, trim_launchd_logs
 from tvmaniac_refreshd.core.policy import refresh_due_at
+
+if TYPE_CHECKING:
+    from tvmaniac_refreshd.config.settings import Account
+    from tvmaniac_refreshd.daemon.pass_alerts import PassAlerts
+    from tvmaniac_refreshd.daemon.refresher import Fresh
 
 # When several accounts fail differently, the exit code reports the one most in need of a human.
 SEVERITY = (EXIT_CONFIG, EXIT_STORE_UNAVAILABLE, EXIT_REAUTH, EXIT_FAILURE, EXIT_TEMPORARY)
@@ -45,36 +50,61 @@ def run(app: App, options: RefreshOptions) -> int:
     codes: list[int] = []
     changed = False
     accounts = app.selected(every=options.all)
-    for account in accounts:
-        try:
-            fresh = app.refresher(account).ensure_fresh(force=options.force)
-        except SessionRejected as exc:
-            if isinstance(exc, NotLoggedIn) and len(accounts) > 1:
-                app.out.write(f"{account.name}: not logged in; skipped\n")
+    # The pass the timer (or cron) runs tells the user as the daemon would: [alerts].
+    alerts = _pass_alerts(app) if options.all else None
+    try:
+        for account in accounts:
+            try:
+                fresh = app.refresher(account).ensure_fresh(force=options.force)
+            except RefreshdError as exc:
+                if alerts is not None:
+                    alerts.outcome(account, exc)
+                if isinstance(exc, NotLoggedIn) and len(accounts) > 1:
+                    app.out.write(f"{account.name}: not logged in; skipped\n")
+                    continue
+                temporary = exc.exit_code == EXIT_TEMPORARY
+                app.problem(f"{account.name}: {exc}", temporary=temporary)
+                codes.append(exc.exit_code)
                 continue
-            app.problem(f"{account.name}: {exc}", temporary=False)
-            codes.append(exc.exit_code)
-            continue
-        except RefreshdError as exc:
-            app.problem(f"{account.name}: {exc}", temporary=exc.exit_code == EXIT_TEMPORARY)
-            codes.append(exc.exit_code)
-            continue
-        changed = changed or fresh.refreshed
-        tokens = fresh.document.tokens
-        due = refresh_due_at(tokens, account.refresh, salt=account.name)
-        if fresh.refreshed:
-            what = "refreshed"
-        elif fresh.by_other:
-            what = "refreshed by another process"
-        else:
-            what = "not due"
-        app.out.write(
-            f"{account.name}: {what}; expires {iso(tokens.expires_at)}, next refresh due "
-            f"{iso(due)} (in {format_duration(due - app.clock())})\n"
-        )
+            if alerts is not None:
+                alerts.outcome(account, fresh)
+            changed = _report(app, account, fresh) or changed
+    finally:
+        if alerts is not None:
+            alerts.close()
     if changed:
         app.tell_daemon()
     return next((code for code in SEVERITY if code in codes), EXIT_OK)
+
+
+def _pass_alerts(app: App) -> PassAlerts:
+    from tvmaniac_refreshd.daemon.alerts import Alerter  # noqa: PLC0415
+    from tvmaniac_refreshd.daemon.hook_sandbox import current_unit  # noqa: PLC0415
+    from tvmaniac_refreshd.daemon.pass_alerts import PassAlerts, StateReminders  # noqa: PLC0415
+
+    alerter = Alerter(
+        desktop=not in_background_session(app.environ),
+        reminders=StateReminders(app.states),
+        unit=current_unit(app.environ),
+    )
+    return PassAlerts(app.states, app.clock, alerter)
+
+
+def _report(app: App, account: Account, fresh: Fresh) -> bool:
+    """Print one account's result; return whether it was refreshed."""
+    tokens = fresh.document.tokens
+    due = refresh_due_at(tokens, account.refresh, salt=account.name)
+    if fresh.refreshed:
+        what = "refreshed"
+    elif fresh.by_other:
+        what = "refreshed by another process"
+    else:
+        what = "not due"
+    app.out.write(
+        f"{account.name}: {what}; expires {iso(tokens.expires_at)}, next refresh due "
+        f"{iso(due)} (in {format_duration(due - app.clock())})\n"
+    )
+    return fresh.refreshed
 
 
 VERB = Verb(

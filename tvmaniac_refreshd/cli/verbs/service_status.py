@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb
 from tvmaniac_refreshd.cli.status import FORMAT_VERSION
-from tvmaniac_refreshd.core.errors import EXIT_OK, RefreshdError
+from tvmaniac_refreshd.core.errors import EXIT_FAILURE, EXIT_OK, RefreshdError
 from tvmaniac_refreshd.core.locations import APP
 
 
@@ -34,23 +34,27 @@ def run(app: App, options: ServiceStatusOptions) -> int:
         failure = {"format_version": FORMAT_VERSION, "installed": None, "error": str(exc)}
         app.out.write(json.dumps(failure, indent=2) + "\n")
         return exc.exit_code
+    # A failed service, or one that cannot start, is a failure for scripts too.
+    code = EXIT_FAILURE if state.failed or state.problem else EXIT_OK
     if options.json:
         app.out.write(json.dumps({"format_version": FORMAT_VERSION, **state.as_dict()}, indent=2))
         app.out.write("\n")
-        return EXIT_OK
+        return code
     if state.mode is None:
         app.out.write(f"{state.manager}: not installed (`{APP} service install` sets it up)\n")
     else:
         app.out.write(f"{state.manager}: {state.mode} mode; {state.active}\n")
     if state.detail:
         app.out.write(f"  {state.detail}\n")
+    if state.problem:
+        app.out.write(f"  problem: {state.problem}\n")
     for path in state.files:
         app.out.write(f"  {path}\n")
     if state.lingering is False:
         app.out.write("  lingering is off: the user manager stops when you log out\n")
     for warning in state.warnings:
         app.out.write(f"  warning: {warning}\n")
-    return EXIT_OK
+    return code
 
 
 VERB = Verb(

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb
 from tvmaniac_refreshd.core.errors import EXIT_OK
+from tvmaniac_refreshd.core.locations import APP
+from tvmaniac_refreshd.storage.paths import state_dir
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,12 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(app: App, options: ServiceUninstallOptions) -> int:
     app.service_manager().uninstall(dry_run=options.dry_run, out=app.out)
+    if not options.dry_run:
+        app.out.write(
+            f"Kept on purpose: the config ({app.config_location}), the state "
+            f"({state_dir(app.environ)}) and the tokens; `{APP} logout` removes an account's "
+            "tokens and state.\n"
+        )
     return EXIT_OK
 
 

@@ -52,6 +52,9 @@ class StatusOptions:
     check: bool = False  # exit 77 if any account needs `login`
 
 
+UNREADABLE = "the store is unavailable (why, and what to do: its line below, or `keyring.error`)"
+
+
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help='machine-readable output ("format_version": 1)'
@@ -95,10 +98,7 @@ def gather(app: App) -> StatusReport:
     service, service_error = _service(app)
     # Made first: a store this system cannot provide (encryption it lacks) is exit 78 here.
     store = StoreReport(
-        app.store.kind,
-        file_store_dir(app),
-        app.store.protection(),
-        secret_service=_secret_service(app),
+        app.store.kind, file_store_dir(app), app.store.protection(), _secret_service(app)
     )
     timer = service is not None and service.timer_active
     reports: list[AccountReport] = []
@@ -118,7 +118,8 @@ def gather(app: App) -> StatusReport:
             # Still worth showing: the state file, the daemon and the service need no keyring.
             keyring_error = shown(str(exc))
             reports.append(
-                unknown_report(account, record, reason=keyring_error, daemon_plan=bool(pid))
+                # The store's error and its recipe are said once, after the accounts.
+                unknown_report(account, record, reason=UNREADABLE, daemon_plan=bool(pid))
             )
             continue
         _know_secrets(app, account, document, record)
@@ -126,7 +127,10 @@ def gather(app: App) -> StatusReport:
         if document is not None and document.fingerprint != account.fingerprint():
             problem = "the stored login was made with a different client_id or auth_url"
         keeper = keeper_advice(
-            daemon_pid=pid, planned=record.next_attempt_at is not None, timer=timer
+            daemon_pid=pid,
+            planned=record.next_attempt_at is not None,
+            timer=timer,
+            start=service.start if service is not None else None,
         )
         reports.append(
             account_report(
@@ -158,10 +162,10 @@ def render(report: StatusReport, *, now: float) -> str:
     store, daemon, service = report.store, report.daemon, report.service
     running = f"running (pid {daemon.pid})" if daemon.pid else "not running"
     lines.append(f"\nstore: {store.backend} ({store.protection})\n")
-    if store.plaintext_leftovers:
-        lines.append(f"  unencrypted copies left behind: {', '.join(store.plaintext_leftovers)}\n")
     if store.secret_service:
         lines.append(f"secret service: {store.secret_service}\n")
+    if store.plaintext_leftovers:
+        lines.append(f"  unencrypted copies left behind: {', '.join(store.plaintext_leftovers)}\n")
     lines.append(f"daemon: {running}\n")
     if service is None:
         lines.append(f"service: unknown ({report.service_error})\n")
@@ -169,6 +173,8 @@ def render(report: StatusReport, *, now: float) -> str:
         lines.append(f"service: {service.mode} mode, {service.active}\n")
         if service.detail:
             lines.append(f"  {service.detail}\n")
+        if service.problem:
+            lines.append(f"  problem: {service.problem}\n")
     else:
         lines.append(f"service: not installed (`{APP} service install` sets it up)\n")
     if report.keyring_error is not None:
