@@ -46,9 +46,9 @@ the deadline raises ``NoAnswer`` and is *not* handed over: keyring's backend has
 
 from __future__ import annotations
 
+import _thread  # threading's lock without its import, which the quick `token` would pay
 import contextlib
 import os
-import threading
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -307,7 +307,7 @@ class _Link:
     """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
         self.connection: Any = None
         self.session: _EncryptedSession | None = None
         self._address: str | None = None
