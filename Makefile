@@ -6,12 +6,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps demo test check lint format bench clean man docs
+.PHONY: install system-deps demo test check lint format bench clean man docs completions dist deb
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=25.1"
-	$(BIN)/python -m pip install -q -e . --group test --group lint --group docs
+	$(BIN)/python -m pip install -q -e . --group test --group lint --group docs --group dist
 	touch $(STAMP)
 
 MANPAGE := man/tvmaniac-refreshd.1
@@ -27,6 +27,23 @@ install: $(STAMP) $(VENV_MANPAGE)
 ## man: regenerate man/tvmaniac-refreshd.1 from the parser and docs/reference/ (a unit test checks it)
 man: $(STAMP)
 	$(BIN)/python scripts/manpage.py docs > $(MANPAGE)
+
+## completions: regenerate completions/ from the parser (a unit test checks them; the wheel and
+## the .deb ship them)
+completions: $(STAMP)
+	$(BIN)/python -m tvmaniac_refreshd completion bash > completions/tvmaniac-refreshd.bash
+	$(BIN)/python -m tvmaniac_refreshd completion zsh > completions/_tvmaniac-refreshd
+	$(BIN)/python -m tvmaniac_refreshd completion fish > completions/tvmaniac-refreshd.fish
+
+## dist: the sdist, then the wheel built from that sdist alone, into dist/; both pass twine --strict
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+
+## deb: a Debian 12 package (dh-virtualenv) into dist/deb/, checked by lintian
+deb: system-deps dist
+	PYTHON=$(abspath $(BIN)/python) sh packaging/debian/build.sh dist/deb
 
 ## docs: build the documentation site into site/, strict: a broken link or anchor fails
 docs: $(STAMP)

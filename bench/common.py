@@ -182,19 +182,23 @@ class Rig:
         ``[store] backend = "file"`` and its own state directory, each account seeded in its
         file store with a fresh grant of its own (``user`` at the emulator)."""
         from tvmaniac_refreshd.core.tokens import decode_document  # noqa: PLC0415
-        from tvmaniac_refreshd.storage.file_store import FileStore, token_directory  # noqa: PLC0415
+        from tvmaniac_refreshd.storage import layout  # noqa: PLC0415
+        from tvmaniac_refreshd.storage.file_store import FileStore  # noqa: PLC0415
 
         config = self.root / "config-file-store.toml"
         config.write_text('[store]\nbackend = "file"\n' + self.config.read_text())
         config.chmod(0o600)
-        state = self.root / "state-file-store"
+        home = self.root / "home-file-store"
+        home.mkdir(mode=0o700, exist_ok=True)
         accounts = load_config(config).accounts
-        store = FileStore(token_directory(state / SERVICE))
+        store = FileStore(Path(layout.token_directory(layout.state_under(str(home)))))
         for name in self.names:
             grant = self.emulator.seed_grant(f"{user}-{name}", expires_in=WEEK)
             text = token_document(name, grant, accounts[name].fingerprint(), 0)
             store.save(decode_document(text, name))
-        return {**self.env, "XDG_STATE_HOME": str(state), "TVMANIAC_REFRESHD_CONFIG": str(config)}
+        # The state directory follows HOME (storage/layout.py): a second installation, a
+        # second home.
+        return {**self.env, "HOME": str(home), "TVMANIAC_REFRESHD_CONFIG": str(config)}
 
 
 def write_config(root: Path, emulator: Emulator, count: int, extra: str = "") -> Path:
@@ -225,7 +229,7 @@ def rig(count: int = 1, extra_config: str = "") -> Iterator[Rig]:
         env.update(
             {
                 "PYTHONPATH": str(REPO),
-                "XDG_STATE_HOME": str(root / "state"),
+                "HOME": str(root),  # the state directory follows it (storage/layout.py)
                 "TVMANIAC_REFRESHD_CONFIG": str(config),
                 "NO_COLOR": "1",
             }

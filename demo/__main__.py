@@ -44,7 +44,7 @@ class Demo:
         self.env.update(
             {
                 "TVMANIAC_REFRESHD_CONFIG": str(self.config),
-                "XDG_STATE_HOME": str(root / "state"),
+                "HOME": str(root),  # the state directory follows HOME (storage/layout.py)
                 "PYTHONPATH": str(REPO),
                 "TRAKT_EMULATOR_CLIENT_SECRET": CLIENT_SECRET,
             }

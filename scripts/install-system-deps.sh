@@ -7,7 +7,10 @@ set -eu
 # git: the credential-helper tests; zsh, fish: the completion tests; man-db: `man -l` of the man
 # page; msmtp: the mail recipe's test. keepassxc, libkf5wallet-bin (kwalletd5) and
 # libqca-qt5-2-plugins (KWallet's encrypted sessions): the Secret Services besides gnome-keyring.
-PACKAGES="gnome-keyring libsecret-tools dbus-daemon dbus-user-session python3-venv systemd-container curl time debootstrap git zsh fish man-db msmtp keepassxc libkf5wallet-bin libqca-qt5-2-plugins"
+# bash-completion: TAB completion of an installed wheel and of the .deb; dpkg-dev, debhelper,
+# dh-virtualenv, python3-dev, lintian: `make deb` (packaging/debian/); ruby: the Homebrew
+# formula's checks (tests/unit/test_packaging.py).
+PACKAGES="gnome-keyring libsecret-tools dbus-daemon dbus-user-session python3-venv systemd-container curl time debootstrap git zsh fish man-db msmtp keepassxc libkf5wallet-bin libqca-qt5-2-plugins bash-completion dpkg-dev debhelper dh-virtualenv python3-dev lintian ruby"
 
 missing=""
 for package in $PACKAGES; do

@@ -15,35 +15,30 @@ from __future__ import annotations
 
 import json
 import os
-import stat  # already loaded by os: free
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from tvmaniac_refreshd.core.locations import (
-    APP,
-    adopt_session_bus,
-    config_file,
-    may_choose_backend_explicitly,
-    state_directory,
-)
+from tvmaniac_refreshd.core.errors import UnsafeLocation
+from tvmaniac_refreshd.core.locations import ACCOUNT_ENV, APP
+from tvmaniac_refreshd.core.token_form import is_token_text
+from tvmaniac_refreshd.storage import layout
 from tvmaniac_refreshd.storage.quick_record import (
-    RECORD_NAME,
     RECORD_VERSION,
     config_identity,
     read_json,
     stamp,
 )
+from tvmaniac_refreshd.storage.safe_files import is_private_dir, read_private_text
 from tvmaniac_refreshd.storage.secret_service import Unsure, read_item
+from tvmaniac_refreshd.storage.session_bus import adopt_session_bus, may_choose_backend_explicitly
 
 if TYPE_CHECKING:
     from typing import TextIO
 
 # A hung keyring sends `token` to the full command, which waits its configured timeout.
 READ_TIMEOUT = 2.0
-MAX_TOKEN_LENGTH = 4096  # = tokens.MAX_TOKEN_LENGTH
-ACCOUNT_ENV = "TVMANIAC_REFRESHD_ACCOUNT"  # = runtime.root.ACCOUNT_ENV
 GLOBAL_OPTIONS = ("--config", "--account")  # on either side of the verb, as the parser takes them
 
 
@@ -91,6 +86,8 @@ def stored_token(
     still holds for it (the module docstring says when); None means: ask the full program."""
     if may_choose_backend_explicitly(environ, platform):
         return None
+    if not is_private_dir(layout.state_directory(environ, platform)):
+        return None  # the full command names what is wrong with it, and exits 78
     account = account or environ.get(ACCOUNT_ENV) or None  # as App.account_name
     adopt_session_bus(environ)
     return _fresh_token(config, account, min_valid, environ, time.time() if now is None else now)
@@ -146,19 +143,20 @@ def _fresh_token(
     now: float,
 ) -> tuple[str, str, str, int] | None:
     """Return (account, access token, token type, expiry) when the token may be printed as is."""
-    directory = state_directory(environ)
+    directory = layout.state_directory(environ)
     try:
-        found = _decision(directory, config_identity(config_file(config, environ)), account)
-        if found is None or _rejected(os.path.join(directory, f"{found[0]}.json")):
+        found = _decision(directory, config_identity(layout.config_file(config, environ)), account)
+        if found is None or _rejected(layout.state_file(directory, found[0])):
             return None
         name, decision, file_store = found
+        text: str | None
         if file_store is not None:
-            text = _read_private(os.path.join(file_store, f"{name}.json"))
+            text = read_private_text(layout.token_file(file_store, name))
         else:
             # plain: the access token is printed right away anyway (secret_service.py explains).
             text = read_item(APP, name, timeout=READ_TIMEOUT, environ=environ, encrypted=False)
         document = json.loads(text or "null")
-    except (OSError, ValueError, Unsure):
+    except (OSError, ValueError, Unsure, UnsafeLocation):
         return None
     if not isinstance(document, dict) or stamp(document) != decision.get("stamp"):
         return None
@@ -177,28 +175,12 @@ def _fresh_token(
     return None
 
 
-def _read_private(path: str) -> str | None:
-    """Return the file store's document at ``path`` if it is still a private file of ours.
-
-    The same refusals as the file store's (storage/private_files.py): no symlink, this user's,
-    mode 0600; anything else goes to the full command, which says what is wrong.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        info = os.fstat(fd)
-        if info.st_uid != os.geteuid() or info.st_mode & 0o077 or not stat.S_ISREG(info.st_mode):
-            return None
-        return os.read(fd, 1 << 16).decode("utf-8")
-    finally:
-        os.close(fd)
-
-
 def _decision(
     directory: str, config: str | None, account: str | None
 ) -> tuple[str, dict[str, object], str | None] | None:
     """Return the account, the decision recorded for it under this very config, and the file
     store's directory when the config chose it, if any."""
-    record = read_json(os.path.join(directory, RECORD_NAME))
+    record = read_json(layout.quick_record(directory))
     if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
         return None
     if config is None or record.get("config") != config:
@@ -219,13 +201,3 @@ def _rejected(state_file: str) -> bool:
     except FileNotFoundError:
         return False  # no state yet: nothing was ever rejected
     return not isinstance(state, dict) or state.get("reauth_token") is not None
-
-
-def is_token_text(value: str) -> bool:
-    """Return whether ``value`` has a token's form: visible ASCII, as tokens.py checks it."""
-    return (
-        0 < len(value) <= MAX_TOKEN_LENGTH
-        and value.isascii()
-        and value.isprintable()
-        and (" " not in value)
-    )

@@ -133,7 +133,7 @@ class TestDaemon:
         running.receive_until("READY=1")
         wait_until(marker.exists, timeout=60, what="the hook")
         requests = counters(harness)["requests"]
-        state = harness.root / "state" / "tvmaniac-refreshd" / "default.json"
+        state = harness.state_dir / "default.json"
         before = state.stat().st_mtime_ns
         seen = len(running.messages)
         running.signal(signal.SIGHUP)  # re-plans every account: must not send anything

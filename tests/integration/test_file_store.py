@@ -27,7 +27,7 @@ def file_config(harness: Harness, *, backend: str = "file", secret: bool = True)
 
 
 def tokens_dir(harness: Harness) -> Path:
-    return harness.root / "state" / "tvmaniac-refreshd" / "tokens"
+    return harness.state_dir / "tokens"
 
 
 def headless(harness: Harness) -> dict[str, str]:

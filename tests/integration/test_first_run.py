@@ -82,7 +82,6 @@ class User:
             **keyring.env,
             "HOME": str(home),
             "XDG_CONFIG_HOME": str(home / ".config"),
-            "XDG_STATE_HOME": str(home / ".local" / "state"),
             "XDG_RUNTIME_DIR": str(home / "run"),
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         }

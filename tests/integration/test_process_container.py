@@ -22,9 +22,9 @@ pytestmark = pytest.mark.container
 LIFETIME = 20  # seconds: the daemon refreshes every ~10 s
 # What an image would set: the config and the state (with the token files) on volumes.
 ENV = {
-    "HOME": "/root",
+    # The state directory follows HOME (storage/layout.py): the home is the volume.
+    "HOME": "/data",
     "TVMANIAC_REFRESHD_CONFIG": "/config/config.toml",
-    "XDG_STATE_HOME": "/data",
     "PYTHONPATH": str(REPO),
 }
 COMMAND = [sys.executable, "-m", "tvmaniac_refreshd"]
@@ -73,9 +73,8 @@ def test_run_as_the_main_process_with_the_file_store_on_a_volume(
         with ProcessContainer([*COMMAND, "login"], volumes=volumes, env=ENV) as login:
             assert login.wait(timeout=60) == 0, login.output()
         data = next(host for host, inside in volumes.items() if inside == "/data")
-        assert (data / "tvmaniac-refreshd" / "tokens" / "default.json").stat().st_mode & 0o777 == (
-            0o600
-        )
+        stored = data / ".local" / "state" / "tvmaniac-refreshd" / "tokens" / "default.json"
+        assert stored.stat().st_mode & 0o777 == 0o600
 
         with ProcessContainer([*COMMAND, "run"], volumes=volumes, env=ENV) as daemon:
 

@@ -22,7 +22,7 @@ PROBE = (
 
 
 def record_path(harness: Harness) -> Path:
-    return harness.root / "state" / "tvmaniac-refreshd" / "_quick-token.json"
+    return harness.state_dir / "_quick-token.json"
 
 
 def probe(harness: Harness, *args: str) -> tuple[int, str, set[str]]:

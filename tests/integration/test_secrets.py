@@ -95,7 +95,7 @@ def test_written_files_are_private_and_secret_free(harness: Harness, tmp_path: P
     daemon.stop()
     written = [
         path
-        for root in (harness.root / "state", harness.root / "runtime")
+        for root in (harness.state_dir, harness.root / "runtime")
         for path in root.rglob("*")
         if path.is_file()
     ]

@@ -26,7 +26,7 @@ DUE_AGE = 0.9 * 604800  # a week-long token with most of its life behind it: due
 
 
 def state_file(harness: Harness) -> Path:
-    return harness.root / "state" / "tvmaniac-refreshd" / "default.json"
+    return harness.state_dir / "default.json"
 
 
 class TestLogoutToAnotherServer:
@@ -74,7 +74,7 @@ def test_a_full_disk_does_not_hide_a_valid_token(harness: Harness) -> None:
     assert run.code == 0, run.err
     assert run.out == f"{grant['access_token']}\n"
     assert "internal error" not in run.err
-    assert f"cannot write the state directory {harness.root / 'state'}" in run.err
+    assert f"cannot write the state directory {harness.state_dir}" in run.err
     # Nothing was spent: the state could not record the in-flight refresh, so none was sent.
     assert harness.emulator.counters().get("refresh_success", 0) == 0
 
@@ -180,4 +180,5 @@ def test_the_session_bus_never_carries_a_secret_in_clear(harness: Harness) -> No
     for secret in harness.secrets():
         assert secret not in seen
         assert " ".join(f"{byte:02x}" for byte in secret.encode()[:16]) not in seen
-    assert "CreateItem" in seen
+    # The write was on the bus too: in place, since the item exists (issue 23).
+    assert "SetSecret" in seen

@@ -319,7 +319,7 @@ class TestUninstall:
         machine.container.run(restore, user=USER, input=good, check=True)
         assert machine.show(ONESHOT, "ActiveState") == "failed"
         drop_in = machine.drop_in(ONESHOT, "[Service]\nEnvironment=KEEP=me\n")
-        machine.cli("refresh", "--force")  # an account lock in the runtime directory
+        machine.cli("refresh", "--force")  # an account lock in the state directory's locks/
 
         removed = machine.cli("service", "uninstall").stdout
 
@@ -330,7 +330,7 @@ class TestUninstall:
                 "sh",
                 "-c",
                 "ls -d ~/.local/state/tvmaniac-refreshd/daemon-*.pid "
-                f"/run/user/{machine.uid}/tvmaniac-refreshd 2>/dev/null; true",
+                "~/.local/state/tvmaniac-refreshd/locks 2>/dev/null; true",
             ],
             user=USER,
         ).stdout

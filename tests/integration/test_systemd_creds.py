@@ -135,7 +135,7 @@ def test_an_older_systemd_exits_78_and_stores_nothing(harness: Harness) -> None:
         run = harness.run(*args)
         assert run.code == 78, (args, run.out, run.err)
         assert "systemd 256 or newer" in run.out + run.err
-    assert not (harness.root / "state" / "tvmaniac-refreshd" / "tokens").exists()
+    assert not (harness.state_dir / "tokens").exists()
 
 
 def test_plain_files_left_from_before_encryption(trixie: Trixie) -> None:

@@ -41,8 +41,8 @@ from trakt_emulator import Emulator, EmulatorControl
 from tvmaniac_refreshd.core.errors import RefreshdError, TransientError
 from tvmaniac_refreshd.core.tokens import decode_document
 from tvmaniac_refreshd.daemon import instance
-from tvmaniac_refreshd.storage.keyring_store import account_lock
-from tvmaniac_refreshd.storage.paths import lock_dir, state_dir
+from tvmaniac_refreshd.storage.layout import Layout
+from tvmaniac_refreshd.storage.locks import account_lock
 
 ACCOUNT = "default"
 TOKEN_PATH = "/oauth/token"
@@ -232,8 +232,9 @@ class Worker:
         self.needs_seed = True
         self.verify_seconds: collections.deque[float] = collections.deque(maxlen=9)
         env = harness.env()
-        self.lock_dir = lock_dir(env)
-        self.daemon_lock = instance.lock_path(state_dir(env), str(harness.config_path))
+        layout = Layout.of(env)
+        self.lock_dir = layout.locks
+        self.daemon_lock = layout.daemon_pid(str(harness.config_path))
 
     def life(self) -> float:
         """How long the victim is expected to live if not killed (the kill window)."""
@@ -384,7 +385,7 @@ class Worker:
 
     def stray_files(self) -> list[str]:
         """Files a kill left behind in the state and lock directories (temporaries)."""
-        roots = [self.harness.root / "state", self.harness.root / "runtime"]
+        roots = [self.harness.state_dir, self.harness.root / "runtime"]
         return sorted(
             str(path.relative_to(self.harness.root))
             for root in roots

@@ -49,8 +49,9 @@ class Harness:
     store: str = "keyring"
 
     def __post_init__(self) -> None:
-        for name in ("state", "runtime", "config"):
+        for name in ("runtime", "config"):
             (self.root / name).mkdir(mode=0o700, exist_ok=True)
+        self.root.chmod(0o700)  # the home: the state directory is under it
         self.write_config()
 
     @property
@@ -79,7 +80,9 @@ class Harness:
         env.update(
             {
                 "TVMANIAC_REFRESHD_CONFIG": str(self.config_path),
-                "XDG_STATE_HOME": str(self.root / "state"),
+                # Each test its own home: the state directory follows HOME, never
+                # XDG_STATE_HOME (storage/layout.py).
+                "HOME": str(self.root),
                 "XDG_RUNTIME_DIR": str(self.root / "runtime"),
                 "PYTHONPATH": str(REPO),
                 "NO_COLOR": "1",
@@ -158,9 +161,14 @@ class Harness:
         return grant
 
     @property
+    def state_dir(self) -> Path:
+        """The state directory, as storage/layout.py derives it from HOME."""
+        return self.root / ".local" / "state" / SERVICE
+
+    @property
     def token_dir(self) -> Path:
         """The file store's directory (``store = "file"``)."""
-        return self.root / "state" / SERVICE / "tokens"
+        return self.state_dir / "tokens"
 
     def item_text(self, username: str) -> str | None:
         """Return the stored item of ``username`` as it is on disk or in the keyring, raw."""

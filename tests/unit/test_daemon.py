@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -592,3 +593,25 @@ class TestTellingTheDaemon:
                 "log_level": "info",
             }
         ]
+
+
+class TestRecordingThePlan:
+    """Issue 22, item 6: a full disk while the daemon records its plan."""
+
+    def test_a_full_disk_is_a_warning_and_the_plan_stands(
+        self, world: World, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from structlog.testing import capture_logs  # noqa: PLC0415
+
+        def full(*_: object, **__: object) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        # The disk, not the state module: StateFiles translates ENOSPC into StateUnwritable.
+        monkeypatch.setattr("tvmaniac_refreshd.storage.state.write_atomically", full)
+        with capture_logs() as logs:
+            world.daemon.run_account("default", refresh=False)  # must not raise
+
+        events = [entry["event"] for entry in logs]
+        assert "daemon.unexpected_error" not in events
+        assert "daemon.state_not_written" in events
+        assert world.planned() == world.due()

@@ -23,7 +23,7 @@ from tests.support import fake_launchctl
 from tvmaniac_refreshd.cli.parser import main
 from tvmaniac_refreshd.core.errors import ServiceError
 from tvmaniac_refreshd.service import launchd as launchd_module
-from tvmaniac_refreshd.service.base import run_command
+from tvmaniac_refreshd.service.base import exec_argv, run_command
 from tvmaniac_refreshd.service.launchd import Launchd
 
 DAEMON = "com.tvmaniac.refreshd"
@@ -535,3 +535,48 @@ def test_the_user_domain_agent_knows_it_cannot_notify(
     gui = plistlib.loads(launchd_module.render("daemon", ["python"], tmp_path))
     assert not in_background_session(gui["EnvironmentVariables"])
     assert gui["LimitLoadToSessionType"] == "Aqua"  # kept explicit: the default anyway (item 10)
+
+
+class TestBrewServices:
+    """`brew services start tvmaniac-refreshd` loads the formula's agent under Homebrew's own
+    label (packaging/homebrew/: homebrew.mxcl.tvmaniac-refreshd); `service` sees it."""
+
+    BREW = "homebrew.mxcl.tvmaniac-refreshd"
+
+    def start(self, mac: Mac) -> None:
+        """What `brew services start` does: write its plist, then bootstrap it in gui/UID."""
+        plist = mac.plist(self.BREW)
+        plist.parent.mkdir(parents=True, exist_ok=True)
+        agent = plistlib.loads(launchd_module.render("daemon", exec_argv(None), mac.home / "Logs"))
+        agent["Label"] = self.BREW
+        plist.write_bytes(plistlib.dumps(agent))
+        subprocess.run(["launchctl", "bootstrap", GUI, str(plist)], check=True)
+
+    def test_status_reports_the_brew_services_agent(self, mac: Mac) -> None:
+        self.start(mac)
+
+        code, output = mac.cli("status")
+
+        assert code == 0, output
+        assert "running" in output
+        assert self.BREW in output
+        assert "not installed" not in output
+
+    def test_install_beside_it_refuses_instead_of_starting_a_second_daemon(self, mac: Mac) -> None:
+        self.start(mac)
+
+        code, output = mac.cli("install")
+
+        assert code != 0
+        assert "brew services stop tvmaniac-refreshd" in output
+        assert mac.loaded() == {self.BREW: "running"}
+        assert not mac.plist(DAEMON).exists()
+
+    def test_uninstall_leaves_it_to_brew_and_says_how(self, mac: Mac) -> None:
+        self.start(mac)
+
+        code, output = mac.cli("uninstall")
+
+        assert code == 0
+        assert "brew services stop tvmaniac-refreshd" in output
+        assert mac.loaded() == {self.BREW: "running"}

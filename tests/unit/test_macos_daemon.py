@@ -117,7 +117,6 @@ def _daemon(config: Path, tmp_path: Path, *, launchd: bool) -> subprocess.Popen[
     env = {
         **os.environ,
         "HOME": str(tmp_path),
-        "XDG_STATE_HOME": str(tmp_path / "state"),
         "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
     }
     env.pop(SUPERVISOR_VARIABLE, None)
@@ -192,7 +191,6 @@ def test_daemon_under_launchd_waits_on_a_bad_config_and_recovers(tmp_path: Path)
     env = {
         **os.environ,
         "HOME": str(tmp_path),
-        "XDG_STATE_HOME": str(tmp_path / "state"),
         SUPERVISOR_VARIABLE: "launchd",
         "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -13,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tvmaniac_refreshd import quick_token
-from tvmaniac_refreshd.core.tokens import _TOKEN_CHARS, MAX_TOKEN_LENGTH
-from tvmaniac_refreshd.storage import quick_record
+from tvmaniac_refreshd.core.token_form import MAX_TOKEN_LENGTH, is_token_text
+from tvmaniac_refreshd.storage import layout, quick_record
 from tvmaniac_refreshd.storage.secret_service import Unsure
 
 NOW = 1_800_000_000
@@ -41,10 +42,12 @@ class Machine:
     def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         self.config = root / "config.toml"
         self.config.write_text("[accounts.default]\n")
-        self.state = root / "state"
+        home = root / "home"
+        home.mkdir(mode=0o700)
+        self.state = Path(layout.state_directory({"HOME": str(home)}))
         self.environ = {
             "TVMANIAC_REFRESHD_CONFIG": str(self.config),
-            "STATE_DIRECTORY": str(self.state),
+            "HOME": str(home),
             "DBUS_SESSION_BUS_ADDRESS": "unix:path=/nonexistent",
         }
         self.items: dict[str, str] = {"default": json.dumps(DOCUMENT)}
@@ -207,11 +210,33 @@ def test_a_refreshed_or_new_login_is_not_the_remembered_token(machine: Machine, 
     assert machine.token() == (None, "")
 
 
+@pytest.mark.parametrize("where", ["state", "parent"])
+def test_a_directory_others_can_write_goes_to_the_full_command(
+    machine: Machine, where: str
+) -> None:
+    """Issue 22: the full command names the directory and exits 78; nothing is read there."""
+    machine.remember()
+    assert machine.token() == (0, "access-1\n")
+    (machine.state if where == "state" else machine.state.parent).chmod(0o777)
+
+    assert machine.token() == (None, "")
+    assert machine.reads == ["default"]  # only the first, trusted, read
+
+
+def test_a_fifo_as_the_record_goes_to_the_full_command(machine: Machine) -> None:
+    """A FIFO at the record's place is refused at once: `token` never hangs on it."""
+    machine.state.mkdir(parents=True, mode=0o700)
+    os.mkfifo(machine.state / layout.QUICK_RECORD, 0o600)
+
+    assert machine.token() == (None, "")
+
+
 def test_a_recorded_rejection_goes_to_the_full_command(machine: Machine) -> None:
     machine.remember()
     (machine.state / "default.json").write_text(
         json.dumps({"version": 1, "reauth_token": "0123456789abcdef"})
     )
+    (machine.state / "default.json").chmod(0o600)  # as StateFiles writes it
 
     assert machine.token() == (None, "")
     (machine.state / "default.json").write_text(json.dumps({"version": 1, "reauth_token": None}))
@@ -274,14 +299,14 @@ def test_remember_starts_over_when_the_config_changed(machine: Machine) -> None:
     machine.config.write_text("[accounts.default]\n\n")
     machine.remember()
 
-    record = json.loads((machine.state / quick_record.RECORD_NAME).read_text())
+    record = json.loads((machine.state / layout.QUICK_RECORD).read_text())
     assert list(record["accounts"]) == ["default"]
     assert record["config"] == quick_record.config_identity(str(machine.config))
 
 
 def test_remember_does_not_rewrite_an_unchanged_record(machine: Machine) -> None:
     machine.remember()
-    path = machine.state / quick_record.RECORD_NAME
+    path = machine.state / layout.QUICK_RECORD
     os.utime(path, ns=(1, 1))
     machine.remember()
 
@@ -291,22 +316,26 @@ def test_remember_does_not_rewrite_an_unchanged_record(machine: Machine) -> None
 
 def test_the_record_holds_no_secret(machine: Machine) -> None:
     machine.remember()
-    text = (machine.state / quick_record.RECORD_NAME).read_text()
+    text = (machine.state / layout.QUICK_RECORD).read_text()
 
     assert "access-1" not in text
     assert "refresh-1" not in text
 
 
+# RFC 6750's b64token, as the token parser used to check it with a regular expression.
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
+
+
 @given(st.text(max_size=MAX_TOKEN_LENGTH + 2))
-def test_token_form_matches_the_token_parser(value: str) -> None:
+def test_token_form_is_visible_ascii(value: str) -> None:
     expected = bool(_TOKEN_CHARS.fullmatch(value)) and len(value) <= MAX_TOKEN_LENGTH
-    assert quick_token.is_token_text(value) == expected
+    assert is_token_text(value) == expected
 
 
 @given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x7F)))
-def test_token_form_matches_the_token_parser_on_ascii(value: str) -> None:
+def test_token_form_is_visible_ascii_on_ascii(value: str) -> None:
     expected = bool(_TOKEN_CHARS.fullmatch(value)) and len(value) <= MAX_TOKEN_LENGTH
-    assert quick_token.is_token_text(value) == expected
+    assert is_token_text(value) == expected
 
 
 def test_a_stamp_of_the_wrong_type_is_no_answer(machine: Machine) -> None:

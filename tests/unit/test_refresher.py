@@ -193,7 +193,7 @@ class TestEnsureFresh:
         a keyring that stays down does not lose it either: it is kept, with the account's lock,
         and stored by the next try, without spending anything again."""
         from tvmaniac_refreshd.core.errors import StoreUnavailable  # noqa: PLC0415
-        from tvmaniac_refreshd.storage.keyring_store import account_lock  # noqa: PLC0415
+        from tvmaniac_refreshd.storage.locks import account_lock  # noqa: PLC0415
 
         clock = FakeClock(START)
         trakt = FakeTrakt(clock)

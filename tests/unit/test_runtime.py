@@ -27,7 +27,7 @@ def runtime_at(path: Path, text: str) -> Runtime:
     store = KeyringStore(StoreSettings(), lambda: backend)
     return Runtime(
         config_file=str(path),
-        environ={"HOME": str(path.parent), "XDG_STATE_HOME": str(path.parent / "state")},
+        environ={"HOME": str(path.parent)},
         err=io.StringIO(),
         store=store,
         provider=lambda account, secret: ProviderParts(),
@@ -97,7 +97,7 @@ def test_building_the_refreshers_builds_no_provider(tmp_path: Path) -> None:
     backend = MemoryBackend()
     runtime = Runtime(
         config_file=str(path),
-        environ={"HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "state")},
+        environ={"HOME": str(tmp_path)},
         err=io.StringIO(),
         store=KeyringStore(StoreSettings(), lambda: backend),
         provider=provider,

@@ -27,14 +27,14 @@ from tvmaniac_refreshd.core.errors import (
     UnsafeLocation,
     UsageError,
 )
-from tvmaniac_refreshd.core.locations import adopt_session_bus
 from tvmaniac_refreshd.daemon import instance
 from tvmaniac_refreshd.providers.http import Response, error_code, post, raise_for_failure
 from tvmaniac_refreshd.service.base import ServiceMode
 from tvmaniac_refreshd.service.launchd import render as render_plist
 from tvmaniac_refreshd.service.systemd import UNITS, render
-from tvmaniac_refreshd.storage.keyring_store import account_lock
-from tvmaniac_refreshd.storage.paths import lock_dir
+from tvmaniac_refreshd.storage.layout import Layout
+from tvmaniac_refreshd.storage.locks import account_lock
+from tvmaniac_refreshd.storage.session_bus import adopt_session_bus
 from tvmaniac_refreshd.storage.state import AccountRecord, RefreshResult, StateFiles
 
 NOBODY = 65534
@@ -89,9 +89,9 @@ class TestRuntimeDirOfOthers:
 
     def test_locks_move_away_from_a_shared_runtime_dir(self, tmp_path: Path) -> None:
         runtime = shared_tmp(tmp_path / "tmp")
-        environ = {"XDG_RUNTIME_DIR": str(runtime), "XDG_STATE_HOME": str(tmp_path / "state")}
+        environ = {"XDG_RUNTIME_DIR": str(runtime), "HOME": str(tmp_path)}
 
-        assert not lock_dir(environ, "linux").is_relative_to(runtime)
+        assert not Layout.of(environ, "linux").locks.is_relative_to(runtime)
 
     def test_a_planted_link_is_never_followed_nor_truncated(self, tmp_path: Path) -> None:
         """A pre-made 0777 directory with ``default.lock`` linked to the victim's ~/.bashrc."""
@@ -153,8 +153,8 @@ class TestRuntimeDirOfOthers:
         try:
             assert holder.stdout is not None
             assert holder.stdout.readline() == "held\n"
-            environ = {"XDG_RUNTIME_DIR": str(runtime), "XDG_STATE_HOME": str(tmp_path / "s")}
-            with account_lock(lock_dir(environ, "linux"), "default", timeout=0.2):
+            environ = {"XDG_RUNTIME_DIR": str(runtime), "HOME": str(tmp_path)}
+            with account_lock(Layout.of(environ, "linux").locks, "default", timeout=0.2):
                 pass
         finally:
             holder.kill()
@@ -219,9 +219,19 @@ def flock_held(path: Path) -> Iterator[None]:
 def test_the_instance_lock_still_reports_its_holder(tmp_path: Path) -> None:
     """The helpers keep what instance.py did: the holder's PID, and None when nobody holds."""
     path = tmp_path / "state" / "daemon-x.pid"
+    # Asked from another process: a record lock is never reported to its own holder.
+    ask = [
+        sys.executable,
+        "-c",
+        "import sys; from pathlib import Path; from tvmaniac_refreshd.daemon import instance; "
+        "print(instance.running_pid(Path(sys.argv[1])))",
+        str(path),
+    ]
     with instance.hold(path) as held:
         assert held
-        assert instance.running_pid(path) == os.getpid()
+        assert subprocess.run(ask, capture_output=True, text=True, check=True).stdout == (
+            f"{os.getpid()}\n"
+        )
     assert instance.running_pid(path) is None
 
 

@@ -28,6 +28,7 @@ from tvmaniac_refreshd.service.systemd import (
 
 ARGV = [sys.executable, "-m", "tvmaniac_refreshd"]
 ALL_UNITS = [unit for units in UNITS.values() for unit in units]
+DAEMON = "tvmaniac-refreshd.service"
 
 
 def verify(
@@ -369,6 +370,101 @@ class TestSystemdInstall:
         Systemd(home, FakeSystemctl()).install("timer", ARGV, dry_run=False, out=out)
 
         assert "journalctl --user -u 'tvmaniac-refreshd*' -f" in out.getvalue()
+
+
+class UnitFileSystemctl(FakeSystemctl):
+    """Also keeps each unit's enablement, as `systemctl --user is-enabled` reports it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enabled: set[str] = set()
+
+    def __call__(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        answer = super().__call__(argv)
+        verb, units = argv[2], [unit for unit in argv[3:] if not unit.startswith("-")]
+        if verb == "enable":
+            self.enabled.update(units)
+        elif verb == "disable":
+            self.enabled.difference_update(units)
+        elif verb == "is-enabled":
+            state = "enabled" if units[0] in self.enabled else "disabled"
+            return subprocess.CompletedProcess(
+                argv, 0 if state == "enabled" else 1, state + "\n", ""
+            )
+        return answer
+
+
+class TestPackagedUnits:
+    """The .deb puts the units in /usr/lib/systemd/user for every user; `service install`
+    enables those rather than shadowing them with copies in ~/.config/systemd/user."""
+
+    @pytest.fixture
+    def packaged(self, tmp_path: Path) -> Path:
+        directory = tmp_path / "usr-lib-systemd-user"
+        directory.mkdir()
+        for unit in ALL_UNITS:  # what debian/rules makes: this installation's command
+            (directory / unit).write_bytes(render(unit, ARGV))
+        return directory
+
+    def test_install_enables_the_packaged_unit_and_writes_no_copy(
+        self, home: dict[str, str], packaged: Path
+    ) -> None:
+        fake = UnitFileSystemctl()
+        systemd = Systemd(home, fake, packaged_dir=packaged)
+        out = io.StringIO()
+        systemd.install("daemon", ARGV, dry_run=False, out=out)
+
+        assert not (systemd.unit_dir / "tvmaniac-refreshd.service").exists()
+        assert fake.systemctl()[-2:] == [
+            "enable tvmaniac-refreshd.service",
+            "restart tvmaniac-refreshd.service",
+        ]
+        assert f"packaged daemon service: tvmaniac-refreshd.service in {packaged}" in (
+            out.getvalue()
+        )
+        state = systemd.state()
+        assert (state.mode, state.files) == ("daemon", (str(packaged / DAEMON),))
+
+        systemd.uninstall(dry_run=False, out=io.StringIO())
+
+        assert "disable --now tvmaniac-refreshd.service" in fake.systemctl()
+        assert (packaged / DAEMON).exists()  # the package's file, not ours to delete
+        assert systemd.state().mode is None
+
+    def test_an_own_copy_that_would_shadow_it_is_removed(
+        self, home: dict[str, str], packaged: Path
+    ) -> None:
+        """A copy from a `service install` made before the package was installed would
+        override the packaged unit forever; the install removes it and says so in a dry run."""
+        systemd = Systemd(home, UnitFileSystemctl(), packaged_dir=packaged)
+        systemd.unit_dir.mkdir(parents=True)
+        (systemd.unit_dir / DAEMON).write_bytes(render(DAEMON, ARGV))
+        out = io.StringIO()
+        systemd.install("daemon", ARGV, dry_run=True, out=out)
+        assert "overrides the packaged unit" in out.getvalue()
+
+        fake = UnitFileSystemctl()
+        systemd = Systemd(home, fake, packaged_dir=packaged)
+        systemd.install("daemon", ARGV, dry_run=False, out=io.StringIO())
+
+        assert not (systemd.unit_dir / DAEMON).exists()
+        commands = fake.systemctl()
+        assert commands.index(f"disable {DAEMON}") < commands.index(f"enable {DAEMON}")
+
+    def test_another_command_gets_its_own_unit_that_says_it_overrides(
+        self, home: dict[str, str], packaged: Path
+    ) -> None:
+        """With a --config of its own, the user's unit runs another command than the package's:
+        it is written to ~/.config/systemd/user, where it overrides the packaged one."""
+        fake = UnitFileSystemctl()
+        systemd = Systemd(home, fake, packaged_dir=packaged)
+        out = io.StringIO()
+        argv = [*ARGV, "--config", "/home/tok/other.toml"]
+        systemd.install("daemon", argv, dry_run=False, out=out)
+
+        assert b"--config /home/tok/other.toml run" in (systemd.unit_dir / DAEMON).read_bytes()
+        assert f"overrides the packaged tvmaniac-refreshd.service in {packaged}" in (out.getvalue())
+        assert systemd.state().files == (str(systemd.unit_dir / DAEMON),)
 
 
 # What `systemctl show` says of the timer and its oneshot at the moments `service status` reports.

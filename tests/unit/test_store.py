@@ -16,9 +16,9 @@ import pytest
 from tests.fakes import MemoryBackend
 from tvmaniac_refreshd.config.settings import StoreSettings
 from tvmaniac_refreshd.core.errors import StoreCorrupt, StoreUnavailable, TransientError
-from tvmaniac_refreshd.core.locations import adopt_session_bus
 from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet
-from tvmaniac_refreshd.storage.keyring_store import KeyringStore, account_lock, is_insecure
+from tvmaniac_refreshd.storage.keyring_store import KeyringStore, is_insecure
+from tvmaniac_refreshd.storage.locks import account_lock
 from tvmaniac_refreshd.storage.secret_service import Locked
 from tvmaniac_refreshd.storage.secret_service_owner import (
     ANOTHER,
@@ -27,6 +27,7 @@ from tvmaniac_refreshd.storage.secret_service_owner import (
     KWALLET,
     SecretServiceOwner,
 )
+from tvmaniac_refreshd.storage.session_bus import adopt_session_bus
 
 DOC = TokenDocument(
     account="default",
@@ -240,7 +241,7 @@ class TestAdoptSessionBus:
 HOLDER = """
 import sys, time
 from pathlib import Path
-from tvmaniac_refreshd.storage.keyring_store import account_lock
+from tvmaniac_refreshd.storage.locks import account_lock
 with account_lock(Path(sys.argv[1]), "default", timeout=5):
     print("held", flush=True)
     sys.stdin.readline()

@@ -79,7 +79,7 @@ class World:
     @property
     def environ(self) -> Mapping[str, str]:
         # No runtime directory, no bus: the memory keyring is the only store reached.
-        return {"HOME": str(self.tmp), "XDG_STATE_HOME": str(self.tmp / "state")}
+        return {"HOME": str(self.tmp)}  # the state directory follows HOME (storage/layout.py)
 
     @property
     def store(self) -> KeyringStore:

@@ -24,8 +24,9 @@ from tvmaniac_refreshd.core.errors import (
     EXIT_USAGE,
     RefreshdError,
 )
-from tvmaniac_refreshd.core.locations import APP, adopt_session_bus
+from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import configure_logging, journal_prefix, redact_text, shown
+from tvmaniac_refreshd.storage.session_bus import adopt_session_bus
 
 DESCRIPTION = """\
 Keeps a Trakt.tv OAuth session alive: the tokens live in the OS keyring and are refreshed

@@ -6,22 +6,19 @@ Pure code: no I/O, time passed in. Nothing here ever puts a token into an except
 from __future__ import annotations
 
 import json
-import re
 import sys
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tvmaniac_refreshd.core.errors import StoreCorrupt
 from tvmaniac_refreshd.core.locations import APP
+from tvmaniac_refreshd.core.token_form import is_token_text
 
 DOCUMENT_FORMAT = f"{APP}/tokens"
 DOCUMENT_VERSION = 1
 # Lifetimes outside this range are a broken or hostile response, not a policy to follow.
 MIN_LIFETIME = 1  # a test server may issue one-second tokens; zero or less is broken
 MAX_LIFETIME = 400 * 86400
-# Real tokens are short; a cap keeps a runaway response out of the keyring.
-MAX_TOKEN_LENGTH = 4096
-_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")  # visible ASCII, as RFC 6750's b64token allows
 
 
 class ResponseInvalid(ValueError):
@@ -57,7 +54,7 @@ def _token(body: dict[str, Any], key: str, problems: list[str]) -> str:
     if not isinstance(value, str) or not value:
         problems.append(f"{key} is missing or not a string")
         return ""
-    if len(value) > MAX_TOKEN_LENGTH or not _TOKEN_CHARS.fullmatch(value):
+    if not is_token_text(value):
         problems.append(f"{key} has an invalid form")
         return ""
     return value

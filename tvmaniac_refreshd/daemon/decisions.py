@@ -20,8 +20,10 @@ from tvmaniac_refreshd.core.errors import (
     NotLoggedIn,
     RefreshdError,
     SessionRejected,
+    StateUnwritable,
     StoreUnavailable,
     TransientError,
+    UnsafeLocation,
 )
 from tvmaniac_refreshd.core.logs import get_logger
 from tvmaniac_refreshd.core.policy import refresh_due_at, retry_delay
@@ -161,7 +163,7 @@ class Daemon:
             self._stop_planning(account, watch, Condition.LOGIN_NEEDED)
             self._alert(account, AlertEvent.REAUTH_REQUIRED, str(exc))
             return
-        except (TransientError, StoreUnavailable, RefreshdError) as exc:
+        except RefreshdError as exc:  # TransientError, StoreUnavailable, ... alike
             self._failed(account, watch, exc)
             return
         seen = token_digest(document.tokens.refresh_token)
@@ -228,7 +230,7 @@ class Daemon:
     def _record(self, name: str, when: float | None) -> None:
         try:
             self._states.update(name, next_attempt_at=None if when is None else int(when))
-        except OSError as exc:
+        except (StateUnwritable, UnsafeLocation) as exc:  # the plan stands; only `status` lags
             self._log.warning("daemon.state_not_written", account=name, error=str(exc))
 
     def _alert(self, account: Account, event: AlertEvent, message: str) -> None:

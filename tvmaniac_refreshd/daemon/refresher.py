@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from tvmaniac_refreshd.core.policy import needs_refresh, refresh_due_at
 from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet, with_tokens
 from tvmaniac_refreshd.daemon.unsaved import Unsaved, UnsavedPairs
 from tvmaniac_refreshd.providers.base import Provider
-from tvmaniac_refreshd.storage.keyring_store import account_lock
+from tvmaniac_refreshd.storage.locks import account_lock
 from tvmaniac_refreshd.storage.state import (
     RecordChanges,
     RefreshResult,
@@ -331,7 +331,6 @@ class Refresher:
         keep_in_flight: bool = False,
     ) -> None:
         name = self.account.name
-        previous = self._states.load(name)
         # Redacted before it is stored: the server may have echoed a token or the client
         # secret, and `status` shows the file's text to whoever asks.
         message = shown(message)
@@ -339,12 +338,18 @@ class Refresher:
             "last_attempt_at": int(self._clock()),
             "last_result": result,
             "last_error": message,
-            "consecutive_failures": previous.consecutive_failures + 1,
         }
         if not keep_in_flight:
             changes["in_flight_token"] = changes["in_flight_since"] = None
         if reauth is not None:
             changes["reauth_token"], changes["reauth_reason"] = reauth
-        self._states.update(name, **changes)
+        # Counted under the state file's lock: two failing processes count two failures.
+        self._states.modify(
+            name,
+            lambda previous: replace(
+                replace(previous, **changes),
+                consecutive_failures=previous.consecutive_failures + 1,
+            ),
+        )
         level = "error" if reauth is not None else "warning"
         getattr(self._log, level)("refresh.finished", outcome=result, error=message)

@@ -29,7 +29,7 @@ from tvmaniac_refreshd.daemon.decisions import Daemon
 from tvmaniac_refreshd.daemon.hook_sandbox import current_unit
 from tvmaniac_refreshd.daemon.notify import Notifier, watchdog_interval
 from tvmaniac_refreshd.daemon.scheduler import Scheduler
-from tvmaniac_refreshd.storage.paths import state_dir
+from tvmaniac_refreshd.storage.layout import Layout
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Mapping
@@ -148,13 +148,12 @@ def run_daemon(
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # before any thread exists
     log = get_logger()
     config = engines.config
-    if supervised_by_launchd(environ) and not wait_until_free(
-        instance.lock_path(state_dir(environ), config.source)
-    ):
+    pid_file = Layout.of(environ).daemon_pid(config.source)
+    if supervised_by_launchd(environ) and not wait_until_free(pid_file):
         return EXIT_OK
-    with instance.hold(instance.lock_path(state_dir(environ), config.source)) as held:
+    with instance.hold(pid_file) as held:
         if not held:
-            pid = instance.running_pid(instance.lock_path(state_dir(environ), config.source))
+            pid = instance.running_pid(pid_file)
             raise AlreadyRunning(
                 f"a daemon for {config.source} is already running (pid {pid}); "
                 f"stop it first, or see {_service_status_command()}"

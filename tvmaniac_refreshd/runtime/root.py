@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from tvmaniac_refreshd.config.settings import Account, Config, StoreBackend, load_config
-from tvmaniac_refreshd.core.locations import APP
+from tvmaniac_refreshd.core.locations import ACCOUNT_ENV, APP
 from tvmaniac_refreshd.core.logs import get_logger, journal_prefix, shown
 from tvmaniac_refreshd.daemon.refresher import Refresher
 from tvmaniac_refreshd.daemon.unsaved import UnsavedPairs
 from tvmaniac_refreshd.providers.base import Provider
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
-from tvmaniac_refreshd.storage.paths import config_path, lock_dir, state_dir
+from tvmaniac_refreshd.storage.layout import Layout, config_path, disagreements
 from tvmaniac_refreshd.storage.state import StateFiles
 from tvmaniac_refreshd.storage.store import TokenStore
 
@@ -32,8 +32,6 @@ if TYPE_CHECKING:
     from tvmaniac_refreshd.service.base import ServiceManager
 
 __all__ = ["ACCOUNT_ENV", "ProviderFactory", "Runtime"]
-
-ACCOUNT_ENV = "TVMANIAC_REFRESHD_ACCOUNT"  # the account when none is named
 
 # syslog priorities of the plain lines a oneshot writes to journald's stream (sd-daemon(3)).
 ERROR = 3
@@ -67,6 +65,7 @@ class Runtime:
         self._account = account
         self._config = config
         self._store = store
+        self._states: StateFiles | None = None
         self._provider = provider
         self._http: httpx.Client | None = None
         # New pairs the store could not keep yet, across every refresher of this process.
@@ -109,17 +108,15 @@ class Runtime:
     def make_store(self, backend: StoreBackend) -> TokenStore:
         """Return the store named ``backend`` ("keyring" or "file"), as the config would."""
         if backend == "file":
-            from tvmaniac_refreshd.storage.file_store import (  # noqa: PLC0415
-                FileStore,
-                token_directory,
-            )
+            from tvmaniac_refreshd.storage.file_store import FileStore  # noqa: PLC0415
 
+            self.states.check()  # the state directory, the file store's parent: exit 78 if unsafe
             cipher = None
             if self.config.store.encrypt == "systemd-creds":
                 from tvmaniac_refreshd.storage.systemd_creds import SystemdCreds  # noqa: PLC0415
 
                 cipher = SystemdCreds()  # exit 78 here if this system cannot: no plain text
-            return FileStore(token_directory(state_dir(self.environ)), cipher=cipher)
+            return FileStore(self.layout.tokens, cipher=cipher)
         from tvmaniac_refreshd.storage.keyring_store import (  # noqa: PLC0415
             KeyringStore,
             default_backend,
@@ -140,8 +137,21 @@ class Runtime:
         )
 
     @property
+    def layout(self) -> Layout:
+        """Where this user's state, locks and file store are (storage/layout.py)."""
+        return Layout.of(self.environ)
+
+    @property
     def states(self) -> StateFiles:
-        return StateFiles(state_dir(self.environ))
+        """The state files, once the whole state directory is checked (exit 78 if unsafe)."""
+        if self._states is None:
+            self._states = StateFiles(self.layout.state).check()
+        return self._states
+
+    def warn_disagreements(self) -> None:
+        """Warn where another caller of this user would look for the state (layout.py)."""
+        for note in disagreements(self.environ):
+            self.warn(note)
 
     def warn(self, message: str) -> None:
         self.err.write(f"{journal_prefix(WARNING)}{APP}: warning: {shown(message)}\n")
@@ -185,7 +195,7 @@ class Runtime:
             account,
             store=self.store,
             states=self.states,
-            lock_dir=lock_dir(self.environ),
+            lock_dir=self.layout.locks,
             lock_timeout=self.config.store.lock_timeout,
             client=lambda: self.client(account),
             clock=self.clock,
@@ -200,18 +210,16 @@ class Runtime:
     @contextlib.contextmanager
     def lock(self, account: Account) -> Iterator[None]:
         """Hold the lock of ``account``: the one every process of this user takes for it."""
-        from tvmaniac_refreshd.storage.keyring_store import account_lock  # noqa: PLC0415
+        from tvmaniac_refreshd.storage.locks import account_lock  # noqa: PLC0415
 
-        with account_lock(
-            lock_dir(self.environ), account.name, timeout=self.config.store.lock_timeout
-        ):
+        with account_lock(self.layout.locks, account.name, timeout=self.config.store.lock_timeout):
             yield
 
     def tell_daemon(self) -> None:
         """Tell a running daemon for this config that an account changed, so it re-plans now."""
         from tvmaniac_refreshd.daemon import instance  # noqa: PLC0415
 
-        pid = instance.tell(instance.lock_path(state_dir(self.environ), self.config.source))
+        pid = instance.tell(self.layout.daemon_pid(self.config.source))
         if pid is not None:
             get_logger().debug("daemon.told", pid=pid)
 
@@ -219,7 +227,7 @@ class Runtime:
         """The pid of the daemon running for this config, if one is."""
         from tvmaniac_refreshd.daemon import instance  # noqa: PLC0415
 
-        return instance.running_pid(instance.lock_path(state_dir(self.environ), self.config.source))
+        return instance.running_pid(self.layout.daemon_pid(self.config.source))
 
     def service_manager(self) -> ServiceManager:
         """The OS service manager (systemd or launchd) of this machine."""

@@ -47,6 +47,9 @@ LABELS: dict[ServiceMode, str] = {
     "daemon": "com.tvmaniac.refreshd",
     "timer": "com.tvmaniac.refreshd.refresh",
 }
+# The agent `brew services start tvmaniac-refreshd` writes (Homebrew's label for a formula): the
+# same daemon (packaging/homebrew/'s `service do`), under a name of Homebrew's.
+BREW_LABEL = "homebrew.mxcl.tvmaniac-refreshd"
 # launchctl's "not loaded" answers: ESRCH, "Could not find specified service", and 125 for a
 # gui/UID domain that does not exist (no GUI login, or no longer).
 NOT_LOADED = (3, 113, 125)
@@ -224,6 +227,7 @@ class Launchd:
             out.write(f"would run: launchctl enable {target}\n")
             out.write(f"would run: launchctl bootstrap {domain} {path}\n")
             return
+        self._refuse_beside_brew_services()
         self.logs.mkdir(parents=True, exist_ok=True)
         for stop in stops:
             self._stop(stop)
@@ -240,6 +244,33 @@ class Launchd:
         out.write(f"Its output goes to {self.logs} (trimmed by the program itself).\n")
         if not self.has_gui:
             out.write(USER_DOMAIN_NOTE.format(domain=domain, uid=self.uid))
+
+    def _brew_plist(self) -> Path:
+        return self.agent_dir / f"{BREW_LABEL}.plist"
+
+    def _refuse_beside_brew_services(self) -> None:
+        """Two agents would run two daemons; `brew services` already runs this one."""
+        if self._brew_plist().exists():
+            raise ServiceError(
+                f"`brew services` already runs tvmaniac-refreshd ({self._brew_plist()}). Keep "
+                "that, or run `brew services stop tvmaniac-refreshd` first; two agents would "
+                "run two daemons"
+            )
+
+    def _brew_state(self) -> ServiceState:
+        """The agent of `brew services`, reported as our daemon (the same program)."""
+        files = (str(self._brew_plist()),)
+        target = next((t for d in self._domains() if self._loaded(t := f"{d}/{BREW_LABEL}")), None)
+        if target is None:
+            detail = "started by `brew services`, not loaded: brew services start tvmaniac-refreshd"
+            return ServiceState("launchd", "daemon", "not loaded", detail, files=files)
+        fields = parse_print(self._run(["launchctl", "print", target]).stdout)
+        detail = (
+            f"{target} (brew services); last exit code {fields.get('last exit code', 'unknown')}"
+        )
+        if "pid" in fields:
+            detail += f"; pid {fields['pid']}"
+        return ServiceState("launchd", "daemon", fields.get("state", "loaded"), detail, files=files)
 
     def _bootstrap_failure(self, result: Any, target: str) -> str:  # noqa: ANN401
         said = _said(result)
@@ -279,13 +310,17 @@ class Launchd:
                 self._path(mode).unlink(missing_ok=True)
                 out.write(f"Stopped and removed {label}.\n")
                 done = True
-        if not done:
+        if self._brew_plist().exists():
+            out.write("The agent of `brew services` stays: brew services stop tvmaniac-refreshd\n")
+        elif not done:
             out.write("No tvmaniac-refreshd agents were installed; nothing to do.\n")
 
     def state(self) -> ServiceState:
         """Report the installed agent: its plist's program, and `launchctl print` (shown, not
         decided on)."""
         mode = next((mode for mode in LABELS if self._path(mode).exists()), None)
+        if mode is None and self._brew_plist().exists():
+            return self._brew_state()
         if mode is None:
             return ServiceState("launchd", None, "not installed")
         files = (str(self._path(mode)),)

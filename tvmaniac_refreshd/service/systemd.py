@@ -29,8 +29,8 @@ from tvmaniac_refreshd.service.systemd_words import (
     exit_reason,
     replacing,
 )
+from tvmaniac_refreshd.storage import layout
 from tvmaniac_refreshd.storage.locks import remove_unheld
-from tvmaniac_refreshd.storage.paths import lock_dir
 from tvmaniac_refreshd.storage.safe_files import ensure_private_dir
 
 DAEMON_UNIT = f"{APP}.service"
@@ -50,6 +50,9 @@ ALL_UNITS = (DAEMON_UNIT, TIMER_SERVICE, TIMER_UNIT)
 # systemd (org.freedesktop.systemd1) cannot be found or started.
 # What PrivateTmp= replaces with directories of the unit's own (names, not places we write).
 PRIVATE_TMP_DIRS = ("/tmp/", "/var/tmp/")  # noqa: S108
+# Where a distribution package installs the user units for every user (the .deb does): systemd
+# finds them there, and a unit of the same name in ~/.config/systemd/user overrides them.
+PACKAGED_UNIT_DIR = Path("/usr/lib/systemd/user")
 NO_MANAGER = ("Failed to connect to bus", "No medium found", "org.freedesktop.systemd1")
 _PLAIN = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 
@@ -133,6 +136,13 @@ def render(name: str, argv: Sequence[str], *, home: Path | None = None) -> bytes
     return text.encode()
 
 
+def _exec_start(unit: bytes) -> str | None:
+    for line in unit.decode().splitlines():
+        if line.startswith("ExecStart="):
+            return line
+    return None
+
+
 def _unavailable(message: str) -> ServiceUnavailable:
     return ServiceUnavailable(
         f"no systemd user manager is running for this user (`systemctl --user`: "
@@ -147,16 +157,23 @@ class Systemd:
 
     name = "systemd"
 
-    def __init__(self, environ: Mapping[str, str], runner: Runner) -> None:
+    def __init__(
+        self,
+        environ: Mapping[str, str],
+        runner: Runner,
+        *,
+        packaged_dir: Path = PACKAGED_UNIT_DIR,
+    ) -> None:
         self._environ = environ
+        self.packaged_dir = packaged_dir
         self._run = runner
         home = Path(environ.get("HOME") or Path.home())
         self.home = home
         config = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
         self.unit_dir = config / "systemd" / "user"
-        # The units' ReadWritePaths=-%h/.local/state/tvmaniac-refreshd: the service's own
-        # environment has no XDG_STATE_HOME, so this is where it keeps its state.
-        self.state_dir = home / ".local" / "state" / APP
+        # The units' ReadWritePaths=-%h/.local/state/tvmaniac-refreshd: %h is the account's
+        # home, and the layout's rule puts every caller's state there.
+        self.state_dir = Path(layout.state_directory(environ, "linux"))
 
     def _systemctl(self, *args: str, check: bool = True) -> str:
         result = self._run(["systemctl", "--user", *args])
@@ -184,12 +201,50 @@ class Systemd:
         for mode, units in UNITS.items():
             if all((self.unit_dir / unit).exists() for unit in units):
                 return mode
+        return self._packaged_enabled()
+
+    def _packaged(self, mode: ServiceMode) -> bool:
+        return all((self.packaged_dir / unit).exists() for unit in UNITS[mode])
+
+    def _packaged_enabled(self) -> ServiceMode | None:
+        """The mode whose packaged unit this user enabled (`systemctl --user enable`), if any."""
+        for mode in UNITS:
+            if self._packaged(mode) and not (self.unit_dir / ENTRY[mode]).exists():
+                enabled = self._run(["systemctl", "--user", "is-enabled", ENTRY[mode]])
+                if enabled.stdout.strip() == "enabled":
+                    return mode
         return None
+
+    def _unit_file(self, unit: str) -> Path:
+        """The file systemd loads for ``unit``: the user's own, else the packaged one."""
+        own = self.unit_dir / unit
+        packaged = self.packaged_dir / unit
+        return packaged if not own.exists() and packaged.exists() else own
+
+    def _packaged_fits(self, mode: ServiceMode, argv: Sequence[str]) -> bool:
+        """Whether the packaged units of ``mode`` run exactly what ``argv`` would (this
+        installation, no --config of its own), so enabling them is all an install needs."""
+        if not self._packaged(mode):
+            return False
+        for unit in UNITS[mode]:
+            wanted = _exec_start(render(unit, argv, home=self.home))
+            if wanted is not None and wanted != _exec_start(
+                (self.packaged_dir / unit).read_bytes()
+            ):
+                return False
+        return True
 
     def install(
         self, mode: ServiceMode, argv: Sequence[str], *, dry_run: bool, out: TextIO
     ) -> None:
-        """Write the units of ``mode``, remove the other mode's, enable and (re)start."""
+        """Write the units of ``mode``, remove the other mode's, enable and (re)start.
+
+        When the package installed units that run this very command, they are enabled as they
+        are, and a copy of ours that would override them is removed.
+        """
+        if self._packaged_fits(mode, argv):
+            self._install_packaged(mode, dry_run=dry_run, out=out)
+            return
         plan = Plan(
             write={self.unit_dir / unit: render(unit, argv, home=self.home) for unit in UNITS[mode]}
         )
@@ -228,6 +283,45 @@ class Systemd:
             raise
         what = "daemon service" if mode == "daemon" else "hourly timer"
         out.write(f"Installed and started the {what}: {ENTRY[mode]} in {self.unit_dir}\n")
+        if self._packaged(mode):
+            out.write(
+                f"It overrides the packaged {ENTRY[mode]} in {self.packaged_dir}, which runs "
+                "another command (the package's, without --config); `service uninstall` "
+                "removes the override.\n"
+            )
+        out.write("Follow it with: journalctl --user -u 'tvmaniac-refreshd*' -f\n")
+        self._tell_where_settings_go(mode, out)
+        self._warn_without_linger(out)
+
+    def _install_packaged(self, mode: ServiceMode, *, dry_run: bool, out: TextIO) -> None:
+        """Enable and (re)start the packaged units of ``mode``; stop the other mode's."""
+        other = other_mode(mode)
+        copies = [self.unit_dir / unit for unit in (*UNITS[mode], *UNITS[other])]
+        copies = [path for path in copies if path.exists()]
+        stale = [unit for unit in UNITS[other] if self._unit_file(unit).exists()]
+        commands = [["disable", "--now", *stale]] if stale else []
+        commands += [["daemon-reload"], ["enable", ENTRY[mode]], ["restart", ENTRY[mode]]]
+        if dry_run:
+            for path in copies:
+                out.write(f"would remove {path} (it overrides the packaged unit)\n")
+            for command in commands:
+                out.write(f"would run: systemctl --user {' '.join(command)}\n")
+            return
+        self.probe()
+        ensure_private_dir(self.state_dir)
+        if stale:
+            self._systemctl(*commands[0], check=False)
+        if copies:
+            # Their enablement links name the copies; the packaged unit gets its own.
+            self._systemctl("disable", *(path.name for path in copies), check=False)
+        for path in copies:
+            path.unlink(missing_ok=True)
+        for command in commands[1 if stale else 0 :]:
+            self._systemctl(*command)
+        what = "daemon service" if mode == "daemon" else "hourly timer"
+        out.write(
+            f"Enabled and started the packaged {what}: {ENTRY[mode]} in {self.packaged_dir}\n"
+        )
         out.write("Follow it with: journalctl --user -u 'tvmaniac-refreshd*' -f\n")
         self._tell_where_settings_go(mode, out)
         self._warn_without_linger(out)
@@ -257,14 +351,17 @@ class Systemd:
         """Stop, disable and remove whichever units are installed, and what they left behind
         (a failed unit, the daemon's pid file, free locks); fine if none are."""
         present = [unit for unit in ALL_UNITS if (self.unit_dir / unit).exists()]
+        packaged = self._packaged_enabled()
         if dry_run:
             for unit in present:
                 out.write(f"would remove {self.unit_dir / unit}\n")
-            if present:
-                out.write(f"would run: systemctl --user disable --now {' '.join(present)}\n")
+            stopped = [*present, *([ENTRY[packaged]] if packaged else [])]
+            if stopped:
+                out.write(f"would run: systemctl --user disable --now {' '.join(stopped)}\n")
             out.write("would run: systemctl --user daemon-reload\n")
             out.write(f"would run: systemctl --user reset-failed {' '.join(ALL_UNITS)}\n")
             return
+        self._disable_packaged(packaged, out)
         if present:
             self._systemctl("disable", "--now", *present, check=False)
             if TIMER_UNIT in present:
@@ -280,7 +377,7 @@ class Systemd:
         leftovers = self._remove_leftovers()
         if present:
             out.write(f"Removed {', '.join(present)} from {self.unit_dir}\n")
-        else:
+        elif packaged is None:
             out.write("No tvmaniac-refreshd units were installed; nothing to do.\n")
         if leftovers:
             out.write(f"Removed what the service left behind: {', '.join(leftovers)}\n")
@@ -289,13 +386,23 @@ class Systemd:
             if directory.is_dir():
                 out.write(f"Kept your drop-ins in {directory} (delete them yourself if unwanted)\n")
 
+    def _disable_packaged(self, mode: ServiceMode | None, out: TextIO) -> None:
+        """Disable and stop the packaged unit this user enabled; its files are the package's."""
+        if mode is None:
+            return
+        self._systemctl("disable", "--now", ENTRY[mode], check=False)
+        out.write(
+            f"Disabled and stopped the packaged {ENTRY[mode]}; its files stay in "
+            f"{self.packaged_dir} (the package's)\n"
+        )
+
     def _remove_leftovers(self) -> list[str]:
         """Remove the stopped daemon's pid file and the lock files no process holds."""
-        locks = lock_dir(self._environ)  # the runtime directory the units preserve
+        locks = Path(layout.lock_directory(str(self.state_dir)))
         candidates = sorted(self.state_dir.glob("daemon-*.pid")) + sorted(locks.glob("*.lock"))
         removed = [str(path) for path in candidates if remove_unheld(path)]
         try:
-            locks.rmdir()  # RuntimeDirectoryPreserve= kept it; only if nothing is left
+            locks.rmdir()  # only if nothing is left: a held lock stays, and so does its directory
         except OSError:
             pass
         else:
@@ -305,7 +412,7 @@ class Systemd:
     def state(self) -> ServiceState:
         """Report the installed mode and what systemd says of it."""
         mode = self.installed_mode()
-        files = tuple(str(self.unit_dir / unit) for unit in (UNITS[mode] if mode else ()))
+        files = tuple(str(self._unit_file(unit)) for unit in (UNITS[mode] if mode else ()))
         if mode is None:
             return ServiceState("systemd", None, "not installed", lingering=self._lingering())
         fields = self._show(

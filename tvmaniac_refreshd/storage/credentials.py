@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tvmaniac_refreshd.config.settings import Account
 from tvmaniac_refreshd.core.logs import register_secret
-from tvmaniac_refreshd.storage.paths import credentials_dir
+from tvmaniac_refreshd.storage.layout import credentials_directory
 from tvmaniac_refreshd.storage.store import TokenStore
 
 
@@ -39,9 +40,9 @@ def resolve_client_secret(
     Raises:
         StoreUnavailable: if the keyring must be asked and cannot be used.
     """
-    directory = credentials_dir(environ)
+    directory = credentials_directory(environ)
     if directory is not None:
-        path = directory / credential_name(account.name)
+        path = Path(directory, credential_name(account.name))
         try:
             value = path.read_text(encoding="utf-8").strip()
         except OSError:

@@ -4,7 +4,9 @@
 The files are protected by their permissions (0600 in a 0700 directory of this user), not by
 encryption: anyone who can act as this user, or as root, can read them, as with gh, rclone or
 the cloud CLIs on a server. Every write is atomic and durable and is read back, like the
-keyring's. Every ``OSError`` is translated here into ``StoreUnavailable``, naming the directory.
+keyring's. Every ``OSError``, and a directory or file that is not safely ours
+(``UnsafeLocation``, safe_files.py's one policy), is translated here into ``StoreUnavailable``,
+naming the directory: the store cannot be used.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from tvmaniac_refreshd.core.errors import StoreCorrupt, StoreUnavailable
+from tvmaniac_refreshd.core.errors import StoreCorrupt, StoreUnavailable, UnsafeLocation
 from tvmaniac_refreshd.core.tokens import TokenDocument, decode_document, encode_document
-from tvmaniac_refreshd.storage.private_files import (
-    UnsafeLocation,
+from tvmaniac_refreshd.storage.layout import DOCUMENT_SUFFIX, ENCRYPTED_SUFFIX, SECRET_SUFFIX
+from tvmaniac_refreshd.storage.safe_files import (
     delete_private_file,
     open_private_dir,
     read_private_file,
@@ -30,14 +32,10 @@ if TYPE_CHECKING:
     from tvmaniac_refreshd.storage.systemd_creds import SystemdCreds
 
 T = TypeVar("T")
-STORE_SUBDIR = "tokens"  # under the state directory
-DOCUMENT_SUFFIX = ".json"
-SECRET_SUFFIX = ".client_secret"
 PROTECTION = (
     "a file readable only by this user (mode 0600 in a 0700 directory): protected by "
     "permissions, not by encryption; root and anything running as this user can read it"
 )
-ENCRYPTED_SUFFIX = ".cred"  # a systemd credential: never mistaken for a plain document
 ENCRYPTED_PROTECTION = (
     "a file readable only by this user, encrypted with systemd-creds for this user with the "
     "host key (and the TPM2 if there is one): a copy of the file or of the home directory is "
@@ -45,12 +43,7 @@ ENCRYPTED_PROTECTION = (
 )
 
 
-def token_directory(state_directory: Path) -> Path:
-    """Return the directory of the token files under ``state_directory``."""
-    return state_directory / STORE_SUBDIR
-
-
-def _reason(exc: OSError, directory: Path) -> str:
+def _reason(exc: OSError | UnsafeLocation, directory: Path) -> str:
     if isinstance(exc, UnsafeLocation):
         return str(exc)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -120,7 +113,7 @@ class FileStore:
     def _dir(self, what: str) -> Iterator[int]:
         try:
             fd = open_private_dir(self.directory)
-        except OSError as exc:
+        except (OSError, UnsafeLocation) as exc:
             raise StoreUnavailable(
                 f"the file store failed while {what}: {_reason(exc, self.directory)}"
             ) from None
@@ -133,7 +126,7 @@ class FileStore:
         with self._dir(what) as fd:
             try:
                 return work(fd)
-            except OSError as exc:
+            except (OSError, UnsafeLocation) as exc:
                 raise StoreUnavailable(
                     f"the file store failed while {what}: {_reason(exc, self.directory)}"
                 ) from None

@@ -11,15 +11,13 @@ import contextlib
 import sys
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping
-from pathlib import Path
 from typing import TypeVar
 
 from tvmaniac_refreshd.config.settings import StoreSettings
-from tvmaniac_refreshd.core.errors import StoreCorrupt, StoreUnavailable, TransientError
-from tvmaniac_refreshd.core.locations import APP, may_choose_backend_explicitly
+from tvmaniac_refreshd.core.errors import StoreCorrupt, StoreUnavailable
+from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.tokens import TokenDocument, decode_document, encode_document
 from tvmaniac_refreshd.storage.backend import SecretBackend
-from tvmaniac_refreshd.storage.locks import flocked
 from tvmaniac_refreshd.storage.secret_service import Locked, NoAnswer, Unanswered
 from tvmaniac_refreshd.storage.secret_service_owner import (
     HEADLESS_UNLOCK,
@@ -27,6 +25,7 @@ from tvmaniac_refreshd.storage.secret_service_owner import (
     locked_advice,
     prompt_advice,
 )
+from tvmaniac_refreshd.storage.session_bus import may_choose_backend_explicitly
 from tvmaniac_refreshd.storage.two_phase import describe, safe_writes
 
 # The keyring item's service name is the application's name (design.md); tests name it so.
@@ -417,23 +416,3 @@ class KeyringStore:
         return self._delete(
             account + CLIENT_SECRET_SUFFIX, f"deleting the client secret of {account!r}"
         )
-
-
-@contextlib.contextmanager
-def account_lock(directory: Path, account: str, *, timeout: float) -> Iterator[None]:
-    """Hold the machine-wide refresh lock of ``account`` for the duration of the block.
-
-    An flock dies with its holder, so a killed process can never leave the account locked.
-
-    Raises:
-        TransientError: another process held the lock for longer than ``timeout`` seconds.
-        UnsafeLocation: the lock directory or file is not safely ours.
-    """
-    with flocked(directory / f"{account}.lock", wait=timeout) as fd:
-        if fd is None:
-            raise TransientError(
-                f"another tvmaniac-refreshd process has been refreshing account "
-                f"{account!r} for over {timeout:.0f}s; try again later",
-                account=account,
-            )
-        yield

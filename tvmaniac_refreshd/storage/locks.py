@@ -1,8 +1,9 @@
-"""The one flock helper: per-account refresh locks, state-file locks, the daemon's instance lock.
+"""The locks: per-account refresh locks, state-file locks, and the daemon's instance lock.
 
-An flock dies with its holder, so a killed process can never leave anything locked. The lock
-file is opened through ``safe_files.open_private`` (no links, ours only) in a directory checked
-by ``ensure_private_dir``, and never truncated on open.
+An flock or a record lock dies with its holder, so a killed process can never leave anything
+locked. Every lock file is opened through ``safe_files.open_private`` in a directory checked by
+``ensure_private_dir`` (parents included), and never truncated on open. The per-account lock
+lives here, not with the keyring, so that a file-store run imports no keyring module.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import struct
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tvmaniac_refreshd.core.errors import UnsafeLocation
+from tvmaniac_refreshd.core.errors import TransientError, UnsafeLocation
+from tvmaniac_refreshd.storage.layout import lock_file
 from tvmaniac_refreshd.storage.safe_files import ensure_private_dir, open_private
 
 # How often a waiting process looks at the lock again: flock has no timeout of its own, and a
@@ -30,7 +34,8 @@ def flocked(path: Path, *, wait: float | None = None) -> Iterator[int | None]:
     once. Yields None if the lock was not had in time.
 
     Raises:
-        UnsafeLocation: the directory or the file is not safely ours.
+        UnsafeLocation: the directory or the file is not safely ours, or the file was moved
+            away while we waited for its lock (a lock on a file nobody else opens is none).
         OSError: the lock file cannot be created.
     """
     deadline = None if wait is None else time.monotonic() + wait
@@ -52,12 +57,27 @@ def flocked(path: Path, *, wait: float | None = None) -> Iterator[int | None]:
 
 
 def _still_there(fd: int, path: Path) -> bool:
+    """Return whether ``path`` still names the file locked through ``fd``; False if that file
+    was removed (``remove_unheld``: lock the path anew).
+
+    Raises:
+        UnsafeLocation: the file was moved away or replaced, not removed: whoever did it can
+            write the directory, and could take a lock of his own on the path meanwhile.
+    """
+    opened = os.fstat(fd)
     try:
         named = os.stat(path, follow_symlinks=False)
     except FileNotFoundError:
+        named = None
+    if named is not None and (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino):
+        return True
+    if opened.st_nlink == 0:
         return False
-    opened = os.fstat(fd)
-    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+    raise UnsafeLocation(
+        f"refusing to use {path.parent}: {path.name} was moved or replaced while this "
+        "process waited for its lock, so another process could take a lock of its own; "
+        "check who can write that directory and its parents"
+    )
 
 
 def remove_unheld(path: Path) -> bool:
@@ -73,9 +93,14 @@ def remove_unheld(path: Path) -> bool:
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            # A daemon's PID file is held by a record lock (record_locked), not an flock.
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # BlockingIOError, or EACCES as fcntl(2) allows for a record lock
             return False
-        if not _still_there(fd, path):
+        try:
+            if not _still_there(fd, path):
+                return False
+        except UnsafeLocation:
             return False
         path.unlink()
         return True
@@ -99,18 +124,97 @@ def _acquire(fd: int, wait: float | None) -> bool:
             return True
 
 
-def holder_text(path: Path, limit: int = 32) -> str | None:
-    """Return the start of ``path`` if some process holds its flock, else None."""
+@contextlib.contextmanager
+def account_lock(directory: Path, account: str, *, timeout: float) -> Iterator[None]:
+    """Hold the machine-wide refresh lock of ``account`` for the duration of the block.
+
+    Raises:
+        TransientError: another process held the lock for longer than ``timeout`` seconds.
+        UnsafeLocation: the lock directory or file is not safely ours.
+    """
+    with flocked(Path(lock_file(str(directory), account)), wait=timeout) as fd:
+        if fd is None:
+            raise TransientError(
+                f"another tvmaniac-refreshd process has been refreshing account "
+                f"{account!r} for over {timeout:.0f}s; try again later",
+                account=account,
+            )
+        yield
+
+
+# struct flock, field order per platform (fcntl(2)): Linux puts the type first, the BSDs last.
+if sys.platform.startswith("linux"):
+    _FLOCK = "hhqqi4x"
+
+    def _pack(kind: int) -> bytes:
+        return struct.pack(_FLOCK, kind, os.SEEK_SET, 0, 0, 0)
+
+    def _unpack(data: bytes) -> tuple[int, int]:
+        kind, _, _, _, pid = struct.unpack(_FLOCK, data)
+        return kind, pid
+
+else:
+    _FLOCK = "qqihh"
+
+    def _pack(kind: int) -> bytes:
+        return struct.pack(_FLOCK, 0, 0, 0, kind, os.SEEK_SET)
+
+    def _unpack(data: bytes) -> tuple[int, int]:
+        _, _, pid, kind, _ = struct.unpack(_FLOCK, data)
+        return kind, pid
+
+
+@contextlib.contextmanager
+def record_locked(path: Path) -> Iterator[int | None]:
+    """Try once to hold an exclusive record lock (``fcntl`` F_SETLK) on ``path`` for the block.
+
+    Yields its descriptor, or None if another process holds it. Unlike an flock, a record lock
+    names its holder to anyone who asks (``record_holder``), in the asker's PID namespace, and
+    it is released when the holder exits: a PID read from it is the living holder's. So the
+    process that holds it must never open and close ``path`` elsewhere meanwhile.
+
+    Raises:
+        UnsafeLocation: the directory or the file is not safely ours.
+        OSError: the lock file cannot be created.
+    """
+    fd = _record_lock(path)
+    if fd is None:
+        yield None
+        return
+    try:
+        yield fd
+    finally:
+        os.close(fd)  # closing the descriptor releases the record lock
+
+
+def _record_lock(path: Path) -> int | None:
+    while True:
+        ensure_private_dir(path.parent)
+        fd = open_private(path, os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _still_there(fd, path):
+                return fd
+        except OSError:  # EAGAIN or EACCES, as fcntl(2) allows either: another holder
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # removed (remove_unheld) before we locked it: lock the path anew
+
+
+def record_holder(path: Path) -> int | None:
+    """Return the PID of the process holding ``path``'s record lock, 0 if it is held by a
+    process outside this PID namespace, or None if nobody of ours holds it."""
     try:
         fd = open_private(path, os.O_RDONLY)
     except (OSError, UnsafeLocation):  # nobody of ours holds a file we would not open
         return None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return os.pread(fd, limit, 0).decode(errors="replace")
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        kind, pid = _unpack(fcntl.fcntl(fd, fcntl.F_GETLK, _pack(fcntl.F_WRLCK)))
+    except OSError:
         return None
     finally:
         os.close(fd)
+    return None if kind == fcntl.F_UNLCK else max(pid, 0)

@@ -1,7 +1,7 @@
 """The record behind the quick `token` path (quick_token.py): written by the full `token`
 command, read by the quick one. It holds no secret and no digest of one.
 
-Kept to ``json`` and ``os`` at import: the quick path is measured in milliseconds.
+Kept to ``json``, ``os`` and the layout at import: the quick path is measured in milliseconds.
 """
 
 from __future__ import annotations
@@ -10,19 +10,23 @@ import json
 import os
 from collections.abc import Mapping
 
-from tvmaniac_refreshd.core.locations import state_directory
+from tvmaniac_refreshd.core.errors import UnsafeLocation
+from tvmaniac_refreshd.storage.layout import quick_record, state_directory
+from tvmaniac_refreshd.storage.safe_files import read_private_text
 
-RECORD_NAME = "_quick-token.json"  # account names start with a letter or digit
 RECORD_VERSION = 1  # bump when a due time comes to depend on more than the record holds
 # Together with the account and the config these decide whether a token is due.
 STAMP_KEYS = ("format", "version", "fingerprint", "created_at", "expires_in", "expires_at")
 
 
 def read_json(path: str) -> object:
-    """Return the JSON in the file of ours at ``path``, never read through a link."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, encoding="utf-8") as handle:
-        return json.load(handle)
+    """Return the JSON in the file at ``path`` if it is ours alone (safe_files.py's policy).
+
+    Raises:
+        UnsafeLocation: it is a link, a FIFO, another user's, or readable by others.
+        OSError, ValueError: it cannot be read, or holds no JSON.
+    """
+    return json.loads(read_private_text(path))
 
 
 def stamp(document: Mapping[str, object]) -> list[object]:
@@ -60,17 +64,16 @@ def remember(
     meanwhile makes the record stale rather than wrong. ``file_store`` is the directory of the
     file store when the config chose it (None: the keyring); it holds for as long as the config.
     """
-    from pathlib import Path  # noqa: PLC0415
-
     from tvmaniac_refreshd.storage.safe_files import (  # noqa: PLC0415
         ensure_private_dir,
         write_atomically,
     )
 
-    path = Path(state_directory(environ), RECORD_NAME)
+    state = state_directory(environ)
+    path = quick_record(state)
     try:
-        record = read_json(str(path))
-    except (OSError, ValueError):
+        record = read_json(path)
+    except (OSError, ValueError, UnsafeLocation):
         record = {}
     if (
         not isinstance(record, dict)
@@ -90,5 +93,5 @@ def remember(
         "accounts": {**accounts, account: decision},
     }
     if updated != record:
-        ensure_private_dir(path.parent)
+        ensure_private_dir(state)
         write_atomically(path, json.dumps(updated, indent=1))

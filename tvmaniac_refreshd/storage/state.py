@@ -9,13 +9,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TypedDict, Unpack
 
 from tvmaniac_refreshd.core.errors import StateUnwritable, UnsafeLocation
+from tvmaniac_refreshd.storage.layout import Layout
 from tvmaniac_refreshd.storage.locks import flocked
 from tvmaniac_refreshd.storage.safe_files import (
     ensure_private_dir,
@@ -94,9 +95,22 @@ class StateFiles:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._layout = Layout(str(directory))
+
+    def check(self) -> StateFiles:
+        """Check the directory and its parents (safe_files.py's policy), creating it if needed,
+        before anything is read or stored there; return self.
+
+        Raises:
+            UnsafeLocation: another user owns or can write it or a parent (exit 78).
+        """
+        # A directory that cannot be made (read-only, full) is StateUnwritable when written.
+        with contextlib.suppress(OSError):
+            ensure_private_dir(self.directory)
+        return self
 
     def _path(self, account: str) -> Path:
-        return self.directory / f"{account}.json"
+        return self._layout.state_file(account)
 
     def load(self, account: str) -> AccountRecord:
         """Return the record of ``account``; an absent or unreadable file is a blank record."""
@@ -124,16 +138,27 @@ class StateFiles:
             write_atomically(self._path(account), payload)
 
     def update(self, account: str, **changes: Unpack[RecordChanges]) -> AccountRecord:
-        """Apply ``changes`` to the stored record and return the result.
+        """Apply ``changes`` to the stored record and return the result (see ``modify``)."""
+        return self.modify(account, lambda record: replace(record, **changes))
+
+    def modify(
+        self, account: str, change: Callable[[AccountRecord], AccountRecord]
+    ) -> AccountRecord:
+        """Replace the stored record with ``change(record)`` and return the result.
 
         The read-modify-write holds a lock on the file, so that the daemon recording its plan
-        cannot undo an in-flight marker or a rejection that a CLI refresh wrote meanwhile.
-        Nothing is written when nothing changes: the daemon records its plan for every account
-        at each plan, and at a thousand accounts the writes (each synced) were most of it.
+        cannot undo an in-flight marker or a rejection that a CLI refresh wrote meanwhile, and
+        a change computed from the record (a failure counted) counts every writer's. Nothing is
+        written when nothing changes: the daemon records its plan for every account at each
+        plan, and at a thousand accounts those writes (each synced) were most of READY.
+
+        Raises:
+            StateUnwritable: the directory cannot be written (full disk, quota).
+            UnsafeLocation: the directory or the file is not safely ours.
         """
-        with self._writing(), flocked(self.directory / f".{account}.lock"):
+        with self._writing(), flocked(self._layout.state_lock(account)):
             current = self.load(account)
-            record = replace(current, **changes)
+            record = change(current)
             if record != current or not self._path(account).exists():
                 self.save(account, record)
             return record

@@ -22,6 +22,7 @@ from tvmaniac_refreshd.core.errors import (
 from tvmaniac_refreshd.core.logs import shown
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
 from tvmaniac_refreshd.storage.file_store import leftover_advice, plaintext_leftovers
+from tvmaniac_refreshd.storage.layout import disagreements
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -84,6 +85,9 @@ def _check_config(report: _Report) -> Config | None:
 
 def _check_environment(report: _Report, config: Config | None) -> None:
     app = report.app
+    report.line(True, "state directory", f"{app.layout.state} (every caller of this user)")
+    for note in disagreements(app.environ):
+        report.line(None, "state directory", note)
     # A file store needs no session bus: that is what it is for.
     uses_keyring = config is None or config.store.backend == "keyring"
     if sys.platform.startswith("linux") and uses_keyring:

@@ -60,6 +60,7 @@ def run(app: App, options: LoginOptions) -> int:
     from tvmaniac_refreshd.providers.device_login import show_code, wait_for_approval  # noqa: PLC0415
 
     account = app.account()
+    app.states.check()  # before the device flow: a login must not end with nowhere to go
     try:
         previous = app.store.load(account.name)
     except StoreCorrupt as exc:

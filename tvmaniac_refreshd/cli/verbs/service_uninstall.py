@@ -9,7 +9,7 @@ from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb
 from tvmaniac_refreshd.core.errors import EXIT_OK
 from tvmaniac_refreshd.core.locations import APP
-from tvmaniac_refreshd.storage.paths import state_dir
+from tvmaniac_refreshd.storage.layout import state_directory
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ def run(app: App, options: ServiceUninstallOptions) -> int:
     if not options.dry_run:
         app.out.write(
             f"Kept on purpose: the config ({app.config_location}), the state "
-            f"({state_dir(app.environ)}) and the tokens; `{APP} logout` removes an account's "
+            f"({state_directory(app.environ)}) and the tokens; `{APP} logout` removes an account's "
             "tokens and state.\n"
         )
     return EXIT_OK

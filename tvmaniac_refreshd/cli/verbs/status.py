@@ -94,6 +94,7 @@ def gather(app: App) -> StatusReport:
     """Read what `status` shows: the daemon, the service, the store and every account."""
     # Who keeps the tokens fresh is known first, so that each account says only what is true
     # now: a plan left in the state file by an earlier daemon, in timer mode, is no plan.
+    app.warn_disagreements()
     pid = app.daemon_pid()
     service, service_error = _service(app)
     # Made first: a store this system cannot provide (encryption it lacks) is exit 78 here.
