@@ -277,8 +277,9 @@ def _direct(work: Callable[[_Caller], T], timeout: float | None, environ: Mappin
         raise NoAnswer
     try:
         while True:
-            fresh = _link.connect(address)
+            fresh = True  # until the connection is known to be a kept one
             try:
+                fresh = _link.connect(address)
                 return work(_Caller(_link, deadline))
             except (Unanswered, NoAnswer):
                 # A prompt or reply may still come on this connection: start the next call
