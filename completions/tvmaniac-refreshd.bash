@@ -8,7 +8,7 @@ _tvmaniac_refreshd() {
             COMPREPLY=($(compgen -c -- "$cur")); return
         fi
         [[ "$w" == -* ]] && continue
-        case "${COMP_WORDS[i-1]}" in --account|--client-id|--config|--env|--min-valid|--mode|--port|--to) continue ;; esac
+        case "${COMP_WORDS[i-1]}" in --account|--client-id|--config|--env|--min-valid|--mode|--port|--preset|--tenant|--to) continue ;; esac
         case "$at $w" in " completion"|" config"|" config check"|" config example"|" config init"|" config set-secret"|" exec"|" git-credential"|" login"|" logout"|" refresh"|" run"|" service"|" service install"|" service status"|" service uninstall"|" status"|" store"|" store migrate"|" token") at="$at $w" ;; esac
     done
     case "$prev" in
@@ -19,6 +19,8 @@ _tvmaniac_refreshd() {
         --min-valid) COMPREPLY=($(compgen -W "" -- "$cur")); return ;;
         --mode) COMPREPLY=($(compgen -W "daemon timer" -- "$cur")); return ;;
         --port) COMPREPLY=($(compgen -W "" -- "$cur")); return ;;
+        --preset) COMPREPLY=($(compgen -W "google microsoft" -- "$cur")); return ;;
+        --tenant) COMPREPLY=($(compgen -W "" -- "$cur")); return ;;
         --to) COMPREPLY=($(compgen -W "file keyring" -- "$cur")); return ;;
     esac
     case "$at" in
@@ -27,7 +29,7 @@ _tvmaniac_refreshd() {
         " config") words="check example init set-secret --account --config --help --verbose --version -V -h -v" ;;
         " config check") words="--account --config --help --only-config --verbose --version -V -h -v" ;;
         " config example") words="--account --config --help --verbose --version -V -h -v" ;;
-        " config init") words="--account --client-id --config --help --verbose --version -V -h -v" ;;
+        " config init") words="--account --client-id --config --help --preset --tenant --verbose --version -V -h -v" ;;
         " config set-secret") words="--account --config --help --verbose --version -V -h -v" ;;
         " exec") words="--account --config --env --help --min-valid --verbose --version -V -h -v" ;;
         " git-credential") words="erase get store --account --config --help --verbose --version -V -h -v" ;;

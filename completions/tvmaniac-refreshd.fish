@@ -8,7 +8,7 @@ function ___tvmaniac_refreshd_path
             set skip 0
             continue
         end
-        if contains -- $w --account --client-id --config --env --min-valid --mode --port --to
+        if contains -- $w --account --client-id --config --env --min-valid --mode --port --preset --tenant --to
             set skip 1
             continue
         end
@@ -88,6 +88,8 @@ complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'config in
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'config init\'' -l client-id -x -d 'the client id of your Trakt app (trakt.tv/oauth/apps)'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'config init\'' -l config -r -F -d 'config file (default: $TVMANIAC_REFRESHD_CONFIG, else $XDG_CONFIG_HOME/tvmaniac-refreshd/config.toml)'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'config init\'' -l help -d 'show this help message and exit'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'config init\'' -l preset -x -a 'google microsoft' -d 'a Gmail or Outlook account instead of Trakt (see the mail recipes)'
+complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'config init\'' -l tenant -x -d 'with --preset microsoft: common (default), organizations, consumers, or a tenant id'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'config init\'' -l verbose -d 'show log records on stderr, down to debug level'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'config init\'' -l version -d 'print the version'
 complete -c tvmaniac-refreshd -n 'test (___tvmaniac_refreshd_path) = \'config init\'' -s V -d 'print the version'

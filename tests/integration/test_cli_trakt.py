@@ -193,21 +193,9 @@ TRANSIENT_FAULTS = [
     {"kind": "huge"},
     {"kind": "delay", "seconds": 4},
     {"kind": "trickle", "interval": 0.5, "max_seconds": 20},
-    {
-        "kind": "body",
-        "code": 200,
-        "content_type": "application/json",
-        "body": '{"access_token": 1}',
-    },
-    {"kind": "body", "code": 200, "content_type": "application/json", "body": "[]"},
-    {
-        "kind": "body",
-        "code": 200,
-        "content_type": "application/json",
-        "body": '{"access_token":"a","refresh_token":"b","token_type":"bearer","scope":"public",'
-        '"created_at":1,"expires_in":-5}',
-    },
 ]
+# A 200 that does not fit is a compatibility problem: 1, not "try again later".
+INCOMPATIBLE_ANSWERS = ['{"access_token": 1}', "[]"]
 
 
 class TestRefresh:
@@ -227,6 +215,48 @@ class TestRefresh:
         retried = harness.run("refresh", "--force")
         assert retried.code == 0, retried.err
         assert "default: refreshed" in retried.out
+
+    @pytest.mark.parametrize("answer", INCOMPATIBLE_ANSWERS)
+    def test_incompatible_answer(self, harness: Harness, answer: str) -> None:
+        """Exit 1 naming what is wrong, tokens intact, and the next run succeeds."""
+        grant = harness.seed()
+        harness.emulator.add_fault(
+            {"kind": "body", "code": 200, "content_type": "application/json", "body": answer}
+            | {"path": "/oauth/token"}
+        )
+        failed = harness.run("refresh", "--force")
+
+        assert failed.code == 1, failed.err
+        assert "could not be used" in failed.err
+        stored = harness.stored()
+        assert stored is not None
+        assert stored["refresh_token"] == grant["refresh_token"]
+        assert harness.run("refresh", "--force").code == 0
+
+    def test_a_usable_pair_with_a_bad_lifetime_is_kept(self, harness: Harness) -> None:
+        """The 200 spent the old refresh token: its pair is kept, with the default lifetime."""
+        harness.seed()
+        harness.emulator.add_fault(
+            {
+                "kind": "body",
+                "code": 200,
+                "content_type": "application/json",
+                "body": '{"access_token":"a","refresh_token":"b","token_type":"bearer",'
+                '"scope":"public","created_at":1,"expires_in":-5}',
+                "path": "/oauth/token",
+            }
+        )
+        run = harness.run("refresh", "--force")
+
+        assert run.code == 0, run.err
+        assert "expires_in=-5 is outside" in run.err
+        stored = harness.stored()
+        assert stored is not None
+        assert (stored["access_token"], stored["refresh_token"], stored["expires_in"]) == (
+            "a",
+            "b",
+            3600,
+        )
 
     def test_connection_refused(self, harness: Harness) -> None:
         """Nothing listening: exit 75 and the tokens are kept."""

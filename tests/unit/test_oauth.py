@@ -15,6 +15,7 @@ from tvmaniac_refreshd.core.errors import (
     AccountLocked,
     ClientRejected,
     LoginFailed,
+    ProviderIncompatible,
     ProviderRefused,
     RefreshdError,
     SessionRejected,
@@ -140,9 +141,10 @@ class TestRefresh:
                 TransientError,
                 "HTML",
             ),
-            (reply(200, {"access_token": "a" * 64}), TransientError, "malformed"),
-            (reply(200, [1, 2]), TransientError, "malformed"),
-            (reply(200, "{trunc"), TransientError, "not the expected JSON"),
+            # A 200 that cannot be used: a compatibility problem (1), never "try later" (75).
+            (reply(200, {"access_token": "a" * 64}), ProviderIncompatible, "could not be used"),
+            (reply(200, [1, 2]), ProviderIncompatible, "a JSON array, not a JSON object"),
+            (reply(200, "{trunc"), ProviderIncompatible, "not JSON"),
             (reply(423, None, **{"X-Account-Locked": "true"}), AccountLocked, "locked"),
             (reply(400, {"error": "invalid_request"}), ProviderRefused, "HTTP 400"),
             (reply(404, None), ProviderRefused, "HTTP 404"),
@@ -229,8 +231,8 @@ class TestDeviceFlow:
             client_for(reply(403, None)).request_device_code(now=NOW)
 
     def test_malformed_device_code(self) -> None:
-        """A device-code answer missing fields is a temporary failure, not a crash."""
-        with pytest.raises(TransientError, match="user_code"):
+        """A device-code answer missing fields is a compatibility problem, naming the field."""
+        with pytest.raises(ProviderIncompatible, match="user_code is missing"):
             client_for(reply(200, {"device_code": "x"})).request_device_code(now=NOW)
 
     @pytest.mark.parametrize(

@@ -60,13 +60,16 @@ class TestParseTokenResponse:
         [
             ({"access_token": None}, "access_token is missing"),
             ({"refresh_token": 5}, "refresh_token is missing"),
-            ({"expires_in": "604800"}, "expires_in is missing or not an integer"),
-            ({"expires_in": True}, "expires_in is missing or not an integer"),
+            (
+                {"expires_in": "7 days"},
+                'expires_in is missing or not an integer \\(got "7 days"\\)',
+            ),
+            ({"expires_in": True}, "expires_in is missing or not an integer \\(got true\\)"),
             ({"expires_in": -1}, "outside"),
             ({"expires_in": 0}, "outside"),
             ({"expires_in": 10**12}, "outside"),
             ({"created_at": None}, "created_at is missing"),
-            ({"token_type": "mac"}, "token_type is not bearer"),
+            ({"token_type": "mac"}, 'token_type is "mac", not bearer'),
             ({"access_token": "has space"}, "access_token has an invalid form"),
         ],
     )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
-from tvmaniac_refreshd.config import values
+from tvmaniac_refreshd.config import presets, values
 from tvmaniac_refreshd.config.variants import (
     PROVIDERS,
     VARIANTS,
@@ -247,6 +247,7 @@ def _account(
     prefix = f"accounts.{name}."
     problems.unknown_keys(table, _ACCOUNT_KEYS, prefix)
     before = len(problems.items)
+    table = presets.apply_preset(table, prefix, problems)  # its keys, where unset
     if not ACCOUNT_NAME.fullmatch(name):
         problems.add(f"accounts.{name}", "account names use letters, digits, '_', '.' and '-'")
     provider = values.get(table, "provider", prefix, values.text, "", problems)
@@ -279,6 +280,9 @@ def _account(
         retry=retry,
         alerts=alerts,
     )
+    if isinstance(settings, OAuth2Settings):
+        for key, explanation in presets.wrong_combinations(settings):
+            problems.add(f"{prefix}{key}", explanation)
     return account if len(problems.items) == before else None
 
 

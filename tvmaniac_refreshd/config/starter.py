@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from tvmaniac_refreshd.config.presets import TENANT
 from tvmaniac_refreshd.config.settings import ACCOUNT_NAME, parse_config
 from tvmaniac_refreshd.core.errors import RefreshdError, UsageError
 
@@ -21,21 +22,64 @@ client_id = {client_id}
 # auth_url = "https://auth.trakt.tv"    # OAuth host; http://127.0.0.1:PORT for the emulator
 # api_url  = "https://api.trakt.tv"     # API host; the same emulator URL
 """
+# config/presets.py fills in the rest; the README's mail recipes say where to get the client.
+PRESET_TEMPLATES = {
+    "google": """\
+# tvmaniac-refreshd configuration, written by `tvmaniac-refreshd config init --preset google`.
+# Every key, with its default and why: `tvmaniac-refreshd config example`.
+
+[accounts.{account}]
+# Gmail: the browser login (Google refuses the mail scope in the device flow), asking for
+# offline access so that Google issues a refresh token; scope https://mail.google.com/.
+preset = "google"
+client_id = {client_id}
+# The "Desktop app" client's secret, which Google itself says is not a secret; keep it in the
+# keyring anyway: `tvmaniac-refreshd config set-secret`.
+# client_secret = "..."
+""",
+    "microsoft": """\
+# tvmaniac-refreshd configuration, written by `tvmaniac-refreshd config init --preset microsoft`.
+# Every key, with its default and why: `tvmaniac-refreshd config example`.
+
+[accounts.{account}]
+# Outlook / Microsoft 365: the device login, as a public client (no client secret), with the
+# IMAP and SMTP scopes and offline_access.
+preset = "microsoft"
+tenant = {tenant}
+client_id = {client_id}
+""",
+}
+WHERE_TO_REGISTER = {
+    None: "trakt.tv/oauth/apps",
+    "google": "console.cloud.google.com, APIs & Services, Credentials",
+    "microsoft": "entra.microsoft.com, App registrations",
+}
 
 
-def starter_config(client_id: str, account: str = "default") -> str:
-    """Return the text of a starter config for one Trakt account.
+def starter_config(
+    client_id: str,
+    account: str = "default",
+    preset: str | None = None,
+    tenant: str = "common",
+) -> str:
+    """Return the text of a starter config for one account: Trakt, or a preset's provider.
 
     Raises:
-        UsageError: if the client id or the account name could not be used in a config.
+        UsageError: if the client id, the account name or the tenant could not be used.
     """
     client_id = client_id.strip()
     if not client_id or any(ch in client_id for ch in "\r\n\0"):
-        raise UsageError("the client id must be one non-empty line (trakt.tv/oauth/apps)")
+        where = WHERE_TO_REGISTER.get(preset, "the app registration")
+        raise UsageError(f"the client id must be one non-empty line ({where})")
     if not ACCOUNT_NAME.fullmatch(account):
         raise UsageError(f"account names use letters, digits, '_', '.' and '-', not {account!r}")
+    if not TENANT.fullmatch(tenant):
+        raise UsageError("--tenant takes a tenant id, a domain, common, organizations or consumers")
+    template = PRESET_TEMPLATES[preset] if preset else TEMPLATE
     # A JSON string with ASCII escapes is also a TOML basic string.
-    text = TEMPLATE.format(account=account, client_id=json.dumps(client_id))
+    text = template.format(
+        account=account, client_id=json.dumps(client_id), tenant=json.dumps(tenant)
+    )
     parse_config(text)  # what we write must load; a bug here must not leave a broken file
     return text
 

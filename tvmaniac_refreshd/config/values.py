@@ -221,3 +221,27 @@ def port(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
         raise TypeError(f"expected a port number from 0 to 65535, got {value!r}")
     return value
+
+
+# Set by the authorization request itself (RFC 6749 §4.1.1, RFC 7636 §4.3): never overridden.
+FIXED_PARAMETERS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "state",
+    "scope",
+    "code_challenge",
+    "code_challenge_method",
+)
+
+
+def parameters(value: object) -> tuple[tuple[str, str], ...]:
+    """Accept a table of extra authorization-request parameters, e.g. Google's access_type."""
+    if not isinstance(value, dict) or not all(
+        isinstance(key, str) and isinstance(item, str) for key, item in value.items()
+    ):
+        raise TypeError('expected a table of strings, e.g. { access_type = "offline" }')
+    fixed = sorted(set(value) & set(FIXED_PARAMETERS))
+    if fixed:
+        raise ValueError(f"{', '.join(fixed)} is set by the login itself")
+    return tuple(sorted(value.items()))

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal, get_args
 from urllib.parse import urlsplit
 
 from tvmaniac_refreshd.config import values
+from tvmaniac_refreshd.config.presets import PRESETS
 
 ProviderName = Literal["trakt", "oauth2"]
 ClientAuth = Literal["client_secret_basic", "client_secret_post", "none"]
@@ -101,6 +102,9 @@ class OAuth2Settings:
             "authorization_url",
             "revocation_url",
             "scopes",
+            "authorization_params",
+            "preset",
+            "tenant",
             "client_auth",
             "default_lifetime",
             "redirect_port",
@@ -115,6 +119,10 @@ class OAuth2Settings:
     authorization_url: str | None = None
     revocation_url: str | None = None
     scopes: tuple[str, ...] = ()
+    # Extra parameters of the browser login's authorization request (Google's access_type).
+    authorization_params: tuple[tuple[str, str], ...] = ()
+    # config/presets.py: the preset that filled in the keys the account left out, by name.
+    preset: str | None = None
     client_auth: ClientAuth = "client_secret_basic"
     default_lifetime: int = 3600  # when a token response has no expires_in
     redirect_port: int = 0  # the loopback redirect's port; 0 picks a free one
@@ -155,6 +163,16 @@ class OAuth2Settings:
             authorization_url=url("authorization_url"),
             revocation_url=url("revocation_url"),
             scopes=values.get(table, "scopes", prefix, values.scopes, cls.scopes, problems),
+            authorization_params=values.get(
+                table,
+                "authorization_params",
+                prefix,
+                values.parameters,
+                cls.authorization_params,
+                problems,
+            ),
+            # apply_preset has named a preset it does not know.
+            preset=table["preset"] if table.get("preset") in PRESETS else None,
             client_auth=values.get(
                 table, "client_auth", prefix, values.choice(CLIENT_AUTH), cls.client_auth, problems
             ),

@@ -16,7 +16,9 @@
     │   └── NotLoggedIn           77  no tokens are stored for the account
     ├── LoginFailed               1   the device login was denied, expired or abandoned
     ├── ProviderRefused           1   any other refusal by the provider; the tokens are kept
-    │   └── AccountLocked         1   the provider locked or deactivated the user's account
+    │   ├── AccountLocked         1   the provider locked or deactivated the user's account
+    │   └── ProviderIncompatible  1   a 2xx answer we cannot read: a dialect we do not speak
+    │       └── WrongEndpoint     78  ... that is no answer of this kind at all: fix the URL
     ├── NotConfigured             1   the config lacks what this step needs (e.g. revocation_url)
     ├── AlreadyRunning            1   another daemon serves the same config
     └── ServiceError              1   systemctl/launchctl failed
@@ -135,6 +137,18 @@ class ProviderRefused(RefreshdError):
 
 class AccountLocked(ProviderRefused):
     """The provider reports the user's account as locked or deactivated (Trakt's 423)."""
+
+
+class ProviderIncompatible(ProviderRefused):
+    """The provider answered 2xx with JSON we cannot use: a compatibility problem, which
+    waiting does not fix. The message names each field and what was received."""
+
+
+class WrongEndpoint(ProviderIncompatible):
+    """The answer has none of the fields of the answer asked for: the config points the
+    request at another endpoint."""
+
+    exit_code = EXIT_CONFIG
 
 
 class NotConfigured(RefreshdError):

@@ -1,9 +1,10 @@
 """The HTTP boundary of every provider: the only module that uses httpx.
 
-It knows no provider's dialect (that is ``trakt.py`` and ``oauth2.py``). Every httpx exception
-and every response status is translated here, once, into the project's errors (see errors.py).
-Bodies are read with a size cap and an overall deadline, so neither a huge nor a trickling
-response can hold a command or the daemon.
+It knows no provider's dialect (that is ``trakt.py`` and ``oauth2.py``); the words providers
+use for the RFC's outcomes are translated by ``dialects.py`` as the error code is read. Every
+httpx exception and every response status is translated here, once, into the project's errors
+(see errors.py). Bodies are read with a size cap and an overall deadline, so neither a huge nor
+a trickling response can hold a command or the daemon.
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ from tvmaniac_refreshd.config.settings import HttpSettings
 from tvmaniac_refreshd.core.errors import (
     AccountLocked,
     ClientRejected,
+    ProviderIncompatible,
     ProviderRefused,
     SessionRejected,
     TransientError,
 )
 from tvmaniac_refreshd.core.locations import APP
-from tvmaniac_refreshd.core.tokens import ResponseInvalid
+from tvmaniac_refreshd.core.tokens import ResponseInvalid, describe, number
+from tvmaniac_refreshd.providers.dialects import LOGIN_NEEDED, TEMPORARY, canonical_error
 
 USER_AGENT = f"{APP}/{__version__}"
 # A token response is a few hundred bytes; anything near this is not one.
@@ -134,7 +137,8 @@ def _transport_errors(url: str) -> Iterator[None]:
 
 
 def error_code(response: Response) -> str | None:
-    """Return the OAuth error code from the JSON body or the WWW-Authenticate header.
+    """Return the OAuth error code from the JSON body or the WWW-Authenticate header, in the
+    RFC's words (``dialects.canonical_error``).
 
     Only a code made of RFC 6749's characters (printable ASCII but ``"`` and ``\\``) and of a
     sane length counts: the server's text is printed and stored, and must carry no terminal
@@ -149,7 +153,9 @@ def error_code(response: Response) -> str | None:
         marker = 'error="'
         if marker in challenge:
             code = str(challenge.split(marker, 1)[1].split('"', 1)[0])
-    return code if code is not None and _ERROR_CODE.fullmatch(code) else None
+    if code is not None and not _ERROR_CODE.fullmatch(code):
+        code = None
+    return canonical_error(code, body)
 
 
 def _is_cloudflare(response: Response) -> bool:
@@ -164,8 +170,11 @@ def raise_for_failure(response: Response, *, what: str, now: float) -> None:
     """Raise the project error that a non-2xx (or non-JSON) ``response`` means.
 
     Raises:
-        TransientError: 408/429/5xx/52x, Cloudflare pages, HTML instead of JSON.
-        SessionRejected: ``invalid_grant`` or ``invalid_token``: the session is gone.
+        TransientError: 408/429/5xx/52x, Cloudflare pages, HTML instead of JSON,
+            ``temporarily_unavailable``.
+        SessionRejected: ``invalid_grant``, ``invalid_token``, ``interaction_required``: the
+            session is gone, a login is needed.
+        ProviderIncompatible: a 2xx whose body is not JSON (nor an HTML page).
         ClientRejected: ``invalid_client`` or an unknown API key: fix client_id/client_secret.
         AccountLocked: 423, the user's account is locked at the provider.
         ProviderRefused: anything else, with the status, keeping the tokens.
@@ -179,10 +188,12 @@ def raise_for_failure(response: Response, *, what: str, now: float) -> None:
             f"{what}: the provider answered with {kind}{hint}", retry_after=retry_after
         )
     code = error_code(response)
-    if code in ("invalid_grant", "invalid_token"):
+    if code in LOGIN_NEEDED:
         raise SessionRejected(
             f"{what}: the provider rejected the session ({code}); run `tvmaniac-refreshd login`"
         )
+    if code in TEMPORARY:
+        raise TransientError(f"{what}: the provider is temporarily unavailable ({code})")
     if code in ("invalid_client", "unauthorized_client"):
         raise ClientRejected(
             f"{what}: the provider rejected the client credentials ({code}); check client_id "
@@ -197,9 +208,16 @@ def raise_for_failure(response: Response, *, what: str, now: float) -> None:
             f"{what}: the provider reports the user account as locked or deactivated "
             "(HTTP 423); contact its support, the stored tokens were kept"
         )
-    if 200 <= status < 300:
-        kind = "an HTML page" if response.is_html else "a body that is not the expected JSON"
-        raise TransientError(f"{what}: the provider answered with {kind} (HTTP {status})")
+    if 200 <= status < 300 and response.is_html:
+        # A captive portal or a proxy's page: it passes once the network is the real one.
+        raise TransientError(f"{what}: the provider answered with an HTML page (HTTP {status})")
+    if 200 <= status < 300 and code is None:
+        # A server that answers, and answers something else: waiting does not change it.
+        kind = "an empty body" if not response.body.strip() else "a body that is not JSON"
+        raise ProviderIncompatible(
+            f"{what}: the provider answered with {kind} (HTTP {status}), where OAuth2 "
+            "prescribes a JSON object; the stored tokens were kept"
+        )
     detail = f" ({code})" if code else ""
     raise ProviderRefused(
         f"{what}: the provider refused the request with HTTP {status}{detail}; "
@@ -289,17 +307,30 @@ def _exchange(
         return Response(stream.status_code, stream.headers, b"".join(chunks))
 
 
-def required_str(body: dict[str, Any], key: str) -> str:
-    value = body.get(key)
+def _fields(body: dict[str, Any]) -> str:
+    """Name the fields an answer has, for an error about one it lacks (names, never values)."""
+    names = [key for key in body if isinstance(key, str) and _ERROR_CODE.fullmatch(key)]
+    return ", ".join(sorted(names)[:12]) or "none"
+
+
+def required_str(body: dict[str, Any], key: str, value: object = None) -> str:
+    """Return the string ``key`` (or ``value``, read under another spelling) of ``body``."""
+    value = body.get(key) if value is None else value
+    if value is None:
+        raise ResponseInvalid(f"{key} is missing (the answer has: {_fields(body)})")
     if not isinstance(value, str) or not value or len(value) > 2048:
-        raise ResponseInvalid(f"{key} is missing or not a string")
+        raise ResponseInvalid(f"{key} is {describe(value)}, not a string")
     return value
 
 
 def required_int(
     body: dict[str, Any], key: str, *, minimum: int, default: int | None = None
 ) -> int:
-    value = body.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ResponseInvalid(f"{key} is missing or not a positive integer")
+    """Return the number ``key`` of ``body``: a JSON number or a string of digits."""
+    if key not in body and default is not None:
+        return default
+    value = number(body.get(key))
+    if value is None or value < minimum:
+        what = "missing" if key not in body else describe(body.get(key))
+        raise ResponseInvalid(f"{key} is {what}, not a whole number of seconds >= {minimum}")
     return min(value, 86400)

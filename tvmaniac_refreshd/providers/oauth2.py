@@ -14,16 +14,20 @@ import secrets
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode, urlsplit
 
+from tvmaniac_refreshd.config.presets import GMAIL_SCOPE, PRESETS, preset_of
 from tvmaniac_refreshd.config.settings import Account, OAuth2Settings, settings_of
 from tvmaniac_refreshd.core.errors import (
     ClientRejected,
     LoginFailed,
     NotConfigured,
-    TransientError,
+    ProviderIncompatible,
+    ProviderRefused,
+    WrongEndpoint,
 )
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import get_logger
-from tvmaniac_refreshd.core.tokens import ResponseInvalid, TokenSet, parse_token_response
+from tvmaniac_refreshd.core.tokens import ResponseInvalid, TokenSet
+from tvmaniac_refreshd.providers.answers import Spent, read_tokens
 from tvmaniac_refreshd.providers.base import (
     BrowserLogin,
     DeviceCode,
@@ -31,6 +35,7 @@ from tvmaniac_refreshd.providers.base import (
     Wording,
     user_name,
 )
+from tvmaniac_refreshd.providers.dialects import device_field
 from tvmaniac_refreshd.providers.http import (
     Response,
     error_code,
@@ -49,8 +54,15 @@ DEFAULT_INTERVAL = 5
 
 
 def wording(account: Account) -> Wording:
-    """Name a generic server by its host: the config has no other name for it."""
+    """Name a preset's provider by its name, and any other server by its host."""
     settings = settings_of(account, OAuth2Settings)
+    preset = preset_of(settings)
+    if preset is not None:
+        return Wording(
+            name=preset.name,
+            manage_apps=preset.manage_apps,
+            relogin=f"run `{APP} login` and sign in at {preset.name} again",
+        )
     url = settings.authorization_url or settings.token_url or settings.device_authorization_url
     host = urlsplit(url).hostname if url else None
     name = host or "the OAuth2 provider"
@@ -82,6 +94,16 @@ def authorization_query(
         "code_challenge": challenge,
         "code_challenge_method": "S256",
     }
+
+
+def _succeeded(response: Response) -> bool:
+    """Return whether the endpoint answered with success: a 200 that names no error.
+
+    GitHub answers its device and token endpoints' errors with HTTP 200 and an ``error`` field
+    (docs.github.com, "Authorizing OAuth apps", "Error codes for the device flow"): that is an
+    error answer, not a malformed token response.
+    """
+    return response.status == 200 and error_code(response) is None
 
 
 def id_token_user(id_token: object) -> str | None:
@@ -166,9 +188,8 @@ class OAuth2Client:
     def _tokens(
         self, response: Response, *, what: str, now: float, previous: str | None = None
     ) -> TokenSet:
+        """Read a 200 from the token endpoint: it spent a code or a refresh token."""
         body = response.json()
-        if body is None:
-            raise_for_failure(response, what=what, now=now)
         if isinstance(body, dict):
             self._id_token_user = id_token_user(body.get("id_token"))
         if isinstance(body, dict) and "expires_in" not in body:
@@ -177,22 +198,31 @@ class OAuth2Client:
                 assumed_lifetime_s=self._settings.default_lifetime,
                 hint="set default_lifetime for this account",
             )
-        try:
-            return parse_token_response(
-                body,
-                now=now,
-                generic=True,
-                previous_refresh=previous,
-                default_lifetime=self._settings.default_lifetime,
+        hint = ""
+        if isinstance(body, dict) and "refresh_token" not in body and previous is None:
+            hint = f"; the server issued no refresh token ({self._offline_hint()})"
+        return read_tokens(
+            response,
+            what=what,
+            now=now,
+            spent=Spent.LOGIN_CODE if previous is None else Spent.REFRESH_TOKEN,
+            endpoint_key="token_url",
+            previous_refresh=previous,
+            default_lifetime=self._settings.default_lifetime,
+            hint=hint,
+            account=self._account.name,
+        )
+
+    def _offline_hint(self) -> str:
+        """Say how this provider is asked for a refresh token."""
+        if preset_of(self._settings) is PRESETS["google"]:
+            # Google: "OAuth 2.0 for Mobile & Desktop Apps", access_type; it has no
+            # offline_access scope and refuses one as invalid_scope.
+            return (
+                'Google issues one only for access_type = "offline" with prompt = "consent": '
+                'set preset = "google", or authorization_params'
             )
-        except ResponseInvalid as exc:
-            hint = ""
-            if isinstance(body, dict) and "refresh_token" not in body and previous is None:
-                hint = "; the server issued no refresh token (add the offline_access scope?)"
-            raise TransientError(
-                f"{what}: the provider's token response was malformed ({exc}){hint}; "
-                "the stored tokens were kept"
-            ) from None
+        return "most servers issue one only for the offline_access scope, or their own"
 
     def request_device_code(self, *, now: float) -> DeviceCode:
         """Start an RFC 8628 device login."""
@@ -209,21 +239,50 @@ class OAuth2Client:
         form = {"scope": " ".join(self._settings.scopes)} if self._settings.scopes else {}
         response = self._send(url, form, what=what, client_id_in_body=True)
         body = response.json()
-        if response.status != 200 or not isinstance(body, dict):
-            raise_for_failure(response, what=what, now=now)
-        assert isinstance(body, dict)  # noqa: S101  # raise_for_failure raised otherwise
+        if not _succeeded(response) or not isinstance(body, dict):
+            # _succeeded: a 200 naming an error is an error answer here too (GitHub).
+            self._device_refused(response, what=what, now=now)
+        assert isinstance(body, dict)  # noqa: S101  # _device_refused raised otherwise
+        if not {"device_code", "user_code"} & set(body):
+            raise WrongEndpoint(
+                f"{what}: the answer (HTTP 200) is no device authorization response; does "
+                "device_authorization_url in the config point at the provider's device endpoint?"
+            )
         try:
-            complete = body.get("verification_uri_complete")
+            # RFC 8628 §3.2 names verification_uri; Google sends verification_url (dialects.py).
+            complete = device_field(body, "verification_uri_complete")
             return DeviceCode(
                 device_code=required_str(body, "device_code"),
                 user_code=required_str(body, "user_code"),
-                verification_url=required_str(body, "verification_uri"),
+                verification_url=required_str(
+                    body, "verification_uri", device_field(body, "verification_uri")
+                ),
                 expires_in=required_int(body, "expires_in", minimum=1),
                 interval=required_int(body, "interval", minimum=1, default=DEFAULT_INTERVAL),
                 verification_url_complete=complete if isinstance(complete, str) else None,
             )
         except ResponseInvalid as exc:
-            raise TransientError(f"{what}: the provider's answer was malformed: {exc}") from None
+            raise ProviderIncompatible(
+                f"{what}: the provider's answer does not fit RFC 8628: {exc}"
+            ) from None
+
+    def _device_refused(self, response: Response, *, what: str, now: float) -> None:
+        """Raise for a failed device authorization request, with a way forward."""
+        if error_code(response) == "invalid_scope" and self._settings.authorization_url:
+            # Google refuses most scopes in the device flow, Gmail's among them ("OAuth 2.0
+            # for TV and Limited-Input Device Applications", "Allowed scopes").
+            scopes = " ".join(self._settings.scopes) or "(none)"
+            extra = (
+                f" Google allows {GMAIL_SCOPE} only in the browser flow."
+                if GMAIL_SCOPE in self._settings.scopes
+                else ""
+            )
+            raise ProviderRefused(
+                f"{what}: the provider refuses the scopes {scopes} in the device flow "
+                f"(invalid_scope).{extra} Log in with `{APP} login --browser`, or remove "
+                "device_authorization_url from the account so that `login` does"
+            )
+        raise_for_failure(response, what=what, now=now)
 
     def poll_device_token(self, device: DeviceCode, *, now: float) -> TokenSet | PollState:
         """Ask once whether the user approved ``device`` (RFC 8628 §3.4, §3.5)."""
@@ -232,8 +291,12 @@ class OAuth2Client:
         # also with HTTP Basic, like the device authorization request that issued the code.
         form = {"grant_type": DEVICE_GRANT, "device_code": device.device_code}
         response = self._send(self._token_url, form, what=what, client_id_in_body=True)
-        if response.status == 200:
+        if _succeeded(response):
             return self._tokens(response, what=what, now=now)
+        # By the error word, whatever the status: RFC 8628 §3.5 says 400, Google answers 428
+        # authorization_pending and 403 slow_down/access_denied ("OAuth 2.0 for TV and
+        # Limited-Input Device Applications", "Poll Google's authorization server"), and
+        # Microsoft's words are translated by error_code (dialects.py).
         code = error_code(response)
         if code == "authorization_pending":
             return PollState.PENDING
@@ -260,6 +323,8 @@ class OAuth2Client:
         if "offline_access" in self._settings.scopes:
             # OpenID Connect Core §11: offline_access is ignored unless consent is prompted.
             query["prompt"] = "consent"
+        # The provider's own parameters (Google's access_type=offline): config/presets.py.
+        query.update(self._settings.authorization_params)
         separator = "&" if "?" in self._settings.authorization_url else "?"
         return f"{self._settings.authorization_url}{separator}{urlencode(query)}"
 
@@ -278,7 +343,7 @@ class OAuth2Client:
             "code_verifier": verifier,
         }
         response = self._send(self._token_url, form, what=what)
-        if response.status != 200:
+        if not _succeeded(response):
             raise_for_failure(response, what=what, now=now)
         return self._tokens(response, what=what, now=now)
 
@@ -292,7 +357,7 @@ class OAuth2Client:
         # fails with invalid_scope where the server granted less.
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         response = self._send(self._token_url, form, what=what, client_id_in_body=True)
-        if response.status != 200:
+        if not _succeeded(response):
             raise_for_failure(response, what=what, now=now)
         return self._tokens(response, what=what, now=now, previous=refresh_token)
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tvmaniac_refreshd.config.settings import Account, TraktSettings, settings_of
-from tvmaniac_refreshd.core.errors import LoginFailed, TransientError
+from tvmaniac_refreshd.core.errors import LoginFailed, ProviderIncompatible
 from tvmaniac_refreshd.core.locations import APP
-from tvmaniac_refreshd.core.tokens import ResponseInvalid, TokenSet, parse_token_response
+from tvmaniac_refreshd.core.tokens import ResponseInvalid, TokenSet
+from tvmaniac_refreshd.providers.answers import Spent, read_tokens
 from tvmaniac_refreshd.providers.base import (
     BrowserLogin,
     DeviceCode,
@@ -100,7 +101,9 @@ class TraktClient:
                 interval=required_int(body, "interval", minimum=1, default=5),
             )
         except ResponseInvalid as exc:
-            raise TransientError(f"{what}: the provider's answer was malformed: {exc}") from None
+            raise ProviderIncompatible(
+                f"{what}: Trakt's answer is not the one its API documents: {exc}"
+            ) from None
 
     def poll_device_token(self, device: DeviceCode, *, now: float) -> TokenSet | PollState:
         """Ask once whether the user approved ``device``.
@@ -121,7 +124,7 @@ class TraktClient:
             418: "the login was denied at the provider",
         }
         if response.status == 200:
-            return self._tokens(response, what=what, now=now)
+            return self._tokens(response, what=what, now=now, spent=Spent.LOGIN_CODE)
         if response.status == 400 and error_code(response) is None:
             return PollState.PENDING
         if response.status == 429:
@@ -149,7 +152,7 @@ class TraktClient:
         response = self._post("/oauth/token", payload, what=what)
         if response.status != 200:
             raise_for_failure(response, what=what, now=now)
-        return self._tokens(response, what=what, now=now)
+        return self._tokens(response, what=what, now=now, spent=Spent.REFRESH_TOKEN)
 
     def revoke(self, tokens: TokenSet, *, now: float) -> None:
         """Revoke the access token (and with it, at Trakt, the grant).
@@ -188,14 +191,14 @@ class TraktClient:
         name = user.get("username") if isinstance(user, dict) else None
         return user_name(name)
 
-    def _tokens(self, response: Response, *, what: str, now: float) -> TokenSet:
-        body = response.json()
-        if body is None:
-            raise_for_failure(response, what=what, now=now)
-        try:
-            return parse_token_response(body, now=now)
-        except ResponseInvalid as exc:
-            raise TransientError(
-                f"{what}: the provider's token response was malformed ({exc}); "
-                "the stored tokens were kept"
-            ) from None
+    def _tokens(self, response: Response, *, what: str, now: float, spent: Spent) -> TokenSet:
+        """Read a 200 from Trakt's token endpoint: it spent a code or a refresh token."""
+        return read_tokens(
+            response,
+            what=what,
+            now=now,
+            spent=spent,
+            endpoint_key="auth_url",
+            generic=False,
+            account=self._account.name,
+        )

@@ -14,8 +14,9 @@ from urllib.parse import urlencode, urlsplit
 
 from tvmaniac_refreshd.config.settings import Account, TraktSettings, settings_of
 from tvmaniac_refreshd.config.values import LOOPBACK_HOSTS
-from tvmaniac_refreshd.core.errors import LoginFailed, TransientError, UsageError
-from tvmaniac_refreshd.core.tokens import ResponseInvalid, TokenSet, parse_token_response
+from tvmaniac_refreshd.core.errors import LoginFailed, UsageError
+from tvmaniac_refreshd.core.tokens import TokenSet
+from tvmaniac_refreshd.providers.answers import Spent, read_tokens
 from tvmaniac_refreshd.providers.http import error_code, post, raise_for_failure
 from tvmaniac_refreshd.providers.oauth2 import authorization_query
 
@@ -90,10 +91,12 @@ class TraktBrowserLogin:
             if error_code(response) == "invalid_grant":
                 raise LoginFailed("Trakt no longer accepts this code; run `login --browser` again")
             raise_for_failure(response, what=what, now=now)
-        body = response.json()
-        if body is None:
-            raise_for_failure(response, what=what, now=now)
-        try:
-            return parse_token_response(body, now=now)
-        except ResponseInvalid as exc:
-            raise TransientError(f"{what}: Trakt's token response was malformed ({exc})") from None
+        return read_tokens(
+            response,
+            what=what,
+            now=now,
+            spent=Spent.LOGIN_CODE,
+            endpoint_key="auth_url",
+            generic=False,
+            account=self._account.name,
+        )

@@ -15,16 +15,30 @@ from tvmaniac_refreshd.core.locations import APP
 @dataclass(frozen=True)
 class ConfigInitOptions:
     client_id: str | None = None
+    preset: str | None = None  # config/presets.py: "google" or "microsoft"
+    tenant: str = "common"  # with preset "microsoft"
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--client-id", metavar="ID", help="the client id of your Trakt app (trakt.tv/oauth/apps)"
     )
+    parser.add_argument(
+        "--preset",
+        choices=("google", "microsoft"),
+        help="a Gmail or Outlook account instead of Trakt (see the mail recipes)",
+    )
+    parser.add_argument(
+        "--tenant",
+        default="common",
+        metavar="TENANT",
+        help="with --preset microsoft: common (default), organizations, consumers, or a tenant id",
+    )
 
 
 def run(app: App, options: ConfigInitOptions) -> int:
     from tvmaniac_refreshd.config.starter import (  # noqa: PLC0415
+        WHERE_TO_REGISTER,
         already_exists,
         starter_config,
         write_new,
@@ -36,16 +50,18 @@ def run(app: App, options: ConfigInitOptions) -> int:
     account = app.account_name or "default"
     client_id = options.client_id
     if client_id is None:
+        register = WHERE_TO_REGISTER[options.preset]
         if not sys.stdin.isatty():
-            raise UsageError("no terminal to ask on: pass --client-id ID (trakt.tv/oauth/apps)")
-        client_id = input("Client ID of your Trakt app (from https://trakt.tv/oauth/apps): ")
-    write_new(path, starter_config(client_id, account))
+            raise UsageError(f"no terminal to ask on: pass --client-id ID ({register})")
+        client_id = input(f"Client ID of your app (from {register}): ")
+    write_new(path, starter_config(client_id, account, options.preset, options.tenant))
     where = "" if account == "default" else f" --account {account}"
+    secret = f"  {APP} config set-secret{where}   # the client secret, kept in the keyring\n"
     app.out.write(
         f"Wrote {path} (readable only by you).\n"
         "Next:\n"
-        f"  {APP} config set-secret{where}   # the client secret, kept in the keyring\n"
-        f"  {APP} login{where}\n"
+        + ("" if options.preset == "microsoft" else secret)  # a public client: no secret
+        + f"  {APP} login{where}\n"
     )
     return EXIT_OK
 
@@ -57,5 +73,6 @@ VERB = Verb(
     run,
     arguments,
     "Asks for the Trakt app's client id on a terminal, or takes --client-id.\n"
+    "--preset google or microsoft writes a Gmail or Outlook account instead.\n"
     "Then store the client secret with `config set-secret` and run `login`.",
 )
