@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import TypeVar
 
 from tvmaniac_refreshd.config.settings import StoreSettings
@@ -189,6 +189,7 @@ class KeyringStore:
         self._owner = owner
         self._machine = machine or Machine(headless=headless)
         self._backend: SecretBackend | None = None
+        self._ahead = threading.local()  # read_ahead's documents, for its own thread only
 
     def _resolve(self) -> SecretBackend:
         if self._backend is None:
@@ -325,6 +326,41 @@ class KeyringStore:
     def _get(self, username: str, what: str) -> str | None:
         return self._bounded(lambda: self._resolve().get_password(APP, username), what)
 
+    @contextlib.contextmanager
+    def read_ahead(self, accounts: Collection[str]) -> Iterator[None]:
+        """Within the block, serve this thread's first ``load`` of each of ``accounts`` from one
+        bulk read made now: the daemon's plan of a thousand accounts, one ``GetSecrets``.
+
+        Only this thread's: a refresh in another thread must read the item as it is when it
+        holds the account's lock, never a copy from before. A save drops the account's copy.
+        Where the backend cannot read in bulk, or the bulk read fails, each load reads as usual
+        (and reports the failure itself).
+        """
+        bulk = getattr(self._resolve_quietly(), "get_passwords", None)
+        ahead: dict[str, str | None] = {}
+        if bulk is not None and accounts:
+            with contextlib.suppress(StoreUnavailable):
+                ahead = self._bounded(
+                    lambda: bulk(APP, list(accounts)), f"reading {len(accounts)} accounts"
+                )
+        self._ahead.documents = ahead
+        try:
+            yield
+        finally:
+            self._ahead.documents = {}
+
+    def _resolve_quietly(self) -> SecretBackend | None:
+        try:
+            return self._resolve()
+        except StoreUnavailable:
+            return None  # each load reports it
+
+    def _read_ahead(self, account: str) -> tuple[bool, str | None]:
+        documents: dict[str, str | None] = getattr(self._ahead, "documents", {})
+        if account not in documents:
+            return False, None
+        return True, documents.pop(account)
+
     def load(self, account: str) -> TokenDocument | None:
         """Return the stored tokens of ``account``, or None if there are none.
 
@@ -332,7 +368,9 @@ class KeyringStore:
             StoreUnavailable: the keyring cannot be used.
             StoreCorrupt: the item exists but is not a document of ours.
         """
-        text = self._get(account, f"reading the tokens of {account!r}")
+        known, text = self._read_ahead(account)
+        if not known:
+            text = self._get(account, f"reading the tokens of {account!r}")
         if text == "":  # an empty item is never ours; KWallet's locked answer
             raise StoreUnavailable(
                 f"the keyring gave an empty secret for {account!r} ({self._who()}): a locked "
@@ -348,6 +386,7 @@ class KeyringStore:
             StoreCorrupt: what was written cannot be read back.
         """
         text = encode_document(document)
+        self._read_ahead(document.account)  # a copy from before this write is stale
 
         def write_and_verify() -> bool:
             backend = self._resolve()
@@ -371,6 +410,7 @@ class KeyringStore:
         Raises:
             StoreUnavailable: the keyring cannot be used.
         """
+        self._read_ahead(account)
         return self._delete(account, f"deleting the tokens of {account!r}")
 
     def _delete(self, username: str, what: str) -> bool:
