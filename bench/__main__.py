@@ -87,6 +87,12 @@ def table(report: dict[str, object]) -> str:
             ("  python -c pass / secret-tool lookup", floors, "floors", ""),
             ("  token / secret-tool lookup", ratio, "<= 2.5x", yes(goals["met_ratio"])),
             ("  python reading the same item, alone", f"{ms['python_read_item']} ms", "floor", ""),
+            (
+                "  python asking a Unix socket (a daemon-answered token's floor)",
+                f"{ms['python_ask_socket']} ms ({c['ask_socket_vs_secret_tool']}x)",
+                "floor",
+                "",
+            ),
             ("  token peak RSS", f"{c['max_rss_mib']['token']} MiB", "", ""),
             ("token cold start, file store (median)", f"{ms['token_file_store']} ms", "", ""),
         ]

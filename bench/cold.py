@@ -8,8 +8,14 @@ run interleaved, so that a noisy neighbour slows all of them alike.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import struct
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench.common import SERVICE, Rig, median, peak_rss_kib, rig, run_measured
@@ -17,6 +23,14 @@ from bench.common import SERVICE, Rig, median, peak_rss_kib, rig, run_measured
 PYTHON_READ_ITEM = (
     "from tvmaniac_refreshd.storage.secret_service import read_item\n"
     f"print(read_item({SERVICE!r}, 'default'))\n"
+)
+# What `token` would cost if a running daemon answered it over a private Unix socket: the
+# interpreter, a connect and one reply (the server checks the peer's uid, as it would have to).
+PYTHON_ASK_SOCKET = (
+    "import socket, sys\n"
+    "s = socket.socket(socket.AF_UNIX)\n"
+    "s.connect(sys.argv[1])\n"
+    "print(s.recv(4096).decode())\n"
 )
 TOKEN_GOAL_MS = 100.0
 TOKEN_GOAL_RATIO = 2.5
@@ -48,9 +62,42 @@ def import_profile(rig: Rig, *args: str, top: int = 12) -> list[dict[str, object
     return rows[:top]
 
 
+@contextlib.contextmanager
+def socket_answering(path: Path, answer: bytes) -> Iterator[None]:
+    """A Unix socket server at ``path`` that checks each peer's uid and sends ``answer``."""
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return  # closed: the bench is done
+            with connection:
+                credentials = connection.getsockopt(
+                    socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
+                )
+                _, uid, _ = struct.unpack("3i", credentials)
+                if uid == os.getuid():
+                    connection.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown(socket.SHUT_RDWR)
+        server.close()
+        thread.join(5)
+
+
 def measure(runs: int) -> dict[str, object]:
-    with rig() as r:
+    with rig() as r, contextlib.ExitStack() as stack:
         r.seed()
+        ask = r.root / "ask.sock"
+        stack.enter_context(socket_answering(ask, b"a-token-from-the-daemon"))
         cases = {
             "token": [*command(r), "token"],
             "python_pass": [sys.executable, "-c", "pass"],
@@ -64,6 +111,8 @@ def measure(runs: int) -> dict[str, object]:
             ],
             # The least a Python program does for the same answer: the same D-Bus read, alone.
             "python_read_item": [sys.executable, "-c", PYTHON_READ_ITEM],
+            # The floor of a `token` answered by a running daemon (not built; see performance.md).
+            "python_ask_socket": [sys.executable, "-c", PYTHON_ASK_SOCKET, str(ask)],
         }
         # The same command on an installation that chose [store] backend = "file".
         cases["token_file_store"] = [*command(r), "token"]
@@ -75,7 +124,8 @@ def measure(runs: int) -> dict[str, object]:
         for round_ in range(runs + 1):
             for name, argv in cases.items():
                 seconds, _, out = run_measured(argv, envs[name])
-                if name in ("token", "python_read_item", "token_file_store") and not out.strip():
+                answers = ("token", "python_read_item", "token_file_store", "python_ask_socket")
+                if name in answers and not out.strip():
                     raise RuntimeError(f"{name} printed nothing")
                 if round_:  # round 0 warms the page cache, writes .pyc files and the token record
                     times[name].append(seconds)
@@ -89,6 +139,7 @@ def measure(runs: int) -> dict[str, object]:
         "token_vs_secret_tool": ratio,
         "token_minus_python_ms": round(ms["token"] - ms["python_pass"], 1),
         "token_minus_python_read_item_ms": round(ms["token"] - ms["python_read_item"], 1),
+        "ask_socket_vs_secret_tool": round(ms["python_ask_socket"] / ms["secret_tool_lookup"], 2),
         "goals": {
             "token_median_ms_max": TOKEN_GOAL_MS,
             "ratio_to_secret_tool_max": TOKEN_GOAL_RATIO,

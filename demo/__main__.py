@@ -136,7 +136,8 @@ class Demo:
         say("Refreshing it, as the timer or the daemon would")
         self.run("refresh")
         second = self.run("token", show=False)
-        print(f"token: {mask(second.stdout)} (a new one: {first.stdout != second.stdout})")
+        renewed = "a new one" if first.stdout != second.stdout else "the same one"
+        print(f"token: {mask(second.stdout)} ({renewed})")
         self.run("status", "--json")
         self.background_refreshes()
         say("Logging out: the token is revoked at the emulator and deleted from the keyring")

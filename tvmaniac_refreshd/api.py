@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tvmaniac_refreshd.core.errors import (
     ClientRejected,
@@ -36,6 +37,9 @@ from tvmaniac_refreshd.core.errors import (
     TransientError,
     UsageError,
 )
+
+if TYPE_CHECKING:
+    import datetime
 
 __all__ = [
     "ClientRejected",
@@ -60,7 +64,7 @@ class Token:
     account: str
     access_token: str = field(repr=False)  # never in a repr, a log line or a traceback
     token_type: str
-    expires_at: int  # unix seconds, UTC
+    expires_at: datetime.datetime  # aware, UTC: `token --json` writes the same as ISO 8601
 
 
 def get_token(
@@ -101,12 +105,36 @@ def get_token_info(
     from tvmaniac_refreshd import quick_token  # noqa: PLC0415
 
     environment = os.environ if environ is None else dict(environ)
-    seconds = _seconds(min_valid)
-    config_text = None if config is None else os.fspath(config)
-    found = quick_token.stored_token(config_text, account, seconds, environment)
-    if found is not None:
-        return Token(*found)
-    return _full_path(account, seconds, config_text, environment)
+    try:
+        seconds = _seconds(min_valid)
+        config_text = None if config is None else os.fspath(config)
+        found = quick_token.stored_token(config_text, account, seconds, environment)
+        if found is None:
+            found = _full_path(account, seconds, config_text, environment)
+    except RefreshdError as exc:
+        exc.args = (_in_python_words(str(exc)),)
+        raise
+    name, access_token, token_type, expires_at = found
+    return Token(name, access_token, token_type, _utc(expires_at))
+
+
+def _utc(timestamp: int) -> datetime.datetime:
+    import datetime  # noqa: PLC0415  # not at import: the import costs only the error tree
+
+    return datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
+
+
+def _in_python_words(message: str) -> str:
+    """A message written for the command line, with its options named as this API's arguments
+    (`pass --account NAME` is `account=NAME` here)."""
+    import re  # noqa: PLC0415
+
+    message = message.replace("point --config or", "pass config= or set")
+    return re.sub(
+        r"--(account|min-valid|config)(?: (?=\S))?",
+        lambda found: found.group(1).replace("-", "_") + "=",
+        message,
+    )
 
 
 def _seconds(min_valid: int | str | None) -> int | None:
@@ -124,7 +152,7 @@ def _seconds(min_valid: int | str | None) -> int | None:
 
 def _full_path(
     account: str | None, min_valid: int | None, config: str | None, environ: Mapping[str, str]
-) -> Token:
+) -> tuple[str, str, str, int]:
     import sys  # noqa: PLC0415
 
     from tvmaniac_refreshd.core.logs import configure_logging  # noqa: PLC0415
@@ -139,4 +167,4 @@ def _full_path(
         tokens = valid_document(runtime, chosen, min_valid).tokens
     finally:
         runtime.close()
-    return Token(chosen.name, tokens.access_token, tokens.token_type, tokens.expires_at)
+    return chosen.name, tokens.access_token, tokens.token_type, tokens.expires_at

@@ -10,8 +10,10 @@ import select
 import shutil
 import subprocess
 import sys
+import tempfile
 import termios
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,7 +48,13 @@ def generated(shell: str, tmp_path: Path) -> Path:
 class Terminal:
     """An interactive shell on a pseudo-terminal; what it draws is collected as text."""
 
-    def __init__(self, argv: list[str], home: Path) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        home: Path,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+    ) -> None:
         self.fd_parent, fd_child = pty.openpty()
         env = {
             "PATH": os.environ.get("PATH", os.defpath),
@@ -55,6 +63,7 @@ class Terminal:
             "PS1": "$ ",
             "XDG_CONFIG_HOME": str(home / ".config"),
             "XDG_DATA_HOME": str(home / ".local/share"),
+            **(env or {}),
         }
         self.process = subprocess.Popen(
             argv,
@@ -63,6 +72,8 @@ class Terminal:
             stderr=fd_child,
             env=env,
             start_new_session=True,
+            user=user,
+            group="nogroup" if user else None,
             # fish insists on a controlling terminal, as a login would give it.
             preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # noqa: PLW1509
         )
@@ -124,3 +135,86 @@ def test_an_unknown_shell_is_a_usage_error() -> None:
 
     assert (result.returncode, result.stdout) == (2, "")
     assert "invalid choice" in result.stderr
+
+
+# The recipes of `completion --help` and the guide, for a user without root: each writes only
+# under HOME, and the shell then finds the script by itself at its next start.
+RECIPES = {
+    "bash": "echo 'eval \"$(tvmaniac-refreshd completion bash)\"' >> ~/.bashrc",
+    "zsh": (
+        "mkdir -p ~/.zfunc && tvmaniac-refreshd completion zsh > ~/.zfunc/_tvmaniac-refreshd\n"
+        "printf '%s\\n' 'fpath=(~/.zfunc $fpath)' 'autoload -Uz compinit && compinit -u'"
+        " >> ~/.zshrc"
+    ),
+    "fish": (
+        "mkdir -p ~/.config/fish/completions && tvmaniac-refreshd completion fish "
+        "> ~/.config/fish/completions/tvmaniac-refreshd.fish"
+    ),
+}
+INTERACTIVE = {"bash": ["bash", "-i"], "zsh": ["zsh", "-i"], "fish": ["fish", "-i"]}
+
+
+def as_user() -> str | None:
+    """Run as `nobody` when the tests run as root, so that a recipe needing root fails."""
+    return "nobody" if os.geteuid() == 0 else None
+
+
+@pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    """A temporary directory another user may enter (pytest's own is its owner's alone)."""
+    path = Path(tempfile.mkdtemp(prefix="tvm-completion-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("shell", sorted(RECIPES))
+def test_the_recipe_works_without_root_and_completes_account_names(
+    shell: str, open_tmp: Path
+) -> None:
+    home = open_tmp / "home"
+    home.mkdir()
+    bin_dir = open_tmp / "bin"
+    bin_dir.mkdir()
+    command = bin_dir / PROG
+    command.write_text(f'#!/bin/sh\nexec {sys.executable} -m tvmaniac_refreshd "$@"\n')
+    command.chmod(0o755)
+    config = home / "two.toml"
+    config.write_text(
+        "".join(
+            f'[accounts.{name}]\nprovider = "trakt"\nclient_id = "c"\n' for name in ("work", "home")
+        )
+    )
+    if os.geteuid() == 0:
+        for path in (home, config):
+            shutil.chown(path, "nobody", "nogroup")
+    env = {
+        "PATH": f"{bin_dir}:{os.environ.get('PATH', os.defpath)}",
+        "HOME": str(home),
+        "PYTHONPATH": str(REPO),
+        "TERM": "dumb",
+    }
+    recipe = subprocess.run(
+        ["sh", "-c", RECIPES[shell]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        user=as_user(),
+        group="nogroup" if as_user() else None,
+    )
+    assert recipe.returncode == 0, recipe.stderr
+    terminal = Terminal(INTERACTIVE[shell], home, env=env, user=as_user())
+    try:
+        terminal.type("echo started\n")
+        assert terminal.wait_for("started"), terminal.screen
+        terminal.type(f"{PROG} tok\t")
+        assert terminal.wait_for(f"{PROG} token"), terminal.screen
+        terminal.type("\x15")
+        terminal.type(f"{PROG} --config {config} --account wo\t")
+        assert terminal.wait_for("--account work"), terminal.screen
+    finally:
+        terminal.close()

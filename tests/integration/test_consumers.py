@@ -204,7 +204,7 @@ API_SCRIPT = textwrap.dedent(
         "digest": hashlib.sha256(token.encode()).hexdigest(),
         "same": info.access_token == token,
         "account": info.account,
-        "expires_at": info.expires_at,
+        "expires_at": info.expires_at.isoformat(),
         "repr_hides_token": token not in repr(info),
         "on_import": on_import,
         "cli_loaded": "tvmaniac_refreshd.cli.parser" in sys.modules,
@@ -234,6 +234,9 @@ class TestPythonApi:
         assert found["digest"] == digest(grant["access_token"])
         assert found["same"] is True
         assert found["account"] == "default"
+        # As `token --json` has it (ISO 8601 UTC), as an aware datetime (issue 25).
+        as_json = json.loads(harness.run("token", "--json").out)["expires_at"]
+        assert found["expires_at"] == as_json.replace("Z", "+00:00")
         assert found["repr_hides_token"] is True
         # The import alone costs the error tree, not the program.
         assert found["on_import"] == [

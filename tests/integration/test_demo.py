@@ -22,7 +22,7 @@ def test_demo_runs_and_leaks_nothing() -> None:
 
     assert result.returncode == 0, output
     assert "default: refreshed;" in output
-    assert "(a new one: True)" in output
+    assert "(a new one)" in output
     assert output.count("daemon log: <6>refresh.finished account=default outcome=refreshed") >= 2
     assert "daemon stopped (exit code 0)" in output
     assert "default: logged_out" in output

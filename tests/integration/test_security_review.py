@@ -41,7 +41,7 @@ class TestLogoutToAnotherServer:
             )
             run = harness.run("logout")
 
-            assert run.code == 2
+            assert run.code == 1  # not a usage error (issue 25, item 2)
             assert "nothing was sent" in run.err
             assert "logout --local" in run.err
             assert elsewhere.requests() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import errno
 import threading
@@ -18,7 +19,7 @@ from tests.unit.test_refresher import ACCOUNT, START, FakeTrakt, initial
 from tvmaniac_refreshd.config.settings import Alerts, Config, StoreSettings
 from tvmaniac_refreshd.core.errors import SessionRejected, StoreUnavailable, TransientError
 from tvmaniac_refreshd.core.policy import RetryPolicy, refresh_due_at
-from tvmaniac_refreshd.core.tokens import TokenSet
+from tvmaniac_refreshd.core.tokens import TokenSet, encode_document
 from tvmaniac_refreshd.daemon.alerts import AlertEvent
 from tvmaniac_refreshd.daemon.decisions import Daemon
 from tvmaniac_refreshd.daemon.refresher import Refresher
@@ -180,6 +181,83 @@ class TestPlanning:
         world.advance_to(world.due() + 6 * 3600)
 
         assert len(world.trakt.spent) == 1
+
+
+class BulkBackend(MemoryBackend):
+    """A backend that reads many items at once, as the direct Secret Service does."""
+
+    bulk_reads: list[list[str]]
+
+    def get_passwords(self, service: str, usernames: list[str]) -> dict[str, str | None]:
+        self.bulk_reads.append(list(usernames))
+        return {name: self.items.get((service, name)) for name in usernames}
+
+
+class TestPlanningInBulk:
+    """At READY, a thousand accounts: one bulk read and no state file written twice."""
+
+    def world(self, tmp_path: Path, names: list[str]) -> tuple[World, BulkBackend]:
+        world = World(tmp_path)
+        backend = BulkBackend(items=dict(world.backend.items))
+        backend.bulk_reads = []
+        world.backend = backend
+        world.store = KeyringStore(StoreSettings(), lambda: backend)
+        for name in names[1:]:
+            document = initial(START)
+            world.store.save(dataclasses.replace(document, account=name))
+        accounts = {name: dataclasses.replace(ACCOUNT, name=name) for name in names}
+        world.daemon = Daemon(
+            Config(source="test", accounts=accounts),
+            planner=world.planner,
+            refresher=world.refresher,
+            states=world.states,
+            alerter=world.alerter,  # type: ignore[arg-type]
+            clock=world.clock,
+            monotonic=world.mono,
+            share=lambda: 0.0,
+            read_ahead=world.store.read_ahead,
+        )
+        return world, backend
+
+    def test_plan_all_reads_every_account_in_one_bulk_read(self, tmp_path: Path) -> None:
+        names = ["default", "b", "c", "d"]
+        world, backend = self.world(tmp_path, names)
+        backend.calls = 0
+        world.daemon.plan_all()
+
+        assert backend.bulk_reads == [names]
+        assert backend.calls == 0  # no account read one by one
+        assert sorted(world.planner.jobs) == sorted(f"refresh:{name}" for name in names)
+
+    def test_a_refresh_reads_the_item_itself_not_the_bulk_copy(self, tmp_path: Path) -> None:
+        """Copies are for the planning thread only, and a save drops its account's copy."""
+        world, backend = self.world(tmp_path, ["default"])
+        before = initial(START)
+        after = initial(START + 60)  # another process refreshed meanwhile
+        with world.store.read_ahead(["default"]):
+            backend.items[("tvmaniac-refreshd", "default")] = encode_document(after)
+            elsewhere: list[object] = []
+            thread = threading.Thread(target=lambda: elsewhere.append(world.store.load("default")))
+            thread.start()
+            thread.join()
+            here = world.store.load("default")
+
+        assert elsewhere == [after]
+        assert here == before  # this thread's copy, read at the block's start
+        with world.store.read_ahead(["default"]):
+            world.store.save(before)
+            backend.calls = 0
+            assert world.store.load("default") == before
+        assert backend.calls == 1  # read from the keyring, not from the copy
+
+    def test_a_plan_that_did_not_change_writes_no_state_file(self, tmp_path: Path) -> None:
+        world, _ = self.world(tmp_path, ["default"])
+        world.daemon.plan_all()
+        stamp = world.states.stamp("default")
+        world.daemon.plan_all()
+
+        assert world.states.stamp("default") == stamp
+        assert world.states.load("default").next_attempt_at == int(world.due())
 
 
 class TestFailures:

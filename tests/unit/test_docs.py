@@ -34,3 +34,48 @@ def test_every_page_is_in_the_navigation() -> None:
     pages = sorted(str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md"))
 
     assert [p for p in pages if f": {p}\n" not in nav] == []
+
+
+def test_the_exit_codes_page_shows_the_table_help_shows() -> None:
+    from tvmaniac_refreshd.core.errors import EXIT_MEANINGS  # noqa: PLC0415
+
+    page = (DOCS / "reference" / "exit-codes.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (\d+) \| (.+) \|$", page, re.M)
+
+    assert [(int(code), meaning) for code, meaning in rows] == list(EXIT_MEANINGS)
+
+
+def test_help_lines_fit_a_terminal() -> None:
+    """Prose in --help is wrapped to the width; only usage lines and examples may be longer."""
+    import argparse  # noqa: PLC0415
+    import contextlib  # noqa: PLC0415
+    import io  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    from tvmaniac_refreshd.cli.parser import build_parser  # noqa: PLC0415
+
+    def _verbs(node: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
+        found = []
+        for action in node._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    found += [(name, child), *_verbs(child)]
+        return found
+
+    os.environ["COLUMNS"] = "80"
+    try:
+        parser = build_parser()
+        long = []
+        for path, child in [("", parser), *_verbs(parser)]:
+            text = io.StringIO()
+            with contextlib.redirect_stdout(text):
+                child.print_help()
+            long += [
+                f"{path}: {line}"
+                for line in text.getvalue().splitlines()
+                if len(line) > 80 and not line.startswith(" ")
+            ]
+    finally:
+        del os.environ["COLUMNS"]
+
+    assert long == []

@@ -51,6 +51,10 @@ class TestFormatDuration:
             (3661, "1h 1m"),
             (86400, "1d"),
             (6 * 86400 + 4 * 3600 + 5, "6d 4h"),
+            # The last unit is rounded (issue 25): a 7-day token a second old is 7d.
+            (7 * 86400 - 1, "7d"),
+            (86400 - 20, "1d"),
+            (3600 + 29, "1h"),
         ],
     )
     def test_two_units_at_most(self, seconds: int, text: str) -> None:

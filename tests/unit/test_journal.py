@@ -466,3 +466,23 @@ def test_any_verb_logs_natively_when_stderr_is_the_journal(
     assert entry["ACCOUNT"] == "default"
     assert entry["REFRESH_RESULT"] == "transient"
     assert entry["SYSLOG_IDENTIFIER"] == "tvmaniac-refreshd"
+
+
+def test_a_quiet_oneshot_still_logs_warnings_to_the_journal(
+    stderr_stream: TextIO, journal: FakeJournal
+) -> None:
+    """An interactive verb (quiet: no records on a terminal or a pipe) whose stderr is the
+    journal's, as the timer's `refresh --all` is, still sends its warnings there (issue 25)."""
+    sender = JournalSender(journal.path)
+    configure_logging(
+        0,
+        quiet=True,
+        stream=stderr_stream,
+        environ={"JOURNAL_STREAM": journal_stream_of(stderr_stream.fileno())},
+        journal=sender,
+    )
+    get_logger(account="default").warning("refresh.finished", outcome="transient")
+    entry = journal.receive()
+    sender.close()
+    assert entry["PRIORITY"] == "4"
+    assert entry["REFRESH_RESULT"] == "transient"

@@ -129,3 +129,18 @@ class TestShowCode:
         text = out.getvalue()
         assert "scan this QR code" in text
         assert text.count("\n") > 10
+
+
+def test_no_qr_on_a_terminal() -> None:
+    """`login --no-qr`: the URL and the code only, also on a terminal (issue 25)."""
+    out = io.StringIO()
+    show_code(DEVICE, out, tty=True, qr=False)
+
+    assert "QR" not in out.getvalue()
+
+
+def test_off_a_terminal_it_says_it_is_waiting() -> None:
+    """Without a countdown to show, one line says the command waits (issue 25)."""
+    _, _, text = run([PollState.PENDING, TOKENS], tty=False)
+
+    assert text.count("Waiting for approval...\n") == 1

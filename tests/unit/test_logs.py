@@ -140,14 +140,16 @@ def test_interactive_logfmt_unchanged_when_not_a_tty() -> None:
     assert "<6>" not in got[0]
 
 
-def test_interactive_quiet_hides_info() -> None:
-    """quiet keeps only warnings and above, each as one plain line without a timestamp."""
+def test_interactive_quiet_shows_no_record() -> None:
+    """quiet (an interactive command without -v) shows no log record, not even an error: the
+    command says what happened in its own sentences; a warning's ``say`` is one of them."""
     out = io.StringIO()
     configure_logging(stream=out, quiet=True)
     get_logger().info("status.read")
     get_logger(account="work").warning("status.stale", error="a b")
-    got = lines(out)
-    assert got == ['tvmaniac-refreshd: warning: status.stale account=work error="a b"']
+    get_logger(account="work").error("refresh.finished", outcome="rejected")
+    get_logger(account="work").warning("token.odd", problems="x", say="the answer was odd")
+    assert lines(out) == ["tvmaniac-refreshd: warning: the answer was odd"]
 
 
 def test_interactive_verbose_shows_log_records() -> None:
@@ -283,7 +285,7 @@ QUIET_THEN = (
 
 
 @pytest.mark.parametrize(
-    ("method", "loaded", "shown"), [("info", False, False), ("warning", True, True)]
+    ("method", "loaded", "shown"), [("info", False, False), ("error", True, False)]
 )
 def test_a_record_below_the_level_does_not_load_structlog(
     method: str, loaded: bool, shown: bool

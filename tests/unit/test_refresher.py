@@ -285,6 +285,6 @@ class TestEnsureFresh:
             clock=clock,
         )
 
-        with pytest.raises(SessionRejected, match="different client_id or auth_url"):
+        with pytest.raises(SessionRejected, match="was made for another client or endpoint"):
             refresher.ensure_fresh(force=True)
         assert trakt.spent == []

@@ -4,6 +4,7 @@ the ``Verb`` each verb module declares itself with."""
 from __future__ import annotations
 
 import argparse
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -11,21 +12,42 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from tvmaniac_refreshd import __version__
 from tvmaniac_refreshd.cli.options import from_namespace
 from tvmaniac_refreshd.core.durations import parse_duration
+from tvmaniac_refreshd.core.errors import EXIT_MEANINGS
 from tvmaniac_refreshd.core.locations import APP
 
 if TYPE_CHECKING:
     from tvmaniac_refreshd.cli.app import App
 
-EXIT_CODES = """\
-exit codes:
-  0   success (including "nothing was due")
-  1   other failure
-  2   usage error
-  69  the keyring is unavailable or locked
-  75  temporary failure (network, 429, 5xx, timeout): try again later; tokens kept
-  77  the provider rejected the session: run `login`
-  78  invalid configuration
-"""
+
+def _exit_codes() -> str:
+    lines = ["exit codes:"]
+    for code, meaning in EXIT_MEANINGS:
+        lines += textwrap.wrap(
+            meaning.replace("`", ""),
+            width=78,
+            initial_indent=f"  {code:<4}",
+            subsequent_indent=" " * 6,
+        )
+    return "\n".join(lines) + "\n"
+
+
+# The epilog of every --help: the same table as the man page and the reference.
+EXIT_CODES = _exit_codes()
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions keep their own line breaks and indented examples, and their prose lines
+    are wrapped to the terminal's width."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines = []
+        for line in text.splitlines():
+            if not line.strip() or line.startswith(" ") or line.startswith("exit codes:"):
+                lines.append(indent + line)
+            else:
+                lines += textwrap.wrap(line, width, initial_indent=indent, subsequent_indent=indent)
+        return "\n".join(lines)
+
 
 Options = TypeVar("Options")
 
@@ -69,18 +91,18 @@ def duration_arg(text: str) -> int:
 
 
 def action(
-    group: argparse._SubParsersAction[argparse.ArgumentParser],
+    group: argparse._SubParsersAction[Any],
     name: str,
     summary: str,
     details: str = "",
 ) -> argparse.ArgumentParser:
     """Add verb (or a verb's action) ``name`` to ``group``, with the global options."""
-    parser = group.add_parser(
+    parser: argparse.ArgumentParser = group.add_parser(
         name,
         help=summary,
         description=f"{summary}\n\n{details}".strip(),
         epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_global_options(parser)
     return parser

@@ -11,11 +11,12 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from tvmaniac_refreshd.cli.app import App
-from tvmaniac_refreshd.cli.grammar import EXIT_CODES, action, add_global_options
+from tvmaniac_refreshd.cli.grammar import EXIT_CODES, HelpFormatter, action, add_global_options
 from tvmaniac_refreshd.cli.options import Common, from_namespace
+from tvmaniac_refreshd.cli.usage import UsageParser
 from tvmaniac_refreshd.cli.verbs import GROUPS, VERBS
 from tvmaniac_refreshd.core.errors import (
     EXIT_FAILURE,
@@ -49,16 +50,16 @@ BY_NAME = {verb.name: verb for verb in VERBS}
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser with every verb and its help, in the registry's order."""
-    parser = argparse.ArgumentParser(
+    parser = UsageParser(
         prog=APP,
         description=DESCRIPTION,
         epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_global_options(parser, top=True)
     # Not required: no arguments at all print the help (main does that).
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
-    actions: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
+    actions: dict[str, argparse._SubParsersAction[Any]] = {}
     for verb in VERBS:
         group_name, _, action_name = verb.name.rpartition(" ")
         if not group_name:
@@ -125,11 +126,16 @@ def execute(app: App, verb: str, namespace: argparse.Namespace) -> int:
     try:
         return BY_NAME[verb](app, namespace)
     except RefreshdError as exc:
-        app.problem(str(exc), temporary=exc.exit_code == EXIT_TEMPORARY)
+        app.problem(str(exc), temporary=exc.exit_code == EXIT_TEMPORARY, account=exc.account)
         return exc.exit_code
     except KeyboardInterrupt:
         app.err.write(f"{APP}: interrupted\n")
         return 130
+    except BrokenPipeError:
+        # The reader went away (`status --json | head -1`): as a shell tool does, end quietly;
+        # stdout is pointed at /dev/null so that the interpreter's last flush cannot fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE
     except Exception as exc:  # a bug: report it in one line, without a traceback or secret
         if namespace.verbose:
             import traceback  # noqa: PLC0415

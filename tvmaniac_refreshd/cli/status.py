@@ -17,6 +17,7 @@ from tvmaniac_refreshd.core.durations import format_duration
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import shown
 from tvmaniac_refreshd.core.policy import AccountState, account_state, refresh_due_at
+from tvmaniac_refreshd.core.times import iso_utc, local_time
 from tvmaniac_refreshd.core.tokens import TokenDocument
 from tvmaniac_refreshd.storage.state import AccountRecord
 
@@ -47,10 +48,7 @@ ADVICE = {
 
 def iso(timestamp: float | None) -> str | None:
     """Return ``timestamp`` as ISO 8601 UTC with a ``Z``, or None."""
-    if timestamp is None:
-        return None
-    moment = dt.datetime.fromtimestamp(int(timestamp), tz=dt.UTC)
-    return moment.isoformat().replace("+00:00", "Z")
+    return None if timestamp is None else iso_utc(timestamp)
 
 
 # The state of an account whose token could not be read (the keyring is locked or gone).
@@ -137,13 +135,19 @@ class StatusReport:
 
 
 def keeper_advice(
-    *, daemon_pid: int | None, planned: bool, timer: bool, start: str | None = None
+    *,
+    daemon_pid: int | None,
+    planned: bool,
+    timer: bool,
+    start: str | None = None,
+    installable: bool = True,
 ) -> str:
     """What `status` says of a valid token: who will refresh it, as far as that is true now.
 
     ``planned``: the running daemon has written its plan for the account since the CLI last
     changed it (a login resets the plan; the daemon, told at once, writes a new one).
     ``start``: the command that starts an installed service that is not running.
+    ``installable``: False where no service can be installed (systemd is not PID 1).
     """
     if daemon_pid:
         if planned:
@@ -163,6 +167,12 @@ def keeper_advice(
             f"`token` or `refresh` renews it. Start it with `{start}` (`{APP} service status` "
             "says why it stopped)."
         )
+    if not installable:  # no service manager to install into (systemd is not PID 1)
+        return (
+            "The token is valid, but no daemon or timer is running: only the next `token` or "
+            f"`refresh` renews it. `{APP} run` under the supervisor you have, or "
+            f"`{APP} refresh --all` from cron, keeps it fresh."
+        )
     return (
         "The token is valid, but no daemon or timer is running: only the next `token` or "
         f"`refresh` renews it. `{APP} service install` keeps it fresh."
@@ -176,15 +186,17 @@ def account_report(
     *,
     now: float,
     problem: str | None = None,
+    problem_advice: str | None = None,
     keeper: str | None = None,
     daemon_plan: bool = True,
 ) -> AccountReport:
     """Return the status of one account as the JSON contract describes it.
 
     ``problem`` is a reason the stored item cannot be used (corrupt, bound to another client):
-    such an account needs a new login. ``keeper`` replaces the advice for a valid token (see
-    ``keeper_advice``); ``daemon_plan`` is whether a running daemon's plan may be shown, for a
-    plan left in the state file by an earlier daemon is no plan at all.
+    such an account needs a new login, and ``problem_advice`` says what to do (the provider
+    rejected nothing, so the usual advice would be wrong). ``keeper`` replaces the advice for a
+    valid token (see ``keeper_advice``); ``daemon_plan`` is whether a running daemon's plan may
+    be shown, for a plan left in the state file by an earlier daemon is no plan at all.
     """
     tokens = document.tokens if document is not None else None
     reauth = problem is not None or (
@@ -212,9 +224,17 @@ def account_report(
         reauth_reason=(problem or record.reauth_reason) if reauth else None,
         consecutive_failures=record.consecutive_failures,
         next_attempt_at=iso(record.next_attempt_at) if usable and daemon_plan else None,
-        advice=(keeper or ADVICE[state]) if state is AccountState.ACTIVE else ADVICE[state],
+        advice=_advice(state, keeper=keeper, problem_advice=problem_advice),
         waiting_for=_waiting_for(record) if daemon_plan else None,
     )
+
+
+def _advice(state: AccountState, *, keeper: str | None, problem_advice: str | None) -> str:
+    if problem_advice is not None:
+        return problem_advice
+    if state is AccountState.ACTIVE and keeper is not None:
+        return keeper
+    return ADVICE[state]
 
 
 def _waiting_for(record: AccountRecord) -> str | None:
@@ -254,13 +274,6 @@ def _when(text: str | None, now: float) -> str:
     return f"{local_time(moment)} ({relative})"
 
 
-def local_time(moment: dt.datetime) -> str:
-    """Return ``moment`` in the local time zone, with the zone's name (`--json` keeps UTC)."""
-    local = moment.astimezone()
-    zone = local.tzname() or local.strftime("UTC%z")
-    return f"{local:%Y-%m-%d %H:%M} {zone}"
-
-
 def render_text(reports: list[AccountReport], *, now: float) -> str:
     """Return the human-readable status of every account."""
     blocks = []
@@ -269,7 +282,7 @@ def render_text(reports: list[AccountReport], *, now: float) -> str:
         if report.logged_in_as:
             lines.append(f"  logged in as:         {report.logged_in_as}")
         if report.state == UNKNOWN:
-            lines.append("  access token expires: unknown (the keyring cannot be read)")
+            lines.append("  access token expires: unknown (the token cannot be read)")
         if report.expires_at:
             lines.append(f"  access token expires: {_when(report.expires_at, now)}")
         if report.refresh_due_at:

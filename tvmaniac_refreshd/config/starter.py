@@ -9,6 +9,7 @@ from pathlib import Path
 from tvmaniac_refreshd.config.presets import TENANT
 from tvmaniac_refreshd.config.settings import ACCOUNT_NAME, parse_config
 from tvmaniac_refreshd.core.errors import RefreshdError, UsageError
+from tvmaniac_refreshd.core.locations import TRAKT_APPS
 
 TEMPLATE = """\
 # tvmaniac-refreshd configuration, written by `tvmaniac-refreshd config init`.
@@ -50,7 +51,7 @@ client_id = {client_id}
 """,
 }
 WHERE_TO_REGISTER = {
-    None: "trakt.tv/oauth/apps",
+    None: TRAKT_APPS,
     "google": "console.cloud.google.com, APIs & Services, Credentials",
     "microsoft": "entra.microsoft.com, App registrations",
 }

@@ -33,6 +33,14 @@ RENAMED_KEYS = {
 }
 
 
+def _nearest(key: str, allowed: set[str]) -> str | None:
+    """The known key a misspelt one was most probably meant to be."""
+    import difflib  # noqa: PLC0415  # only when a key is unknown
+
+    found = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
 class Problems:
     """Collects problems so that the user sees all of them in one run."""
 
@@ -44,7 +52,8 @@ class Problems:
 
     def unknown_keys(self, table: Mapping[str, Any], allowed: set[str], prefix: str) -> None:
         for key in sorted(set(table) - allowed):
-            hint = f" (did you mean {RENAMED_KEYS[key]!r}?)" if key in RENAMED_KEYS else ""
+            meant = RENAMED_KEYS.get(key) or _nearest(key, allowed)
+            hint = f" (did you mean {meant!r}?)" if meant else ""
             known = ", ".join(sorted(allowed))
             self.add(f"{prefix}{key}", f"unknown key{hint}; known keys here: {known}")
 

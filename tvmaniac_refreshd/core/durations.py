@@ -22,13 +22,21 @@ def parse_duration(text: str) -> int:
 
 
 def format_duration(seconds: float) -> str:
-    """Return a short human form of ``seconds``, at most two units, e.g. ``6d 4h`` or ``42s``."""
+    """Return a short human form of ``seconds``, at most two units, e.g. ``6d 4h`` or ``42s``.
+
+    The last unit shown is rounded, not cut: a 7-day token a second old is "7d", not "6d 23h".
+    """
     remaining = max(0, round(seconds))
+    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    shown: tuple[tuple[str, int], ...] = units[-1:]
+    for _ in range(2):  # rounding may carry into a larger unit (23h 59m 40s is 1d)
+        first = next((i for i, (_, size) in enumerate(units) if remaining >= size), len(units) - 1)
+        shown = units[first : first + 2]
+        smallest = shown[-1][1]
+        remaining = round(remaining / smallest) * smallest
     parts: list[str] = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if remaining >= size or (unit == "s" and not parts):
-            count, remaining = divmod(remaining, size)
+    for unit, size in shown:
+        count, remaining = divmod(remaining, size)
+        if count or not parts:
             parts.append(f"{count}{unit}")
-        if len(parts) == 2:
-            break
     return " ".join(parts)

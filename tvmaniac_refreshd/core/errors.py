@@ -8,6 +8,7 @@
     ├── ClientRejected            78  the provider rejected our client credentials (invalid_client)
     ├── StoreUnavailable          69  keyring missing, locked, hanging, or an insecure backend
     ├── StoreCorrupt              1   the keyring item is not ours or unreadable; never overwritten
+    ├── LoginElsewhere            1   the stored login was made for another client or endpoint
     ├── StoreConflict             1   both stores hold an account, differing; `--force` keeps newer
     ├── UnsafeLocation            78  a state/lock/runtime directory someone else owns or can write
     ├── TransientError            75  network, timeout, 408/429/5xx, HTML: try again; .retry_after
@@ -38,6 +39,40 @@ EXIT_STORE_UNAVAILABLE = 69  # EX_UNAVAILABLE: also a missing service manager
 EXIT_TEMPORARY = 75
 EXIT_REAUTH = 77
 EXIT_CONFIG = 78
+
+# What each exit code means: the one table `--help`, the man page and docs/reference/exit-codes.md
+# show (a unit test keeps the page's table equal to this one).
+EXIT_MEANINGS: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, 'success (including "nothing was due")'),
+    (
+        EXIT_FAILURE,
+        "other failure (denied login, damaged keyring item, a login made for another client or "
+        "endpoint, account locked at Trakt, a provider answer that does not fit: the message "
+        "names the field and what was received)",
+    ),
+    (EXIT_USAGE, "usage error"),
+    (
+        EXIT_STORE_UNAVAILABLE,
+        "the keyring is unavailable or locked (the message says how to fix it)",
+    ),
+    (
+        EXIT_TEMPORARY,
+        "temporary failure (network, DNS, TLS, timeout, 408, 429, 5xx, Cloudflare 52x, HTML "
+        "instead of JSON, `temporarily_unavailable`): try again later; tokens kept",
+    ),
+    (
+        EXIT_REAUTH,
+        "the provider rejected the session (`invalid_grant`, `invalid_token`, "
+        "`interaction_required`, `consent_required`), none is stored, or the stored one was "
+        "made for another client or endpoint: run `login`",
+    ),
+    (
+        EXIT_CONFIG,
+        "invalid configuration (including a combination the provider refuses), the provider "
+        "rejected the client credentials (`invalid_client`), or an endpoint answered with "
+        "something else than its kind of answer",
+    ),
+)
 
 
 class RefreshdError(Exception):
@@ -89,6 +124,11 @@ class StoreMisconfigured(StoreUnavailable):
 
 class StoreCorrupt(RefreshdError):
     """The keyring holds something under our name that we cannot read; it is left alone."""
+
+
+class LoginElsewhere(RefreshdError):
+    """The stored login was made for another client or endpoint than the config names; `login`
+    and `logout` leave it alone unless told (`--replace`, `--local`)."""
 
 
 class StoreConflict(RefreshdError):

@@ -7,4 +7,6 @@ Every path built from it is storage/layout.py's.
 from __future__ import annotations
 
 APP = "tvmaniac-refreshd"
+# The one place every message and page names for creating and editing a Trakt API app.
+TRAKT_APPS = "https://app.trakt.tv/settings/apps"
 ACCOUNT_ENV = "TVMANIAC_REFRESHD_ACCOUNT"  # the account when --account is not given

@@ -176,27 +176,6 @@ def priority_line(_logger: object, method_name: str, event_dict: MutableMapping[
     return f"<{priority}>" + " ".join(words)
 
 
-def plain_line(_logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
-    """A structlog renderer for interactive commands: ``tvmaniac-refreshd: warning: event k=v``.
-
-    Without -v an interactive command shows only warnings and errors, in the same form as its
-    own messages, with no timestamp or level column.
-    """
-    from tvmaniac_refreshd.core.journal import (  # noqa: PLC0415  # deferred with structlog
-        format_value,
-        logfmt_pair,
-        ordered_items,
-    )
-
-    event = format_value(event_dict.pop("event", ""))
-    level = str(event_dict.pop("level", method_name)).lower()
-    event_dict.pop("timestamp", None)
-    words = [event] + [
-        logfmt_pair(key, format_value(value)) for key, value in ordered_items(event_dict)
-    ]
-    return f"tvmaniac-refreshd: {level}: " + " ".join(word for word in words if word)
-
-
 def _is_journal_stream(stream: TextIO, environ: Mapping[str, str]) -> bool:
     from tvmaniac_refreshd.core.journal import stderr_is_journal  # noqa: PLC0415
 
@@ -214,6 +193,11 @@ def _is_terminal(stream: TextIO) -> bool:
         return False
 
 
+# An interactive command without -v shows no log record, only the human sentence (``say=``)
+# a warning or an error carries for the person at the terminal.
+QUIET = logging.WARNING
+
+
 def configure_logging(
     verbosity: int = 0,
     *,
@@ -225,8 +209,10 @@ def configure_logging(
 ) -> None:
     """Set up structlog for this process.
 
-    ``verbosity`` 0 shows info (when ``quiet`` and not on journald's stream: warnings and
-    errors only, as plain lines), 1 or more shows debug.
+    ``verbosity`` 0 shows info (when ``quiet`` and not on journald's stream: no record at all,
+    for an interactive command says what happened in its own sentences; on journald's stream,
+    a timer's oneshot, every info entry is kept as the record of what happened), 1 or more
+    shows debug.
     ``daemon`` picks the service outputs: native journald entries when ``stream`` is journald's
     (per ``$JOURNAL_STREAM`` in ``environ``), else ``<N>``-prefixed lines on ``stream``. Without
     ``daemon``, a ``stream`` that is journald's gets the native entries too.
@@ -241,9 +227,10 @@ def configure_logging(
     if verbosity > 0:
         level = logging.DEBUG
     elif quiet and not _stderr_is_journal:
-        # In the journal (a timer's oneshot), info entries are the record of what happened:
-        # a refresh's REFRESH_RESULT= must be there in timer mode as it is in daemon mode.
-        level = logging.WARNING
+        # On a terminal or a pipe an interactive command speaks in its own sentences. In the
+        # journal (a timer's oneshot), info entries are the record of what happened: a
+        # refresh's REFRESH_RESULT= must be there in timer mode as it is in daemon mode.
+        level = QUIET
     else:
         level = logging.INFO
     if daemon:
@@ -255,8 +242,8 @@ def configure_logging(
         _pending = lambda: _configure_daemon(out, level, env, journal)  # noqa: E731
         return
     tty = out.isatty()  # asked now: the stream may be closed or replaced by the first line
-    plain = quiet and verbosity <= 0
-    _pending = lambda: _configure_console(out, level, tty=tty, plain=plain)  # noqa: E731
+    spoken = quiet and verbosity <= 0
+    _pending = lambda: _configure_console(out, level, tty=tty, spoken=spoken)  # noqa: E731
 
 
 def journal_prefix(priority: int) -> str:
@@ -268,12 +255,35 @@ def journal_prefix(priority: int) -> str:
     return f"<{priority}>" if _stderr_is_journal else ""
 
 
-def _configure_console(out: TextIO, level: int, *, tty: bool, plain: bool = False) -> None:
+def _timestamper(*, for_people: bool) -> Any:  # noqa: ANN401  # a structlog processor
     import structlog  # noqa: PLC0415  # deferred: see the module docstring
 
+    from tvmaniac_refreshd.core.times import stamp_for_people  # noqa: PLC0415
+
+    return stamp_for_people if for_people else structlog.processors.TimeStamper(fmt="iso", utc=True)
+
+
+def spoken_line(_logger: object, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
+    """A structlog renderer for interactive commands without -v: a record's ``say`` sentence as
+    one of the command's own lines (``tvmaniac-refreshd: warning: ...``); a record without one
+    is not shown."""
+    import structlog  # noqa: PLC0415  # deferred with the renderer
+
+    say = event_dict.get("say")
+    if not say:
+        raise structlog.DropEvent
+    level = str(event_dict.get("level", method_name)).lower()
+    return f"tvmaniac-refreshd: {level}: {say}"
+
+
+def _configure_console(out: TextIO, level: int, *, tty: bool, spoken: bool = False) -> None:
+    import structlog  # noqa: PLC0415  # deferred: see the module docstring
+
+    from tvmaniac_refreshd.core.times import moment_fields  # noqa: PLC0415
+
     renderer: Any
-    if plain:
-        renderer = plain_line
+    if spoken:
+        renderer = spoken_line
     elif tty:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
     else:
@@ -283,8 +293,9 @@ def _configure_console(out: TextIO, level: int, *, tty: bool, plain: bool = Fals
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _timestamper(for_people=tty),
             redact,
+            moment_fields(for_people=tty),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
@@ -327,16 +338,19 @@ def _configure_daemon(
             cache_logger_on_first_use=False,
         )
         return
-    # A person watching `run` on a terminal reads lines, not journald's <N> priority prefixes.
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=False) if _is_terminal(out) else priority_line
-    )
+    from tvmaniac_refreshd.core.times import moment_fields  # noqa: PLC0415
+
+    # A person watching `run` on a terminal reads lines, not journald's <N> priority prefixes,
+    # and local times; a log collector reads ISO 8601.
+    terminal = _is_terminal(out)
+    renderer: Any = structlog.dev.ConsoleRenderer(colors=False) if terminal else priority_line
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _timestamper(for_people=terminal),
             structlog.processors.format_exc_info,
             redact,
+            moment_fields(for_people=terminal),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

@@ -49,6 +49,10 @@ class TokenDocument:
     tokens: TokenSet
     fingerprint: str
     obtained_at: int
+    # What the fingerprint digests, in the clear (neither is a secret), so that a login bound
+    # to another client or server can be named; empty in items written before they were kept.
+    client_id: str = ""
+    endpoint: str = ""
 
 
 def describe(value: object) -> str:
@@ -230,6 +234,11 @@ def salvage_token_response(
 def encode_document(document: TokenDocument) -> str:
     """Return the JSON text stored in the keyring for ``document``."""
     tokens = document.tokens
+    made_for = {
+        key: value
+        for key, value in (("client_id", document.client_id), ("endpoint", document.endpoint))
+        if value
+    }
     return json.dumps(
         {
             "format": DOCUMENT_FORMAT,
@@ -245,6 +254,7 @@ def encode_document(document: TokenDocument) -> str:
             "created_at": tokens.created_at,
             "expires_in": tokens.expires_in,
             "expires_at": tokens.expires_at,
+            **made_for,
         },
         separators=(",", ":"),
     )
@@ -327,7 +337,14 @@ def decode_document(text: str, account: str) -> TokenDocument:
         tokens=tokens,
         fingerprint=texts["fingerprint"],
         obtained_at=numbers["obtained_at"],
+        client_id=_optional_text(data, "client_id"),
+        endpoint=_optional_text(data, "endpoint"),
     )
+
+
+def _optional_text(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    return value if isinstance(value, str) else ""
 
 
 def with_tokens(document: TokenDocument, tokens: TokenSet, *, now: float) -> TokenDocument:

@@ -11,7 +11,8 @@ import contextlib
 import datetime as dt
 import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -91,8 +92,13 @@ class Daemon:
         share: Callable[[], float],
         on_change: Callable[[], object] = lambda: None,
         network: NetworkState | None = None,
+        read_ahead: Callable[[Collection[str]], AbstractContextManager[None]] = (
+            lambda _: contextlib.nullcontext()  # a store that cannot read in bulk
+        ),
     ) -> None:
+        """``read_ahead``: the store's, so that planning every account reads them in bulk."""
         self.config = config
+        self._read_ahead = read_ahead
         self._planner = planner
         self._refresher = refresher
         self._states = states
@@ -120,8 +126,10 @@ class Daemon:
 
     def plan_all(self) -> None:
         """Plan every account from the keyring (at start, after a reload or a clock jump)."""
-        for name in list(self.config.accounts):
-            self.run_account(name, refresh=False, announce=False)
+        names = list(self.config.accounts)
+        with self._read_ahead(names):
+            for name in names:
+                self.run_account(name, refresh=False, announce=False)
         # Once, not per account: the STATUS line covers every account, so announcing each of a
         # thousand would cost a thousand times a thousand.
         self._on_change()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
+from tvmaniac_refreshd.config.binding import mismatch, recorded, way_out
 from tvmaniac_refreshd.config.settings import Account
 from tvmaniac_refreshd.core.errors import (
     NotLoggedIn,
@@ -129,10 +130,10 @@ class Refresher:
         """Raise SessionRejected if ``document`` must not be used with the current config."""
         register_secret(document.tokens.access_token)
         register_secret(document.tokens.refresh_token)
-        if document.fingerprint != self.account.fingerprint():
+        elsewhere = mismatch(self.account, document)
+        if elsewhere is not None:
             raise SessionRejected(
-                f"the stored login of {self.account.name!r} was made with a different "
-                "client_id or auth_url than the config now has; run `tvmaniac-refreshd login`",
+                f"{elsewhere}; nothing was sent. To use this config, {way_out(self.account)}",
                 account=self.account.name,
             )
         record = self._states.load(self.account.name)
@@ -248,7 +249,7 @@ class Refresher:
             raise
         register_secret(tokens.access_token)
         register_secret(tokens.refresh_token)
-        fresh = with_tokens(document, tokens, now=self._clock())
+        fresh = recorded(self.account, with_tokens(document, tokens, now=self._clock()))
         self._save_new_pair(fresh, started, held)
         self._record_success(tokens, started)
         return fresh

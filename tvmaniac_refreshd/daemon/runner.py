@@ -35,7 +35,8 @@ from tvmaniac_refreshd.storage.job_state import JobStates
 from tvmaniac_refreshd.storage.layout import Layout
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Collection, Iterator, Mapping
+    from contextlib import AbstractContextManager
     from pathlib import Path
 
     from tvmaniac_refreshd.config.settings import Account, Config
@@ -116,6 +117,10 @@ class Engines:
     # For an account the map does not hold as it is now: a worker that picked it from the
     # config before a reload swapped the engines.
     build: Callable[[Account], Refresher]
+    # The store's bulk read for planning every account (TokenStore.read_ahead).
+    read_ahead: Callable[[Collection[str]], AbstractContextManager[None]] = lambda _: (
+        contextlib.nullcontext()
+    )
 
     def refresher(self, account: Account) -> Refresher:
         found = self.refreshers.get(account.name)
@@ -176,6 +181,7 @@ def run_daemon(
             share=random.random,  # jitter, not cryptography
             on_change=lambda: notifier.status(daemon.status_line()),
             network=sources.network,
+            read_ahead=engines.read_ahead,
         )
         jobs = _job_plan(daemon, scheduler, alerter, engines, environ)
         daemon.plan_all()

@@ -89,7 +89,11 @@ def read_tokens(
         ) from None
     if problems:
         # Kept, and said: a provider that sends this deserves a report, not a lost grant.
+        found = "; ".join(problems)
         get_logger(account=account).warning(
-            "token.response_irregular", problems="; ".join(problems), kept=True
+            "token.response_irregular",
+            problems=found,
+            kept=True,
+            say=f"the provider's token answer was irregular ({found}); the new tokens were kept",
         )
     return tokens

@@ -20,10 +20,10 @@ SLOW_DOWN_STEP = 5
 MAX_INTERVAL = 60
 
 
-def show_code(device: DeviceCode, out: TextIO, *, tty: bool) -> None:
-    """Print what the user must do, and a QR code of the URL on a terminal."""
+def show_code(device: DeviceCode, out: TextIO, *, tty: bool, qr: bool = True) -> None:
+    """Print what the user must do, and a QR code of the URL on a terminal (unless not ``qr``)."""
     out.write(f"To log in, open {device.verification_url} and enter the code: {device.user_code}\n")
-    if tty:
+    if tty and qr:
         import segno  # noqa: PLC0415  # only a terminal login needs it
 
         out.write("Or scan this QR code with your phone:\n")
@@ -54,6 +54,9 @@ def wait_for_approval(
     log = get_logger()
     deadline = clock() + device.expires_in
     interval = float(device.interval)
+    if not tty:  # no countdown to show: say once that the command is waiting, and for what
+        out.write("Waiting for approval...\n")
+        out.flush()
     while True:
         try:
             _countdown(deadline, interval, clock=clock, sleep=sleep, out=out, tty=tty)

@@ -15,6 +15,7 @@ from urllib.parse import urlencode, urlsplit
 from tvmaniac_refreshd.config.settings import Account, TraktSettings, settings_of
 from tvmaniac_refreshd.config.values import LOOPBACK_HOSTS
 from tvmaniac_refreshd.core.errors import LoginFailed, UsageError
+from tvmaniac_refreshd.core.locations import TRAKT_APPS
 from tvmaniac_refreshd.core.tokens import TokenSet
 from tvmaniac_refreshd.providers.answers import Spent, read_tokens
 from tvmaniac_refreshd.providers.http import error_code, post, raise_for_failure
@@ -41,7 +42,7 @@ def loopback_redirect(account: Account) -> tuple[int, str]:
         raise UsageError(
             f"`login --browser` needs a loopback redirect_uri with a fixed port for account "
             f'{account.name!r}: set redirect_uri = "{EXAMPLE_REDIRECT}" in its config and '
-            "register the same URI in your Trakt app (Settings > Your API Apps)"
+            f"register the same URI in your Trakt app ({TRAKT_APPS})"
         )
     return port, parts.path or "/"
 

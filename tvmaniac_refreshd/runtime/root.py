@@ -123,6 +123,7 @@ class Runtime:
             default_backend,
         )
         from tvmaniac_refreshd.storage.secret_service_owner import find_owner  # noqa: PLC0415
+        from tvmaniac_refreshd.storage.unlock_advice import Machine  # noqa: PLC0415
 
         environ = self.environ
         # No desktop to unlock the keyring in: the advice gives the shell recipe instead.
@@ -135,6 +136,11 @@ class Runtime:
             lambda: default_backend(environ, timeout=timeout, interactive=not headless),
             headless=headless,
             owner=lambda: find_owner(environ, with_version=False),
+            machine=Machine(
+                headless=headless,
+                systemd=_systemd_booted(),
+                daemon_running=lambda: self.daemon_pid() is not None,
+            ),
         )
 
     @property
@@ -245,3 +251,9 @@ class Runtime:
         if self._http is not None:
             self._http.close()
             self._http = None
+
+
+def _systemd_booted() -> bool:
+    from tvmaniac_refreshd.service.base import systemd_booted  # noqa: PLC0415
+
+    return systemd_booted()

@@ -16,7 +16,9 @@ from tvmaniac_refreshd.storage import quick_record
 
 def engines(runtime: Runtime) -> Engines:
     """The daemon's engines for the root's current config."""
-    return Engines(runtime.config, runtime.refreshers(), runtime.refresher)
+    return Engines(
+        runtime.config, runtime.refreshers(), runtime.refresher, runtime.store.read_ahead
+    )
 
 
 def reloaded(runtime: Runtime) -> Engines:

@@ -28,9 +28,10 @@ def manager_for(
 
         return Launchd(environ, runner)
     if platform.startswith("linux"):
+        from tvmaniac_refreshd.service.base import systemd_booted  # noqa: PLC0415
         from tvmaniac_refreshd.service.systemd import Systemd  # noqa: PLC0415
 
-        return Systemd(environ, runner)
+        return Systemd(environ, runner, booted=systemd_booted())
     raise ServiceUnavailable(
         f"no supported service manager on {platform}: run `tvmaniac-refreshd run` yourself, "
         "or `tvmaniac-refreshd refresh --all` from a scheduler"

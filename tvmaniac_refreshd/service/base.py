@@ -157,6 +157,9 @@ class ServiceState:
     start: str | None = None  # the command that starts it, when it is installed but not running
     # Not failures, but worth saying: e.g. the agent runs another installation's program.
     warnings: list[str] = field(default_factory=list)
+    # False where the manager cannot run our units at all (systemd is not PID 1): nothing to
+    # recommend installing; ``detail`` says why and what to do instead.
+    available: bool = True
 
     @property
     def timer_active(self) -> bool:
@@ -166,6 +169,7 @@ class ServiceState:
     def as_dict(self) -> dict[str, object]:
         return {
             "manager": self.manager,
+            "available": self.available,
             "installed": self.mode is not None,
             "mode": self.mode,
             "active": self.active,
@@ -191,3 +195,12 @@ class ServiceManager(Protocol):
     def uninstall(self, *, dry_run: bool, out: TextIO) -> None: ...
 
     def state(self) -> ServiceState: ...
+
+    def probe(self) -> None:
+        """Raise ServiceUnavailable if this user has no service manager to install into."""
+
+
+def systemd_booted(run: str = "/run") -> bool:
+    """Return whether systemd is this machine's service manager (sd_booted(3): the directory
+    systemd makes at boot). Not so in most containers, WSL without systemd, or a chroot."""
+    return os.path.isdir(os.path.join(run, "systemd", "system"))

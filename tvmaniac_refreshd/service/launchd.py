@@ -179,6 +179,9 @@ class Launchd:
         self.uid = os.getuid() if uid is None else uid
         self._gui: bool | None = None
 
+    def probe(self) -> None:
+        """launchd is always there on a Mac: a domain to bootstrap into exists for every user."""
+
     @property
     def has_gui(self) -> bool:
         """Whether this user has a GUI login (the gui/UID domain exists)."""

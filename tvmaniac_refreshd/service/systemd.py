@@ -137,6 +137,18 @@ def render(name: str, argv: Sequence[str], *, home: Path | None = None) -> bytes
     return text.encode()
 
 
+# Containers, WSL without systemd, a chroot: `systemctl --user` has nothing to talk to, and no
+# amount of logging in or lingering changes that.
+NOT_BOOTED = (
+    "PID 1 is another init (a container, WSL without systemd, a chroot), so no systemd user "
+    "manager runs here and no user unit can"
+)
+INSTEAD = (
+    "run `tvmaniac-refreshd run` under the supervisor you have, or `tvmaniac-refreshd refresh "
+    "--all` from cron"
+)
+
+
 def _exec_start(unit: bytes) -> str | None:
     for line in unit.decode().splitlines():
         if line.startswith("ExecStart="):
@@ -164,10 +176,13 @@ class Systemd:
         runner: Runner,
         *,
         packaged_dir: Path = PACKAGED_UNIT_DIR,
+        booted: bool = True,
     ) -> None:
+        """``booted``: systemd is PID 1 (sd_booted); without it no user unit can ever run."""
         self._environ = environ
         self.packaged_dir = packaged_dir
         self._run = runner
+        self._booted = booted
         home = Path(environ.get("HOME") or Path.home())
         self.home = home
         config = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
@@ -194,6 +209,10 @@ class Systemd:
         Raises:
             ServiceUnavailable: if no user manager answers.
         """
+        if not self._booted:
+            raise ServiceUnavailable(
+                f"systemd is not running as the service manager: {NOT_BOOTED}; {INSTEAD}"
+            )
         result = self._run(["systemctl", "--user", "show", "--property=Version"])
         if result.returncode != 0:
             raise _unavailable((result.stderr or result.stdout).strip())
@@ -360,17 +379,12 @@ class Systemd:
 
     def uninstall(self, *, dry_run: bool, out: TextIO) -> None:
         """Stop, disable and remove whichever units are installed, and what they left behind
-        (a failed unit, the daemon's pid file, free locks); fine if none are."""
+        (a failed unit, the daemon's pid file, free locks); fine if none are, also where no
+        user manager runs at all."""
         present = [unit for unit in ALL_UNITS if (self.unit_dir / unit).exists()]
-        packaged = self._packaged_enabled()
+        packaged = self._packaged_enabled() if self._booted else None
         if dry_run:
-            for unit in present:
-                out.write(f"would remove {self.unit_dir / unit}\n")
-            stopped = [*present, *([ENTRY[packaged]] if packaged else [])]
-            if stopped:
-                out.write(f"would run: systemctl --user disable --now {' '.join(stopped)}\n")
-            out.write("would run: systemctl --user daemon-reload\n")
-            out.write(f"would run: systemctl --user reset-failed {' '.join(ALL_UNITS)}\n")
+            self._show_uninstall(present, packaged, out)
             return
         self._disable_packaged(packaged, out)
         SystemdJobUnits(self.unit_dir, self._systemctl).uninstall(out)
@@ -379,14 +393,38 @@ class Systemd:
             if TIMER_UNIT in present:
                 # Forget Persistent=true's "last run" stamp, so nothing is left behind.
                 self._systemctl("clean", "--what=state", TIMER_UNIT, check=False)
+            for unit in present:
+                (self.unit_dir / unit).unlink(missing_ok=True)
+            self._systemctl("daemon-reload")
+        if self._booted:
+            # Every name, not only the files found: a unit that failed before an earlier
+            # uninstall or a mode switch stays "not-found failed" (and the manager "degraded")
+            # until this. Nothing to reset where no user manager can run.
+            for unit in ALL_UNITS:
+                self._systemctl("reset-failed", unit, check=False)
+        self._report_uninstall(present, packaged, self._remove_leftovers(), out)
+
+    def _show_uninstall(
+        self, present: list[str], packaged: ServiceMode | None, out: TextIO
+    ) -> None:
+        """What `uninstall --dry-run` would do."""
         for unit in present:
-            (self.unit_dir / unit).unlink(missing_ok=True)
-        self._systemctl("daemon-reload")
-        # Every name, not only the files found: a unit that failed before an earlier uninstall
-        # or a mode switch stays "not-found failed" (and the manager "degraded") until this.
-        for unit in ALL_UNITS:
-            self._systemctl("reset-failed", unit, check=False)
-        leftovers = self._remove_leftovers()
+            out.write(f"would remove {self.unit_dir / unit}\n")
+        stopped = [*present, *([ENTRY[packaged]] if packaged else [])]
+        if stopped:
+            out.write(f"would run: systemctl --user disable --now {' '.join(stopped)}\n")
+        if present:
+            out.write("would run: systemctl --user daemon-reload\n")
+        if self._booted:
+            out.write(f"would run: systemctl --user reset-failed {' '.join(ALL_UNITS)}\n")
+
+    def _report_uninstall(
+        self,
+        present: list[str],
+        packaged: ServiceMode | None,
+        leftovers: list[str],
+        out: TextIO,
+    ) -> None:
         if present:
             out.write(f"Removed {', '.join(present)} from {self.unit_dir}\n")
         elif packaged is None:
@@ -425,6 +463,9 @@ class Systemd:
         """Report the installed mode and what systemd says of it."""
         mode = self.installed_mode()
         files = tuple(str(self._unit_file(unit)) for unit in (UNITS[mode] if mode else ()))
+        if mode is None and not self._booted:
+            detail = f"{NOT_BOOTED}; {INSTEAD}"
+            return ServiceState("systemd", None, "unavailable", detail, available=False)
         if mode is None:
             return ServiceState("systemd", None, "not installed", lingering=self._lingering())
         fields = self._show(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -141,6 +141,10 @@ class FileStore:
             return data.decode("utf-8")
         except UnicodeDecodeError:
             return "\ufffd"  # not ours: decode_document says so in its words
+
+    def read_ahead(self, accounts: Collection[str]) -> contextlib.nullcontext[None]:
+        """Nothing to gain: each file is one read anyway."""
+        return contextlib.nullcontext()
 
     def load(self, account: str) -> TokenDocument | None:
         """Return the stored tokens of ``account``, or None if there are none."""

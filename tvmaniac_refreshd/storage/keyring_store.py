@@ -10,16 +10,18 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import TypeVar
 
 from tvmaniac_refreshd.config.settings import StoreSettings
 from tvmaniac_refreshd.core.errors import StoreCorrupt, StoreUnavailable
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.tokens import TokenDocument, decode_document, encode_document
+from tvmaniac_refreshd.storage import unlock_advice
 from tvmaniac_refreshd.storage.backend import SecretBackend
 from tvmaniac_refreshd.storage.secret_service import Locked, NoAnswer, Unanswered
 from tvmaniac_refreshd.storage.secret_service_owner import (
+    GNOME_KEYRING,
     HEADLESS_UNLOCK,
     SecretServiceOwner,
     locked_advice,
@@ -27,6 +29,7 @@ from tvmaniac_refreshd.storage.secret_service_owner import (
 )
 from tvmaniac_refreshd.storage.session_bus import may_choose_backend_explicitly
 from tvmaniac_refreshd.storage.two_phase import describe, safe_writes
+from tvmaniac_refreshd.storage.unlock_advice import Machine
 
 # The keyring item's service name is the application's name (design.md); tests name it so.
 SERVICE = APP
@@ -95,7 +98,7 @@ def _keychain_status(exc: BaseException) -> int | None:
 def _unavailable(exc: BaseException, *, locked: Callable[[], str]) -> StoreUnavailable:
     """Translate a keyring/secretstorage/D-Bus/Keychain exception into a fix-it message.
 
-    ``locked``: the advice that unlocks this Secret Service (asked only when it is locked).
+    ``locked``: the whole message for a locked Secret Service (asked only when it is locked).
     """
     name = type(exc).__name__
     text = str(exc)
@@ -105,7 +108,7 @@ def _unavailable(exc: BaseException, *, locked: Callable[[], str]) -> StoreUnava
 
         return StoreUnavailable(keychain_advice(status))
     if name == "KeyringLocked" or "locked" in text.lower():
-        return StoreUnavailable(f"the keyring is locked; {locked()}; then run the command again")
+        return StoreUnavailable(locked())
     if name == "InitError" or "Prompt dismissed" in text:
         return StoreUnavailable(
             "the keyring has no default collection and could not create one (the prompt was "
@@ -172,17 +175,21 @@ class KeyringStore:
         *,
         headless: bool = False,
         owner: Callable[[], SecretServiceOwner | None] = lambda: None,
+        machine: Machine | None = None,
     ) -> None:
         """``headless``: no desktop session to unlock the keyring in; advice says so.
 
         ``owner`` names the program behind the Secret Service (secret_service_owner.py), asked
-        only when advice depends on it.
+        only when advice depends on it; ``machine`` says where gnome-keyring's recipe will be
+        followed (whether systemd runs, whether a daemon does; unlock_advice.py).
         """
         self._settings = settings
         self._factory = backend_factory
         self._headless = headless
         self._owner = owner
+        self._machine = machine or Machine(headless=headless)
         self._backend: SecretBackend | None = None
+        self._ahead = threading.local()  # read_ahead's documents, for its own thread only
 
     def _resolve(self) -> SecretBackend:
         if self._backend is None:
@@ -244,10 +251,7 @@ class KeyringStore:
             except NoAnswer:
                 outcome["error"] = self._no_answer(what)
             except Locked:
-                outcome["error"] = StoreUnavailable(
-                    f"the keyring is locked ({self._who()}) while {what}; "
-                    f"{self._locked_advice()}; then run the command again"
-                )
+                outcome["error"] = StoreUnavailable(self._locked_message(what))
             except Unanswered:
                 outcome["error"] = StoreUnavailable(
                     f"{prompt_advice(self._owner())} ({what}); then run the command again"
@@ -256,7 +260,7 @@ class KeyringStore:
                 # Known only now, so that a read that never imported keyring does not pay for
                 # importing its exception classes; anything else is a bug, re-raised below.
                 if isinstance(exc, _store_exceptions()):
-                    outcome["error"] = _unavailable(exc, locked=self._locked_advice)
+                    outcome["error"] = _unavailable(exc, locked=self._locked_message)
                 else:
                     outcome["bug"] = exc
 
@@ -281,17 +285,39 @@ class KeyringStore:
 
     def _no_answer(self, what: str) -> StoreUnavailable:
         if sys.platform == "darwin":
-            waiting = "(a Keychain prompt waiting for an answer?); answer it with Always Allow"
-        else:
+            return StoreUnavailable(
+                f"the keyring did not answer within {self._settings.timeout:.0f}s while {what} "
+                "(a Keychain prompt waiting for an answer?); answer it with Always Allow and "
+                "try again"
+            )
+        if not self._gnome_keyring():
             advice = self._locked_advice() if self._headless else "unlock it"
-            waiting = f"(a locked collection waiting for an unlock prompt?); {advice},"
+            return StoreUnavailable(
+                f"the keyring did not answer within {self._settings.timeout:.0f}s while {what} "
+                f"(a locked collection waiting for an unlock prompt?); {advice}, and try again"
+            )
         return StoreUnavailable(
-            f"the keyring did not answer within {self._settings.timeout:.0f}s while {what} "
-            f"{waiting} and try again"
+            unlock_advice.no_answer(self._machine, seconds=self._settings.timeout, what=what)
         )
 
     def _locked_advice(self) -> str:
         return locked_advice(self._owner(), headless=self._headless)
+
+    def _gnome_keyring(self) -> bool:
+        owner = self._owner()
+        return owner is None or owner.program == GNOME_KEYRING
+
+    def _locked_message(self, what: str | None = None) -> str:
+        """The whole message for a locked Secret Service: gnome-keyring's is a short sentence
+        and the recipe that fits this machine (unlock_advice.py); any other's is its own."""
+        if self._gnome_keyring():
+            owner = self._owner()
+            return unlock_advice.locked(self._machine, who=None if owner is None else owner.name)
+        during = f" while {what}" if what else ""
+        return (
+            f"the keyring is locked ({self._who()}){during}; {self._locked_advice()}; then run "
+            "the command again"
+        )
 
     def _who(self) -> str:
         owner = self._owner()
@@ -300,6 +326,41 @@ class KeyringStore:
     def _get(self, username: str, what: str) -> str | None:
         return self._bounded(lambda: self._resolve().get_password(APP, username), what)
 
+    @contextlib.contextmanager
+    def read_ahead(self, accounts: Collection[str]) -> Iterator[None]:
+        """Within the block, serve this thread's first ``load`` of each of ``accounts`` from one
+        bulk read made now: the daemon's plan of a thousand accounts, one ``GetSecrets``.
+
+        Only this thread's: a refresh in another thread must read the item as it is when it
+        holds the account's lock, never a copy from before. A save drops the account's copy.
+        Where the backend cannot read in bulk, or the bulk read fails, each load reads as usual
+        (and reports the failure itself).
+        """
+        bulk = getattr(self._resolve_quietly(), "get_passwords", None)
+        ahead: dict[str, str | None] = {}
+        if bulk is not None and accounts:
+            with contextlib.suppress(StoreUnavailable):
+                ahead = self._bounded(
+                    lambda: bulk(APP, list(accounts)), f"reading {len(accounts)} accounts"
+                )
+        self._ahead.documents = ahead
+        try:
+            yield
+        finally:
+            self._ahead.documents = {}
+
+    def _resolve_quietly(self) -> SecretBackend | None:
+        try:
+            return self._resolve()
+        except StoreUnavailable:
+            return None  # each load reports it
+
+    def _read_ahead(self, account: str) -> tuple[bool, str | None]:
+        documents: dict[str, str | None] = getattr(self._ahead, "documents", {})
+        if account not in documents:
+            return False, None
+        return True, documents.pop(account)
+
     def load(self, account: str) -> TokenDocument | None:
         """Return the stored tokens of ``account``, or None if there are none.
 
@@ -307,7 +368,9 @@ class KeyringStore:
             StoreUnavailable: the keyring cannot be used.
             StoreCorrupt: the item exists but is not a document of ours.
         """
-        text = self._get(account, f"reading the tokens of {account!r}")
+        known, text = self._read_ahead(account)
+        if not known:
+            text = self._get(account, f"reading the tokens of {account!r}")
         if text == "":  # an empty item is never ours; KWallet's locked answer
             raise StoreUnavailable(
                 f"the keyring gave an empty secret for {account!r} ({self._who()}): a locked "
@@ -323,6 +386,7 @@ class KeyringStore:
             StoreCorrupt: what was written cannot be read back.
         """
         text = encode_document(document)
+        self._read_ahead(document.account)  # a copy from before this write is stale
 
         def write_and_verify() -> bool:
             backend = self._resolve()
@@ -346,6 +410,7 @@ class KeyringStore:
         Raises:
             StoreUnavailable: the keyring cannot be used.
         """
+        self._read_ahead(account)
         return self._delete(account, f"deleting the tokens of {account!r}")
 
     def _delete(self, username: str, what: str) -> bool:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tvmaniac_refreshd.core.errors import TransientError, UnsafeLocation
+from tvmaniac_refreshd.core.errors import StateUnwritable, TransientError, UnsafeLocation
 from tvmaniac_refreshd.storage.layout import lock_file
 from tvmaniac_refreshd.storage.safe_files import ensure_private_dir, open_private
 
@@ -130,9 +130,20 @@ def account_lock(directory: Path, account: str, *, timeout: float) -> Iterator[N
 
     Raises:
         TransientError: another process held the lock for longer than ``timeout`` seconds.
+        StateUnwritable: the lock file cannot be created (a read-only or full file system).
         UnsafeLocation: the lock directory or file is not safely ours.
     """
-    with flocked(Path(lock_file(str(directory), account)), wait=timeout) as fd:
+    with contextlib.ExitStack() as stack:
+        try:
+            fd = stack.enter_context(
+                flocked(Path(lock_file(str(directory), account)), wait=timeout)
+            )
+        except OSError as exc:
+            raise StateUnwritable(
+                f"cannot write the state directory {directory} ({exc.strerror}) for the lock "
+                f"of account {account!r}; free space or fix its permissions",
+                account=account,
+            ) from None
         if fd is None:
             raise TransientError(
                 f"another tvmaniac-refreshd process has been refreshing account "

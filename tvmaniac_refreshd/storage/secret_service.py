@@ -8,6 +8,11 @@ very items keyring's backend does (the default collection, keyring's label and a
 first match) with jeepney, the D-Bus library secretstorage is built on, over a session the Secret
 Service encrypts.
 
+One connection and one encrypted session serve the whole process (``_Link``): for a refresh, its
+two token reads, the client secret, the write and its read-back; for the daemon, its lifetime.
+A failure on that connection (the bus or the Secret Service restarted) closes it, and the call
+is tried once more on a new connection with a new encrypted session, never a ``plain`` one.
+
 Writes go in place: an existing item gets ``Item.SetSecret``, and ``CreateItem`` runs only when
 there is none. ``CreateItem`` with ``replace`` on an existing item opens an access prompt on
 KeePassXC 2.7.4 for every new client (its issue 9255), and every command is a new client: each
@@ -41,13 +46,14 @@ the deadline raises ``NoAnswer`` and is *not* handed over: keyring's backend has
 
 from __future__ import annotations
 
+import _thread  # threading's lock without its import, which the quick `token` would pay
 import contextlib
 import os
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from tvmaniac_refreshd.storage.backend import SecretBackend
 
@@ -141,6 +147,23 @@ class SecretServiceKeyring:
         except Unsure:
             return self._full().get_password(service, username)
 
+    def get_passwords(self, service: str, usernames: Iterable[str]) -> dict[str, str | None]:
+        """Return what ``get_password`` would for each of ``usernames``, read with one
+        ``GetSecrets``; any it cannot vouch for (or all, where the direct read cannot be used)
+        are left out, for the caller to read one by one."""
+        try:
+            return read_items(
+                service,
+                usernames,
+                timeout=self._timeout,
+                environ=self._environ,
+                interactive=self._interactive,
+            )
+        except (NoAnswer, Locked, Unanswered):
+            raise
+        except Unsure:
+            return {}
+
     def set_password(self, service: str, username: str, password: str) -> None:
         try:
             write_item(
@@ -191,6 +214,23 @@ def read_item(
     )
 
 
+def read_items(
+    service: str,
+    usernames: Iterable[str],
+    *,
+    timeout: float | None = None,
+    environ: Mapping[str, str] = os.environ,
+    interactive: bool = False,
+) -> dict[str, str | None]:
+    """Return ``read_item``'s answer for many users at once: one search each, one ``GetSecrets``.
+
+    Always over the encrypted session. A user whose item the answer leaves out or gives an
+    empty secret (a locked item, on KWallet) is left out: ``read_item`` reads it with its checks.
+    """
+    names = list(usernames)
+    return _direct(lambda call: _read_many(call, service, names, interactive), timeout, environ)
+
+
 def write_item(
     service: str,
     username: str,
@@ -221,30 +261,95 @@ def delete_item(
 
 
 def _direct(work: Callable[[_Caller], T], timeout: float | None, environ: Mapping[str, str]) -> T:
-    """Run ``work`` over a fresh session-bus connection; anything unusual raises ``Unsure``."""
+    """Run ``work`` over the process's connection; anything unusual raises ``Unsure``.
+
+    A failure on a connection kept from an earlier call (the bus or the Secret Service
+    restarted, the session closed) is retried once on a new connection and a new encrypted
+    session; a failure on a new one is handed to keyring. ``work`` must be safe to run twice:
+    reads are, and a write finds the item the first run may have created.
+    """
     address = environ.get("DBUS_SESSION_BUS_ADDRESS")
     if not address or any(key.startswith("KEYRING_PROPERTY_") for key in environ):
         raise Unsure
     deadline = None if timeout is None else time.monotonic() + timeout
+    # One call at a time on the connection; a caller that cannot have it in time is told so.
+    if not _link.lock.acquire(timeout=-1 if timeout is None else timeout):
+        raise NoAnswer
     try:
+        while True:
+            fresh = True  # until the connection is known to be a kept one
+            try:
+                fresh = _link.connect(address)
+                return work(_Caller(_link, deadline))
+            except (Unanswered, NoAnswer):
+                # A prompt or reply may still come on this connection: start the next call
+                # on a clean one.
+                _link.close()
+                raise
+            except Unsure:
+                raise
+            except TimeoutError:
+                _link.close()
+                raise NoAnswer from None
+            except Exception:
+                _link.close()
+                if fresh:  # keyring reports it (or a missing jeepney), in its own words
+                    raise Unsure from None
+    finally:
+        _link.lock.release()
+
+
+class _Link:
+    """The process's one connection to the session bus and its one encrypted session.
+
+    Opening both costs a connection, an authentication and a Diffie-Hellman exchange: once per
+    process (for the daemon, once for its lifetime) instead of once per call. Kept across
+    calls; closed and opened again after any failure, a deadline run out, or a fork.
+    """
+
+    def __init__(self) -> None:
+        self.lock = _thread.allocate_lock()
+        self.connection: Any = None
+        self.session: _EncryptedSession | None = None
+        self._address: str | None = None
+        self._pid = 0
+
+    def connect(self, address: str) -> bool:
+        """Make sure a connection to ``address`` is open; return whether it is a new one."""
+        if self._pid != os.getpid():  # a forked child must not share its parent's socket
+            self.connection, self.session = None, None
+        if self.connection is not None and self._address == address:
+            return False
+        self.close()
         from jeepney.io.blocking import open_dbus_connection  # noqa: PLC0415
 
-        with open_dbus_connection(bus=address) as connection:
-            return work(_Caller(connection, deadline))
-    except Unsure:
-        raise
-    except TimeoutError:
-        raise NoAnswer from None
-    except Exception:  # keyring reports it (or a missing jeepney), in its own words
-        raise Unsure from None
+        self.connection = open_dbus_connection(bus=address)
+        self._address, self._pid = address, os.getpid()
+        return True
+
+    def close(self) -> None:
+        connection, self.connection, self.session = self.connection, None, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+
+_link = _Link()
 
 
 class _Caller:
     """Method calls on the Secret Service over one connection; an error reply raises."""
 
-    def __init__(self, connection: Any, deadline: float | None) -> None:  # noqa: ANN401
-        self._connection = connection
+    def __init__(self, link: _Link, deadline: float | None) -> None:
+        self._link = link
+        self._connection = link.connection
         self._deadline = deadline
+
+    def session(self) -> _EncryptedSession:
+        """Return the connection's encrypted session, opening it on first use."""
+        if self._link.session is None:
+            self._link.session = _EncryptedSession.open(self)
+        return self._link.session
 
     def _remaining(self) -> float | None:
         if self._deadline is None:
@@ -290,6 +395,12 @@ class _Caller:
                 with contextlib.suppress(Exception):  # no dialog left behind, if it can
                     self(path, PROMPT_INTERFACE, "Dismiss", "")
                 raise Unanswered from None
+            finally:
+                # The connection outlives the prompt: stop receiving its signals.
+                with contextlib.suppress(Exception):
+                    connection.send_and_get_reply(
+                        message_bus.RemoveMatch(rule), timeout=self._remaining()
+                    )
         dismissed, _ = signal.body
         return not dismissed
 
@@ -358,13 +469,46 @@ def _read(
     _, item = _find(call, service, username, interactive)
     if item is None:
         return None
-    session = _EncryptedSession.open(call) if encrypted else None
+    session = call.session() if encrypted else None
     path = session.path if session else _plain_session(call)
     ((_, parameters, value, _),) = call(item, ITEM_INTERFACE, "GetSecret", "o", path)
     plain = session.decrypt(bytes(parameters), bytes(value)) if session else bytes(value)
     if not plain and _locked(call, item, ITEM_INTERFACE):
         raise Locked  # locked in between: KWallet answers with an empty secret, not an error
     return plain.decode("utf-8")
+
+
+def _read_many(
+    call: _Caller, service: str, usernames: list[str], interactive: bool
+) -> dict[str, str | None]:
+    collection = _default_collection(call, interactive)
+    found: dict[str, str | None] = {}
+    paths: dict[str, str] = {}
+    for username in usernames:
+        (items,) = call(
+            collection,
+            COLLECTION_INTERFACE,
+            "SearchItems",
+            "a{ss}",
+            {"username": username, "service": service},
+        )
+        if items:
+            paths[username] = str(items[0])  # keyring's first match, as in _find
+        else:
+            found[username] = None
+    if not paths:
+        return found
+    session = call.session()
+    (secrets,) = call(
+        SERVICE_PATH, SERVICE_INTERFACE, "GetSecrets", "aoo", list(paths.values()), session.path
+    )
+    for username, path in paths.items():
+        if path in secrets:
+            _, parameters, value, _ = secrets[path]
+            plain = session.decrypt(bytes(parameters), bytes(value))
+            if plain:
+                found[username] = plain.decode("utf-8")
+    return found
 
 
 class _EncryptedSession:
@@ -423,7 +567,7 @@ class _EncryptedSession:
 
 def _write(call: _Caller, service: str, username: str, secret: str, interactive: bool) -> None:
     collection, item = _find(call, service, username, interactive)
-    session = _EncryptedSession.open(call)
+    session = call.session()
     iv, ciphertext = session.encrypt(secret.encode("utf-8"))
     value = (session.path, iv, ciphertext, "text/plain")
     if item is not None:

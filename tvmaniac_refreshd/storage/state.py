@@ -151,15 +151,19 @@ class StateFiles:
 
         The read-modify-write holds a lock on the file, so that the daemon recording its plan
         cannot undo an in-flight marker or a rejection that a CLI refresh wrote meanwhile, and
-        a change computed from the record (a failure counted) counts every writer's.
+        a change computed from the record (a failure counted) counts every writer's. Nothing is
+        written when nothing changes: the daemon records its plan for every account at each
+        plan, and at a thousand accounts those writes (each synced) were most of READY.
 
         Raises:
             StateUnwritable: the directory cannot be written (full disk, quota).
             UnsafeLocation: the directory or the file is not safely ours.
         """
         with self._writing(), flocked(self._layout.state_lock(account)):
-            record = change(self.load(account))
-            self.save(account, record)
+            current = self.load(account)
+            record = change(current)
+            if record != current or not self._path(account).exists():
+                self.save(account, record)
             return record
 
     @contextlib.contextmanager

@@ -3,6 +3,8 @@ between them from the config. Callers hold the per-account lock around a read-mo
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from tvmaniac_refreshd.core.tokens import TokenDocument
@@ -30,6 +32,11 @@ class TokenStore(Protocol):
         ...
 
     def load(self, account: str) -> TokenDocument | None: ...
+
+    def read_ahead(self, accounts: Collection[str]) -> AbstractContextManager[None]:
+        """Within the block, this thread's first load of each of ``accounts`` may come from one
+        bulk read made at its start (the daemon's plan); elsewhere a no-op."""
+        ...
 
     def save(self, document: TokenDocument) -> None:
         """Replace the account's item, then read it back; the old item stays on failure."""

@@ -10,6 +10,7 @@ from typing import Any
 from tvmaniac_refreshd.cli.grammar import Group, Verb
 from tvmaniac_refreshd.cli.verbs import (
     completion,
+    config_accounts,
     config_check,
     config_example,
     config_init,
@@ -47,7 +48,11 @@ GROUPS = {
             "job",
             "Run or list the background jobs: commands run with a fresh token ([jobs.NAME]).",
         ),
-        Group("config", "Create, show or check the configuration, or store a client secret."),
+        Group(
+            "config",
+            "Create or check the configuration, print the example or the account names, or "
+            "store a client secret.",
+        ),
         Group(
             "store",
             "Move the tokens between the keyring and the file store.",
@@ -74,6 +79,7 @@ VERBS: tuple[Verb[Any], ...] = (
     config_set_secret.VERB,
     config_init.VERB,
     config_example.VERB,
+    config_accounts.VERB,
     store_migrate.VERB,
     exec.VERB,
     job_list.VERB,

@@ -34,8 +34,11 @@ VERB = Verb(
     CompletionOptions,
     run,
     arguments,
-    'bash: eval "$(tvmaniac-refreshd completion bash)"\n'
-    'zsh:  tvmaniac-refreshd completion zsh > "${fpath[1]}/_tvmaniac-refreshd"\n'
-    "fish: tvmaniac-refreshd completion fish > "
-    "~/.config/fish/completions/tvmaniac-refreshd.fish",
+    "Install it as your own user (no root):\n"
+    'bash: add to ~/.bashrc: eval "$(tvmaniac-refreshd completion bash)"\n'
+    "zsh:  mkdir -p ~/.zfunc && tvmaniac-refreshd completion zsh > ~/.zfunc/_tvmaniac-refreshd\n"
+    "      and in ~/.zshrc, before compinit: fpath=(~/.zfunc $fpath)\n"
+    "fish: mkdir -p ~/.config/fish/completions && tvmaniac-refreshd completion fish \\\n"
+    "          > ~/.config/fish/completions/tvmaniac-refreshd.fish\n"
+    "Account names after --account come from `config accounts` (with the --config typed).",
 )

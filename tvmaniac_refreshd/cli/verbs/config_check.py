@@ -10,15 +10,18 @@ from typing import TYPE_CHECKING
 
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb
+from tvmaniac_refreshd.config.binding import mismatch, way_out
 from tvmaniac_refreshd.config.settings import load_config
 from tvmaniac_refreshd.core.errors import (
     EXIT_CONFIG,
     EXIT_OK,
+    EXIT_REAUTH,
     EXIT_STORE_UNAVAILABLE,
     ConfigError,
     RefreshdError,
     StoreUnavailable,
 )
+from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import shown
 from tvmaniac_refreshd.daemon.events import probe as probe_events
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
@@ -55,9 +58,17 @@ class _Report:
         self.app = app
         self.codes: list[int] = []
 
-    def line(self, ok: bool | None, subject: str, detail: str, code: int = 1) -> None:
+    def line(
+        self,
+        ok: bool | None,
+        subject: str,
+        detail: str,
+        code: int = 1,
+        *,
+        account: str | None = None,
+    ) -> None:
         mark = {True: "ok  ", False: "FAIL", None: "warn"}[ok]
-        self.app.out.write(f"{mark} {subject}: {shown(detail)}\n")
+        self.app.out.write(f"{mark} {subject}: {shown(self.app.hint(detail, account))}\n")
         if ok is False:
             self.codes.append(code)
 
@@ -74,10 +85,12 @@ def _check_config(report: _Report) -> Config | None:
     except ConfigError as exc:
         report.line(False, "config", f"{path} is invalid:", EXIT_CONFIG)
         for problem in exc.problems:
-            app.out.write(f"       - {shown(problem)}\n")
+            app.out.write(f"       - {shown(app.hint(problem))}\n")
         return None
+    app.adopt(config)  # so that the hints know how many accounts there are
     names = ", ".join(config.accounts)
-    report.line(True, "config", f"{path} ({len(config.accounts)} account(s): {names})")
+    count = len(config.accounts)
+    report.line(True, "config", f"{path} ({count} account{'' if count == 1 else 's'}: {names})")
     for warning in config.warnings:
         report.line(None, "config", warning)
     app.adopt(config)
@@ -195,21 +208,37 @@ def _check_accounts(report: _Report, config: Config) -> None:
             secret = resolve_client_secret(account, app.environ, app.store)
             document = app.store.load(account.name)
         except RefreshdError as exc:
-            report.line(False, subject, str(exc), exc.exit_code)
+            report.line(False, subject, str(exc), exc.exit_code, account=account.name)
             continue
-        login = "logged in" if document is not None else "not logged in (run `login`)"
-        report.line(
-            True, subject, f"{account.endpoint}; client secret from {secret.source}; {login}"
-        )
+        if not account.needs_client_secret():
+            where = "a public client (no client secret)"
+        else:
+            where = f"client secret from {secret.source}"
+        elsewhere = None if document is None else mismatch(account, document)
+        if elsewhere is not None:
+            # `token` and `refresh` refuse such a login (77): say so here, and whose it is.
+            report.line(
+                False,
+                subject,
+                f"{account.endpoint}; {where}; {elsewhere}. To use this config, {way_out(account)}",
+                EXIT_REAUTH,
+                account=account.name,
+            )
+            continue
+        login = "logged in" if document is not None else "not logged in (`tvmaniac-refreshd login`)"
+        report.line(True, subject, f"{account.endpoint}; {where}; {login}", account=account.name)
         leftovers = plaintext_leftovers(app.store, account.name)
         if leftovers:
-            report.line(None, subject, leftover_advice(account.name, leftovers))
+            report.line(
+                None, subject, leftover_advice(account.name, leftovers), account=account.name
+            )
         if secret.value is None and account.needs_client_secret():
             report.line(
                 None,
                 subject,
                 "no client secret: `login` and refreshes will be refused; store it with "
                 f"`tvmaniac-refreshd config set-secret --account {account.name}`",
+                account=account.name,
             )
 
 
@@ -221,8 +250,15 @@ def _check_service(report: _Report) -> None:
     except RefreshdError as exc:
         report.line(None, "service", str(exc))
         return
+    if not state.available:
+        report.line(
+            None, "service", f"{state.manager}: not running as the service manager; {state.detail}"
+        )
+        return
     if state.mode is None:
-        report.line(None, "service", f"{state.manager}: not installed (run `service install`)")
+        report.line(
+            None, "service", f"{state.manager}: not installed (`{APP} service install` sets it up)"
+        )
         return
     ok = not state.active.startswith("failed")
     report.line(

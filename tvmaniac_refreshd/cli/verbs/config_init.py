@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb
+from tvmaniac_refreshd.cli.prompts import ask
 from tvmaniac_refreshd.core.errors import EXIT_OK, UsageError
-from tvmaniac_refreshd.core.locations import APP
+from tvmaniac_refreshd.core.locations import APP, TRAKT_APPS
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class ConfigInitOptions:
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--client-id", metavar="ID", help="the client id of your Trakt app (trakt.tv/oauth/apps)"
+        "--client-id", metavar="ID", help=f"the client id of your Trakt app ({TRAKT_APPS})"
     )
     parser.add_argument(
         "--preset",
@@ -52,16 +53,19 @@ def run(app: App, options: ConfigInitOptions) -> int:
     if client_id is None:
         register = WHERE_TO_REGISTER[options.preset]
         if not sys.stdin.isatty():
-            raise UsageError(f"no terminal to ask on: pass --client-id ID ({register})")
-        client_id = input(f"Client ID of your app (from {register}): ")
+            raise UsageError(f"no terminal to ask on: pass --client-id ID (from {register})")
+        client_id = ask(f"Client ID of your app (from {register}): ", err=app.err)
     write_new(path, starter_config(client_id, account, options.preset, options.tenant))
     where = "" if account == "default" else f" --account {account}"
-    secret = f"  {APP} config set-secret{where}   # the client secret, kept in the keyring\n"
+    set_secret, login = (
+        app.hint(f"`{APP} {verb}{where}`").strip("`") for verb in ("config set-secret", "login")
+    )
+    secret = f"  {set_secret}   # the client secret, kept in the keyring\n"
     app.out.write(
         f"Wrote {path} (readable only by you).\n"
         "Next:\n"
         + ("" if options.preset == "microsoft" else secret)  # a public client: no secret
-        + f"  {APP} login{where}\n"
+        + f"  {login}\n"
     )
     return EXIT_OK
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import getpass
 import sys
 
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb
 from tvmaniac_refreshd.cli.options import NoOptions
+from tvmaniac_refreshd.cli.prompts import ask
 from tvmaniac_refreshd.core.errors import EXIT_OK, UsageError
 from tvmaniac_refreshd.core.logs import register_secret
 
@@ -15,7 +15,7 @@ from tvmaniac_refreshd.core.logs import register_secret
 def run(app: App, _: NoOptions) -> int:
     account = app.account()
     if sys.stdin.isatty():
-        secret = getpass.getpass(f"Client secret for account {account.name!r}: ")
+        secret = ask(f"Client secret for account {account.name!r}: ", err=app.err, secret=True)
     else:
         secret = sys.stdin.readline()
     secret = secret.strip()

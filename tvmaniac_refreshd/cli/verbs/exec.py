@@ -35,7 +35,7 @@ class ExecOptions:
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    parser.usage = f"{APP} exec [-h] [--min-valid DUR] [--env NAME] -- CMD [ARG...]"
+    parser.usage = f"{APP} exec [--min-valid DUR] [--env NAME] -- CMD [ARG...]"
     parser.add_argument(
         "--min-valid",
         metavar="DUR",

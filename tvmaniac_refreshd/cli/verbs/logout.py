@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb
 from tvmaniac_refreshd.cli.plaintext import delete_plaintext
+from tvmaniac_refreshd.config.binding import mismatch
 from tvmaniac_refreshd.core.errors import (
     EXIT_OK,
+    LoginElsewhere,
     RefreshdError,
     StoreCorrupt,
     StoreUnavailable,
-    UsageError,
 )
 from tvmaniac_refreshd.core.logs import register_secret
 from tvmaniac_refreshd.providers.factory import wording_for
@@ -49,13 +50,13 @@ def run(app: App, options: LogoutOptions) -> int:
                 "deleting the tokens locally without revoking them; the grant stays valid at "
                 "the provider until you revoke the app there"
             )
-        elif document is not None and document.fingerprint != account.fingerprint():
+        elif document is not None and (elsewhere := mismatch(account, document)) is not None:
             # The token and the client credentials go only where the login was made.
-            raise UsageError(
-                f"the stored login of {account.name!r} was made with another provider, client "
-                "or endpoint than the config now names; nothing was sent and nothing deleted. "
-                "Restore the config to revoke it, or run `logout --local` to delete it from "
-                "the keyring only"
+            raise LoginElsewhere(
+                f"{elsewhere}; nothing was sent and nothing deleted. Point the config back at "
+                "it to revoke it, or run `tvmaniac-refreshd logout --local` to delete it "
+                f"from {app.store.where(account.name)} only",
+                account=account.name,
             )
         elif document is not None:
             try:

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb, duration_arg
-from tvmaniac_refreshd.cli.status import iso
 from tvmaniac_refreshd.core.durations import format_duration
 from tvmaniac_refreshd.core.errors import (
     EXIT_CONFIG,
@@ -22,6 +21,7 @@ from tvmaniac_refreshd.core.errors import (
 )
 from tvmaniac_refreshd.core.launchd_log import in_background_session, trim_launchd_logs
 from tvmaniac_refreshd.core.policy import refresh_due_at
+from tvmaniac_refreshd.core.times import local_time
 
 if TYPE_CHECKING:
     from tvmaniac_refreshd.config.settings import Account
@@ -69,11 +69,13 @@ def run(app: App, options: RefreshOptions) -> int:
             except RefreshdError as exc:
                 if alerts is not None:
                     alerts.outcome(account, exc)
-                if isinstance(exc, NotLoggedIn) and len(accounts) > 1:
+                # One rule, whatever the number of accounts: `--all` (the timer) skips an
+                # account nobody has logged in to; a rejected session still needs a human (77).
+                if isinstance(exc, NotLoggedIn) and options.all:
                     app.out.write(f"{account.name}: not logged in; skipped\n")
                     continue
                 temporary = exc.exit_code == EXIT_TEMPORARY
-                app.problem(f"{account.name}: {exc}", temporary=temporary)
+                app.problem(f"{account.name}: {exc}", temporary=temporary, account=account.name)
                 codes.append(exc.exit_code)
                 continue
             if alerts is not None:
@@ -138,8 +140,8 @@ def _report(app: App, account: Account, fresh: Fresh) -> bool:
     else:
         what = "not due"
     app.out.write(
-        f"{account.name}: {what}; expires {iso(tokens.expires_at)}, next refresh due "
-        f"{iso(due)} (in {format_duration(due - app.clock())})\n"
+        f"{account.name}: {what}; expires {local_time(tokens.expires_at)}, next refresh due "
+        f"{local_time(due)} (in {format_duration(due - app.clock())})\n"
     )
     return fresh.refreshed
 

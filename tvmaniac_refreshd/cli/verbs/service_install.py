@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb
-from tvmaniac_refreshd.core.errors import EXIT_OK
+from tvmaniac_refreshd.core.errors import EXIT_OK, ServiceUnavailable
+from tvmaniac_refreshd.service.base import ServiceManager
 
 if TYPE_CHECKING:  # the service modules load only when the verb runs
     from tvmaniac_refreshd.service.base import ServiceMode
@@ -39,9 +40,19 @@ def run(app: App, options: ServiceInstallOptions) -> int:
     if not options.dry_run:
         app.config  # noqa: B018  # refuse to install a service that would fail on its config
     manager = app.service_manager()
+    if options.dry_run:
+        _warn_if_it_cannot_work(app, manager)
     manager.install(options.mode, exec_argv(config), dry_run=options.dry_run, out=app.out)
     _install_jobs(app, manager, options, exec_argv(config))
     return EXIT_OK
+
+
+def _warn_if_it_cannot_work(app: App, manager: ServiceManager) -> None:
+    """A dry run shows the files; it must not look as if the real install could work here."""
+    try:
+        manager.probe()
+    except ServiceUnavailable as exc:
+        app.warn(f"a real install cannot work here: {exc}")
 
 
 def _install_jobs(

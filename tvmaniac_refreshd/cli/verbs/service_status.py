@@ -40,8 +40,12 @@ def run(app: App, options: ServiceStatusOptions) -> int:
         app.out.write(json.dumps({"format_version": FORMAT_VERSION, **state.as_dict()}, indent=2))
         app.out.write("\n")
         return code
-    if state.mode is None:
-        app.out.write(f"{state.manager}: not installed (`{APP} service install` sets it up)\n")
+    if not state.available:
+        app.out.write(f"{state.manager}: not running as the service manager\n")
+    elif state.mode is None:
+        app.out.write(
+            app.hint(f"{state.manager}: not installed (`{APP} service install` sets it up)\n")
+        )
     else:
         app.out.write(f"{state.manager}: {state.mode} mode; {state.active}\n")
     if state.detail:

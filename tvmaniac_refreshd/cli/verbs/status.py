@@ -14,6 +14,7 @@ from tvmaniac_refreshd.cli.grammar import Verb
 from tvmaniac_refreshd.cli.job_report import job_reports, render_jobs
 from tvmaniac_refreshd.cli.plaintext import warn_plaintext
 from tvmaniac_refreshd.cli.status import (
+    FORMAT_VERSION,
     AccountReport,
     DaemonReport,
     StatusReport,
@@ -24,11 +25,13 @@ from tvmaniac_refreshd.cli.status import (
     render_text,
     unknown_report,
 )
+from tvmaniac_refreshd.config.binding import mismatch, way_out
 from tvmaniac_refreshd.config.settings import Account
 from tvmaniac_refreshd.core.errors import (
     EXIT_OK,
     EXIT_REAUTH,
     EXIT_STORE_UNAVAILABLE,
+    ConfigError,
     RefreshdError,
     StoreCorrupt,
     StoreUnavailable,
@@ -80,11 +83,21 @@ def _know_secrets(
 
 
 def run(app: App, options: StatusOptions) -> int:
-    report = gather(app)
+    try:
+        report = gather(app)
+    except RefreshdError as exc:
+        if not options.json:
+            raise
+        # Scripts parse stdout: what failed goes inside the JSON, and the exit code says it.
+        failure: dict[str, object] = {"format_version": FORMAT_VERSION, "error": shown(str(exc))}
+        if isinstance(exc, ConfigError):
+            failure["problems"] = [shown(problem) for problem in exc.problems]
+        app.out.write(json.dumps(failure, indent=2) + "\n")
+        return exc.exit_code
     if options.json:
         app.out.write(json.dumps(report.as_json(), indent=2) + "\n")
-    else:
-        app.out.write(render(report, now=app.clock()))
+    elif not options.check or app.common.verbose:  # a health check is quiet unless -v
+        app.out.write(app.hint(render(report, now=app.clock())))
     # The exit code still says what failed, for scripts that only look at it.
     if report.keyring_error is not None:
         return EXIT_STORE_UNAVAILABLE
@@ -111,11 +124,13 @@ def gather(app: App) -> StatusReport:
     for account in app.selected(every=app.account_name is None):
         record = app.states.load(account.name)
         problem: str | None = None
+        problem_advice: str | None = None
         document: TokenDocument | None = None
         try:
             document = app.store.load(account.name)
         except StoreCorrupt as exc:
             problem = str(exc)
+            problem_advice = "The stored item cannot be used; the last error says what to do."
         except StoreUnavailable as exc:
             # Still worth showing: the state file, the daemon and the service need no keyring.
             keyring_error = shown(str(exc))
@@ -126,25 +141,27 @@ def gather(app: App) -> StatusReport:
             continue
         _know_secrets(app, account, document, record)
         plaintext.extend(warn_plaintext(app, account))
-        if document is not None and document.fingerprint != account.fingerprint():
-            problem = "the stored login was made with a different client_id or auth_url"
+        if document is not None and (problem := mismatch(account, document)) is not None:
+            problem_advice = f"Nothing was sent. To use this config, {way_out(account)}."
         keeper = keeper_advice(
             daemon_pid=pid,
             planned=record.next_attempt_at is not None,
             timer=timer,
             start=service.start if service is not None else None,
+            installable=service is None or service.available,
         )
-        reports.append(
-            account_report(
-                account,
-                document,
-                record,
-                now=now,
-                problem=problem,
-                keeper=keeper,
-                daemon_plan=bool(pid),
-            )
+        found = account_report(
+            account,
+            document,
+            record,
+            now=now,
+            problem=problem,
+            problem_advice=problem_advice,
+            keeper=keeper,
+            daemon_plan=bool(pid),
         )
+        # A suggested command must act on this config and account.
+        reports.append(dataclasses.replace(found, advice=app.hint(found.advice, account.name)))
     if store.backend == "file":
         store = dataclasses.replace(store, plaintext_leftovers=plaintext)
     return StatusReport(
@@ -172,6 +189,9 @@ def render(report: StatusReport, *, now: float) -> str:
     lines.append(f"daemon: {running}\n")
     if service is None:
         lines.append(f"service: unknown ({report.service_error})\n")
+    elif not service.available:
+        lines.append(f"service: {service.manager}: not running as the service manager\n")
+        lines.append(f"  {service.detail}\n")
     elif service.mode is not None:
         lines.append(f"service: {service.mode} mode, {service.active}\n")
         if service.detail:
