@@ -26,9 +26,10 @@ pytestmark = pytest.mark.keyring
 
 LIFETIME = 604800
 SHORT_LIFETIME = 10  # seconds: the daemon refreshes every ~5 s
-# What each Secret Service's own unlock advice names (secret_service_owner.py).
+# What each Secret Service's own unlock advice names (secret_service_owner.py, unlock_advice.py:
+# gnome-keyring's recipe adds --replace where systemd is not the service manager).
 UNLOCK_ADVICE = {
-    "gnome-keyring": "gnome-keyring-daemon --unlock",
+    "gnome-keyring": "--unlock --components=secrets",
     "KeePassXC": "keepassxc --pw-stdin",
     "KWallet": "pam_kwallet",
 }
