@@ -160,6 +160,15 @@ def test_a_run_gets_the_token_in_its_environment(tmp_path: Path) -> None:
     assert record.next_run_at == int(jobs.world.clock()) + 3600
 
 
+def test_a_state_directory_made_unsafe_does_not_break_the_run(tmp_path: Path) -> None:
+    """JobStates.update raises UnsafeLocation, which is no OSError: the run's result stands."""
+    jobs = Jobs(tmp_path)
+    (tmp_path / "jobs").mkdir(mode=0o700)
+    (tmp_path / "jobs").chmod(0o777)  # writable by others: refused
+    outcome = jobs.engine.run(jobs.job, ACCOUNT)
+    assert (outcome.result, outcome.code) == (JobResult.DONE, 0)
+
+
 def test_a_token_whose_refresh_would_fall_due_during_the_run_is_refreshed_first(
     tmp_path: Path,
 ) -> None:

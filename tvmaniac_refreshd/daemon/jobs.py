@@ -27,6 +27,7 @@ from tvmaniac_refreshd.core.errors import (
     RefreshdError,
     SessionRejected,
     TransientError,
+    UnsafeLocation,
     UsageError,
 )
 from tvmaniac_refreshd.core.logs import get_logger
@@ -237,7 +238,7 @@ class JobEngine:
                 attempts=attempts,
                 failing_since=failing_since,
             )
-        except OSError as exc:
+        except (OSError, UnsafeLocation) as exc:  # the run stands; only `job list` lags
             get_logger(job=job.name).warning("job.state_not_written", error=str(exc))
         return JobRun(result, code, next_at)
 
