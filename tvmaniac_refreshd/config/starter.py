@@ -23,7 +23,8 @@ client_id = {client_id}
 # auth_url = "https://auth.trakt.tv"    # OAuth host; http://127.0.0.1:PORT for the emulator
 # api_url  = "https://api.trakt.tv"     # API host; the same emulator URL
 """
-# config/presets.py fills in the rest; the README's mail recipes say where to get the client.
+# config/presets.py fills in the rest; the mail recipes (docs/guide/consumers.md) say where to
+# get the client.
 PRESET_TEMPLATES = {
     "google": """\
 # tvmaniac-refreshd configuration, written by `tvmaniac-refreshd config init --preset google`.

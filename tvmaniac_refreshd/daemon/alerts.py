@@ -150,7 +150,7 @@ def _osascript_quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-# What `config check`, the log and the README say about osascript's notifications.
+# What `config check`, the log and the docs say about osascript's notifications.
 OSASCRIPT_CAVEAT = (
     "osascript's notifications come from Script Editor, and macOS drops them silently "
     "(osascript still exits 0) unless Script Editor may post notifications. Script Editor "

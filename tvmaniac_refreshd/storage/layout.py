@@ -1,6 +1,6 @@
 """Every path of ours on disk, named once: the config file, the state directory and all in it.
 
-The rule (README "Where things live"): one state directory per user, whatever the caller's
+The rule (README "One user, one state"): one state directory per user, whatever the caller's
 environment. Every caller of one user (a shell, cron's ``env -i``, ``su -``, ``sudo -u``, ssh,
 the systemd unit, the launchd agent, git, a mail client, the Python API) must take the same
 lock for the same account and read the same state, so the place is derived from what they all

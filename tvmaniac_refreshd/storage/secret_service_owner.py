@@ -21,6 +21,8 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tvmaniac_refreshd.storage import unlock_advice
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -44,19 +46,10 @@ VERSION_TIMEOUT = 3.0
 _VERSION = re.compile(r"\b(\d+(?:\.\d+)+)\b")
 _KWALLET_LIBRARY = re.compile(r"/lib(?:KF\dWallet|kwalletbackend\d)\.so\.(\d+(?:\.\d+)+)$")
 
-# gnome-keyring: what unlocks it from a shell on a machine nobody logged in to graphically (after a
-# reboot, say). `gnome-keyring-daemon --unlock` alone starts a second daemon next to the
-# socket-activated one and the collection stays locked: stop that one first (README, Headless
-# machines). `read -rs` keeps the password out of argv and the shell history.
-HEADLESS_UNLOCK = (
-    "systemctl --user stop gnome-keyring-daemon.socket gnome-keyring-daemon.service; "
-    'read -rs PW; printf %s "$PW" | gnome-keyring-daemon --unlock --components=secrets; '
-    "unset PW"
-)
-FILE_STORE_HINT = (
-    'A machine that nobody unlocks after each reboot is better served by [store] backend = "file" '
-    "(README: Headless machines)"
-)
+# gnome-keyring's shell recipe and the file-store hint, on one line each for a log line's ERROR
+# field; unlock_advice.py holds them (and says why the socket-activated daemon is stopped first).
+HEADLESS_UNLOCK = "; ".join(unlock_advice.SYSTEMD_RECIPE)
+FILE_STORE_HINT = " ".join(unlock_advice.FILE_STORE)
 
 
 @dataclass(frozen=True)
