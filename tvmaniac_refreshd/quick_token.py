@@ -5,10 +5,11 @@ line costs more than the answer. So when the full `token` command prints a token
 its decision (``remember``): the config file's identity, which account is the default, and for
 the account the token's non-secret stamp (format, client fingerprint, issue time, lifetime,
 expiry) with the time the token falls due. A later plain `token` (``attempt``) reads the
-keyring item and prints its access token on its own only while all of that still holds and no
-rejection is on record. Anything else (another flag, a changed config, a refreshed or new login,
-a keyring that is locked or not the Secret Service) goes to the full command, which decides
-and writes down the new decision. The record holds no secret and no digest of one.
+keyring item (or asks a running daemon for it: storage/token_socket.py) and prints its access
+token on its own only while all of that still holds and no rejection is on record. Anything
+else (another flag, a changed config, a refreshed or new login, a keyring that is locked or not
+the Secret Service) goes to the full command, which decides and writes down the new decision.
+The record holds no secret and no digest of one.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tvmaniac_refreshd.storage.quick_record import (
 from tvmaniac_refreshd.storage.safe_files import is_private_dir, read_private_text
 from tvmaniac_refreshd.storage.secret_service import Unsure, read_item
 from tvmaniac_refreshd.storage.session_bus import adopt_session_bus, may_choose_backend_explicitly
+from tvmaniac_refreshd.storage.token_socket import ask as ask_daemon
 
 if TYPE_CHECKING:
     from typing import TextIO
@@ -149,13 +151,7 @@ def _fresh_token(
         if found is None or _rejected(layout.state_file(directory, found[0])):
             return None
         name, decision, file_store = found
-        text: str | None
-        if file_store is not None:
-            text = read_private_text(layout.token_file(file_store, name))
-        else:
-            # plain: the access token is printed right away anyway (secret_service.py explains).
-            text = read_item(APP, name, timeout=READ_TIMEOUT, environ=environ, encrypted=False)
-        document = json.loads(text or "null")
+        document = _stored_document(directory, name, file_store, environ)
     except (OSError, ValueError, Unsure, UnsafeLocation):
         return None
     if not isinstance(document, dict) or stamp(document) != decision.get("stamp"):
@@ -173,6 +169,25 @@ def _fresh_token(
     if fresh and isinstance(token, str) and is_token_text(token) and isinstance(token_type, str):
         return found[0], token, token_type, expires_at
     return None
+
+
+def _stored_document(
+    directory: str, name: str, file_store: str | None, environ: Mapping[str, str]
+) -> object:
+    """Return the stored document of ``name``: the file store's file, else a running daemon's
+    copy (storage/token_socket.py), else the keyring item, read here.
+
+    Raises:
+        OSError, ValueError, Unsure, UnsafeLocation: it cannot be read.
+    """
+    if file_store is not None:
+        return json.loads(read_private_text(layout.token_file(file_store, name)))
+    answered = ask_daemon(directory, name, environ.get("DBUS_SESSION_BUS_ADDRESS", ""))
+    if answered is not None:
+        return answered
+    # plain: the access token is printed right away anyway (secret_service.py explains).
+    text = read_item(APP, name, timeout=READ_TIMEOUT, environ=environ, encrypted=False)
+    return json.loads(text or "null")
 
 
 def _decision(

@@ -17,6 +17,7 @@ from tvmaniac_refreshd import quick_token
 from tvmaniac_refreshd.core.token_form import MAX_TOKEN_LENGTH, is_token_text
 from tvmaniac_refreshd.storage import layout, quick_record
 from tvmaniac_refreshd.storage.secret_service import Unsure
+from tvmaniac_refreshd.storage.token_socket import public_document
 
 NOW = 1_800_000_000
 DOCUMENT = {
@@ -39,7 +40,11 @@ DOCUMENT = {
 class Machine:
     """A home with a config file, a state directory and a keyring stand-in."""
 
-    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(
+        self, root: Path, monkeypatch: pytest.MonkeyPatch, *, daemon: bool = False
+    ) -> None:
+        """``daemon``: a running daemon answers (storage/token_socket.py) for every item that
+        is a JSON object, as the real one sends it; the rest is read from the keyring."""
         self.config = root / "config.toml"
         self.config.write_text("[accounts.default]\n")
         home = root / "home"
@@ -52,7 +57,10 @@ class Machine:
         }
         self.items: dict[str, str] = {"default": json.dumps(DOCUMENT)}
         self.reads: list[str] = []
+        self.answered: list[str] = []
+        self.daemon = daemon
         monkeypatch.setattr(quick_token, "read_item", self.read_item)
+        monkeypatch.setattr(quick_token, "ask_daemon", self.ask_daemon)
         monkeypatch.setattr(quick_token, "may_choose_backend_explicitly", lambda *_: False)
         monkeypatch.setattr(quick_token, "adopt_session_bus", lambda _: None)
 
@@ -73,6 +81,18 @@ class Machine:
         if item == "unsure":
             raise Unsure
         return item
+
+    def ask_daemon(self, state: str, account: str, bus: str) -> dict[str, object] | None:
+        assert state == str(self.state)
+        assert bus == self.environ["DBUS_SESSION_BUS_ADDRESS"]
+        item = self.items.get(account)
+        if not self.daemon or item is None or item == "unsure":
+            return None
+        document = public_document(item)
+        if document is not None:
+            self.reads.append(account)
+            self.answered.append(account)
+        return document
 
     def remember(self, *, account: str = "default", fresh_until: int = NOW + 1000) -> None:
         quick_record.remember(
@@ -96,9 +116,35 @@ class Machine:
         return code, out.getvalue()
 
 
-@pytest.fixture
-def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Machine:
-    return Machine(tmp_path, monkeypatch)
+@pytest.fixture(params=["keyring", "daemon"])
+def machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Machine:
+    """Every rule below holds alike when a running daemon hands over the stored document."""
+    return Machine(tmp_path, monkeypatch, daemon=request.param == "daemon")
+
+
+def test_a_running_daemons_copy_is_used_before_the_keyring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    machine = Machine(tmp_path, monkeypatch, daemon=True)
+    machine.remember()
+
+    assert machine.token() == (0, "access-1\n")
+    assert machine.answered == ["default"]
+    assert machine.reads == ["default"]  # the daemon's answer only: no keyring read
+
+
+def test_a_daemons_copy_of_another_login_is_not_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon refreshed meanwhile: its copy's stamp is not the recorded one."""
+    machine = Machine(tmp_path, monkeypatch, daemon=True)
+    machine.remember()
+    machine.items["default"] = json.dumps(dict(DOCUMENT, access_token="access-2", created_at=NOW))
+
+    assert machine.token() == (None, "")
+    assert machine.answered == ["default"]
 
 
 def test_a_remembered_fresh_token_is_printed(machine: Machine) -> None:

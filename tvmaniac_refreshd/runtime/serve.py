@@ -11,6 +11,7 @@ from tvmaniac_refreshd.core.errors import EXIT_OK
 from tvmaniac_refreshd.core.launchd_log import supervised_by_launchd, trim_launchd_logs
 from tvmaniac_refreshd.daemon.runner import Engines, config_watch, run_daemon, wait_for_valid_config
 from tvmaniac_refreshd.runtime.root import Runtime
+from tvmaniac_refreshd.runtime.token_answers import token_answers
 from tvmaniac_refreshd.storage import quick_record
 
 
@@ -41,10 +42,11 @@ def serve(runtime: Runtime) -> int:
                 return EXIT_OK
     # A store this system cannot provide (exit 78) stops the daemon at once, not at each retry.
     runtime.store  # noqa: B018
-    return run_daemon(
-        engines(runtime),
-        reload=lambda: reloaded(runtime),
-        states=runtime.states,
-        environ=runtime.environ,
-        clock=runtime.clock,
-    )
+    with token_answers(runtime):
+        return run_daemon(
+            engines(runtime),
+            reload=lambda: reloaded(runtime),
+            states=runtime.states,
+            environ=runtime.environ,
+            clock=runtime.clock,
+        )

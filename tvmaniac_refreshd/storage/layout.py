@@ -18,6 +18,7 @@ is measured in milliseconds.
     <state>/<account>.json          the account's state (storage/state.py)
     <state>/.<account>.lock         the flock guarding its read-modify-write
     <state>/_quick-token.json       the quick `token` path's record (storage/quick_record.py)
+    <state>/_token.sock             the daemon's answers to `token` (storage/token_socket.py)
     <state>/daemon-<digest>.pid     the lock and PID of the daemon serving one config
     <state>/locks/<account>.lock    the account's refresh lock, shared by every process
     <state>/jobs/<job>.json         each [jobs.NAME]'s last result and next run (job_state.py)
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 QUICK_RECORD = "_quick-token.json"  # account names start with a letter or digit
+TOKEN_SOCKET = "_token.sock"
 LOCKS = "locks"
 TOKENS = "tokens"
 STATE_SUFFIX = ".json"
@@ -115,6 +117,10 @@ def state_lock(state: str, account: str) -> str:
 
 def quick_record(state: str) -> str:
     return os.path.join(state, QUICK_RECORD)
+
+
+def token_socket(state: str) -> str:
+    return os.path.join(state, TOKEN_SOCKET)
 
 
 def lock_directory(state: str) -> str:

@@ -119,6 +119,11 @@ def _owner_pid(address: str, timeout: float) -> int:
     return pid
 
 
+def program_of(pid: int) -> str:
+    """Return which known program the process ``pid`` runs (ANOTHER if none, or gone)."""
+    return _program(_executable(pid))
+
+
 def _executable(pid: int) -> str:
     try:
         # A program upgraded while running shows as "/usr/bin/x (deleted)".
