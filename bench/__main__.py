@@ -95,6 +95,16 @@ def table(report: dict[str, object]) -> str:
             ),
             ("  token peak RSS", f"{c['max_rss_mib']['token']} MiB", "", ""),
             ("token cold start, file store (median)", f"{ms['token_file_store']} ms", "", ""),
+            (
+                "token cold start, daemon running (median)",
+                f"{ms['token_daemon_running']} ms ({c['token_daemon_running_vs_secret_tool']}x)",
+                "<= 2.5x",
+                yes(
+                    c["token_daemon_running_vs_secret_tool"]
+                    <= c["goals"]["ratio_to_secret_tool_max"]
+                )
+                + ("" if c["daemon_answers_token"] else " (no socket)"),
+            ),
         ]
     e = report.get("secret_session")
     if isinstance(e, dict) and "skipped" not in e:

@@ -200,6 +200,15 @@ class Rig:
         # second home.
         return {**self.env, "HOME": str(home), "TVMANIAC_REFRESHD_CONFIG": str(config)}
 
+    def daemon_env(self) -> dict[str, str]:
+        """Return the environment of a second installation with the same config (the keyring,
+        the same items) and its own home, for a daemon to run in: the daemon answers `token`
+        in its own state directory only (storage/token_socket.py), so the first installation's
+        `token` stays unanswered."""
+        home = self.root / "home-daemon"
+        home.mkdir(mode=0o700, exist_ok=True)
+        return {**self.env, "HOME": str(home)}
+
 
 def write_config(root: Path, emulator: Emulator, count: int, extra: str = "") -> Path:
     config = root / "config.toml"

@@ -45,7 +45,9 @@ def test_bench_smoke_writes_every_section(tmp_path: Path) -> None:
         "secret_tool_lookup",
         "python_read_item",
         "token_file_store",
+        "token_daemon_running",
     } <= set(cold["median_ms"])
+    assert cold["daemon_answers_token"] is True
     assert {"met_ms", "met_ratio"} <= set(cold["goals"])
     assert {"refresh_force", "refresh_force_file_store", "curl_post", "secret_tool_store"} <= set(
         report["refresh"]["median_ms"]
