@@ -23,7 +23,7 @@ def _forget_secrets() -> Iterator[None]:
     """Each test starts with no registered secret: a short one would redact words elsewhere."""
     from tvmaniac_refreshd.core import logs  # noqa: PLC0415
 
-    saved = (logs._known_secrets, logs._redaction)
-    logs._known_secrets, logs._redaction = (), ((), None)
+    saved = logs._known
+    logs._known = logs._Known()
     yield
-    logs._known_secrets, logs._redaction = saved
+    logs._known = saved

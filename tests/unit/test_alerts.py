@@ -55,7 +55,7 @@ class FakeRunner:
 @pytest.fixture(autouse=True)
 def _fresh_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     """Secrets registered by one test stay out of the others."""
-    monkeypatch.setattr(logs, "_known_secrets", set())
+    monkeypatch.setattr(logs, "_known", logs._Known())
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from tests.fakes import FakeClock, MemoryBackend
 from tests.unit.test_refresher import ACCOUNT, START, FakeTrakt, initial
 from tvmaniac_refreshd.config.settings import Alerts, Config, StoreSettings
 from tvmaniac_refreshd.core.errors import SessionRejected, StoreUnavailable, TransientError
+from tvmaniac_refreshd.core.logs import REDACTED, redact_text
 from tvmaniac_refreshd.core.policy import RetryPolicy, refresh_due_at
 from tvmaniac_refreshd.core.tokens import TokenSet, encode_document
 from tvmaniac_refreshd.daemon.alerts import AlertEvent
@@ -249,6 +250,26 @@ class TestPlanningInBulk:
             backend.calls = 0
             assert world.store.load("default") == before
         assert backend.calls == 1  # read from the keyring, not from the copy
+
+    def test_every_accounts_live_tokens_stay_redacted_at_600_accounts(self, tmp_path: Path) -> None:
+        """Redaction held only the last 512 secrets: past 250 accounts, planning pushed the
+        first accounts' live tokens out of it, and a line holding one was no longer redacted."""
+        names = ["default", *(f"account{index:03d}" for index in range(1, 600))]
+        world, _ = self.world(tmp_path, names)
+        for name in names:
+            document = initial(START)
+            tokens = dataclasses.replace(
+                document.tokens,
+                access_token=f"access-{name}-xxxxxxxx",
+                refresh_token=f"refresh-{name}-xxxxxxxx",
+            )
+            world.store.save(dataclasses.replace(document, account=name, tokens=tokens))
+        world.daemon.plan_all()
+        world.daemon.plan_all()  # again: each registered once, nothing pushed out
+
+        line = "Authorization: Bearer access-default-xxxxxxxx; refresh-default-xxxxxxxx"
+        assert redact_text(line) == f"Authorization: Bearer {REDACTED}; {REDACTED}"
+        assert redact_text("access-account599-xxxxxxxx") == REDACTED
 
     def test_a_plan_that_did_not_change_writes_no_state_file(self, tmp_path: Path) -> None:
         world, _ = self.world(tmp_path, ["default"])

@@ -304,3 +304,45 @@ def test_a_record_below_the_level_does_not_load_structlog(
     )
     assert result.stdout.strip() == str(loaded)
     assert ("an.event" in result.stderr) is shown, result.stderr
+
+
+def test_an_accounts_tokens_are_kept_until_replaced_twice() -> None:
+    """Per account, the current token and the one it replaced; never a cap on accounts."""
+    from tvmaniac_refreshd.core.logs import (  # noqa: PLC0415
+        MAX_KNOWN_SECRETS,
+        redact_text,
+        register_secret,
+    )
+
+    for index in range(2 * MAX_KNOWN_SECRETS):
+        register_secret(f"token-of-account-{index:06d}", account=f"a{index}", kind="access")
+    register_secret("first-token-xxxxxxxx", account="rotating", kind="access")
+    register_secret("second-token-xxxxxxxx", account="rotating", kind="access")
+
+    assert redact_text("token-of-account-000000") == REDACTED
+    assert redact_text("first-token-xxxxxxxx second-token-xxxxxxxx") == f"{REDACTED} {REDACTED}"
+    register_secret("third-token-xxxxxxxx", account="rotating", kind="access")
+    assert redact_text("first-token-xxxxxxxx") == "first-token-xxxxxxxx"  # replaced twice
+    assert redact_text("second-token-xxxxxxxx third-token-xxxxxxxx") == f"{REDACTED} {REDACTED}"
+
+
+def test_a_secret_held_twice_stays_until_both_let_go() -> None:
+    from tvmaniac_refreshd.core.logs import redact_text, register_secret  # noqa: PLC0415
+
+    register_secret("shared-secret-xxxxxxxx", account="a", kind="client_secret")
+    register_secret("shared-secret-xxxxxxxx", account="b", kind="client_secret")
+    register_secret("other-secret-1-xxxxxxxx", account="a", kind="client_secret")
+    register_secret("other-secret-2-xxxxxxxx", account="a", kind="client_secret")
+
+    assert redact_text("shared-secret-xxxxxxxx") == REDACTED  # b still holds it
+
+
+def test_a_secret_inside_a_longer_one_never_uncovers_the_rest() -> None:
+    """Longest first, whatever the order they come in."""
+    from tvmaniac_refreshd.core.logs import redact_text, register_secret  # noqa: PLC0415
+
+    register_secret("abcdefgh", account="a", kind="access")
+    register_secret("xxabcdefghyy", account="b", kind="access")
+    register_secret("abcdefghij", account="c", kind="access")
+
+    assert redact_text("xxabcdefghyy abcdefghij") == f"{REDACTED} {REDACTED}"

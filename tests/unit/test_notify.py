@@ -169,7 +169,7 @@ class TestNotifier:
         self, path_listener: Listener, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A token that slipped into a status text is redacted before sending."""
-        monkeypatch.setattr(logs, "_known_secrets", set())
+        monkeypatch.setattr(logs, "_known", logs._Known())
         logs.register_secret("s3cr3t-refresh-token")
         with notifier_for(path_listener) as notifier:
             notifier.status("refresh failed for s3cr3t-refresh-token")

@@ -15,6 +15,7 @@ real work, so it is imported only when the first line is emitted; outside the da
 
 from __future__ import annotations
 
+import bisect
 import io
 import logging
 import os
@@ -51,17 +52,11 @@ MIN_SECRET_LENGTH = 8
 # What a token's characters can be (RFC 6750 b64token, plus '_'): a short secret next to one
 # of these is part of a longer word, not the secret standing alone.
 _WORD_CHARS = r"A-Za-z0-9\-._~+/"
-# Replaced, never changed in place: log lines are redacted on many threads while refreshes add
-# tokens, and iterating a set that another thread grows raises RuntimeError.
-# Newest last (the oldest are forgotten first).
-_known_secrets: tuple[str, ...] = ()
-# The same secrets as (longest first, a pattern for the short ones): swapped as one value.
-# Longest first, because a secret that happens to be part of a token must not be cut out of
-# it first and leave the rest of the token readable.
-_redaction: tuple[tuple[str, ...], re.Pattern[str] | None] = ((), None)
+# The secrets to cut out of every log line, error and status (``_Known`` below).
 _secrets_lock = threading.Lock()
-# Old tokens stop mattering once rotated and expired; a daemon that refreshes every minute for
-# months must not grow this (or the cost of every log line) without bound.
+# Secrets without an account: a command's own, a few. A daemon registers every token under its
+# account (``register_secret(..., account=...)``), its older ones replaced, so it does not grow
+# without bound either (_Known).
 MAX_KNOWN_SECRETS = 512
 # The setup configure_logging recorded but did not apply yet (see the module docstring).
 _pending: Callable[[], None] | None = None
@@ -87,30 +82,105 @@ _METHOD_LEVELS = {
 _stderr_is_journal = False
 
 
-def register_secret(value: str | None) -> None:
-    """Remember ``value`` so that no later log line, error or status can show it."""
-    global _known_secrets, _redaction  # noqa: PLW0603  # swapped whole, see above
-    if not value:
-        return
-    with _secrets_lock:
-        if value in _known_secrets:
+class _Known:
+    """Every registered secret, and the redaction made of them.
+
+    ``redaction`` is replaced, never changed in place: log lines are redacted on many threads
+    while refreshes add tokens (iterating a set another thread grows raises RuntimeError), so
+    ``redact_text`` takes one snapshot. Its long secrets are sorted longest first, because a
+    secret that happens to be part of a token must not be cut out of it first and leave the rest
+    of the token readable; a new one is inserted in place (a copy of the tuple, microseconds),
+    so registering is cheap at any number of accounts.
+
+    Secrets of an account (``account=``) are held by (account, kind): the current one and the
+    one it replaced (a rotated access token stays valid until it expires). They are never
+    capped: as many as the accounts, so a daemon with thousands redacts every live token, and
+    one registered again is found at once. Secrets without an account (a command's one-offs)
+    are kept newest last, the oldest forgotten past MAX_KNOWN_SECRETS.
+    """
+
+    def __init__(self) -> None:
+        self.redaction: tuple[tuple[str, ...], re.Pattern[str] | None] = ((), None)
+        self.loose: dict[str, None] = {}  # insertion-ordered: the oldest first
+        self.accounts: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.holders: dict[str, int] = {}  # how many of the above hold each value
+        self.short: tuple[str, ...] = ()
+
+    def register(self, value: str, account: str | None, kind: str) -> None:
+        if account is None:
+            if value in self.loose:
+                return
+            self.loose[value] = None
+            self._hold(value)
+            if len(self.loose) > MAX_KNOWN_SECRETS:
+                oldest = next(iter(self.loose))
+                del self.loose[oldest]
+                self._release(oldest)
             return
-        _known_secrets = (*_known_secrets, value)[-MAX_KNOWN_SECRETS:]
-        longest_first = tuple(sorted(_known_secrets, key=len, reverse=True))
-        short = [secret for secret in longest_first if len(secret) < MIN_SECRET_LENGTH]
+        held = self.accounts.get((account, kind), ())
+        if value in held:
+            return
+        self.accounts[(account, kind)] = (value, *held[:1])
+        self._hold(value)
+        if len(held) > 1:
+            self._release(held[1])
+
+    def _hold(self, value: str) -> None:
+        count = self.holders.get(value, 0)
+        self.holders[value] = count + 1
+        if count:
+            return
+        long_secrets, pattern = self.redaction
+        if len(value) >= MIN_SECRET_LENGTH:
+            at = bisect.bisect_left(long_secrets, -len(value), key=_minus_length)
+            self.redaction = ((*long_secrets[:at], value, *long_secrets[at:]), pattern)
+        else:
+            self._set_short((*self.short, value))
+
+    def _release(self, value: str) -> None:
+        count = self.holders.pop(value) - 1
+        if count:
+            self.holders[value] = count
+            return
+        long_secrets, pattern = self.redaction
+        if len(value) >= MIN_SECRET_LENGTH:
+            at = long_secrets.index(value)
+            self.redaction = (long_secrets[:at] + long_secrets[at + 1 :], pattern)
+        else:
+            self._set_short(tuple(secret for secret in self.short if secret != value))
+
+    def _set_short(self, short: tuple[str, ...]) -> None:
+        self.short = short
         pattern = None
         if short:
-            alternatives = "|".join(re.escape(secret) for secret in short)
+            alternatives = "|".join(
+                re.escape(secret) for secret in sorted(short, key=len, reverse=True)
+            )
             pattern = re.compile(f"(?<![{_WORD_CHARS}])(?:{alternatives})(?![{_WORD_CHARS}])")
-        _redaction = (
-            tuple(secret for secret in longest_first if len(secret) >= MIN_SECRET_LENGTH),
-            pattern,
-        )
+        self.redaction = (self.redaction[0], pattern)
+
+
+def _minus_length(text: str) -> int:
+    return -len(text)
+
+
+_known = _Known()
+
+
+def register_secret(value: str | None, *, account: str | None = None, kind: str = "") -> None:
+    """Remember ``value`` so that no later log line, error or status can show it.
+
+    With ``account``, it is that account's secret of ``kind`` (e.g. "access"), kept while the
+    process runs and until a second newer one of the same kind replaces it (``_Known``).
+    """
+    if value:
+        with _secrets_lock:
+            _known.register(value, account, kind)
 
 
 def redact_text(text: str) -> str:
     """Return ``text`` with every registered secret replaced."""
-    long_secrets, short_pattern = _redaction  # one snapshot: swapped, never mutated
+    long_secrets, short_pattern = _known.redaction  # one snapshot: swapped, never mutated
     for secret in long_secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)

@@ -128,8 +128,9 @@ class Refresher:
 
     def check(self, document: TokenDocument) -> None:
         """Raise SessionRejected if ``document`` must not be used with the current config."""
-        register_secret(document.tokens.access_token)
-        register_secret(document.tokens.refresh_token)
+        name = self.account.name
+        register_secret(document.tokens.access_token, account=name, kind="access")
+        register_secret(document.tokens.refresh_token, account=name, kind="refresh")
         elsewhere = mismatch(self.account, document)
         if elsewhere is not None:
             raise SessionRejected(
@@ -247,8 +248,8 @@ class Refresher:
         except RefreshdError as exc:
             self._record_failure(RefreshResult.FAILED, str(exc))
             raise
-        register_secret(tokens.access_token)
-        register_secret(tokens.refresh_token)
+        register_secret(tokens.access_token, account=self.account.name, kind="access")
+        register_secret(tokens.refresh_token, account=self.account.name, kind="refresh")
         fresh = recorded(self.account, with_tokens(document, tokens, now=self._clock()))
         self._save_new_pair(fresh, started, held)
         self._record_success(tokens, started)

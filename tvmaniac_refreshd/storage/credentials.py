@@ -48,14 +48,14 @@ def resolve_client_secret(
         except OSError:
             value = ""
         if value:
-            register_secret(value)
+            register_secret(value, account=account.name, kind="client_secret")
             return ClientSecret(value, f"systemd credential {path}")
     if account.client_secret:
-        register_secret(account.client_secret)
+        register_secret(account.client_secret, account=account.name, kind="client_secret")
         return ClientSecret(account.client_secret, "the config file")
     value = store.load_client_secret(account.name) or ""
     if value:
-        register_secret(value)
+        register_secret(value, account=account.name, kind="client_secret")
         where = "the keyring" if store.kind == "keyring" else "the file store"
         return ClientSecret(value, where)
     return ClientSecret(None, "nowhere (none configured)")
