@@ -458,3 +458,27 @@ class TestPlaintextLeftovers:
             str(directory / "default.client_secret"),
         ]
         assert sorted(path.name for path in directory.iterdir()) == ["default.json.cred"]
+
+
+class TestRewrite:
+    """The refresher's write probe: the file written again with its own bytes."""
+
+    def test_rewriting_keeps_the_bytes_and_seals_nothing(self, directory: Path) -> None:
+        store = encrypted(directory)
+        store.save(document())
+        before = (directory / "default.json.cred").read_bytes()
+        inode = (directory / "default.json.cred").stat().st_ino
+        sealed: list[str] = []
+        cipher = store._cipher
+        assert cipher is not None
+        cipher.encrypt = lambda name, data: sealed.append(name) or b""  # type: ignore[method-assign]
+
+        store.rewrite(document())
+
+        assert sealed == []  # no systemd-creds run for a probe
+        assert (directory / "default.json.cred").read_bytes() == before
+        assert (directory / "default.json.cred").stat().st_ino != inode  # really written
+
+    def test_a_missing_file_fails_the_probe(self, directory: Path) -> None:
+        with pytest.raises(StoreUnavailable):
+            FileStore(directory).rewrite(document())

@@ -259,6 +259,31 @@ class TestEnsureFresh:
         assert trakt.spent == []
         assert states.load("default").in_flight_token is None
 
+    def test_the_write_probe_is_one_write_and_no_read(self, world: World) -> None:
+        """A refresh reads the item twice (before and under the lock), probes with one write,
+        and writes the new pair and reads it back: the probe's read-back read the same text
+        whether or not its write landed, so it proved nothing and is gone."""
+        refresher, trakt, _, store, _ = world
+        memory = store._resolve()
+        assert isinstance(memory, MemoryBackend)
+        calls: list[str] = []
+        get, put = memory.get_password, memory.set_password
+
+        def counted_get(service: str, username: str) -> str | None:
+            calls.append("get")
+            return get(service, username)
+
+        def counted_set(service: str, username: str, password: str) -> None:
+            calls.append("set")
+            put(service, username, password)
+
+        memory.get_password = counted_get  # type: ignore[method-assign]
+        memory.set_password = counted_set  # type: ignore[method-assign]
+        refresher.ensure_fresh(force=True)
+
+        assert calls == ["get", "get", "set", "set", "get"]
+        assert trakt.spent == ["refresh-0000-xxxxxxxx"]
+
     def test_not_logged_in(self, world: World) -> None:
         """No stored tokens is a rejection telling the user to log in."""
         refresher, _, _, store, _ = world

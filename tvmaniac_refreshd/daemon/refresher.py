@@ -7,12 +7,13 @@ the token out.
 
 The write probe writes the current document back in place: the very call the new pair will
 take a moment later, so a locked store, a read-only one, or one that prompts on writes (KeePassXC
-2.7.4 on ``CreateItem`` with replace) fails here, before anything is spent. It costs one write and
-its read-back per refresh (docs/guide/secret-services.md). What remains is the irreducible
-window: from the provider's answer to the end of the store's write call, the new pair exists only
-in this process; a kill then loses it, and the in-flight marker names that afterwards. A store
-that fails in that window no longer loses it: it is retried, then kept in memory with the
-account's lock held (unsaved.py) and stored by the next run of the account.
+2.7.4 on ``CreateItem`` with replace) fails here, before anything is spent. It costs one write per
+refresh (docs/guide/secret-services.md), and no read-back: the unchanged text would read back the
+same whether or not the write landed (the new pair's write is read back). What remains is the
+irreducible window: from the provider's answer to the end of the store's write call, the new pair
+exists only in this process; a kill then loses it, and the in-flight marker names that
+afterwards. A store that fails in that window no longer loses it: it is retried, then kept in
+memory with the account's lock held (unsaved.py) and stored by the next run of the account.
 """
 
 from __future__ import annotations
@@ -221,7 +222,7 @@ class Refresher:
         previous = self._states.load(name)
         interrupted = previous.in_flight_token == spent
         # The write probe (see the module docstring): raises StoreUnavailable, nothing spent.
-        self._store.save(document)
+        self._store.rewrite(document)
         started = self._clock()
         self._states.update(name, in_flight_token=spent, in_flight_since=int(started))
         try:

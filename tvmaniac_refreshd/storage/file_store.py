@@ -170,6 +170,20 @@ class FileStore:
                 account=account,
             )
 
+    def rewrite(self, document: TokenDocument) -> None:
+        """Write the account's file again with the bytes it holds (store.py says why): the
+        same write as ``save``, without sealing again (a ``systemd-creds`` run) or reading
+        back. Its content is not ``document``'s: the caller has just read it from this file."""
+        name = self._name(document.account, DOCUMENT_SUFFIX)
+
+        def write_again(fd: int) -> None:
+            data = read_private_file(fd, name)
+            if data is None:  # gone meanwhile: the caller's lock says it cannot be
+                raise FileNotFoundError(name)
+            write_private_file(fd, name, data)
+
+        self._call(f"storing the tokens of {document.account!r}", write_again)
+
     def delete(self, account: str) -> bool:
         return self._call(
             f"deleting the tokens of {account!r}",

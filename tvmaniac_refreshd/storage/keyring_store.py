@@ -404,6 +404,19 @@ class KeyringStore:
                 account=document.account,
             )
 
+    def rewrite(self, document: TokenDocument) -> None:
+        """Write ``document`` over its item, unread (store.py says why).
+
+        Raises:
+            StoreUnavailable: the keyring cannot be written now; nothing else changed.
+        """
+        text = encode_document(document)
+        self._read_ahead(document.account)
+        self._bounded(
+            lambda: self._resolve().set_password(APP, document.account, text),
+            f"storing the tokens of {document.account!r}",
+        )
+
     def delete(self, account: str) -> bool:
         """Delete the item of ``account``; return whether there was one.
 
