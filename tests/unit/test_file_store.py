@@ -471,7 +471,12 @@ class TestRewrite:
         sealed: list[str] = []
         cipher = store._cipher
         assert cipher is not None
-        cipher.encrypt = lambda name, data: sealed.append(name) or b""  # type: ignore[method-assign]
+
+        def seal(name: str, data: bytes) -> bytes:
+            sealed.append(name)
+            return data
+
+        cipher.encrypt = seal  # type: ignore[method-assign]
 
         store.rewrite(document())
 
