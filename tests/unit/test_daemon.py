@@ -271,6 +271,29 @@ class TestPlanningInBulk:
         assert redact_text(line) == f"Authorization: Bearer {REDACTED}; {REDACTED}"
         assert redact_text("access-account599-xxxxxxxx") == REDACTED
 
+    def test_a_planned_time_is_written_whole_but_not_waited_for(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A planned time is written again at every start: its file is synced (a power cut
+        leaves the old record or the new, whole) but not its directory entry, which cost a
+        second sync per account at READY."""
+        import os  # noqa: PLC0415
+        import stat  # noqa: PLC0415
+
+        world, _ = self.world(tmp_path, ["default", "b", "c"])
+        synced: list[str] = []
+        real_fsync = os.fsync
+
+        def fsync(fd: int) -> None:
+            synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        world.daemon.plan_all()
+
+        assert synced == ["file", "file", "file"]
+        assert world.states.load("b").next_attempt_at is not None
+
     def test_a_plan_that_did_not_change_writes_no_state_file(self, tmp_path: Path) -> None:
         world, _ = self.world(tmp_path, ["default"])
         world.daemon.plan_all()

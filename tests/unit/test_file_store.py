@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from tvmaniac_refreshd.core.errors import (
 from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet, encode_document
 from tvmaniac_refreshd.storage.file_store import FileStore
 from tvmaniac_refreshd.storage.keyring_store import KeyringStore
+from tvmaniac_refreshd.storage.safe_files import STALE_TEMP_SECONDS
 from tvmaniac_refreshd.storage.store import TokenStore
 from tvmaniac_refreshd.storage.systemd_creds import SystemdCreds
 
@@ -166,14 +168,29 @@ class TestFileStore:
         assert (directory / "default.json").read_bytes() == before
         assert sorted(p.name for p in directory.iterdir()) == ["default.json"]
 
-    def test_a_killed_writer_leftover_is_swept(self, directory: Path) -> None:
+    def test_a_killed_writer_leftover_is_swept(
+        self, directory: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """At a process's first write in the directory, then once a minute at most: listing
+        the directory before every write made a thousand accounts' first plan quadratic."""
         store = FileStore(directory)
-        store.save(document())
+        directory.mkdir(mode=0o700, parents=True)
         leftover = directory / ".default.json.0123456789ab.tmp"
         leftover.write_text('{"half')
         os.utime(leftover, (1, 1))  # older than any write in progress
-        store.save(document("c" * 64))
+        other = directory / ".other.json.ba9876543210.tmp"
+        other.write_text('{"half')
+        os.utime(other, (1, 1))
+        store.save(document())
 
+        assert sorted(p.name for p in directory.iterdir()) == ["default.json"]
+        leftover.write_text('{"half')
+        os.utime(leftover, (1, 1))
+        store.save(document("c" * 64))
+        assert leftover.exists()  # not listed again so soon
+        later = time.time() + STALE_TEMP_SECONDS
+        monkeypatch.setattr(time, "time", lambda: later)
+        store.save(document("d" * 64))
         assert sorted(p.name for p in directory.iterdir()) == ["default.json"]
 
     def test_the_backend_names_the_protection(self, directory: Path) -> None:

@@ -303,6 +303,7 @@ class Daemon:
                 name,
                 next_attempt_at=None if when is None else int(when),
                 waiting_for_network_since=None,
+                durable=False,  # planned again at the next start if a power cut loses it
             )
         except (StateUnwritable, UnsafeLocation) as exc:  # the plan stands; only `status` lags
             self._log.warning("daemon.state_not_written", account=name, error=str(exc))

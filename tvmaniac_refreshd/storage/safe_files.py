@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import stat
 import time
 
@@ -239,7 +240,9 @@ def read_private_file(dir_fd: int, name: str) -> bytes | None:
         os.close(fd)
 
 
-def write_private_file(dir_fd: int, name: str, data: bytes, *, mode: int = FILE_MODE) -> None:
+def write_private_file(
+    dir_fd: int, name: str, data: bytes, *, mode: int = FILE_MODE, durable: bool = True
+) -> None:
     """Replace ``name`` with ``data`` so that a crash at any point leaves the old or the new
     content, never a truncated or empty file, and the new one survives a power cut once this
     returns.
@@ -247,12 +250,14 @@ def write_private_file(dir_fd: int, name: str, data: bytes, *, mode: int = FILE_
     The temporary file (``.<name>.<random>.tmp``) is created exclusively, so it can never be a
     link someone planted, and the rename replaces a link rather than writing through it.
     Leftovers of killed writers are swept first. ``mode`` is the new file's (a service unit is
-    0644; everything else keeps the default).
+    0644; everything else keeps the default). ``durable=False`` leaves out the directory's sync:
+    the content is synced, so a power cut still leaves the old file or the new one, but the new
+    one may be lost (for what is written again anyway, as the daemon's planned times).
 
     Raises:
         OSError: the write failed (full disk, read-only file system...); the old file is intact.
     """
-    _sweep(dir_fd, name)
+    _sweep(dir_fd)
     temporary = f".{name}.{os.urandom(6).hex()}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(temporary, flags, mode, dir_fd=dir_fd)
@@ -272,10 +277,13 @@ def write_private_file(dir_fd: int, name: str, data: bytes, *, mode: int = FILE_
             os.unlink(temporary, dir_fd=dir_fd)
         raise
     # The rename is durable only once the directory entry is on disk.
-    os.fsync(dir_fd)
+    if durable:
+        os.fsync(dir_fd)
 
 
-def write_atomically(path: PathArg, content: str | bytes, *, mode: int = FILE_MODE) -> None:
+def write_atomically(
+    path: PathArg, content: str | bytes, *, mode: int = FILE_MODE, durable: bool = True
+) -> None:
     """Write ``content`` to ``path`` as ``write_private_file`` does. The caller makes sure
     the directory is one to trust (``ensure_private_dir``).
 
@@ -288,7 +296,7 @@ def write_atomically(path: PathArg, content: str | bytes, *, mode: int = FILE_MO
     # on a directory it did not check.
     directory = os.open(os.path.dirname(text) or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        write_private_file(directory, os.path.basename(text), data, mode=mode)
+        write_private_file(directory, os.path.basename(text), data, mode=mode, durable=durable)
     finally:
         os.close(directory)
 
@@ -303,11 +311,25 @@ def delete_private_file(dir_fd: int, name: str) -> bool:
     return True
 
 
-def _sweep(dir_fd: int, name: str) -> None:
-    cutoff = time.time() - STALE_TEMP_SECONDS
-    prefix = f".{name}."
+# When each directory (device, inode) was last swept by this process. A leftover is a killed
+# writer's, rare and harmless until swept: listing a state directory of a thousand accounts
+# before each of a thousand writes made the daemon's first plan quadratic.
+_swept: dict[tuple[int, int], float] = {}
+_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")  # write_private_file's, for any name
+
+
+def _sweep(dir_fd: int) -> None:
+    """Remove every writer's leftover older than STALE_TEMP_SECONDS in the directory, at most
+    once per STALE_TEMP_SECONDS per directory and process."""
+    now = time.time()
+    info = os.fstat(dir_fd)
+    key = (info.st_dev, info.st_ino)
+    if now - _swept.get(key, 0.0) < STALE_TEMP_SECONDS:
+        return
+    _swept[key] = now
+    cutoff = now - STALE_TEMP_SECONDS
     for entry in os.listdir(dir_fd):
-        if entry.startswith(prefix) and entry.endswith(".tmp"):
+        if _TEMPORARY.fullmatch(entry):
             with contextlib.suppress(OSError):
                 if os.stat(entry, dir_fd=dir_fd, follow_symlinks=False).st_mtime < cutoff:
                     os.unlink(entry, dir_fd=dir_fd)

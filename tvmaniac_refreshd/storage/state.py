@@ -133,19 +133,26 @@ class StateFiles:
         except TypeError:
             return AccountRecord()
 
-    def save(self, account: str, record: AccountRecord) -> None:
-        """Write ``record`` so that a crash leaves either the old or the new file, never half."""
+    def save(self, account: str, record: AccountRecord, *, durable: bool = True) -> None:
+        """Write ``record`` so that a crash leaves either the old or the new file, never half
+        (``durable=False``: and a power cut may leave the old one; safe_files.py)."""
         payload = json.dumps({"version": STATE_VERSION, **asdict(record)}, indent=1)
         with self._writing():
             ensure_private_dir(self.directory)
-            write_atomically(self._path(account), payload)
+            write_atomically(self._path(account), payload, durable=durable)
 
-    def update(self, account: str, **changes: Unpack[RecordChanges]) -> AccountRecord:
+    def update(
+        self, account: str, *, durable: bool = True, **changes: Unpack[RecordChanges]
+    ) -> AccountRecord:
         """Apply ``changes`` to the stored record and return the result (see ``modify``)."""
-        return self.modify(account, lambda record: replace(record, **changes))
+        return self.modify(account, lambda record: replace(record, **changes), durable=durable)
 
     def modify(
-        self, account: str, change: Callable[[AccountRecord], AccountRecord]
+        self,
+        account: str,
+        change: Callable[[AccountRecord], AccountRecord],
+        *,
+        durable: bool = True,
     ) -> AccountRecord:
         """Replace the stored record with ``change(record)`` and return the result.
 
@@ -154,6 +161,8 @@ class StateFiles:
         a change computed from the record (a failure counted) counts every writer's. Nothing is
         written when nothing changes: the daemon records its plan for every account at each
         plan, and at a thousand accounts those writes (each synced) were most of READY.
+        ``durable=False`` is for what may be lost to a power cut (the old record then stays,
+        whole): the daemon's planned times, planned again at its next start.
 
         Raises:
             StateUnwritable: the directory cannot be written (full disk, quota).
@@ -163,7 +172,7 @@ class StateFiles:
             current = self.load(account)
             record = change(current)
             if record != current or not self._path(account).exists():
-                self.save(account, record)
+                self.save(account, record, durable=durable)
             return record
 
     @contextlib.contextmanager
