@@ -19,7 +19,6 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from tvmaniac_refreshd.core.errors import UnsafeLocation
 from tvmaniac_refreshd.core.locations import ACCOUNT_ENV, APP
@@ -32,10 +31,15 @@ from tvmaniac_refreshd.storage.quick_record import (
     stamp,
 )
 from tvmaniac_refreshd.storage.safe_files import is_private_dir, read_private_text
-from tvmaniac_refreshd.storage.secret_service import Unsure, read_item
-from tvmaniac_refreshd.storage.session_bus import adopt_session_bus, may_choose_backend_explicitly
+from tvmaniac_refreshd.storage.session_bus import (
+    Unsure,
+    adopt_session_bus,
+    may_choose_backend_explicitly,
+)
 from tvmaniac_refreshd.storage.token_socket import ask as ask_daemon
 
+# Not typing's: its import costs this path 2 ms (mypy and ruff read the name alike).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import TextIO
 
@@ -188,6 +192,25 @@ def _stored_document(
     # plain: the access token is printed right away anyway (secret_service.py explains).
     text = read_item(APP, name, timeout=READ_TIMEOUT, environ=environ, encrypted=False)
     return json.loads(text or "null")
+
+
+def read_item(
+    service: str,
+    username: str,
+    *,
+    timeout: float,
+    environ: Mapping[str, str],
+    encrypted: bool,
+) -> str | None:
+    """secret_service.read_item, loaded only when no daemon answered: that module and the
+    ``typing`` it needs cost this path 3 ms.
+
+    Raises:
+        Unsure, OSError: as secret_service.read_item.
+    """
+    from tvmaniac_refreshd.storage.secret_service import read_item as read  # noqa: PLC0415
+
+    return read(service, username, timeout=timeout, environ=environ, encrypted=encrypted)
 
 
 def _decision(

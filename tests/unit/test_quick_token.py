@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tvmaniac_refreshd import quick_token
 from tvmaniac_refreshd.core.token_form import MAX_TOKEN_LENGTH, is_token_text
 from tvmaniac_refreshd.storage import layout, quick_record
-from tvmaniac_refreshd.storage.secret_service import Unsure
+from tvmaniac_refreshd.storage.session_bus import Unsure
 from tvmaniac_refreshd.storage.token_socket import public_document
 
 NOW = 1_800_000_000

@@ -335,9 +335,10 @@ class TestDirectSecretService:
     def test_an_unreachable_bus_is_handed_to_keyring(self, tmp_path: Path) -> None:
         """No bus at the address: keyring's backend decides and words it, as before the link."""
         from tvmaniac_refreshd.storage import secret_service  # noqa: PLC0415
+        from tvmaniac_refreshd.storage.session_bus import Unsure  # noqa: PLC0415
 
         environ = {"DBUS_SESSION_BUS_ADDRESS": f"unix:path={tmp_path}/no-bus"}
-        with pytest.raises(secret_service.Unsure) as caught:
+        with pytest.raises(Unsure) as caught:
             secret_service.read_item("tvmaniac-refreshd", "default", environ=environ, timeout=5)
 
-        assert type(caught.value) is secret_service.Unsure
+        assert type(caught.value) is Unsure

@@ -52,6 +52,9 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
+# Defined with the session bus, so that the quick `token` catches it without this import.
+from tvmaniac_refreshd.storage.session_bus import Unsure
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
@@ -70,10 +73,6 @@ T = TypeVar("T")
 # Where nobody can answer a prompt, how long one may take to complete by itself (KWallet's unlock
 # of a wallet PAM already opened, KeePassXC's CreateItem) before it is taken to need a person.
 UNATTENDED_PROMPT_SECONDS = 2.0
-
-
-class Unsure(Exception):  # not an error: "let keyring decide"
-    """The direct read met something keyring handles (a prompt, an error to translate)."""
 
 
 class NoAnswer(Unsure):

@@ -12,6 +12,13 @@ from collections.abc import Mapping
 from tvmaniac_refreshd.storage.safe_files import is_private_dir
 
 
+class Unsure(Exception):  # not an error: "let keyring decide"
+    """The direct read met something keyring handles (a prompt, an error to translate).
+
+    secret_service.py raises it; it lives here so the quick `token` path can catch it without
+    importing that module (and ``typing``) when a running daemon answered instead."""
+
+
 def may_choose_backend_explicitly(environ: Mapping[str, str], platform: str) -> bool:
     """Return whether the user may have chosen a keyring backend (or keyring would refuse to start).
 

@@ -40,11 +40,12 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING
 
 from tvmaniac_refreshd.storage.layout import token_socket
 from tvmaniac_refreshd.storage.quick_record import STAMP_KEYS
 
+# Not typing's: its import costs the quick `token` path 2 ms (mypy and ruff read it alike).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
 
