@@ -160,6 +160,17 @@ class TestPlanning:
         assert world.planned() > world.clock()  # type: ignore[operator]
         assert [event for _, event, _ in world.alerter.events] == [AlertEvent.REFRESHED]
 
+    def test_the_daemons_refresh_reads_the_item_once(self, world: World) -> None:
+        """It planned for a known token: one read under the lock, then the probe, the new
+        pair and its read-back (the refresher's two reads were one read too many here)."""
+        world.daemon.plan_all()
+        due = world.due()  # a read of its own
+        world.backend.calls = 0
+        world.advance_to(due)
+
+        assert len(world.trakt.spent) == 1
+        assert world.backend.calls == 4  # read, probe write, write, read-back
+
     def test_pair_due_on_arrival_does_not_storm(self, world: World) -> None:
         """A new pair that is already due (server clock far behind) waits a tenth of its life."""
         world.daemon.plan_all()

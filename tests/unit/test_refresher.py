@@ -11,9 +11,9 @@ from tvmaniac_refreshd.config.settings import Account, StoreSettings, TraktSetti
 from tvmaniac_refreshd.core.errors import RefreshdError, SessionRejected, TransientError
 from tvmaniac_refreshd.core.policy import RefreshPolicy
 from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet
-from tvmaniac_refreshd.daemon.refresher import Refresher
+from tvmaniac_refreshd.daemon.refresher import Freshness, Refresher
 from tvmaniac_refreshd.storage.keyring_store import KeyringStore
-from tvmaniac_refreshd.storage.state import StateFiles
+from tvmaniac_refreshd.storage.state import StateFiles, token_digest
 
 START = 1_800_000_000.0
 ACCOUNT = Account(
@@ -283,6 +283,33 @@ class TestEnsureFresh:
 
         assert calls == ["get", "get", "set", "set", "get"]
         assert trakt.spent == ["refresh-0000-xxxxxxxx"]
+
+    def test_a_planned_refresh_reads_the_item_once_under_the_lock(self, world: World) -> None:
+        """The daemon knows which token it found due: one read, under the lock, not two."""
+        refresher, trakt, _, store, _ = world
+        memory = store._resolve()
+        assert isinstance(memory, MemoryBackend)
+        calls: list[str] = []
+        get = memory.get_password
+
+        def counted_get(service: str, username: str) -> str | None:
+            calls.append("get")
+            return get(service, username)
+
+        memory.get_password = counted_get  # type: ignore[method-assign]
+        fresh = refresher.ensure_fresh(planned=token_digest("refresh-0000-xxxxxxxx"), force=True)
+
+        assert fresh.how is Freshness.REFRESHED
+        assert calls == ["get", "get"]  # under the lock, and the new pair's read-back
+        assert trakt.spent == ["refresh-0000-xxxxxxxx"]
+
+    def test_a_planned_refresh_of_a_token_replaced_since_spends_nothing(self, world: World) -> None:
+        refresher, trakt, _, _, _ = world
+
+        fresh = refresher.ensure_fresh(planned=token_digest("refresh-of-another-run"), force=True)
+
+        assert fresh.how is Freshness.BY_OTHER
+        assert trakt.spent == []
 
     def test_not_logged_in(self, world: World) -> None:
         """No stored tokens is a rejection telling the user to log in."""

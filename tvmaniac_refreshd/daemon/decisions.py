@@ -175,7 +175,8 @@ class Daemon:
                     return
                 refresh = False  # not due after all: plan it as usual
             if refresh:
-                fresh = refresher.ensure_fresh()
+                # The token planned for: read once, under the lock (refresher.py).
+                fresh = refresher.ensure_fresh(planned=watch.token)
                 document = fresh.document
                 if fresh.refreshed:
                     watch.last_result = RefreshResult.REFRESHED

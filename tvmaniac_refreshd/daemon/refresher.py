@@ -147,8 +147,15 @@ class Refresher:
                 account=self.account.name,
             )
 
-    def ensure_fresh(self, *, min_valid: int | None = None, force: bool = False) -> Fresh:
+    def ensure_fresh(
+        self, *, min_valid: int | None = None, force: bool = False, planned: str | None = None
+    ) -> Fresh:
         """Return tokens that are not due, refreshing them first if needed (or if ``force``).
+
+        ``planned``: the digest (state.token_digest) of the refresh token the caller found due
+        (the daemon, at its plan). The item is then read once, under the lock, instead of once
+        to decide and again under the lock: another token there means another process
+        refreshed since, as a change between the two reads does.
 
         Raises:
             SessionRejected: the account needs `login` (nothing is sent if that is known).
@@ -160,17 +167,22 @@ class Refresher:
             kept = self._store_unsaved()
             if kept is not None:
                 return Fresh(kept, Freshness.REFRESHED)
-            document = self._load()
-            if not force and not self._due(document, min_valid):
+            document = None if planned is not None else self._load()
+            if document is not None and not force and not self._due(document, min_valid):
                 return self._kept(Fresh(document, Freshness.NOT_DUE))
             with contextlib.ExitStack() as held:
                 held.enter_context(
                     account_lock(self._lock_dir, self.account.name, timeout=self._lock_timeout)
                 )
                 current = self._load()
-                if current.tokens.refresh_token != document.tokens.refresh_token:
-                    # Another process refreshed while we waited: its pair is as fresh as a pair
-                    # can be, and refreshing again would only spend a token for nothing.
+                replaced = (
+                    token_digest(current.tokens.refresh_token) != planned
+                    if document is None
+                    else current.tokens.refresh_token != document.tokens.refresh_token
+                )
+                if replaced:
+                    # Another process refreshed since (or while we waited): its pair is as fresh
+                    # as a pair can be, and refreshing again would only spend a token for nothing.
                     return self._kept(Fresh(current, Freshness.BY_OTHER))
                 if not force and not self._due(current, min_valid):
                     return self._kept(Fresh(current, Freshness.NOT_DUE))
