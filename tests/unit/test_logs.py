@@ -346,3 +346,38 @@ def test_a_secret_inside_a_longer_one_never_uncovers_the_rest() -> None:
     register_secret("abcdefghij", account="c", kind="access")
 
     assert redact_text("xxabcdefghyy abcdefghij") == f"{REDACTED} {REDACTED}"
+
+
+def test_many_secrets_are_found_as_few_are() -> None:
+    """Past INDEXED_FROM secrets a line is searched through an index of their beginnings; it
+    finds what the plain search finds, overlaps and embedded secrets included."""
+    import random  # noqa: PLC0415
+
+    from tvmaniac_refreshd.core.logs import (  # noqa: PLC0415
+        INDEXED_FROM,
+        redact_text,
+        register_secret,
+    )
+
+    pick = random.Random(28)  # noqa: S311 (test data, repeatable)
+    alphabet = "abcdefgh0123456789-._"
+    secrets = ["".join(pick.choices(alphabet, k=pick.randint(8, 40))) for _ in range(400)]
+    secrets += ["xxabcdefghyy", "abcdefgh", "abcdefghij", "12345678abcd", "5678abcdefgh"]
+    texts = [
+        " ".join(pick.choice(secrets) + "".join(pick.choices(alphabet, k=3)) for _ in range(4))
+        for _ in range(200)
+    ]
+    texts += ["xxabcdefghyy abcdefghij", "12345678abcdefgh", "nothing here"]
+
+    def plain(text: str) -> str:
+        for secret in sorted(set(secrets), key=lambda secret: (-len(secret), secret)):
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    for index, secret in enumerate(secrets):
+        register_secret(secret, account=f"a{index}", kind="access")
+
+    assert len(set(secrets)) >= INDEXED_FROM
+    for text in texts:
+        assert redact_text(text) == plain(text), text

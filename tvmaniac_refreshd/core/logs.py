@@ -105,6 +105,10 @@ class _Known:
         self.accounts: dict[tuple[str, str], tuple[str, ...]] = {}
         self.holders: dict[str, int] = {}  # how many of the above hold each value
         self.short: tuple[str, ...] = ()
+        # The long secrets by their first MIN_SECRET_LENGTH characters, so that a line is
+        # searched for the few that start somewhere in it, not for each of thousands. Changed
+        # in place (only looked up, never iterated, by redact_text), its values swapped whole.
+        self.index: dict[str, tuple[str, ...]] = {}
 
     def register(self, value: str, account: str | None, kind: str) -> None:
         if account is None:
@@ -132,8 +136,10 @@ class _Known:
             return
         long_secrets, pattern = self.redaction
         if len(value) >= MIN_SECRET_LENGTH:
-            at = bisect.bisect_left(long_secrets, -len(value), key=_minus_length)
+            at = bisect.bisect_left(long_secrets, _longest_first(value), key=_longest_first)
             self.redaction = ((*long_secrets[:at], value, *long_secrets[at:]), pattern)
+            start = value[:MIN_SECRET_LENGTH]
+            self.index[start] = (*self.index.get(start, ()), value)
         else:
             self._set_short((*self.short, value))
 
@@ -146,6 +152,12 @@ class _Known:
         if len(value) >= MIN_SECRET_LENGTH:
             at = long_secrets.index(value)
             self.redaction = (long_secrets[:at] + long_secrets[at + 1 :], pattern)
+            start = value[:MIN_SECRET_LENGTH]
+            rest = tuple(secret for secret in self.index.get(start, ()) if secret != value)
+            if rest:
+                self.index[start] = rest
+            else:
+                self.index.pop(start, None)
         else:
             self._set_short(tuple(secret for secret in self.short if secret != value))
 
@@ -160,8 +172,10 @@ class _Known:
         self.redaction = (self.redaction[0], pattern)
 
 
-def _minus_length(text: str) -> int:
-    return -len(text)
+def _longest_first(text: str) -> tuple[int, str]:
+    """The order of the long secrets: longest first, then (for overlaps of equal length, one
+    order whichever way they were found) alphabetical."""
+    return -len(text), text
 
 
 _known = _Known()
@@ -178,15 +192,32 @@ def register_secret(value: str | None, *, account: str | None = None, kind: str 
             _known.register(value, account, kind)
 
 
+# Past this many long secrets (a daemon of many accounts), a line is searched through the index.
+INDEXED_FROM = 64
+
+
 def redact_text(text: str) -> str:
     """Return ``text`` with every registered secret replaced."""
     long_secrets, short_pattern = _known.redaction  # one snapshot: swapped, never mutated
+    if len(long_secrets) >= INDEXED_FROM:
+        # The same secrets, longest first, as the loop below would find them in ``text``.
+        long_secrets = tuple(sorted(_present(text, _known.index), key=_longest_first))
     for secret in long_secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
     if short_pattern is not None:
         text = short_pattern.sub(REDACTED, text)
     return text
+
+
+def _present(text: str, index: Mapping[str, tuple[str, ...]]) -> set[str]:
+    """Return the long secrets that occur in ``text``, by the index of their beginnings."""
+    found: set[str] = set()
+    for at in range(len(text) - MIN_SECRET_LENGTH + 1):
+        candidates = index.get(text[at : at + MIN_SECRET_LENGTH])
+        if candidates:
+            found.update(secret for secret in candidates if text.startswith(secret, at))
+    return found
 
 
 def strip_controls(text: str) -> str:
