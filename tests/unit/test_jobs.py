@@ -14,12 +14,20 @@ from tests.unit.test_daemon import JOB, World
 from tests.unit.test_refresher import ACCOUNT
 from tvmaniac_refreshd.config.jobs import DailyAt, Job
 from tvmaniac_refreshd.config.settings import Config, parse_config
-from tvmaniac_refreshd.core.errors import ConfigError
+from tvmaniac_refreshd.core.errors import ConfigError, TokenInUse
 from tvmaniac_refreshd.daemon.alerts import AlertEvent
+from tvmaniac_refreshd.daemon.decisions import Condition
 from tvmaniac_refreshd.daemon.job_process import Finished
 from tvmaniac_refreshd.daemon.job_schedule import JobPlan
-from tvmaniac_refreshd.daemon.jobs import JobEngine, JobResult, classify, next_regular
+from tvmaniac_refreshd.daemon.jobs import (
+    JobEngine,
+    JobResult,
+    classify,
+    next_regular,
+    running_jobs,
+)
 from tvmaniac_refreshd.storage.job_state import JobStates
+from tvmaniac_refreshd.storage.locks import token_in_use
 
 BASE = '[accounts.default]\nprovider = "trakt"\nclient_id = "cid"\n'
 
@@ -261,18 +269,59 @@ def test_the_plan_runs_a_new_job_at_once_then_every_period(tmp_path: Path) -> No
     assert again.planned() == jobs.world.clock() + 3600
 
 
-def test_a_refresh_due_while_a_job_holds_the_token_waits_for_it(tmp_path: Path) -> None:
+def test_a_refresh_due_while_a_job_holds_the_token_waits_for_its_end(tmp_path: Path) -> None:
+    """The in-use lock, not a window: held shared (by a job of any process), the daemon's due
+    refresh is deferred (no failure, no backoff) and runs when the watcher sees the job end."""
     world = World(tmp_path)
-    world.daemon.holding = lambda account: world.clock() + 120
-    world.advance_to(world.due())
-    world.daemon.run_account("default")
-    assert world.trakt.spent == []  # not while the job uses the access token
-    assert world.planned() == world.clock() + 120
-    world.daemon.holding = lambda account: None
-    world.advance_to(world.clock() + 120)
+    waiting: list[Callable[[], object]] = []
+    world.daemon.after_jobs = lambda refresher, then: waiting.append(then)
+    world.daemon.jobs_using = lambda account: ["sync"]
+    world.daemon.plan_all()
+    with token_in_use(tmp_path / "locks", "default", wait=1):
+        world.advance_to(world.due())
+        assert world.trakt.spent == []  # not while the job uses the access token
+        watch = world.daemon.watches["default"]
+        assert (watch.condition, watch.attempts) == (Condition.WAITING_FOR_JOB, 0)
+        assert "default: refresh waiting for job sync" in world.daemon.status_line()
+        assert world.states.load("default").consecutive_failures == 0
+        assert len(waiting) == 1
+    waiting[0]()  # the watcher: the job ended
     world.planner.run_due(world.clock())
     assert world.trakt.spent == ["refresh-0000-xxxxxxxx"]
-    assert JOB in world.planner.jobs
+    assert world.daemon.watches["default"].condition is Condition.SCHEDULED
+
+
+def test_a_forced_refresh_waits_for_the_job_then_gives_up_with_75(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    in_use = token_in_use(tmp_path / "locks", "default", wait=1)
+    with in_use, pytest.raises(TokenInUse, match="job is running with account 'default'") as caught:
+        world.refresher(ACCOUNT).ensure_fresh(force=True, job_wait=0.05)
+    assert caught.value.exit_code == 75
+    assert world.trakt.spent == []
+    assert world.states.load("default").consecutive_failures == 0
+    assert world.refresher(ACCOUNT).ensure_fresh(force=True).refreshed  # the job has ended
+
+
+def test_a_job_holds_the_in_use_lock_for_its_whole_run(tmp_path: Path) -> None:
+    """What the job's command sees: a refresh (an exclusive flock) cannot have the lock."""
+    jobs = Jobs(tmp_path)
+    lock = tmp_path / "locks" / "in-use" / "default.lock"
+    probe = f"flock -n -x {lock} true && echo free > {jobs.out} || echo held > {jobs.out}"
+    own = Job("probe", ("sh", "-c", probe), None, every=3600, timeout=60)
+    assert jobs.engine.run(own, ACCOUNT).result is JobResult.DONE
+    assert jobs.out.read_text().strip() == "held"
+    assert jobs.states.load("probe").running_pid is None  # cleared at the end
+    with token_in_use(tmp_path / "locks", "default", wait=1):  # shared: jobs run side by side
+        assert jobs.engine.run(jobs.job, ACCOUNT).result is JobResult.DONE
+
+
+def test_running_jobs_are_named_by_their_records(tmp_path: Path) -> None:
+    jobs = Jobs(tmp_path)
+    config = Config(source="t", accounts={"default": ACCOUNT}, jobs={"sync": jobs.job})
+    assert running_jobs(config, jobs.states, "default") == []
+    jobs.states.update("sync", running_pid=os.getpid())
+    assert running_jobs(config, jobs.states, "default") == ["sync"]
+    assert running_jobs(config, jobs.states, "other") == []
 
 
 def test_status_line_carries_the_jobs(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tvmaniac_refreshd.core.errors import EXIT_OK, AlreadyRunning, ConfigError
+from tvmaniac_refreshd.core.errors import EXIT_OK, AlreadyRunning, ConfigError, RefreshdError
 from tvmaniac_refreshd.core.launchd_log import (
     in_background_session,
     supervised_by_launchd,
@@ -28,7 +28,7 @@ from tvmaniac_refreshd.daemon.alerts import Alerter
 from tvmaniac_refreshd.daemon.decisions import Daemon
 from tvmaniac_refreshd.daemon.hook_sandbox import current_unit
 from tvmaniac_refreshd.daemon.job_schedule import JobPlan
-from tvmaniac_refreshd.daemon.jobs import JobEngine
+from tvmaniac_refreshd.daemon.jobs import JobEngine, running_jobs
 from tvmaniac_refreshd.daemon.notify import Notifier, watchdog_interval
 from tvmaniac_refreshd.daemon.scheduler import Scheduler
 from tvmaniac_refreshd.storage.job_state import JobStates
@@ -264,7 +264,9 @@ def _job_plan(
         environ=environ,
         network=daemon.network,  # issue 29's NetworkState: a job may wait for the link
     )
-    daemon.holding = engine.holding
+    states = engine.states
+    daemon.jobs_using = lambda account: running_jobs(daemon.config, states, account)
+    daemon.after_jobs = _after_jobs
     plan = JobPlan(
         daemon.config,
         planner=scheduler,
@@ -275,6 +277,23 @@ def _job_plan(
     daemon.jobs_status = plan.status_line
     plan.plan_all()
     return plan
+
+
+def _after_jobs(refresher: Refresher, then: Callable[[], object]) -> None:
+    """Call ``then`` once no job runs with ``refresher``'s token: a thread blocks on the in-use
+    lock (storage/locks.py), so the refresh follows the job's end, in whatever process it ran."""
+
+    def watch() -> None:
+        try:
+            refresher.wait_unused()
+        except RefreshdError as exc:  # the periodic look (decisions.py) still comes
+            get_logger(account=refresher.account.name).warning(
+                "daemon.job_watch_failed", error=str(exc)
+            )
+            return
+        then()
+
+    threading.Thread(target=watch, name=f"after jobs {refresher.account.name}", daemon=True).start()
 
 
 def wait_until_free(lock: Path) -> bool:
