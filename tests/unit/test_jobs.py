@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.harness import wait_until
 from tests.unit.test_daemon import JOB, World
 from tests.unit.test_refresher import ACCOUNT
 from tvmaniac_refreshd.config.jobs import DailyAt, Job
@@ -368,3 +369,51 @@ def test_jobs_run_on_a_pool_of_their_own() -> None:
     finally:
         release.set()
         scheduler.shutdown()
+
+
+def test_a_reload_that_adds_jobs_gives_each_a_worker() -> None:
+    """The jobs' pool was sized at start: a job added by a reload waited for a running one."""
+    from tvmaniac_refreshd.daemon.scheduler import Scheduler  # noqa: PLC0415
+
+    scheduler = Scheduler(max_workers=1, job_workers=1)
+    release = threading.Event()
+    first, second = threading.Event(), threading.Event()
+
+    def long_job() -> None:
+        first.set()
+        release.wait(60)
+
+    scheduler.at("job:a", 0.0, long_job)
+    scheduler.start()
+    try:
+        assert first.wait(60)
+        scheduler.resize_jobs(2)  # what a reload with a second job does
+        scheduler.at("job:b", 0.0, second.set)
+        assert second.wait(60)  # not kept waiting by job a
+    finally:
+        release.set()
+        scheduler.shutdown()
+
+
+def test_a_reload_while_a_job_runs_does_not_plan_it_again(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    jobs = Jobs(tmp_path)
+    started = tmp_path / "started"
+    script = (
+        f"touch {started}; i=0; "
+        f"while [ ! -e {gate} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done"
+    )
+    slow = Job("sync", ("sh", "-c", script), None, every=3600, timeout=60)
+    config = Config(source="t", accounts={"default": ACCOUNT}, jobs={"sync": slow})
+    jobs.plan.reload(config)
+    jobs.world.planner.jobs.clear()
+    runner = threading.Thread(target=jobs.plan.run, args=("sync",))
+    runner.start()
+    try:
+        wait_until(started.exists, timeout=60, what="the job to start")
+        jobs.plan.reload(config)
+        assert jobs.planned() is None  # it plans its own next run when it ends
+    finally:
+        gate.touch()
+        runner.join(60)
+    assert jobs.planned() == jobs.world.clock() + 3600

@@ -40,6 +40,7 @@ class JobPlan:
         self._on_change = on_change
         self.next_at: dict[str, float] = {}  # what is planned, for STATUS=
         self.results: dict[str, JobResult] = {}  # the last run's, in this process
+        self._running: set[str] = set()  # each plans its own next run when it ends
         self._planner = planner
         self.engine = engine
         self._clock = clock
@@ -49,6 +50,8 @@ class JobPlan:
     def plan_all(self) -> None:
         now = self._clock()
         for name in self.config.jobs:
+            if name in self._running:
+                continue  # a reload while it runs: planning it now would run it twice at once
             record = self.engine.states.load(name)
             when = now
             if record.next_run_at is not None:
@@ -65,6 +68,7 @@ class JobPlan:
         job = self.config.jobs.get(name)
         if job is None:  # removed by a reload
             return
+        self._running.add(name)
         try:
             account = self.config.select(job.account)
             outcome = self.engine.run(job, account)
@@ -74,6 +78,8 @@ class JobPlan:
         except Exception as exc:  # a bug must not stop the other jobs
             self._log.exception("job.unexpected_error", job=name, error=repr(exc))
             return
+        finally:
+            self._running.discard(name)
         self.next_at.pop(name, None)
         if outcome.next_at is not None:
             self._planner.at(job_id(name), outcome.next_at, functools.partial(self.run, name))

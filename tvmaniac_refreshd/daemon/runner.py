@@ -217,7 +217,7 @@ def run_daemon(
                 )
             else:
                 config = engines.config
-                _adopt(engines, daemon, jobs)
+                _adopt(engines, daemon, jobs, scheduler)
                 log.info("daemon.reloaded", accounts=len(config.accounts))
             notifier.ready(daemon.status_line())
         notifier.stopping()
@@ -240,9 +240,11 @@ def _stop_planning(scheduler: Scheduler, jobs: JobPlan) -> None:
     jobs.close()
 
 
-def _adopt(engines: Engines, daemon: Daemon, jobs: JobPlan) -> None:
-    """A reload's new config and refreshers, for the accounts and for the jobs."""
+def _adopt(engines: Engines, daemon: Daemon, jobs: JobPlan, scheduler: Scheduler) -> None:
+    """A reload's new config and refreshers, for the accounts and for the jobs (a worker
+    each: one job's run must not wait for another's)."""
     daemon.reload(engines.config, refresher=engines.refresher)
+    scheduler.resize_jobs(len(engines.config.jobs))
     jobs.reload(engines.config)
 
 
