@@ -417,3 +417,31 @@ def test_a_reload_while_a_job_runs_does_not_plan_it_again(tmp_path: Path) -> Non
         gate.touch()
         runner.join(60)
     assert jobs.planned() == jobs.world.clock() + 3600
+
+
+def test_a_job_run_elsewhere_takes_the_record_its_process_wrote(tmp_path: Path) -> None:
+    """The daemon in its unit: `job run` in a transient unit records the run; the daemon's
+    plan follows that record (a 75's backoff, its result)."""
+    jobs = Jobs(tmp_path)
+
+    def launch() -> int:  # what `job run sync` in its unit leaves behind
+        jobs.states.update("sync", last_run_at=1, last_result="retry", next_run_at=12345)
+        return 75
+
+    outcome = jobs.engine.run_elsewhere(jobs.job, ACCOUNT, launch)
+    assert (outcome.result, outcome.code, outcome.next_at) == (JobResult.RETRY, 75, 12345.0)
+    # systemd-run failed before anything ran: a failure the daemon records itself.
+    failed = jobs.engine.run_elsewhere(jobs.job, ACCOUNT, lambda: 1)
+    assert (failed.result, failed.code) == (JobResult.FAILED, 1)
+    assert jobs.states.load("sync").attempts == 1
+
+
+def test_the_transient_unit_carries_no_token() -> None:
+    from tvmaniac_refreshd.daemon.job_unit import unit_argv  # noqa: PLC0415
+
+    job = Job("sync", ("my-sync",), None, every=3600, timeout=60)
+    argv = unit_argv(job, "u.service", ["/py", "-m", "tvmaniac_refreshd"], {"A": "secret"})
+    assert argv[-3:] == ["job", "run", "sync"]
+    assert "--wait" in argv
+    assert "--property=RuntimeMaxSec=180" in argv
+    assert not any("secret" in word or "ACCESS_TOKEN" in word for word in argv)

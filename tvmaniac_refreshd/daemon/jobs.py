@@ -192,6 +192,30 @@ class JobEngine:
             )
         return self._record(job, result, code, account, started)
 
+    def run_elsewhere(self, job: Job, account: Account, launch: Callable[[], int]) -> JobRun:
+        """Run ``job`` by ``launch``: another process (`job run` in a transient unit, see
+        job_unit.py) that applies the rules above and records the run; return that record's
+        outcome. Never raise."""
+        log = get_logger(job=job.name, account=account.name)
+        started = self._clock()
+        if job.network == "connected" and not self.network.online:
+            log.info("job.waiting_for_network")
+            return self._record(job, JobResult.WAITING_FOR_NETWORK, EXIT_TEMPORARY, None, started)
+        before = self.states.load(job.name)
+        code = launch()
+        after = self.states.load(job.name)
+        waited = code == EXIT_TEMPORARY and after.last_result == JobResult.WAITING_FOR_NETWORK
+        if after == before and not waited:
+            # Nothing recorded: the unit never got to run `job run` (systemd-run failed).
+            log.error("job.finished", result=JobResult.FAILED, exit_code=code)
+            return self._record(job, JobResult.FAILED, code or EXIT_FAILURE, account, started)
+        try:
+            result = JobResult(after.last_result or JobResult.FAILED)
+        except ValueError:
+            result = JobResult.FAILED
+        next_at = None if after.next_run_at is None else float(after.next_run_at)
+        return JobRun(result, code, next_at)
+
     def _mark_running(self, job: Job) -> None:
         try:
             self.states.update(job.name, running_pid=os.getpid())

@@ -7,6 +7,7 @@ Signals are blocked in every thread and taken synchronously by the main thread w
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import signal
@@ -28,6 +29,7 @@ from tvmaniac_refreshd.daemon.alerts import Alerter
 from tvmaniac_refreshd.daemon.decisions import Daemon
 from tvmaniac_refreshd.daemon.hook_sandbox import current_unit
 from tvmaniac_refreshd.daemon.job_schedule import JobPlan
+from tvmaniac_refreshd.daemon.job_unit import in_daemon_unit, run_in_unit, self_command
 from tvmaniac_refreshd.daemon.jobs import JobEngine, running_jobs
 from tvmaniac_refreshd.daemon.notify import Notifier, watchdog_interval
 from tvmaniac_refreshd.daemon.scheduler import Scheduler
@@ -269,12 +271,17 @@ def _job_plan(
     states = engine.states
     daemon.jobs_using = lambda account: running_jobs(daemon.config, states, account)
     daemon.after_jobs = _after_jobs
+    launcher = None
+    if in_daemon_unit(environ):  # outside the unit's sandbox, as timer mode runs them
+        command = self_command(daemon.config.source)
+        launcher = functools.partial(run_in_unit, command=command, environ=environ)
     plan = JobPlan(
         daemon.config,
         planner=scheduler,
         engine=engine,
         clock=daemon.clock,
         on_change=daemon.announce,
+        launcher=launcher,
     )
     daemon.jobs_status = plan.status_line
     plan.plan_all()
