@@ -484,16 +484,12 @@ class TestJobTimers:
             units = machine.container.run(["cat", "/home/tok/units.txt"], user=USER).stdout
             assert '"job" "run" "cache"' in units  # its own unit file, read while it ran
             argv = machine.container.run(["cat", "/home/tok/argv.txt"], user=USER).stdout
-            listed = poll(
-                lambda: (
-                    json.loads(machine.cli("job", "list", "--json").stdout)["jobs"][0]
-                    if "done" in machine.cli("job", "list").stdout
-                    else None
-                ),
-                timeout=60,
-                what="the daemon's record of the run",
-            )
-            assert listed["last_exit_code"] == 0
+
+            def listed() -> dict[str, object]:
+                return dict(json.loads(machine.cli("job", "list", "--json").stdout)["jobs"][0])
+
+            poll(lambda: listed()["last_result"] == "done", timeout=60, what="the job's record")
+            assert listed()["last_exit_code"] == 0
             journal = json.dumps(machine.container.journal(None, f"_UID={machine.uid}"))
             assert "daemon-job-ran" in journal
             tokens = {
