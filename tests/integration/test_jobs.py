@@ -145,6 +145,52 @@ def test_exit_77_fires_on_reauth_required(rig: Rig) -> None:
     assert rig.listed()["last_result"] == "login_needed"
 
 
+def test_exit_77_in_timer_mode_alerts_once_like_a_refresh(rig: Rig) -> None:
+    """Each timer firing is a process: the reminder lives in the state file, so a job that
+    keeps exiting 77 fires on_reauth_required once per [alerts] remind_every, not per run."""
+    rig.code.write_text("77")
+    first = rig.harness.run("job", "run", "sync")
+    second = rig.harness.run("job", "run", "sync")
+
+    assert (first.code, second.code) == (77, 77)
+    assert rig.hook.read_text().split() == ["reauth_required"]
+
+
+def test_job_run_waits_for_the_network_when_asked(rig: Rig) -> None:
+    """--wait-for-network: offline at the start, the run waits and goes ahead when the link
+    comes back (what the timer's oneshot does), instead of exiting 75 at once."""
+    from tests.support.system_bus import private_system_bus  # noqa: PLC0415
+
+    with private_system_bus() as bus:
+        manager = bus.start("NetworkManager")
+        manager.send("state 20")
+        log = rig.out.parent / "job-run.log"
+        with log.open("w") as sink:
+            process = subprocess.Popen(
+                rig.harness.command("job", "run", "--wait-for-network", "2m", "sync"),
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=sink,
+                env=rig.harness.env(**bus.env),
+            )
+        try:
+            wait_until(
+                lambda: "job.network_wait" in log.read_text(),
+                timeout=60,
+                what="the run to wait for the network",
+            )
+            assert rig.runs() == []
+            manager.send("state 70")
+            code = process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+    assert code == 0, log.read_text()
+    assert len(rig.runs()) == 1
+    assert stored_access_token(rig.harness) not in log.read_text()
+
+
 def test_a_timeout_kills_the_whole_process_group(harness: Harness, tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     harness.extra_config = (

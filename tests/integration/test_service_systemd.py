@@ -432,6 +432,57 @@ class TestJobTimers:
             )
             machine.cli("service", "uninstall")
 
+    def test_timer_mode_retries_a_75_by_a_transient_timer(self, machine: Machine) -> None:
+        """systemd refuses RestartForceExitStatus= on a oneshot: `job run` arms a transient
+        timer after the account's backoff, which starts the job's oneshot again."""
+        config_path = "~/.config/tvmaniac-refreshd/config.toml"
+        before = machine.container.run(["sh", "-c", f"cat {config_path}"], user=USER).stdout
+        script = 'echo run >> ~/flaky-runs; exit "$(cat ~/flaky-code)"'
+        job = (
+            '[retry]\ninitial = "2s"\nmaximum = "2s"\n'
+            "[jobs.flaky]\n"
+            f"command = {json.dumps(['sh', '-c', script])}\n"
+            'every = "6h"\ntimeout = "1m"\nmin_valid = "5s"\n'
+        )
+        machine.container.run(
+            [
+                "sh",
+                "-c",
+                f"umask 077 && cat >> {config_path} && rm -f ~/flaky-runs "
+                "~/.local/state/tvmaniac-refreshd/jobs/flaky.json && echo 75 > ~/flaky-code",
+            ],
+            user=USER,
+            input=job,
+            check=True,
+        )
+        service = "tvmaniac-refreshd-job-flaky.service"
+        try:
+            machine.cli("service", "install", "--mode", "timer")
+            machine.systemctl("start", service)  # waits for the oneshot: it exits 75
+            assert machine.show(service, "ExecMainStatus") == "75"
+            armed = machine.journal("JOB=flaky", "EVENT=job.retry_armed")
+            assert armed, machine.container.journal_text(None, f"_UID={machine.uid}")[-4000:]
+            machine.container.run(["sh", "-c", "echo 0 > ~/flaky-code"], user=USER, check=True)
+
+            def runs() -> int:
+                out = machine.container.run(["cat", "/home/tok/flaky-runs"], user=USER).stdout
+                return len(out.split())
+
+            poll(lambda: runs() >= 2, timeout=60, what="the retry's run")
+            poll(
+                lambda: '"last_result": "done"' in machine.cli("job", "list", "--json").stdout,
+                timeout=60,
+                what="the retry's record",
+            )
+        finally:
+            machine.container.run(
+                ["sh", "-c", f"umask 077 && cat > {config_path}"],
+                user=USER,
+                input=before,
+                check=True,
+            )
+            machine.cli("service", "uninstall")
+
     def test_daemon_mode_runs_a_job_outside_its_sandbox_without_the_token_in_a_unit(
         self, machine: Machine
     ) -> None:

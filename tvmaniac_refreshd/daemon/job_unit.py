@@ -107,6 +107,74 @@ def run_in_unit(job: Job, command: Sequence[str], environ: Mapping[str, str]) ->
     return done.returncode
 
 
+def retry_timer(name: str) -> str:
+    """The transient timer that retries job ``name`` in timer mode (``arm_retry``)."""
+    return f"{APP}-job-{name}-retry.timer"
+
+
+def in_job_unit(environ: Mapping[str, str], name: str) -> bool:
+    """Whether this process is timer mode's oneshot of job ``name`` (service/job_units.py)."""
+    return current_unit(environ) == f"{APP}-job-{name}.service"
+
+
+def arm_retry(name: str, delay: float) -> bool:
+    """Timer mode's backoff: start job ``name``'s oneshot again in ``delay`` seconds, by a
+    transient timer of the user's manager; return whether it was armed.
+
+    systemd refuses RestartForceExitStatus= on a oneshot, and Restart=on-failure would retry
+    every error: so `job run` arms the retry itself, with the delay the daemon would use. The
+    timer runs ``systemctl --user start --no-block`` of the installed oneshot: the retry is the
+    same unit, with the same properties, as a regular firing. One per job: a new one replaces
+    the last.
+    """
+    disarm_retry(name)
+    unit = retry_timer(name).removesuffix(".timer")
+    try:
+        done = subprocess.run(
+            [
+                "systemd-run",
+                "--user",
+                "--quiet",
+                "--collect",
+                f"--unit={unit}",
+                f"--on-active={max(1, round(delay))}s",
+                "--timer-property=AccuracySec=1s",
+                f"--description=Retry the {APP} job {name}",
+                "--",
+                "systemctl",
+                "--user",
+                "start",
+                "--no-block",
+                f"{APP}-job-{name}.service",
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        get_logger(job=name).warning("job.retry_not_armed", error=str(exc))
+        return False
+    if done.returncode != 0:
+        get_logger(job=name).warning("job.retry_not_armed", error=done.stderr.strip()[-500:])
+        return False
+    get_logger(job=name).info("job.retry_armed", unit=retry_timer(name), retry_in_s=round(delay))
+    return True
+
+
+def disarm_retry(name: str) -> None:
+    """Stop job ``name``'s retry timer, if one is armed (the job ran meanwhile)."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(
+            ["systemctl", "--user", "stop", retry_timer(name)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+
+
 def stop_running_units() -> None:
     """Stop every job unit still running (the daemon is stopping): as the in-process runner
     kills its job groups, so that no job outlives the daemon that planned it."""
