@@ -22,7 +22,7 @@ import threading
 from collections.abc import Mapping, Sequence
 
 from tvmaniac_refreshd.config.jobs import Job
-from tvmaniac_refreshd.core.locations import APP
+from tvmaniac_refreshd.core.locations import APP, JOB_RETRY_PREFIX
 from tvmaniac_refreshd.core.logs import get_logger
 from tvmaniac_refreshd.daemon.hook_sandbox import current_unit
 
@@ -109,7 +109,7 @@ def run_in_unit(job: Job, command: Sequence[str], environ: Mapping[str, str]) ->
 
 def retry_timer(name: str) -> str:
     """The transient timer that retries job ``name`` in timer mode (``arm_retry``)."""
-    return f"{APP}-job-{name}-retry.timer"
+    return f"{JOB_RETRY_PREFIX}{name}.timer"
 
 
 def in_job_unit(environ: Mapping[str, str], name: str) -> bool:

@@ -288,21 +288,32 @@ def _job_plan(
     return plan
 
 
+# The accounts whose in-use lock a thread watches (one each, however often the refresh looks).
+_watched: set[str] = set()
+_watched_lock = threading.Lock()
+
+
 def _after_jobs(refresher: Refresher, then: Callable[[], object]) -> None:
     """Call ``then`` once no job runs with ``refresher``'s token: a thread blocks on the in-use
     lock (storage/locks.py), so the refresh follows the job's end, in whatever process it ran."""
+    name = refresher.account.name
+    with _watched_lock:
+        if name in _watched:
+            return
+        _watched.add(name)
 
     def watch() -> None:
         try:
             refresher.wait_unused()
         except RefreshdError as exc:  # the periodic look (decisions.py) still comes
-            get_logger(account=refresher.account.name).warning(
-                "daemon.job_watch_failed", error=str(exc)
-            )
+            get_logger(account=name).warning("daemon.job_watch_failed", error=str(exc))
             return
+        finally:
+            with _watched_lock:
+                _watched.discard(name)
         then()
 
-    threading.Thread(target=watch, name=f"after jobs {refresher.account.name}", daemon=True).start()
+    threading.Thread(target=watch, name=f"after jobs {name}", daemon=True).start()
 
 
 def wait_until_free(lock: Path) -> bool:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from tvmaniac_refreshd.core.locations import APP
+from tvmaniac_refreshd.core.locations import APP, JOB_RETRY_PREFIX
 from tvmaniac_refreshd.service.base import write_atomically
 
 PREFIX = f"{APP}-job-"
@@ -131,7 +131,10 @@ class SystemdJobUnits:
             return
         services = [timer.removesuffix(".timer") + ".service" for timer in timers]
         # A retry armed by `job run` (a transient timer) must not start a removed service.
-        retries = [timer.removesuffix(".timer") + "-retry.timer" for timer in timers]
+        retries = [
+            JOB_RETRY_PREFIX + timer.removeprefix(PREFIX).removesuffix(".timer") + ".timer"
+            for timer in timers
+        ]
         self._systemctl("stop", *retries, check=False)
         self._systemctl("disable", "--now", *timers, *services, check=False)
         for unit in (*timers, *services):
