@@ -307,10 +307,12 @@ def test_a_job_holds_the_in_use_lock_for_its_whole_run(tmp_path: Path) -> None:
     """What the job's command sees: a refresh (an exclusive flock) cannot have the lock."""
     jobs = Jobs(tmp_path)
     lock = tmp_path / "locks" / "in-use" / "default.lock"
-    probe = f"flock -n -x {lock} true && echo free > {jobs.out} || echo held > {jobs.out}"
+    lock.parent.mkdir(mode=0o700, parents=True)  # so that only a holder can make it fail
+    # flock(1) exits 99 (-E) only for a lock held by another: not for a file it cannot open.
+    probe = f"flock -n -E 99 -x {lock} true; echo $? > {jobs.out}"
     own = Job("probe", ("sh", "-c", probe), None, every=3600, timeout=60)
     assert jobs.engine.run(own, ACCOUNT).result is JobResult.DONE
-    assert jobs.out.read_text().strip() == "held"
+    assert jobs.out.read_text().strip() == "99"
     assert jobs.states.load("probe").running_pid is None  # cleared at the end
     with token_in_use(tmp_path / "locks", "default", wait=1):  # shared: jobs run side by side
         assert jobs.engine.run(jobs.job, ACCOUNT).result is JobResult.DONE
