@@ -238,6 +238,8 @@ def _advice(state: AccountState, *, keeper: str | None, problem_advice: str | No
 
 
 def _waiting_for(record: AccountRecord) -> str | None:
+    if record.waiting_for_job is not None:
+        return f"job:{record.waiting_for_job}"
     return "network" if record.waiting_for_network_since is not None else None
 
 
@@ -291,6 +293,9 @@ def render_text(reports: list[AccountReport], *, now: float) -> str:
             lines.append(f"  daemon's next try:    {_when(report.next_attempt_at, now)}")
         if report.waiting_for == "network":
             lines.append("  daemon:               waiting for the network (offline)")
+        elif report.waiting_for and report.waiting_for.startswith("job:"):
+            jobs = report.waiting_for.removeprefix("job:") or "a job"
+            lines.append(f"  daemon:               refresh waiting for job {jobs} to end")
         if report.last_result:
             lines.append(
                 f"  last attempt:         {report.last_result}, "

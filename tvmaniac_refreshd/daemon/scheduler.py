@@ -67,6 +67,8 @@ class Scheduler:
         apscheduler_log.addHandler(logging.NullHandler())
         apscheduler_log.propagate = False
         self._log = get_logger()
+        self._jobs_executor = JOBS_EXECUTOR
+        self._job_workers = job_workers
         self._scheduler = BackgroundScheduler(
             timezone=dt.UTC,
             job_defaults=JOB_DEFAULTS,
@@ -111,8 +113,25 @@ class Scheduler:
             DateTrigger(run_date=_utc(when)),
             id=job_id,
             replace_existing=True,
-            executor=JOBS_EXECUTOR if job_id.startswith(JOB_PREFIX) else "default",
+            executor=self._jobs_executor if job_id.startswith(JOB_PREFIX) else "default",
         )
+
+    def resize_jobs(self, workers: int) -> None:
+        """Give the jobs' pool at least ``workers`` threads (a reload added jobs).
+
+        APScheduler cannot resize a pool: a new one takes the planned jobs, and the old one is
+        let go once its running jobs end (they are not waited for, nor cut short).
+        """
+        if workers <= self._job_workers:
+            return
+        old, alias = self._jobs_executor, f"{JOBS_EXECUTOR}-{workers}"
+        self._scheduler.add_executor(ThreadPoolExecutor(max_workers=workers), alias)
+        self._jobs_executor, self._job_workers = alias, workers
+        for job in self._scheduler.get_jobs():
+            if job.executor == old:
+                job.modify(executor=alias)
+        self._scheduler.remove_executor(old, shutdown=False)
+        self._log.info("scheduler.jobs_pool_resized", workers=workers)
 
     def every(
         self, job_id: str, seconds: float, func: Callable[[], object], *, inline: bool = False

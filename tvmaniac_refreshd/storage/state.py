@@ -60,6 +60,8 @@ class AccountRecord:
     next_attempt_at: int | None = None
     # Since when the daemon holds a due refresh until the network is back; None: it does not.
     waiting_for_network_since: int | None = None
+    # The jobs (comma-separated; "" if unknown) a due refresh waits for: they use the token.
+    waiting_for_job: str | None = None
     # Alerts told by a pass of `refresh --all` (timer mode), kept between passes: when the
     # current run of failures began, and when each standing alert was last told.
     failing_since: int | None = None
@@ -87,6 +89,7 @@ class RecordChanges(TypedDict, total=False):
     in_flight_since: int | None
     next_attempt_at: int | None
     waiting_for_network_since: int | None
+    waiting_for_job: str | None
     failing_since: int | None
     told_reauth_at: int | None
     told_error_at: int | None
