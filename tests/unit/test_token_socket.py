@@ -161,6 +161,7 @@ def test_the_client_believes_only_a_server_of_its_uid(
         json.dumps({"v": 2, "account": "default", "bus": BUS}).encode() + b"\n",
         json.dumps({"v": 1, "account": 7, "bus": BUS}).encode() + b"\n",
         b"{" + b" " * MAX_REQUEST + b"}\n",
+        b"[" * 2000 + b"]" * 2000 + b"\n",  # deeper than the JSON parser's recursion
         json.dumps({"v": 1, "account": "default", "bus": BUS}).encode(),  # never ends
     ],
 )

@@ -163,7 +163,7 @@ def ask(
             return None
         connection.sendall(request)
         message = json.loads(_line(connection, MAX_ANSWER, deadline))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested too deep
         return None
     finally:
         connection.close()
@@ -195,7 +195,7 @@ def serve_connection(
             outcome, reply = OTHER_UID, None
         else:
             outcome, reply = _respond(_line(connection, MAX_REQUEST, deadline), respond)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested too deep
         outcome, reply = BAD_REQUEST, None
     answer: dict[str, object] = {"v": VERSION}
     if reply is None:
