@@ -295,3 +295,21 @@ def test_the_log_never_holds_the_answer(state: str) -> None:
     assert "token_socket.request" in out.getvalue()
     assert "access-1" not in out.getvalue()
     assert "refresh-1" not in out.getvalue()
+
+
+def test_a_bug_in_an_answer_leaves_the_server_answering(state: str) -> None:
+    running = Served(state)
+    failures = [RuntimeError("a bug")]
+
+    def read(account: str) -> Mapping[str, object] | None:
+        if failures:
+            raise failures.pop()
+        return public_document(json.dumps(STORED))
+
+    running.server._read = read
+    running.server.start()
+    try:
+        assert ask(state, "default", BUS) is None  # that client falls back
+        assert ask(state, "default", BUS) is not None  # and the next one is answered
+    finally:
+        running.server.close()

@@ -72,6 +72,9 @@ class TokenServer:
                 return  # closed
             try:
                 outcome = serve_connection(connection, self.respond)
+            except Exception as exc:  # a bug must not leave clients waiting on a dead thread
+                self._log.exception("token_socket.unexpected_error", error=repr(exc))
+                continue
             finally:
                 connection.close()
             self._log.debug("token_socket.request", outcome=outcome)
