@@ -57,3 +57,22 @@ def test_an_oauth2_account_is_named_by_its_server(http: httpx.Client) -> None:
 def test_trakt_is_named_trakt(http: httpx.Client) -> None:
     assert wording_for(TRAKT).name == "Trakt"
     assert make_provider(http, TRAKT, None).wording == wording_for(TRAKT)
+
+
+def test_httpx_is_imported_without_its_command_line_tool() -> None:
+    """httpx loads its CLI (rich, click, pygments) whenever they are installed, as in this
+    venv: a sixth of a `refresh --force`. Our import skips it, and leaves nothing blocked."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    probe = (
+        "import sys\n"
+        "import tvmaniac_refreshd.providers.http\n"
+        "print('httpx._main' in sys.modules, 'rich' in sys.modules, "
+        "sys.modules.get('httpx._main', 'absent'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+
+    assert result.stdout.split() == ["False", "False", "absent"]
