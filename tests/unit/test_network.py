@@ -216,3 +216,76 @@ class TestNetlinkParsing:
         assert not net_netlink.is_default_route(route(0, kind=7))  # unreachable
         assert not net_netlink.is_default_route(route(0, flags=net_netlink.RTNH_F_LINKDOWN))
         assert not net_netlink.is_default_route(b"\x02")
+
+
+class TestTheIdleRecheck:
+    """Issue 29: the 5-hour safety check costs the idle daemon one wake-up, not seven to eleven.
+
+    It runs on the scheduler's thread, reads no keyring and re-adds no job whose plan stands;
+    what no longer stands is re-planned from the keyring on the pool."""
+
+    def _check(self, world: World) -> tuple[object, bool]:
+        environ = {"WATCHDOG_USEC": "7200000000", "WATCHDOG_PID": str(os.getpid())}
+        _schedule_ticks(
+            world.planner,  # type: ignore[arg-type]
+            world.daemon,
+            notifier=PingCounter(),  # type: ignore[arg-type]
+            config=world.daemon.config,
+            environ=environ,
+            events=True,
+        )
+        return world.planner.periodic_runs["check"]
+
+    def test_a_standing_plan_costs_no_keyring_read_and_no_job(self, world: World) -> None:
+        world.daemon.plan_all()
+        check, inline = self._check(world)
+        reads, jobs = world.backend.calls, dict(world.planner.jobs)
+
+        check()  # type: ignore[operator]
+
+        assert inline
+        assert world.backend.calls == reads
+        assert world.planner.jobs == jobs
+
+    def test_a_state_file_the_cli_changed_is_replanned_from_the_keyring(self, world: World) -> None:
+        world.daemon.plan_all()
+        check, _ = self._check(world)
+        path = world.states._path("default")
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+        reads = world.backend.calls
+
+        check()  # type: ignore[operator]
+        assert "recheck" in world.planner.jobs
+        world.planner.jobs.pop(JOB)
+        world.planner.run_due(world.clock())
+
+        assert world.backend.calls > reads
+        assert world.planned() == world.due()
+
+    def test_an_account_whose_job_is_gone_gets_its_plan_back(self, world: World) -> None:
+        """A job that fired (and left the scheduler) while its account kept the old plan must
+        not stay without one: the check sees the scheduler, not only the account's record."""
+        world.daemon.plan_all()
+        check, _ = self._check(world)
+        world.planner.jobs.pop(JOB)
+
+        check()  # type: ignore[operator]
+        world.planner.run_due(world.clock())
+
+        assert world.planned() == world.due()
+
+    def test_a_wait_for_a_network_that_is_back_is_ended(self, tmp_path: Path) -> None:
+        world = World(tmp_path)
+        network = NetworkState("test", online=False)
+        world.daemon.network = network
+        world.daemon.plan_all()
+        world.advance_to(world.due())
+        assert world.daemon.watches["default"].condition is Condition.WAITING_FOR_NETWORK
+        check, _ = self._check(world)
+        network._online = True  # the change was missed (no listener called)
+
+        check()  # type: ignore[operator]
+        world.planner.run_due(world.clock())
+
+        assert world.daemon.watches["default"].condition is not Condition.WAITING_FOR_NETWORK

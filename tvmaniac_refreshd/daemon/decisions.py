@@ -124,15 +124,46 @@ class Daemon:
 
     # -- planning -----------------------------------------------------------------------
 
-    def plan_all(self) -> None:
-        """Plan every account from the keyring (at start, after a reload or a clock jump)."""
-        names = list(self.config.accounts)
+    def plan_all(self, only: Collection[str] | None = None) -> None:
+        """Plan every account (or those of ``only``) from the keyring (at start, after a
+        reload, a resume or a clock jump)."""
+        names = [name for name in self.config.accounts if only is None or name in only]
         with self._read_ahead(names):
             for name in names:
                 self.run_account(name, refresh=False, announce=False)
         # Once, not per account: the STATUS line covers every account, so announcing each of a
         # thousand would cost a thousand times a thousand.
         self._on_change()
+
+    def recheck(self) -> None:
+        """The periodic safety check (``check_interval``): re-plan only what no longer stands.
+
+        It runs on the scheduler's own thread and reads no keyring: a stat of each state file
+        and a look at the scheduler's plan. An account whose state file changed (the CLI), whose
+        job is gone or moved, or that waits for a network that is back, is re-planned from the
+        keyring on the pool; one whose plan stands costs nothing, which is what keeps an idle
+        daemon with event sources at about one wake-up an hour.
+        """
+        stale = [name for name in list(self.config.accounts) if not self._plan_stands(name)]
+        if stale:
+            self._log.info("daemon.recheck", stale=len(stale))
+            self._planner.at("recheck", self._clock(), functools.partial(self.plan_all, stale))
+
+    def _plan_stands(self, name: str) -> bool:
+        watch = self.watches.get(name)
+        if watch is None:
+            return False
+        if self._lock(name).locked():
+            return True  # being run right now: it plans itself when done
+        if watch.stamp != self._states.stamp(name):
+            return False
+        if watch.condition is Condition.WAITING_FOR_NETWORK:
+            return not self.network.online
+        if watch.next_at is None:
+            return watch.condition in (Condition.LOGIN_NEEDED, Condition.LOGGED_OUT)
+        planned = self._planner.planned(f"refresh:{name}")
+        # APScheduler keeps microseconds of a float time; a second apart is another plan.
+        return planned is not None and abs(planned - watch.next_at) < 1.0
 
     def _lock(self, name: str) -> threading.Lock:
         return self._locks.setdefault(name, threading.Lock())

@@ -341,7 +341,9 @@ def _schedule_ticks(
     shipped WatchdogSec= is twice the default tick); a tick too rare for the watchdog's
     period gets a ping job of its own instead.
     """
-    scheduler.every("check", config.daemon.check_interval, daemon.plan_all)
+    # Inline: the check reads no keyring and re-plans nothing that stands (Daemon.recheck), so
+    # it costs the scheduler's one wake-up; what it finds stale goes to the pool.
+    scheduler.every("check", config.daemon.check_interval, daemon.recheck, inline=True)
     if supervised_by_launchd(environ):
         # launchd never rotates the job's log files: keep them small ourselves.
         scheduler.every("logs", LOG_TRIM_SECONDS, lambda: trim_launchd_logs(environ))

@@ -46,6 +46,8 @@ class Planner(Protocol):
 
     def cancel(self, job_id: str) -> None: ...
 
+    def planned(self, job_id: str) -> float | None: ...
+
 
 def _utc(timestamp: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
@@ -131,3 +133,14 @@ class Scheduler:
         job = self._scheduler.get_job(job_id)
         if job is not None:
             job.remove()
+
+    def planned(self, job_id: str) -> float | None:
+        """When ``job_id`` runs next (unix time), or None if it is not planned.
+
+        APScheduler submits a due job and removes (or moves) it under one lock, which this
+        read takes too: a job seen here at its old time has not fired yet, so it still will.
+        """
+        job = self._scheduler.get_job(job_id)
+        if job is None or job.next_run_time is None:
+            return None
+        return float(job.next_run_time.timestamp())
