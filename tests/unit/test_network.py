@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,10 @@ from tvmaniac_refreshd.core.policy import retry_delay
 from tvmaniac_refreshd.daemon import net_netlink
 from tvmaniac_refreshd.daemon.decisions import Condition
 from tvmaniac_refreshd.daemon.events import Sources
+from tvmaniac_refreshd.daemon.net_fallback import Candidate, NetworkChain
 from tvmaniac_refreshd.daemon.network import NetworkState
 from tvmaniac_refreshd.daemon.runner import _schedule_ticks
+from tvmaniac_refreshd.daemon.system_bus import BusUnavailable
 
 
 @pytest.fixture
@@ -289,3 +292,74 @@ class TestTheIdleRecheck:
         world.planner.run_due(world.clock())
 
         assert world.daemon.watches["default"].condition is not Condition.WAITING_FOR_NETWORK
+
+
+class FakeSource:
+    """A network source for NetworkChain: there or not, and its own state."""
+
+    def __init__(self, name: str, *, there: bool = True, online: bool = True) -> None:
+        self.name, self.there = name, there
+        self.state = NetworkState(name, online=online)
+        self.presence: Callable[[bool], object] = lambda _present: None
+        self.starts = self.closes = 0
+
+    def start(
+        self, presence: Callable[[bool], object]
+    ) -> tuple[NetworkState, Callable[[], object]]:
+        if not self.there:
+            raise BusUnavailable(f"{self.name} is not running")
+        self.starts += 1
+        self.presence = presence
+        return self.state, self.close
+
+    def close(self) -> None:
+        self.closes += 1
+
+    def candidate(self) -> Candidate:
+        return Candidate(self.name, self.start)
+
+
+class TestNetworkChain:
+    def test_the_first_there_is_followed_and_the_rest_not_started(self) -> None:
+        nm, networkd = FakeSource("nm", there=False), FakeSource("networkd", online=False)
+        netlink = FakeSource("netlink")
+        chain = NetworkChain([nm.candidate(), networkd.candidate(), netlink.candidate()])
+        assert (chain.network.source, chain.network.online) == ("networkd", False)
+        assert netlink.starts == 0
+
+    def test_a_source_leaving_hands_over_and_its_return_takes_back(self) -> None:
+        nm, netlink = FakeSource("nm", online=False), FakeSource("netlink", online=True)
+        chain = NetworkChain([nm.candidate(), netlink.candidate()])
+        heard: list[bool] = []
+        chain.network.subscribe(heard.append)
+
+        nm.presence(False)
+        assert (chain.network.source, chain.network.online) == ("netlink", True)
+        netlink.state.set(False)
+        nm.state.set(True)  # a source not followed changes nothing
+        assert chain.network.online is False
+
+        nm.presence(True)
+        assert (chain.network.source, chain.network.online) == ("nm", True)
+        assert netlink.closes == 1
+        netlink.state.set(True)
+        nm.state.set(False)
+        assert chain.network.online is False
+        assert heard == [True, False, True, False]
+
+    def test_with_nothing_left_the_network_counts_as_there(self) -> None:
+        nm = FakeSource("nm", online=False)
+        chain = NetworkChain([nm.candidate()])
+        nm.presence(False)
+        assert (chain.network.source, chain.network.online) == ("none", True)
+        nm.presence(True)
+        assert (chain.network.source, chain.network.online) == ("nm", False)
+
+    def test_close_closes_every_started_source(self) -> None:
+        nm, netlink = FakeSource("nm"), FakeSource("netlink")
+        chain = NetworkChain([nm.candidate(), netlink.candidate()])
+        nm.presence(False)
+        chain.close()
+        assert (nm.closes, netlink.closes) == (1, 1)
+        nm.presence(True)  # a late owner change after close starts nothing
+        assert netlink.starts == 1

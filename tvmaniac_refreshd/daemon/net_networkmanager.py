@@ -8,7 +8,7 @@ SITE counts: the refresh is tried, and a failure there is an ordinary transient 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from tvmaniac_refreshd.daemon.network import NetworkState
 from tvmaniac_refreshd.daemon.system_bus import SignalWatch
@@ -24,24 +24,31 @@ def is_online(state: int) -> bool:
     return state >= NM_STATE_CONNECTED_SITE
 
 
-def start(environ: Mapping[str, str]) -> tuple[NetworkState, SignalWatch]:
-    """Watch NetworkManager; BusUnavailable if it is not running."""
+def start(
+    environ: Mapping[str, str], on_presence: Callable[[bool], object] = lambda _present: None
+) -> tuple[NetworkState, Callable[[], object]]:
+    """Watch NetworkManager; BusUnavailable if it is not running. ``on_presence(False)`` when
+    it leaves the bus (its last state then means nothing), ``on_presence(True)`` when it is
+    back, its state read first (net_fallback follows another source meanwhile)."""
     watch = SignalWatch(environ, SERVICE)
     try:
         watch.owner()
         network = NetworkState(NAME, online=True)
+
+        def owner_changed(owner: str) -> None:
+            if owner:
+                network.set(is_online(int(watch.get(PATH, INTERFACE, "State"))))
+            on_presence(bool(owner))
+
         watch.start(
             path=PATH,
             interface=INTERFACE,
             member="StateChanged",
             on_signal=lambda body: network.set(is_online(int(body[0]))),
             first=lambda: network.set(is_online(int(watch.get(PATH, INTERFACE, "State")))),
-            # Gone: as without a source (online), rather than holding refreshes for good.
-            on_owner=lambda owner: network.set(
-                not owner or is_online(int(watch.get(PATH, INTERFACE, "State")))
-            ),
+            on_owner=owner_changed,
         )
     except BaseException:
         watch.close()
         raise
-    return network, watch
+    return network, watch.close
