@@ -87,7 +87,10 @@ def test_networkmanager_is_preferred_and_followed(bus: PrivateSystemBus) -> None
     bus.start("logind")
     sources = events.start(bus.env, on_resume=lambda: None)
     try:
-        assert sources.describe() == "network: NetworkManager; resume: logind"
+        assert sources.describe() == (
+            "network: NetworkManager; resume: logind;"
+            " clock steps: none (a step is noticed at the next wake-up)"
+        )
         assert sources.complete
         network = sources.network
         assert network.online

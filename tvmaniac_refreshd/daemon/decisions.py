@@ -314,6 +314,13 @@ class Daemon:
         self._last_clocks = None  # the jump is known; the next tick must not report it again
         self.plan_all()
 
+    def clock_stepped(self) -> None:
+        """The wall clock was set (the kernel said so): every plan is in wall-clock time, so
+        re-plan every account at once rather than at the next wake-up."""
+        self._log.info("daemon.clock_step")
+        self._last_clocks = None  # the step is known; the next tick must not report it again
+        self.plan_all()
+
     def _plan(self, account: Account, watch: Watch, condition: Condition, when: float) -> None:
         watch.condition = condition
         watch.next_at = when

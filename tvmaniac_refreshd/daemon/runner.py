@@ -168,7 +168,9 @@ def run_daemon(
         alerter = Alerter(desktop=not in_background_session(environ), unit=current_unit(environ))
         # Jobs added before scheduler.start() wait for it, by which time ``daemon`` exists.
         sources = events.start(
-            environ, on_resume=lambda: scheduler.at("resume", clock(), daemon.resumed)
+            environ,
+            on_resume=lambda: scheduler.at("resume", clock(), daemon.resumed),
+            on_clock_step=lambda: scheduler.at("clock-step", clock(), daemon.clock_stepped),
         )
         daemon = Daemon(
             config,
