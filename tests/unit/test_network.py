@@ -26,6 +26,7 @@ from tvmaniac_refreshd.daemon.events import Sources
 from tvmaniac_refreshd.daemon.net_fallback import Candidate, NetworkChain
 from tvmaniac_refreshd.daemon.network import NetworkState
 from tvmaniac_refreshd.daemon.runner import _schedule_ticks
+from tvmaniac_refreshd.daemon.scheduler import Scheduler
 from tvmaniac_refreshd.daemon.system_bus import BusUnavailable
 
 
@@ -292,6 +293,23 @@ class TestTheIdleRecheck:
         world.planner.run_due(world.clock())
 
         assert world.daemon.watches["default"].condition is not Condition.WAITING_FOR_NETWORK
+
+
+class TestPeriodsThatCoincide:
+    def test_the_recheck_and_the_ping_fall_due_at_the_same_instant(self) -> None:
+        """Two periodic jobs added a few microseconds apart must not wake the idle daemon twice
+        every 5 hours: both count their periods from the scheduler's own start."""
+        scheduler = Scheduler(max_workers=1)
+        scheduler.every("watchdog", 3600, lambda: None, inline=True)
+        scheduler.every("check", 18000, lambda: None, inline=True)
+        scheduler.start()
+        try:
+            ping, check = scheduler.planned("watchdog"), scheduler.planned("check")
+        finally:
+            scheduler.shutdown()
+        assert ping is not None
+        assert check is not None
+        assert check - ping == 14400  # the fifth ping and the first check: the same instant
 
 
 class FakeSource:

@@ -69,6 +69,10 @@ class Scheduler:
         apscheduler_log.addHandler(logging.NullHandler())
         apscheduler_log.propagate = False
         self._log = get_logger()
+        # Every periodic job counts its periods from this one instant, so that the ones that
+        # fall due together (the 5-hour re-check and the hourly ping) do so to the microsecond
+        # and cost the idle daemon one wake-up, not two a few microseconds apart.
+        self._epoch = dt.datetime.now(tz=dt.UTC)
         self._scheduler = BackgroundScheduler(
             timezone=dt.UTC,
             job_defaults=JOB_DEFAULTS,
@@ -123,7 +127,7 @@ class Scheduler:
         scheduler's thread (a quick job that never blocks), not a worker's."""
         self._scheduler.add_job(
             func,
-            IntervalTrigger(seconds=seconds),
+            IntervalTrigger(seconds=seconds, start_date=self._epoch),
             id=job_id,
             replace_existing=True,
             executor="inline" if inline else "default",
