@@ -348,6 +348,7 @@ def test_a_due_refresh_waits_for_the_link_and_runs_when_it_is_back(
             timeout=BOUND,
             what="status: waiting for the network",
         )
+        assert status_of(harness)["waiting_for_source"] == "netlink"
         assert said("waiting for the network")
         assert far_emulator.counters().get("refresh_success", 0) == 0
         before = status_of(harness)

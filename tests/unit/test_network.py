@@ -72,7 +72,10 @@ class TestWaitingForTheNetwork:
             now=offline.clock(),
         )
         assert report.waiting_for == "network"
-        assert "waiting for the network" in render_text([report], now=offline.clock())
+        assert report.waiting_for_source == "test"  # the source that said offline
+        assert "waiting for the network (offline, as test says)" in render_text(
+            [report], now=offline.clock()
+        )
 
     def test_it_runs_at_once_when_the_network_is_back(self, offline: World) -> None:
         offline.advance_to(offline.due())

@@ -287,6 +287,7 @@ class Daemon:
                 account.name,
                 next_attempt_at=None,
                 waiting_for_network_since=int(self._clock()),
+                waiting_for_network_source=self.network.source,
             )
         except (StateUnwritable, UnsafeLocation) as exc:
             self._log.warning("daemon.state_not_written", account=account.name, error=str(exc))
@@ -341,6 +342,7 @@ class Daemon:
                 name,
                 next_attempt_at=None if when is None else int(when),
                 waiting_for_network_since=None,
+                waiting_for_network_source=None,
             )
         except (StateUnwritable, UnsafeLocation) as exc:  # the plan stands; only `status` lags
             self._log.warning("daemon.state_not_written", account=name, error=str(exc))
