@@ -679,6 +679,23 @@ class TestWithoutSystemd:
         assert "would write" in run.out
         assert not (tmp_path / "xdg" / "systemd").exists()
 
+    def test_a_config_found_by_xdg_config_home_is_written_into_the_unit(
+        self, harness: Harness, tmp_path: Path
+    ) -> None:
+        """The unit and cron have no XDG_CONFIG_HOME: the unit names the file, cron is told."""
+        moved = tmp_path / "xdg" / "tvmaniac-refreshd" / "config.toml"
+        moved.parent.mkdir(parents=True)
+        moved.write_text(harness.config_path.read_text())
+        moved.chmod(0o600)
+        env = self.env(harness, tmp_path) | {"TVMANIAC_REFRESHD_CONFIG": ""}
+
+        install = harness.run("service", "install", "--dry-run", env=env, prefix=NO_SYSTEMD)
+        check = harness.run("config", "check", env=env, prefix=NO_SYSTEMD)
+
+        assert install.code == 0, install.err
+        assert f"-m tvmaniac_refreshd --config {moved} run" in install.out
+        assert f"in a crontab pass --config {moved}" in check.out + check.err
+
     def test_install_says_why(self, harness: Harness, tmp_path: Path) -> None:
         run = harness.run("service", "install", env=self.env(harness, tmp_path), prefix=NO_SYSTEMD)
 

@@ -78,7 +78,9 @@ ROWS = [
     Row("network down", 75, prefix=NETNS),
     Row("DNS failure", 75, prefix=NO_DNS),
     Row("connection refused", 75, prefix=NETNS_LO),
-    Row("read timeout", 75, {"kind": "delay", "seconds": 5}),
+    # Long enough that the abandoned request is still asleep when the next run asks (see
+    # test_cli_trakt's TRANSIENT_FAULTS); the emulator's stop wakes it without answering.
+    Row("read timeout", 75, {"kind": "delay", "seconds": 120}),
     Row(
         "server trickles bytes forever", 75, {"kind": "trickle", "interval": 0.5, "max_seconds": 30}
     ),

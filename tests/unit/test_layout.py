@@ -74,6 +74,32 @@ class TestOnePlacePerUser:
         assert "XDG_STATE_HOME" in notes[0]
         assert f"move what you need from it into {layout.state_directory(environ)}" in notes[0]
 
+    def test_xdg_config_home_is_named_for_cron_and_written_into_the_unit(
+        self, tmp_path: Path
+    ) -> None:
+        """A shell's XDG_CONFIG_HOME finds a config that cron's env -i and the unit would not."""
+        moved = tmp_path / "cfg" / "tvmaniac-refreshd" / "config.toml"
+        moved.parent.mkdir(parents=True)
+        moved.write_text("")
+        environ = {"HOME": str(home(tmp_path)), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+
+        assert layout.config_elsewhere(environ, "linux") == str(moved)
+        (note,) = layout.disagreements(environ, "linux")
+        assert f"pass --config {moved}" in note
+        assert f"{home(tmp_path)}/.config/tvmaniac-refreshd/config.toml" in note
+        same = {**environ, "XDG_CONFIG_HOME": str(home(tmp_path) / ".config")}
+        assert layout.config_elsewhere(same, "linux") is None
+
+    @as_root
+    def test_a_foreign_home_is_not_where_the_config_is_read(self, tmp_path: Path) -> None:
+        """`sudo -u` keeping the caller's HOME reads its own config, as it keeps its own state."""
+        foreign = home(tmp_path)
+        os.chown(foreign, NOBODY, NOBODY)
+
+        assert layout.config_file(None, {"HOME": str(foreign)}, "linux") == (
+            f"{pwd.getpwuid(0).pw_dir}/.config/tvmaniac-refreshd/config.toml"
+        )
+
     def test_one_caller_alone_has_nothing_to_say(self, tmp_path: Path) -> None:
         assert layout.disagreements({"HOME": str(home(tmp_path))}, "linux") == []
 

@@ -90,7 +90,7 @@ def _wait_for(lines: queue.Queue[str], text: str) -> str:
     seen: list[str] = []
     while True:
         try:
-            line = lines.get(timeout=30)  # bounded: a daemon that never says it fails the test
+            line = lines.get(timeout=120)  # bounded and generous: shared, loaded machines
         except queue.Empty:
             pytest.fail(f"never saw {text!r}; saw {seen}")
         if not line:
@@ -105,7 +105,7 @@ def _wait_for_any(lines: queue.Queue[str], *texts: str) -> str:
     seen: list[str] = []
     while True:
         try:
-            line = lines.get(timeout=60)  # bounded
+            line = lines.get(timeout=120)  # bounded
         except queue.Empty:
             pytest.fail(f"never saw any of {texts}; saw {seen}")
         if not line or any(text in line for text in texts):
@@ -157,17 +157,17 @@ def test_agent_waits_for_a_daemon_already_running(tmp_path: Path) -> None:
         lines, pump = _lines(agent.stderr)
         said = _wait_for_any(lines, "daemon.waiting_for_other_instance", "daemon.ready")
         if not said:  # it exited: tell the fake launchd, which applies KeepAlive
-            fake_launchctl.exited(state, target, agent.wait(timeout=30))
+            fake_launchctl.exited(state, target, agent.wait(timeout=120))
         assert (job["runs"], job["state"]) == (1, "running"), "launchd would restart it forever"
         assert "waiting_for_other_instance" in said
         assert str(terminal.pid) in said
 
         terminal.send_signal(signal.SIGTERM)
-        assert terminal.wait(timeout=30) == 0
+        assert terminal.wait(timeout=120) == 0
         _wait_for(lines, "daemon.ready")  # the watcher sees the lock free (within 5 s)
 
         agent.send_signal(signal.SIGTERM)
-        fake_launchctl.exited(state, target, agent.wait(timeout=30))
+        fake_launchctl.exited(state, target, agent.wait(timeout=120))
         assert (job["runs"], job["state"]) == (1, "not running")
     finally:
         for process in (terminal, agent):
@@ -214,7 +214,7 @@ def test_daemon_under_launchd_waits_on_a_bad_config_and_recovers(tmp_path: Path)
         _wait_for(lines, "daemon.ready")
 
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
+        assert process.wait(timeout=120) == 0
     finally:
         if process.poll() is None:
             process.kill()

@@ -86,11 +86,25 @@ def config_file(
         return explicit
     if environ.get("TVMANIAC_REFRESHD_CONFIG"):
         return environ["TVMANIAC_REFRESHD_CONFIG"]
-    home = environ.get("HOME") or os.path.expanduser("~")
+    # The home the state follows: `sudo -u` keeping the caller's HOME must not read the
+    # caller's config any more than it writes the caller's state.
+    home = home_directory(environ)
     if platform == "darwin":
         return os.path.join(home, "Library", "Application Support", APP, "config.toml")
     base = environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
     return os.path.join(base, APP, "config.toml")
+
+
+def config_elsewhere(environ: Mapping[str, str], platform: str = sys.platform) -> str | None:
+    """Return this caller's default config file when cron or the service would read another.
+
+    ``XDG_CONFIG_HOME`` moves the default for a shell that has it; cron's ``env -i`` and the
+    service manager do not have it, so they look in ``~/.config``. ``service install`` writes
+    the returned path into the unit, and ``disagreements`` says it for cron.
+    """
+    mine = config_file(None, {**environ, "TVMANIAC_REFRESHD_CONFIG": ""}, platform)
+    theirs = config_file(None, {"HOME": home_directory(environ)}, platform)
+    return mine if os.path.realpath(mine) != os.path.realpath(theirs) else None
 
 
 def state_under(home: str, platform: str = sys.platform) -> str:
@@ -207,6 +221,14 @@ def disagreements(environ: Mapping[str, str], platform: str = sys.platform) -> l
                 if os.path.isdir(os.path.join(xdg, APP))
                 else ""
             )
+        )
+    moved = config_elsewhere(environ, platform)
+    if moved is not None and os.path.isfile(moved):
+        notes.append(
+            f"XDG_CONFIG_HOME is set ({environ.get('XDG_CONFIG_HOME')}), so this command reads "
+            f"{moved}, but cron does not see this variable and would read "
+            f"{config_file(None, {'HOME': home_directory(environ)}, platform)}; in a crontab "
+            f"pass --config {moved} (`service install` writes it into the unit)"
         )
     own = account_home()
     if own is not None and os.path.realpath(state_under(own, platform)) != os.path.realpath(state):

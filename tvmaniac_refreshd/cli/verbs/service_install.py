@@ -35,8 +35,13 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(app: App, options: ServiceInstallOptions) -> int:
     from tvmaniac_refreshd.service.base import exec_argv  # noqa: PLC0415
+    from tvmaniac_refreshd.storage.layout import config_elsewhere  # noqa: PLC0415
 
-    config = app.common.config or app.environ.get("TVMANIAC_REFRESHD_CONFIG")
+    config = (
+        app.common.config
+        or app.environ.get("TVMANIAC_REFRESHD_CONFIG")
+        or config_elsewhere(app.environ)  # the unit has no XDG_CONFIG_HOME of ours
+    )
     if not options.dry_run:
         app.config  # noqa: B018  # refuse to install a service that would fail on its config
     manager = app.service_manager()
