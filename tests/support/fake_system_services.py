@@ -201,6 +201,9 @@ class Service:
         self.destination = words[3] if words[2:3] == ["to"] else None
         self._emit(words)
         self.sync()
+        # A call that came with the bus's answer is parsed already, and select() would not
+        # see it: serve it now, as a real service's event loop would.
+        self.drain()
 
     def emit(self, message: Message) -> None:
         if self.destination is not None:
@@ -264,6 +267,7 @@ class Service:
             raise SystemExit(f"unknown command {words}")
 
     def run(self) -> None:
+        self.drain()  # what came with RequestName's reply (the owner's watchers ask at once)
         print("ready", self.conn.unique_name, flush=True)
         stdin = sys.stdin.fileno()
         while True:

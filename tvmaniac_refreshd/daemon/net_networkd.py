@@ -52,21 +52,29 @@ def start(
         if not manages_a_link(watch):
             raise BusUnavailable(f"{SERVICE} manages no link")  # noqa: TRY301
         network = NetworkState(NAME, online=True)
+        present = [True]
 
         def changed(body: tuple[Any, ...]) -> None:
             interface, values, invalidated = body
             if interface != INTERFACE:
                 return
-            if "OperationalState" in values:
+            if not present[0]:  # its owner was not answering: a signal shows it is back
+                owner_changed(watch.owner())
+            elif "OperationalState" in values:
                 network.set(is_online(str(values["OperationalState"][1])))
             elif "OperationalState" in invalidated:
                 network.set(is_online(str(watch.get(PATH, INTERFACE, "OperationalState"))))
 
         def owner_changed(owner: str) -> None:
-            usable = bool(owner) and manages_a_link(watch)
-            if usable:
-                network.set(is_online(str(watch.get(PATH, INTERFACE, "OperationalState"))))
-            on_presence(usable)
+            present[0] = False
+            try:
+                # May fail (a networkd still starting does not answer in time): it then counts
+                # as absent until its next signal.
+                if owner and manages_a_link(watch):
+                    network.set(is_online(str(watch.get(PATH, INTERFACE, "OperationalState"))))
+                    present[0] = True
+            finally:
+                on_presence(present[0])
 
         watch.start(
             path=PATH,

@@ -9,6 +9,7 @@ SITE counts: the refresh is tried, and a failure there is an ordinary transient 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from tvmaniac_refreshd.daemon.network import NetworkState
 from tvmaniac_refreshd.daemon.system_bus import SignalWatch
@@ -34,17 +35,30 @@ def start(
     try:
         watch.owner()
         network = NetworkState(NAME, online=True)
+        present = [True]
 
         def owner_changed(owner: str) -> None:
-            if owner:
-                network.set(is_online(int(watch.get(PATH, INTERFACE, "State"))))
-            on_presence(bool(owner))
+            present[0] = False
+            try:
+                if owner:
+                    # May fail (a NetworkManager still starting does not answer in time): it
+                    # then counts as absent until its first signal, which proves it is there.
+                    network.set(is_online(int(watch.get(PATH, INTERFACE, "State"))))
+                    present[0] = True
+            finally:
+                on_presence(present[0])
+
+        def state_changed(body: tuple[Any, ...]) -> None:
+            network.set(is_online(int(body[0])))
+            if not present[0]:
+                present[0] = True
+                on_presence(True)
 
         watch.start(
             path=PATH,
             interface=INTERFACE,
             member="StateChanged",
-            on_signal=lambda body: network.set(is_online(int(body[0]))),
+            on_signal=state_changed,
             first=lambda: network.set(is_online(int(watch.get(PATH, INTERFACE, "State")))),
             on_owner=owner_changed,
         )
