@@ -171,7 +171,7 @@ def open_tmp() -> Iterator[Path]:
 
 
 @pytest.mark.parametrize("shell", sorted(RECIPES))
-def test_the_recipe_works_without_root_and_completes_account_names(
+def test_the_recipe_works_without_root_and_completes_account_and_job_names(
     shell: str, open_tmp: Path
 ) -> None:
     home = open_tmp / "home"
@@ -186,6 +186,7 @@ def test_the_recipe_works_without_root_and_completes_account_names(
         "".join(
             f'[accounts.{name}]\nprovider = "trakt"\nclient_id = "c"\n' for name in ("work", "home")
         )
+        + '[jobs.nightly-sync]\ncommand = ["true"]\nevery = "6h"\naccount = "work"\n'
     )
     if os.geteuid() == 0:
         for path in (home, config):
@@ -216,5 +217,8 @@ def test_the_recipe_works_without_root_and_completes_account_names(
         terminal.type("\x15")
         terminal.type(f"{PROG} --config {config} --account wo\t")
         assert terminal.wait_for("--account work"), terminal.screen
+        terminal.type("\x15")
+        terminal.type(f"{PROG} --config {config} job run nigh\t")
+        assert terminal.wait_for("job run nightly-sync"), terminal.screen
     finally:
         terminal.close()

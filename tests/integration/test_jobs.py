@@ -10,12 +10,14 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.harness import CLIENT_ID, Harness, Run, wait_until
+from tvmaniac_refreshd.storage.job_state import JobStates
 
 # What the job does: call the emulator with the token, say what it saw, exit as told.
 JOB_SCRIPT = """\
@@ -141,6 +143,52 @@ def test_exit_77_fires_on_reauth_required(rig: Rig) -> None:
     assert run.code == 77
     assert rig.hook.read_text().split() == ["reauth_required"]
     assert rig.listed()["last_result"] == "login_needed"
+
+
+def test_exit_77_in_timer_mode_alerts_once_like_a_refresh(rig: Rig) -> None:
+    """Each timer firing is a process: the reminder lives in the state file, so a job that
+    keeps exiting 77 fires on_reauth_required once per [alerts] remind_every, not per run."""
+    rig.code.write_text("77")
+    first = rig.harness.run("job", "run", "sync")
+    second = rig.harness.run("job", "run", "sync")
+
+    assert (first.code, second.code) == (77, 77)
+    assert rig.hook.read_text().split() == ["reauth_required"]
+
+
+def test_job_run_waits_for_the_network_when_asked(rig: Rig) -> None:
+    """--wait-for-network: offline at the start, the run waits and goes ahead when the link
+    comes back (what the timer's oneshot does), instead of exiting 75 at once."""
+    from tests.support.system_bus import private_system_bus  # noqa: PLC0415
+
+    with private_system_bus() as bus:
+        manager = bus.start("NetworkManager")
+        manager.send("state 20")
+        log = rig.out.parent / "job-run.log"
+        with log.open("w") as sink:
+            process = subprocess.Popen(
+                rig.harness.command("job", "run", "--wait-for-network", "2m", "sync"),
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=sink,
+                env=rig.harness.env(**bus.env),
+            )
+        try:
+            wait_until(
+                lambda: "job.network_wait" in log.read_text(),
+                timeout=60,
+                what="the run to wait for the network",
+            )
+            assert rig.runs() == []
+            manager.send("state 70")
+            code = process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+    assert code == 0, log.read_text()
+    assert len(rig.runs()) == 1
+    assert stored_access_token(rig.harness) not in log.read_text()
 
 
 def test_a_timeout_kills_the_whole_process_group(harness: Harness, tmp_path: Path) -> None:
@@ -331,3 +379,140 @@ def test_job_run_offline_exits_75_without_running_and_runs_once_online(rig: Rig)
     assert online.code == 0, online.err
     assert len(rig.runs()) == 1
     assert rig.listed()["last_result"] == "done"
+
+
+# A job that checks its token at the emulator, says it started, waits to be released (a bounded
+# poll for a file), then checks the same token again: valid for its whole run or not.
+HOLD_SCRIPT = """\
+import hashlib, json, os, sys, time, urllib.request
+token = os.environ["SYNC_TOKEN"]
+def check():
+    request = urllib.request.Request(
+        sys.argv[1] + "/users/settings",
+        headers={"Authorization": "Bearer " + token, "trakt-api-key": sys.argv[2],
+                 "trakt-api-version": "2", "Content-Type": "application/json"},
+    )
+    try:
+        return urllib.request.urlopen(request, timeout=10).status
+    except urllib.error.HTTPError as error:
+        return error.code
+first = check()
+open(sys.argv[4], "w").write("started")
+deadline = time.monotonic() + 300
+while not os.path.exists(sys.argv[5]) and time.monotonic() < deadline:
+    time.sleep(0.05)
+last = check()
+open(sys.argv[3], "w").write(json.dumps(
+    {"statuses": [first, last], "digest": hashlib.sha256(token.encode()).hexdigest()}))
+sys.exit(0 if first == last == 200 else 1)
+"""
+
+
+class Holder:
+    """A job, ``hold``, run by `job run` in its own process, that holds until released."""
+
+    def __init__(self, harness: Harness, tmp_path: Path) -> None:
+        self.harness = harness
+        self.out = tmp_path / "held.json"
+        self.started = tmp_path / "started"
+        self.release_file = tmp_path / "release"
+        script = tmp_path / "hold.py"
+        script.write_text(HOLD_SCRIPT)
+        command = [sys.executable, str(script), harness.emulator.url, CLIENT_ID]
+        command += [str(self.out), str(self.started), str(self.release_file)]
+        harness.extra_config = (
+            '[alerts]\ndesktop = false\n[daemon]\ntick = "1s"\n'
+            f"[jobs.hold]\ncommand = {json.dumps(command)}\n"
+            'every = "6h"\ntimeout = "5m"\nenv = "SYNC_TOKEN"\n'
+        )
+        harness.write_config()
+        # A refresh waits this long for a running job before it gives up (exit 75).
+        text = harness.config_path.read_text().replace(
+            'lock_timeout = "30s"', 'lock_timeout = "1s"'
+        )
+        harness.write_config(text)
+        harness.seed()
+        self.process = harness.spawn("job", "run", "hold")
+        wait_until(self.started.exists, timeout=60, what="the job to start")
+
+    def release(self) -> Run:
+        self.release_file.write_text("go")
+        return self.harness.finish(self.process, ("job", "run", "hold"), timeout=120)
+
+    def seen(self) -> dict[str, object]:
+        return dict(json.loads(self.out.read_text()))
+
+
+def make_due(harness: Harness) -> None:
+    """Rewrite the stored pair as if it were issued long ago: due now, by our clock, while the
+    emulator still takes its access token (the job's)."""
+    stored = harness.stored()
+    assert stored is not None
+    lifetime = int(stored["expires_in"])  # type: ignore[call-overload]
+    created = int(time.time()) - lifetime + 60
+    stored.update(created_at=created, expires_at=created + lifetime, obtained_at=created)
+    harness.put_item("default", json.dumps(stored))
+
+
+def test_refresh_force_waits_for_a_running_job_then_exits_75(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """The job holds the account's in-use lock: `refresh --force` from another process spends
+    nothing while it runs, says which job it waited for and exits 75; the job's token stayed
+    valid at the emulator from start to end; once the job ended the refresh goes through."""
+    holder = Holder(harness, tmp_path)
+    token = stored_access_token(harness)
+    forced = harness.run("refresh", "--force")
+
+    assert forced.code == 75, forced.err
+    assert "job hold" in forced.err
+    assert "a job is running with account 'default'" in forced.err
+    assert harness.emulator.counters()["refresh_success"] == 0
+    finished = holder.release()
+    assert finished.code == 0, finished.err
+    seen = holder.seen()
+    assert seen["statuses"] == [200, 200]
+    assert seen["digest"] == digest(token)
+    again = harness.run("refresh", "--force")
+    assert again.code == 0, again.err
+    assert harness.emulator.counters()["refresh_success"] == 1
+
+
+def test_the_daemons_due_refresh_waits_for_the_job_and_follows_its_end(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """A job of another process (a timer's `job run`) holds the token when the daemon finds the
+    account due: the refresh waits (status: waiting for job hold; not a failure) and happens
+    right after the job ends, without waiting for a periodic look."""
+    holder = Holder(harness, tmp_path)
+    token = stored_access_token(harness)
+    JobStates(harness.state_dir / "jobs").update("hold", next_run_at=int(time.time()) + 6 * 3600)
+    make_due(harness)
+    running = Daemon(harness, tmp_path)
+    try:
+
+        def waiting() -> bool:
+            status = harness.run("status", "--json")
+            [account] = json.loads(status.out)["accounts"]
+            return bool(account.get("waiting_for") == "job:hold")
+
+        wait_until(waiting, timeout=60, what="the refresh to wait for the job")
+        assert "refresh waiting for job hold to end" in harness.run("status").out
+        assert harness.emulator.counters()["refresh_success"] == 0
+        assert stored_access_token(harness) == token
+        finished = holder.release()
+        assert finished.code == 0, finished.err
+        wait_until(
+            lambda: harness.emulator.counters()["refresh_success"] == 1,
+            timeout=60,
+            what="the refresh after the job",
+        )
+    finally:
+        run = running.stop()
+    assert run.code == 0
+    assert "daemon.waiting_for_job" in run.err
+    assert "daemon.retry_planned" not in run.err  # deferred, never a failure
+    seen = holder.seen()
+    assert seen["statuses"] == [200, 200]
+    assert seen["digest"] == digest(token)
+    assert stored_access_token(harness) != token

@@ -434,6 +434,140 @@ class TestJobTimers:
             )
             machine.cli("service", "uninstall")
 
+    def test_timer_mode_retries_a_75_by_a_transient_timer(self, machine: Machine) -> None:
+        """systemd refuses RestartForceExitStatus= on a oneshot: `job run` arms a transient
+        timer after the account's backoff, which starts the job's oneshot again."""
+        config_path = "~/.config/tvmaniac-refreshd/config.toml"
+        before = machine.container.run(["sh", "-c", f"cat {config_path}"], user=USER).stdout
+        script = 'echo run >> ~/flaky-runs; exit "$(cat ~/flaky-code)"'
+        job = (
+            '[retry]\ninitial = "2s"\nmaximum = "2s"\n'
+            "[jobs.flaky]\n"
+            f"command = {json.dumps(['sh', '-c', script])}\n"
+            'every = "6h"\ntimeout = "1m"\nmin_valid = "5s"\n'
+        )
+        machine.container.run(
+            [
+                "sh",
+                "-c",
+                f"umask 077 && cat >> {config_path} && rm -f ~/flaky-runs "
+                "~/.local/state/tvmaniac-refreshd/jobs/flaky.json && echo 75 > ~/flaky-code",
+            ],
+            user=USER,
+            input=job,
+            check=True,
+        )
+        service = "tvmaniac-refreshd-job-flaky.service"
+        try:
+            machine.cli("service", "install", "--mode", "timer")
+            machine.systemctl("start", service)  # waits for the oneshot: it exits 75
+            assert machine.show(service, "ExecMainStatus") == "75"
+            armed = machine.journal("JOB=flaky", "EVENT=job.retry_armed")
+            assert armed, machine.container.journal_text(None, f"_UID={machine.uid}")[-4000:]
+            machine.container.run(["sh", "-c", "echo 0 > ~/flaky-code"], user=USER, check=True)
+
+            def runs() -> int:
+                out = machine.container.run(["cat", "/home/tok/flaky-runs"], user=USER).stdout
+                return len(out.split())
+
+            poll(lambda: runs() >= 2, timeout=60, what="the retry's run")
+            poll(
+                lambda: '"last_result": "done"' in machine.cli("job", "list", "--json").stdout,
+                timeout=60,
+                what="the retry's record",
+            )
+        finally:
+            machine.container.run(
+                ["sh", "-c", f"umask 077 && cat > {config_path}"],
+                user=USER,
+                input=before,
+                check=True,
+            )
+            machine.cli("service", "uninstall")
+
+    def test_daemon_mode_runs_a_job_outside_its_sandbox_without_the_token_in_a_unit(
+        self, machine: Machine
+    ) -> None:
+        """The daemon (ProtectHome=tmpfs, MemoryDenyWriteExecute...) starts each job as a
+        transient unit running `job run NAME`: the job writes to the user's real home, and no
+        token is in a unit file, an argv or the journal."""
+        config_path = "~/.config/tvmaniac-refreshd/config.toml"
+        before = machine.container.run(["sh", "-c", f"cat {config_path}"], user=USER).stdout
+        script = (
+            "cat /run/user/$(id -u)/systemd/transient/*.service > ~/units.txt 2>&1; "
+            "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f; echo; done > ~/argv.txt; "
+            'printf %s "$ACCESS_TOKEN" | sha256sum > ~/job-wrote; echo daemon-job-ran'
+        )
+        job = (
+            "[jobs.cache]\n"
+            f"command = {json.dumps(['sh', '-c', script])}\n"
+            'every = "6h"\ntimeout = "1m"\nmin_valid = "5s"\n'
+        )
+        machine.container.run(
+            [
+                "sh",
+                "-c",
+                f"umask 077 && cat >> {config_path} && rm -f ~/job-wrote "
+                "~/.local/state/tvmaniac-refreshd/jobs/cache.json",
+            ],
+            user=USER,
+            input=job,
+            check=True,
+        )
+        try:
+            machine.cli("service", "install")  # daemon mode: never run, so it runs at start
+            try:
+                poll(
+                    lambda: machine.container.run(["cat", "/home/tok/job-wrote"], user=USER).stdout,
+                    timeout=90,
+                    what="the job's file in the user's home",
+                )
+            except AssertionError as exc:
+                said = machine.container.journal_text(None, f"_UID={machine.uid}")
+                raise AssertionError(f"{exc}\n{said[-6000:]}") from None
+            finished = poll(
+                lambda: machine.journal("JOB=cache", "EVENT=job.finished"),
+                timeout=60,
+                what="the job's finished line",
+            )
+            assert finished[-1]["RESULT"] == "done"
+            assert str(finished[-1]["_SYSTEMD_USER_UNIT"]).startswith(
+                "tvmaniac-refreshd-job-cache-"
+            )
+            units = machine.container.run(["cat", "/home/tok/units.txt"], user=USER).stdout
+            assert '"job" "run" "cache"' in units  # its own unit file, read while it ran
+            argv = machine.container.run(["cat", "/home/tok/argv.txt"], user=USER).stdout
+
+            def listed() -> dict[str, object]:
+                return dict(json.loads(machine.cli("job", "list", "--json").stdout)["jobs"][0])
+
+            poll(lambda: listed()["last_result"] == "done", timeout=60, what="the job's record")
+            assert listed()["last_exit_code"] == 0
+            journal = json.dumps(machine.container.journal(None, f"_UID={machine.uid}"))
+            assert "daemon-job-ran" in journal
+            tokens = {
+                secret
+                for grant in machine.emulator.state()["grants"]  # type: ignore[attr-defined]
+                for secret in (
+                    grant["access_token"],
+                    grant["refresh_token"],
+                    *grant["rotated_access_tokens"],
+                    *grant["rotated_refresh_tokens"],
+                )
+            }
+            for token in tokens:
+                assert token not in units
+                assert token not in argv
+                assert token not in journal
+        finally:
+            machine.container.run(
+                ["sh", "-c", f"umask 077 && cat > {config_path}"],
+                user=USER,
+                input=before,
+                check=True,
+            )
+            machine.cli("service", "uninstall")
+
 
 # Run inside a transient unit with the installed unit's hardening: keyring round trips (direct,
 # and keyring's own backend with its cryptography session) and an HTTPS request through httpx.

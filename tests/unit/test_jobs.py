@@ -10,16 +10,25 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.harness import wait_until
 from tests.unit.test_daemon import JOB, World
 from tests.unit.test_refresher import ACCOUNT
 from tvmaniac_refreshd.config.jobs import DailyAt, Job
 from tvmaniac_refreshd.config.settings import Config, parse_config
-from tvmaniac_refreshd.core.errors import ConfigError
+from tvmaniac_refreshd.core.errors import ConfigError, TokenInUse
 from tvmaniac_refreshd.daemon.alerts import AlertEvent
+from tvmaniac_refreshd.daemon.decisions import Condition
 from tvmaniac_refreshd.daemon.job_process import Finished
 from tvmaniac_refreshd.daemon.job_schedule import JobPlan
-from tvmaniac_refreshd.daemon.jobs import JobEngine, JobResult, classify, next_regular
+from tvmaniac_refreshd.daemon.jobs import (
+    JobEngine,
+    JobResult,
+    classify,
+    next_regular,
+    running_jobs,
+)
 from tvmaniac_refreshd.storage.job_state import JobStates
+from tvmaniac_refreshd.storage.locks import token_in_use
 
 BASE = '[accounts.default]\nprovider = "trakt"\nclient_id = "cid"\n'
 
@@ -261,18 +270,61 @@ def test_the_plan_runs_a_new_job_at_once_then_every_period(tmp_path: Path) -> No
     assert again.planned() == jobs.world.clock() + 3600
 
 
-def test_a_refresh_due_while_a_job_holds_the_token_waits_for_it(tmp_path: Path) -> None:
+def test_a_refresh_due_while_a_job_holds_the_token_waits_for_its_end(tmp_path: Path) -> None:
+    """The in-use lock, not a window: held shared (by a job of any process), the daemon's due
+    refresh is deferred (no failure, no backoff) and runs when the watcher sees the job end."""
     world = World(tmp_path)
-    world.daemon.holding = lambda account: world.clock() + 120
-    world.advance_to(world.due())
-    world.daemon.run_account("default")
-    assert world.trakt.spent == []  # not while the job uses the access token
-    assert world.planned() == world.clock() + 120
-    world.daemon.holding = lambda account: None
-    world.advance_to(world.clock() + 120)
+    waiting: list[Callable[[], object]] = []
+    world.daemon.after_jobs = lambda refresher, then: waiting.append(then)
+    world.daemon.jobs_using = lambda account: ["sync"]
+    world.daemon.plan_all()
+    with token_in_use(tmp_path / "locks", "default", wait=1):
+        world.advance_to(world.due())
+        assert world.trakt.spent == []  # not while the job uses the access token
+        watch = world.daemon.watches["default"]
+        assert (watch.condition, watch.attempts) == (Condition.WAITING_FOR_JOB, 0)
+        assert "default: refresh waiting for job sync" in world.daemon.status_line()
+        assert world.states.load("default").consecutive_failures == 0
+        assert len(waiting) == 1
+    waiting[0]()  # the watcher: the job ended
     world.planner.run_due(world.clock())
     assert world.trakt.spent == ["refresh-0000-xxxxxxxx"]
-    assert JOB in world.planner.jobs
+    assert world.daemon.watches["default"].condition is Condition.SCHEDULED
+
+
+def test_a_forced_refresh_waits_for_the_job_then_gives_up_with_75(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    in_use = token_in_use(tmp_path / "locks", "default", wait=1)
+    with in_use, pytest.raises(TokenInUse, match="job is running with account 'default'") as caught:
+        world.refresher(ACCOUNT).ensure_fresh(force=True, job_wait=0.05)
+    assert caught.value.exit_code == 75
+    assert world.trakt.spent == []
+    assert world.states.load("default").consecutive_failures == 0
+    assert world.refresher(ACCOUNT).ensure_fresh(force=True).refreshed  # the job has ended
+
+
+def test_a_job_holds_the_in_use_lock_for_its_whole_run(tmp_path: Path) -> None:
+    """What the job's command sees: a refresh (an exclusive flock) cannot have the lock."""
+    jobs = Jobs(tmp_path)
+    lock = tmp_path / "locks" / "in-use" / "default.lock"
+    lock.parent.mkdir(mode=0o700, parents=True)  # so that only a holder can make it fail
+    # flock(1) exits 99 (-E) only for a lock held by another: not for a file it cannot open.
+    probe = f"flock -n -E 99 -x {lock} true; echo $? > {jobs.out}"
+    own = Job("probe", ("sh", "-c", probe), None, every=3600, timeout=60)
+    assert jobs.engine.run(own, ACCOUNT).result is JobResult.DONE
+    assert jobs.out.read_text().strip() == "99"
+    assert jobs.states.load("probe").running_pid is None  # cleared at the end
+    with token_in_use(tmp_path / "locks", "default", wait=1):  # shared: jobs run side by side
+        assert jobs.engine.run(jobs.job, ACCOUNT).result is JobResult.DONE
+
+
+def test_running_jobs_are_named_by_their_records(tmp_path: Path) -> None:
+    jobs = Jobs(tmp_path)
+    config = Config(source="t", accounts={"default": ACCOUNT}, jobs={"sync": jobs.job})
+    assert running_jobs(config, jobs.states, "default") == []
+    jobs.states.update("sync", running_pid=os.getpid())
+    assert running_jobs(config, jobs.states, "default") == ["sync"]
+    assert running_jobs(config, jobs.states, "other") == []
 
 
 def test_status_line_carries_the_jobs(tmp_path: Path) -> None:
@@ -319,3 +371,79 @@ def test_jobs_run_on_a_pool_of_their_own() -> None:
     finally:
         release.set()
         scheduler.shutdown()
+
+
+def test_a_reload_that_adds_jobs_gives_each_a_worker() -> None:
+    """The jobs' pool was sized at start: a job added by a reload waited for a running one."""
+    from tvmaniac_refreshd.daemon.scheduler import Scheduler  # noqa: PLC0415
+
+    scheduler = Scheduler(max_workers=1, job_workers=1)
+    release = threading.Event()
+    first, second = threading.Event(), threading.Event()
+
+    def long_job() -> None:
+        first.set()
+        release.wait(60)
+
+    scheduler.at("job:a", 0.0, long_job)
+    scheduler.start()
+    try:
+        assert first.wait(60)
+        scheduler.resize_jobs(2)  # what a reload with a second job does
+        scheduler.at("job:b", 0.0, second.set)
+        assert second.wait(60)  # not kept waiting by job a
+    finally:
+        release.set()
+        scheduler.shutdown()
+
+
+def test_a_reload_while_a_job_runs_does_not_plan_it_again(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    jobs = Jobs(tmp_path)
+    started = tmp_path / "started"
+    script = (
+        f"touch {started}; i=0; "
+        f"while [ ! -e {gate} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done"
+    )
+    slow = Job("sync", ("sh", "-c", script), None, every=3600, timeout=60)
+    config = Config(source="t", accounts={"default": ACCOUNT}, jobs={"sync": slow})
+    jobs.plan.reload(config)
+    jobs.world.planner.jobs.clear()
+    runner = threading.Thread(target=jobs.plan.run, args=("sync",))
+    runner.start()
+    try:
+        wait_until(started.exists, timeout=60, what="the job to start")
+        jobs.plan.reload(config)
+        assert jobs.planned() is None  # it plans its own next run when it ends
+    finally:
+        gate.touch()
+        runner.join(60)
+    assert jobs.planned() == jobs.world.clock() + 3600
+
+
+def test_a_job_run_elsewhere_takes_the_record_its_process_wrote(tmp_path: Path) -> None:
+    """The daemon in its unit: `job run` in a transient unit records the run; the daemon's
+    plan follows that record (a 75's backoff, its result)."""
+    jobs = Jobs(tmp_path)
+
+    def launch() -> int:  # what `job run sync` in its unit leaves behind
+        jobs.states.update("sync", last_run_at=1, last_result="retry", next_run_at=12345)
+        return 75
+
+    outcome = jobs.engine.run_elsewhere(jobs.job, ACCOUNT, launch)
+    assert (outcome.result, outcome.code, outcome.next_at) == (JobResult.RETRY, 75, 12345.0)
+    # systemd-run failed before anything ran: a failure the daemon records itself.
+    failed = jobs.engine.run_elsewhere(jobs.job, ACCOUNT, lambda: 1)
+    assert (failed.result, failed.code) == (JobResult.FAILED, 1)
+    assert jobs.states.load("sync").attempts == 1
+
+
+def test_the_transient_unit_carries_no_token() -> None:
+    from tvmaniac_refreshd.daemon.job_unit import unit_argv  # noqa: PLC0415
+
+    job = Job("sync", ("my-sync",), None, every=3600, timeout=60)
+    argv = unit_argv(job, "u.service", ["/py", "-m", "tvmaniac_refreshd"], {"A": "secret"})
+    assert argv[-3:] == ["job", "run", "sync"]
+    assert "--wait" in argv
+    assert "--property=RuntimeMaxSec=180" in argv
+    assert not any("secret" in word or "ACCESS_TOKEN" in word for word in argv)

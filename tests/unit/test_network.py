@@ -282,6 +282,19 @@ class TestTheIdleRecheck:
 
         assert world.planned() == world.due()
 
+    def test_a_refresh_waiting_for_a_job_is_left_to_its_own_look_again(self, world: World) -> None:
+        """Issue 30's wait for a job has no due time but a job of its own: it stands."""
+        world.daemon.plan_all()
+        check, _ = self._check(world)
+        watch = world.daemon.watches["default"]
+        watch.condition, watch.next_at = Condition.WAITING_FOR_JOB, None
+        world.planner.at(JOB, world.clock() + 60, lambda: None)
+        jobs = dict(world.planner.jobs)
+
+        check()  # type: ignore[operator]
+
+        assert world.planner.jobs == jobs
+
     def test_a_wait_for_a_network_that_is_back_is_ended(self, tmp_path: Path) -> None:
         world = World(tmp_path)
         network = NetworkState("test", online=False)

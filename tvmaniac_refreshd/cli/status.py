@@ -230,7 +230,9 @@ def account_report(
         advice=_advice(state, keeper=keeper, problem_advice=problem_advice),
         waiting_for=_waiting_for(record) if daemon_plan else None,
         waiting_for_source=(
-            record.waiting_for_network_source if daemon_plan and _waiting_for(record) else None
+            record.waiting_for_network_source
+            if daemon_plan and _waiting_for(record) == "network"
+            else None
         ),
     )
 
@@ -244,6 +246,8 @@ def _advice(state: AccountState, *, keeper: str | None, problem_advice: str | No
 
 
 def _waiting_for(record: AccountRecord) -> str | None:
+    if record.waiting_for_job is not None:
+        return f"job:{record.waiting_for_job}"
     return "network" if record.waiting_for_network_since is not None else None
 
 
@@ -269,7 +273,9 @@ def unknown_report(
         advice=f"The token cannot be read: {reason}",
         waiting_for=_waiting_for(record) if daemon_plan else None,
         waiting_for_source=(
-            record.waiting_for_network_source if daemon_plan and _waiting_for(record) else None
+            record.waiting_for_network_source
+            if daemon_plan and _waiting_for(record) == "network"
+            else None
         ),
     )
 
@@ -301,6 +307,9 @@ def render_text(reports: list[AccountReport], *, now: float) -> str:
         if report.waiting_for == "network":
             source = f", as {report.waiting_for_source} says" if report.waiting_for_source else ""
             lines.append(f"  daemon:               waiting for the network (offline{source})")
+        elif report.waiting_for and report.waiting_for.startswith("job:"):
+            jobs = report.waiting_for.removeprefix("job:") or "a job"
+            lines.append(f"  daemon:               refresh waiting for job {jobs} to end")
         if report.last_result:
             lines.append(
                 f"  last attempt:         {report.last_result}, "

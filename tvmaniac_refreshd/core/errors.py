@@ -157,6 +157,10 @@ class TransientError(RefreshdError):
         self.retry_after = retry_after
 
 
+class TokenInUse(TransientError):
+    """A job runs with the account's access token: its refresh waits until the job ends."""
+
+
 class SessionRejected(RefreshdError):
     """The provider no longer accepts the session, or there is none: `login` is needed."""
 

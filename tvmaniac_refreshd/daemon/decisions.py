@@ -23,6 +23,7 @@ from tvmaniac_refreshd.core.errors import (
     SessionRejected,
     StateUnwritable,
     StoreUnavailable,
+    TokenInUse,
     TransientError,
     UnsafeLocation,
 )
@@ -38,6 +39,8 @@ from tvmaniac_refreshd.storage.state import RefreshResult, StateFiles, token_dig
 # Wall and monotonic clocks drifting apart by more than this means a suspend or a clock change.
 CLOCK_JUMP_SECONDS = 5.0
 MIN_GAP_SHARE = 0.1
+# A refresh waiting for a job looks again this often, beside the watcher of the job's end.
+JOB_RECHECK_SECONDS = 300.0
 # Beyond this many accounts, STATUS= (one short line) gives counts instead of a list.
 MAX_STATUS_PARTS = 4
 
@@ -52,6 +55,7 @@ class Condition(StrEnum):
     LOGIN_NEEDED = "login_needed"  # not planned until a new login
     LOGGED_OUT = "logged_out"  # no tokens; not planned
     WAITING_FOR_NETWORK = "waiting_for_network"  # due, offline: tried when the network is back
+    WAITING_FOR_JOB = "waiting_for_job"  # due while a job runs with the token: tried at its end
 
 
 @dataclass
@@ -65,6 +69,7 @@ class Watch:
     last_result: str | None = None  # in `status`'s words (RefreshResult), for STATUS=
     stamp: int | None = None  # state file's mtime after we last looked, to notice the CLI
     token: str | None = None  # digest of the refresh token last seen, to notice new tokens
+    jobs: tuple[str, ...] = ()  # the jobs a WAITING_FOR_JOB refresh waits for
 
 
 def _listed(watch: Watch) -> bool:
@@ -73,6 +78,7 @@ def _listed(watch: Watch) -> bool:
         Condition.LOGIN_NEEDED,
         Condition.LOGGED_OUT,
         Condition.WAITING_FOR_NETWORK,
+        Condition.WAITING_FOR_JOB,
     ) or (watch.next_at is not None)
 
 
@@ -116,9 +122,11 @@ class Daemon:
         self._last_clocks: tuple[float, float] | None = None
         self._busy = threading.Condition()
         self.in_flight = 0
-        # Until when a running job uses an account's access token (daemon/jobs.py): a refresh
-        # due meanwhile waits for it, since spending the refresh token replaces that token.
-        self.holding: Callable[[str], float | None] = lambda _account: None
+        # A refresh due while a job runs with the token (TokenInUse) waits for its end:
+        # ``after_jobs(refresher, then)`` calls ``then`` once no job holds the token (runner.py
+        # watches the in-use lock); ``jobs_using`` names the jobs for STATUS=.
+        self.after_jobs: Callable[[Refresher, Callable[[], object]], None] = lambda _r, _t: None
+        self.jobs_using: Callable[[str], list[str]] = lambda _account: []
         # The jobs' part of STATUS= (daemon/job_schedule.py), after the accounts'.
         self.jobs_status: Callable[[], str] = lambda: ""
 
@@ -151,17 +159,17 @@ class Daemon:
 
     def _plan_stands(self, name: str) -> bool:
         watch = self.watches.get(name)
-        if watch is None:
-            return False
-        if self._lock(name).locked():
-            return True  # being run right now: it plans itself when done
+        if watch is None or self._lock(name).locked():
+            return watch is not None  # being run right now: it plans itself when done
         if watch.stamp != self._states.stamp(name):
             return False
         if watch.condition is Condition.WAITING_FOR_NETWORK:
             return not self.network.online
+        planned = self._planner.planned(f"refresh:{name}")
+        if watch.condition is Condition.WAITING_FOR_JOB:  # its look-again job stands for a plan
+            return planned is not None
         if watch.next_at is None:
             return watch.condition in (Condition.LOGIN_NEEDED, Condition.LOGGED_OUT)
-        planned = self._planner.planned(f"refresh:{name}")
         # APScheduler keeps microseconds of a float time; a second apart is another plan.
         return planned is not None and abs(planned - watch.next_at) < 1.0
 
@@ -191,11 +199,6 @@ class Daemon:
 
     def _attempt(self, account: Account, watch: Watch, *, refresh: bool) -> None:
         refresher = self._refresher(account)
-        held_until = self.holding(account.name) if refresh else None
-        if held_until is not None and held_until > self._clock():
-            self._log.info("daemon.refresh_after_job", account=account.name)
-            self._plan(account, watch, watch.condition, held_until)
-            return
         try:
             if refresh and not self.network.online:
                 document = refresher.load()
@@ -220,6 +223,9 @@ class Daemon:
         except SessionRejected as exc:
             self._stop_planning(account, watch, Condition.LOGIN_NEEDED)
             self._alert(account, AlertEvent.REAUTH_REQUIRED, str(exc))
+            return
+        except TokenInUse:
+            self._wait_for_job(account, watch, refresher)
             return
         except RefreshdError as exc:  # TransientError, StoreUnavailable, ... alike
             self._failed(account, watch, exc)
@@ -288,6 +294,7 @@ class Daemon:
                 next_attempt_at=None,
                 waiting_for_network_since=int(self._clock()),
                 waiting_for_network_source=self.network.source,
+                waiting_for_job=None,
             )
         except (StateUnwritable, UnsafeLocation) as exc:
             self._log.warning("daemon.state_not_written", account=account.name, error=str(exc))
@@ -296,6 +303,30 @@ class Daemon:
             self._planner.at(
                 f"refresh:{account.name}", self._clock(), lambda: self.run_account(account.name)
             )
+
+    def _wait_for_job(self, account: Account, watch: Watch, refresher: Refresher) -> None:
+        """Defer a due refresh until the jobs running with the token end: spending the refresh
+        token would replace theirs. Not a failure: the backoff and the attempts stay. A job's
+        token outlives its timeout (daemon/jobs.py), so waiting never lets it expire."""
+        watch.jobs = tuple(self.jobs_using(account.name))
+        self._log.info("daemon.waiting_for_job", account=account.name, jobs=",".join(watch.jobs))
+        watch.condition = Condition.WAITING_FOR_JOB
+        watch.next_at = None
+        # Also a look now and then, should the watcher fail: a refresh must not wait forever.
+        when = self._clock() + JOB_RECHECK_SECONDS
+        self._planner.at(f"refresh:{account.name}", when, lambda: self.run_account(account.name))
+        try:
+            self._states.update(
+                account.name, next_attempt_at=int(when), waiting_for_job=",".join(watch.jobs)
+            )
+        except (StateUnwritable, UnsafeLocation) as exc:
+            self._log.warning("daemon.state_not_written", account=account.name, error=str(exc))
+        self.after_jobs(
+            refresher,
+            lambda: self._planner.at(
+                f"refresh:{account.name}", self._clock(), lambda: self.run_account(account.name)
+            ),
+        )
 
     def network_returned(self) -> None:
         """The network is back: run every account that was waiting for it, now."""
@@ -343,6 +374,7 @@ class Daemon:
                 next_attempt_at=None if when is None else int(when),
                 waiting_for_network_since=None,
                 waiting_for_network_source=None,
+                waiting_for_job=None,
             )
         except (StateUnwritable, UnsafeLocation) as exc:  # the plan stands; only `status` lags
             self._log.warning("daemon.state_not_written", account=name, error=str(exc))
@@ -435,6 +467,13 @@ class Daemon:
                 parts.append(f"{name}: login needed")
             elif watch.condition is Condition.WAITING_FOR_NETWORK:
                 parts.append(f"{name}: waiting for the network")
+            elif watch.condition is Condition.WAITING_FOR_JOB:
+                jobs = ", ".join(watch.jobs)
+                parts.append(
+                    f"{name}: refresh waiting for job {jobs}"
+                    if jobs
+                    else f"{name}: refresh waiting for a job to end"
+                )
             elif watch.condition is Condition.LOGGED_OUT:
                 parts.append(f"{name}: not logged in")
             elif watch.condition is Condition.KEYRING_UNAVAILABLE and watch.next_at is not None:

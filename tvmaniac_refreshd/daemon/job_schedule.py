@@ -11,11 +11,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+from tvmaniac_refreshd.config.jobs import Job
 from tvmaniac_refreshd.config.settings import Config
 from tvmaniac_refreshd.core.errors import RefreshdError
 from tvmaniac_refreshd.core.logs import get_logger
 from tvmaniac_refreshd.daemon.decisions import clock_time
 from tvmaniac_refreshd.daemon.job_process import kill_running_jobs
+from tvmaniac_refreshd.daemon.job_unit import stop_running_units
 from tvmaniac_refreshd.daemon.jobs import JobEngine, JobResult, next_regular
 from tvmaniac_refreshd.daemon.scheduler import Planner
 
@@ -35,11 +37,16 @@ class JobPlan:
         engine: JobEngine,
         clock: Callable[[], float],
         on_change: Callable[[], object] = lambda: None,
+        launcher: Callable[[Job], int] | None = None,
     ) -> None:
+        """``launcher``: runs a job in another process and returns its exit status (a
+        transient unit, job_unit.py); None runs it in this one."""
         self.config = config
+        self._launcher = launcher
         self._on_change = on_change
         self.next_at: dict[str, float] = {}  # what is planned, for STATUS=
         self.results: dict[str, JobResult] = {}  # the last run's, in this process
+        self._running: set[str] = set()  # each plans its own next run when it ends
         self._planner = planner
         self.engine = engine
         self._clock = clock
@@ -49,6 +56,8 @@ class JobPlan:
     def plan_all(self) -> None:
         now = self._clock()
         for name in self.config.jobs:
+            if name in self._running:
+                continue  # a reload while it runs: planning it now would run it twice at once
             record = self.engine.states.load(name)
             when = now
             if record.next_run_at is not None:
@@ -65,15 +74,23 @@ class JobPlan:
         job = self.config.jobs.get(name)
         if job is None:  # removed by a reload
             return
+        self._running.add(name)
         try:
             account = self.config.select(job.account)
-            outcome = self.engine.run(job, account)
+            if self._launcher is None:
+                outcome = self.engine.run(job, account)
+            else:
+                outcome = self.engine.run_elsewhere(
+                    job, account, functools.partial(self._launcher, job)
+                )
         except RefreshdError as exc:
             self._log.error("job.not_run", job=name, error=str(exc))
             return
         except Exception as exc:  # a bug must not stop the other jobs
             self._log.exception("job.unexpected_error", job=name, error=repr(exc))
             return
+        finally:
+            self._running.discard(name)
         self.next_at.pop(name, None)
         if outcome.next_at is not None:
             self._planner.at(job_id(name), outcome.next_at, functools.partial(self.run, name))
@@ -114,3 +131,4 @@ class JobPlan:
         far off; a stop must not wait for them)."""
         self._cancel_watch()
         kill_running_jobs()
+        stop_running_units()

@@ -8,7 +8,7 @@ backoff, 77 (EX_NOPERM) a login is needed, anything else an error.
 from __future__ import annotations
 
 import datetime as dt
-import threading
+import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from tvmaniac_refreshd.config.jobs import Job
-from tvmaniac_refreshd.config.settings import Account
+from tvmaniac_refreshd.config.settings import Account, Config
 from tvmaniac_refreshd.core.durations import format_duration
 from tvmaniac_refreshd.core.errors import (
     EXIT_FAILURE,
@@ -111,6 +111,28 @@ def token_window(job: Job, account: Account, refresher: Refresher, now: float) -
     return max(job.min_valid, min(lead + job.timeout, lifetime // 2))
 
 
+@contextmanager
+def _holding_token(job: Job, account: Account, refresher: Refresher, window: int) -> Iterator[str]:
+    """Yield an access token valid for ``window`` seconds, with the account's in-use lock held
+    shared for the block: no refresh, in any process, spends the refresh token (replacing this
+    access token) until the job ends (storage/locks.py).
+
+    Raises:
+        TransientError: a refresh held the lock too long, or the token fell due meanwhile.
+        RefreshdError: as ``Refresher.ensure_fresh``.
+    """
+    refresher.ensure_fresh(min_valid=window)  # before the lock: a refresh needs it exclusively
+    with refresher.using():
+        document = refresher.load()  # another process may have refreshed meanwhile
+        if refresher.due(document, window):
+            raise TransientError(
+                f"the token of account {account.name!r} fell due while job {job.name!r} "
+                "waited to start; it runs again after the refresh",
+                account=account.name,
+            )
+        yield document.tokens.access_token
+
+
 class JobEngine:
     """Runs jobs by the rules above; the daemon and `job run` each hold one."""
 
@@ -132,28 +154,6 @@ class JobEngine:
         self._share = share
         self._environ = environ
         self.network: Online = network or AlwaysOnline()
-        self._running: dict[str, float] = {}  # account -> latest deadline of its running jobs
-        self._running_count: dict[str, int] = {}
-        self._guard = threading.Lock()
-
-    def holding(self, account: str) -> float | None:
-        """Return until when a running job holds ``account``'s access token; None: none does."""
-        with self._guard:
-            return self._running.get(account)
-
-    @contextmanager
-    def _hold(self, account: str, until: float) -> Iterator[None]:
-        with self._guard:
-            self._running[account] = max(until, self._running.get(account, until))
-            self._running_count[account] = self._running_count.get(account, 0) + 1
-        try:
-            yield
-        finally:
-            with self._guard:
-                self._running_count[account] -= 1
-                if not self._running_count[account]:
-                    del self._running_count[account]
-                    del self._running[account]
 
     def run(self, job: Job, account: Account) -> JobRun:
         """Run ``job`` now with ``account``'s token; record and alert; never raise."""
@@ -165,10 +165,10 @@ class JobEngine:
         refresher = self._refresher(account)
         try:
             window = token_window(job, account, refresher, started)
-            with self._hold(account.name, started + job.timeout):
-                document = refresher.ensure_fresh(min_valid=window).document
+            with _holding_token(job, account, refresher, window) as token:
+                self._mark_running(job)
                 log.info("job.started", command=job.command[0], timeout_s=job.timeout)
-                finished = run_command(job, document.tokens.access_token, self._environ)
+                finished = run_command(job, token, self._environ)
         except SessionRejected as exc:
             if not isinstance(exc, NotLoggedIn):
                 self._alert(account, AlertEvent.REAUTH_REQUIRED, str(exc))
@@ -191,6 +191,36 @@ class JobEngine:
                 f"(exit 77); run `tvmaniac-refreshd login --account {account.name}`",
             )
         return self._record(job, result, code, account, started)
+
+    def run_elsewhere(self, job: Job, account: Account, launch: Callable[[], int]) -> JobRun:
+        """Run ``job`` by ``launch``: another process (`job run` in a transient unit, see
+        job_unit.py) that applies the rules above and records the run; return that record's
+        outcome. Never raise."""
+        log = get_logger(job=job.name, account=account.name)
+        started = self._clock()
+        if job.network == "connected" and not self.network.online:
+            log.info("job.waiting_for_network")
+            return self._record(job, JobResult.WAITING_FOR_NETWORK, EXIT_TEMPORARY, None, started)
+        before = self.states.load(job.name)
+        code = launch()
+        after = self.states.load(job.name)
+        waited = code == EXIT_TEMPORARY and after.last_result == JobResult.WAITING_FOR_NETWORK
+        if after == before and not waited:
+            # Nothing recorded: the unit never got to run `job run` (systemd-run failed).
+            log.error("job.finished", result=JobResult.FAILED, exit_code=code)
+            return self._record(job, JobResult.FAILED, code or EXIT_FAILURE, account, started)
+        try:
+            result = JobResult(after.last_result or JobResult.FAILED)
+        except ValueError:
+            result = JobResult.FAILED
+        next_at = None if after.next_run_at is None else float(after.next_run_at)
+        return JobRun(result, code, next_at)
+
+    def _mark_running(self, job: Job) -> None:
+        try:
+            self.states.update(job.name, running_pid=os.getpid())
+        except (OSError, UnsafeLocation) as exc:  # only "waiting for job NAME" lags
+            get_logger(job=job.name).warning("job.state_not_written", error=str(exc))
 
     def _record(
         self,
@@ -237,6 +267,7 @@ class JobEngine:
                 next_run_at=None if next_at is None else int(next_at),
                 attempts=attempts,
                 failing_since=failing_since,
+                running_pid=None,
             )
         except (OSError, UnsafeLocation) as exc:  # the run stands; only `job list` lags
             get_logger(job=job.name).warning("job.state_not_written", error=str(exc))
@@ -254,6 +285,23 @@ class JobEngine:
 
     def record(self, name: str) -> JobRecord:
         return self.states.load(name)
+
+
+def running_jobs(config: Config, states: JobStates, account: str) -> list[str]:
+    """Return the jobs of ``account`` running now, in any process (their records name it)."""
+    names = []
+    for name, job in sorted(config.jobs.items()):
+        pid = states.load(name).running_pid
+        if pid is None or config.select(job.account).name != account:
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue  # killed before it could write its result
+        except PermissionError:
+            pass  # alive, another user's pid now: counted, for a sentence only
+        names.append(name)
+    return names
 
 
 def classify(finished: Finished) -> tuple[JobResult, int]:

@@ -31,6 +31,7 @@ from tvmaniac_refreshd.core.errors import (
     RefreshdError,
     SessionRejected,
     StoreUnavailable,
+    TokenInUse,
     TransientError,
 )
 from tvmaniac_refreshd.core.logs import get_logger, register_secret, shown
@@ -38,7 +39,12 @@ from tvmaniac_refreshd.core.policy import needs_refresh, refresh_due_at
 from tvmaniac_refreshd.core.tokens import TokenDocument, TokenSet, with_tokens
 from tvmaniac_refreshd.daemon.unsaved import Unsaved, UnsavedPairs
 from tvmaniac_refreshd.providers.base import Provider
-from tvmaniac_refreshd.storage.locks import account_lock
+from tvmaniac_refreshd.storage.locks import (
+    account_lock,
+    token_in_use,
+    token_spendable,
+    wait_until_unused,
+)
 from tvmaniac_refreshd.storage.state import (
     RecordChanges,
     RefreshResult,
@@ -145,11 +151,17 @@ class Refresher:
                 account=self.account.name,
             )
 
-    def ensure_fresh(self, *, min_valid: int | None = None, force: bool = False) -> Fresh:
+    def ensure_fresh(
+        self, *, min_valid: int | None = None, force: bool = False, job_wait: float = 0.0
+    ) -> Fresh:
         """Return tokens that are not due, refreshing them first if needed (or if ``force``).
+
+        ``job_wait``: how long a refresh waits for the jobs running with the access token
+        (storage/locks.py's in-use lock); 0 tries once.
 
         Raises:
             SessionRejected: the account needs `login` (nothing is sent if that is known).
+            TokenInUse: a job still runs with the access token; nothing was sent.
             TransientError: try again later; the stored tokens are unchanged.
             ClientRejected, StoreUnavailable, StoreCorrupt, RefreshdError.
         """
@@ -172,6 +184,10 @@ class Refresher:
                     return self._kept(Fresh(current, Freshness.BY_OTHER))
                 if not force and not self._due(current, min_valid):
                     return self._kept(Fresh(current, Freshness.NOT_DUE))
+                # Held until the new pair is stored (kept with the lock if it cannot be).
+                held.enter_context(
+                    token_spendable(self._lock_dir, self.account.name, wait=job_wait)
+                )
                 spending = True  # from here on, _refresh_locked logs the outcome itself
                 return Fresh(self._refresh_locked(current, held), Freshness.REFRESHED)
         except RefreshdError as exc:
@@ -192,6 +208,8 @@ class Refresher:
         """Log why nothing was sent: every call gets one entry with REFRESH_RESULT=."""
         if isinstance(exc, NotLoggedIn):
             self._log.info("refresh.finished", outcome="logged_out")
+        elif isinstance(exc, TokenInUse):  # deferred, not failed
+            self._log.info("refresh.finished", outcome="waiting_for_job")
         elif isinstance(exc, SessionRejected):
             self._log.warning("refresh.finished", outcome="reauth_required", error=str(exc))
         elif isinstance(exc, StoreUnavailable):
@@ -201,9 +219,26 @@ class Refresher:
         else:
             self._log.error("refresh.finished", outcome=RefreshResult.FAILED, error=str(exc))
 
-    def due(self, document: TokenDocument) -> bool:
-        """Whether ``document``'s tokens are due for a refresh now."""
-        return self._due(document, None)
+    def due(self, document: TokenDocument, min_valid: int | None = None) -> bool:
+        """Whether ``document``'s tokens are due for a refresh now (or within ``min_valid``)."""
+        return self._due(document, min_valid)
+
+    def using(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the in-use lock shared while a job runs with the access token (locks.py).
+
+        Raises:
+            TransientError: a refresh held it for longer than the lock timeout.
+            StateUnwritable, UnsafeLocation: the lock file cannot be used.
+        """
+        return token_in_use(self._lock_dir, self.account.name, wait=self._lock_timeout)
+
+    def wait_unused(self) -> None:
+        """Block until no job runs with the access token (a watcher thread's call).
+
+        Raises:
+            StateUnwritable, UnsafeLocation: the lock file cannot be used.
+        """
+        wait_until_unused(self._lock_dir, self.account.name)
 
     def _due(self, document: TokenDocument, min_valid: int | None) -> bool:
         return needs_refresh(

@@ -7,6 +7,7 @@ Signals are blocked in every thread and taken synchronously by the main thread w
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import signal
@@ -16,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tvmaniac_refreshd.core.errors import EXIT_OK, AlreadyRunning, ConfigError
+from tvmaniac_refreshd.core.errors import EXIT_OK, AlreadyRunning, ConfigError, RefreshdError
 from tvmaniac_refreshd.core.launchd_log import (
     in_background_session,
     supervised_by_launchd,
@@ -28,7 +29,8 @@ from tvmaniac_refreshd.daemon.alerts import Alerter
 from tvmaniac_refreshd.daemon.decisions import Daemon
 from tvmaniac_refreshd.daemon.hook_sandbox import current_unit
 from tvmaniac_refreshd.daemon.job_schedule import JobPlan
-from tvmaniac_refreshd.daemon.jobs import JobEngine
+from tvmaniac_refreshd.daemon.job_unit import in_daemon_unit, run_in_unit, self_command
+from tvmaniac_refreshd.daemon.jobs import JobEngine, running_jobs
 from tvmaniac_refreshd.daemon.notify import Notifier, watchdog_interval
 from tvmaniac_refreshd.daemon.scheduler import Scheduler
 from tvmaniac_refreshd.storage.job_state import JobStates
@@ -219,7 +221,7 @@ def run_daemon(
                 )
             else:
                 config = engines.config
-                _adopt(engines, daemon, jobs)
+                _adopt(engines, daemon, jobs, scheduler)
                 log.info("daemon.reloaded", accounts=len(config.accounts))
             notifier.ready(daemon.status_line())
         notifier.stopping()
@@ -242,9 +244,11 @@ def _stop_planning(scheduler: Scheduler, jobs: JobPlan) -> None:
     jobs.close()
 
 
-def _adopt(engines: Engines, daemon: Daemon, jobs: JobPlan) -> None:
-    """A reload's new config and refreshers, for the accounts and for the jobs."""
+def _adopt(engines: Engines, daemon: Daemon, jobs: JobPlan, scheduler: Scheduler) -> None:
+    """A reload's new config and refreshers, for the accounts and for the jobs (a worker
+    each: one job's run must not wait for another's)."""
     daemon.reload(engines.config, refresher=engines.refresher)
+    scheduler.resize_jobs(len(engines.config.jobs))
     jobs.reload(engines.config)
 
 
@@ -266,17 +270,52 @@ def _job_plan(
         environ=environ,
         network=daemon.network,  # issue 29's NetworkState: a job may wait for the link
     )
-    daemon.holding = engine.holding
+    states = engine.states
+    daemon.jobs_using = lambda account: running_jobs(daemon.config, states, account)
+    daemon.after_jobs = _after_jobs
+    launcher = None
+    if in_daemon_unit(environ):  # outside the unit's sandbox, as timer mode runs them
+        command = self_command(daemon.config.source)
+        launcher = functools.partial(run_in_unit, command=command, environ=environ)
     plan = JobPlan(
         daemon.config,
         planner=scheduler,
         engine=engine,
         clock=daemon.clock,
         on_change=daemon.announce,
+        launcher=launcher,
     )
     daemon.jobs_status = plan.status_line
     plan.plan_all()
     return plan
+
+
+# The accounts whose in-use lock a thread watches (one each, however often the refresh looks).
+_watched: set[str] = set()
+_watched_lock = threading.Lock()
+
+
+def _after_jobs(refresher: Refresher, then: Callable[[], object]) -> None:
+    """Call ``then`` once no job runs with ``refresher``'s token: a thread blocks on the in-use
+    lock (storage/locks.py), so the refresh follows the job's end, in whatever process it ran."""
+    name = refresher.account.name
+    with _watched_lock:
+        if name in _watched:
+            return
+        _watched.add(name)
+
+    def watch() -> None:
+        try:
+            refresher.wait_unused()
+        except RefreshdError as exc:  # the periodic look (decisions.py) still comes
+            get_logger(account=name).warning("daemon.job_watch_failed", error=str(exc))
+            return
+        finally:
+            with _watched_lock:
+                _watched.discard(name)
+        then()
+
+    threading.Thread(target=watch, name=f"after jobs {name}", daemon=True).start()
 
 
 def wait_until_free(lock: Path) -> bool:

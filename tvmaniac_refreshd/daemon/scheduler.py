@@ -73,6 +73,8 @@ class Scheduler:
         # fall due together (the 5-hour re-check and the hourly ping) do so to the microsecond
         # and cost the idle daemon one wake-up, not two a few microseconds apart.
         self._epoch = dt.datetime.now(tz=dt.UTC)
+        self._jobs_executor = JOBS_EXECUTOR
+        self._job_workers = job_workers
         self._scheduler = BackgroundScheduler(
             timezone=dt.UTC,
             job_defaults=JOB_DEFAULTS,
@@ -117,8 +119,25 @@ class Scheduler:
             DateTrigger(run_date=_utc(when)),
             id=job_id,
             replace_existing=True,
-            executor=JOBS_EXECUTOR if job_id.startswith(JOB_PREFIX) else "default",
+            executor=self._jobs_executor if job_id.startswith(JOB_PREFIX) else "default",
         )
+
+    def resize_jobs(self, workers: int) -> None:
+        """Give the jobs' pool at least ``workers`` threads (a reload added jobs).
+
+        APScheduler cannot resize a pool: a new one takes the planned jobs, and the old one is
+        let go once its running jobs end (they are not waited for, nor cut short).
+        """
+        if workers <= self._job_workers:
+            return
+        old, alias = self._jobs_executor, f"{JOBS_EXECUTOR}-{workers}"
+        self._scheduler.add_executor(ThreadPoolExecutor(max_workers=workers), alias)
+        self._jobs_executor, self._job_workers = alias, workers
+        for job in self._scheduler.get_jobs():
+            if job.executor == old:
+                job.modify(executor=alias)
+        self._scheduler.remove_executor(old, shutdown=False)
+        self._log.info("scheduler.jobs_pool_resized", workers=workers)
 
     def every(
         self, job_id: str, seconds: float, func: Callable[[], object], *, inline: bool = False

@@ -4,9 +4,8 @@ ones of jobs no longer configured, and `service uninstall` removes them all.
 
 The service is not sandboxed like ours: it runs the user's own command, which must reach the
 user's files (a cache under ~/.cache) as it would from cron. A run that exits 75 (try again)
-is tried again at the timer's next firing: systemd refuses RestartForceExitStatus= on a
-oneshot, and Restart=on-failure would retry every error, not only 75. The daemon backs off
-within the period instead.
+arms a transient retry timer itself (daemon/job_unit.py ``arm_retry``): systemd refuses
+RestartForceExitStatus= on a oneshot, and Restart=on-failure would retry every error.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from tvmaniac_refreshd.core.locations import APP
+from tvmaniac_refreshd.core.locations import APP, JOB_RETRY_PREFIX
 from tvmaniac_refreshd.service.base import write_atomically
 
 PREFIX = f"{APP}-job-"
@@ -52,7 +51,8 @@ def render_service(job: JobTimer, exec_start: str) -> bytes:
         "After=dbus.socket\n\n"
         "[Service]\n"
         "Type=oneshot\n"
-        f"ExecStart={exec_start} job run {job.name}\n"
+        # As the refresh timer's oneshot: a user unit cannot wait for network-online.target.
+        f"ExecStart={exec_start} job run --wait-for-network 2m {job.name}\n"
         f"TimeoutStartSec={job.timeout + START_SLACK}s\n"
         "Environment=PYTHONUNBUFFERED=1\n"
         "Environment=DBUS_SESSION_BUS_ADDRESS=unix:path=%t/bus\n"
@@ -130,6 +130,12 @@ class SystemdJobUnits:
         if not timers:
             return
         services = [timer.removesuffix(".timer") + ".service" for timer in timers]
+        # A retry armed by `job run` (a transient timer) must not start a removed service.
+        retries = [
+            JOB_RETRY_PREFIX + timer.removeprefix(PREFIX).removesuffix(".timer") + ".timer"
+            for timer in timers
+        ]
+        self._systemctl("stop", *retries, check=False)
         self._systemctl("disable", "--now", *timers, *services, check=False)
         for unit in (*timers, *services):
             (self.unit_dir / unit).unlink(missing_ok=True)

@@ -449,14 +449,17 @@ class Systemd:
     def _remove_leftovers(self) -> list[str]:
         """Remove the stopped daemon's pid file and the lock files no process holds."""
         locks = Path(layout.lock_directory(str(self.state_dir)))
+        in_use = Path(layout.in_use_file(str(locks), "-")).parent  # the jobs' in-use locks
         candidates = sorted(self.state_dir.glob("daemon-*.pid")) + sorted(locks.glob("*.lock"))
+        candidates += sorted(in_use.glob("*.lock"))
         removed = [str(path) for path in candidates if remove_unheld(path)]
-        try:
-            locks.rmdir()  # only if nothing is left: a held lock stays, and so does its directory
-        except OSError:
-            pass
-        else:
-            removed.append(str(locks))
+        for directory in (in_use, locks):
+            try:
+                directory.rmdir()  # only if nothing is left: a held lock stays, and its directory
+            except OSError:
+                pass
+            else:
+                removed.append(str(directory))
         return removed
 
     def state(self) -> ServiceState:

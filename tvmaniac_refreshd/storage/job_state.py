@@ -27,6 +27,7 @@ class JobRecord:
     next_run_at: int | None = None
     attempts: int = 0  # consecutive runs that asked to be retried or failed
     failing_since: int | None = None
+    running_pid: int | None = None  # the process running it now (for "waiting for job NAME")
 
 
 class JobStates:

@@ -20,6 +20,7 @@ is measured in milliseconds.
     <state>/_quick-token.json       the quick `token` path's record (storage/quick_record.py)
     <state>/daemon-<digest>.pid     the lock and PID of the daemon serving one config
     <state>/locks/<account>.lock    the account's refresh lock, shared by every process
+    <state>/locks/in-use/<account>.lock  held shared by each job using the account's token
     <state>/jobs/<job>.json         each [jobs.NAME]'s last result and next run (job_state.py)
     <state>/tokens/<account>.json   the file store (storage/file_store.py), and beside it
                  <account>.client_secret, each with ".cred" when encrypted
@@ -138,6 +139,11 @@ def lock_directory(state: str) -> str:
 def lock_file(locks: str, account: str) -> str:
     """Return the refresh lock of ``account`` in the lock directory ``locks``."""
     return os.path.join(locks, f"{account}.lock")
+
+
+def in_use_file(locks: str, account: str) -> str:
+    """Return the in-use lock of ``account`` (storage/locks.py) in the lock directory."""
+    return os.path.join(locks, "in-use", f"{account}.lock")
 
 
 def token_directory(state: str) -> str:

@@ -17,8 +17,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tvmaniac_refreshd.core.errors import StateUnwritable, TransientError, UnsafeLocation
-from tvmaniac_refreshd.storage.layout import lock_file
+from tvmaniac_refreshd.core.errors import (
+    StateUnwritable,
+    TokenInUse,
+    TransientError,
+    UnsafeLocation,
+)
+from tvmaniac_refreshd.storage.layout import in_use_file, lock_file
 from tvmaniac_refreshd.storage.safe_files import ensure_private_dir, open_private
 
 # How often a waiting process looks at the lock again: flock has no timeout of its own, and a
@@ -27,8 +32,8 @@ POLL_SECONDS = 0.02
 
 
 @contextlib.contextmanager
-def flocked(path: Path, *, wait: float | None = None) -> Iterator[int | None]:
-    """Hold an exclusive flock on ``path`` for the block and yield its descriptor.
+def flocked(path: Path, *, wait: float | None = None, shared: bool = False) -> Iterator[int | None]:
+    """Hold an exclusive (or ``shared``) flock on ``path`` for the block; yield its descriptor.
 
     ``wait`` is how long to wait for another holder: None waits as long as it takes, 0 tries
     once. Yields None if the lock was not had in time.
@@ -43,7 +48,7 @@ def flocked(path: Path, *, wait: float | None = None) -> Iterator[int | None]:
         ensure_private_dir(path.parent)
         fd = open_private(path, os.O_RDWR | os.O_CREAT)
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        held = _acquire(fd, left)
+        held = _acquire(fd, left, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         if held and not _still_there(fd, path):
             # `service uninstall` removed the file while we waited (remove_unheld): a lock on
             # the removed file would not exclude a process that opens the path anew.
@@ -108,14 +113,14 @@ def remove_unheld(path: Path) -> bool:
         os.close(fd)
 
 
-def _acquire(fd: int, wait: float | None) -> bool:
+def _acquire(fd: int, wait: float | None, mode: int = fcntl.LOCK_EX) -> bool:
     if wait is None:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, mode)
         return True
     deadline = time.monotonic() + wait
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             if time.monotonic() >= deadline:
                 return False
@@ -151,6 +156,80 @@ def account_lock(directory: Path, account: str, *, timeout: float) -> Iterator[N
                 account=account,
             )
         yield
+
+
+# The account's "in use" lock (<state>/locks/in-use/<account>.lock): a job holds it shared
+# for as long as it runs with the account's access token; a refresh takes it exclusively, right
+# before it spends the refresh token (which replaces that access token), and keeps it until the
+# new pair is stored. So no refresh spends a token a job still uses, in any process of the user,
+# and a job that starts meanwhile waits for the new pair. The kernel drops it with its holder.
+
+
+@contextlib.contextmanager
+def token_in_use(directory: Path, account: str, *, wait: float) -> Iterator[None]:
+    """Hold ``account``'s in-use lock shared: a job runs with its access token.
+
+    Raises:
+        TransientError: a refresh held it for longer than ``wait`` seconds.
+        StateUnwritable: the lock file cannot be created.
+        UnsafeLocation: the lock directory or file is not safely ours.
+    """
+    with _in_use(directory, account, wait=wait, shared=True) as fd:
+        if fd is None:
+            raise TransientError(
+                f"account {account!r} has been refreshing for over {wait:.0f}s; "
+                "the job was not started; try again later",
+                account=account,
+            )
+        yield
+
+
+@contextlib.contextmanager
+def token_spendable(directory: Path, account: str, *, wait: float) -> Iterator[None]:
+    """Hold ``account``'s in-use lock exclusively: no job runs with its access token.
+
+    Raises:
+        TokenInUse: a job still held it after ``wait`` seconds.
+        StateUnwritable, UnsafeLocation: as ``token_in_use``.
+    """
+    with _in_use(directory, account, wait=wait, shared=False) as fd:
+        if fd is None:
+            waited = f" (waited {wait:.0f}s)" if wait else ""
+            raise TokenInUse(
+                f"a job is running with account {account!r}'s access token{waited}, and a "
+                "refresh would replace it: the refresh waits until the job ends "
+                "(`tvmaniac-refreshd job list`); try again then",
+                account=account,
+            )
+        yield
+
+
+def wait_until_unused(directory: Path, account: str) -> None:
+    """Return once no job holds ``account``'s in-use lock (blocks; for a watcher thread).
+
+    Raises:
+        StateUnwritable, UnsafeLocation: as ``token_in_use``.
+    """
+    with _in_use(directory, account, wait=None, shared=False):
+        pass  # had it exclusively for a moment: every job that held it has ended
+
+
+@contextlib.contextmanager
+def _in_use(
+    directory: Path, account: str, *, wait: float | None, shared: bool
+) -> Iterator[int | None]:
+    with contextlib.ExitStack() as stack:
+        try:
+            fd = stack.enter_context(
+                flocked(Path(in_use_file(str(directory), account)), wait=wait, shared=shared)
+            )
+        except OSError as exc:
+            raise StateUnwritable(
+                f"cannot write the state directory {directory} ({exc.strerror}) for the "
+                f"in-use lock of account {account!r}; free space or fix its permissions",
+                account=account,
+            ) from None
+        yield fd
 
 
 # struct flock, field order per platform (fcntl(2)): Linux puts the type first, the BSDs last.

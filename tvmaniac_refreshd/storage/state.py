@@ -63,6 +63,8 @@ class AccountRecord:
     # Which network source said offline (NetworkManager, systemd-networkd, netlink): the
     # daemon follows the next one when a source leaves the bus, so `status` names it.
     waiting_for_network_source: str | None = None
+    # The jobs (comma-separated; "" if unknown) a due refresh waits for: they use the token.
+    waiting_for_job: str | None = None
     # Alerts told by a pass of `refresh --all` (timer mode), kept between passes: when the
     # current run of failures began, and when each standing alert was last told.
     failing_since: int | None = None
@@ -91,6 +93,7 @@ class RecordChanges(TypedDict, total=False):
     next_attempt_at: int | None
     waiting_for_network_since: int | None
     waiting_for_network_source: str | None
+    waiting_for_job: str | None
     failing_since: int | None
     told_reauth_at: int | None
     told_error_at: int | None

@@ -16,13 +16,22 @@ from tvmaniac_refreshd.core.errors import EXIT_OK
 @dataclass(frozen=True)
 class JobListOptions:
     json: bool = False
+    names: bool = False
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object for scripts")
+    parser.add_argument(
+        "--names",
+        action="store_true",
+        help="only the job names, one per line (for scripts and shell completion)",
+    )
 
 
 def run(app: App, options: JobListOptions) -> int:
+    if options.names:  # no record read: completion asks this at each TAB
+        app.out.write("".join(f"{name}\n" for name in app.config.jobs))
+        return EXIT_OK
     reports = job_reports(app)
     if options.json:
         app.out.write(json.dumps({"jobs": reports}, indent=2) + "\n")

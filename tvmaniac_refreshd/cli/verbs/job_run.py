@@ -6,25 +6,37 @@ import argparse
 from dataclasses import dataclass
 
 from tvmaniac_refreshd.cli.app import App
-from tvmaniac_refreshd.cli.grammar import Verb
-from tvmaniac_refreshd.runtime.jobs import find_job, one_shot_engine
+from tvmaniac_refreshd.cli.grammar import Verb, duration_arg
+from tvmaniac_refreshd.core.durations import format_duration
+from tvmaniac_refreshd.runtime.jobs import find_job, one_shot_engine, plan_retry
 
 
 @dataclass(frozen=True)
 class JobRunOptions:
     name: str = ""
+    wait_for_network: int | None = None
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="NAME", help="the job: a [jobs.NAME] of the config")
+    parser.add_argument(
+        "--wait-for-network",
+        type=duration_arg,
+        metavar="DURATION",
+        help='a network = "connected" job on an offline machine waits this long for the '
+        "network first (the timer's unit: 2m); still offline: exit 75, not run",
+    )
 
 
 def run(app: App, options: JobRunOptions) -> int:
     job = find_job(app, options.name)
     account = app.config.select(job.account)
-    with one_shot_engine(app, job) as engine:
+    wait = options.wait_for_network or 0
+    with one_shot_engine(app, job, wait_for_network=wait) as engine:
         outcome = engine.run(job, account)
-    app.out.write(f"{job.name}: {outcome.result} (exit {outcome.code})\n")
+    retry = plan_retry(app, job, outcome)
+    again = f"; retry in {format_duration(retry)}" if retry is not None else ""
+    app.out.write(f"{job.name}: {outcome.result} (exit {outcome.code}){again}\n")
     return outcome.code
 
 
@@ -40,5 +52,6 @@ VERB = Verb(
     "The exit code: 0 done; 75 the job asked to be retried (or no token could be had for\n"
     "now), or it waits for the network; 77 a login is needed (the account's alerts fire);\n"
     "any other code is the job's own (1: timed out). What the systemd timer and the launchd\n"
-    "agent of each job run.",
+    "agent of each job run. In its systemd oneshot, a run to retry (75, or offline) arms a\n"
+    "transient timer for the retry, after the account's [retry] backoff with jitter.",
 )

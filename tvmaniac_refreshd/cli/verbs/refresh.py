@@ -18,6 +18,7 @@ from tvmaniac_refreshd.core.errors import (
     EXIT_TEMPORARY,
     NotLoggedIn,
     RefreshdError,
+    TokenInUse,
 )
 from tvmaniac_refreshd.core.launchd_log import in_background_session, trim_launchd_logs
 from tvmaniac_refreshd.core.policy import refresh_due_at
@@ -65,7 +66,15 @@ def run(app: App, options: RefreshOptions) -> int:
     try:
         for account in accounts:
             try:
-                fresh = app.refresher(account).ensure_fresh(force=options.force)
+                # A job running with the token holds the refresh for a bounded wait (75 after).
+                fresh = app.refresher(account).ensure_fresh(
+                    force=options.force, job_wait=app.config.store.lock_timeout
+                )
+            except TokenInUse as exc:
+                # Deferred, not failed: no alert, and the daemon's backoff stays as it was.
+                app.problem(_waiting_for(app, account, exc), temporary=True, account=account.name)
+                codes.append(exc.exit_code)
+                continue
             except RefreshdError as exc:
                 if alerts is not None:
                     alerts.outcome(account, exc)
@@ -87,6 +96,15 @@ def run(app: App, options: RefreshOptions) -> int:
     if changed:
         app.tell_daemon()
     return next((code for code in SEVERITY if code in codes), EXIT_OK)
+
+
+def _waiting_for(app: App, account: Account, exc: TokenInUse) -> str:
+    """The sentence for a refresh that waited for a job: which job, when known."""
+    from tvmaniac_refreshd.daemon.jobs import running_jobs  # noqa: PLC0415
+
+    names = running_jobs(app.config, app.job_states, account.name)
+    which = f" (job {', '.join(names)})" if names else ""
+    return f"{account.name}: not refreshed{which}: {exc}"
 
 
 def _offline(app: App, accounts: list[Account], options: RefreshOptions) -> bool:
