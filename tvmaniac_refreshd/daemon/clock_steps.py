@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import os
 import select
@@ -64,7 +63,8 @@ class TimerFd:
 
     def __init__(self) -> None:
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            # The process's own symbols, libc's among them: find_library would run ldconfig.
+            libc = ctypes.CDLL(None, use_errno=True)
             create, self._settime = libc.timerfd_create, libc.timerfd_settime
         except (OSError, AttributeError) as exc:  # no libc of that name, or no timerfd in it
             raise ClockStepsUnavailable(f"no timerfd: {exc}") from None
