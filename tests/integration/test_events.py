@@ -87,7 +87,10 @@ def test_networkmanager_is_preferred_and_followed(bus: PrivateSystemBus) -> None
     bus.start("logind")
     sources = events.start(bus.env, on_resume=lambda: None)
     try:
-        assert sources.describe() == "network: NetworkManager; resume: logind"
+        assert sources.describe() == (
+            "network: NetworkManager; resume: logind;"
+            " clock steps: none (a step is noticed at the next wake-up)"
+        )
         assert sources.complete
         network = sources.network
         assert network.online
@@ -99,23 +102,90 @@ def test_networkmanager_is_preferred_and_followed(bus: PrivateSystemBus) -> None
         sources.close()
 
 
-def test_networkmanager_leaving_releases_and_a_new_one_is_followed(
-    bus: PrivateSystemBus,
+def test_networkmanager_leaving_hands_over_to_networkd_and_back(bus: PrivateSystemBus) -> None:
+    """A stopped NetworkManager must neither hold refreshes for good nor leave the daemon
+    blind: networkd (the next source there) is followed until a NetworkManager is back, whose
+    own state and signals are then believed again."""
+    manager = bus.start("NetworkManager")
+    manager.send("state 20")  # NM_STATE_DISCONNECTED
+    networkd = bus.start("networkd")  # routable
+    sources = events.start(bus.env, on_resume=lambda: None)
+    network = sources.network
+    try:
+        assert (network.source, network.online) == ("NetworkManager", False)
+        manager.stop()
+        wait_until(lambda: network.source == "systemd-networkd", timeout=BOUND, what="networkd")
+        assert network.online is True
+        networkd.send("operational no-carrier")
+        wait_until(lambda: not network.online, timeout=BOUND, what="networkd's offline")
+        networkd.send("operational routable")
+        wait_until(lambda: network.online, timeout=BOUND, what="networkd's online")
+
+        again = bus.start("NetworkManager")
+        wait_until(lambda: network.source == "NetworkManager", timeout=BOUND, what="NM back")
+        again.send("state 20")
+        wait_until(lambda: not network.online, timeout=BOUND, what="the new NM's state")
+        networkd.send("operational routable")  # no longer followed: changes nothing
+        again.send("state 70")
+        wait_until(lambda: network.online, timeout=BOUND, what="the new NM's online")
+        again.send("state 20")
+        networkd.send("operational routable")
+        wait_until(lambda: not network.online, timeout=BOUND, what="NM, not networkd, followed")
+    finally:
+        sources.close()
+
+
+@needs_netns
+def test_networkmanager_leaving_hands_over_to_netlink_for_real(
+    bus: PrivateSystemBus, link: netns.Link
 ) -> None:
-    """A stopped NetworkManager must not hold refreshes for good: gone means online (as with
-    no source); a NetworkManager started again is believed, with its own state and signals."""
+    """Without networkd, the kernel's routes take over while NetworkManager is gone."""
     manager = bus.start("NetworkManager")
     manager.send("state 20")
+    with netns.inside(link.client):  # the watches' threads, and those they start, live there
+        sources = events.start(bus.env, on_resume=lambda: None)
+    network = sources.network
+    try:
+        assert (network.source, network.online) == ("NetworkManager", False)
+        manager.stop()
+        wait_until(lambda: network.source == "netlink", timeout=BOUND, what="netlink")
+        wait_until(lambda: network.online, timeout=BOUND, what="online: a default route")
+        link.down()
+        wait_until(lambda: not network.online, timeout=BOUND, what="netlink's offline")
+        link.up()
+        wait_until(lambda: network.online, timeout=BOUND, what="netlink's online")
+
+        again = bus.start("NetworkManager")
+        again.send("state 20")
+        wait_until(lambda: network.source == "NetworkManager", timeout=BOUND, what="NM back")
+        wait_until(lambda: not network.online, timeout=BOUND, what="the new NM's state")
+    finally:
+        sources.close()
+
+
+@needs_netns
+def test_networkd_managing_no_link_is_not_believed(bus: PrivateSystemBus, link: netns.Link) -> None:
+    """A networkd that configures nothing says "off" whatever the network does: the kernel's
+    routes are followed instead of holding refreshes for good."""
+    networkd = bus.start("networkd")
+    networkd.send("link 2 unmanaged")  # lo is unmanaged already: no link is managed
+    networkd.send("operational off")
+    with netns.inside(link.client):
+        sources = events.start(bus.env, on_resume=lambda: None)
+    try:
+        assert sources.network.source == "netlink"
+        assert sources.network.online is True
+    finally:
+        sources.close()
+
+
+def test_networkd_managing_a_link_is_believed(bus: PrivateSystemBus) -> None:
+    networkd = bus.start("networkd")
+    networkd.send("link 1 unmanaged")  # only eth0 is managed: enough
+    networkd.send("operational no-carrier")
     sources = events.start(bus.env, on_resume=lambda: None)
     try:
-        assert sources.network.online is False
-        manager.stop()
-        wait_until(lambda: sources.network.online, timeout=BOUND, what="online once NM left")
-        again = bus.start("NetworkManager")
-        again.send("state 20")  # the new owner's signal (its first state may already be read)
-        wait_until(lambda: not sources.network.online, timeout=BOUND, what="the new NM's state")
-        again.send("state 70")
-        wait_until(lambda: sources.network.online, timeout=BOUND, what="the new NM's online")
+        assert (sources.network.source, sources.network.online) == ("systemd-networkd", False)
     finally:
         sources.close()
 
@@ -278,6 +348,7 @@ def test_a_due_refresh_waits_for_the_link_and_runs_when_it_is_back(
             timeout=BOUND,
             what="status: waiting for the network",
         )
+        assert status_of(harness)["waiting_for_source"] == "netlink"
         assert said("waiting for the network")
         assert far_emulator.counters().get("refresh_success", 0) == 0
         before = status_of(harness)

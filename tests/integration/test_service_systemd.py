@@ -148,8 +148,10 @@ class TestDaemonService:
         text = json.dumps(ready[-1])
         assert "network: netlink" in text, text
         assert "resume: logind" in text, text
+        assert "clock steps: timerfd" in text, text  # allowed by SystemCallFilter, ProtectClock
         check = machine.cli("config", "check")
-        assert "network: netlink; resume: logind; no periodic tick" in check.stdout
+        expected = "network: netlink; resume: logind; clock steps: timerfd; no periodic tick"
+        assert expected in check.stdout
 
     def test_refreshes_and_logs_fields_to_journald(self, machine: Machine) -> None:
         """The installed daemon refreshes; journald has REFRESH_RESULT and ACCOUNT fields."""

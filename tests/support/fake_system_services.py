@@ -8,6 +8,8 @@ names, and emits the real signals (with their real signatures) when told on stdi
 
     state 70            NetworkManager: State := 70, StateChanged(u) and PropertiesChanged
     operational routable networkd: OperationalState := routable, PropertiesChanged
+    link 2 unmanaged    networkd: link 2's AdministrativeState := unmanaged, PropertiesChanged
+                        on its object (as networkd does; ListLinks answers a(iso))
     sleep false         logind: PrepareForSleep(b)
 
 ``--impostor`` owns no name and only emits the same signals from the same path: what any
@@ -48,6 +50,10 @@ SERVICES: dict[str, dict[str, Any]] = {
             "CarrierState": ("s", "carrier"),
             "AddressState": ("s", "routable"),
         },
+        # ifindex -> (name, AdministrativeState); networkd leaves lo unmanaged unless a
+        # .network file matches it, and manages what its .network files match.
+        "links": {1: ("lo", "unmanaged"), 2: ("eth0", "configured")},
+        "link_interface": "org.freedesktop.network1.Link",
     },
     "logind": {
         "name": "org.freedesktop.login1",
@@ -80,11 +86,21 @@ def signal(
     return Message(header, body)
 
 
+def link_path(index: int) -> str:
+    """networkd's object path of a link: its index escaped as sd-bus does (a leading digit
+    becomes _3N: link 2 is .../link/_32)."""
+    text = str(index)
+    return f"/org/freedesktop/network1/link/_3{text[0]}{text[1:]}"
+
+
 class Service:
     def __init__(self, kind: str, address: str, *, impostor: bool) -> None:
         self.spec = SERVICES[kind]
         self.kind = kind
         self.props: dict[str, tuple[str, Any]] = dict(self.spec["properties"])
+        self.links: dict[int, list[str]] = {
+            index: list(link) for index, link in self.spec.get("links", {}).items()
+        }
         self.conn = open_dbus_connection(bus=address)
         self.destination: str | None = None
         if not impostor:
@@ -96,6 +112,15 @@ class Service:
         fields = message.header.fields
         interface, member = fields.get(HeaderFields.interface), fields.get(HeaderFields.member)
         path = fields.get(HeaderFields.path)
+        link = self._link_at(path)
+        if link is not None:
+            self._serve_link(message, link)
+            return
+        manager = (self.spec["path"], self.spec["interface"], "ListLinks")
+        if self.links and (path, interface, member) == manager:
+            listed = [(index, name, link_path(index)) for index, (name, _) in self.links.items()]
+            self.conn.send(new_method_return(message, "a(iso)", (listed,)))
+            return
         if path != self.spec["path"]:
             self.conn.send(
                 new_error(
@@ -141,11 +166,44 @@ class Service:
             )
         )
 
+    def _link_at(self, path: object) -> int | None:
+        for index in self.links:
+            if path == link_path(index):
+                return index
+        return None
+
+    def _serve_link(self, message: Message, index: int) -> None:
+        """A link object's properties, as networkd's (only the ones the daemon could ask)."""
+        fields = message.header.fields
+        interface, member = fields.get(HeaderFields.interface), fields.get(HeaderFields.member)
+        props = {
+            "AdministrativeState": ("s", self.links[index][1]),
+            "OperationalState": (
+                "s",
+                "routable" if self.links[index][1] != "unmanaged" else "carrier",
+            ),
+        }
+        if interface == PROPERTIES and member == "Get":
+            wanted_interface, name = message.body
+            if wanted_interface != self.spec["link_interface"]:
+                error, text = "UnknownInterface", f"Unknown interface '{wanted_interface}'."
+            elif name not in props:
+                error, text = "UnknownProperty", f"Unknown property '{name}'."
+            else:
+                self.conn.send(new_method_return(message, "v", (props[name],)))
+                return
+        else:
+            error, text = "UnknownMethod", f"Unknown method '{member}' or interface '{interface}'."
+        self.conn.send(new_error(message, f"org.freedesktop.DBus.Error.{error}", "s", (text,)))
+
     def command(self, words: list[str]) -> None:
         """Emit what ``words`` say; ``... to :1.N`` sends it to that peer only (unicast)."""
         self.destination = words[3] if words[2:3] == ["to"] else None
         self._emit(words)
         self.sync()
+        # A call that came with the bus's answer is parsed already, and select() would not
+        # see it: serve it now, as a real service's event loop would.
+        self.drain()
 
     def emit(self, message: Message) -> None:
         if self.destination is not None:
@@ -189,6 +247,18 @@ class Service:
                     (interface, {"OperationalState": ("s", words[1])}, []),
                 )
             )
+        elif words[0] == "link":
+            index, state = int(words[1]), words[2]
+            self.links[index][1] = state
+            self.conn.send(
+                signal(
+                    link_path(index),
+                    PROPERTIES,
+                    "PropertiesChanged",
+                    "sa{sv}as",
+                    (self.spec["link_interface"], {"AdministrativeState": ("s", state)}, []),
+                )
+            )
         elif words[0] == "sleep":
             going = words[1] == "true"
             self.props["PreparingForSleep"] = ("b", going)
@@ -197,6 +267,7 @@ class Service:
             raise SystemExit(f"unknown command {words}")
 
     def run(self) -> None:
+        self.drain()  # what came with RequestName's reply (the owner's watchers ask at once)
         print("ready", self.conn.unique_name, flush=True)
         stdin = sys.stdin.fileno()
         while True:

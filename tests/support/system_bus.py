@@ -32,6 +32,7 @@ _POLICIES = "\n".join(
   <policy context="default">
     <allow send_destination="{spec["name"]}" send_interface="org.freedesktop.DBus.Properties"/>
     <allow send_destination="{spec["name"]}" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="{spec["name"]}" send_interface="{spec["interface"]}"/>
   </policy>"""
     for spec in SERVICES.values()
 )

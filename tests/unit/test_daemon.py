@@ -38,6 +38,8 @@ class FakePlanner:
     def __init__(self) -> None:
         self.jobs: dict[str, tuple[float, Callable[[], object]]] = {}
         self.periodic: dict[str, float] = {}
+        # job id -> (func, inline): what each periodic job runs, and on which thread
+        self.periodic_runs: dict[str, tuple[Callable[[], object], bool]] = {}
 
     def at(self, job_id: str, when: float, func: Callable[[], object]) -> None:
         self.jobs[job_id] = (when, func)
@@ -46,9 +48,14 @@ class FakePlanner:
         self, job_id: str, seconds: float, func: Callable[[], object], *, inline: bool = False
     ) -> None:
         self.periodic[job_id] = seconds
+        self.periodic_runs[job_id] = (func, inline)
 
     def cancel(self, job_id: str) -> None:
         self.jobs.pop(job_id, None)
+
+    def planned(self, job_id: str) -> float | None:
+        job = self.jobs.get(job_id)
+        return None if job is None else job[0]
 
     def run_due(self, now: float) -> None:
         """Run every job whose time has come, as the scheduler would."""

@@ -76,6 +76,9 @@ class AccountReport:
     advice: str
     # "network": the daemon holds this due refresh until the network is back; else None.
     waiting_for: str | None = None
+    # Which source said offline ("NetworkManager", "systemd-networkd", "netlink"); the daemon
+    # follows the next one when a source leaves the bus. None when not waiting.
+    waiting_for_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,11 @@ def account_report(
         next_attempt_at=iso(record.next_attempt_at) if usable and daemon_plan else None,
         advice=_advice(state, keeper=keeper, problem_advice=problem_advice),
         waiting_for=_waiting_for(record) if daemon_plan else None,
+        waiting_for_source=(
+            record.waiting_for_network_source
+            if daemon_plan and _waiting_for(record) == "network"
+            else None
+        ),
     )
 
 
@@ -264,6 +272,11 @@ def unknown_report(
         next_attempt_at=iso(record.next_attempt_at) if daemon_plan else None,
         advice=f"The token cannot be read: {reason}",
         waiting_for=_waiting_for(record) if daemon_plan else None,
+        waiting_for_source=(
+            record.waiting_for_network_source
+            if daemon_plan and _waiting_for(record) == "network"
+            else None
+        ),
     )
 
 
@@ -292,7 +305,8 @@ def render_text(reports: list[AccountReport], *, now: float) -> str:
         if report.next_attempt_at and report.next_attempt_at != report.refresh_due_at:
             lines.append(f"  daemon's next try:    {_when(report.next_attempt_at, now)}")
         if report.waiting_for == "network":
-            lines.append("  daemon:               waiting for the network (offline)")
+            source = f", as {report.waiting_for_source} says" if report.waiting_for_source else ""
+            lines.append(f"  daemon:               waiting for the network (offline{source})")
         elif report.waiting_for and report.waiting_for.startswith("job:"):
             jobs = report.waiting_for.removeprefix("job:") or "a job"
             lines.append(f"  daemon:               refresh waiting for job {jobs} to end")

@@ -132,15 +132,46 @@ class Daemon:
 
     # -- planning -----------------------------------------------------------------------
 
-    def plan_all(self) -> None:
-        """Plan every account from the keyring (at start, after a reload or a clock jump)."""
-        names = list(self.config.accounts)
+    def plan_all(self, only: Collection[str] | None = None) -> None:
+        """Plan every account (or those of ``only``) from the keyring (at start, after a
+        reload, a resume or a clock jump)."""
+        names = [name for name in self.config.accounts if only is None or name in only]
         with self._read_ahead(names):
             for name in names:
                 self.run_account(name, refresh=False, announce=False)
         # Once, not per account: the STATUS line covers every account, so announcing each of a
         # thousand would cost a thousand times a thousand.
         self._on_change()
+
+    def recheck(self) -> None:
+        """The periodic safety check (``check_interval``): re-plan only what no longer stands.
+
+        It runs on the scheduler's own thread and reads no keyring: a stat of each state file
+        and a look at the scheduler's plan. An account whose state file changed (the CLI), whose
+        job is gone or moved, or that waits for a network that is back, is re-planned from the
+        keyring on the pool; one whose plan stands costs nothing, which is what keeps an idle
+        daemon with event sources at about one wake-up an hour.
+        """
+        stale = [name for name in list(self.config.accounts) if not self._plan_stands(name)]
+        if stale:
+            self._log.info("daemon.recheck", stale=len(stale))
+            self._planner.at("recheck", self._clock(), functools.partial(self.plan_all, stale))
+
+    def _plan_stands(self, name: str) -> bool:
+        watch = self.watches.get(name)
+        if watch is None or self._lock(name).locked():
+            return watch is not None  # being run right now: it plans itself when done
+        if watch.stamp != self._states.stamp(name):
+            return False
+        if watch.condition is Condition.WAITING_FOR_NETWORK:
+            return not self.network.online
+        planned = self._planner.planned(f"refresh:{name}")
+        if watch.condition is Condition.WAITING_FOR_JOB:  # its look-again job stands for a plan
+            return planned is not None
+        if watch.next_at is None:
+            return watch.condition in (Condition.LOGIN_NEEDED, Condition.LOGGED_OUT)
+        # APScheduler keeps microseconds of a float time; a second apart is another plan.
+        return planned is not None and abs(planned - watch.next_at) < 1.0
 
     def _lock(self, name: str) -> threading.Lock:
         return self._locks.setdefault(name, threading.Lock())
@@ -263,6 +294,7 @@ class Daemon:
                 account.name,
                 next_attempt_at=None,
                 waiting_for_network_since=int(self._clock()),
+                waiting_for_network_source=self.network.source,
                 waiting_for_job=None,
             )
         except (StateUnwritable, UnsafeLocation) as exc:
@@ -315,6 +347,13 @@ class Daemon:
         self._last_clocks = None  # the jump is known; the next tick must not report it again
         self.plan_all()
 
+    def clock_stepped(self) -> None:
+        """The wall clock was set (the kernel said so): every plan is in wall-clock time, so
+        re-plan every account at once rather than at the next wake-up."""
+        self._log.info("daemon.clock_step")
+        self._last_clocks = None  # the step is known; the next tick must not report it again
+        self.plan_all()
+
     def _plan(self, account: Account, watch: Watch, condition: Condition, when: float) -> None:
         watch.condition = condition
         watch.next_at = when
@@ -335,6 +374,7 @@ class Daemon:
                 name,
                 next_attempt_at=None if when is None else int(when),
                 waiting_for_network_since=None,
+                waiting_for_network_source=None,
                 waiting_for_job=None,
                 durable=False,  # planned again at the next start if a power cut loses it
             )

@@ -170,7 +170,9 @@ def run_daemon(
         alerter = Alerter(desktop=not in_background_session(environ), unit=current_unit(environ))
         # Jobs added before scheduler.start() wait for it, by which time ``daemon`` exists.
         sources = events.start(
-            environ, on_resume=lambda: scheduler.at("resume", clock(), daemon.resumed)
+            environ,
+            on_resume=lambda: scheduler.at("resume", clock(), daemon.resumed),
+            on_clock_step=lambda: scheduler.at("clock-step", clock(), daemon.clock_stepped),
         )
         daemon = Daemon(
             config,
@@ -380,7 +382,9 @@ def _schedule_ticks(
     shipped WatchdogSec= is twice the default tick); a tick too rare for the watchdog's
     period gets a ping job of its own instead.
     """
-    scheduler.every("check", config.daemon.check_interval, daemon.plan_all)
+    # Inline: the check reads no keyring and re-plans nothing that stands (Daemon.recheck), so
+    # it costs the scheduler's one wake-up; what it finds stale goes to the pool.
+    scheduler.every("check", config.daemon.check_interval, daemon.recheck, inline=True)
     if supervised_by_launchd(environ):
         # launchd never rotates the job's log files: keep them small ourselves.
         scheduler.every("logs", LOG_TRIM_SECONDS, lambda: trim_launchd_logs(environ))

@@ -46,6 +46,8 @@ class Planner(Protocol):
 
     def cancel(self, job_id: str) -> None: ...
 
+    def planned(self, job_id: str) -> float | None: ...
+
 
 def _utc(timestamp: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
@@ -67,6 +69,10 @@ class Scheduler:
         apscheduler_log.addHandler(logging.NullHandler())
         apscheduler_log.propagate = False
         self._log = get_logger()
+        # Every periodic job counts its periods from this one instant, so that the ones that
+        # fall due together (the 5-hour re-check and the hourly ping) do so to the microsecond
+        # and cost the idle daemon one wake-up, not two a few microseconds apart.
+        self._epoch = dt.datetime.now(tz=dt.UTC)
         self._jobs_executor = JOBS_EXECUTOR
         self._job_workers = job_workers
         self._scheduler = BackgroundScheduler(
@@ -140,7 +146,7 @@ class Scheduler:
         scheduler's thread (a quick job that never blocks), not a worker's."""
         self._scheduler.add_job(
             func,
-            IntervalTrigger(seconds=seconds),
+            IntervalTrigger(seconds=seconds, start_date=self._epoch),
             id=job_id,
             replace_existing=True,
             executor="inline" if inline else "default",
@@ -150,3 +156,14 @@ class Scheduler:
         job = self._scheduler.get_job(job_id)
         if job is not None:
             job.remove()
+
+    def planned(self, job_id: str) -> float | None:
+        """When ``job_id`` runs next (unix time), or None if it is not planned.
+
+        APScheduler submits a due job and removes (or moves) it under one lock, which this
+        read takes too: a job seen here at its old time has not fired yet, so it still will.
+        """
+        job = self._scheduler.get_job(job_id)
+        if job is None or job.next_run_time is None:
+            return None
+        return float(job.next_run_time.timestamp())

@@ -77,6 +77,13 @@ class SignalWatch:
         )
         return value
 
+    def call(self, path: str, interface: str, member: str) -> tuple[Any, ...]:
+        """A method of the service's object ``path`` that takes no argument; its reply."""
+        from jeepney import DBusAddress, new_method_call  # noqa: PLC0415
+
+        address = DBusAddress(path, bus_name=self.service, interface=interface)
+        return self._call(new_method_call(address, member))
+
     def _call(self, message: Any) -> tuple[Any, ...]:  # noqa: ANN401
         from jeepney import MessageType  # noqa: PLC0415
 

@@ -60,6 +60,9 @@ class AccountRecord:
     next_attempt_at: int | None = None
     # Since when the daemon holds a due refresh until the network is back; None: it does not.
     waiting_for_network_since: int | None = None
+    # Which network source said offline (NetworkManager, systemd-networkd, netlink): the
+    # daemon follows the next one when a source leaves the bus, so `status` names it.
+    waiting_for_network_source: str | None = None
     # The jobs (comma-separated; "" if unknown) a due refresh waits for: they use the token.
     waiting_for_job: str | None = None
     # Alerts told by a pass of `refresh --all` (timer mode), kept between passes: when the
@@ -89,6 +92,7 @@ class RecordChanges(TypedDict, total=False):
     in_flight_since: int | None
     next_attempt_at: int | None
     waiting_for_network_since: int | None
+    waiting_for_network_source: str | None
     waiting_for_job: str | None
     failing_since: int | None
     told_reauth_at: int | None
