@@ -313,3 +313,72 @@ def test_a_bug_in_an_answer_leaves_the_server_answering(state: str) -> None:
         assert ask(state, "default", BUS) is not None  # and the next one is answered
     finally:
         running.server.close()
+
+
+class TestTheRule:
+    """Where the daemon answers: under gnome-keyring only (runtime/token_answers.py)."""
+
+    @staticmethod
+    def runtime(backend: str = "keyring") -> object:
+        from types import SimpleNamespace  # noqa: PLC0415
+
+        store = SimpleNamespace(backend=backend)
+        return SimpleNamespace(config=SimpleNamespace(store=store), environ={})
+
+    @staticmethod
+    def owner(program: str) -> object:
+        from tvmaniac_refreshd.storage.secret_service_owner import SecretServiceOwner  # noqa: PLC0415
+
+        return SecretServiceOwner(program, "x", 1)
+
+    @pytest.mark.parametrize(
+        ("program", "on"),
+        [("gnome-keyring", True), ("KeePassXC", False), ("KWallet", False), ("another", False)],
+    )
+    def test_only_gnome_keyring(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        program: str,
+        on: bool,
+    ) -> None:
+        from tvmaniac_refreshd.runtime import token_answers  # noqa: PLC0415
+
+        monkeypatch.setattr(token_answers, "find_owner", lambda *_, **__: self.owner(program))
+        monkeypatch.setattr(token_answers, "may_choose_backend_explicitly", lambda *_: False)
+
+        found = token_answers.why_off(self.runtime(), "linux")  # type: ignore[arg-type]
+
+        assert isinstance(found, str) is not on
+
+    def test_off_elsewhere(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from tvmaniac_refreshd.runtime import token_answers  # noqa: PLC0415
+
+        monkeypatch.setattr(
+            token_answers, "find_owner", lambda *_, **__: self.owner("gnome-keyring")
+        )
+        monkeypatch.setattr(token_answers, "may_choose_backend_explicitly", lambda *_: False)
+        runtime = self.runtime()
+
+        assert isinstance(token_answers.why_off(runtime, "darwin"), str)  # type: ignore[arg-type]
+        assert isinstance(token_answers.why_off(self.runtime("file"), "linux"), str)  # type: ignore[arg-type]
+        monkeypatch.setattr(token_answers, "may_choose_backend_explicitly", lambda *_: True)
+        assert isinstance(token_answers.why_off(runtime, "linux"), str)  # type: ignore[arg-type]
+        monkeypatch.setattr(token_answers, "may_choose_backend_explicitly", lambda *_: False)
+        monkeypatch.setattr(token_answers, "find_owner", lambda *_, **__: None)
+        assert token_answers.why_off(runtime, "linux") == "no Secret Service"  # type: ignore[arg-type]
+
+    def test_the_owner_is_checked_again_before_each_answer(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """gnome-keyring gone and KeePassXC in its place: no more answers."""
+        from tvmaniac_refreshd.runtime import token_answers  # noqa: PLC0415
+
+        programs = {1: "gnome-keyring"}
+        monkeypatch.setattr(token_answers, "program_of", lambda pid: programs.get(pid, "another"))
+        owners = [self.owner("KeePassXC")]
+        monkeypatch.setattr(token_answers, "find_owner", lambda *_, **__: owners[0])
+        gate = token_answers._Gate({}, self.owner("gnome-keyring"))  # type: ignore[arg-type]
+
+        assert gate()
+        programs.clear()  # that process is gone
+        assert not gate()
