@@ -26,12 +26,14 @@ from trakt_emulator import Emulator
 pytestmark = pytest.mark.keyring
 
 # Runs the console script's code as `tvmaniac-refreshd` does and says whether D-Bus was used:
-# jeepney is what every keyring read of ours (and keyring's own) goes through.
+# jeepney is what every keyring read of ours (and keyring's own) goes through. Answered by the
+# daemon, the quick path must not even load cryptography or threading.
 PROBE = (
     "import sys\n"
     "from tvmaniac_refreshd.entry import main\n"
     "code = main()\n"
-    "sys.stderr.write('jeepney' if 'jeepney' in sys.modules else 'no-d-bus')\n"
+    "heavy = {'jeepney', 'cryptography', 'threading'} & set(sys.modules)\n"
+    "sys.stderr.write('jeepney' if 'jeepney' in heavy else ' '.join(heavy) or 'no-d-bus')\n"
     "sys.exit(code)\n"
 )
 # A client of another uid: connects, asks, prints what it was told (or the OSError's name).
