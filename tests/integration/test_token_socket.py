@@ -78,7 +78,11 @@ def start_daemon(harness: Harness, tmp_path: Path) -> Daemon:
     harness.extra_config = DAEMON_CONFIG
     harness.write_config()
     daemon = Daemon(harness, tmp_path)
-    daemon.receive_until("READY=1")
+    try:
+        daemon.receive_until("READY=1")
+    except BaseException:
+        daemon.stop()  # never left running behind a failed test
+        raise
     return daemon
 
 
@@ -117,9 +121,11 @@ def test_the_socket_is_private(harness: Harness, tmp_path: Path) -> None:
 def test_without_a_daemon_token_reads_the_keyring(harness: Harness, tmp_path: Path) -> None:
     grant = harness.seed(age=3600)
     daemon = start_daemon(harness, tmp_path)
-    wait_until(token_socket(harness).exists, timeout=30, what="the token socket")
-    daemon.process.kill()  # no clean stop: its socket stays, and nobody answers it
-    daemon.stop()
+    try:
+        wait_until(token_socket(harness).exists, timeout=30, what="the token socket")
+    finally:
+        daemon.process.kill()  # no clean stop: its socket stays, and nobody answers it
+        daemon.stop()
     assert token_socket(harness).exists()
     assert harness.run("token").code == 0
 
