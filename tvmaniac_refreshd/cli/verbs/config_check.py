@@ -23,7 +23,6 @@ from tvmaniac_refreshd.core.errors import (
 )
 from tvmaniac_refreshd.core.locations import APP
 from tvmaniac_refreshd.core.logs import shown
-from tvmaniac_refreshd.daemon.events import probe as probe_events
 from tvmaniac_refreshd.storage.credentials import resolve_client_secret
 from tvmaniac_refreshd.storage.file_store import leftover_advice, plaintext_leftovers
 from tvmaniac_refreshd.storage.layout import disagreements
@@ -116,6 +115,10 @@ def _check_environment(report: _Report, config: Config | None) -> None:
                 "log in to a desktop session, or install dbus-user-session",
                 EXIT_STORE_UNAVAILABLE,
             )
+    # Here, not at the top: every command builds the parser from this module, and the event
+    # sources' modules cost each of them 3-4 ms.
+    from tvmaniac_refreshd.daemon.events import probe as probe_events  # noqa: PLC0415
+
     complete, sources = probe_events(app.environ)
     report.line(True if complete else None, "events", sources)
     if sys.platform == "darwin":

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from tvmaniac_refreshd.cli.app import App
 from tvmaniac_refreshd.cli.grammar import Verb, duration_arg
 from tvmaniac_refreshd.core.durations import format_duration
-from tvmaniac_refreshd.runtime.jobs import find_job, one_shot_engine, plan_retry
 
 
 @dataclass(frozen=True)
@@ -29,6 +28,9 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(app: App, options: JobRunOptions) -> int:
+    # Here, not at the top: every command builds the parser from this module (4 ms saved).
+    from tvmaniac_refreshd.runtime.jobs import find_job, one_shot_engine, plan_retry  # noqa: PLC0415
+
     job = find_job(app, options.name)
     account = app.config.select(job.account)
     wait = options.wait_for_network or 0
