@@ -218,7 +218,8 @@ def disagreements(environ: Mapping[str, str], platform: str = sys.platform) -> l
     """Return, as sentences, where another caller of this user would look for the state.
 
     The state directory is the same for every caller by the rule above; what can still differ
-    is a variable this caller has that the user may expect to matter (``XDG_STATE_HOME``), or a
+    is a variable this caller has that the user may expect to matter (``XDG_STATE_HOME``;
+    ``XDG_CONFIG_HOME``, which moves the default config where cron does not look), or a
     ``$HOME`` that is not the account's own home, which cron and the service manager use.
     """
     state = state_directory(environ, platform)
@@ -238,8 +239,8 @@ def disagreements(environ: Mapping[str, str], platform: str = sys.platform) -> l
     moved = config_elsewhere(environ, platform)
     if moved is not None and os.path.isfile(moved):
         notes.append(
-            f"XDG_CONFIG_HOME is set ({environ.get('XDG_CONFIG_HOME')}), so this command reads "
-            f"{moved}, but cron does not see this variable and would read "
+            f"XDG_CONFIG_HOME is set ({environ.get('XDG_CONFIG_HOME')}), so the default config "
+            f"here is {moved}, but cron does not see this variable and would read "
             f"{config_file(None, {'HOME': home_directory(environ)}, platform)}; in a crontab "
             f"pass --config {moved} (`service install` writes it into the unit)"
         )
